@@ -1,0 +1,110 @@
+//! Monthly usage records and the sink they are persisted into.
+
+use corral_limits::TenantId;
+
+/// A calendar month in UTC: the billing period.
+///
+/// ```
+/// use corral_metering::Period;
+/// let p = Period::new(2026, 11).unwrap();
+/// assert_eq!(p.to_string(), "2026-11");
+/// assert!(Period::new(2026, 13).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Period {
+    year: i32,
+    month: u8,
+}
+
+impl Period {
+    /// The period for `year`-`month` (month 1–12), or `None` for a bad month.
+    pub fn new(year: i32, month: u8) -> Option<Self> {
+        (1..=12).contains(&month).then_some(Self { year, month })
+    }
+    /// The year.
+    pub fn year(self) -> i32 {
+        self.year
+    }
+    /// The month, 1–12.
+    pub fn month(self) -> u8 {
+        self.month
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// One tenant's usage totals for one period. Totals, not deltas: persisting the
+/// same record twice is idempotent, which is what makes flushes safe to retry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Whose usage.
+    pub tenant: TenantId,
+    /// Which month.
+    pub period: Period,
+    /// Requests that reached the tenant's stack.
+    pub requests: u64,
+    /// Requests that ended in an error of any kind.
+    pub errors: u64,
+    /// Summed wall time of invocations, in milliseconds.
+    pub exec_time_ms: u64,
+    /// Summed fuel consumed.
+    pub fuel: u64,
+    /// Highest memory of one invocation, in bytes.
+    pub peak_memory: u64,
+    /// Most streaming connections open at once.
+    pub peak_streams: u64,
+    /// Bytes stored by the tenant at the last flush.
+    pub storage_bytes: u64,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Cold starts (wake-ups from parked).
+    pub cold_starts: u64,
+}
+
+impl Usage {
+    /// An all-zero record for `tenant` in `period`.
+    ///
+    /// ```
+    /// use corral_metering::{Period, Usage};
+    /// let u = Usage::zero("a".parse().unwrap(), Period::new(2026, 1).unwrap());
+    /// assert_eq!(u.requests, 0);
+    /// ```
+    pub fn zero(tenant: TenantId, period: Period) -> Self {
+        Self {
+            tenant,
+            period,
+            requests: 0,
+            errors: 0,
+            exec_time_ms: 0,
+            fuel: 0,
+            peak_memory: 0,
+            peak_streams: 0,
+            storage_bytes: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            cold_starts: 0,
+        }
+    }
+}
+
+/// Error from a [`UsageSink`]; boxed so sinks keep their own error types.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where usage totals are persisted (`corral-storage` implements it over SQLite).
+///
+/// `store` upserts absolute totals keyed by (tenant, period), so a retried or
+/// repeated flush never double counts; `load` returns what was stored for a
+/// period so a restarted process continues from the persisted totals.
+pub trait UsageSink: Send + Sync + 'static {
+    /// Upserts these totals.
+    fn store(&self, batch: &[Usage]) -> Result<(), SinkError>;
+    /// Every tenant's stored totals for `period`.
+    fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError>;
+}

@@ -1,0 +1,154 @@
+//! The engine-neutral interface every backend (WebAssembly, JavaScript, V8)
+//! implements, so limits, metering, storage, parking and the server apply to
+//! all of them unchanged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use corral_limits::TenantId;
+
+use crate::{Limits, SandboxError, TenantLog};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What kind of code a tenant runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Kind {
+    /// A WASI preview-1 command module speaking WAGI (CGI over stdio).
+    Wasm,
+    /// A Workers-style ES module (`export default { fetch }`).
+    Js,
+}
+
+impl Kind {
+    /// The name used in APIs and on disk: `"wasm"` or `"js"`.
+    ///
+    /// ```
+    /// assert_eq!(corral::Kind::Js.as_str(), "js");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Wasm => "wasm",
+            Kind::Js => "js",
+        }
+    }
+}
+
+/// The figures of one invocation. The sandbox puts them in the response's
+/// extensions, where metering reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvocationStats {
+    /// Fuel consumed (WebAssembly instructions; JavaScript interrupt ticks).
+    pub fuel_consumed: u64,
+    /// Wall time of the invocation, excluding any cold start.
+    pub wall_time: Duration,
+    /// Highest memory the instance held, in bytes.
+    pub peak_memory: u64,
+    /// Whether this invocation had to wake the tenant from parked.
+    pub cold_start: bool,
+}
+
+/// Per-tenant key-value storage offered to guests (JavaScript `env.KV`).
+///
+/// Implemented over `corral-storage`'s tenant KV; the implementation meters
+/// bytes and enforces the tenant's storage quota.
+pub trait TenantKv: Send + Sync + std::fmt::Debug + 'static {
+    /// The value under `key`, if any.
+    fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<Bytes>, KvError>;
+    /// Stores `value` under `key`.
+    fn put(&self, tenant: &TenantId, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Deletes `key`; `true` when it existed.
+    fn delete(&self, tenant: &TenantId, key: &str) -> Result<bool, KvError>;
+    /// Up to `limit` keys starting with `prefix`, in order.
+    fn list(&self, tenant: &TenantId, prefix: &str, limit: usize) -> Result<Vec<String>, KvError>;
+}
+
+/// A failed [`TenantKv`] operation, as a guest sees it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// The key is empty, too long, or holds forbidden characters.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The write would take the tenant past its storage quota.
+    #[error("storage quota of {limit} bytes exceeded")]
+    QuotaExceeded {
+        /// The quota in bytes.
+        limit: u64,
+    },
+    /// The stored value failed its checksum and was not returned.
+    #[error("stored value for {key} failed its integrity check")]
+    Integrity {
+        /// The key.
+        key: String,
+    },
+    /// Anything else the store reported.
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// Everything a backend needs to run one request besides the request itself.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InvokeContext {
+    /// The tenant being invoked.
+    pub tenant: TenantId,
+    /// Its limits.
+    pub limits: Arc<Limits>,
+    /// Its bounded log (guest stderr, `console.log`).
+    pub log: Arc<TenantLog>,
+    /// Its key-value store, if the platform has one.
+    pub kv: Option<Arc<dyn TenantKv>>,
+}
+
+impl InvokeContext {
+    /// A context with no KV store.
+    pub fn new(tenant: TenantId, limits: Arc<Limits>, log: Arc<TenantLog>) -> Self {
+        Self {
+            tenant,
+            limits,
+            log,
+            kv: None,
+        }
+    }
+
+    /// Attaches a KV store.
+    pub fn with_kv(mut self, kv: Arc<dyn TenantKv>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+}
+
+/// An engine that turns uploaded code into persisted artifacts and loads them.
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    /// What this backend runs.
+    fn kind(&self) -> Kind;
+
+    /// Validates and compiles `source` (deploy time), returning the artifact to
+    /// persist: precompiled machine code, bytecode, … Errors are
+    /// [`SandboxError::InvalidModule`] naming the reason.
+    fn precompile(&self, source: &[u8], limits: &Limits) -> Result<Vec<u8>, SandboxError>;
+
+    /// Loads a persisted artifact into a warm, invocable program (a cold start).
+    /// Must not recompile from source.
+    fn load(&self, artifact: &[u8], limits: &Limits) -> Result<Arc<dyn Program>, SandboxError>;
+}
+
+/// A warm tenant program, ready to serve requests. Dropping it frees its memory
+/// (parking).
+pub trait Program: Send + Sync + std::fmt::Debug + 'static {
+    /// Runs one request to completion under `cx.limits`. The response carries
+    /// [`InvocationStats`] in its extensions.
+    fn invoke(
+        self: Arc<Self>,
+        cx: InvokeContext,
+        request: http::Request<Bytes>,
+    ) -> BoxFuture<'static, Result<http::Response<Bytes>, SandboxError>>;
+}
