@@ -1,11 +1,67 @@
 //! Per-tenant limits for Corral as composable tower layers.
+//!
+//! A frontend resolves the tenant, inserts a [`TenantContext`] (its
+//! [`TenantId`] and `Arc<`[`Tier`]`>`) into the request's extensions, and
+//! sends it through the layers; each layer keys its state by that tenant:
+//!
+//! | layer | limit | refusal |
+//! |---|---|---|
+//! | [`MaintenanceLayer`] | host in maintenance mode | [`Maintenance`], 503 |
+//! | [`RateLimitLayer`] | tier `rate_per_minute` / `burst` (GCRA) | [`RateLimited`], 429 |
+//! | [`QuotaLayer`] | tier `requests_per_month` vs a [`UsageSource`] | [`QuotaExceeded`], 429 |
+//! | [`TenantConcurrencyLayer`] | tier `compute_shares` | [`Overloaded`], 429 |
+//! | [`RuntimeSlotsLayer`] | host-wide [`RuntimeSlots`], resizable | [`RuntimeBusy`], 503 |
+//! | [`TenantBodyLimitLayer`] | tier `max_body_bytes` (tower-http) | 413 |
+//! | [`MemoryBudget`] (called by the sandbox) | tier `memory_bytes`, all instances together | [`MemoryBudgetExceeded`] |
+//!
+//! Every refusal is a typed error boxed as [`BoxError`]; [`error_response`]
+//! turns it into a status, `Retry-After` and a stable JSON body. The stateful
+//! layers share one [`TenantLimits`] registry (a concurrent map, no task or
+//! timer per tenant); [`ServiceBuilderExt`] adds them to a `ServiceBuilder`,
+//! and its doc example composes all of them.
+//!
+//! Every layer needs `http::Request`s; the layers that hold a permit wrap the
+//! response body in a [`GuardedBody`] so streaming responses keep their
+//! permit until they end or are dropped.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 
+mod body;
+mod builder;
+mod clock;
+mod context;
+mod error;
+mod guarded;
+mod memory;
+mod registry;
 mod tenant;
+mod tier;
 mod usage;
 
+pub mod body_limit;
+pub mod concurrency;
+pub mod maintenance;
+pub mod quota;
+pub mod rate;
+pub mod runtime;
+
+pub use body::GuardedBody;
+pub use body_limit::TenantBodyLimitLayer;
+pub use builder::ServiceBuilderExt;
+pub use concurrency::TenantConcurrencyLayer;
+pub use context::TenantContext;
+pub use error::{
+    BoxError, Maintenance, MemoryBudgetExceeded, MissingTenant, Overloaded, QuotaExceeded,
+    RateLimited, RuntimeBusy, error_response,
+};
+pub use maintenance::{MaintenanceLayer, MaintenanceSwitch};
+pub use memory::{MemoryBudget, MemoryReservation};
+pub use quota::QuotaLayer;
+pub use rate::RateLimitLayer;
+pub use registry::{TenantLimits, TenantLoad};
+pub use runtime::{RuntimeSlot, RuntimeSlots, RuntimeSlotsLayer};
 pub use tenant::{InvalidTenantId, MAX_TENANT_LEN, TenantId};
+pub use tier::{GB, GIB, MB, MIB, MIN_MEMORY_PER_SHARE, PRESET_NAMES, Tier, TierError, TierName};
 pub use usage::UsageSource;

@@ -1,0 +1,175 @@
+//! The per-tenant state every stateful layer shares: one concurrent map.
+
+use std::fmt;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use governor::RateLimiter;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use tokio::sync::Semaphore;
+
+use crate::clock::{TokioClock, TokioInstant};
+use crate::memory::{BudgetState, MemoryBudget};
+use crate::{TenantContext, TenantId, Tier};
+
+pub(crate) type DirectLimiter =
+    RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+
+/// One tenant's live limit state.
+pub(crate) struct TenantState {
+    pub(crate) tier: Arc<Tier>,
+    pub(crate) shares: Arc<Semaphore>,
+    pub(crate) rate: Option<DirectLimiter>,
+    pub(crate) memory: Arc<BudgetState>,
+}
+
+impl TenantState {
+    fn new(tier: Arc<Tier>, memory: Arc<BudgetState>) -> Self {
+        let shares = Arc::new(Semaphore::new(tier.compute_shares.max(1) as usize));
+        let rate = tier
+            .rate_quota()
+            .map(|q| RateLimiter::direct_with_clock(q, TokioClock));
+        Self {
+            tier,
+            shares,
+            rate,
+            memory,
+        }
+    }
+
+    fn same_tier(&self, tier: &Arc<Tier>) -> bool {
+        Arc::ptr_eq(&self.tier, tier) || *self.tier == **tier
+    }
+}
+
+/// The registry of per-tenant limit state (compute-share semaphores, GCRA
+/// rate state, memory budgets) that the tenant layers share.
+///
+/// Make one per host and hand clones (one `Arc`) to
+/// [`TenantConcurrencyLayer`](crate::TenantConcurrencyLayer) and
+/// [`RateLimitLayer`](crate::RateLimitLayer) and to the sandbox (for
+/// [`memory_budget`](Self::memory_budget)). A tenant's entry is made on its
+/// first request from the tier in its [`TenantContext`]; the state is passive
+/// (no task, no timer per tenant), so 100,000 tenants are 100,000 small map
+/// entries. [`forget`](Self::forget) drops a removed tenant's entry.
+///
+/// When a tenant's tier changes, its next request starts a fresh semaphore and
+/// rate state from the new tier (requests in flight keep what they hold); its
+/// memory budget keeps its reservations and takes the new limit.
+///
+/// ```
+/// use std::sync::Arc;
+/// use corral_limits::{TenantContext, TenantLimits, Tier};
+///
+/// let limits = TenantLimits::new();
+/// let ctx = TenantContext::new("a".parse().unwrap(), Arc::new(Tier::pro()));
+/// let budget = limits.memory_budget(&ctx);
+/// assert_eq!(budget.limit(), 256 << 20);
+/// assert_eq!(limits.len(), 1);
+/// assert!(limits.forget(ctx.id()));
+/// assert!(limits.is_empty());
+/// ```
+#[derive(Clone, Default)]
+pub struct TenantLimits {
+    tenants: Arc<DashMap<TenantId, Arc<TenantState>>>,
+}
+
+/// A tenant's current load, for dashboards and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TenantLoad {
+    /// Compute shares of the tier.
+    pub shares: u32,
+    /// Shares held by requests in flight and open streaming bodies.
+    pub shares_in_use: u32,
+    /// The memory budget in bytes.
+    pub memory_limit: u64,
+    /// Bytes reserved by the tenant's instances.
+    pub memory_used: u64,
+}
+
+impl TenantLimits {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The state for `ctx`'s tenant, made (or remade after a tier change) as needed.
+    pub(crate) fn state(&self, ctx: &TenantContext) -> Arc<TenantState> {
+        if let Some(s) = self.tenants.get(ctx.id())
+            && s.same_tier(ctx.tier())
+        {
+            return s.clone();
+        }
+        match self.tenants.entry(ctx.id().clone()) {
+            Entry::Occupied(mut e) => {
+                if !e.get().same_tier(ctx.tier()) {
+                    let memory = e.get().memory.clone();
+                    memory.set_limit(ctx.tier().memory_bytes);
+                    e.insert(Arc::new(TenantState::new(ctx.tier().clone(), memory)));
+                }
+                e.get().clone()
+            }
+            Entry::Vacant(e) => {
+                let memory = Arc::new(BudgetState::new(ctx.id().clone(), ctx.tier().memory_bytes));
+                e.insert(Arc::new(TenantState::new(ctx.tier().clone(), memory)))
+                    .clone()
+            }
+        }
+    }
+
+    /// The tenant's shared memory budget (limit: the tier's `memory_bytes`).
+    pub fn memory_budget(&self, ctx: &TenantContext) -> MemoryBudget {
+        MemoryBudget::from_state(self.state(ctx).memory.clone())
+    }
+
+    /// The tenant's current load, or `None` if it has no entry.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use corral_limits::{TenantContext, TenantLimits, Tier};
+    /// let limits = TenantLimits::new();
+    /// let ctx = TenantContext::new("a".parse().unwrap(), Arc::new(Tier::scale()));
+    /// let _r = limits.memory_budget(&ctx).reserve(1024).unwrap();
+    /// let load = limits.load(ctx.id()).unwrap();
+    /// assert_eq!((load.shares, load.shares_in_use, load.memory_used), (4, 0, 1024));
+    /// ```
+    pub fn load(&self, tenant: &TenantId) -> Option<TenantLoad> {
+        let s = self.tenants.get(tenant)?;
+        let shares = s.tier.compute_shares.max(1);
+        let free = u32::try_from(s.shares.available_permits()).unwrap_or(u32::MAX);
+        Some(TenantLoad {
+            shares,
+            shares_in_use: shares.saturating_sub(free),
+            memory_limit: s.tier.memory_bytes,
+            memory_used: s.memory.used(),
+        })
+    }
+
+    /// Drops `tenant`'s entry (call when the tenant is removed). Requests in
+    /// flight keep their permits and reservations until they end. Returns
+    /// whether there was an entry.
+    pub fn forget(&self, tenant: &TenantId) -> bool {
+        self.tenants.remove(tenant).is_some()
+    }
+
+    /// Tenants with an entry.
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// Whether no tenant has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+}
+
+impl fmt::Debug for TenantLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantLimits")
+            .field("tenants", &self.tenants.len())
+            .finish()
+    }
+}
