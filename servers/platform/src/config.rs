@@ -1,0 +1,482 @@
+//! The server configuration: embedded defaults, then an optional `corral.toml`,
+//! then `CORRAL_*` environment overrides, then command-line flags.
+//!
+//! Keys the server owns (`listen`, `base_domain`, `data_dir`, `[http]`,
+//! `[admin]`) are typed here; every other key (`default_tier`, `[tiers.*]`,
+//! thresholds, …) belongs to the platform and is kept in
+//! [`ServerConfig::platform`] untouched, so the server never duplicates the
+//! platform's settings.
+//!
+//! Environment overrides: `CORRAL_<KEY>` sets a top-level key and `__`
+//! separates nesting levels, so `CORRAL_LISTEN=0.0.0.0:80` sets `listen` and
+//! `CORRAL_HTTP__DRAIN_TIMEOUT=5s` sets `http.drain_timeout`. `CORRAL_CONFIG`
+//! (the config file) and `CORRAL_LOG` (the log filter) are not settings.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use corral_server::config::ServerConfig;
+//!
+//! let env = BTreeMap::from([("CORRAL_HTTP__MAX_URI_BYTES".to_string(), "4096".to_string())]);
+//! let cfg = ServerConfig::load(Some("listen = \"127.0.0.1:9000\""), &env).unwrap();
+//! assert_eq!(cfg.listen.port(), 9000);
+//! assert_eq!(cfg.http.max_uri_bytes, 4096);
+//! assert_eq!(cfg.data_dir.to_str(), Some("./corral-data"));
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults: what the server runs on with no config file.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Environment variables starting with this prefix override settings.
+pub const ENV_PREFIX: &str = "CORRAL_";
+
+/// `CORRAL_*` variables that are not settings.
+const NOT_SETTINGS: &[&str] = &["CORRAL_CONFIG", "CORRAL_LOG"];
+
+/// Where configuration values from the environment come from.
+///
+/// [`ProcessEnv`] reads the real environment; a `BTreeMap<String, String>`
+/// lets tests feed values without touching it.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use corral_server::config::EnvSource;
+/// let env = BTreeMap::from([("CORRAL_LISTEN".to_string(), "0.0.0.0:80".to_string())]);
+/// assert_eq!(env.vars_with_prefix("CORRAL_").len(), 1);
+/// ```
+pub trait EnvSource {
+    /// Every `(name, value)` pair whose name starts with `prefix`, sorted by name.
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut v: Vec<_> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl EnvSource for BTreeMap<String, String> {
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A layer (defaults, file) is not valid TOML.
+    #[error("{origin} is not valid TOML: {source}")]
+    Parse {
+        /// `"embedded defaults"` or the file name.
+        origin: String,
+        /// The parser's error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// An environment override names no setting or holds a bad value.
+    #[error("environment variable {var}: {reason}")]
+    Env {
+        /// The variable name.
+        var: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The merged settings do not fit the schema (unknown key, wrong type, bad value).
+    #[error("invalid configuration: {source}")]
+    Invalid {
+        /// The deserializer's error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {key}: {reason}")]
+    Range {
+        /// The dotted key.
+        key: &'static str,
+        /// The allowed range.
+        reason: &'static str,
+    },
+}
+
+/// HTTP-level limits of the frontend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// Largest request head (request line plus headers) in bytes; larger → 431.
+    /// HTTP/1 needs at least 8192. Default: 16384.
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query) in bytes; longer → 414. Default: 8192.
+    pub max_uri_bytes: usize,
+    /// Most header fields in one request; more → 431. Default: 100.
+    pub max_headers: usize,
+    /// Time a client has to send a complete request head (slowloris guard).
+    /// Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may run before their
+    /// connections are closed. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Whether HTTP/1.1 connections are kept alive between requests. Default: true.
+    pub keep_alive: bool,
+    /// Largest request body for admin uploads when no tier cap applies, in bytes.
+    /// Default: 64 MiB.
+    pub max_admin_body_bytes: u64,
+}
+
+/// Admin API settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// An argon2 PHC hash of the admin token. When unset, the hash is kept in
+    /// `<data_dir>/admin-token.argon2`, created with a fresh token (printed
+    /// once) on first start. Default: unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
+    /// Admin requests served at once, apart from tenant traffic (the admin
+    /// reserve). Default: 8.
+    pub max_concurrent: usize,
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address to listen on. Default: `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Directory holding the database, artifacts and the admin token hash.
+    /// Default: `./corral-data`.
+    pub data_dir: PathBuf,
+    /// Tenants are served at `<app>.<base_domain>` when set. Default: unset
+    /// (path `/apps/<app>/` and header `X-Corral-App` still work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_domain: Option<String>,
+    /// HTTP limits.
+    pub http: HttpLimits,
+    /// Admin API settings.
+    pub admin: AdminConfig,
+    /// Every other key: the platform's settings (`default_tier`, `[tiers.*]`,
+    /// …), passed to `corral::PlatformConfig` as is.
+    #[serde(flatten)]
+    pub platform: toml::Table,
+}
+
+impl ServerConfig {
+    /// Merges the embedded defaults, `file` (the text of a `corral.toml`, if
+    /// any) and the `CORRAL_*` variables of `env`, and validates the result.
+    pub fn load(file: Option<&str>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        Self::load_named(file.map(|f| ("config file", f)), env)
+    }
+
+    /// Reads `path` (when given) and calls [`ServerConfig::load`].
+    pub fn load_file(path: Option<&Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => Some(
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let name = path.map(|p| p.display().to_string());
+        Self::load_named(name.as_deref().zip(text.as_deref()), env)
+    }
+
+    fn load_named(file: Option<(&str, &str)>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULTS).map_err(|source| ConfigError::Parse {
+                origin: "embedded defaults".into(),
+                source,
+            })?;
+        if let Some((origin, text)) = file {
+            let layer: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
+                origin: origin.into(),
+                source,
+            })?;
+            merge(&mut merged, layer);
+        }
+        for (var, value) in env.vars_with_prefix(ENV_PREFIX) {
+            if NOT_SETTINGS.contains(&var.as_str()) {
+                continue;
+            }
+            apply_env(&mut merged, &var, &value)?;
+        }
+        Self::from_table(merged)
+    }
+
+    /// Validates an already merged table.
+    pub fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let cfg: ServerConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|source| ConfigError::Invalid { source })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.http.max_header_bytes < 8192 {
+            return Err(ConfigError::Range {
+                key: "http.max_header_bytes",
+                reason: "must be at least 8192",
+            });
+        }
+        if self.http.max_uri_bytes == 0 || self.http.max_headers == 0 {
+            return Err(ConfigError::Range {
+                key: "http.max_uri_bytes / http.max_headers",
+                reason: "must be positive",
+            });
+        }
+        if self.admin.max_concurrent == 0 {
+            return Err(ConfigError::Range {
+                key: "admin.max_concurrent",
+                reason: "must be positive",
+            });
+        }
+        if let Some(d) = &self.base_domain
+            && (d.is_empty() || d.starts_with('.') || d.ends_with('.') || d.contains(['/', ':']))
+        {
+            return Err(ConfigError::Range {
+                key: "base_domain",
+                reason: "must be a domain name such as example.com",
+            });
+        }
+        Ok(())
+    }
+
+    /// The config as TOML text (what `--print-config` shows).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Deep-merges `layer` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (k, v) in layer {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets the key named by `var` (`CORRAL_A__B_C` → `a.b_c`) to `value`, typed
+/// like the value it replaces (or as a TOML literal when it is new).
+fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let err = |reason: String| ConfigError::Env {
+        var: var.to_owned(),
+        reason,
+    };
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(err("empty key segment".into()));
+    }
+    let (last, parents) = path.split_last().expect("split yields one segment");
+    let mut at = table;
+    for seg in parents {
+        let entry = at
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(err(format!("{seg} is not a table"))),
+        };
+    }
+    let typed = match at.get(last) {
+        Some(toml::Value::String(_)) => toml::Value::String(value.to_owned()),
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            value
+                .parse()
+                .map_err(|_| err(format!("{value:?} is not an integer")))?,
+        ),
+        Some(toml::Value::Float(_)) => toml::Value::Float(
+            value
+                .parse()
+                .map_err(|_| err(format!("{value:?} is not a number")))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            value
+                .parse()
+                .map_err(|_| err(format!("{value:?} is not true or false")))?,
+        ),
+        _ => parse_literal(value).unwrap_or_else(|| toml::Value::String(value.to_owned())),
+    };
+    at.insert(last.clone(), typed);
+    Ok(())
+}
+
+fn parse_literal(value: &str) -> Option<toml::Value> {
+    let doc: toml::Table = toml::from_str(&format!("v = {value}")).ok()?;
+    doc.get("v").cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let cfg = ServerConfig::load(None, &env(&[])).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cfg.data_dir, PathBuf::from("./corral-data"));
+        assert_eq!(cfg.base_domain, None);
+        assert_eq!(cfg.http.max_header_bytes, 16384);
+        assert_eq!(cfg.http.max_uri_bytes, 8192);
+        assert_eq!(cfg.http.max_headers, 100);
+        assert_eq!(cfg.http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.http.drain_timeout, Duration::from_secs(30));
+        assert!(cfg.http.keep_alive);
+        assert_eq!(cfg.http.max_admin_body_bytes, 64 << 20);
+        assert_eq!(cfg.admin.token_hash, None);
+        assert_eq!(cfg.admin.max_concurrent, 8);
+        assert!(cfg.platform.is_empty(), "{:?}", cfg.platform);
+    }
+
+    #[test]
+    fn file_then_env_then_precedence() {
+        let file = r#"
+            listen = "0.0.0.0:80"
+            base_domain = "example.com"
+            default_tier = "pro"
+            [http]
+            drain_timeout = "5s"
+            [tiers.free]
+            requests_per_month = 10
+        "#;
+        let e = env(&[
+            ("CORRAL_LISTEN", "127.0.0.1:9999"),
+            ("CORRAL_HTTP__KEEP_ALIVE", "false"),
+            ("CORRAL_HTTP__MAX_URI_BYTES", "2048"),
+            ("CORRAL_TIERS__FREE__REQUESTS_PER_MONTH", "20"),
+            ("CORRAL_DEFAULT_TIER", "scale"),
+            ("CORRAL_CONFIG", "ignored.toml"),
+            ("CORRAL_LOG", "debug"),
+            ("OTHER", "x"),
+        ]);
+        let cfg = ServerConfig::load(Some(file), &e).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(cfg.base_domain.as_deref(), Some("example.com"));
+        assert_eq!(cfg.http.drain_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.http.header_read_timeout, Duration::from_secs(10));
+        assert!(!cfg.http.keep_alive);
+        assert_eq!(cfg.http.max_uri_bytes, 2048);
+        assert_eq!(
+            cfg.platform["default_tier"],
+            toml::Value::String("scale".into())
+        );
+        assert_eq!(
+            cfg.platform["tiers"]["free"]["requests_per_month"],
+            toml::Value::Integer(20)
+        );
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let bad_type = ServerConfig::load(None, &env(&[("CORRAL_HTTP__MAX_URI_BYTES", "lots")]));
+        assert!(
+            matches!(&bad_type, Err(ConfigError::Env { var, .. }) if var == "CORRAL_HTTP__MAX_URI_BYTES"),
+            "{bad_type:?}"
+        );
+        let unknown = ServerConfig::load(Some("[http]\nmax_body = 1"), &env(&[]));
+        assert!(
+            matches!(unknown, Err(ConfigError::Invalid { .. })),
+            "{unknown:?}"
+        );
+        let syntax = ServerConfig::load(Some("listen = "), &env(&[]));
+        assert!(
+            matches!(syntax, Err(ConfigError::Parse { .. })),
+            "{syntax:?}"
+        );
+        let small = ServerConfig::load(Some("[http]\nmax_header_bytes = 100"), &env(&[]));
+        assert!(
+            matches!(
+                small,
+                Err(ConfigError::Range {
+                    key: "http.max_header_bytes",
+                    ..
+                })
+            ),
+            "{small:?}"
+        );
+        let addr = ServerConfig::load(None, &env(&[("CORRAL_LISTEN", "nowhere")]));
+        assert!(matches!(addr, Err(ConfigError::Invalid { .. })), "{addr:?}");
+        let domain = ServerConfig::load(Some("base_domain = \".example.com\""), &env(&[]));
+        assert!(matches!(
+            domain,
+            Err(ConfigError::Range {
+                key: "base_domain",
+                ..
+            })
+        ));
+        let missing =
+            ServerConfig::load_file(Some(Path::new("/nonexistent/corral.toml")), &env(&[]));
+        assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn new_env_keys_are_typed_as_literals() {
+        let cfg = ServerConfig::load(
+            None,
+            &env(&[
+                ("CORRAL_BASE_DOMAIN", "apps.example.com"),
+                ("CORRAL_CACHE_BYTES", "1048576"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.base_domain.as_deref(), Some("apps.example.com"));
+        assert_eq!(cfg.platform["cache_bytes"], toml::Value::Integer(1 << 20));
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let cfg = ServerConfig::load(
+            Some("base_domain = \"x.test\"\n[tiers.free]\napps = 1"),
+            &env(&[]),
+        )
+        .unwrap();
+        let again = ServerConfig::load(Some(&cfg.to_toml()), &env(&[])).unwrap();
+        assert_eq!(cfg, again);
+    }
+}

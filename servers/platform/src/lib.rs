@@ -1,0 +1,20 @@
+//! The Corral platform server, `corral-server`: a thin HTTP frontend over
+//! `corral::Platform`.
+//!
+//! - [`config`]: defaults → `corral.toml` → `CORRAL_*` environment → flags.
+//! - [`cli`]: the command line (`serve`, `probe`, `scrub`, `tenant export|import`).
+//! - [`auth`]: the admin token, stored only as an argon2 hash.
+//! - [`routes`]: tenant and admin routing as a pure function over the request head.
+//! - [`openapi`]: the admin API document, built from the router's own table.
+//! - [`http`]: the hyper server (HTTP/1.1 + h2c, limits, graceful drain) and response helpers.
+#![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod openapi;
+pub mod routes;

@@ -1,0 +1,749 @@
+//! Request routing as a pure function over the request head.
+//!
+//! A request goes to a tenant when it carries `X-Corral-App: <app>` (set by a
+//! proxy in front), when its host is `<app>.<base_domain>`, or when its path is
+//! `/apps/<app>/…` (the prefix is stripped before the guest sees it). Anything
+//! else is matched against [`ROUTES`], the one table that both the router and
+//! the OpenAPI document ([`crate::openapi`]) are built from.
+//!
+//! Path traversal (`..` segments in any encoding, encoded slashes or
+//! backslashes, NUL) is refused with [`RouteError::BadPath`] before any lookup.
+//!
+//! ```
+//! use corral_server::routes::{route, Op, Route, Router};
+//!
+//! let router = Router::new(Some("example.com"));
+//! let req = http::Request::get("http://demo.example.com/hello?x=1").body(()).unwrap();
+//! let (parts, ()) = req.into_parts();
+//! match router.route(&parts).unwrap() {
+//!     Route::Tenant { tenant, path_and_query, .. } => {
+//!         assert_eq!(tenant.as_str(), "demo");
+//!         assert_eq!(path_and_query, "/hello?x=1");
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! let req = http::Request::get("/api/apps/demo/usage").body(()).unwrap();
+//! let (parts, ()) = req.into_parts();
+//! assert!(matches!(route(&parts, None), Ok(Route::Api { op: Op::AppUsage, .. })));
+//! ```
+
+use corral_limits::{InvalidTenantId, TenantId};
+use http::{Method, request::Parts};
+
+/// The header a proxy sets to name the tenant app.
+pub const APP_HEADER: &str = "x-corral-app";
+
+/// An operation of the admin or system API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// `GET /api/apps`
+    ListApps,
+    /// `PUT /api/apps/{name}`
+    PutApp,
+    /// `GET /api/apps/{name}`
+    GetApp,
+    /// `PATCH /api/apps/{name}`
+    PatchApp,
+    /// `DELETE /api/apps/{name}`
+    DeleteApp,
+    /// `GET /api/apps/{name}/usage`
+    AppUsage,
+    /// `GET /api/apps/{name}/status`
+    AppStatus,
+    /// `GET /api/host`
+    Host,
+    /// `POST /api/admin/recalibrate`
+    Recalibrate,
+    /// `POST /api/admin/maintenance`
+    Maintenance,
+    /// `GET /api/gauges` (server-sent events)
+    Gauges,
+    /// `GET /api/openapi.json`
+    OpenApi,
+    /// `GET /api/tls-ask?domain=…` (Caddy on-demand TLS: 200 for a deployed app's host)
+    TlsAsk,
+    /// `GET /metrics` (Prometheus text)
+    Metrics,
+    /// `GET /healthz`
+    Healthz,
+    /// `GET /readyz`
+    Readyz,
+}
+
+/// One row of the route table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RouteSpec {
+    /// The HTTP method (`"GET"`, …).
+    pub method: &'static str,
+    /// The path template; `{name}` is an app name.
+    pub path: &'static str,
+    /// The operation.
+    pub op: Op,
+    /// Whether `Authorization: Bearer <admin token>` is required.
+    pub auth: bool,
+    /// One-line summary (OpenAPI `summary`).
+    pub summary: &'static str,
+    /// Request body media types accepted, if the route takes a body.
+    pub body: &'static [&'static str],
+    /// Query parameters: `(name, description)`.
+    pub query: &'static [(&'static str, &'static str)],
+    /// Media type of a success response.
+    pub produces: &'static str,
+}
+
+const fn spec(
+    method: &'static str,
+    path: &'static str,
+    op: Op,
+    auth: bool,
+    summary: &'static str,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        op,
+        auth,
+        summary,
+        body: &[],
+        query: &[],
+        produces: "application/json",
+    }
+}
+
+/// Every admin and system route. The router and the OpenAPI document both read
+/// this table, so they cannot disagree.
+pub const ROUTES: &[RouteSpec] = &[
+    spec("GET", "/api/apps", Op::ListApps, true, "List deployed apps"),
+    RouteSpec {
+        body: &[
+            "application/wasm",
+            "application/javascript",
+            "application/x-tar",
+        ],
+        query: &[(
+            "tier",
+            "Tier of the app (default: the configured default tier)",
+        )],
+        ..spec(
+            "PUT",
+            "/api/apps/{name}",
+            Op::PutApp,
+            true,
+            "Deploy or atomically replace an app",
+        )
+    },
+    spec(
+        "GET",
+        "/api/apps/{name}",
+        Op::GetApp,
+        true,
+        "Describe one app",
+    ),
+    RouteSpec {
+        body: &["application/json"],
+        ..spec(
+            "PATCH",
+            "/api/apps/{name}",
+            Op::PatchApp,
+            true,
+            "Change an app's tier ({\"tier\": \"pro\"})",
+        )
+    },
+    spec(
+        "DELETE",
+        "/api/apps/{name}",
+        Op::DeleteApp,
+        true,
+        "Remove an app",
+    ),
+    spec(
+        "GET",
+        "/api/apps/{name}/usage",
+        Op::AppUsage,
+        true,
+        "This month's usage beside the tier's quotas",
+    ),
+    spec(
+        "GET",
+        "/api/apps/{name}/status",
+        Op::AppStatus,
+        true,
+        "Lifecycle state: warm or parked, in flight, streams, idle seconds, cold starts",
+    ),
+    spec(
+        "GET",
+        "/api/host",
+        Op::Host,
+        true,
+        "Host probe, budget, thresholds, accepting_new_tenants, maintenance",
+    ),
+    spec(
+        "POST",
+        "/api/admin/recalibrate",
+        Op::Recalibrate,
+        true,
+        "Probe the host again and resize caches and semaphores",
+    ),
+    RouteSpec {
+        body: &["application/json"],
+        ..spec(
+            "POST",
+            "/api/admin/maintenance",
+            Op::Maintenance,
+            true,
+            "Turn maintenance mode on or off ({\"on\": true})",
+        )
+    },
+    RouteSpec {
+        produces: "text/event-stream",
+        ..spec(
+            "GET",
+            "/api/gauges",
+            Op::Gauges,
+            true,
+            "Live gauges as server-sent events",
+        )
+    },
+    spec(
+        "GET",
+        "/api/openapi.json",
+        Op::OpenApi,
+        true,
+        "This document",
+    ),
+    RouteSpec {
+        query: &[("domain", "Host name a TLS certificate is requested for")],
+        produces: "text/plain",
+        ..spec(
+            "GET",
+            "/api/tls-ask",
+            Op::TlsAsk,
+            false,
+            "200 when the domain is the base domain or a deployed app's host (Caddy on-demand TLS)",
+        )
+    },
+    RouteSpec {
+        produces: "text/plain; version=0.0.4",
+        ..spec("GET", "/metrics", Op::Metrics, true, "Prometheus metrics")
+    },
+    RouteSpec {
+        produces: "text/plain",
+        ..spec("GET", "/healthz", Op::Healthz, false, "Liveness")
+    },
+    RouteSpec {
+        produces: "text/plain",
+        ..spec(
+            "GET",
+            "/readyz",
+            Op::Readyz,
+            false,
+            "Readiness (503 while draining)",
+        )
+    },
+];
+
+/// How a tenant was named in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Via {
+    /// The `X-Corral-App` header.
+    Header,
+    /// The host `<app>.<base_domain>`.
+    Host,
+    /// The path prefix `/apps/<app>/`.
+    Path,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Route {
+    /// To a tenant app.
+    Tenant {
+        /// The app.
+        tenant: TenantId,
+        /// How it was named.
+        via: Via,
+        /// The path and query the guest sees (`/apps/<app>` stripped).
+        path_and_query: String,
+    },
+    /// To an admin or system operation.
+    Api {
+        /// The operation.
+        op: Op,
+        /// The `{name}` path parameter, when the route has one.
+        name: Option<TenantId>,
+        /// Whether the admin token is required.
+        auth: bool,
+    },
+}
+
+/// Why a request could not be routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// Traversal or a forbidden byte in the request target → 400 `bad_path`.
+    #[error("request path refused: {reason}")]
+    BadPath {
+        /// What was found.
+        reason: &'static str,
+    },
+    /// The app name in the host, header or path is not a valid name → 400 `invalid_app_name`.
+    #[error("invalid app name {name:?}: {source}")]
+    InvalidAppName {
+        /// The name as given.
+        name: String,
+        /// Why it is invalid.
+        #[source]
+        source: InvalidTenantId,
+    },
+    /// No route has this path → 404 `not_found`.
+    #[error("no route for {path}")]
+    NotFound {
+        /// The request path.
+        path: String,
+    },
+    /// The path exists for other methods → 405 `method_not_allowed`.
+    #[error("method not allowed; allowed: {}", allow.join(", "))]
+    MethodNotAllowed {
+        /// The methods that are allowed.
+        allow: Vec<&'static str>,
+    },
+}
+
+impl RouteError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::BadPath { .. } | Self::InvalidAppName { .. } => http::StatusCode::BAD_REQUEST,
+            Self::NotFound { .. } => http::StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => http::StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The stable code of the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadPath { .. } => "bad_path",
+            Self::InvalidAppName { .. } => "invalid_app_name",
+            Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+        }
+    }
+}
+
+/// A router for one `base_domain` setting.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    /// `.<base_domain>`, lowercase, when set.
+    suffix: Option<String>,
+}
+
+impl Router {
+    /// A router serving tenants at `<app>.<base_domain>` when `base_domain` is set.
+    pub fn new(base_domain: Option<&str>) -> Self {
+        Self {
+            suffix: base_domain.map(|d| format!(".{}", d.to_ascii_lowercase())),
+        }
+    }
+
+    /// Routes one request head.
+    pub fn route(&self, parts: &Parts) -> Result<Route, RouteError> {
+        let path = parts.uri.path();
+        let query = parts.uri.query();
+        check_target(path, query)?;
+        let with_query = |p: &str| match query {
+            Some(q) => format!("{p}?{q}"),
+            None => p.to_owned(),
+        };
+
+        if let Some(value) = parts.headers.get(APP_HEADER) {
+            let name = value.to_str().unwrap_or("\u{fffd}").trim();
+            return Ok(Route::Tenant {
+                tenant: app_name(name)?,
+                via: Via::Header,
+                path_and_query: with_query(path),
+            });
+        }
+        if let (Some(suffix), Some(host)) = (&self.suffix, host(parts)) {
+            let host = host.to_ascii_lowercase();
+            if let Some(label) = host.strip_suffix(suffix.as_str())
+                && !label.is_empty()
+            {
+                return Ok(Route::Tenant {
+                    tenant: app_name(label)?,
+                    via: Via::Host,
+                    path_and_query: with_query(path),
+                });
+            }
+        }
+        if let Some(rest) = path.strip_prefix("/apps/") {
+            let (name, tail) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            return Ok(Route::Tenant {
+                tenant: app_name(name)?,
+                via: Via::Path,
+                path_and_query: with_query(tail),
+            });
+        }
+        self.route_api(&parts.method, path)
+    }
+
+    fn route_api(&self, method: &Method, path: &str) -> Result<Route, RouteError> {
+        let mut allow = Vec::new();
+        for spec in ROUTES {
+            let Some(name) = match_template(spec.path, path) else {
+                continue;
+            };
+            if spec.method != method.as_str() && !(spec.method == "GET" && method == Method::HEAD) {
+                allow.push(spec.method);
+                continue;
+            }
+            let name = name.map(app_name).transpose()?;
+            return Ok(Route::Api {
+                op: spec.op,
+                name,
+                auth: spec.auth,
+            });
+        }
+        if allow.is_empty() {
+            Err(RouteError::NotFound {
+                path: path.to_owned(),
+            })
+        } else {
+            Err(RouteError::MethodNotAllowed { allow })
+        }
+    }
+}
+
+/// [`Router::route`] with a router built for `base_domain`.
+pub fn route(parts: &Parts, base_domain: Option<&str>) -> Result<Route, RouteError> {
+    Router::new(base_domain).route(parts)
+}
+
+fn app_name(name: &str) -> Result<TenantId, RouteError> {
+    TenantId::new(name).map_err(|source| RouteError::InvalidAppName {
+        name: name.chars().take(80).collect(),
+        source,
+    })
+}
+
+/// The host without port, from the URI authority (HTTP/2) or the `Host` header.
+fn host(parts: &Parts) -> Option<&str> {
+    let raw = match parts.uri.authority() {
+        Some(a) => a.as_str(),
+        None => parts.headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+    if raw.starts_with('[') {
+        return None; // IPv6 literal: never a tenant host
+    }
+    Some(
+        raw.split_once(':')
+            .map_or(raw, |(h, _)| h)
+            .trim_end_matches('.'),
+    )
+}
+
+/// Matches `template` (`/api/apps/{name}/usage`) against `path`; on success
+/// returns the `{name}` segment if the template has one.
+fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    let mut name = None;
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(name),
+            (Some("{name}"), Some(seg)) if !seg.is_empty() => name = Some(seg),
+            (Some(a), Some(b)) if a == b => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Refuses traversal and forbidden bytes in the request target.
+fn check_target(path: &str, query: Option<&str>) -> Result<(), RouteError> {
+    let bad = |reason| Err(RouteError::BadPath { reason });
+    for part in [Some(path), query].into_iter().flatten() {
+        if part.contains('\0') || contains_ci(part, "%00") {
+            return bad("NUL byte");
+        }
+    }
+    if contains_ci(path, "%2f") || contains_ci(path, "%5c") || path.contains('\\') {
+        return bad("encoded slash or backslash");
+    }
+    for seg in path.split('/') {
+        if decode_dots(seg).as_deref() == Some("..") {
+            return bad("'..' segment");
+        }
+    }
+    Ok(())
+}
+
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// The segment with `%2e` (any case) decoded, when it consists of dots only.
+fn decode_dots(seg: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = seg;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("%2e") {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        out.push('.');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: Method, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn get(uri: &str, headers: &[(&str, &str)], domain: Option<&str>) -> Result<Route, RouteError> {
+        route(&parts(Method::GET, uri, headers), domain)
+    }
+
+    fn tenant(name: &str, via: Via, pq: &str) -> Route {
+        Route::Tenant {
+            tenant: TenantId::new(name).unwrap(),
+            via,
+            path_and_query: pq.into(),
+        }
+    }
+
+    #[test]
+    fn tenant_by_path_strips_prefix() {
+        assert_eq!(
+            get("/apps/demo/", &[], None),
+            Ok(tenant("demo", Via::Path, "/"))
+        );
+        assert_eq!(
+            get("/apps/demo", &[], None),
+            Ok(tenant("demo", Via::Path, "/"))
+        );
+        assert_eq!(
+            get("/apps/demo/a/b.txt?q=1&r", &[], None),
+            Ok(tenant("demo", Via::Path, "/a/b.txt?q=1&r"))
+        );
+        assert_eq!(
+            get("/apps/demo?x=y", &[], None),
+            Ok(tenant("demo", Via::Path, "/?x=y"))
+        );
+        assert!(matches!(
+            get("/apps/Demo/", &[], None),
+            Err(RouteError::InvalidAppName { ref name, source: InvalidTenantId::BadChar { ch: 'D', at: 0 } }) if name == "Demo"
+        ));
+        assert!(matches!(
+            get("/apps//x", &[], None),
+            Err(RouteError::InvalidAppName {
+                source: InvalidTenantId::Empty,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn tenant_by_host() {
+        let d = Some("example.com");
+        assert_eq!(
+            get("/x", &[("host", "demo.example.com")], d),
+            Ok(tenant("demo", Via::Host, "/x"))
+        );
+        assert_eq!(
+            get("/x", &[("host", "Demo.Example.COM:8443")], d),
+            Ok(tenant("demo", Via::Host, "/x"))
+        );
+        assert_eq!(
+            get("http://shop.example.com/api/apps", &[], d),
+            Ok(tenant("shop", Via::Host, "/api/apps"))
+        );
+        // The apex and foreign hosts are not tenants: the admin API answers there.
+        assert!(matches!(
+            get("/api/apps", &[("host", "example.com")], d),
+            Ok(Route::Api {
+                op: Op::ListApps,
+                ..
+            })
+        ));
+        assert!(matches!(
+            get("/api/apps", &[("host", "evil-example.com")], d),
+            Ok(Route::Api {
+                op: Op::ListApps,
+                ..
+            })
+        ));
+        assert!(matches!(
+            get("/", &[("host", "a.b.example.com")], d),
+            Err(RouteError::InvalidAppName {
+                source: InvalidTenantId::BadChar { ch: '.', at: 1 },
+                ..
+            })
+        ));
+        // Without a base domain the host is ignored.
+        assert!(matches!(
+            get("/healthz", &[("host", "demo.example.com")], None),
+            Ok(Route::Api {
+                op: Op::Healthz,
+                auth: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            get("/healthz", &[("host", "[::1]:8080")], d),
+            Ok(Route::Api {
+                op: Op::Healthz,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn tenant_by_header_wins() {
+        assert_eq!(
+            get(
+                "/apps/other/x",
+                &[("x-corral-app", "demo"), ("host", "shop.example.com")],
+                Some("example.com")
+            ),
+            Ok(tenant("demo", Via::Header, "/apps/other/x"))
+        );
+        assert!(matches!(
+            get("/", &[("x-corral-app", "../etc")], None),
+            Err(RouteError::InvalidAppName {
+                source: InvalidTenantId::BadChar { ch: '.', at: 0 },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn traversal_is_refused_first() {
+        for uri in [
+            "/apps/demo/../x",
+            "/apps/demo/%2e%2e/x",
+            "/apps/demo/%2E%2e/x",
+            "/apps/demo/.%2E",
+            "/apps/demo/%2e./",
+            "/..",
+            "/apps/demo/a%2fb",
+            "/apps/demo/a%2Fb",
+            "/apps/demo/a%5cb",
+            "/apps/demo/a%00b",
+            "/apps/demo/x?a=%00",
+            "/api/apps/%2e%2e",
+        ] {
+            let r = get(uri, &[("x-corral-app", "demo")], None);
+            assert!(matches!(r, Err(RouteError::BadPath { .. })), "{uri}: {r:?}");
+            assert_eq!(r.unwrap_err().status(), http::StatusCode::BAD_REQUEST);
+        }
+        // Dots inside names are fine.
+        assert_eq!(
+            get("/apps/demo/a..b/.well-known/x.", &[], None),
+            Ok(tenant("demo", Via::Path, "/a..b/.well-known/x."))
+        );
+        assert_eq!(
+            get("/apps/demo/%2e%2ex", &[], None),
+            Ok(tenant("demo", Via::Path, "/%2e%2ex"))
+        );
+    }
+
+    #[test]
+    fn api_routes() {
+        let r = |m: Method, uri: &str| route(&parts(m, uri, &[]), None);
+        assert_eq!(
+            r(Method::PUT, "/api/apps/demo?tier=pro"),
+            Ok(Route::Api {
+                op: Op::PutApp,
+                name: Some(TenantId::new("demo").unwrap()),
+                auth: true
+            })
+        );
+        assert!(matches!(
+            r(Method::DELETE, "/api/apps/demo"),
+            Ok(Route::Api {
+                op: Op::DeleteApp,
+                ..
+            })
+        ));
+        assert!(matches!(
+            r(Method::PATCH, "/api/apps/demo"),
+            Ok(Route::Api {
+                op: Op::PatchApp,
+                ..
+            })
+        ));
+        assert!(matches!(
+            r(Method::GET, "/api/apps/demo/status"),
+            Ok(Route::Api {
+                op: Op::AppStatus,
+                ..
+            })
+        ));
+        assert!(matches!(
+            r(Method::HEAD, "/healthz"),
+            Ok(Route::Api {
+                op: Op::Healthz,
+                ..
+            })
+        ));
+        assert_eq!(
+            r(Method::POST, "/api/apps/demo"),
+            Err(RouteError::MethodNotAllowed {
+                allow: vec!["PUT", "GET", "PATCH", "DELETE"]
+            })
+        );
+        assert_eq!(
+            r(Method::GET, "/api/nope"),
+            Err(RouteError::NotFound {
+                path: "/api/nope".into()
+            })
+        );
+        assert_eq!(r(Method::GET, "/").unwrap_err().code(), "not_found");
+        assert!(matches!(
+            r(Method::GET, "/api/apps/UPPER"),
+            Err(RouteError::InvalidAppName { .. })
+        ));
+        assert!(matches!(
+            r(Method::GET, "/api/apps/"),
+            Err(RouteError::NotFound { .. })
+        ));
+        assert!(matches!(
+            r(Method::GET, "/api/apps/demo/usage/x"),
+            Err(RouteError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn every_op_has_exactly_one_route() {
+        use std::collections::HashMap;
+        let mut seen: HashMap<Op, usize> = HashMap::new();
+        for s in ROUTES {
+            *seen.entry(s.op).or_default() += 1;
+        }
+        assert_eq!(seen.len(), 16);
+        assert!(seen.values().all(|&n| n == 1));
+        let public: Vec<_> = ROUTES.iter().filter(|s| !s.auth).map(|s| s.path).collect();
+        assert_eq!(public, ["/api/tls-ask", "/healthz", "/readyz"]);
+    }
+}
