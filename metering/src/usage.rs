@@ -1,5 +1,8 @@
 //! Monthly usage records and the sink they are persisted into.
 
+use std::time::SystemTime;
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use corral_limits::TenantId;
 
 /// A calendar month in UTC: the billing period.
@@ -10,7 +13,9 @@ use corral_limits::TenantId;
 /// assert_eq!(p.to_string(), "2026-11");
 /// assert!(Period::new(2026, 13).is_none());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Period {
     year: i32,
     month: u8,
@@ -28,6 +33,62 @@ impl Period {
     /// The month, 1–12.
     pub fn month(self) -> u8 {
         self.month
+    }
+}
+
+impl Period {
+    /// The calendar month (UTC) that contains `t`.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use corral_metering::Period;
+    /// // 2026-11-30T23:59:59Z and one second later.
+    /// let t = UNIX_EPOCH + Duration::from_secs(1_796_083_199);
+    /// assert_eq!(Period::containing(t).to_string(), "2026-11");
+    /// assert_eq!(Period::containing(t + Duration::from_secs(1)).to_string(), "2026-12");
+    /// ```
+    pub fn containing(t: SystemTime) -> Self {
+        let dt: DateTime<Utc> = t.into();
+        Self {
+            year: dt.year(),
+            month: dt.month() as u8,
+        }
+    }
+
+    /// The first instant of the month, 00:00:00 UTC on day 1.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use corral_metering::Period;
+    /// let dec = Period::new(2026, 12).unwrap();
+    /// assert_eq!(dec.start(), UNIX_EPOCH + Duration::from_secs(1_796_083_200));
+    /// assert_eq!(Period::containing(dec.start()), dec);
+    /// ```
+    pub fn start(self) -> SystemTime {
+        Utc.with_ymd_and_hms(self.year, u32::from(self.month), 1, 0, 0, 0)
+            .single()
+            .map_or(SystemTime::UNIX_EPOCH, SystemTime::from)
+    }
+
+    /// The month after this one.
+    ///
+    /// ```
+    /// use corral_metering::Period;
+    /// assert_eq!(Period::new(2026, 12).unwrap().next(), Period::new(2027, 1).unwrap());
+    /// assert_eq!(Period::new(2026, 1).unwrap().next(), Period::new(2026, 2).unwrap());
+    /// ```
+    pub fn next(self) -> Self {
+        if self.month == 12 {
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
     }
 }
 

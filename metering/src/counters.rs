@@ -1,0 +1,366 @@
+//! The per-tenant counters: plain atomics, one set per tenant, so the hot path
+//! never takes a lock shared with other tenants.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Why a request failed, as metering counts it.
+///
+/// The sandbox and the limit layers report their failures as one of these,
+/// either as a response extension (the [`MeteringLayer`](crate::MeteringLayer)
+/// reads `ErrorKind` from the response's extensions) or through the layer's
+/// [classifier](crate::ClassifyError) when the inner service returns `Err`.
+///
+/// ```
+/// use corral_metering::ErrorKind;
+/// assert_eq!(ErrorKind::Quota.as_str(), "quota");
+/// assert_eq!(ErrorKind::ALL.len(), 7);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The invocation ran out of fuel.
+    Fuel,
+    /// The guest hit its memory limit (instance or tenant budget).
+    Memory,
+    /// The invocation ran past its wall-clock deadline.
+    Deadline,
+    /// No compute share or runtime slot was free (429/503 from the concurrency layers).
+    Overloaded,
+    /// The tenant's rate limit refused the request.
+    Rate,
+    /// The tenant's monthly quota refused the request.
+    Quota,
+    /// Any other failure (trap, script error, internal error, 5xx without a kind).
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Fuel,
+        ErrorKind::Memory,
+        ErrorKind::Deadline,
+        ErrorKind::Overloaded,
+        ErrorKind::Rate,
+        ErrorKind::Quota,
+        ErrorKind::Other,
+    ];
+
+    /// The label used in Prometheus series and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Fuel => "fuel",
+            ErrorKind::Memory => "memory",
+            ErrorKind::Deadline => "deadline",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Rate => "rate",
+            ErrorKind::Quota => "quota",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            ErrorKind::Fuel => 0,
+            ErrorKind::Memory => 1,
+            ErrorKind::Deadline => 2,
+            ErrorKind::Overloaded => 3,
+            ErrorKind::Rate => 4,
+            ErrorKind::Quota => 5,
+            ErrorKind::Other => 6,
+        }
+    }
+}
+
+/// The class of an HTTP status: `1xx` … `5xx`.
+///
+/// ```
+/// use corral_metering::StatusClass;
+/// assert_eq!(StatusClass::of(http::StatusCode::TOO_MANY_REQUESTS), StatusClass::ClientError);
+/// assert_eq!(StatusClass::ServerError.as_str(), "5xx");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StatusClass {
+    /// 1xx.
+    Informational,
+    /// 2xx.
+    Success,
+    /// 3xx.
+    Redirection,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+}
+
+impl StatusClass {
+    /// Every class, in label order.
+    pub const ALL: [StatusClass; 5] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+    ];
+
+    /// The class of `status`.
+    pub fn of(status: http::StatusCode) -> Self {
+        match status.as_u16() {
+            0..=199 => Self::Informational,
+            200..=299 => Self::Success,
+            300..=399 => Self::Redirection,
+            400..=499 => Self::ClientError,
+            _ => Self::ServerError,
+        }
+    }
+
+    /// The label used in Prometheus series: `"2xx"`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Informational => "1xx",
+            Self::Success => "2xx",
+            Self::Redirection => "3xx",
+            Self::ClientError => "4xx",
+            Self::ServerError => "5xx",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Informational => 0,
+            Self::Success => 1,
+            Self::Redirection => 2,
+            Self::ClientError => 3,
+            Self::ServerError => 4,
+        }
+    }
+}
+
+/// The figures of one sandbox invocation, carried in the response's
+/// extensions from the sandbox to the [`MeteringLayer`](crate::MeteringLayer).
+///
+/// The core crate inserts one per response (it cannot be referenced from here,
+/// so this crate owns the type).
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_metering::InvocationFigures;
+/// let f = InvocationFigures::new(1_200, Duration::from_millis(3), 2 << 20, true);
+/// let mut res = http::Response::new(());
+/// res.extensions_mut().insert(f);
+/// assert_eq!(res.extensions().get::<InvocationFigures>().unwrap().fuel, 1_200);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvocationFigures {
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Wall time of the invocation.
+    pub wall_time: Duration,
+    /// Highest memory the instance held, in bytes.
+    pub peak_memory: u64,
+    /// Whether the tenant had to be woken from parked (a cold start).
+    pub cold_start: bool,
+}
+
+impl InvocationFigures {
+    /// Figures for one invocation.
+    pub fn new(fuel: u64, wall_time: Duration, peak_memory: u64, cold_start: bool) -> Self {
+        Self {
+            fuel,
+            wall_time,
+            peak_memory,
+            cold_start,
+        }
+    }
+}
+
+/// Upper bounds of the request latency histogram buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const LATENCY_BUCKETS_US: [u64; 12] = [
+    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+
+/// Lifetime (since this process started metering the tenant) counters.
+#[derive(Debug, Default)]
+pub(crate) struct TenantCounters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) status: [AtomicU64; 5],
+    pub(crate) errors: [AtomicU64; 7],
+    pub(crate) latency_us: AtomicU64,
+    pub(crate) latency_count: AtomicU64,
+    /// Non-cumulative; the last slot counts everything above the last bound.
+    pub(crate) latency_buckets: [AtomicU64; 13],
+    pub(crate) wall_us: AtomicU64,
+    pub(crate) fuel: AtomicU64,
+    pub(crate) peak_memory: AtomicU64,
+    pub(crate) month_peak_memory: AtomicU64,
+    pub(crate) cold_starts: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) streams_open: AtomicU64,
+    pub(crate) streams_total: AtomicU64,
+    pub(crate) peak_streams: AtomicU64,
+    pub(crate) month_peak_streams: AtomicU64,
+    pub(crate) storage_bytes: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) cache_misses: AtomicU64,
+    /// Requests at the live feed's previous tick (for per-second rates).
+    pub(crate) feed_mark: AtomicU64,
+}
+
+/// The additive monthly figures, as read at one instant.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sums {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) wall_us: u64,
+    pub(crate) fuel: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) cold_starts: u64,
+}
+
+impl TenantCounters {
+    pub(crate) fn errors_total(&self) -> u64 {
+        self.errors.iter().map(|e| e.load(Relaxed)).sum()
+    }
+
+    pub(crate) fn sums(&self) -> Sums {
+        Sums {
+            requests: self.requests.load(Relaxed),
+            errors: self.errors_total(),
+            wall_us: self.wall_us.load(Relaxed),
+            fuel: self.fuel.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            cold_starts: self.cold_starts.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn latency(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.fetch_add(us, Relaxed);
+        self.latency_count.fetch_add(1, Relaxed);
+        let slot = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.latency_buckets[slot].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn invocation(&self, f: &InvocationFigures) {
+        self.fuel.fetch_add(f.fuel, Relaxed);
+        let us = u64::try_from(f.wall_time.as_micros()).unwrap_or(u64::MAX);
+        self.wall_us.fetch_add(us, Relaxed);
+        if f.peak_memory > 0 {
+            self.peak_memory.fetch_max(f.peak_memory, Relaxed);
+            self.month_peak_memory.fetch_max(f.peak_memory, Relaxed);
+        }
+        if f.cold_start {
+            self.cold_starts.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn open_stream(&self) {
+        let now = self.streams_open.fetch_add(1, Relaxed) + 1;
+        self.streams_total.fetch_add(1, Relaxed);
+        self.peak_streams.fetch_max(now, Relaxed);
+        self.month_peak_streams.fetch_max(now, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> TenantSnapshot {
+        TenantSnapshot {
+            requests: self.requests.load(Relaxed),
+            status: std::array::from_fn(|i| self.status[i].load(Relaxed)),
+            errors: std::array::from_fn(|i| self.errors[i].load(Relaxed)),
+            latency: Duration::from_micros(self.latency_us.load(Relaxed)),
+            latency_count: self.latency_count.load(Relaxed),
+            wall_time: Duration::from_micros(self.wall_us.load(Relaxed)),
+            fuel: self.fuel.load(Relaxed),
+            peak_memory: self.peak_memory.load(Relaxed),
+            cold_starts: self.cold_starts.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            streams_open: self.streams_open.load(Relaxed),
+            streams_total: self.streams_total.load(Relaxed),
+            peak_streams: self.peak_streams.load(Relaxed),
+            storage_bytes: self.storage_bytes.load(Relaxed),
+            cache_hits: self.cache_hits.load(Relaxed),
+            cache_misses: self.cache_misses.load(Relaxed),
+        }
+    }
+}
+
+/// One tenant's counters since this process started metering it (not
+/// monthly: see [`Meter::usage`](crate::Meter::usage) for the billing view).
+///
+/// ```
+/// use corral_metering::{ErrorKind, Meter, StatusClass};
+/// let meter = Meter::new();
+/// let t = meter.tenant(&"shop".parse().unwrap());
+/// t.request();
+/// t.response(http::StatusCode::TOO_MANY_REQUESTS);
+/// t.error(ErrorKind::Rate);
+/// let s = t.snapshot();
+/// assert_eq!((s.requests, s.status(StatusClass::ClientError), s.errors(ErrorKind::Rate)), (1, 1, 1));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TenantSnapshot {
+    /// Requests counted.
+    pub requests: u64,
+    /// Responses by status class, indexed like [`StatusClass::ALL`].
+    pub status: [u64; 5],
+    /// Errors by kind, indexed like [`ErrorKind::ALL`].
+    pub errors: [u64; 7],
+    /// Summed request latency (time to response headers).
+    pub latency: Duration,
+    /// Requests whose latency was recorded.
+    pub latency_count: u64,
+    /// Summed invocation wall time.
+    pub wall_time: Duration,
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Highest memory of one invocation, in bytes.
+    pub peak_memory: u64,
+    /// Cold starts.
+    pub cold_starts: u64,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Streaming responses open now (the gauge).
+    pub streams_open: u64,
+    /// Streaming responses ever opened.
+    pub streams_total: u64,
+    /// Most streams open at once.
+    pub peak_streams: u64,
+    /// Bytes the tenant stores (last value set).
+    pub storage_bytes: u64,
+    /// Cache hits.
+    pub cache_hits: u64,
+    /// Cache misses.
+    pub cache_misses: u64,
+}
+
+impl TenantSnapshot {
+    /// Responses of `class`.
+    pub fn status(&self, class: StatusClass) -> u64 {
+        self.status[class.index()]
+    }
+    /// Errors of `kind`.
+    pub fn errors(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind.index()]
+    }
+    /// Errors of every kind.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}

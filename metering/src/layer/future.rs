@@ -1,0 +1,87 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use super::{ClassifyError, MeteredBody};
+use crate::{ErrorKind, InvocationFigures, TenantMeter};
+
+pin_project! {
+    /// The response future of [`MeteringService`](super::MeteringService):
+    /// counts the outcome and latency when the inner future completes.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        tenant: Option<TenantMeter>,
+        classify: C,
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(super) fn new(inner: F, start: Instant, tenant: Option<TenantMeter>, classify: C) -> Self {
+        Self {
+            inner,
+            start,
+            tenant,
+            classify,
+        }
+    }
+}
+
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+impl<F, C, B, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    C: ClassifyError<E>,
+{
+    type Output = Result<Response<MeteredBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = ready!(this.inner.poll(cx));
+        let tenant = this.tenant.take();
+        match out {
+            Ok(res) => {
+                let mut stream = None;
+                if let Some(t) = &tenant {
+                    t.latency(this.start.elapsed());
+                    t.response(res.status());
+                    if let Some(kind) = res.extensions().get::<ErrorKind>() {
+                        t.error(*kind);
+                    } else if res.status().is_server_error() {
+                        t.error(ErrorKind::Other);
+                    }
+                    if let Some(f) = res.extensions().get::<InvocationFigures>() {
+                        t.invocation(f);
+                    }
+                    if is_event_stream(res.headers()) {
+                        stream = Some(t.open_stream());
+                    }
+                }
+                Poll::Ready(Ok(res.map(|b| MeteredBody::new(b, tenant, stream))))
+            }
+            Err(e) => {
+                if let Some(t) = &tenant {
+                    t.latency(this.start.elapsed());
+                    t.error(this.classify.classify(&e));
+                }
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,739 @@
+//! The [`Meter`]: per-tenant counters, monthly usage, flush and restore.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering, Ordering::Relaxed};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, UNIX_EPOCH};
+
+use corral_limits::{TenantId, UsageSource};
+use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
+
+use crate::clock::unix_millis;
+use crate::counters::{InvocationFigures, Sums, TenantCounters};
+use crate::{
+    Clock, ErrorKind, Period, SinkError, StatusClass, SystemClock, TenantSnapshot, Usage, UsageSink,
+};
+
+/// How many tenants get their own Prometheus series by default.
+pub const DEFAULT_EXPORT_TOP: usize = 50;
+
+/// Why a flush or a restore failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeterError {
+    /// The [`UsageSink`] refused the batch or the load; nothing was lost, the
+    /// next flush retries.
+    #[error("usage sink failed")]
+    Sink(#[source] SinkError),
+    /// [`Meter::restore`] was called after this meter had already flushed:
+    /// the stored totals include this process's counts, so adding them again
+    /// would double count.
+    #[error("restore after the meter has flushed would double count")]
+    RestoreAfterFlush,
+}
+
+/// Where one tenant's current month started from.
+#[derive(Debug)]
+struct Baseline {
+    period: Period,
+    /// Totals persisted by an earlier process for `period` (from `restore`).
+    restored: Usage,
+    /// The lifetime counters when `period` began in this process.
+    start: Sums,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tenant {
+    pub(crate) id: TenantId,
+    pub(crate) c: TenantCounters,
+    base: RwLock<Baseline>,
+    /// What the last successful flush stored for this tenant's current period.
+    flushed: Mutex<Option<Usage>>,
+}
+
+impl Tenant {
+    fn new(id: TenantId, period: Period) -> Self {
+        Self {
+            base: RwLock::new(Baseline {
+                period,
+                restored: Usage::zero(id.clone(), period),
+                start: Sums::default(),
+            }),
+            id,
+            c: TenantCounters::default(),
+            flushed: Mutex::new(None),
+        }
+    }
+
+    /// Monthly totals from `base` and the counters read as `cur`.
+    fn usage_with(
+        &self,
+        b: &Baseline,
+        cur: Sums,
+        month_peak_memory: u64,
+        month_peak_streams: u64,
+    ) -> Usage {
+        let r = &b.restored;
+        let s = b.start;
+        let mut u = Usage::zero(self.id.clone(), b.period);
+        u.requests = r.requests + cur.requests.wrapping_sub(s.requests);
+        u.errors = r.errors + cur.errors.wrapping_sub(s.errors);
+        u.exec_time_ms = (r.exec_time_ms * 1000 + cur.wall_us.wrapping_sub(s.wall_us)) / 1000;
+        u.fuel = r.fuel + cur.fuel.wrapping_sub(s.fuel);
+        u.peak_memory = r.peak_memory.max(month_peak_memory);
+        u.peak_streams = r.peak_streams.max(month_peak_streams);
+        u.storage_bytes = self.c.storage_bytes.load(Relaxed);
+        u.bytes_in = r.bytes_in + cur.bytes_in.wrapping_sub(s.bytes_in);
+        u.bytes_out = r.bytes_out + cur.bytes_out.wrapping_sub(s.bytes_out);
+        u.cold_starts = r.cold_starts + cur.cold_starts.wrapping_sub(s.cold_starts);
+        u
+    }
+}
+
+fn is_zero(u: &Usage) -> bool {
+    let z = Usage::zero(u.tenant.clone(), u.period);
+    *u == z
+}
+
+pub(crate) struct Inner {
+    pub(crate) tenants: DashMap<TenantId, Arc<Tenant>>,
+    clock: Arc<dyn Clock>,
+    period_start_ms: AtomicI64,
+    period_end_ms: AtomicI64,
+    period: RwLock<Period>,
+    roll_lock: Mutex<()>,
+    pending: Mutex<Vec<Usage>>,
+    flush_lock: Mutex<()>,
+    flushed_once: AtomicBool,
+    pub(crate) unattributed: AtomicU64,
+    pub(crate) export_top: usize,
+    pub(crate) export_always: Vec<TenantId>,
+    pub(crate) host: RwLock<Option<crate::prometheus::HostReport>>,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meter")
+            .field("tenants", &self.tenants.len())
+            .field("period", &*self.period.read())
+            .field("clock", &self.clock)
+            .field("export_top", &self.export_top)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn set_period(&self, p: Period) {
+        *self.period.write() = p;
+        self.period_start_ms
+            .store(unix_millis(p.start()), Ordering::Release);
+        self.period_end_ms
+            .store(unix_millis(p.next().start()), Ordering::Release);
+    }
+
+    /// Rolls to a new month when the clock has left the current one. One
+    /// clock read and two loads on the hot path.
+    #[inline]
+    fn check_period(&self) {
+        let now = unix_millis(self.clock.now());
+        if now < self.period_start_ms.load(Ordering::Acquire)
+            || now >= self.period_end_ms.load(Ordering::Acquire)
+        {
+            self.roll(now);
+        }
+    }
+
+    #[cold]
+    fn roll(&self, now_ms: i64) {
+        let _g = self.roll_lock.lock();
+        let now = if now_ms >= 0 {
+            UNIX_EPOCH + Duration::from_millis(now_ms.unsigned_abs())
+        } else {
+            UNIX_EPOCH - Duration::from_millis(now_ms.unsigned_abs())
+        };
+        let p = Period::containing(now);
+        if *self.period.read() == p {
+            return;
+        }
+        self.set_period(p);
+        let all: Vec<Arc<Tenant>> = self.tenants.iter().map(|e| e.value().clone()).collect();
+        for t in all {
+            self.roll_tenant(&t, p);
+        }
+    }
+
+    /// Closes `t`'s month if it is not `p`: its final totals go to the
+    /// pending batch and its counters start again from zero for `p`.
+    fn roll_tenant(&self, t: &Tenant, p: Period) {
+        let mut b = t.base.write();
+        if b.period == p {
+            return;
+        }
+        let cur = t.c.sums();
+        let peak_mem = t.c.month_peak_memory.swap(0, Relaxed);
+        let open = t.c.streams_open.load(Relaxed);
+        let peak_streams = t.c.month_peak_streams.swap(open, Relaxed);
+        let closed = t.usage_with(&b, cur, peak_mem, peak_streams);
+        let mut flushed = t.flushed.lock();
+        if flushed.as_ref() != Some(&closed) && !is_zero(&closed) {
+            self.pending.lock().push(closed);
+        }
+        *flushed = None;
+        *b = Baseline {
+            period: p,
+            restored: Usage::zero(t.id.clone(), p),
+            start: cur,
+        };
+    }
+
+    fn current_period(&self) -> Period {
+        *self.period.read()
+    }
+
+    fn tenant(self: &Arc<Self>, id: &TenantId) -> Arc<Tenant> {
+        if let Some(t) = self.tenants.get(id) {
+            return t.value().clone();
+        }
+        let p = self.current_period();
+        self.tenants
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Tenant::new(id.clone(), p)))
+            .value()
+            .clone()
+    }
+
+    fn usage_of(&self, t: &Tenant) -> Usage {
+        let p = self.current_period();
+        if t.base.read().period != p {
+            self.roll_tenant(t, p);
+        }
+        let b = t.base.read();
+        let cur = t.c.sums();
+        t.usage_with(
+            &b,
+            cur,
+            t.c.month_peak_memory.load(Relaxed),
+            t.c.month_peak_streams.load(Relaxed),
+        )
+    }
+}
+
+/// Per-tenant counters and monthly usage. Cheap to clone (one `Arc`); every
+/// clone meters into the same counters.
+///
+/// The hot path takes no lock shared between tenants: a tenant's counters are
+/// atomics found through a sharded map (`dashmap`), and a [`TenantMeter`]
+/// handle skips even that lookup.
+///
+/// Monthly usage is per calendar month in UTC, read from an injected
+/// [`Clock`]. The first request after the month changes closes every tenant's
+/// month (its final totals wait in the next [`flush`](Self::flush)) and starts
+/// the new one from zero.
+///
+/// ```
+/// use corral_metering::{ErrorKind, Meter};
+/// use corral_limits::UsageSource;
+///
+/// let meter = Meter::new();
+/// let shop = "shop".parse().unwrap();
+/// let t = meter.tenant(&shop);
+/// t.request();
+/// t.response(http::StatusCode::OK);
+/// t.request();
+/// t.error(ErrorKind::Quota);
+/// assert_eq!(meter.requests_this_month(&shop), 2);
+/// assert_eq!(meter.usage(&shop).unwrap().errors, 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Meter {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds a [`Meter`].
+///
+/// ```
+/// use corral_metering::{Meter, ManualClock, Period};
+/// let clock = ManualClock::new(Period::new(2026, 11).unwrap().start());
+/// let meter = Meter::builder().clock(clock).export_top(10).build();
+/// assert_eq!(meter.period(), Period::new(2026, 11).unwrap());
+/// ```
+#[must_use]
+#[derive(Debug)]
+pub struct MeterBuilder {
+    clock: Arc<dyn Clock>,
+    export_top: usize,
+    export_always: Vec<TenantId>,
+}
+
+impl MeterBuilder {
+    /// The clock that decides the month. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How many tenants (the busiest by requests) get their own Prometheus
+    /// series. Default: [`DEFAULT_EXPORT_TOP`] (50). `0` exports host-wide
+    /// totals only (plus any [`export_tenants`](Self::export_tenants)).
+    pub fn export_top(mut self, n: usize) -> Self {
+        self.export_top = n;
+        self
+    }
+
+    /// Tenants that always get their own Prometheus series, whatever their
+    /// rank (opt-in). Default: none.
+    pub fn export_tenants(mut self, tenants: impl IntoIterator<Item = TenantId>) -> Self {
+        self.export_always = tenants.into_iter().collect();
+        self
+    }
+
+    /// The meter.
+    pub fn build(self) -> Meter {
+        let p = Period::containing(self.clock.now());
+        let inner = Inner {
+            tenants: DashMap::new(),
+            clock: self.clock,
+            period_start_ms: AtomicI64::new(0),
+            period_end_ms: AtomicI64::new(0),
+            period: RwLock::new(p),
+            roll_lock: Mutex::new(()),
+            pending: Mutex::new(Vec::new()),
+            flush_lock: Mutex::new(()),
+            flushed_once: AtomicBool::new(false),
+            unattributed: AtomicU64::new(0),
+            export_top: self.export_top,
+            export_always: self.export_always,
+            host: RwLock::new(None),
+        };
+        inner.set_period(p);
+        Meter {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl Meter {
+    /// A meter on the system clock, exporting the top 50 tenants.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder with the defaults of [`Meter::new`].
+    pub fn builder() -> MeterBuilder {
+        MeterBuilder {
+            clock: Arc::new(SystemClock),
+            export_top: DEFAULT_EXPORT_TOP,
+            export_always: Vec::new(),
+        }
+    }
+
+    /// The handle for `tenant`, creating its counters on first use. Keep it to
+    /// meter several events without looking the tenant up again.
+    pub fn tenant(&self, tenant: &TenantId) -> TenantMeter {
+        TenantMeter {
+            meter: self.inner.clone(),
+            t: self.inner.tenant(tenant),
+        }
+    }
+
+    /// The handle for `tenant` if it is metered already.
+    pub fn get(&self, tenant: &TenantId) -> Option<TenantMeter> {
+        let t = self.inner.tenants.get(tenant)?.value().clone();
+        Some(TenantMeter {
+            meter: self.inner.clone(),
+            t,
+        })
+    }
+
+    /// Counts a request for `tenant` (shorthand for `tenant(..).request()`).
+    pub fn request(&self, tenant: &TenantId) {
+        self.inner.check_period();
+        self.inner.tenant(tenant).c.requests.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a request that carried no tenant (host-wide only).
+    pub fn unattributed_request(&self) {
+        self.inner.unattributed.fetch_add(1, Relaxed);
+    }
+
+    /// Requests that carried no tenant.
+    pub fn unattributed_requests(&self) -> u64 {
+        self.inner.unattributed.load(Relaxed)
+    }
+
+    /// The billing month the meter is in (as of the last request or read).
+    pub fn period(&self) -> Period {
+        self.inner.check_period();
+        self.inner.current_period()
+    }
+
+    /// How many tenants are metered.
+    pub fn tenant_count(&self) -> usize {
+        self.inner.tenants.len()
+    }
+
+    /// `tenant`'s counters since this process started metering it.
+    pub fn snapshot(&self, tenant: &TenantId) -> Option<TenantSnapshot> {
+        Some(self.inner.tenants.get(tenant)?.c.snapshot())
+    }
+
+    /// Every tenant's counters summed (peaks: the highest of any tenant).
+    pub fn totals(&self) -> TenantSnapshot {
+        let mut s = TenantSnapshot::default();
+        for e in self.inner.tenants.iter() {
+            let t = e.c.snapshot();
+            s.requests += t.requests;
+            for i in 0..5 {
+                s.status[i] += t.status[i];
+            }
+            for i in 0..7 {
+                s.errors[i] += t.errors[i];
+            }
+            s.latency += t.latency;
+            s.latency_count += t.latency_count;
+            s.wall_time += t.wall_time;
+            s.fuel += t.fuel;
+            s.peak_memory = s.peak_memory.max(t.peak_memory);
+            s.cold_starts += t.cold_starts;
+            s.bytes_in += t.bytes_in;
+            s.bytes_out += t.bytes_out;
+            s.streams_open += t.streams_open;
+            s.streams_total += t.streams_total;
+            s.peak_streams = s.peak_streams.max(t.peak_streams);
+            s.storage_bytes += t.storage_bytes;
+            s.cache_hits += t.cache_hits;
+            s.cache_misses += t.cache_misses;
+        }
+        s
+    }
+
+    /// `tenant`'s totals for the current month, including what was restored
+    /// from the sink at start.
+    pub fn usage(&self, tenant: &TenantId) -> Option<Usage> {
+        self.inner.check_period();
+        let t = self.inner.tenants.get(tenant)?.value().clone();
+        Some(self.inner.usage_of(&t))
+    }
+
+    /// Every metered tenant's totals for the current month, by tenant name.
+    pub fn usages(&self) -> Vec<Usage> {
+        self.inner.check_period();
+        let mut v: Vec<Usage> = self.all().iter().map(|t| self.inner.usage_of(t)).collect();
+        v.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        v
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Tenant>> {
+        self.inner
+            .tenants
+            .iter()
+            .map(|e| e.value().clone())
+            .collect()
+    }
+
+    /// Stops metering `tenant` (deleted app). Its unflushed totals wait in the
+    /// next flush; returned for convenience. A tenant metered again later in
+    /// the same month starts from zero, so only forget deleted tenants.
+    pub fn forget(&self, tenant: &TenantId) -> Option<Usage> {
+        self.inner.check_period();
+        let (_, t) = self.inner.tenants.remove(tenant)?;
+        let u = self.inner.usage_of(&t);
+        let flushed = t.flushed.lock();
+        if flushed.as_ref() != Some(&u) && !is_zero(&u) {
+            self.inner.pending.lock().push(u.clone());
+        }
+        Some(u)
+    }
+
+    /// Upserts every changed tenant's monthly totals (and the final totals of
+    /// any month that just closed) into `sink`. Absolute totals, so flushing
+    /// twice, or retrying after an error, never double counts. Returns how
+    /// many records were stored.
+    ///
+    /// ```
+    /// # use std::sync::Mutex;
+    /// use corral_metering::{Meter, Period, SinkError, Usage, UsageSink};
+    /// #[derive(Default)]
+    /// struct Mem(Mutex<Vec<Usage>>);
+    /// impl UsageSink for Mem {
+    ///     fn store(&self, batch: &[Usage]) -> Result<(), SinkError> {
+    ///         self.0.lock().unwrap().extend_from_slice(batch);
+    ///         Ok(())
+    ///     }
+    ///     fn load(&self, _: Period) -> Result<Vec<Usage>, SinkError> { Ok(vec![]) }
+    /// }
+    /// let meter = Meter::new();
+    /// meter.request(&"a".parse().unwrap());
+    /// let sink = Mem::default();
+    /// assert_eq!(meter.flush(&sink).unwrap(), 1);
+    /// assert_eq!(meter.flush(&sink).unwrap(), 0); // nothing changed
+    /// ```
+    pub fn flush(&self, sink: &dyn UsageSink) -> Result<usize, MeterError> {
+        self.inner.check_period();
+        let _g = self.inner.flush_lock.lock();
+        let mut batch: Vec<Usage> = self.inner.pending.lock().clone();
+        let n_pending = batch.len();
+        let mut fresh = Vec::new();
+        for t in self.all() {
+            let u = self.inner.usage_of(&t);
+            let same = t.flushed.lock().as_ref() == Some(&u);
+            if !same && !is_zero(&u) {
+                batch.push(u.clone());
+                fresh.push((t, u));
+            }
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        sink.store(&batch).map_err(MeterError::Sink)?;
+        self.inner.pending.lock().drain(..n_pending);
+        for (t, u) in fresh {
+            let b = t.base.read();
+            if b.period == u.period {
+                *t.flushed.lock() = Some(u);
+            }
+        }
+        self.inner.flushed_once.store(true, Relaxed);
+        Ok(batch.len())
+    }
+
+    /// Continues from the totals persisted for the current month: call once
+    /// at start, before the first flush. Returns how many tenants were
+    /// restored.
+    pub fn restore(&self, sink: &dyn UsageSink) -> Result<usize, MeterError> {
+        if self.inner.flushed_once.load(Relaxed) {
+            return Err(MeterError::RestoreAfterFlush);
+        }
+        let p = self.period();
+        let stored = sink.load(p).map_err(MeterError::Sink)?;
+        let mut n = 0;
+        for u in stored.into_iter().filter(|u| u.period == p) {
+            let t = self.inner.tenant(&u.tenant);
+            if t.base.read().period != p {
+                self.inner.roll_tenant(&t, p);
+            }
+            let mut b = t.base.write();
+            t.c.storage_bytes.store(u.storage_bytes, Relaxed);
+            *t.flushed.lock() = Some(u.clone());
+            b.restored = u;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Flushes into `sink` every `every` on a background thread, and once more
+    /// when the returned [`Flusher`] is stopped or dropped.
+    pub fn spawn_flusher(&self, sink: Arc<dyn UsageSink>, every: Duration) -> Flusher {
+        let (tx, rx) = mpsc::channel::<()>();
+        let stats = Arc::new(FlushStats::default());
+        let meter = self.clone();
+        let st = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("corral-usage-flush".into())
+            .spawn(move || {
+                loop {
+                    let last =
+                        !matches!(rx.recv_timeout(every), Err(mpsc::RecvTimeoutError::Timeout));
+                    match meter.flush(&*sink) {
+                        Ok(_) => st.flushes.fetch_add(1, Relaxed),
+                        Err(_) => st.failures.fetch_add(1, Relaxed),
+                    };
+                    if last {
+                        break;
+                    }
+                }
+            })
+            .ok();
+        Flusher {
+            stop: Some(tx),
+            handle,
+            stats,
+        }
+    }
+}
+
+impl UsageSource for Meter {
+    fn requests_this_month(&self, tenant: &TenantId) -> u64 {
+        self.usage(tenant).map_or(0, |u| u.requests)
+    }
+}
+
+#[derive(Debug, Default)]
+struct FlushStats {
+    flushes: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// The background flush thread of [`Meter::spawn_flusher`]; flushes once more
+/// and stops when dropped.
+#[derive(Debug)]
+pub struct Flusher {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+    stats: Arc<FlushStats>,
+}
+
+impl Flusher {
+    /// Successful flushes so far.
+    pub fn flushes(&self) -> u64 {
+        self.stats.flushes.load(Relaxed)
+    }
+
+    /// Failed flushes so far (each retried at the next interval).
+    pub fn failures(&self) -> u64 {
+        self.stats.failures.load(Relaxed)
+    }
+
+    /// Flushes a last time and waits for the thread to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One tenant's counters, ready to meter without a map lookup. Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_metering::{InvocationFigures, Meter};
+/// let meter = Meter::new();
+/// let t = meter.tenant(&"blog".parse().unwrap());
+/// t.invocation(&InvocationFigures::new(500, Duration::from_millis(2), 1 << 20, true));
+/// t.bytes_out(1024);
+/// let s = t.snapshot();
+/// assert_eq!((s.fuel, s.cold_starts, s.bytes_out, s.peak_memory), (500, 1, 1024, 1 << 20));
+/// ```
+#[derive(Clone)]
+pub struct TenantMeter {
+    meter: Arc<Inner>,
+    t: Arc<Tenant>,
+}
+
+impl fmt::Debug for TenantMeter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantMeter")
+            .field("tenant", &self.t.id)
+            .finish()
+    }
+}
+
+impl TenantMeter {
+    /// The tenant.
+    pub fn id(&self) -> &TenantId {
+        &self.t.id
+    }
+    /// Counts a request (and rolls the month over if the clock says so).
+    #[inline]
+    pub fn request(&self) {
+        self.meter.check_period();
+        self.t.c.requests.fetch_add(1, Relaxed);
+    }
+    /// Counts a response by its status class.
+    #[inline]
+    pub fn response(&self, status: http::StatusCode) {
+        self.t.c.status[StatusClass::of(status).index()].fetch_add(1, Relaxed);
+    }
+    /// Counts a failed request of `kind`.
+    #[inline]
+    pub fn error(&self, kind: ErrorKind) {
+        self.t.c.errors[kind.index()].fetch_add(1, Relaxed);
+    }
+    /// Records a request's latency (time to response headers).
+    #[inline]
+    pub fn latency(&self, d: Duration) {
+        self.t.c.latency(d);
+    }
+    /// Adds one invocation's fuel, wall time, peak memory and cold start.
+    #[inline]
+    pub fn invocation(&self, f: &InvocationFigures) {
+        self.t.c.invocation(f);
+    }
+    /// Adds request body bytes.
+    #[inline]
+    pub fn bytes_in(&self, n: u64) {
+        self.t.c.bytes_in.fetch_add(n, Relaxed);
+    }
+    /// Adds response body bytes.
+    #[inline]
+    pub fn bytes_out(&self, n: u64) {
+        self.t.c.bytes_out.fetch_add(n, Relaxed);
+    }
+    /// Counts a cache hit.
+    #[inline]
+    pub fn cache_hit(&self) {
+        self.t.c.cache_hits.fetch_add(1, Relaxed);
+    }
+    /// Counts a cache miss.
+    #[inline]
+    pub fn cache_miss(&self) {
+        self.t.c.cache_misses.fetch_add(1, Relaxed);
+    }
+    /// Sets the bytes the tenant stores (KV, bundles, blobs).
+    pub fn set_storage_bytes(&self, n: u64) {
+        self.t.c.storage_bytes.store(n, Relaxed);
+    }
+    /// Opens a streaming connection: the gauge rises now and falls when the
+    /// guard is dropped (stream ended or client gone).
+    ///
+    /// ```
+    /// let meter = corral_metering::Meter::new();
+    /// let t = meter.tenant(&"chat".parse().unwrap());
+    /// let a = t.open_stream();
+    /// let b = t.open_stream();
+    /// assert_eq!(t.snapshot().streams_open, 2);
+    /// drop(a);
+    /// drop(b);
+    /// assert_eq!((t.snapshot().streams_open, t.snapshot().peak_streams), (0, 2));
+    /// ```
+    pub fn open_stream(&self) -> StreamGuard {
+        self.t.c.open_stream();
+        StreamGuard { t: self.t.clone() }
+    }
+    /// The counters since this process started metering the tenant.
+    pub fn snapshot(&self) -> TenantSnapshot {
+        self.t.c.snapshot()
+    }
+}
+
+/// Holds one open stream in its tenant's gauge; dropping it closes the stream.
+#[must_use = "the stream counts as open only while the guard lives"]
+pub struct StreamGuard {
+    t: Arc<Tenant>,
+}
+
+impl fmt::Debug for StreamGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamGuard")
+            .field("tenant", &self.t.id)
+            .finish()
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.t.c.streams_open.fetch_sub(1, Relaxed);
+    }
+}

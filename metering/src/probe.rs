@@ -1,0 +1,194 @@
+//! What the host has: RAM, CPUs, load, the data dir's disk, this process's RSS.
+
+use std::path::{Path, PathBuf};
+
+use sysinfo::{Disks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// One reading of the host. Plain data, so tests build fake machines with
+/// `Probe { ram_total: 4 << 30, cpus: 2, ..Probe::default() }`.
+///
+/// ```
+/// use corral_metering::Probe;
+/// let p = Probe { ram_total: 1000, ram_available: 150, disk_total: 100, disk_available: 50, ..Probe::default() };
+/// assert_eq!(p.ram_used_ratio(), 0.85);
+/// assert_eq!(p.disk_used_ratio(), 0.5);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Probe {
+    /// Physical RAM, bytes.
+    pub ram_total: u64,
+    /// RAM available to new allocations (free + reclaimable), bytes.
+    pub ram_available: u64,
+    /// Logical CPUs.
+    pub cpus: u32,
+    /// Load average over 1 minute.
+    pub load_1: f64,
+    /// Load average over 5 minutes.
+    pub load_5: f64,
+    /// Load average over 15 minutes.
+    pub load_15: f64,
+    /// CPU use across all CPUs since the previous probe, 0.0–1.0.
+    pub cpu_usage: f64,
+    /// Size of the disk holding the data dir, bytes.
+    pub disk_total: u64,
+    /// Free space on that disk for this user, bytes.
+    pub disk_available: u64,
+    /// This process's resident set, bytes.
+    pub process_rss: u64,
+    /// Size of the database (file plus WAL), bytes; 0 when not configured.
+    pub db_bytes: u64,
+}
+
+fn ratio(used: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        used as f64 / total as f64
+    }
+}
+
+impl Probe {
+    /// Fraction of RAM in use, 0.0–1.0 (0 when the total is unknown).
+    pub fn ram_used_ratio(&self) -> f64 {
+        ratio(
+            self.ram_total.saturating_sub(self.ram_available),
+            self.ram_total,
+        )
+    }
+
+    /// Fraction of the data disk in use, 0.0–1.0 (0 when unknown).
+    pub fn disk_used_ratio(&self) -> f64 {
+        ratio(
+            self.disk_total.saturating_sub(self.disk_available),
+            self.disk_total,
+        )
+    }
+
+    /// Database size over RAM size (0 when RAM is unknown).
+    ///
+    /// ```
+    /// let p = corral_metering::Probe { ram_total: 10, db_bytes: 2000, ..Default::default() };
+    /// assert_eq!(p.db_ram_ratio(), 200.0);
+    /// ```
+    pub fn db_ram_ratio(&self) -> f64 {
+        ratio(self.db_bytes, self.ram_total)
+    }
+}
+
+/// A source of [`Probe`] readings: [`SysinfoProbe`] on a real host, any
+/// `FnMut() -> Probe` closure in tests.
+///
+/// ```
+/// use corral_metering::{HostProbe, Probe};
+/// let mut ram = 0;
+/// let mut fake = move || { ram += 100; Probe { ram_total: ram, ..Probe::default() } };
+/// assert_eq!(fake.probe().ram_total, 100);
+/// assert_eq!(fake.probe().ram_total, 200);
+/// ```
+pub trait HostProbe: Send + 'static {
+    /// Reads the host now.
+    fn probe(&mut self) -> Probe;
+}
+
+impl<F: FnMut() -> Probe + Send + 'static> HostProbe for F {
+    fn probe(&mut self) -> Probe {
+        self()
+    }
+}
+
+/// The real probe over `sysinfo`.
+///
+/// CPU use is measured between two calls, so the first reading reports 0.
+///
+/// ```
+/// use corral_metering::{HostProbe, SysinfoProbe};
+/// let mut probe = SysinfoProbe::new(std::env::temp_dir());
+/// let p = probe.probe();
+/// assert!(p.ram_total > 0 && p.cpus > 0);
+/// assert!(p.ram_available <= p.ram_total);
+/// ```
+#[derive(Debug)]
+pub struct SysinfoProbe {
+    sys: System,
+    disks: Disks,
+    data_dir: PathBuf,
+    db_file: Option<PathBuf>,
+    pid: Option<Pid>,
+}
+
+impl SysinfoProbe {
+    /// Probes the host, and the disk that holds `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        let data_dir = std::fs::canonicalize(&data_dir).unwrap_or(data_dir);
+        let mut sys = System::new();
+        sys.refresh_cpu_usage();
+        Self {
+            sys,
+            disks: Disks::new_with_refreshed_list(),
+            data_dir,
+            db_file: None,
+            pid: sysinfo::get_current_pid().ok(),
+        }
+    }
+
+    /// Also measures the SQLite database at `path` (the file plus its `-wal`).
+    #[must_use]
+    pub fn with_db_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.db_file = Some(path.into());
+        self
+    }
+
+    fn disk_of(&self) -> (u64, u64) {
+        self.disks
+            .list()
+            .iter()
+            .filter(|d| self.data_dir.starts_with(d.mount_point()))
+            .max_by_key(|d| d.mount_point().as_os_str().len())
+            .map_or((0, 0), |d| (d.total_space(), d.available_space()))
+    }
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+impl HostProbe for SysinfoProbe {
+    fn probe(&mut self) -> Probe {
+        self.sys.refresh_memory();
+        self.sys.refresh_cpu_usage();
+        self.disks.refresh(true);
+        let load = System::load_average();
+        let process_rss = self.pid.map_or(0, |pid| {
+            self.sys.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[pid]),
+                true,
+                ProcessRefreshKind::nothing().with_memory(),
+            );
+            self.sys.process(pid).map_or(0, |p| p.memory())
+        });
+        let (disk_total, disk_available) = self.disk_of();
+        let db_bytes = self.db_file.as_deref().map_or(0, |db| {
+            let mut wal = db.as_os_str().to_owned();
+            wal.push("-wal");
+            file_len(db) + file_len(Path::new(&wal))
+        });
+        let cpus = match self.sys.cpus().len() {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Probe {
+            ram_total: self.sys.total_memory(),
+            ram_available: self.sys.available_memory(),
+            cpus: u32::try_from(cpus).unwrap_or(u32::MAX),
+            load_1: load.one,
+            load_5: load.five,
+            load_15: load.fifteen,
+            cpu_usage: f64::from(self.sys.global_cpu_usage() / 100.0).clamp(0.0, 1.0),
+            disk_total,
+            disk_available,
+            process_rss,
+            db_bytes,
+        }
+    }
+}

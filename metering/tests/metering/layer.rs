@@ -1,0 +1,242 @@
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use corral_metering::{ErrorKind, InvocationFigures, Meter, MeteringLayer, StatusClass};
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::id;
+
+/// A body of several frames, like a stream of server-sent events.
+struct Frames(VecDeque<Bytes>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn sse(n: usize) -> Response<Frames> {
+    let frames = (0..n)
+        .map(|i| Bytes::from(format!("data: {i}\n\n")))
+        .collect();
+    let mut res = Response::new(Frames(frames));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        "text/event-stream; charset=utf-8".parse().unwrap(),
+    );
+    res
+}
+
+fn req(tenant: &str, body: &str) -> Request<String> {
+    let mut r = Request::new(body.to_string());
+    r.extensions_mut().insert(id(tenant));
+    r
+}
+
+#[tokio::test]
+async fn counts_request_outcome_latency_bytes_and_invocation_figures() {
+    let meter = Meter::new();
+    let inner = tower::service_fn(|r: Request<String>| async move {
+        let mut res = Response::new(format!("{}!!", r.into_body()));
+        res.extensions_mut().insert(InvocationFigures::new(
+            4_000,
+            Duration::from_micros(2_500),
+            6 << 20,
+            true,
+        ));
+        Ok::<_, Infallible>(res)
+    });
+    let mut svc = MeteringLayer::new(meter.clone()).layer(inner);
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req("shop", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello!!");
+
+    let s = meter.snapshot(&id("shop")).unwrap();
+    assert_eq!(s.requests, 1);
+    assert_eq!(s.status(StatusClass::Success), 1);
+    assert_eq!(s.errors_total(), 0);
+    assert_eq!((s.bytes_in, s.bytes_out), (5, 7));
+    assert_eq!(
+        (s.fuel, s.wall_time, s.peak_memory, s.cold_starts),
+        (4_000, Duration::from_micros(2_500), 6 << 20, 1)
+    );
+    assert_eq!(s.latency_count, 1);
+    assert_eq!((s.streams_open, s.streams_total), (0, 0), "not a stream");
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LimitError {
+    #[error("quota")]
+    Quota,
+    #[error("busy")]
+    Busy,
+}
+
+#[tokio::test]
+async fn inner_errors_are_classified_and_passed_through() {
+    let meter = Meter::new();
+    let inner = tower::service_fn(|r: Request<String>| async move {
+        match r.body().as_str() {
+            "quota" => Err(LimitError::Quota),
+            "busy" => Err(LimitError::Busy),
+            _ => Ok(Response::new(String::new())),
+        }
+    });
+    let classify = |e: &LimitError| match e {
+        LimitError::Quota => ErrorKind::Quota,
+        LimitError::Busy => ErrorKind::Overloaded,
+    };
+    let mut svc = MeteringLayer::new(meter.clone())
+        .classify(classify)
+        .layer(inner);
+    for body in ["quota", "busy", "busy", "ok"] {
+        let _ = svc.ready().await.unwrap().call(req("app", body)).await;
+    }
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req("app", "quota"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LimitError::Quota));
+    let s = meter.snapshot(&id("app")).unwrap();
+    assert_eq!(s.requests, 5);
+    assert_eq!(s.errors(ErrorKind::Quota), 2);
+    assert_eq!(s.errors(ErrorKind::Overloaded), 2);
+    assert_eq!(s.status, [0, 1, 0, 0, 0], "failed calls have no status");
+    assert_eq!(s.latency_count, 5);
+
+    // Without a classifier every error is `other`.
+    let meter = Meter::new();
+    let inner = tower::service_fn(|_: Request<String>| async {
+        Err::<Response<String>, _>(LimitError::Busy)
+    });
+    let mut svc = MeteringLayer::new(meter.clone()).layer(inner);
+    let _ = svc.ready().await.unwrap().call(req("app", "")).await;
+    assert_eq!(
+        meter.snapshot(&id("app")).unwrap().errors(ErrorKind::Other),
+        1
+    );
+}
+
+#[tokio::test]
+async fn error_kind_extension_and_bare_5xx() {
+    let meter = Meter::new();
+    let inner = tower::service_fn(|r: Request<String>| async move {
+        let (status, kind) = match r.body().as_str() {
+            "fuel" => (503, Some(ErrorKind::Fuel)),
+            "rate" => (429, Some(ErrorKind::Rate)),
+            "crash" => (500, None),
+            _ => (404, None),
+        };
+        let mut res = Response::new(String::new());
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        if let Some(k) = kind {
+            res.extensions_mut().insert(k);
+        }
+        Ok::<_, Infallible>(res)
+    });
+    let mut svc = MeteringLayer::new(meter.clone()).layer(inner);
+    for body in ["fuel", "rate", "crash", "missing"] {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req("x", body))
+            .await
+            .unwrap();
+    }
+    let s = meter.snapshot(&id("x")).unwrap();
+    assert_eq!(s.errors, [1, 0, 0, 0, 1, 0, 1]); // fuel, rate, other (bare 500); 404 is no error
+    assert_eq!(s.status, [0, 0, 0, 2, 2]);
+}
+
+#[tokio::test]
+async fn requests_without_a_tenant_are_counted_host_wide_only() {
+    let meter = Meter::new();
+    let inner = tower::service_fn(|_: Request<String>| async {
+        Ok::<_, Infallible>(Response::new(String::new()))
+    });
+    let mut svc = MeteringLayer::new(meter.clone()).layer(inner);
+    svc.ready()
+        .await
+        .unwrap()
+        .call(Request::new("x".into()))
+        .await
+        .unwrap();
+    assert_eq!(meter.unattributed_requests(), 1);
+    assert_eq!(meter.tenant_count(), 0);
+}
+
+#[tokio::test]
+async fn hundred_streams_some_dropped_by_clients_gauge_returns_to_zero() {
+    let meter = Meter::new();
+    let inner = tower::service_fn(|_: Request<String>| async { Ok::<_, Infallible>(sse(3)) });
+    let mut svc = MeteringLayer::new(meter.clone()).layer(inner);
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req("chat", ""))
+            .await
+            .unwrap();
+        assert!(res.body().is_stream());
+        open.push(res);
+    }
+    let s = meter.snapshot(&id("chat")).unwrap();
+    assert_eq!(
+        (s.streams_open, s.peak_streams, s.streams_total),
+        (100, 100, 100)
+    );
+
+    let mut read_frames = 0;
+    for (i, res) in open.into_iter().enumerate() {
+        let mut body = res.into_body();
+        match i % 4 {
+            // Read to the end: the stream ends normally.
+            0 | 1 => {
+                let all = body.collect().await.unwrap().to_bytes();
+                assert_eq!(&all[..], b"data: 0\n\ndata: 1\n\ndata: 2\n\n");
+                read_frames += 3;
+            }
+            // Client disconnects after one event.
+            2 => {
+                body.frame().await.unwrap().unwrap();
+                read_frames += 1;
+                drop(body);
+            }
+            // Client disconnects before reading anything.
+            _ => drop(body),
+        }
+        let expected_open = 100 - (i as u64 + 1);
+        assert_eq!(
+            meter.snapshot(&id("chat")).unwrap().streams_open,
+            expected_open
+        );
+    }
+    let s = meter.snapshot(&id("chat")).unwrap();
+    assert_eq!((s.streams_open, s.peak_streams), (0, 100));
+    assert_eq!(s.bytes_out, read_frames * 9);
+    assert_eq!(read_frames, 50 * 3 + 25);
+}
