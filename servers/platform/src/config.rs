@@ -469,6 +469,30 @@ mod tests {
         assert_eq!(cfg.platform["cache_bytes"], toml::Value::Integer(1 << 20));
     }
 
+    /// The commented sample in deploy/ loads with the real loader, and its
+    /// tiers are exactly the presets.
+    #[test]
+    fn sample_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/corral.toml");
+        let cfg = ServerConfig::load_file(Some(&path), &env(&[])).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/corral"));
+        assert_eq!(cfg.base_domain.as_deref(), Some("example.com"));
+        let defaults = ServerConfig::load(None, &env(&[])).unwrap();
+        assert_eq!(cfg.http, defaults.http);
+        assert_eq!(cfg.admin, defaults.admin);
+        let tiers = cfg.platform["tiers"].as_table().unwrap();
+        let names: Vec<&str> = tiers.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["free", "omni-core", "pilot", "pro", "scale", "sovereign"]
+        );
+        for (name, table) in tiers {
+            let tier: corral_limits::Tier = table.clone().try_into().unwrap();
+            assert_eq!(tier, corral_limits::Tier::preset(name).unwrap(), "{name}");
+        }
+    }
+
     #[test]
     fn round_trips_through_toml() {
         let cfg = ServerConfig::load(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -22,8 +22,12 @@ use tokio::net::TcpListener;
 
 use crate::config::HttpLimits;
 
-/// The response body type of the server: full bodies and streams (SSE) alike.
-pub type Body = BoxBody<Bytes, Infallible>;
+/// A boxed error, as carried by streaming bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response body type of the server: full bodies, tenant responses and
+/// streams (SSE) alike. Same type as `corral::platform::PlatformBody`.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A full body.
 ///
@@ -32,7 +36,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// assert_eq!(http_body::Body::size_hint(&b).exact(), Some(2));
 /// ```
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A JSON response with `status`.
