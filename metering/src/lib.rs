@@ -39,8 +39,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use counters::{ErrorKind, InvocationFigures, LATENCY_BUCKETS, StatusClass, TenantSnapshot};
 pub use hook::{ExpansionHook, HookConfig, HookError, HookPayload, HookStats, HookTarget};
 pub use layer::{
-    AsOther, ClassifyError, MeteredBody, MeteringLayer, MeteringService, ResponseFuture,
-    TenantIdExtension, TenantOf,
+    AsOther, ClassifyError, LimitErrors, MeteredBody, MeteringLayer, MeteringService,
+    ResponseFuture, TenantFromExtensions, TenantOf, limit_error_kind,
 };
 pub use meter::{
     DEFAULT_EXPORT_TOP, Flusher, Meter, MeterBuilder, MeterError, StreamGuard, TenantMeter,

@@ -3,10 +3,11 @@
 //!
 //! It sits outermost in the tenant stack, so it also sees the requests that
 //! the limit layers refuse. The tenant is read from the request's extensions
-//! (by default a [`TenantId`]; see [`TenantOf`]); the outcome is counted by
-//! status class, and as an error when
+//! (by default a `corral_limits::TenantContext`, or a bare [`TenantId`]; see
+//! [`TenantOf`]); the outcome is counted by status class, and as an error when
 //! - the inner service fails: the [`ClassifyError`] given to the layer names the
-//!   [`ErrorKind`] (the default, [`AsOther`], counts every failure as `other`);
+//!   [`ErrorKind`] (the default, [`AsOther`], counts every failure as `other`;
+//!   [`LimitErrors`] knows corral-limits' error types in a `BoxError`);
 //! - or the response carries an [`ErrorKind`] extension (inserted by whatever
 //!   turned a limit error into a response);
 //! - or, lacking both, the status is 5xx (counted as `other`).
@@ -55,7 +56,10 @@ pub use body::MeteredBody;
 pub use future::ResponseFuture;
 pub use service::MeteringService;
 
-use corral_limits::TenantId;
+use corral_limits::{
+    BoxError, MemoryBudgetExceeded, Overloaded, QuotaExceeded, RateLimited, RuntimeBusy,
+    TenantContext, TenantId,
+};
 
 use crate::{ErrorKind, Meter};
 
@@ -101,45 +105,108 @@ where
 /// Finds whose request this is in the request's extensions.
 ///
 /// ```
-/// use corral_metering::{TenantIdExtension, TenantOf};
+/// use corral_metering::{TenantFromExtensions, TenantOf};
 /// use corral_limits::TenantId;
 /// let mut ext = http::Extensions::new();
-/// assert!(TenantIdExtension.tenant(&ext).is_none());
+/// assert!(TenantFromExtensions.tenant(&ext).is_none());
 /// ext.insert(TenantId::new("shop").unwrap());
-/// assert_eq!(TenantIdExtension.tenant(&ext).unwrap().as_str(), "shop");
+/// assert_eq!(TenantFromExtensions.tenant(&ext).unwrap().as_str(), "shop");
 /// ```
 pub trait TenantOf: Clone + Send + Sync + 'static {
     /// The tenant, if the request names one.
     fn tenant<'a>(&self, extensions: &'a http::Extensions) -> Option<&'a TenantId>;
 }
 
-/// Reads a [`TenantId`] extension (the default).
+/// Reads a `corral_limits::TenantContext` extension, else a bare [`TenantId`]
+/// extension (the default).
+///
+/// ```
+/// use std::sync::Arc;
+/// use corral_limits::{TenantContext, TenantId, Tier};
+/// use corral_metering::{TenantFromExtensions, TenantOf};
+/// let mut ext = http::Extensions::new();
+/// ext.insert(TenantContext::new(TenantId::new("ctx")?, Arc::new(Tier::free())));
+/// assert_eq!(TenantFromExtensions.tenant(&ext).unwrap().as_str(), "ctx");
+/// # Ok::<(), corral_limits::InvalidTenantId>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TenantIdExtension;
+pub struct TenantFromExtensions;
 
-impl TenantOf for TenantIdExtension {
+impl TenantOf for TenantFromExtensions {
     fn tenant<'a>(&self, extensions: &'a http::Extensions) -> Option<&'a TenantId> {
-        extensions.get::<TenantId>()
+        match extensions.get::<TenantContext>() {
+            Some(ctx) => Some(ctx.id()),
+            None => extensions.get::<TenantId>(),
+        }
+    }
+}
+
+/// The [`ErrorKind`] of one of corral-limits' layer errors found in `error`
+/// or its sources; `None` for anything else.
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_limits::{BoxError, Overloaded};
+/// use corral_metering::{ErrorKind, limit_error_kind};
+/// let e: BoxError = Overloaded::new("a".parse().unwrap(), Duration::from_millis(5)).into();
+/// assert_eq!(limit_error_kind(&*e), Some(ErrorKind::Overloaded));
+/// assert_eq!(limit_error_kind(&*BoxError::from("boom")), None);
+/// ```
+pub fn limit_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    let mut cur = Some(error);
+    while let Some(e) = cur {
+        if e.is::<Overloaded>() || e.is::<RuntimeBusy>() {
+            return Some(ErrorKind::Overloaded);
+        }
+        if e.is::<RateLimited>() {
+            return Some(ErrorKind::Rate);
+        }
+        if e.is::<QuotaExceeded>() {
+            return Some(ErrorKind::Quota);
+        }
+        if e.is::<MemoryBudgetExceeded>() {
+            return Some(ErrorKind::Memory);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Classifies corral-limits' errors in a `BoxError` ([`limit_error_kind`]),
+/// everything else as `other`.
+///
+/// ```
+/// use corral_limits::{BoxError, RuntimeBusy};
+/// use corral_metering::{ClassifyError, ErrorKind, LimitErrors};
+/// let e: BoxError = RuntimeBusy::new(std::time::Duration::from_millis(5)).into();
+/// assert_eq!(LimitErrors.classify(&e), ErrorKind::Overloaded);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimitErrors;
+
+impl ClassifyError<BoxError> for LimitErrors {
+    fn classify(&self, error: &BoxError) -> ErrorKind {
+        limit_error_kind(&**error).unwrap_or(ErrorKind::Other)
     }
 }
 
 /// The tower layer that meters every request through it. Configuration only:
 /// `Clone + Debug`, the counters live in the shared [`Meter`].
 #[derive(Debug, Clone)]
-pub struct MeteringLayer<C = AsOther, T = TenantIdExtension> {
+pub struct MeteringLayer<C = AsOther, T = TenantFromExtensions> {
     meter: Meter,
     classify: C,
     tenant_of: T,
 }
 
 impl MeteringLayer {
-    /// Meters into `meter`; errors count as `other`, the tenant is a
-    /// [`TenantId`] extension.
+    /// Meters into `meter`; errors count as `other`, the tenant comes from
+    /// [`TenantFromExtensions`].
     pub fn new(meter: Meter) -> Self {
         Self {
             meter,
             classify: AsOther,
-            tenant_of: TenantIdExtension,
+            tenant_of: TenantFromExtensions,
         }
     }
 }
@@ -155,7 +222,7 @@ impl<C, T> MeteringLayer<C, T> {
         }
     }
 
-    /// Finds the tenant with `tenant_of`. Default: [`TenantIdExtension`].
+    /// Finds the tenant with `tenant_of`. Default: [`TenantFromExtensions`].
     #[must_use]
     pub fn tenant_from<T2>(self, tenant_of: T2) -> MeteringLayer<C, T2> {
         MeteringLayer {

@@ -240,3 +240,34 @@ async fn hundred_streams_some_dropped_by_clients_gauge_returns_to_zero() {
     assert_eq!(s.bytes_out, read_frames * 9);
     assert_eq!(read_frames, 50 * 3 + 25);
 }
+
+#[tokio::test]
+async fn limit_errors_and_tenant_context_from_corral_limits() {
+    use std::sync::Arc;
+
+    use corral_limits::{BoxError, QuotaExceeded, RateLimited, RuntimeBusy, TenantContext, Tier};
+    use corral_metering::LimitErrors;
+
+    let meter = Meter::new();
+    let inner = tower::service_fn(|r: Request<String>| async move {
+        let tenant = TenantContext::of(&r).unwrap().id().clone();
+        let e: BoxError = match r.body().as_str() {
+            "busy" => RuntimeBusy::new(Duration::from_millis(1)).into(),
+            "rate" => RateLimited::new(tenant, Duration::from_millis(1)).into(),
+            "quota" => QuotaExceeded::new(tenant, 10, 10, chrono::Utc::now()).into(),
+            _ => "guest trapped".into(),
+        };
+        Err::<Response<String>, _>(e)
+    });
+    let mut svc = MeteringLayer::new(meter.clone())
+        .classify(LimitErrors)
+        .layer(inner);
+    for body in ["busy", "rate", "rate", "quota", "trap"] {
+        let mut r = Request::new(body.to_string());
+        TenantContext::new(id("ctx"), Arc::new(Tier::free())).insert_into(&mut r);
+        let _ = svc.ready().await.unwrap().call(r).await;
+    }
+    let s = meter.snapshot(&id("ctx")).unwrap();
+    assert_eq!(s.errors, [0, 0, 0, 1, 2, 1, 1]);
+    assert_eq!(s.requests, 5);
+}
