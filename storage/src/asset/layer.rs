@@ -1,0 +1,63 @@
+//! The layer: configuration only.
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::AssetCacheService;
+use crate::{ByteCache, Store};
+
+/// Serves tenants' static files from a [`ByteCache`] in front of a [`Store`].
+/// See the [module docs](crate::asset).
+#[derive(Clone, Debug)]
+pub struct AssetCacheLayer {
+    pub(crate) store: Store,
+    pub(crate) cache: Arc<ByteCache>,
+    pub(crate) mount: Arc<str>,
+}
+
+impl AssetCacheLayer {
+    /// Serves from `cache`, filling it from `store`, at mount prefix `/`.
+    /// Registers a bundle-change hook on `store` that drops the tenant's
+    /// cached files whenever its bundle is replaced or deleted.
+    pub fn new(store: Store, cache: Arc<ByteCache>) -> Self {
+        let weak = Arc::downgrade(&cache);
+        store.on_bundle_change(move |t| {
+            if let Some(c) = weak.upgrade() {
+                c.remove_prefix(&format!("{t}/"));
+            }
+        });
+        Self {
+            store,
+            cache,
+            mount: Arc::from("/"),
+        }
+    }
+
+    /// Serves only paths under `prefix` (e.g. `/static/`), stripped before
+    /// the lookup. Default `/`.
+    #[must_use]
+    pub fn mount(mut self, prefix: &str) -> Self {
+        let mut p = prefix.to_owned();
+        if !p.starts_with('/') {
+            p.insert(0, '/');
+        }
+        if !p.ends_with('/') {
+            p.push('/');
+        }
+        self.mount = Arc::from(p);
+        self
+    }
+}
+
+impl<S> Layer<S> for AssetCacheLayer {
+    type Service = AssetCacheService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AssetCacheService {
+            inner,
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            mount: self.mount.clone(),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The service.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use corral_limits::TenantId;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use tower_service::Service;
+
+use super::{AssetBody, ResponseFuture, content_type};
+use crate::{ByteCache, CachedObject, StorageError, Store, validate_key};
+
+/// The service built by [`AssetCacheLayer`](super::AssetCacheLayer).
+#[derive(Clone, Debug)]
+pub struct AssetCacheService<S> {
+    pub(crate) inner: S,
+    pub(crate) store: Store,
+    pub(crate) cache: Arc<ByteCache>,
+    pub(crate) mount: Arc<str>,
+}
+
+enum Found {
+    Hit(CachedObject),
+    Miss(CachedObject),
+    Stream(crate::BlobReader),
+    NotStatic,
+    Broken,
+}
+
+impl<S> AssetCacheService<S> {
+    fn static_path(&self, path: &str) -> Option<String> {
+        let rest = path.strip_prefix(&*self.mount)?;
+        let rest = if rest.is_empty() || rest.ends_with('/') {
+            format!("{rest}index.html")
+        } else {
+            rest.to_owned()
+        };
+        validate_key(rest.as_bytes()).ok()?;
+        Some(rest)
+    }
+
+    fn lookup(&self, tenant: &TenantId, path: &str) -> Found {
+        let key = format!("{tenant}/{path}");
+        if let Some(obj) = self.cache.get(&key) {
+            return Found::Hit(obj);
+        }
+        let meta = match self.store.static_file_meta(tenant, path) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Found::NotStatic,
+            Err(_) => return Found::Broken,
+        };
+        if meta.len > self.cache.max_object_bytes() {
+            return match self.store.open_static_file(tenant, path) {
+                Ok(Some(r)) => Found::Stream(r),
+                Ok(None) => Found::NotStatic,
+                Err(_) => Found::Broken,
+            };
+        }
+        let generation = self.store.inner.bundle_generation.load(Ordering::SeqCst);
+        match self.store.static_file(tenant, path) {
+            Ok(Some(blob)) => {
+                let obj = CachedObject::new(blob.bytes, blob.crc32);
+                // Do not cache what a concurrent bundle replace may have made stale.
+                if self.store.inner.bundle_generation.load(Ordering::SeqCst) == generation {
+                    self.cache.insert(&key, obj.clone());
+                }
+                Found::Miss(obj)
+            }
+            Ok(None) => Found::NotStatic,
+            Err(StorageError::TooLargeForMemory { .. }) => {
+                match self.store.open_static_file(tenant, path) {
+                    Ok(Some(r)) => Found::Stream(r),
+                    Ok(None) => Found::NotStatic,
+                    Err(_) => Found::Broken,
+                }
+            }
+            Err(_) => Found::Broken,
+        }
+    }
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+fn respond<B>(
+    head: bool,
+    headers: &HeaderMap,
+    path: &str,
+    len: u64,
+    crc32: u32,
+    cache: &'static str,
+    body: impl FnOnce() -> AssetBody<B>,
+) -> Response<AssetBody<B>> {
+    let etag = format!("\"{crc32:08x}\"");
+    let not_modified = etag_matches(headers, &etag);
+    let mut res = Response::new(if head || not_modified {
+        AssetBody::empty()
+    } else {
+        body()
+    });
+    *res.status_mut() = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex is a valid header"),
+    );
+    h.insert(
+        "x-corral-crc32",
+        HeaderValue::from_str(&format!("{crc32:08x}")).expect("hex is a valid header"),
+    );
+    h.insert("x-corral-cache", HeaderValue::from_static(cache));
+    if !not_modified {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(path)),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    res
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for AssetCacheService<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Response = Response<AssetBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let head = req.method() == Method::HEAD;
+        if !(head || req.method() == Method::GET) {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
+        let Some(tenant) = req.extensions().get::<TenantId>().cloned() else {
+            return ResponseFuture::inner(self.inner.call(req));
+        };
+        let Some(path) = self.static_path(req.uri().path()) else {
+            return ResponseFuture::inner(self.inner.call(req));
+        };
+        let h = req.headers();
+        let response = match self.lookup(&tenant, &path) {
+            Found::NotStatic => return ResponseFuture::inner(self.inner.call(req)),
+            Found::Hit(o) => respond(head, h, &path, o.bytes.len() as u64, o.crc32, "hit", || {
+                AssetBody::full(o.bytes.clone())
+            }),
+            Found::Miss(o) => respond(
+                head,
+                h,
+                &path,
+                o.bytes.len() as u64,
+                o.crc32,
+                "miss",
+                || AssetBody::full(o.bytes.clone()),
+            ),
+            Found::Stream(r) => {
+                let (len, crc) = (r.len(), r.crc32());
+                respond(head, h, &path, len, crc, "stream", || AssetBody::stream(r))
+            }
+            Found::Broken => {
+                let mut res = Response::new(AssetBody::full(Bytes::from_static(
+                    br#"{"error":"integrity","message":"the stored file failed its integrity check"}"#,
+                )));
+                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                res
+            }
+        };
+        ResponseFuture::ready(response)
+    }
+}

@@ -1,0 +1,339 @@
+//! The SQLite store: connections, pragmas, migrations, the writer and the reader pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use corral_limits::TenantId;
+use parking_lot::{Condvar, Mutex};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::{Durability, StorageError, StoreConfig};
+
+/// Schema migrations; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: blobs, tenants, bundles, KV accounting, usage, config.
+    r#"
+    CREATE TABLE blobs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        key         TEXT    NOT NULL UNIQUE,
+        len         INTEGER NOT NULL,
+        crc32       INTEGER NOT NULL,
+        chunks      INTEGER NOT NULL,
+        data        BLOB,
+        quarantined INTEGER NOT NULL DEFAULT 0,
+        created     INTEGER NOT NULL
+    );
+    CREATE TABLE blob_chunks (
+        blob_id INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        len     INTEGER NOT NULL,
+        crc32   INTEGER NOT NULL,
+        data    BLOB    NOT NULL,
+        PRIMARY KEY (blob_id, seq)
+    );
+    CREATE TABLE tenants (
+        name          TEXT PRIMARY KEY,
+        tier          TEXT    NOT NULL,
+        kind          TEXT    NOT NULL,
+        created       INTEGER NOT NULL,
+        storage_limit INTEGER
+    );
+    CREATE TABLE kv_bytes (
+        tenant TEXT PRIMARY KEY,
+        bytes  INTEGER NOT NULL
+    );
+    CREATE TABLE bundles (
+        tenant  TEXT PRIMARY KEY,
+        kind    TEXT    NOT NULL,
+        version INTEGER NOT NULL,
+        files   INTEGER NOT NULL,
+        bytes   INTEGER NOT NULL,
+        crc32   INTEGER NOT NULL,
+        updated INTEGER NOT NULL
+    );
+    CREATE TABLE usage (
+        tenant        TEXT    NOT NULL,
+        year          INTEGER NOT NULL,
+        month         INTEGER NOT NULL,
+        requests      INTEGER NOT NULL,
+        errors        INTEGER NOT NULL,
+        exec_time_ms  INTEGER NOT NULL,
+        fuel          INTEGER NOT NULL,
+        peak_memory   INTEGER NOT NULL,
+        peak_streams  INTEGER NOT NULL,
+        storage_bytes INTEGER NOT NULL,
+        bytes_in      INTEGER NOT NULL,
+        bytes_out     INTEGER NOT NULL,
+        cold_starts   INTEGER NOT NULL,
+        PRIMARY KEY (tenant, year, month)
+    );
+    CREATE TABLE config (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+type BundleListener = Box<dyn Fn(&TenantId) + Send + Sync>;
+
+/// Counters of a [`Store`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Integrity failures detected by reads and scrubs since open.
+    pub integrity_failures: u64,
+    /// Blobs verified by reads and scrubs since open.
+    pub blobs_verified: u64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    pub(crate) cfg: StoreConfig,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    readers_open: AtomicU64,
+    readers_cv: Condvar,
+    pub(crate) integrity_failures: AtomicU64,
+    pub(crate) blobs_verified: AtomicU64,
+    pub(crate) bundle_generation: AtomicU64,
+    listeners: Mutex<Vec<BundleListener>>,
+}
+
+/// One SQLite database holding everything Corral stores. Cheap to clone
+/// (an `Arc` inside), `Send + Sync`.
+///
+/// ```
+/// use corral_storage::{Store, StoreConfig};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path().join("corral.db"), StoreConfig::default()).unwrap();
+/// let meta = store.put_artifact("wasm/acme.cwasm", b"\0asm").unwrap();
+/// assert_eq!(meta.len, 4);
+/// let blob = store.get_artifact("wasm/acme.cwasm").unwrap().unwrap();
+/// assert_eq!(blob.crc32, meta.crc32);
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("config", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn configure(conn: &Connection, cfg: &StoreConfig) -> Result<(), StorageError> {
+    conn.busy_timeout(cfg.busy_timeout)?;
+    conn.pragma_update(None, "mmap_size", 0)?;
+    // Negative cache_size is in KiB.
+    let kib = (cfg.sqlite_cache_bytes / 1024).max(1) as i64;
+    conn.pragma_update(None, "cache_size", -kib)?;
+    let sync = match cfg.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, switches it to WAL,
+    /// applies pending migrations and opens the writer connection.
+    ///
+    /// Errors: [`StorageError::InvalidConfig`] for inconsistent settings,
+    /// [`StorageError::SchemaTooNew`] for a file from a newer build,
+    /// [`StorageError::Sqlite`] when the file cannot be opened.
+    pub fn open(path: impl AsRef<Path>, cfg: StoreConfig) -> Result<Self, StorageError> {
+        cfg.validate()?;
+        let path = path.as_ref().to_path_buf();
+        let mut writer = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&writer, &cfg)?;
+        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StorageError::InvalidConfig(
+                "the file system does not support WAL",
+            ));
+        }
+        migrate(&mut writer)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                cfg,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                readers_open: AtomicU64::new(0),
+                readers_cv: Condvar::new(),
+                integrity_failures: AtomicU64::new(0),
+                blobs_verified: AtomicU64::new(0),
+                bundle_generation: AtomicU64::new(0),
+                listeners: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The settings the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// The schema version of the open database.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// assert_eq!(store.schema_version().unwrap(), 1);
+    /// ```
+    pub fn schema_version(&self) -> Result<i64, StorageError> {
+        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            integrity_failures: self.inner.integrity_failures.load(Ordering::Relaxed),
+            blobs_verified: self.inner.blobs_verified.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Copies the WAL into the main database file and truncates the WAL
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`). Waits for readers via `busy_timeout`.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        let conn = self.inner.writer.lock();
+        // (busy, wal frames, frames checkpointed); busy = 1 means a reader
+        // kept it from finishing within busy_timeout.
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if busy != 0 {
+            return Err(StorageError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("checkpoint blocked by a reader".into()),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Registers a callback run after every committed bundle change (replace
+    /// or delete) with the tenant whose bundle changed. The asset cache uses
+    /// it to drop stale entries.
+    pub fn on_bundle_change(&self, f: impl Fn(&TenantId) + Send + Sync + 'static) {
+        self.inner.listeners.lock().push(Box::new(f));
+    }
+
+    pub(crate) fn bundle_changed(&self, tenant: &TenantId) {
+        self.inner.bundle_generation.fetch_add(1, Ordering::SeqCst);
+        for l in self.inner.listeners.lock().iter() {
+            l(tenant);
+        }
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction on the writer connection;
+    /// commits on `Ok`, rolls back on `Err`.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.inner.writer.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a pooled reader connection.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let conn = self.checkout()?;
+        let out = f(&conn);
+        self.checkin(conn);
+        out
+    }
+
+    fn checkout(&self) -> Result<Connection, StorageError> {
+        let mut pool = self.inner.readers.lock();
+        loop {
+            if let Some(c) = pool.pop() {
+                return Ok(c);
+            }
+            let open = self.inner.readers_open.load(Ordering::Relaxed);
+            if (open as usize) < self.inner.cfg.readers {
+                self.inner.readers_open.fetch_add(1, Ordering::Relaxed);
+                drop(pool);
+                return match self.open_reader() {
+                    Ok(c) => Ok(c),
+                    Err(e) => {
+                        self.inner.readers_open.fetch_sub(1, Ordering::Relaxed);
+                        self.inner.readers_cv.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            self.inner.readers_cv.wait(&mut pool);
+        }
+    }
+
+    fn checkin(&self, conn: Connection) {
+        self.inner.readers.lock().push(conn);
+        self.inner.readers_cv.notify_one();
+    }
+
+    fn open_reader(&self) -> Result<Connection, StorageError> {
+        let c = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&c, &self.inner.cfg)?;
+        Ok(c)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    loop {
+        // Read the version inside the write lock so two processes opening
+        // the same file at once never apply a migration twice.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StorageError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found == SCHEMA_VERSION {
+            tx.commit()?;
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[found as usize])?;
+        tx.pragma_update(None, "user_version", found + 1)?;
+        tx.commit()?;
+    }
+}
+
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

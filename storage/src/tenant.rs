@@ -1,0 +1,1022 @@
+//! Tenant data: tenants, bundles, KV, usage, config, artifacts, export/import.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use corral_limits::TenantId;
+use corral_metering::{Period, SinkError, Usage, UsageSink};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::blob::{delete_blob_tx, delete_prefix_tx, insert_bytes_tx, insert_reader_tx};
+use crate::key::{prefix_upper, validate_key, validate_prefix};
+use crate::store::now_secs;
+use crate::{Blob, BlobMeta, BlobReader, StorageError, Store};
+
+/// What kind of code a tenant's bundle holds (mirrors `corral::Kind`).
+///
+/// ```
+/// use corral_storage::AppKind;
+/// assert_eq!(AppKind::parse("js"), Some(AppKind::Js));
+/// assert_eq!(AppKind::Wasm.as_str(), "wasm");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AppKind {
+    /// A WASI preview-1 command module (WAGI).
+    Wasm,
+    /// A Workers-style JavaScript module.
+    Js,
+}
+
+impl AppKind {
+    /// The stored name: `"wasm"` or `"js"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::Wasm => "wasm",
+            AppKind::Js => "js",
+        }
+    }
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "wasm" => Some(AppKind::Wasm),
+            "js" => Some(AppKind::Js),
+            _ => None,
+        }
+    }
+}
+
+/// A registered tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct TenantRecord {
+    /// The tenant.
+    pub id: TenantId,
+    /// Name of the tier (plan) it is on.
+    pub tier: String,
+    /// The kind of code it runs.
+    pub kind: AppKind,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: i64,
+    /// KV byte limit stored for this tenant (`None`: the caller's or the store default).
+    pub storage_limit: Option<u64>,
+}
+
+impl TenantRecord {
+    /// A record created now with no stored storage limit.
+    ///
+    /// ```
+    /// use corral_storage::{AppKind, TenantRecord};
+    /// let r = TenantRecord::new("acme".parse().unwrap(), "free", AppKind::Js);
+    /// assert_eq!(r.tier, "free");
+    /// ```
+    pub fn new(id: TenantId, tier: impl Into<String>, kind: AppKind) -> Self {
+        Self {
+            id,
+            tier: tier.into(),
+            kind,
+            created: now_secs(),
+            storage_limit: None,
+        }
+    }
+    /// Sets the stored storage limit.
+    #[must_use]
+    pub fn with_storage_limit(mut self, limit: Option<u64>) -> Self {
+        self.storage_limit = limit;
+        self
+    }
+}
+
+/// A tenant's deployable bundle: the app code plus its `static/` files.
+///
+/// ```
+/// use corral_storage::{AppKind, Bundle};
+/// let b = Bundle::new(AppKind::Js, b"export default {}".to_vec())
+///     .with_static("index.html", b"<h1>hi</h1>".to_vec());
+/// assert_eq!(b.static_files.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Bundle {
+    /// Kind of code; `None` only in `Default`, rejected by `put_bundle`.
+    pub kind: Option<AppKind>,
+    /// The module or script.
+    pub code: Vec<u8>,
+    /// Static files by path relative to `static/` (e.g. `css/site.css`).
+    pub static_files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Bundle {
+    /// A bundle of `kind` with `code` and no static files.
+    pub fn new(kind: AppKind, code: Vec<u8>) -> Self {
+        Self {
+            kind: Some(kind),
+            code,
+            static_files: BTreeMap::new(),
+        }
+    }
+    /// Adds a static file.
+    #[must_use]
+    pub fn with_static(mut self, path: impl Into<String>, bytes: Vec<u8>) -> Self {
+        self.static_files.insert(path.into(), bytes);
+        self
+    }
+}
+
+/// Metadata of a stored bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BundleInfo {
+    /// Kind of code.
+    pub kind: AppKind,
+    /// Increments on every replace, starting at 1.
+    pub version: u64,
+    /// Number of static files.
+    pub files: u64,
+    /// Total bytes (code plus static files).
+    pub bytes: u64,
+    /// CRC32 of the code.
+    pub code_crc32: u32,
+    /// Last replace time, seconds since the Unix epoch.
+    pub updated: i64,
+}
+
+/// One blob in an export: key, bytes and the CRC32 they were verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportedBlob {
+    /// KV key, static-file path, or `"code"`.
+    pub key: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// CRC32 of `bytes`; [`Store::import_tenant`] rejects a mismatch.
+    pub crc32: u32,
+}
+
+impl ExportedBlob {
+    /// An entry whose CRC32 is computed from `bytes`.
+    pub fn new(key: impl Into<String>, bytes: Vec<u8>) -> Self {
+        let crc32 = crc32fast::hash(&bytes);
+        Self {
+            key: key.into(),
+            bytes,
+            crc32,
+        }
+    }
+}
+
+/// An exported bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportedBundle {
+    /// Kind of code.
+    pub kind: AppKind,
+    /// The code, key `"code"`.
+    pub code: ExportedBlob,
+    /// Static files, key = path relative to `static/`.
+    pub static_files: Vec<ExportedBlob>,
+}
+
+/// Everything stored for one tenant, as plain data, every blob with its CRC32.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TenantExport {
+    /// The tenant record.
+    pub tenant: TenantRecord,
+    /// The bundle, if deployed.
+    pub bundle: Option<ExportedBundle>,
+    /// KV entries in key order.
+    pub kv: Vec<ExportedBlob>,
+    /// Usage rows, oldest first.
+    pub usage: Vec<Usage>,
+}
+
+fn kv_key(t: &TenantId, key: &str) -> String {
+    format!("kv/{t}/{key}")
+}
+fn code_key(t: &TenantId) -> String {
+    format!("bundle/{t}/code")
+}
+fn static_key(t: &TenantId, path: &str) -> String {
+    format!("bundle/{t}/static/{path}")
+}
+fn artifact_key(key: &str) -> String {
+    format!("artifact/{key}")
+}
+
+fn i(v: u64) -> i64 {
+    // u64 figures are stored bit-for-bit in SQLite's signed 64-bit integers.
+    v as i64
+}
+fn u(v: i64) -> u64 {
+    v as u64
+}
+
+fn list_under(
+    c: &rusqlite::Connection,
+    ns: &str,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<String>, StorageError> {
+    let lower = format!("{ns}{prefix}");
+    let upper = prefix_upper(&lower).unwrap_or_else(|| vec![0xff]);
+    let mut st = c.prepare_cached(
+        "SELECT key FROM blobs WHERE key >= ?1 AND key < CAST(?2 AS TEXT) ORDER BY key LIMIT ?3",
+    )?;
+    let keys = st
+        .query_map(
+            params![lower, upper, limit.min(i64::MAX as usize) as i64],
+            |r| r.get::<_, String>(0),
+        )?
+        .map(|k| k.map(|k| k[ns.len()..].to_owned()))
+        .collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+fn tenant_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, Option<i64>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_record(
+    (name, tier, kind, created, limit): (String, String, String, i64, Option<i64>),
+) -> Result<TenantRecord, StorageError> {
+    let id = TenantId::new(&name).map_err(|_| StorageError::Corrupt {
+        key: format!("tenants/{name}"),
+        what: "invalid tenant name",
+    })?;
+    let kind = AppKind::parse(&kind).ok_or_else(|| StorageError::Corrupt {
+        key: format!("tenants/{name}"),
+        what: "unknown app kind",
+    })?;
+    Ok(TenantRecord {
+        id,
+        tier,
+        kind,
+        created,
+        storage_limit: limit.map(u),
+    })
+}
+
+fn insert_tenant_tx(tx: &Transaction<'_>, rec: &TenantRecord) -> Result<(), StorageError> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO tenants (name, tier, kind, created, storage_limit) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![rec.id.as_str(), rec.tier, rec.kind.as_str(), rec.created, rec.storage_limit.map(i)],
+    )?;
+    if n == 0 {
+        return Err(StorageError::TenantExists {
+            tenant: rec.id.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn upsert_usage_tx(tx: &Transaction<'_>, batch: &[Usage]) -> Result<(), StorageError> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO usage (tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory,
+            peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (tenant, year, month) DO UPDATE SET
+            requests = excluded.requests, errors = excluded.errors,
+            exec_time_ms = excluded.exec_time_ms, fuel = excluded.fuel,
+            peak_memory = excluded.peak_memory, peak_streams = excluded.peak_streams,
+            storage_bytes = excluded.storage_bytes, bytes_in = excluded.bytes_in,
+            bytes_out = excluded.bytes_out, cold_starts = excluded.cold_starts",
+    )?;
+    for u in batch {
+        st.execute(params![
+            u.tenant.as_str(),
+            u.period.year(),
+            u.period.month(),
+            i(u.requests),
+            i(u.errors),
+            i(u.exec_time_ms),
+            i(u.fuel),
+            i(u.peak_memory),
+            i(u.peak_streams),
+            i(u.storage_bytes),
+            i(u.bytes_in),
+            i(u.bytes_out),
+            i(u.cold_starts)
+        ])?;
+    }
+    Ok(())
+}
+
+fn usage_rows(
+    c: &rusqlite::Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<Usage>, StorageError> {
+    let mut st = c.prepare_cached(sql)?;
+    let rows = st
+        .query_map(p, |r| {
+            let vals: [i64; 10] = [
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+                r.get(12)?,
+            ];
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, i64>(2)?,
+                vals,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(name, year, month, v)| {
+            let bad = |what| StorageError::Corrupt {
+                key: format!("usage/{name}/{year}-{month}"),
+                what,
+            };
+            let tenant = TenantId::new(&name).map_err(|_| bad("invalid tenant name"))?;
+            let period = u8::try_from(month)
+                .ok()
+                .and_then(|m| Period::new(year, m))
+                .ok_or_else(|| bad("invalid month"))?;
+            let mut out = Usage::zero(tenant, period);
+            out.requests = u(v[0]);
+            out.errors = u(v[1]);
+            out.exec_time_ms = u(v[2]);
+            out.fuel = u(v[3]);
+            out.peak_memory = u(v[4]);
+            out.peak_streams = u(v[5]);
+            out.storage_bytes = u(v[6]);
+            out.bytes_in = u(v[7]);
+            out.bytes_out = u(v[8]);
+            out.cold_starts = u(v[9]);
+            Ok(out)
+        })
+        .collect()
+}
+
+const USAGE_COLS: &str = "tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory, peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts";
+
+impl Store {
+    // ---------------------------------------------------------------- tenants
+
+    /// Registers a tenant. Errors with [`StorageError::TenantExists`] if present.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig, AppKind, TenantRecord, StorageError};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// let rec = TenantRecord::new("acme".parse().unwrap(), "pro", AppKind::Wasm);
+    /// store.create_tenant(&rec).unwrap();
+    /// assert_eq!(store.tenant(&rec.id).unwrap().unwrap().tier, "pro");
+    /// assert!(matches!(store.create_tenant(&rec), Err(StorageError::TenantExists { .. })));
+    /// ```
+    pub fn create_tenant(&self, rec: &TenantRecord) -> Result<(), StorageError> {
+        self.write(|tx| insert_tenant_tx(tx, rec))
+    }
+
+    /// The tenant's record, if registered.
+    pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StorageError> {
+        let row = self.read(|c| {
+            Ok(c.query_row(
+                "SELECT name, tier, kind, created, storage_limit FROM tenants WHERE name = ?1",
+                [id.as_str()],
+                tenant_row,
+            )
+            .optional()?)
+        })?;
+        row.map(to_record).transpose()
+    }
+
+    /// All registered tenants in name order.
+    pub fn list_tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
+        let rows = self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT name, tier, kind, created, storage_limit FROM tenants ORDER BY name",
+            )?;
+            let rows = st
+                .query_map([], tenant_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        rows.into_iter().map(to_record).collect()
+    }
+
+    /// Moves a tenant to another tier.
+    pub fn set_tenant_tier(&self, id: &TenantId, tier: &str) -> Result<(), StorageError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE tenants SET tier = ?1 WHERE name = ?2",
+                params![tier, id.as_str()],
+            )?;
+            if n == 0 {
+                return Err(StorageError::TenantNotFound { tenant: id.clone() });
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets (or clears) the stored KV byte limit of a tenant.
+    pub fn set_storage_limit(&self, id: &TenantId, limit: Option<u64>) -> Result<(), StorageError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE tenants SET storage_limit = ?1 WHERE name = ?2",
+                params![limit.map(i), id.as_str()],
+            )?;
+            if n == 0 {
+                return Err(StorageError::TenantNotFound { tenant: id.clone() });
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a tenant with its bundle and KV in one transaction; usage rows
+    /// are kept for billing. Returns whether the tenant was registered.
+    pub fn delete_tenant(&self, id: &TenantId) -> Result<bool, StorageError> {
+        let existed = self.write(|tx| {
+            let n = tx.execute("DELETE FROM tenants WHERE name = ?1", [id.as_str()])?;
+            delete_prefix_tx(tx, &format!("bundle/{id}/"))?;
+            delete_prefix_tx(tx, &format!("kv/{id}/"))?;
+            tx.execute("DELETE FROM bundles WHERE tenant = ?1", [id.as_str()])?;
+            tx.execute("DELETE FROM kv_bytes WHERE tenant = ?1", [id.as_str()])?;
+            Ok(n > 0)
+        })?;
+        self.bundle_changed(id);
+        Ok(existed)
+    }
+
+    // ---------------------------------------------------------------- bundles
+
+    /// Replaces the tenant's whole bundle (code and every static file) in one
+    /// transaction: readers see either the old bundle or the new one, never a mix.
+    /// Every path is validated before anything is written.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig, AppKind, Bundle};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// let t = "acme".parse().unwrap();
+    /// let info = store.put_bundle(&t, &Bundle::new(AppKind::Js, b"code".to_vec())
+    ///     .with_static("a.css", b"body{}".to_vec())).unwrap();
+    /// assert_eq!((info.version, info.files, info.bytes), (1, 1, 10));
+    /// let info = store.put_bundle(&t, &Bundle::new(AppKind::Js, b"v2".to_vec())).unwrap();
+    /// assert_eq!(info.version, 2);
+    /// assert!(store.static_file(&t, "a.css").unwrap().is_none());
+    /// ```
+    pub fn put_bundle(
+        &self,
+        tenant: &TenantId,
+        bundle: &Bundle,
+    ) -> Result<BundleInfo, StorageError> {
+        let kind = bundle
+            .kind
+            .ok_or(StorageError::InvalidConfig("bundle has no kind"))?;
+        for path in bundle.static_files.keys() {
+            validate_key(path.as_bytes())?;
+        }
+        let cfg = &self.inner.cfg;
+        let info = self.write(|tx| {
+            delete_prefix_tx(tx, &format!("bundle/{tenant}/"))?;
+            let code = insert_bytes_tx(tx, cfg, &code_key(tenant), &bundle.code)?;
+            let mut bytes = code.len;
+            for (path, data) in &bundle.static_files {
+                bytes += insert_bytes_tx(tx, cfg, &static_key(tenant, path), data)?.len;
+            }
+            let version: i64 = tx
+                .query_row("SELECT version FROM bundles WHERE tenant = ?1", [tenant.as_str()], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0)
+                + 1;
+            let info = BundleInfo {
+                kind,
+                version: version as u64,
+                files: bundle.static_files.len() as u64,
+                bytes,
+                code_crc32: code.crc32,
+                updated: now_secs(),
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO bundles (tenant, kind, version, files, bytes, crc32, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    tenant.as_str(),
+                    kind.as_str(),
+                    version,
+                    info.files as i64,
+                    i(info.bytes),
+                    info.code_crc32 as i64,
+                    info.updated
+                ],
+            )?;
+            Ok(info)
+        })?;
+        self.bundle_changed(tenant);
+        Ok(info)
+    }
+
+    /// Metadata of the tenant's bundle, if deployed.
+    pub fn bundle_info(&self, tenant: &TenantId) -> Result<Option<BundleInfo>, StorageError> {
+        let row: Option<(String, i64, i64, i64, i64, i64)> =
+            self.read(|c| {
+                Ok(c.query_row(
+                "SELECT kind, version, files, bytes, crc32, updated FROM bundles WHERE tenant = ?1",
+                [tenant.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()?)
+            })?;
+        row.map(|(kind, version, files, bytes, crc, updated)| {
+            Ok(BundleInfo {
+                kind: AppKind::parse(&kind).ok_or_else(|| StorageError::Corrupt {
+                    key: format!("bundles/{tenant}"),
+                    what: "unknown app kind",
+                })?,
+                version: version as u64,
+                files: files as u64,
+                bytes: u(bytes),
+                code_crc32: crc as u32,
+                updated,
+            })
+        })
+        .transpose()
+    }
+
+    /// The tenant's verified code (up to the chunk threshold; larger code
+    /// gives [`StorageError::TooLargeForMemory`], use [`open_bundle_code`](Self::open_bundle_code)).
+    pub fn bundle_code(&self, tenant: &TenantId) -> Result<Option<Blob>, StorageError> {
+        self.read_blob(&code_key(tenant))
+    }
+
+    /// A verified stream over the tenant's code.
+    pub fn open_bundle_code(&self, tenant: &TenantId) -> Result<Option<BlobReader>, StorageError> {
+        self.open_blob(&code_key(tenant))
+    }
+
+    /// A verified static file of the tenant's bundle (`path` relative to `static/`).
+    pub fn static_file(&self, tenant: &TenantId, path: &str) -> Result<Option<Blob>, StorageError> {
+        let path = validate_key(path.as_bytes())?;
+        self.read_blob(&static_key(tenant, path))
+    }
+
+    /// A verified stream over a static file.
+    pub fn open_static_file(
+        &self,
+        tenant: &TenantId,
+        path: &str,
+    ) -> Result<Option<BlobReader>, StorageError> {
+        let path = validate_key(path.as_bytes())?;
+        self.open_blob(&static_key(tenant, path))
+    }
+
+    /// Length and CRC32 of a static file, without reading it.
+    pub fn static_file_meta(
+        &self,
+        tenant: &TenantId,
+        path: &str,
+    ) -> Result<Option<BlobMeta>, StorageError> {
+        let path = validate_key(path.as_bytes())?;
+        self.blob_meta(&static_key(tenant, path))
+    }
+
+    /// Paths of the tenant's static files, in order.
+    pub fn list_static_files(&self, tenant: &TenantId) -> Result<Vec<String>, StorageError> {
+        let ns = format!("bundle/{tenant}/static/");
+        self.read(|c| list_under(c, &ns, "", usize::MAX))
+    }
+
+    // --------------------------------------------------------------------- KV
+
+    /// The verified value under `key`, if any.
+    pub fn kv_get(
+        &self,
+        tenant: &TenantId,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<Blob>, StorageError> {
+        let key = validate_key(key.as_ref())?;
+        self.read_blob(&kv_key(tenant, key))
+    }
+
+    /// Stores `value` under `key`, enforcing the tenant's stored limit, or
+    /// else the store's default limit.
+    pub fn kv_put(
+        &self,
+        tenant: &TenantId,
+        key: impl AsRef<[u8]>,
+        value: &[u8],
+    ) -> Result<(), StorageError> {
+        self.kv_put_inner(tenant, key.as_ref(), value, None)
+    }
+
+    /// Stores `value` under `key` with an explicit byte limit for the tenant
+    /// (key + value bytes of all its entries); `None` falls back like [`kv_put`](Self::kv_put).
+    pub fn kv_put_with_limit(
+        &self,
+        tenant: &TenantId,
+        key: impl AsRef<[u8]>,
+        value: &[u8],
+        limit: Option<u64>,
+    ) -> Result<(), StorageError> {
+        self.kv_put_inner(tenant, key.as_ref(), value, limit)
+    }
+
+    fn kv_put_inner(
+        &self,
+        tenant: &TenantId,
+        key: &[u8],
+        value: &[u8],
+        limit: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let key = validate_key(key)?;
+        let max = self.inner.cfg.max_kv_value;
+        if value.len() as u64 > max {
+            return Err(StorageError::ValueTooLarge {
+                len: value.len() as u64,
+                max,
+            });
+        }
+        let full = kv_key(tenant, key);
+        let cfg = &self.inner.cfg;
+        self.write(|tx| {
+            let used = kv_used_tx(tx, tenant)?;
+            let old: Option<i64> = tx
+                .query_row("SELECT len FROM blobs WHERE key = ?1", [&full], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let old = old.map(|l| l as u64 + key.len() as u64).unwrap_or(0);
+            let new = key.len() as u64 + value.len() as u64;
+            let limit = match limit {
+                Some(l) => Some(l),
+                None => tx
+                    .query_row(
+                        "SELECT storage_limit FROM tenants WHERE name = ?1",
+                        [tenant.as_str()],
+                        |r| r.get::<_, Option<i64>>(0),
+                    )
+                    .optional()?
+                    .flatten()
+                    .map(u)
+                    .or(cfg.default_storage_limit),
+            };
+            let after = used.saturating_sub(old) + new;
+            if let Some(limit) = limit
+                && new > old
+                && after > limit
+            {
+                return Err(StorageError::StorageQuotaExceeded {
+                    limit,
+                    used,
+                    needed: new - old,
+                });
+            }
+            insert_bytes_tx(tx, cfg, &full, value)?;
+            set_kv_used_tx(tx, tenant, after)
+        })
+    }
+
+    /// Deletes `key`; `true` when it existed.
+    pub fn kv_delete(
+        &self,
+        tenant: &TenantId,
+        key: impl AsRef<[u8]>,
+    ) -> Result<bool, StorageError> {
+        let key = validate_key(key.as_ref())?;
+        let full = kv_key(tenant, key);
+        self.write(|tx| {
+            let Some(len) = delete_blob_tx(tx, &full)? else {
+                return Ok(false);
+            };
+            let used = kv_used_tx(tx, tenant)?;
+            set_kv_used_tx(tx, tenant, used.saturating_sub(len + key.len() as u64))?;
+            Ok(true)
+        })
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in byte order.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// let t = "acme".parse().unwrap();
+    /// for k in ["user/1", "user/2", "post/1"] { store.kv_put(&t, k, b"v").unwrap(); }
+    /// assert_eq!(store.kv_list(&t, "user/", 10).unwrap(), ["user/1", "user/2"]);
+    /// assert_eq!(store.kv_list(&t, "", 1).unwrap(), ["post/1"]);
+    /// ```
+    pub fn kv_list(
+        &self,
+        tenant: &TenantId,
+        prefix: impl AsRef<[u8]>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        let prefix = validate_prefix(prefix.as_ref())?;
+        let ns = format!("kv/{tenant}/");
+        self.read(|c| list_under(c, &ns, prefix, limit))
+    }
+
+    /// Bytes (keys + values) the tenant holds in KV.
+    pub fn kv_bytes(&self, tenant: &TenantId) -> Result<u64, StorageError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT bytes FROM kv_bytes WHERE tenant = ?1",
+                [tenant.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(u)
+            .unwrap_or(0))
+        })
+    }
+
+    // ------------------------------------------------------------------ usage
+
+    /// Upserts usage totals (absolute, idempotent).
+    pub fn store_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
+        self.write(|tx| upsert_usage_tx(tx, batch))
+    }
+
+    /// Every tenant's totals for `period`, in tenant order.
+    pub fn load_usage(&self, period: Period) -> Result<Vec<Usage>, StorageError> {
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM usage WHERE year = ?1 AND month = ?2 ORDER BY tenant"
+        );
+        self.read(|c| usage_rows(c, &sql, params![period.year(), period.month()]))
+    }
+
+    /// One tenant's totals for every period, oldest first.
+    pub fn tenant_usage(&self, tenant: &TenantId) -> Result<Vec<Usage>, StorageError> {
+        let sql = format!("SELECT {USAGE_COLS} FROM usage WHERE tenant = ?1 ORDER BY year, month");
+        self.read(|c| usage_rows(c, &sql, [tenant.as_str()]))
+    }
+
+    // ----------------------------------------------------------------- config
+
+    /// The config value under `key`, deserialized.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig, StorageError};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// store.config_set("maintenance", &true).unwrap();
+    /// assert_eq!(store.config_get::<bool>("maintenance").unwrap(), Some(true));
+    /// assert!(matches!(store.config_get::<u32>("maintenance"), Err(StorageError::Config { .. })));
+    /// assert_eq!(store.config_get::<bool>("missing").unwrap(), None);
+    /// ```
+    pub fn config_get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
+        let key = validate_key(key.as_bytes())?;
+        let raw: Option<String> = self.read(|c| {
+            Ok(
+                c.query_row("SELECT value FROM config WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+            )
+        })?;
+        raw.map(|s| {
+            serde_json::from_str(&s).map_err(|source| StorageError::Config {
+                key: key.to_owned(),
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores `value` (as JSON) under `key`.
+    pub fn config_set<T: serde::Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        let key = validate_key(key.as_bytes())?;
+        let json = serde_json::to_string(value).map_err(|source| StorageError::Config {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO config (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, json],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Deletes the config value under `key`; `true` when it existed.
+    pub fn config_delete(&self, key: &str) -> Result<bool, StorageError> {
+        let key = validate_key(key.as_bytes())?;
+        self.write(|tx| Ok(tx.execute("DELETE FROM config WHERE key = ?1", [key])? > 0))
+    }
+
+    // -------------------------------------------------------------- artifacts
+
+    /// Stores an artifact (e.g. a precompiled module) under `key`.
+    pub fn put_artifact(&self, key: &str, bytes: &[u8]) -> Result<BlobMeta, StorageError> {
+        let key = artifact_key(validate_key(key.as_bytes())?);
+        let cfg = &self.inner.cfg;
+        self.write(|tx| insert_bytes_tx(tx, cfg, &key, bytes))
+    }
+
+    /// Stores an artifact read from `src`, chunked when over the threshold,
+    /// never holding more than the threshold plus one chunk in memory.
+    pub fn put_artifact_reader(
+        &self,
+        key: &str,
+        src: &mut dyn Read,
+    ) -> Result<BlobMeta, StorageError> {
+        let key = artifact_key(validate_key(key.as_bytes())?);
+        let cfg = &self.inner.cfg;
+        self.write(|tx| insert_reader_tx(tx, cfg, &key, src))
+    }
+
+    /// The verified artifact (up to the chunk threshold).
+    pub fn get_artifact(&self, key: &str) -> Result<Option<Blob>, StorageError> {
+        let key = artifact_key(validate_key(key.as_bytes())?);
+        self.read_blob(&key)
+    }
+
+    /// A verified stream over the artifact.
+    pub fn open_artifact(&self, key: &str) -> Result<Option<BlobReader>, StorageError> {
+        let key = artifact_key(validate_key(key.as_bytes())?);
+        self.open_blob(&key)
+    }
+
+    /// Deletes the artifact; `true` when it existed.
+    pub fn delete_artifact(&self, key: &str) -> Result<bool, StorageError> {
+        let key = artifact_key(validate_key(key.as_bytes())?);
+        self.write(|tx| Ok(delete_blob_tx(tx, &key)?.is_some()))
+    }
+
+    // --------------------------------------------------------- export/import
+
+    /// Everything stored for a registered tenant, each blob verified on the
+    /// way out and carrying its CRC32. Holds the tenant's data in memory
+    /// (bounded by its storage quota and bundle size).
+    pub fn export_tenant(&self, id: &TenantId) -> Result<TenantExport, StorageError> {
+        let tenant = self
+            .tenant(id)?
+            .ok_or_else(|| StorageError::TenantNotFound { tenant: id.clone() })?;
+        let read_all = |r: Option<BlobReader>, key: &str| -> Result<ExportedBlob, StorageError> {
+            let r = r.ok_or_else(|| StorageError::NotFound {
+                key: key.to_owned(),
+            })?;
+            let crc32 = r.crc32();
+            let mut bytes = Vec::with_capacity(r.len() as usize);
+            for chunk in r {
+                bytes.extend_from_slice(&chunk?);
+            }
+            Ok(ExportedBlob {
+                key: key.to_owned(),
+                bytes,
+                crc32,
+            })
+        };
+        let bundle = match self.bundle_info(id)? {
+            None => None,
+            Some(info) => {
+                let code = read_all(self.open_bundle_code(id)?, "code")?;
+                let mut files = Vec::new();
+                for path in self.list_static_files(id)? {
+                    files.push(read_all(self.open_static_file(id, &path)?, &path)?);
+                }
+                Some(ExportedBundle {
+                    kind: info.kind,
+                    code,
+                    static_files: files,
+                })
+            }
+        };
+        let mut kv = Vec::new();
+        for key in self.kv_list(id, "", usize::MAX)? {
+            let blob = self
+                .kv_get(id, &key)?
+                .ok_or_else(|| StorageError::NotFound {
+                    key: kv_key(id, &key),
+                })?;
+            kv.push(ExportedBlob {
+                key,
+                bytes: blob.bytes.to_vec(),
+                crc32: blob.crc32,
+            });
+        }
+        let usage = self.tenant_usage(id)?;
+        Ok(TenantExport {
+            tenant,
+            bundle,
+            kv,
+            usage,
+        })
+    }
+
+    /// Restores an export as a new tenant. Everything is verified first
+    /// (every CRC32, key, path, value size and usage row's tenant); then all
+    /// of it is written in one transaction, so a rejected import writes nothing.
+    /// The stored limit (if any) is not enforced against imported KV.
+    pub fn import_tenant(&self, ex: &TenantExport) -> Result<(), StorageError> {
+        let id = &ex.tenant.id;
+        let check = |b: &ExportedBlob, ns: &str| -> Result<(), StorageError> {
+            let actual = crc32fast::hash(&b.bytes);
+            if actual != b.crc32 {
+                return Err(StorageError::Integrity {
+                    key: format!("{ns}{}", b.key),
+                    expected: b.crc32,
+                    actual,
+                });
+            }
+            Ok(())
+        };
+        let mut kv_total = 0u64;
+        for e in &ex.kv {
+            validate_key(e.key.as_bytes())?;
+            if e.bytes.len() as u64 > self.inner.cfg.max_kv_value {
+                return Err(StorageError::ValueTooLarge {
+                    len: e.bytes.len() as u64,
+                    max: self.inner.cfg.max_kv_value,
+                });
+            }
+            check(e, &format!("kv/{id}/"))?;
+            kv_total += (e.key.len() + e.bytes.len()) as u64;
+        }
+        if let Some(b) = &ex.bundle {
+            check(&b.code, &format!("bundle/{id}/"))?;
+            for f in &b.static_files {
+                validate_key(f.key.as_bytes())?;
+                check(f, &format!("bundle/{id}/static/"))?;
+            }
+        }
+        if let Some(bad) = ex.usage.iter().find(|u| &u.tenant != id) {
+            return Err(StorageError::Corrupt {
+                key: format!("usage/{}", bad.tenant),
+                what: "usage row belongs to another tenant",
+            });
+        }
+        let cfg = &self.inner.cfg;
+        self.write(|tx| {
+            insert_tenant_tx(tx, &ex.tenant)?;
+            delete_prefix_tx(tx, &format!("bundle/{id}/"))?;
+            delete_prefix_tx(tx, &format!("kv/{id}/"))?;
+            if let Some(b) = &ex.bundle {
+                let code = insert_bytes_tx(tx, cfg, &code_key(id), &b.code.bytes)?;
+                let mut bytes = code.len;
+                for f in &b.static_files {
+                    bytes += insert_bytes_tx(tx, cfg, &static_key(id, &f.key), &f.bytes)?.len;
+                }
+                tx.execute(
+                    "INSERT OR REPLACE INTO bundles (tenant, kind, version, files, bytes, crc32, updated)
+                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)",
+                    params![
+                        id.as_str(),
+                        b.kind.as_str(),
+                        b.static_files.len() as i64,
+                        i(bytes),
+                        code.crc32 as i64,
+                        now_secs()
+                    ],
+                )?;
+            }
+            for e in &ex.kv {
+                insert_bytes_tx(tx, cfg, &kv_key(id, &e.key), &e.bytes)?;
+            }
+            set_kv_used_tx(tx, id, kv_total)?;
+            upsert_usage_tx(tx, &ex.usage)
+        })?;
+        self.bundle_changed(id);
+        Ok(())
+    }
+}
+
+fn kv_used_tx(tx: &Transaction<'_>, tenant: &TenantId) -> Result<u64, StorageError> {
+    Ok(tx
+        .query_row(
+            "SELECT bytes FROM kv_bytes WHERE tenant = ?1",
+            [tenant.as_str()],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .map(u)
+        .unwrap_or(0))
+}
+
+fn set_kv_used_tx(tx: &Transaction<'_>, tenant: &TenantId, bytes: u64) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO kv_bytes (tenant, bytes) VALUES (?1, ?2) ON CONFLICT (tenant) DO UPDATE SET bytes = excluded.bytes",
+        params![tenant.as_str(), i(bytes)],
+    )?;
+    Ok(())
+}
+
+impl UsageSink for Store {
+    fn store(&self, batch: &[Usage]) -> Result<(), SinkError> {
+        Ok(self.store_usage(batch)?)
+    }
+    fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError> {
+        Ok(self.load_usage(period)?)
+    }
+}

@@ -1,0 +1,176 @@
+//! Flipping one byte of a stored blob inside the SQLite file.
+
+use std::io::Read;
+
+use corral_storage::{StorageError, Store, StoreConfig};
+
+use crate::{open, tid};
+
+/// Flips one byte `offset` bytes after the only occurrence of `marker` in the file.
+fn flip_after(path: &std::path::Path, marker: &[u8], offset: usize) {
+    let mut file = std::fs::read(path).unwrap();
+    let hits: Vec<usize> = file
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, w)| *w == marker)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(hits.len(), 1, "marker must occur exactly once in the file");
+    file[hits[0] + offset] ^= 0x01;
+    std::fs::write(path, file).unwrap();
+}
+
+#[test]
+fn flipped_byte_in_kv_value_is_an_integrity_error_and_scrub_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corral.db");
+    let t = tid("acme");
+    let value: Vec<u8> = b"FLIP-MARKER-0001:"
+        .iter()
+        .copied()
+        .chain((0..200u8).map(|i| i.wrapping_mul(7)))
+        .collect();
+    let mut flipped = value.clone();
+    flipped[20] ^= 0x01;
+    {
+        let store = open(&dir);
+        store.kv_put(&t, "victim", &value).unwrap();
+        store.kv_put(&t, "bystander", b"fine").unwrap();
+        store.checkpoint().unwrap();
+        // The WAL is empty: the value now lives in the main file.
+        let wal = std::fs::metadata(dir.path().join("corral.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert_eq!(wal, 0);
+    }
+    flip_after(&path, b"FLIP-MARKER-0001:", 20);
+
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    match store.kv_get(&t, "victim") {
+        Err(StorageError::Integrity {
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(key, "kv/acme/victim");
+            assert_eq!(expected, crc32fast::hash(&value));
+            assert_eq!(actual, crc32fast::hash(&flipped));
+        }
+        other => panic!("expected Integrity, got {other:?}"),
+    }
+    assert_eq!(store.stats().integrity_failures, 1);
+    // Quarantined from now on, never returned as good data.
+    assert!(
+        matches!(store.kv_get(&t, "victim"), Err(StorageError::Quarantined { key }) if key == "kv/acme/victim")
+    );
+    assert_eq!(store.quarantined_keys().unwrap(), ["kv/acme/victim"]);
+    // The neighbour is unaffected.
+    assert_eq!(
+        &store.kv_get(&t, "bystander").unwrap().unwrap().bytes[..],
+        b"fine"
+    );
+
+    let report = store.scrub_in_background().join().unwrap().unwrap();
+    assert_eq!(report.corrupt, ["kv/acme/victim"]);
+    assert_eq!(report.checked, 2);
+    // Overwriting the key clears the quarantine.
+    store.kv_put(&t, "victim", b"new").unwrap();
+    assert_eq!(
+        &store.kv_get(&t, "victim").unwrap().unwrap().bytes[..],
+        b"new"
+    );
+    assert!(store.scrub().unwrap().corrupt.is_empty());
+}
+
+#[test]
+fn flipped_byte_in_a_chunk_stops_the_stream_before_the_bad_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corral.db");
+    let cfg = || {
+        StoreConfig::default()
+            .chunk_threshold(64 * 1024)
+            .chunk_size(16 * 1024)
+            .max_kv_value(1024)
+    };
+    // 5 chunks of 16 KiB; chunk 2 starts with a marker.
+    let mut data = vec![0u8; 80 * 1024];
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = crate::pattern(77, i as u64);
+    }
+    let marker = b"CHUNK-TWO-MARKER";
+    data[32 * 1024..32 * 1024 + marker.len()].copy_from_slice(marker);
+    {
+        let store = Store::open(&path, cfg()).unwrap();
+        store.put_artifact("big", &data).unwrap();
+        store.checkpoint().unwrap();
+    }
+    flip_after(&path, marker, 100);
+
+    let store = Store::open(&path, cfg()).unwrap();
+    let mut r = store.open_artifact("big").unwrap().unwrap();
+    let mut good = Vec::new();
+    let err = loop {
+        match r.next() {
+            Some(Ok(c)) => good.extend_from_slice(&c),
+            Some(Err(e)) => break e,
+            None => panic!("stream ended without an error"),
+        }
+    };
+    // Only the two intact chunks were handed out.
+    assert_eq!(good.len(), 32 * 1024);
+    assert!(good[..] == data[..32 * 1024]);
+    let chunk = &data[32 * 1024..48 * 1024];
+    let mut bad = chunk.to_vec();
+    bad[100] ^= 0x01;
+    match err {
+        StorageError::Integrity {
+            key,
+            expected,
+            actual,
+        } => {
+            assert_eq!(key, "artifact/big");
+            assert_eq!(expected, crc32fast::hash(chunk));
+            assert_eq!(actual, crc32fast::hash(&bad));
+        }
+        other => panic!("expected Integrity, got {other:?}"),
+    }
+    assert!(
+        matches!(store.open_artifact("big"), Err(StorageError::Quarantined { key }) if key == "artifact/big")
+    );
+    let report = store.scrub().unwrap();
+    assert_eq!(report.corrupt, ["artifact/big"]);
+}
+
+#[test]
+fn read_errors_surface_through_io_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corral.db");
+    let cfg = || {
+        StoreConfig::default()
+            .chunk_threshold(8 * 1024)
+            .chunk_size(4 * 1024)
+            .max_kv_value(1024)
+    };
+    let mut data = vec![b'x'; 16 * 1024];
+    data[8 * 1024..8 * 1024 + 6].copy_from_slice(b"MARK-3");
+    {
+        let store = Store::open(&path, cfg()).unwrap();
+        store.put_artifact("f", &data).unwrap();
+        store.checkpoint().unwrap();
+    }
+    flip_after(&path, b"MARK-3", 10);
+    let store = Store::open(&path, cfg()).unwrap();
+    let mut out = Vec::new();
+    let err = store
+        .open_artifact("f")
+        .unwrap()
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap_err();
+    let inner = err.get_ref().and_then(|e| e.downcast_ref::<StorageError>());
+    assert!(
+        matches!(inner, Some(StorageError::Integrity { key, .. }) if key == "artifact/f"),
+        "{err:?}"
+    );
+    assert_eq!(out.len(), 8 * 1024);
+}

@@ -1,0 +1,428 @@
+//! Tenants, bundles, KV quota, bad input, usage sink, config, export/import, migrations.
+
+use corral_metering::{Period, Usage, UsageSink};
+use corral_storage::{
+    AppKind, Bundle, ExportedBlob, InvalidKey, StorageError, Store, StoreConfig, TenantRecord,
+};
+
+use crate::{open, tid};
+
+#[test]
+fn tenants_crud() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = TenantRecord::new(tid("alpha"), "free", AppKind::Js);
+    let b = TenantRecord::new(tid("beta"), "pro", AppKind::Wasm).with_storage_limit(Some(1000));
+    store.create_tenant(&b).unwrap();
+    store.create_tenant(&a).unwrap();
+    assert!(
+        matches!(store.create_tenant(&a), Err(StorageError::TenantExists { tenant }) if tenant == a.id)
+    );
+    assert_eq!(store.list_tenants().unwrap(), [a.clone(), b.clone()]);
+    store.set_tenant_tier(&a.id, "scale").unwrap();
+    assert_eq!(store.tenant(&a.id).unwrap().unwrap().tier, "scale");
+    assert!(matches!(
+        store.set_tenant_tier(&tid("ghost"), "x"),
+        Err(StorageError::TenantNotFound { .. })
+    ));
+    store.kv_put(&b.id, "k", b"v").unwrap();
+    store
+        .put_bundle(&b.id, &Bundle::new(AppKind::Wasm, b"\0asm".to_vec()))
+        .unwrap();
+    assert!(store.delete_tenant(&b.id).unwrap());
+    assert!(store.tenant(&b.id).unwrap().is_none());
+    assert!(store.kv_get(&b.id, "k").unwrap().is_none());
+    assert!(store.bundle_info(&b.id).unwrap().is_none());
+    assert_eq!(store.kv_bytes(&b.id).unwrap(), 0);
+    assert!(!store.delete_tenant(&b.id).unwrap());
+}
+
+#[test]
+fn bundle_replace_is_atomic_and_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let t = tid("acme");
+    let v1 = Bundle::new(AppKind::Js, b"v1".to_vec())
+        .with_static("a.css", b"a".to_vec())
+        .with_static("img/logo.png", vec![1, 2, 3]);
+    let info = store.put_bundle(&t, &v1).unwrap();
+    assert_eq!(
+        (info.version, info.files, info.bytes, info.kind),
+        (1, 2, 6, AppKind::Js)
+    );
+    assert_eq!(info.code_crc32, crc32fast::hash(b"v1"));
+    assert_eq!(
+        store.list_static_files(&t).unwrap(),
+        ["a.css", "img/logo.png"]
+    );
+
+    // A bad path anywhere rejects the whole bundle before anything is written.
+    let bad = Bundle::new(AppKind::Js, b"v2".to_vec())
+        .with_static("b.css", b"b".to_vec())
+        .with_static("../escape", b"x".to_vec());
+    assert!(matches!(
+        store.put_bundle(&t, &bad),
+        Err(StorageError::InvalidKey(InvalidKey::DotSegment))
+    ));
+    assert_eq!(&store.bundle_code(&t).unwrap().unwrap().bytes[..], b"v1");
+    assert_eq!(
+        store.list_static_files(&t).unwrap(),
+        ["a.css", "img/logo.png"]
+    );
+
+    let v2 = Bundle::new(AppKind::Js, b"v2".to_vec()).with_static("b.css", b"bb".to_vec());
+    assert_eq!(store.put_bundle(&t, &v2).unwrap().version, 2);
+    assert_eq!(store.list_static_files(&t).unwrap(), ["b.css"]);
+    assert!(store.static_file(&t, "a.css").unwrap().is_none());
+    let f = store.static_file(&t, "b.css").unwrap().unwrap();
+    assert_eq!(
+        (&f.bytes[..], f.crc32),
+        (&b"bb"[..], crc32fast::hash(b"bb"))
+    );
+    let m = store.static_file_meta(&t, "b.css").unwrap().unwrap();
+    assert_eq!((m.len, m.crc32), (2, f.crc32));
+}
+
+#[test]
+fn kv_quota_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path().join("db"),
+        StoreConfig::default()
+            .default_storage_limit(Some(100))
+            .max_kv_value(64),
+    )
+    .unwrap();
+    let t = tid("acme");
+    store.kv_put(&t, "a", &[0; 39]).unwrap(); // 40
+    store.kv_put(&t, "b", &[0; 39]).unwrap(); // 80
+    assert_eq!(store.kv_bytes(&t).unwrap(), 80);
+    match store.kv_put(&t, "c", &[0; 20]) {
+        Err(StorageError::StorageQuotaExceeded {
+            limit,
+            used,
+            needed,
+        }) => {
+            assert_eq!((limit, used, needed), (100, 80, 21));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Replacing a value counts only the difference; shrinking always works.
+    store.kv_put(&t, "a", &[0; 59]).unwrap(); // 100
+    assert_eq!(store.kv_bytes(&t).unwrap(), 100);
+    store.kv_put(&t, "a", &[0; 9]).unwrap(); // 50
+    assert_eq!(store.kv_bytes(&t).unwrap(), 50);
+    // A stored per-tenant limit beats the default; an explicit limit beats both.
+    store
+        .create_tenant(
+            &TenantRecord::new(t.clone(), "free", AppKind::Js).with_storage_limit(Some(55)),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.kv_put(&t, "d", &[0; 9]),
+        Err(StorageError::StorageQuotaExceeded {
+            limit: 55,
+            used: 50,
+            needed: 10
+        })
+    ));
+    store
+        .kv_put_with_limit(&t, "d", &[0; 9], Some(1000))
+        .unwrap();
+    assert!(store.kv_delete(&t, "d").unwrap());
+    assert!(!store.kv_delete(&t, "d").unwrap());
+    assert_eq!(store.kv_bytes(&t).unwrap(), 50);
+    // Oversize values.
+    assert!(matches!(
+        store.kv_put(&t, "e", &[0; 65]),
+        Err(StorageError::ValueTooLarge { len: 65, max: 64 })
+    ));
+    // Tenants are isolated.
+    assert!(store.kv_get(&tid("other"), "a").unwrap().is_none());
+    assert_eq!(
+        store.kv_list(&tid("other"), "", 10).unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let t = tid("acme");
+    let cases: Vec<(Vec<u8>, InvalidKey)> = vec![
+        (b"".to_vec(), InvalidKey::Empty),
+        (b"..".to_vec(), InvalidKey::DotSegment),
+        (b"a/../b".to_vec(), InvalidKey::DotSegment),
+        (b"./a".to_vec(), InvalidKey::DotSegment),
+        (b"a\0b".to_vec(), InvalidKey::Nul { at: 1 }),
+        (b"a\nb".to_vec(), InvalidKey::Control { at: 1 }),
+        (
+            vec![b'k', 0xc3, 0x28],
+            InvalidKey::NotUtf8 { valid_up_to: 1 },
+        ),
+        (vec![b'x'; 513], InvalidKey::TooLong { len: 513, max: 512 }),
+        (b"/abs".to_vec(), InvalidKey::EmptySegment),
+        (b"a//b".to_vec(), InvalidKey::EmptySegment),
+        (b"a\\b".to_vec(), InvalidKey::Backslash),
+    ];
+    for (key, want) in cases {
+        match store.kv_put(&t, &key, b"v") {
+            Err(StorageError::InvalidKey(got)) => assert_eq!(got, want, "{key:?}"),
+            other => panic!("{key:?}: {other:?}"),
+        }
+        assert!(matches!(
+            store.kv_get(&t, &key),
+            Err(StorageError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            store.kv_delete(&t, &key),
+            Err(StorageError::InvalidKey(_))
+        ));
+    }
+    assert!(matches!(
+        store.kv_list(&t, b"a\0", 1),
+        Err(StorageError::InvalidKey(InvalidKey::Nul { at: 1 }))
+    ));
+    assert!(matches!(
+        store.static_file(&t, "../x"),
+        Err(StorageError::InvalidKey(InvalidKey::DotSegment))
+    ));
+    assert!(matches!(
+        store.config_set("", &1),
+        Err(StorageError::InvalidKey(InvalidKey::Empty))
+    ));
+    // 512 bytes is fine; unicode is fine.
+    store.kv_put(&t, vec![b'x'; 512], b"v").unwrap();
+    store.kv_put(&t, "ünïcødé/ключ", b"v").unwrap();
+    assert_eq!(store.kv_list(&t, "ü", 10).unwrap(), ["ünïcødé/ключ"]);
+    // Bad configs.
+    assert!(matches!(
+        Store::open(dir.path().join("x"), StoreConfig::default().readers(0)),
+        Err(StorageError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Store::open(
+            dir.path().join("y"),
+            StoreConfig::default().chunk_threshold(10)
+        ),
+        Err(StorageError::InvalidConfig(_))
+    ));
+}
+
+#[test]
+fn kv_list_prefix_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let t = tid("acme");
+    let u = tid("acme2");
+    for k in ["a", "a/b", "a/c", "ab", "b", "a~"] {
+        store.kv_put(&t, k, b"1").unwrap();
+    }
+    store.kv_put(&u, "a", b"1").unwrap();
+    assert_eq!(
+        store.kv_list(&t, "a", 100).unwrap(),
+        ["a", "a/b", "a/c", "ab", "a~"]
+    );
+    assert_eq!(store.kv_list(&t, "a/", 100).unwrap(), ["a/b", "a/c"]);
+    assert_eq!(store.kv_list(&t, "", 100).unwrap().len(), 6);
+    assert_eq!(store.kv_list(&t, "a", 2).unwrap(), ["a", "a/b"]);
+    assert_eq!(store.kv_list(&t, "zz", 100).unwrap(), Vec::<String>::new());
+}
+
+fn usage(t: &str, y: i32, m: u8, requests: u64) -> Usage {
+    let mut u = Usage::zero(tid(t), Period::new(y, m).unwrap());
+    u.requests = requests;
+    u.errors = 2;
+    u.exec_time_ms = 3;
+    u.fuel = u64::MAX;
+    u.peak_memory = 5;
+    u.peak_streams = 6;
+    u.storage_bytes = 7;
+    u.bytes_in = 8;
+    u.bytes_out = 9;
+    u.cold_starts = 10;
+    u
+}
+
+#[test]
+fn usage_sink_upserts_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let sink: &dyn UsageSink = &store;
+    let nov = Period::new(2026, 11).unwrap();
+    sink.store(&[
+        usage("b", 2026, 11, 5),
+        usage("a", 2026, 11, 1),
+        usage("a", 2026, 10, 9),
+    ])
+    .unwrap();
+    // Same totals again: idempotent. Newer totals replace.
+    sink.store(&[usage("b", 2026, 11, 5), usage("a", 2026, 11, 4)])
+        .unwrap();
+    let got = sink.load(nov).unwrap();
+    assert_eq!(got, [usage("a", 2026, 11, 4), usage("b", 2026, 11, 5)]);
+    assert_eq!(got[0].fuel, u64::MAX);
+    assert_eq!(
+        sink.load(Period::new(2026, 10).unwrap()).unwrap(),
+        [usage("a", 2026, 10, 9)]
+    );
+    assert!(sink.load(Period::new(2025, 1).unwrap()).unwrap().is_empty());
+    // Survives reopen.
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.load_usage(nov).unwrap().len(), 2);
+    assert_eq!(store.tenant_usage(&tid("a")).unwrap().len(), 2);
+}
+
+#[test]
+fn config_is_typed() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Probe {
+        cache_bytes: u64,
+        slots: u32,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .config_set(
+            "probe",
+            &Probe {
+                cache_bytes: 1 << 30,
+                slots: 8,
+            },
+        )
+        .unwrap();
+    store
+        .config_set(
+            "probe",
+            &Probe {
+                cache_bytes: 1 << 20,
+                slots: 4,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        store.config_get::<Probe>("probe").unwrap(),
+        Some(Probe {
+            cache_bytes: 1 << 20,
+            slots: 4
+        })
+    );
+    assert!(
+        matches!(store.config_get::<String>("probe"), Err(StorageError::Config { key, .. }) if key == "probe")
+    );
+    assert!(store.config_delete("probe").unwrap());
+    assert_eq!(store.config_get::<Probe>("probe").unwrap(), None);
+}
+
+#[test]
+fn export_import_round_trip_and_tamper_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Store::open(dir.path().join("src.db"), StoreConfig::default()).unwrap();
+    let t = tid("acme");
+    src.create_tenant(
+        &TenantRecord::new(t.clone(), "pro", AppKind::Js).with_storage_limit(Some(10_000)),
+    )
+    .unwrap();
+    src.put_bundle(
+        &t,
+        &Bundle::new(AppKind::Js, b"code".to_vec()).with_static("i.html", b"hi".to_vec()),
+    )
+    .unwrap();
+    src.kv_put(&t, "k1", b"v1").unwrap();
+    src.kv_put(&t, "k2", b"v22").unwrap();
+    src.store_usage(&[usage("acme", 2026, 11, 3)]).unwrap();
+    let ex = src.export_tenant(&t).unwrap();
+    assert_eq!(
+        ex.kv,
+        [
+            ExportedBlob::new("k1", b"v1".to_vec()),
+            ExportedBlob::new("k2", b"v22".to_vec())
+        ]
+    );
+    let b = ex.bundle.as_ref().unwrap();
+    assert_eq!(b.code, ExportedBlob::new("code", b"code".to_vec()));
+    assert_eq!(
+        b.static_files,
+        [ExportedBlob::new("i.html", b"hi".to_vec())]
+    );
+    assert_eq!(ex.usage, [usage("acme", 2026, 11, 3)]);
+
+    let dst = Store::open(dir.path().join("dst.db"), StoreConfig::default()).unwrap();
+    // A tampered KV value: rejected, nothing written.
+    let mut bad = ex.clone();
+    bad.kv[1].bytes[0] ^= 1;
+    match dst.import_tenant(&bad) {
+        Err(StorageError::Integrity {
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(key, "kv/acme/k2");
+            assert_eq!(expected, crc32fast::hash(b"v22"));
+            assert_eq!(actual, crc32fast::hash(&bad.kv[1].bytes));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(dst.tenant(&t).unwrap().is_none());
+    assert!(dst.kv_get(&t, "k1").unwrap().is_none());
+    // A tampered static file: rejected too.
+    let mut bad = ex.clone();
+    bad.bundle.as_mut().unwrap().static_files[0]
+        .bytes
+        .push(b'!');
+    assert!(
+        matches!(dst.import_tenant(&bad), Err(StorageError::Integrity { key, .. }) if key == "bundle/acme/static/i.html")
+    );
+    assert!(dst.tenant(&t).unwrap().is_none());
+
+    dst.import_tenant(&ex).unwrap();
+    assert_eq!(dst.tenant(&t).unwrap(), Some(ex.tenant.clone()));
+    assert_eq!(&dst.kv_get(&t, "k2").unwrap().unwrap().bytes[..], b"v22");
+    assert_eq!(dst.kv_bytes(&t).unwrap(), 2 + 2 + 2 + 3);
+    assert_eq!(
+        &dst.static_file(&t, "i.html").unwrap().unwrap().bytes[..],
+        b"hi"
+    );
+    assert_eq!(
+        dst.load_usage(Period::new(2026, 11).unwrap()).unwrap(),
+        ex.usage
+    );
+    assert_eq!(dst.export_tenant(&t).unwrap(), ex);
+    assert!(matches!(
+        dst.import_tenant(&ex),
+        Err(StorageError::TenantExists { .. })
+    ));
+}
+
+#[test]
+fn migrations_are_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    {
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        store.kv_put(&tid("a"), "k", b"v").unwrap();
+    }
+    // Reopening applies nothing twice and keeps the data.
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(
+        &store.kv_get(&tid("a"), "k").unwrap().unwrap().bytes[..],
+        b"v"
+    );
+    drop(store);
+    // A file from a newer build is refused.
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    assert!(matches!(
+        Store::open(&path, StoreConfig::default()),
+        Err(StorageError::SchemaTooNew {
+            found: 99,
+            supported: 1
+        })
+    ));
+}
