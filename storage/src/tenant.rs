@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use corral_limits::TenantId;
+use corral_limits::{TenantId, TierName};
 use corral_metering::{Period, SinkError, Usage, UsageSink};
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -53,8 +53,8 @@ impl AppKind {
 pub struct TenantRecord {
     /// The tenant.
     pub id: TenantId,
-    /// Name of the tier (plan) it is on.
-    pub tier: String,
+    /// The tier (plan) it is on.
+    pub tier: TierName,
     /// The kind of code it runs.
     pub kind: AppKind,
     /// Creation time, seconds since the Unix epoch.
@@ -68,13 +68,13 @@ impl TenantRecord {
     ///
     /// ```
     /// use corral_storage::{AppKind, TenantRecord};
-    /// let r = TenantRecord::new("acme".parse().unwrap(), "free", AppKind::Js);
-    /// assert_eq!(r.tier, "free");
+    /// let r = TenantRecord::new("acme".parse().unwrap(), "free".parse().unwrap(), AppKind::Js);
+    /// assert_eq!(r.tier.as_str(), "free");
     /// ```
-    pub fn new(id: TenantId, tier: impl Into<String>, kind: AppKind) -> Self {
+    pub fn new(id: TenantId, tier: TierName, kind: AppKind) -> Self {
         Self {
             id,
-            tier: tier.into(),
+            tier,
             kind,
             created: now_secs(),
             storage_limit: None,
@@ -247,6 +247,10 @@ fn to_record(
         key: format!("tenants/{name}"),
         what: "invalid tenant name",
     })?;
+    let tier = TierName::new(&tier).map_err(|_| StorageError::Corrupt {
+        key: format!("tenants/{name}"),
+        what: "invalid tier name",
+    })?;
     let kind = AppKind::parse(&kind).ok_or_else(|| StorageError::Corrupt {
         key: format!("tenants/{name}"),
         what: "unknown app kind",
@@ -263,7 +267,7 @@ fn to_record(
 fn insert_tenant_tx(tx: &Transaction<'_>, rec: &TenantRecord) -> Result<(), StorageError> {
     let n = tx.execute(
         "INSERT OR IGNORE INTO tenants (name, tier, kind, created, storage_limit) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![rec.id.as_str(), rec.tier, rec.kind.as_str(), rec.created, rec.storage_limit.map(i)],
+        params![rec.id.as_str(), rec.tier.as_str(), rec.kind.as_str(), rec.created, rec.storage_limit.map(i)],
     )?;
     if n == 0 {
         return Err(StorageError::TenantExists {
@@ -371,9 +375,9 @@ impl Store {
     /// # use corral_storage::{Store, StoreConfig, AppKind, TenantRecord, StorageError};
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
-    /// let rec = TenantRecord::new("acme".parse().unwrap(), "pro", AppKind::Wasm);
+    /// let rec = TenantRecord::new("acme".parse().unwrap(), "pro".parse().unwrap(), AppKind::Wasm);
     /// store.create_tenant(&rec).unwrap();
-    /// assert_eq!(store.tenant(&rec.id).unwrap().unwrap().tier, "pro");
+    /// assert_eq!(store.tenant(&rec.id).unwrap().unwrap().tier.as_str(), "pro");
     /// assert!(matches!(store.create_tenant(&rec), Err(StorageError::TenantExists { .. })));
     /// ```
     pub fn create_tenant(&self, rec: &TenantRecord) -> Result<(), StorageError> {
@@ -408,11 +412,11 @@ impl Store {
     }
 
     /// Moves a tenant to another tier.
-    pub fn set_tenant_tier(&self, id: &TenantId, tier: &str) -> Result<(), StorageError> {
+    pub fn set_tenant_tier(&self, id: &TenantId, tier: &TierName) -> Result<(), StorageError> {
         self.write(|tx| {
             let n = tx.execute(
                 "UPDATE tenants SET tier = ?1 WHERE name = ?2",
-                params![tier, id.as_str()],
+                params![tier.as_str(), id.as_str()],
             )?;
             if n == 0 {
                 return Err(StorageError::TenantNotFound { tenant: id.clone() });

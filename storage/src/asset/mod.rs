@@ -2,8 +2,10 @@
 //! [`ByteCache`](crate::ByteCache), falling through to the [`Store`](crate::Store)
 //! on a miss, and to the inner service for anything that is not a static file.
 //!
-//! * The tenant comes from a [`TenantId`](corral_limits::TenantId) in the
-//!   request extensions; requests without one go to the inner service.
+//! * The tenant comes from the request extensions: a
+//!   [`TenantContext`](corral_limits::TenantContext) (set by the limits
+//!   stack) or else a plain [`TenantId`](corral_limits::TenantId); requests
+//!   with neither go to the inner service.
 //! * The request path (after the configured mount prefix, `/` by default) is
 //!   looked up under the tenant bundle's `static/` directory; a path ending in
 //!   `/` serves `index.html`.

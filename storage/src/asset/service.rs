@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use corral_limits::TenantId;
+use corral_limits::{TenantContext, TenantId};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use tower_service::Service;
 
@@ -149,7 +149,12 @@ where
         if !(head || req.method() == Method::GET) {
             return ResponseFuture::inner(self.inner.call(req));
         }
-        let Some(tenant) = req.extensions().get::<TenantId>().cloned() else {
+        let ext = req.extensions();
+        let tenant = ext
+            .get::<TenantContext>()
+            .map(|c| c.id().clone())
+            .or_else(|| ext.get::<TenantId>().cloned());
+        let Some(tenant) = tenant else {
             return ResponseFuture::inner(self.inner.call(req));
         };
         let Some(path) = self.static_path(req.uri().path()) else {

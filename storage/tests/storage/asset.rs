@@ -249,6 +249,19 @@ fn mount_prefix_is_stripped() {
 }
 
 #[test]
+fn tenant_from_tenant_context() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, _cache, mut svc) = setup(&dir, 4096);
+        let mut r = req(Method::GET, "/css/site.css", None);
+        let tier = std::sync::Arc::new(corral_limits::Tier::free());
+        corral_limits::TenantContext::new(tid("acme"), tier).insert_into(&mut r);
+        let (st, _, body) = send(&mut svc, r).await;
+        assert_eq!((st, &body[..]), (StatusCode::OK, &b"body{}"[..]));
+    });
+}
+
+#[test]
 fn oneshot_works_with_service_builder() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();

@@ -11,18 +11,21 @@ use crate::{open, tid};
 fn tenants_crud() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let a = TenantRecord::new(tid("alpha"), "free", AppKind::Js);
-    let b = TenantRecord::new(tid("beta"), "pro", AppKind::Wasm).with_storage_limit(Some(1000));
+    let a = TenantRecord::new(tid("alpha"), "free".parse().unwrap(), AppKind::Js);
+    let b = TenantRecord::new(tid("beta"), "pro".parse().unwrap(), AppKind::Wasm)
+        .with_storage_limit(Some(1000));
     store.create_tenant(&b).unwrap();
     store.create_tenant(&a).unwrap();
     assert!(
         matches!(store.create_tenant(&a), Err(StorageError::TenantExists { tenant }) if tenant == a.id)
     );
     assert_eq!(store.list_tenants().unwrap(), [a.clone(), b.clone()]);
-    store.set_tenant_tier(&a.id, "scale").unwrap();
-    assert_eq!(store.tenant(&a.id).unwrap().unwrap().tier, "scale");
+    store
+        .set_tenant_tier(&a.id, &"scale".parse().unwrap())
+        .unwrap();
+    assert_eq!(store.tenant(&a.id).unwrap().unwrap().tier.as_str(), "scale");
     assert!(matches!(
-        store.set_tenant_tier(&tid("ghost"), "x"),
+        store.set_tenant_tier(&tid("ghost"), &"x".parse().unwrap()),
         Err(StorageError::TenantNotFound { .. })
     ));
     store.kv_put(&b.id, "k", b"v").unwrap();
@@ -115,7 +118,8 @@ fn kv_quota_figures() {
     // A stored per-tenant limit beats the default; an explicit limit beats both.
     store
         .create_tenant(
-            &TenantRecord::new(t.clone(), "free", AppKind::Js).with_storage_limit(Some(55)),
+            &TenantRecord::new(t.clone(), "free".parse().unwrap(), AppKind::Js)
+                .with_storage_limit(Some(55)),
         )
         .unwrap();
     assert!(matches!(
@@ -322,7 +326,8 @@ fn export_import_round_trip_and_tamper_rejection() {
     let src = Store::open(dir.path().join("src.db"), StoreConfig::default()).unwrap();
     let t = tid("acme");
     src.create_tenant(
-        &TenantRecord::new(t.clone(), "pro", AppKind::Js).with_storage_limit(Some(10_000)),
+        &TenantRecord::new(t.clone(), "pro".parse().unwrap(), AppKind::Js)
+            .with_storage_limit(Some(10_000)),
     )
     .unwrap();
     src.put_bundle(
