@@ -61,3 +61,38 @@ impl<S> Layer<S> for AssetCacheLayer {
         }
     }
 }
+
+/// Adds the asset cache to a [`tower::ServiceBuilder`]:
+/// `ServiceBuilder::new().asset_cache(store, cache)`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use corral_storage::{ByteCache, CacheConfig, Store, StoreConfig};
+/// use corral_storage::asset::AssetCacheExt;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+/// let cache = Arc::new(ByteCache::new(CacheConfig::new(1 << 20)));
+/// let _svc = tower::ServiceBuilder::new()
+///     .asset_cache(store, cache)
+///     .service(tower::service_fn(|_: http::Request<()>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(()))
+///     }));
+/// ```
+pub trait AssetCacheExt<L> {
+    /// Wraps the stack in an [`AssetCacheLayer`] over `store` and `cache`.
+    fn asset_cache(
+        self,
+        store: Store,
+        cache: Arc<ByteCache>,
+    ) -> tower::ServiceBuilder<tower::layer::util::Stack<AssetCacheLayer, L>>;
+}
+
+impl<L> AssetCacheExt<L> for tower::ServiceBuilder<L> {
+    fn asset_cache(
+        self,
+        store: Store,
+        cache: Arc<ByteCache>,
+    ) -> tower::ServiceBuilder<tower::layer::util::Stack<AssetCacheLayer, L>> {
+        self.layer(AssetCacheLayer::new(store, cache))
+    }
+}

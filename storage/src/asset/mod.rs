@@ -61,7 +61,7 @@ mod service;
 
 pub use body::{AssetBody, BoxError};
 pub use future::ResponseFuture;
-pub use layer::AssetCacheLayer;
+pub use layer::{AssetCacheExt, AssetCacheLayer};
 pub use service::AssetCacheService;
 
 /// `Content-Type` for a path, by extension.
