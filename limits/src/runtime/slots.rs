@@ -57,8 +57,9 @@ impl SlotsInner {
 }
 
 impl RuntimeSlots {
-    /// `n` slots (at most `tokio::sync::Semaphore::MAX_PERMITS`).
+    /// `n` slots (capped at `tokio::sync::Semaphore::MAX_PERMITS`).
     pub fn new(n: usize) -> Self {
+        let n = n.min(Semaphore::MAX_PERMITS);
         Self {
             inner: Arc::new(SlotsInner {
                 sem: Arc::new(Semaphore::new(n)),
@@ -112,7 +113,8 @@ impl RuntimeSlots {
         self.wrap(permit)
     }
 
-    /// Sets the number of slots to `n` without touching requests in flight.
+    /// Sets the number of slots to `n` (capped at `tokio::sync::Semaphore::MAX_PERMITS`)
+    /// without touching requests in flight.
     ///
     /// ```
     /// # use corral_limits::RuntimeSlots;
@@ -122,6 +124,7 @@ impl RuntimeSlots {
     /// assert_eq!((slots.size(), slots.in_use(), slots.available()), (3, 1, 2));
     /// ```
     pub fn resize(&self, n: usize) {
+        let n = n.min(Semaphore::MAX_PERMITS);
         let _one_at_a_time = self.inner.resize.lock();
         let old = self.inner.size.swap(n, Ordering::AcqRel);
         if n > old {
