@@ -3,7 +3,15 @@ use std::time::Duration;
 use corral_limits::{GIB, MB, MIB, PRESET_NAMES, Tier, TierError, TierName};
 
 /// (name, shares, memory, requests/month, apps, storage, dedicated)
-type Row = (&'static str, u32, u64, Option<u64>, Option<u32>, Option<u64>, bool);
+type Row = (
+    &'static str,
+    u32,
+    u64,
+    Option<u64>,
+    Option<u32>,
+    Option<u64>,
+    bool,
+);
 /// An edit that zeroes one field, and the field's name.
 type ZeroCase = (fn(&mut Tier), &'static str);
 
