@@ -360,6 +360,19 @@ impl Meter {
         self.inner.tenant(tenant).c.requests.fetch_add(1, Relaxed);
     }
 
+    /// The counters of `tenant`, without the meter's own reference count
+    /// (the layer's hot path: no atomic shared by every request).
+    pub(crate) fn counters(&self, tenant: &TenantId) -> Arc<Tenant> {
+        self.inner.tenant(tenant)
+    }
+
+    /// Counts a request on counters from [`Meter::counters`].
+    #[inline]
+    pub(crate) fn count_request(&self, t: &Tenant) {
+        self.inner.check_period();
+        t.c.requests.fetch_add(1, Relaxed);
+    }
+
     /// Counts a request that carried no tenant (host-wide only).
     pub fn unattributed_request(&self) {
         self.inner.unattributed.fetch_add(1, Relaxed);
@@ -709,12 +722,15 @@ impl TenantMeter {
     /// assert_eq!((t.snapshot().streams_open, t.snapshot().peak_streams), (0, 2));
     /// ```
     pub fn open_stream(&self) -> StreamGuard {
-        self.t.c.open_stream();
-        StreamGuard { t: self.t.clone() }
+        StreamGuard::open(self.t.clone())
     }
     /// The counters since this process started metering the tenant.
     pub fn snapshot(&self) -> TenantSnapshot {
         self.t.c.snapshot()
+    }
+
+    pub(crate) fn into_counters(self) -> Arc<Tenant> {
+        self.t
     }
 }
 
@@ -729,6 +745,13 @@ impl fmt::Debug for StreamGuard {
         f.debug_struct("StreamGuard")
             .field("tenant", &self.t.id)
             .finish()
+    }
+}
+
+impl StreamGuard {
+    pub(crate) fn open(t: Arc<Tenant>) -> Self {
+        t.c.open_stream();
+        Self { t }
     }
 }
 

@@ -1,10 +1,13 @@
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::meter::Tenant;
 use crate::{StreamGuard, TenantMeter};
 
 pin_project! {
@@ -15,7 +18,7 @@ pin_project! {
     pub struct MeteredBody<B> {
         #[pin]
         inner: B,
-        tenant: Option<TenantMeter>,
+        tenant: Option<Arc<Tenant>>,
         stream: Option<StreamGuard>,
     }
 }
@@ -23,6 +26,14 @@ pin_project! {
 impl<B> MeteredBody<B> {
     /// Wraps `inner`; `stream` (if any) is released when the body ends.
     pub fn new(inner: B, tenant: Option<TenantMeter>, stream: Option<StreamGuard>) -> Self {
+        Self::with_counters(inner, tenant.map(TenantMeter::into_counters), stream)
+    }
+
+    pub(crate) fn with_counters(
+        inner: B,
+        tenant: Option<Arc<Tenant>>,
+        stream: Option<StreamGuard>,
+    ) -> Self {
         Self {
             inner,
             tenant,
@@ -49,7 +60,7 @@ impl<B: Body> Body for MeteredBody<B> {
         match &frame {
             Some(Ok(f)) => {
                 if let (Some(t), Some(d)) = (this.tenant.as_ref(), f.data_ref()) {
-                    t.bytes_out(d.remaining() as u64);
+                    t.c.bytes_out.fetch_add(d.remaining() as u64, Relaxed);
                 }
             }
             Some(Err(_)) | None => {

@@ -1,5 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -7,7 +9,8 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::{ClassifyError, MeteredBody};
-use crate::{ErrorKind, InvocationFigures, TenantMeter};
+use crate::meter::Tenant;
+use crate::{ErrorKind, InvocationFigures, StatusClass, StreamGuard};
 
 pin_project! {
     /// The response future of [`MeteringService`](super::MeteringService):
@@ -17,13 +20,13 @@ pin_project! {
         #[pin]
         inner: F,
         start: Instant,
-        tenant: Option<TenantMeter>,
+        tenant: Option<Arc<Tenant>>,
         classify: C,
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(super) fn new(inner: F, start: Instant, tenant: Option<TenantMeter>, classify: C) -> Self {
+    pub(super) fn new(inner: F, start: Instant, tenant: Option<Arc<Tenant>>, classify: C) -> Self {
         Self {
             inner,
             start,
@@ -59,26 +62,29 @@ where
             Ok(res) => {
                 let mut stream = None;
                 if let Some(t) = &tenant {
-                    t.latency(this.start.elapsed());
-                    t.response(res.status());
+                    t.c.latency(this.start.elapsed());
+                    t.c.status[StatusClass::of(res.status()).index()].fetch_add(1, Relaxed);
                     if let Some(kind) = res.extensions().get::<ErrorKind>() {
-                        t.error(*kind);
+                        t.c.errors[kind.index()].fetch_add(1, Relaxed);
                     } else if res.status().is_server_error() {
-                        t.error(ErrorKind::Other);
+                        t.c.errors[ErrorKind::Other.index()].fetch_add(1, Relaxed);
                     }
                     if let Some(f) = res.extensions().get::<InvocationFigures>() {
-                        t.invocation(f);
+                        t.c.invocation(f);
                     }
                     if is_event_stream(res.headers()) {
-                        stream = Some(t.open_stream());
+                        stream = Some(StreamGuard::open(t.clone()));
                     }
                 }
-                Poll::Ready(Ok(res.map(|b| MeteredBody::new(b, tenant, stream))))
+                Poll::Ready(Ok(
+                    res.map(|b| MeteredBody::with_counters(b, tenant, stream))
+                ))
             }
             Err(e) => {
                 if let Some(t) = &tenant {
-                    t.latency(this.start.elapsed());
-                    t.error(this.classify.classify(&e));
+                    t.c.latency(this.start.elapsed());
+                    let kind = this.classify.classify(&e);
+                    t.c.errors[kind.index()].fetch_add(1, Relaxed);
                 }
                 Poll::Ready(Err(e))
             }

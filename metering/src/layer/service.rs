@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -53,17 +54,17 @@ where
         let tenant = self
             .tenant_of
             .tenant(req.extensions())
-            .map(|id| self.meter.tenant(id));
+            .map(|id| self.meter.counters(id));
         match &tenant {
             Some(t) => {
-                t.request();
+                self.meter.count_request(t);
                 let n = req.body().size_hint().exact().or_else(|| {
                     req.headers()
                         .get(http::header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok()?.parse().ok())
                 });
                 if let Some(n) = n.filter(|&n| n > 0) {
-                    t.bytes_in(n);
+                    t.c.bytes_in.fetch_add(n, Relaxed);
                 }
             }
             None => self.meter.unattributed_request(),
