@@ -44,6 +44,9 @@ struct SlotsInner {
 impl SlotsInner {
     /// Takes up to `n` of the debt off; returns how much was taken off.
     fn pay(&self, n: usize) -> usize {
+        if self.debt.load(Ordering::Acquire) == 0 {
+            return 0; // the common case: no shrink pending
+        }
         let prev = self
             .debt
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| Some(d - d.min(n)))
