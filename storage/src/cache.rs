@@ -218,7 +218,10 @@ impl ByteCache {
 
     /// The object under `key`, counting a hit or a miss.
     pub fn get(&self, key: &str) -> Option<CachedObject> {
-        if let Some(v) = self.pinned.read().get(key) {
+        // Skip the pinned map (and its lock) while nothing is pinned.
+        if self.pinned_bytes.load(Ordering::Acquire) > 0
+            && let Some(v) = self.pinned.read().get(key)
+        {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Some(v.clone());
         }
@@ -271,7 +274,7 @@ impl ByteCache {
         // Shrink the evictable part before the pinned bytes count.
         self.apply_capacity(capacity, needed);
         pinned.insert(Arc::from(key), obj);
-        self.pinned_bytes.store(needed, Ordering::Relaxed);
+        self.pinned_bytes.store(needed, Ordering::Release);
         Ok(())
     }
 

@@ -51,13 +51,20 @@
 //!
 //! # Choice of cache crate
 //!
-//! Both `quick_cache` and `moka` were benched (see `BENCHMARKS.md`, section
-//! "storage"). [`ByteCache`] uses `quick_cache`: its weight limit is enforced
-//! synchronously inside `insert` (moka applies weights and evictions through
-//! deferred maintenance, so its weighted size can briefly exceed the cap,
-//! which breaks the "never above the byte budget" promise), it exposes
-//! `set_capacity` for run-time resizing and an eviction hook, and it was the
-//! faster of the two for both `get` and `insert` in our runs.
+//! Both `quick_cache` and `moka` were benched (`benches/benches/storage.rs`,
+//! figures in `BENCHMARKS.md`, section "storage"). [`ByteCache`] uses
+//! `quick_cache`:
+//!
+//! * its weight limit is enforced synchronously inside `insert`; moka applies
+//!   weights and evictions through deferred maintenance, so its weighted size
+//!   can sit above the cap until pending tasks run, which breaks the "never
+//!   above the byte budget" promise;
+//! * it has `set_capacity` for run-time resizing and an eviction hook
+//!   (`Lifecycle::on_evict`) for the eviction counter;
+//! * it was about 8× faster than moka for both hits and evicting inserts in
+//!   our runs (1 KiB values, 10,000 keys, one thread): ~0.47 µs vs ~3.6 µs
+//!   per `get`, ~0.43 µs vs ~4.4 µs per `insert`. [`ByteCache::get`] adds
+//!   about 3% over the raw cache.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
