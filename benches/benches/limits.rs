@@ -42,7 +42,12 @@ fn contexts(n: usize, tier: &Arc<Tier>) -> Vec<TenantContext> {
 }
 
 /// Runs `iters` requests through `svc`, cycling over `ctxs`; returns the time taken.
-fn run<S, B>(rt: &tokio::runtime::Runtime, svc: &mut S, ctxs: &[TenantContext], iters: u64) -> Duration
+fn run<S, B>(
+    rt: &tokio::runtime::Runtime,
+    svc: &mut S,
+    ctxs: &[TenantContext],
+    iters: u64,
+) -> Duration
 where
     S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -51,7 +56,9 @@ where
         let start = Instant::now();
         for i in 0..iters {
             let mut req = Request::new(());
-            ctxs[(i as usize) % ctxs.len()].clone().insert_into(&mut req);
+            ctxs[(i as usize) % ctxs.len()]
+                .clone()
+                .insert_into(&mut req);
             let resp = svc.ready().await.unwrap().call(req).await.unwrap();
             black_box(resp);
         }
