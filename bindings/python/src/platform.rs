@@ -1,0 +1,467 @@
+//! `corral.Platform`: a thin wrapper over [`corral::platform::Platform`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use corral::TenantId;
+use corral::platform::{Bundle, Platform, PlatformConfig, PlatformError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use serde::Deserialize as _;
+
+use crate::convert::to_py;
+use crate::error::{invalid_tenant, platform_error};
+use crate::response::PyResponse;
+
+/// What the Python object owns: the platform, the tokio runtime it runs on,
+/// and the temporary data dir when none was given.
+#[derive(Debug)]
+struct Shared {
+    platform: Platform,
+    runtime: tokio::runtime::Runtime,
+    closed: AtomicBool,
+    // Declared last: removed after the platform has shut down.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Shared {
+    fn shutdown(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            self.runtime.block_on(self.platform.shutdown());
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A Corral platform: deploy tenants, invoke them under their tier's limits,
+/// read their usage.
+#[pyclass(name = "Platform", module = "corral", frozen)]
+#[derive(Debug)]
+pub struct PyPlatform {
+    shared: Arc<Shared>,
+}
+
+impl PyPlatform {
+    fn platform(&self) -> PyResult<&Platform> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(PyRuntimeError::new_err("the platform is closed"));
+        }
+        Ok(&self.shared.platform)
+    }
+}
+
+fn tenant(py: Python<'_>, name: &str) -> PyResult<TenantId> {
+    TenantId::new(name).map_err(|e| invalid_tenant(py, name, &e))
+}
+
+/// `config` as a `PlatformConfig`: a mapping (as JSON) or a TOML string.
+/// Returns whether it named a `data_dir`.
+fn parse_config(
+    py: Python<'_>,
+    config: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(PlatformConfig, bool)> {
+    let Some(config) = config.filter(|c| !c.is_none()) else {
+        return Ok((PlatformConfig::default(), false));
+    };
+    let bad = |reason: String| {
+        crate::error::PyErrorSpec::new("ConfigError", reason, "invalid_config", 400).into_pyerr(py)
+    };
+    if let Ok(text) = config.cast::<PyString>() {
+        let text = text.to_str()?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let has_dir = table.contains_key("data_dir");
+        let cfg = PlatformConfig::deserialize(table).map_err(|e| bad(e.to_string()))?;
+        return Ok((cfg, has_dir));
+    }
+    if config.cast::<PyDict>().is_ok() || config.hasattr("keys")? {
+        let json = py.import("json")?;
+        let text: String = json.call_method1("dumps", (config,))?.extract()?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let has_dir = value.get("data_dir").is_some();
+        let cfg = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        return Ok((cfg, has_dir));
+    }
+    Err(PyTypeError::new_err(
+        "config must be a mapping or a TOML string",
+    ))
+}
+
+/// Code to deploy: bytes-like as is, `str` as UTF-8 source text, a path-like
+/// object read from disk.
+enum Source {
+    Bytes(Vec<u8>),
+    Path(PathBuf),
+}
+
+fn source(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Source::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Source::Bytes(b.to_vec()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Source::Bytes(s.to_str()?.as_bytes().to_vec()));
+    }
+    if obj.hasattr("__fspath__")? {
+        return Ok(Source::Path(obj.extract()?));
+    }
+    if let Ok(view) = obj.call_method0("tobytes") {
+        return Ok(Source::Bytes(view.cast::<PyBytes>()?.as_bytes().to_vec()));
+    }
+    Err(PyTypeError::new_err(
+        "source must be bytes, str (source text) or os.PathLike (a file to read)",
+    ))
+}
+
+fn content_type(kind: Option<&str>) -> PyResult<Option<&'static str>> {
+    match kind {
+        None => Ok(None),
+        Some("wasm") => Ok(Some("application/wasm")),
+        Some("js") => Ok(Some("application/javascript")),
+        Some("tar") => Ok(Some("application/x-tar")),
+        Some(other) => Err(PyValueError::new_err(format!(
+            "kind must be None, \"wasm\", \"js\" or \"tar\", not {other:?}"
+        ))),
+    }
+}
+
+/// Builds the request `invoke` sends.
+fn request(
+    method: &str,
+    path: &str,
+    headers: Option<&Bound<'_, PyAny>>,
+    body: &Bound<'_, PyAny>,
+) -> PyResult<http::Request<Bytes>> {
+    let body = if let Ok(b) = body.cast::<PyBytes>() {
+        Bytes::copy_from_slice(b.as_bytes())
+    } else if let Ok(s) = body.cast::<PyString>() {
+        Bytes::copy_from_slice(s.to_str()?.as_bytes())
+    } else if let Ok(b) = body.cast::<PyByteArray>() {
+        Bytes::from(b.to_vec())
+    } else {
+        return Err(PyTypeError::new_err("body must be bytes or str"));
+    };
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|e| PyValueError::new_err(format!("invalid method {method:?}: {e}")))?;
+    let uri: http::Uri = path
+        .parse()
+        .map_err(|e| PyValueError::new_err(format!("invalid path {path:?}: {e}")))?;
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    if let Some(headers) = headers.filter(|h| !h.is_none()) {
+        let pairs = if headers.hasattr("items")? {
+            headers.call_method0("items")?
+        } else {
+            headers.clone()
+        };
+        for pair in pairs.try_iter()? {
+            let (name, value): (String, String) = pair?.extract()?;
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| PyValueError::new_err(format!("invalid header name {name:?}: {e}")))?;
+            let value = http::HeaderValue::from_str(&value).map_err(|e| {
+                PyValueError::new_err(format!("invalid value for header {name}: {e}"))
+            })?;
+            builder = builder.header(name, value);
+        }
+    }
+    builder
+        .body(body)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+#[pymethods]
+impl PyPlatform {
+    /// Opens a platform over `data_dir` (a temporary directory, removed on
+    /// close, when None) with `config` (a mapping or a TOML string of
+    /// `PlatformConfig` fields; the presets when None).
+    #[new]
+    #[pyo3(signature = (data_dir=None, config=None))]
+    fn new(
+        py: Python<'_>,
+        data_dir: Option<PathBuf>,
+        config: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let (mut cfg, has_dir) = parse_config(py, config)?;
+        let temp = match (&data_dir, has_dir) {
+            (Some(dir), _) => {
+                cfg.data_dir = dir.clone();
+                None
+            }
+            (None, true) => None,
+            (None, false) => {
+                let temp = tempfile::Builder::new().prefix("corral-").tempdir()?;
+                cfg.data_dir = temp.path().to_owned();
+                Some(temp)
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .max(2),
+            )
+            .thread_name("corral")
+            .enable_all()
+            .build()?;
+        let platform = py
+            .detach(|| {
+                let _enter = runtime.enter();
+                Platform::builder().config(cfg).build()
+            })
+            .map_err(|e| platform_error(py, &e))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                platform,
+                runtime,
+                closed: AtomicBool::new(false),
+                _temp: temp,
+            }),
+        })
+    }
+
+    /// Deploys (or atomically replaces) the app `name`. `source` is the code:
+    /// bytes (a module, a script or a tar bundle), str (source text) or a
+    /// path-like object to read. `tier` None keeps an existing app's tier or
+    /// gives a new app the default tier; `kind` ("wasm", "js", "tar") skips
+    /// detection. Returns what was deployed.
+    #[pyo3(signature = (name, source, tier=None, kind=None))]
+    fn deploy<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        source: &Bound<'py, PyAny>,
+        tier: Option<&str>,
+        kind: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let code = self::source(source)?;
+        let content_type = content_type(kind)?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        let result = py.detach(|| -> Result<_, Result<PlatformError, std::io::Error>> {
+            let bytes = match code {
+                Source::Bytes(b) => b,
+                Source::Path(p) => std::fs::read(p).map_err(Err)?,
+            };
+            let bundle = Bundle::detect(bytes, content_type).map_err(Ok)?;
+            shared
+                .runtime
+                .block_on(platform.deploy(&id, tier, bundle))
+                .map_err(Ok)
+        });
+        match result {
+            Ok(info) => to_py(py, &info),
+            Err(Ok(e)) => Err(platform_error(py, &e)),
+            Err(Err(io)) => Err(io.into()),
+        }
+    }
+
+    /// Sends one request to `name` through the whole stack (metering, rate,
+    /// quota, concurrency, sandbox) and returns its response. The GIL is
+    /// released while the tenant runs.
+    #[pyo3(signature = (name, method="GET", path="/", headers=None, body=None))]
+    fn invoke(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        method: &str,
+        path: &str,
+        headers: Option<&Bound<'_, PyAny>>,
+        body: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyResponse> {
+        let id = tenant(py, name)?;
+        let empty = PyBytes::new(py, b"");
+        let req = request(method, path, headers, body.unwrap_or(empty.as_any()))?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        py.detach(|| shared.runtime.block_on(platform.invoke(&id, req)))
+            .map(PyResponse::from_http)
+            .map_err(|e| platform_error(py, &e))
+    }
+
+    /// Like `invoke`, as an awaitable that never blocks the event loop: the
+    /// request runs on the platform's own threads and the result is handed to
+    /// the running loop. Cancelling the awaitable cancels the request.
+    #[pyo3(signature = (name, method="GET", path="/", headers=None, body=None))]
+    fn invoke_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        method: &str,
+        path: &str,
+        headers: Option<&Bound<'py, PyAny>>,
+        body: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let empty = PyBytes::new(py, b"");
+        let req = request(method, path, headers, body.unwrap_or(empty.as_any()))?;
+        let platform = self.platform()?.clone();
+        crate::bridge::spawn(
+            py,
+            &self.shared.runtime,
+            async move { platform.invoke(&id, req).await },
+            |py, result| match result {
+                Ok(resp) => Ok(Bound::new(py, PyResponse::from_http(resp))?
+                    .into_any()
+                    .unbind()),
+                Err(e) => Err(platform_error(py, &e)),
+            },
+        )
+    }
+
+    /// Removes the app: code, static files, KV, counters. False if absent.
+    fn remove(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        py.detach(|| platform.remove(&id))
+            .map_err(|e| platform_error(py, &e))
+    }
+
+    /// This month's usage beside the tier's quotas.
+    fn usage<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let report = py
+            .detach(|| platform.usage(&id))
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &report)
+    }
+
+    /// Whether the app is warm or parked, and what it is doing.
+    fn status<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let status = py
+            .detach(|| platform.status(&id))
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &status)
+    }
+
+    /// Parks the app now (frees its memory; the next request is a cold
+    /// start). True if it was warm.
+    fn park(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        py.detach(|| platform.park(&id))
+            .map_err(|e| platform_error(py, &e))
+    }
+
+    /// Moves the app to another tier (recompiled under its limits).
+    fn set_tier<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        tier: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        let info = py
+            .detach(|| shared.runtime.block_on(platform.set_tier(&id, tier)))
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &info)
+    }
+
+    /// Every deployed app.
+    fn apps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let platform = self.platform()?;
+        let apps = py
+            .detach(|| platform.apps())
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &apps)
+    }
+
+    /// The app's recent log lines (guest stderr, `console.log`).
+    fn logs(&self, py: Python<'_>, name: &str) -> PyResult<Vec<String>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        py.detach(|| platform.logs(&id))
+            .map_err(|e| platform_error(py, &e))
+    }
+
+    /// The metrics in Prometheus text format.
+    fn metrics(&self, py: Python<'_>) -> PyResult<String> {
+        let platform = self.platform()?;
+        Ok(py.detach(|| platform.metrics()))
+    }
+
+    /// The configured tiers by name, as their settings.
+    #[getter]
+    fn tiers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let tiers = self.platform()?.tiers();
+        to_py(py, &tiers)
+    }
+
+    /// Maintenance mode: while True, tenant requests are refused with
+    /// `corral.Maintenance`.
+    #[getter]
+    fn get_maintenance(&self) -> PyResult<bool> {
+        Ok(self.platform()?.maintenance())
+    }
+
+    #[setter]
+    fn set_maintenance(&self, on: bool) -> PyResult<()> {
+        self.platform()?.set_maintenance(on);
+        Ok(())
+    }
+
+    /// The data directory in use.
+    #[getter]
+    fn data_dir(&self) -> PathBuf {
+        self.shared.platform.config().data_dir.clone()
+    }
+
+    /// Flushes usage and stops the background tasks. Idempotent; afterwards
+    /// every method raises RuntimeError.
+    fn close(&self, py: Python<'_>) {
+        let shared = &self.shared;
+        py.detach(|| shared.shutdown());
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close(py);
+    }
+
+    /// Bench hook: runs `n` GET / requests to `name` from Rust (one
+    /// `block_on` per request, as `invoke` does, minus the Python side) and
+    /// returns the seconds they took. Lets `bench/bench_invoke.py` compare
+    /// the Python overhead in the same process and build.
+    fn _invoke_loop_rust(&self, py: Python<'_>, name: &str, n: u32) -> PyResult<f64> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        py.detach(|| {
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let req = http::Request::builder()
+                    .uri("/")
+                    .body(Bytes::new())
+                    .map_err(|e| PlatformError::Internal(e.to_string()))?;
+                shared.runtime.block_on(platform.invoke(&id, req))?;
+            }
+            Ok(start.elapsed().as_secs_f64())
+        })
+        .map_err(|e: PlatformError| platform_error(py, &e))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Platform(data_dir={:?})",
+            self.shared.platform.config().data_dir
+        )
+    }
+}

@@ -1,0 +1,42 @@
+"""Shared fixtures: the committed guest modules and platforms over temp dirs."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Dict, Iterator
+
+import pytest
+
+import corral
+
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+HELLO = (FIXTURES / "hello.wasm").read_bytes()
+COMPUTE = (FIXTURES / "compute.wasm").read_bytes()
+CHAOS = (FIXTURES / "chaos.wasm").read_bytes()
+HELLO_BODY = b"Hello from Corral!\n"
+
+
+def tier(**overrides: Any) -> Dict[str, Any]:
+    """A complete tier table (every field is required), small and fast."""
+    base: Dict[str, Any] = {
+        "compute_shares": 4,
+        "memory_bytes": 64 << 20,
+        "fuel_per_request": 1_000_000_000,
+        "wall_clock": "10s",
+        "burst": 1,
+        "max_body_bytes": 1 << 20,
+        "max_bundle_bytes": 8 << 20,
+        "idle_timeout": "15m",
+        "max_streams": 4,
+    }
+    base.update(overrides)
+    return base
+
+
+@pytest.fixture
+def platform(tmp_path: pathlib.Path) -> Iterator[corral.Platform]:
+    """A platform with the presets plus a roomy `test` tier, in a temp dir."""
+    with corral.Platform(
+        data_dir=tmp_path, config={"tiers": {"test": tier()}, "runtime_slots": 16}
+    ) as p:
+        yield p
