@@ -1,0 +1,533 @@
+//! The application: routes each request to a tenant (through
+//! `corral::Platform`'s service, with every limit layer) or to the admin API.
+//!
+//! [`app`] builds it from a [`ServerConfig`]; it is a hyper service, so tests
+//! and embedders can serve it on any listener with [`crate::http::serve`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use corral::platform::{Bundle, Platform, PlatformConfig, PlatformError, PlatformService};
+use corral::{Kind, TenantId};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::auth::{AdminAuth, AuthError, bearer};
+use crate::config::ServerConfig;
+use crate::http::{Body, BodyError, collect_limited, error, full, json};
+use crate::routes::{Op, Route, RouteError, Router};
+
+/// The app deployed as `demo` on first start.
+pub const DEMO_JS: &str = include_str!("demo.js");
+
+/// The name of the demo app.
+pub const DEMO_APP: &str = "demo";
+
+/// Marker file: the demo was deployed once, so deleting it is final.
+const DEMO_MARKER: &str = "demo-deployed";
+
+/// Why the server could not start or run a command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The platform settings in the config file are invalid.
+    #[error("invalid platform settings: {0}")]
+    PlatformConfig(#[source] toml::de::Error),
+    /// The platform failed.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    /// The admin token could not be set up.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// An app name given on the command line is invalid.
+    #[error("invalid app name {name:?}: {source}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it is invalid.
+        #[source]
+        source: corral::InvalidTenantId,
+    },
+    /// An I/O error (listener, archive file, stdout).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The platform settings of `cfg`: every key the server does not own, plus `data_dir`.
+///
+/// ```
+/// use corral_server::{app::platform_config, config::ServerConfig};
+/// let cfg = ServerConfig::load(Some("default_tier = \"pro\""), &corral_server::cli::no_env()).unwrap();
+/// let pc = platform_config(&cfg).unwrap();
+/// assert_eq!(pc.default_tier, "pro");
+/// assert_eq!(pc.data_dir, cfg.data_dir);
+/// ```
+pub fn platform_config(cfg: &ServerConfig) -> Result<PlatformConfig, ServerError> {
+    let mut table = cfg.platform.clone();
+    table.insert(
+        "data_dir".into(),
+        toml::Value::String(cfg.data_dir.to_string_lossy().into_owned()),
+    );
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(ServerError::PlatformConfig)
+}
+
+/// Builds the platform for `cfg` (the subcommands that need no HTTP use this).
+/// Must be called inside a tokio runtime.
+pub fn platform(cfg: &ServerConfig) -> Result<Platform, ServerError> {
+    Ok(Platform::builder().config(platform_config(cfg)?).build()?)
+}
+
+/// A started application and what to tell the operator once.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Started {
+    /// The application (a hyper service; clone it per connection).
+    pub app: App,
+    /// The admin token, when it was created by this start. Print it once.
+    pub new_admin_token: Option<String>,
+    /// Whether the demo app was deployed by this start.
+    pub demo_deployed: bool,
+}
+
+/// Builds the application: the platform, the admin token, and on first start
+/// the demo app. Must be called inside a tokio runtime.
+pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
+    let platform = platform(cfg)?;
+    let (auth, new_admin_token) =
+        AdminAuth::load_or_create(&cfg.data_dir, cfg.admin.token_hash.as_deref())?;
+    let marker = cfg.data_dir.join(DEMO_MARKER);
+    let mut demo_deployed = false;
+    if !marker.exists() {
+        let demo = TenantId::new(DEMO_APP).expect("valid name");
+        if platform.app(&demo)?.is_none() {
+            platform
+                .deploy(&demo, None, Bundle::code(Kind::Js, DEMO_JS.as_bytes().to_vec()))
+                .await?;
+            demo_deployed = true;
+        }
+        std::fs::write(&marker, b"").map_err(|source| ServerError::Io {
+            what: format!("writing {}", marker.display()),
+            source,
+        })?;
+    }
+    let service = platform.service();
+    let max_body = platform
+        .tiers()
+        .values()
+        .map(|t| t.max_body_bytes.max(t.max_bundle_bytes))
+        .max()
+        .unwrap_or(0);
+    let app = App {
+        inner: Arc::new(Inner {
+            router: Router::new(cfg.base_domain.as_deref()),
+            base_domain: cfg.base_domain.clone(),
+            auth,
+            admin: Semaphore::new(cfg.admin.max_concurrent),
+            max_uri_bytes: cfg.http.max_uri_bytes,
+            max_admin_body: cfg.http.max_admin_body_bytes,
+            max_tier_body: max_body,
+            draining: AtomicBool::new(false),
+            service,
+            platform,
+        }),
+    };
+    Ok(Started {
+        app,
+        new_admin_token,
+        demo_deployed,
+    })
+}
+
+/// The application: a cheap-to-clone hyper service.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    platform: Platform,
+    service: PlatformService,
+    router: Router,
+    base_domain: Option<String>,
+    auth: AdminAuth,
+    /// The admin reserve: admin requests run apart from tenant limits, at most this many at once.
+    admin: Semaphore,
+    max_uri_bytes: usize,
+    max_admin_body: u64,
+    max_tier_body: u64,
+    draining: AtomicBool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("platform", &self.inner.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The platform behind the app.
+    pub fn platform(&self) -> &Platform {
+        &self.inner.platform
+    }
+
+    /// Marks the app as draining: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Flushes usage and closes the store. Call after the server has drained.
+    pub async fn shutdown(&self) {
+        self.start_draining();
+        self.inner.platform.shutdown().await;
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if target > self.inner.max_uri_bytes {
+            return error(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("request target exceeds {} bytes", self.inner.max_uri_bytes),
+            );
+        }
+        match self.inner.router.route(&parts) {
+            Err(e) => route_error(&e),
+            Ok(Route::Tenant {
+                tenant,
+                path_and_query,
+                ..
+            }) => self.tenant(parts, body, tenant, &path_and_query).await,
+            Ok(Route::Api { op, name, auth }) => {
+                if auth && let Err(r) = self.authorize(&parts.headers).await {
+                    return r;
+                }
+                let Ok(_permit) = self.inner.admin.acquire().await else {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "server is shutting down");
+                };
+                self.api(op, name, parts, body).await
+            }
+        }
+    }
+
+    async fn authorize(&self, headers: &http::HeaderMap) -> Result<(), Response<Body>> {
+        let unauthorized = |msg: &str| {
+            let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        };
+        let Some(token) = bearer(headers) else {
+            return Err(unauthorized("missing Authorization: Bearer <admin token>"));
+        };
+        // argon2 costs tens of milliseconds: hold an admin slot and run it off the executor.
+        let _permit = self.inner.admin.acquire().await;
+        let auth = self.inner.auth.clone();
+        let token = token.to_owned();
+        let ok = tokio::task::spawn_blocking(move || auth.verify(&token))
+            .await
+            .unwrap_or(false);
+        if ok {
+            Ok(())
+        } else {
+            Err(unauthorized("wrong admin token"))
+        }
+    }
+
+    async fn tenant(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        tenant: TenantId,
+        path_and_query: &str,
+    ) -> Response<Body> {
+        use http_body::Body as _;
+        let bytes = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            // Cap the read at the largest any tier allows; the platform then
+            // answers 413 for this tenant's own tier cap.
+            match collect_limited(&parts.headers, body, self.inner.max_tier_body).await {
+                Ok(b) => b,
+                Err(e) => return e.to_response(),
+            }
+        };
+        let mut req = Request::from_parts(parts, bytes);
+        match path_and_query.parse::<http::Uri>() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "bad_path", "unparsable path"),
+        }
+        req.extensions_mut().insert(tenant);
+        match self.inner.service.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(e) => platform_error(&e),
+        }
+    }
+
+    async fn api(
+        &self,
+        op: Op,
+        name: Option<TenantId>,
+        parts: http::request::Parts,
+        body: Incoming,
+    ) -> Response<Body> {
+        let p = &self.inner.platform;
+        let need_name = || name.clone().expect("route has {name}");
+        let result: Result<Response<Body>, Response<Body>> = async {
+            Ok(match op {
+                Op::ListApps => ok_json(&p.apps().map_err(|e| platform_error(&e))?),
+                Op::GetApp => {
+                    let n = need_name();
+                    match p.app(&n).map_err(|e| platform_error(&e))? {
+                        Some(a) => ok_json(&a),
+                        None => not_found(&n),
+                    }
+                }
+                Op::PutApp => {
+                    let n = need_name();
+                    let tier = query_param(&parts.uri, "tier");
+                    let cap = self.bundle_cap(&n, tier.as_deref())?;
+                    let bytes = match collect_limited(&parts.headers, body, cap).await {
+                        Ok(b) => b,
+                        Err(BodyError::TooLarge { limit }) => {
+                            return Err(json(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                &json!({"error": "bundle_too_large", "limit": limit,
+                                        "message": format!("bundle exceeds the tier's limit of {limit} bytes")}),
+                            ));
+                        }
+                        Err(e) => return Err(e.to_response()),
+                    };
+                    let ct = parts
+                        .headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok());
+                    let bundle = Bundle::detect(bytes.to_vec(), ct).map_err(|e| platform_error(&e))?;
+                    let info = p
+                        .deploy(&n, tier.as_deref(), bundle)
+                        .await
+                        .map_err(|e| platform_error(&e))?;
+                    ok_json(&info)
+                }
+                Op::PatchApp => {
+                    let n = need_name();
+                    let v = self.json_body(&parts.headers, body).await?;
+                    let Some(tier) = v.get("tier").and_then(|t| t.as_str()) else {
+                        return Err(error(StatusCode::BAD_REQUEST, "bad_request", "expected {\"tier\": \"<name>\"}"));
+                    };
+                    ok_json(&p.set_tier(&n, tier).await.map_err(|e| platform_error(&e))?)
+                }
+                Op::DeleteApp => {
+                    let n = need_name();
+                    if p.remove(&n).map_err(|e| platform_error(&e))? {
+                        ok_json(&json!({"name": n, "deleted": true}))
+                    } else {
+                        not_found(&n)
+                    }
+                }
+                Op::AppUsage => ok_json(&p.usage(&need_name()).map_err(|e| platform_error(&e))?),
+                Op::AppStatus => ok_json(&p.status(&need_name()).map_err(|e| platform_error(&e))?),
+                Op::Host => ok_json(&p.host()),
+                Op::Recalibrate => {
+                    let p2 = p.clone();
+                    let host = tokio::task::spawn_blocking(move || p2.recalibrate())
+                        .await
+                        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?
+                        .map_err(|e| platform_error(&e))?;
+                    ok_json(&host)
+                }
+                Op::Maintenance => {
+                    let v = self.json_body(&parts.headers, body).await?;
+                    let Some(on) = v.get("on").and_then(|t| t.as_bool()) else {
+                        return Err(error(StatusCode::BAD_REQUEST, "bad_request", "expected {\"on\": true|false}"));
+                    };
+                    p.set_maintenance(on);
+                    ok_json(&json!({"maintenance": p.maintenance()}))
+                }
+                Op::Gauges => gauges(p),
+                Op::OpenApi => ok_json(&crate::openapi::document()),
+                Op::TlsAsk => self.tls_ask(&parts.uri),
+                Op::Metrics => {
+                    let mut r = Response::new(full(p.metrics()));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                }
+                Op::Healthz => text(StatusCode::OK, "ok\n"),
+                Op::Readyz => {
+                    if self.inner.draining.load(Ordering::SeqCst) {
+                        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                    } else {
+                        text(StatusCode::OK, "ready\n")
+                    }
+                }
+                _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+            })
+        }
+        .await;
+        let mut resp = result.unwrap_or_else(|r| r);
+        if parts.method == Method::HEAD {
+            *resp.body_mut() = full(Bytes::new());
+        }
+        resp
+    }
+
+    /// The bundle cap for a deploy of `name`: the requested tier's, else the
+    /// existing app's tier's, else the default tier's.
+    fn bundle_cap(&self, name: &TenantId, tier: Option<&str>) -> Result<u64, Response<Body>> {
+        let p = &self.inner.platform;
+        let tier_name = match tier {
+            Some(t) => t.to_owned(),
+            None => match p.app(name).map_err(|e| platform_error(&e))? {
+                Some(a) => a.tier,
+                None => p.config().default_tier.clone(),
+            },
+        };
+        p.tiers()
+            .get(&tier_name)
+            .map(|t| t.max_bundle_bytes)
+            .ok_or_else(|| platform_error(&PlatformError::UnknownTier { tier: tier_name }))
+    }
+
+    async fn json_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Result<serde_json::Value, Response<Body>> {
+        let bytes = collect_limited(headers, body, self.inner.max_admin_body.min(1 << 20))
+            .await
+            .map_err(|e| e.to_response())?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", format!("invalid JSON body: {e}")))
+    }
+
+    fn tls_ask(&self, uri: &http::Uri) -> Response<Body> {
+        let domain = query_param(uri, "domain").unwrap_or_default().to_ascii_lowercase();
+        let allowed = match &self.inner.base_domain {
+            Some(base) if domain == *base => true,
+            Some(base) => domain
+                .strip_suffix(base.as_str())
+                .and_then(|l| l.strip_suffix('.'))
+                .and_then(|l| TenantId::new(l).ok())
+                .is_some_and(|id| matches!(self.inner.platform.app(&id), Ok(Some(_)))),
+            None => false,
+        };
+        if allowed {
+            text(StatusCode::OK, "ok\n")
+        } else {
+            text(StatusCode::NOT_FOUND, "unknown domain\n")
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for App {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+fn ok_json<T: serde::Serialize>(v: &T) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn not_found(name: &TenantId) -> Response<Body> {
+    platform_error(&PlatformError::NotFound {
+        tenant: name.clone(),
+    })
+}
+
+/// The platform's own stable JSON error (status, headers such as `Retry-After`, body).
+fn platform_error(e: &PlatformError) -> Response<Body> {
+    let (status, headers, body) = e.to_http();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r.headers_mut()
+        .entry(header::CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
+    r
+}
+
+fn route_error(e: &RouteError) -> Response<Body> {
+    let mut r = error(e.status(), e.code(), e);
+    if let RouteError::MethodNotAllowed { allow } = e
+        && let Ok(v) = HeaderValue::from_str(&allow.join(", "))
+    {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
+}
+
+fn query_param(uri: &http::Uri, key: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| v.to_owned())
+    })
+}
+
+/// `GET /api/gauges`: one SSE `data:` frame per gauge update (about once a second).
+fn gauges(p: &Platform) -> Response<Body> {
+    use futures_util::StreamExt;
+    let rx = p.gauges();
+    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let frame = {
+            let g = rx.borrow_and_update();
+            format!(
+                "data: {}\n\n",
+                serde_json::to_string(&*g).unwrap_or_else(|_| "{}".into())
+            )
+        };
+        Some((frame, (rx, false)))
+    })
+    .map(|s| Ok::<_, crate::http::BoxError>(hyper::body::Frame::data(Bytes::from(s))));
+    let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}

@@ -1,0 +1,91 @@
+//! The subcommands other than `serve`: each builds the platform from the same
+//! config and calls one of its methods.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use corral::TenantId;
+
+use crate::app::{ServerError, platform};
+use crate::cli::{Command, TenantCommand};
+use crate::config::ServerConfig;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), ServerError> {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    writeln!(std::io::stdout(), "{text}").map_err(io("writing to stdout"))
+}
+
+/// Runs `command` (anything but `serve`) and returns the process exit code.
+/// Must be called inside a tokio runtime.
+pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, ServerError> {
+    match command {
+        Command::Config => {
+            print!("{}", cfg.to_toml());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Serve => unreachable!("serve is handled by main"),
+        _ => {}
+    }
+    let p = platform(cfg)?;
+    let code = match command {
+        Command::Probe => {
+            print_json(&p.host())?;
+            ExitCode::SUCCESS
+        }
+        Command::Scrub => {
+            let s = p.scrub()?;
+            print_json(&s)?;
+            if s.corrupt.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Tenant {
+            command: TenantCommand::Export { name },
+        } => {
+            let id = TenantId::new(&name)
+                .map_err(|source| ServerError::InvalidName { name, source })?;
+            let bytes = p.export_tenant(&id)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)
+                .and_then(|()| out.flush())
+                .map_err(io("writing the archive to stdout"))?;
+            ExitCode::SUCCESS
+        }
+        Command::Tenant {
+            command: TenantCommand::Import { file },
+        } => {
+            let bytes =
+                std::fs::read(&file).map_err(io(format!("reading {}", file.display())))?;
+            let id = p.import_tenant(bytes).await?;
+            print_json(&serde_json::json!({"imported": id}))?;
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::SUCCESS,
+    };
+    p.shutdown().await;
+    Ok(code)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
