@@ -10,6 +10,8 @@ mod backend;
 mod error;
 mod limits;
 mod log;
+#[cfg(feature = "js")]
+pub mod js;
 
 pub use backend::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, KvError, Program, TenantKv,
@@ -17,6 +19,8 @@ pub use backend::{
 pub use error::SandboxError;
 pub use limits::{Limits, LimitsBuilder};
 pub use log::TenantLog;
+#[cfg(feature = "js")]
+pub use js::{QuickJsBackend, QuickJsProgram};
 
 pub use corral_limits::{self as limits_layers, InvalidTenantId, TenantId};
 pub use corral_metering as metering;

@@ -1,0 +1,147 @@
+//! The per-request fuel and wall-clock budget, enforced from QuickJS's
+//! interrupt handler.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::SandboxError;
+
+/// How many interpreter poll points (function calls and backward jumps)
+/// QuickJS runs between two calls of the interrupt handler. One unit of
+/// JavaScript fuel is one such call, an *interrupt tick*: `fuel_per_request`
+/// of 1,000 lets a request run roughly 10 million calls or loop iterations.
+pub const POLLS_PER_TICK: u64 = 10_000;
+
+const NONE: u8 = 0;
+const FUEL: u8 = 1;
+const DEADLINE: u8 = 2;
+
+/// Shared between a tenant's runtime (through the interrupt handler) and the
+/// thread driving a request.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    base: Instant,
+    ticks: AtomicU64,
+    fuel_limit: AtomicU64,
+    /// Nanoseconds after `base`; `u64::MAX` when disarmed.
+    deadline_ns: AtomicU64,
+    wall: AtomicU64,
+    tripped: AtomicU8,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            ticks: AtomicU64::new(0),
+            fuel_limit: AtomicU64::new(u64::MAX),
+            deadline_ns: AtomicU64::new(u64::MAX),
+            wall: AtomicU64::new(0),
+            tripped: AtomicU8::new(NONE),
+        }
+    }
+
+    /// Starts a budget of `fuel` ticks and `wall` of wall-clock time.
+    pub(crate) fn arm(&self, fuel: u64, wall: Duration) {
+        let now = self.base.elapsed().as_nanos() as u64;
+        let wall_ns = u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX);
+        self.ticks.store(0, Relaxed);
+        self.tripped.store(NONE, Relaxed);
+        self.fuel_limit.store(fuel, Relaxed);
+        self.wall.store(wall_ns, Relaxed);
+        self.deadline_ns.store(now.saturating_add(wall_ns), Relaxed);
+    }
+
+    /// Lifts the budget (between requests).
+    pub(crate) fn disarm(&self) {
+        self.fuel_limit.store(u64::MAX, Relaxed);
+        self.deadline_ns.store(u64::MAX, Relaxed);
+    }
+
+    /// Called by QuickJS every [`POLLS_PER_TICK`] poll points; `true` stops the guest.
+    pub(crate) fn tick(&self) -> bool {
+        if self.tripped.load(Relaxed) != NONE {
+            return true;
+        }
+        let ticks = self.ticks.fetch_add(1, Relaxed) + 1;
+        if ticks > self.fuel_limit.load(Relaxed) {
+            self.tripped.store(FUEL, Relaxed);
+            return true;
+        }
+        if self.base.elapsed().as_nanos() as u64 >= self.deadline_ns.load(Relaxed) {
+            self.tripped.store(DEADLINE, Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Ticks used since [`Budget::arm`].
+    pub(crate) fn ticks(&self) -> u64 {
+        self.ticks.load(Relaxed)
+    }
+
+    /// Time left before the deadline.
+    pub(crate) fn remaining(&self) -> Duration {
+        let now = self.base.elapsed().as_nanos() as u64;
+        Duration::from_nanos(self.deadline_ns.load(Relaxed).saturating_sub(now))
+    }
+
+    /// Marks the deadline as hit (when the host, not the guest, ran out of time).
+    pub(crate) fn trip_deadline(&self) {
+        self.tripped.store(DEADLINE, Relaxed);
+    }
+
+    /// The error for a tripped budget, if it tripped.
+    pub(crate) fn error(&self) -> Option<SandboxError> {
+        match self.tripped.load(Relaxed) {
+            FUEL => Some(SandboxError::FuelExhausted {
+                limit: self.fuel_limit.load(Relaxed),
+                consumed: self.ticks(),
+            }),
+            DEADLINE => Some(SandboxError::Deadline {
+                limit: Duration::from_nanos(self.wall.load(Relaxed)),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuel_trips_after_the_limit() {
+        let b = Budget::new();
+        b.arm(3, Duration::from_secs(60));
+        assert!(!b.tick());
+        assert!(!b.tick());
+        assert!(!b.tick());
+        assert!(b.tick());
+        assert!(matches!(
+            b.error(),
+            Some(SandboxError::FuelExhausted {
+                limit: 3,
+                consumed: 4
+            })
+        ));
+        b.arm(3, Duration::from_secs(60));
+        assert!(b.error().is_none());
+        assert_eq!(b.ticks(), 0);
+    }
+
+    #[test]
+    fn deadline_trips() {
+        let b = Budget::new();
+        b.arm(u64::MAX, Duration::ZERO);
+        assert!(b.tick());
+        assert!(matches!(
+            b.error(),
+            Some(SandboxError::Deadline { limit }) if limit == Duration::ZERO
+        ));
+        b.disarm();
+        b.arm(u64::MAX, Duration::from_secs(60));
+        assert!(!b.tick());
+        assert!(b.remaining() > Duration::from_secs(59));
+    }
+}

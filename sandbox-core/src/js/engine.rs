@@ -1,0 +1,548 @@
+//! One tenant's QuickJS runtime: building it from bytecode, running a
+//! request in it, and mapping what QuickJS reports to [`SandboxError`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use rquickjs::function::This;
+use rquickjs::loader::{ImportAttributes, Loader, Resolver};
+use rquickjs::promise::PromiseState;
+use rquickjs::{
+    Array, CatchResultExt, Coerced, Context, Ctx, Function, Module, Object, Promise, Runtime,
+    TypedArray, Value, WriteOptions,
+};
+
+use super::budget::Budget;
+use super::host::{self, HostState, Scope};
+use crate::{InvokeContext, Limits, SandboxError};
+
+/// The largest QuickJS stack Corral grants, whatever the limits say: requests
+/// run on tokio's blocking threads, whose stacks are 2 MiB by default, and the
+/// host needs the rest.
+pub const MAX_JS_STACK_BYTES: usize = 1 << 20;
+
+/// The module name tenant code is compiled under (it appears in stacks).
+pub(crate) const APP_MODULE: &str = "app.js";
+const PRELUDE_MODULE: &str = "corral:prelude";
+const PRELUDE_SOURCE: &str = include_str!("prelude.js");
+
+/// Refuses every `import`: tenant bundles are one self-contained module.
+#[derive(Debug)]
+struct NoImports;
+
+impl Resolver for NoImports {
+    fn resolve<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        base: &str,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<String> {
+        Err(rquickjs::Error::new_resolving_message(
+            base,
+            name,
+            "imports are not supported: bundle app.js into one module",
+        ))
+    }
+}
+
+impl Loader for NoImports {
+    fn load<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<Module<'js>> {
+        Err(rquickjs::Error::new_loading(name))
+    }
+}
+
+fn new_runtime(limits: &Limits, budget: Option<Arc<Budget>>) -> Result<Runtime, SandboxError> {
+    let rt = Runtime::new().map_err(|e| SandboxError::internal("creating a QuickJS runtime", e))?;
+    apply_limits(&rt, limits);
+    rt.set_loader(NoImports, NoImports);
+    if let Some(budget) = budget {
+        rt.set_interrupt_handler(Some(Box::new(move || budget.tick())));
+    }
+    Ok(rt)
+}
+
+fn apply_limits(rt: &Runtime, limits: &Limits) {
+    rt.set_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    rt.set_max_stack_size(limits.max_stack_bytes.min(MAX_JS_STACK_BYTES));
+}
+
+/// QuickJS bytecode of the prelude, compiled once per process.
+fn prelude_bytecode() -> &'static [u8] {
+    static BYTECODE: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTECODE.get_or_init(|| {
+        let limits = Limits::default();
+        let compiled = compile_module(PRELUDE_MODULE, PRELUDE_SOURCE, &limits);
+        compiled.expect("the built-in prelude compiles")
+    })
+}
+
+/// Parses `source` as an ES module and returns its bytecode. A syntax error is
+/// [`SandboxError::InvalidModule`] naming the line and column.
+pub(crate) fn compile_module(
+    name: &str,
+    source: &str,
+    limits: &Limits,
+) -> Result<Vec<u8>, SandboxError> {
+    let rt = new_runtime(limits, None)?;
+    let cx =
+        Context::full(&rt).map_err(|e| SandboxError::internal("creating a QuickJS context", e))?;
+    cx.with(|ctx| {
+        let module = Module::declare(ctx.clone(), name, source)
+            .catch(&ctx)
+            .map_err(|e| {
+                let thrown = Thrown::from_caught(e);
+                SandboxError::InvalidModule {
+                    reason: thrown.syntax_reason(name),
+                }
+            })?;
+        module
+            .write(WriteOptions {
+                strip_source: true,
+                ..WriteOptions::default()
+            })
+            .map_err(|e| SandboxError::internal("writing QuickJS bytecode", e))
+    })
+}
+
+/// Loads and evaluates a module from our own (checksummed) bytecode.
+#[allow(unsafe_code)]
+fn load_module<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Module<'js>> {
+    // SAFETY: QuickJS's bytecode reader trusts its input. Every byte slice that
+    // reaches here was written by `compile_module` in this build: the prelude
+    // comes from memory, tenant bytecode from an artifact whose CRC32 and
+    // format version `artifact::decode` verified.
+    unsafe { Module::load(ctx.clone(), bytecode) }
+}
+
+/// A live tenant runtime (its own heap and GC) with the prelude and the
+/// tenant module evaluated.
+///
+/// The prelude's `internals` object (what the host drives) is kept as the
+/// runtime's userdata, out of the guest's reach.
+pub(crate) struct Warm {
+    // Field order is drop order: the context before its runtime.
+    context: Context,
+    runtime: Runtime,
+    budget: Arc<Budget>,
+    host: Arc<HostState>,
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warm")
+            .field("heap_bytes", &self.heap_bytes())
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        // Release the JS value kept as userdata while its runtime is alive.
+        self.context.with(|ctx| {
+            let _ = ctx.remove_userdata::<Object<'_>>();
+        });
+    }
+}
+
+fn internals<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, SandboxError> {
+    ctx.userdata::<Object<'js>>()
+        .map(|guard| guard.clone())
+        .ok_or_else(|| SandboxError::Internal {
+            message: "the JavaScript runtime lost its internals".into(),
+            source: None,
+        })
+}
+
+impl Warm {
+    /// Builds the runtime from tenant bytecode (a cold start).
+    pub(crate) fn build(bytecode: &[u8], limits: &Limits) -> Result<Self, SandboxError> {
+        let prelude = prelude_bytecode();
+        let budget = Arc::new(Budget::new());
+        let host = Arc::new(HostState::default());
+        let runtime = new_runtime(limits, Some(budget.clone()))?;
+        let context = Context::full(&runtime)
+            .map_err(|e| SandboxError::internal("creating a QuickJS context", e))?;
+        budget.arm(limits.fuel_per_request, limits.wall_clock);
+        let built = context.with(|ctx| -> Result<(), SandboxError> {
+            let fail =
+                |e: rquickjs::CaughtError<'_>| classify(Thrown::from_caught(e), &budget, limits);
+            host::install(&ctx, &host).catch(&ctx).map_err(fail)?;
+            let internals: Object<'_> = {
+                let module = load_module(&ctx, prelude).catch(&ctx).map_err(fail)?;
+                let (module, promise) = module.eval().catch(&ctx).map_err(fail)?;
+                settle(&ctx, &promise, &budget, limits, None)?;
+                module.get("default").catch(&ctx).map_err(fail)?
+            };
+            let module = load_module(&ctx, bytecode).catch(&ctx).map_err(fail)?;
+            let (module, promise) = module.eval().catch(&ctx).map_err(fail)?;
+            settle(&ctx, &promise, &budget, limits, None)?;
+            let ns = module.namespace().catch(&ctx).map_err(fail)?;
+            let set_module: Function<'_> = internals.get("setModule").catch(&ctx).map_err(fail)?;
+            set_module
+                .call::<_, ()>((This(internals.clone()), ns))
+                .catch(&ctx)
+                .map_err(fail)?;
+            ctx.store_userdata(internals)
+                .map_err(|e| SandboxError::Internal {
+                    message: format!("storing the JS internals: {e}"),
+                    source: None,
+                })?;
+            Ok(())
+        });
+        budget.disarm();
+        built?;
+        Ok(Self {
+            context,
+            runtime,
+            budget,
+            host,
+        })
+    }
+
+    /// Bytes QuickJS has allocated for this runtime.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        u64::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0)
+    }
+
+    /// Runs one request. Returns the response and the fuel it used.
+    pub(crate) fn run(
+        &self,
+        cx: &InvokeContext,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> (Result<http::Response<Bytes>, SandboxError>, u64) {
+        let limits = &*cx.limits;
+        apply_limits(&self.runtime, limits);
+        self.host.enter(Scope {
+            tenant: cx.tenant.clone(),
+            log: cx.log.clone(),
+            kv: cx.kv.clone(),
+        });
+        self.budget.arm(limits.fuel_per_request, limits.wall_clock);
+        let result = self.context.with(|ctx| self.run_in(&ctx, cx, &parts, body));
+        let fuel = self.budget.ticks();
+        self.budget.disarm();
+        self.host.leave();
+        (result, fuel)
+    }
+
+    fn run_in<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        cx: &InvokeContext,
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, SandboxError> {
+        let limits = &*cx.limits;
+        let fail =
+            |e: rquickjs::CaughtError<'js>| classify(Thrown::from_caught(e), &self.budget, limits);
+        let internals = internals(ctx)?;
+        let url = request_url(parts);
+        let mut headers = Vec::with_capacity(parts.headers.len() * 2);
+        for (name, value) in &parts.headers {
+            headers.push(name.as_str().to_owned());
+            headers.push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        }
+        let body = if body.is_empty() {
+            None
+        } else {
+            Some(
+                TypedArray::<u8>::new(ctx.clone(), body.to_vec())
+                    .catch(ctx)
+                    .map_err(fail)?,
+            )
+        };
+        let run: Function<'js> = internals.get("run").catch(ctx).map_err(fail)?;
+        let promise: Promise<'js> = run
+            .call((
+                This(internals.clone()),
+                parts.method.as_str(),
+                url,
+                headers,
+                body,
+                cx.kv.is_some(),
+            ))
+            .catch(ctx)
+            .map_err(fail)?;
+        let settled = settle(ctx, &promise, &self.budget, limits, Some(&internals));
+        let end: rquickjs::Result<Function<'js>> = internals.get("endRequest");
+        if let Ok(end) = end {
+            let _ = end.call::<_, ()>((This(internals.clone()),));
+        }
+        let value = settled?;
+        to_response(ctx, value, limits)
+    }
+}
+
+/// Runs the job queue (and the request's timers, when `internals` is given)
+/// until `promise` settles, within the budget.
+fn settle<'js>(
+    ctx: &Ctx<'js>,
+    promise: &Promise<'js>,
+    budget: &Budget,
+    limits: &Limits,
+    internals: Option<&Object<'js>>,
+) -> Result<Value<'js>, SandboxError> {
+    loop {
+        match promise.state() {
+            PromiseState::Resolved => {
+                return promise
+                    .result::<Value<'js>>()
+                    .expect("settled")
+                    .catch(ctx)
+                    .map_err(|e| classify(Thrown::from_caught(e), budget, limits));
+            }
+            PromiseState::Rejected => {
+                let err = promise.result::<Value<'js>>().expect("settled").catch(ctx);
+                let thrown = match err {
+                    Ok(v) => Thrown::from_value(v),
+                    Err(e) => Thrown::from_caught(e),
+                };
+                return Err(classify(thrown, budget, limits));
+            }
+            PromiseState::Pending => {}
+        }
+        if let Some(err) = budget.error() {
+            return Err(err);
+        }
+        if ctx.execute_pending_job() {
+            continue;
+        }
+        // Nothing left to run: the only way forward is a timer.
+        let Some(internals) = internals else {
+            return Err(never_settles());
+        };
+        let next: rquickjs::Result<f64> = internals
+            .get::<_, Function<'js>>("nextTimer")
+            .and_then(|f| f.call((This(internals.clone()),)));
+        let wait = match next.catch(ctx) {
+            Ok(ms) if ms >= 0.0 => Duration::from_secs_f64(ms / 1000.0),
+            Ok(_) => return Err(never_settles()),
+            Err(e) => return Err(classify(Thrown::from_caught(e), budget, limits)),
+        };
+        let remaining = budget.remaining();
+        if wait >= remaining {
+            std::thread::sleep(remaining);
+            budget.trip_deadline();
+            return Err(budget.error().expect("tripped"));
+        }
+        std::thread::sleep(wait);
+        let fired: rquickjs::Result<()> = internals
+            .get::<_, Function<'js>>("fireTimer")
+            .and_then(|f| f.call((This(internals.clone()),)));
+        if let Err(e) = fired.catch(ctx) {
+            return Err(classify(Thrown::from_caught(e), budget, limits));
+        }
+    }
+}
+
+fn never_settles() -> SandboxError {
+    SandboxError::BadResponse {
+        reason: "the fetch handler's promise never settled (no pending jobs or timers)".into(),
+    }
+}
+
+/// The absolute URL a guest sees for a request.
+fn request_url(parts: &http::request::Parts) -> String {
+    let uri = &parts.uri;
+    if uri.scheme().is_some() && uri.authority().is_some() {
+        return uri.to_string();
+    }
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '?', '#', '@', ' ']))
+        .unwrap_or("localhost");
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    format!("http://{host}{path}")
+}
+
+fn to_response<'js>(
+    ctx: &Ctx<'js>,
+    value: Value<'js>,
+    limits: &Limits,
+) -> Result<http::Response<Bytes>, SandboxError> {
+    let bad = |reason: String| SandboxError::BadResponse { reason };
+    let _ = ctx;
+    let shape = |e: rquickjs::Error| bad(format!("unexpected response shape: {e}"));
+    let triple: Array<'js> = value
+        .into_array()
+        .ok_or_else(|| bad("the response is not an array".into()))?;
+    let status: u16 = triple.get(0).map_err(shape)?;
+    let pairs: Vec<String> = triple.get(1).map_err(shape)?;
+    let body: Option<TypedArray<'js, u8>> = triple.get(2).map_err(shape)?;
+    let body = body.as_ref().map(host::copy_bytes).unwrap_or_default();
+    if body.len() as u64 > limits.max_output_bytes {
+        return Err(SandboxError::OutputTooLarge {
+            limit: limits.max_output_bytes,
+        });
+    }
+    let mut response = http::Response::new(Bytes::from(body));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).map_err(|_| bad(format!("invalid status {status}")))?;
+    let headers = response.headers_mut();
+    for pair in pairs.chunks_exact(2) {
+        let name = HeaderName::from_bytes(pair[0].as_bytes())
+            .map_err(|_| bad(format!("invalid header name {:?}", pair[0])))?;
+        let value = HeaderValue::from_bytes(pair[1].as_bytes())
+            .map_err(|_| bad(format!("invalid value for header {name}")))?;
+        headers.append(name, value);
+    }
+    Ok(response)
+}
+
+/// What a guest threw, read out of QuickJS.
+#[derive(Debug, Default)]
+struct Thrown {
+    name: Option<String>,
+    message: String,
+    stack: Option<String>,
+    /// rquickjs reported an allocation failure directly.
+    allocation: bool,
+    /// A host-side failure, not something the guest threw.
+    internal: Option<String>,
+}
+
+impl Thrown {
+    fn from_caught(e: rquickjs::CaughtError<'_>) -> Self {
+        match e {
+            rquickjs::CaughtError::Exception(exc) => Self::from_value(exc.into_value()),
+            rquickjs::CaughtError::Value(v) => Self::from_value(v),
+            rquickjs::CaughtError::Error(rquickjs::Error::Allocation) => Self {
+                allocation: true,
+                message: "out of memory".into(),
+                ..Self::default()
+            },
+            rquickjs::CaughtError::Error(e) => Self {
+                message: e.to_string(),
+                internal: Some(e.to_string()),
+                ..Self::default()
+            },
+        }
+    }
+
+    fn from_value(v: Value<'_>) -> Self {
+        if let Some(obj) = v.as_object() {
+            if v.is_error() || obj.contains_key("message").unwrap_or(false) {
+                let get = |k: &str| -> Option<String> {
+                    obj.get::<_, Option<Coerced<String>>>(k)
+                        .ok()
+                        .flatten()
+                        .map(|c| c.0)
+                };
+                return Self {
+                    name: get("name"),
+                    message: get("message").unwrap_or_default(),
+                    stack: get("stack").filter(|s| !s.trim().is_empty()),
+                    ..Self::default()
+                };
+            }
+        }
+        let message = match v.as_string() {
+            Some(s) => s.to_string().unwrap_or_default(),
+            None => v
+                .ctx()
+                .json_stringify(v.clone())
+                .ok()
+                .flatten()
+                .and_then(|s| s.to_string().ok())
+                .unwrap_or_else(|| format!("{:?}", v.type_of())),
+        };
+        Self {
+            message,
+            ..Self::default()
+        }
+    }
+
+    fn is(&self, name: &str, message: &str) -> bool {
+        self.name.as_deref() == Some(name) && self.message == message
+    }
+
+    /// "SyntaxError: … at line L, column C" for a compile error in `module`.
+    fn syntax_reason(&self, module: &str) -> String {
+        let kind = self.name.as_deref().unwrap_or("Error");
+        match self.stack.as_deref().and_then(|s| line_col(s, module)) {
+            Some((line, col)) => {
+                format!(
+                    "{kind}: {} at {module} line {line}, column {col}",
+                    self.message
+                )
+            }
+            None => format!("{kind}: {}", self.message),
+        }
+    }
+}
+
+/// Finds `module:LINE:COL` in a QuickJS stack.
+fn line_col(stack: &str, module: &str) -> Option<(u32, u32)> {
+    let at = stack.find(&format!("{module}:"))? + module.len() + 1;
+    let mut parts = stack[at..].splitn(3, ':');
+    let line = parts.next()?.parse().ok()?;
+    let col: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((line, col.parse().ok()?))
+}
+
+/// Maps what stopped the guest to a typed error.
+fn classify(thrown: Thrown, budget: &Budget, limits: &Limits) -> SandboxError {
+    if let Some(err) = budget.error() {
+        return err;
+    }
+    if thrown.allocation || thrown.is("InternalError", "out of memory") {
+        return SandboxError::MemoryLimit {
+            limit: limits.memory_bytes,
+        };
+    }
+    if thrown.is("RangeError", "Maximum call stack size exceeded") {
+        return SandboxError::StackOverflow;
+    }
+    if let Some(message) = thrown.internal {
+        return SandboxError::Internal {
+            message: format!("QuickJS: {message}"),
+            source: None,
+        };
+    }
+    if thrown.name.as_deref() == Some("CorralBadResponse") {
+        return SandboxError::BadResponse {
+            reason: thrown.message,
+        };
+    }
+    let message = match thrown.name.as_deref() {
+        Some(name) if !name.is_empty() => format!("{name}: {}", thrown.message),
+        _ => thrown.message,
+    };
+    SandboxError::ScriptError {
+        message,
+        stack: thrown.stack,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_line_and_column() {
+        assert_eq!(line_col("    at app.js:3:14\n", "app.js"), Some((3, 14)));
+        assert_eq!(line_col("    at app.js:12:1", "app.js"), Some((12, 1)));
+        assert_eq!(line_col("    at other.js:3:14\n", "app.js"), None);
+    }
+
+    #[test]
+    fn prelude_compiles() {
+        assert!(prelude_bytecode().len() > 1000);
+    }
+}

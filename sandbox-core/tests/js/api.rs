@@ -1,0 +1,428 @@
+//! The Workers-style surface: requests, responses, web classes, KV, logs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use corral::{Backend, Limits, QuickJsBackend, SandboxError};
+
+use crate::{MemKv, Tenant, get, stats};
+
+#[tokio::test]
+async fn hello_fetch() {
+    let t = Tenant::new(
+        "hello",
+        r#"export default { async fetch(request) { return new Response("hello") } }"#,
+        Limits::default(),
+    );
+    let first = t.get("/").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.body().as_ref(), b"hello");
+    assert_eq!(first.headers()["content-type"], "text/plain;charset=UTF-8");
+    let s = stats(&first);
+    assert!(
+        s.cold_start,
+        "the first request on a loaded program is its cold start"
+    );
+    assert!(s.peak_memory > 64 << 10, "peak {}", s.peak_memory);
+
+    let second = t.get("/").await.unwrap();
+    assert_eq!(second.body().as_ref(), b"hello");
+    assert!(!stats(&second).cold_start);
+}
+
+#[tokio::test]
+async fn status_headers_and_binary_bodies_round_trip() {
+    let t = Tenant::new(
+        "echo",
+        r#"export default { async fetch(req) {
+            const bytes = new Uint8Array(await req.arrayBuffer());
+            const out = new Uint8Array(bytes.length);
+            for (let i = 0; i < bytes.length; i++) out[i] = bytes[bytes.length - 1 - i];
+            const h = new Headers({ "X-Len": String(bytes.length) });
+            h.append("Set-Cookie", "a=1");
+            h.append("Set-Cookie", "b=2");
+            h.set("x-method", req.method);
+            h.set("x-custom-in", req.headers.get("X-Custom") ?? "none");
+            h.set("x-url", req.url);
+            return new Response(out.buffer, { status: 201, headers: h });
+        } }"#,
+        Limits::default(),
+    );
+    let body: Vec<u8> = (0..=255u8).collect();
+    let req = http::Request::post("/upload?x=1")
+        .header("host", "app.example:8080")
+        .header("x-custom", "yes")
+        .body(Bytes::from(body.clone()))
+        .unwrap();
+    let resp = t.send(req).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let expected: Vec<u8> = body.iter().rev().copied().collect();
+    assert_eq!(resp.body().as_ref(), expected.as_slice());
+    let h = resp.headers();
+    assert_eq!(h["x-len"], "256");
+    assert_eq!(h["x-method"], "POST");
+    assert_eq!(h["x-custom-in"], "yes");
+    assert_eq!(h["x-url"], "http://app.example:8080/upload?x=1");
+    let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert!(
+        h.get("content-type").is_none(),
+        "binary bodies get no default type"
+    );
+
+    // A Uint8Array view (with an offset) as the body, and Response.json.
+    let t = Tenant::new(
+        "views",
+        r#"export default { fetch(req) {
+            const u = new URL(req.url);
+            if (u.pathname === "/json") return Response.json({ ok: true, n: [1, 2] }, { status: 202 });
+            const buf = new Uint8Array([9, 1, 2, 3, 9]);
+            return new Response(buf.subarray(1, 4), { headers: [["content-type", "application/octet-stream"]] });
+        } }"#,
+        Limits::default(),
+    );
+    let resp = t.get("/view").await.unwrap();
+    assert_eq!(resp.body().as_ref(), &[1, 2, 3]);
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    let resp = t.get("/json").await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.body().as_ref(), br#"{"ok":true,"n":[1,2]}"#);
+}
+
+#[tokio::test]
+async fn web_classes_behave_like_the_platform() {
+    let t = Tenant::new(
+        "web",
+        r#"export default { async fetch(req) {
+            const u = new URL("https://User:pw@Example.COM:443/a/./b/../c%20d?q=1&q=2&s=a+b#frag");
+            const rel = new URL("../x?y=z", "http://h.example/p/q/r");
+            const p = new URLSearchParams({ b: "2", a: "1 & 2" });
+            p.append("a", "é");
+            p.sort();
+            u.searchParams.set("q", "3");
+            const enc = new TextEncoder().encode("héllo €");
+            const dec = new TextDecoder().decode(new Uint8Array([0xEF, 0xBB, 0xBF, 0x68, 0xC3, 0xA9]));
+            let fatal;
+            try { new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array([0xff])); fatal = "no"; }
+            catch (e) { fatal = e.constructor.name; }
+            const rnd = crypto.getRandomValues(new Uint8Array(32));
+            const uuid = crypto.randomUUID();
+            const h = new Headers([["B", "2"], ["a", "1"], ["A", "3"]]);
+            return Response.json({
+                href: u.href, host: u.host, origin: u.origin, path: u.pathname, search: u.search,
+                hash: u.hash, user: u.username, s: u.searchParams.get("s"),
+                rel: rel.href,
+                params: p.toString(),
+                enc: Array.from(enc), dec, fatal,
+                rndLen: rnd.length, rndNonZero: rnd.some((x) => x !== 0),
+                uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(uuid),
+                headers: [...h],
+                bad: URL.canParse("not a url"),
+            });
+        } }"#,
+        Limits::default(),
+    );
+    let body = t.text("/").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let expected = serde_json::json!({
+        "href": "https://User:pw@example.com/a/c%20d?q=3&s=a+b#frag",
+        "host": "example.com",
+        "origin": "https://example.com",
+        "path": "/a/c%20d",
+        "search": "?q=3&s=a+b",
+        "hash": "#frag",
+        "user": "User",
+        "s": "a b",
+        "rel": "http://h.example/p/x?y=z",
+        "params": "a=1+%26+2&a=%C3%A9&b=2",
+        "enc": [104, 195, 169, 108, 108, 111, 32, 226, 130, 172],
+        "dec": "hé",
+        "fatal": "TypeError",
+        "rndLen": 32,
+        "rndNonZero": true,
+        "uuid": true,
+        "headers": [["a", "1, 3"], ["b", "2"]],
+        "bad": false,
+    });
+    assert_eq!(v, expected);
+}
+
+#[tokio::test]
+async fn console_log_goes_to_the_tenant_log() {
+    let t = Tenant::new(
+        "logger",
+        r#"export default { fetch(req) {
+            console.log("hello", 42, { a: [1, "x"] });
+            console.error("bad", null);
+            return new Response("ok");
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(t.text("/").await, "ok");
+    assert_eq!(
+        t.cx.log.lines(),
+        vec![
+            "hello 42 { a: [ 1, \"x\" ] }".to_owned(),
+            "error: bad null".to_owned()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn promises_async_and_request_scoped_timers() {
+    let t = Tenant::new(
+        "async",
+        r#"
+        const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+        export default { async fetch(req) {
+            const order = [];
+            queueMicrotask(() => order.push("micro"));
+            setTimeout(() => order.push("t20"), 20);
+            setTimeout(() => order.push("t5"), 5);
+            const id = setTimeout(() => order.push("cleared"), 1);
+            clearTimeout(id);
+            await sleep(30);
+            const all = await Promise.all([1, Promise.resolve(2), (async () => 3)()]);
+            // A timer left pending is dropped when the request ends.
+            setTimeout(() => console.log("never"), 10_000);
+            return new Response(order.join(",") + "|" + all.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(t.text("/").await, "micro,t5,t20|1,2,3");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(30));
+    assert_eq!(t.text("/").await, "micro,t5,t20|1,2,3");
+    assert!(t.cx.log.lines().is_empty());
+}
+
+#[tokio::test]
+async fn kv_get_put_delete_list() {
+    let kv = Arc::new(MemKv::default());
+    let src = r#"export default { async fetch(req, env) {
+        const u = new URL(req.url);
+        const op = u.pathname.slice(1);
+        const key = u.searchParams.get("k");
+        if (op === "put") { await env.KV.put(key, await req.text()); return new Response("stored"); }
+        if (op === "putbin") { await env.KV.put(key, new Uint8Array([0, 255, 7])); return new Response("stored"); }
+        if (op === "get") { const v = await env.KV.get(key); return new Response(v === null ? "<none>" : v); }
+        if (op === "getbin") { return new Response(await env.KV.get(key, "arrayBuffer")); }
+        if (op === "json") { return new Response(JSON.stringify(await env.KV.get(key, { type: "json" }))); }
+        if (op === "del") { await env.KV.delete(key); return new Response("deleted"); }
+        if (op === "list") { return Response.json(await env.KV.list({ prefix: u.searchParams.get("p") ?? "", limit: 2 })); }
+        if (op === "big") {
+            try { await env.KV.put("big", "x".repeat(2000)); return new Response("stored"); }
+            catch (e) { return new Response(e.message, { status: 507 }); }
+        }
+        return new Response("?", { status: 400 });
+    } }"#;
+    let a = Tenant::new("kv-a", src, Limits::default()).with_kv(kv.clone());
+    let b = Tenant::new("kv-b", src, Limits::default()).with_kv(kv.clone());
+    let put = |path: &str, body: &'static str| {
+        http::Request::post(path)
+            .body(Bytes::from_static(body.as_bytes()))
+            .unwrap()
+    };
+    assert_eq!(
+        a.send(put("/put?k=user:1", "alice"))
+            .await
+            .unwrap()
+            .body()
+            .as_ref(),
+        b"stored"
+    );
+    a.send(put("/put?k=user:2", "{\"n\":2}")).await.unwrap();
+    a.send(put("/put?k=user:3", "carol")).await.unwrap();
+    a.send(put("/put?k=other", "x")).await.unwrap();
+    assert_eq!(a.text("/get?k=user:1").await, "alice");
+    assert_eq!(a.text("/json?k=user:2").await, "{\"n\":2}");
+    assert_eq!(b.text("/get?k=user:1").await, "<none>", "KV is per tenant");
+    let list: serde_json::Value = serde_json::from_str(&a.text("/list?p=user:").await).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!({
+            "keys": [{"name": "user:1"}, {"name": "user:2"}],
+            "list_complete": false,
+            "cursor": "user:2"
+        })
+    );
+    assert_eq!(a.text("/del?k=user:1").await, "deleted");
+    assert_eq!(a.text("/get?k=user:1").await, "<none>");
+    a.get("/putbin?k=bin").await.unwrap();
+    assert_eq!(
+        a.get("/getbin?k=bin").await.unwrap().body().as_ref(),
+        &[0, 255, 7]
+    );
+
+    let resp = a.get("/big").await.unwrap();
+    assert_eq!(resp.status(), 507);
+    assert_eq!(
+        resp.body().as_ref(),
+        b"KV: storage quota of 1024 bytes exceeded"
+    );
+
+    // Without a KV store there is no env.KV binding.
+    let bare = Tenant::new(
+        "nokv",
+        r#"export default { fetch(req, env) { return new Response(String("KV" in env)) } }"#,
+        Limits::default(),
+    );
+    assert_eq!(bare.text("/").await, "false");
+}
+
+#[tokio::test]
+async fn a_global_set_by_one_tenant_is_invisible_to_another() {
+    let src = r#"export default { fetch(req) {
+        const u = new URL(req.url);
+        if (u.pathname === "/set") { globalThis.secret = "tenant-a-secret"; Object.prototype.polluted = 1; }
+        return new Response(`${typeof globalThis.secret}:${({}).polluted}`);
+    } }"#;
+    let a = Tenant::new("iso-a", src, Limits::default());
+    let b = Tenant::new("iso-b", src, Limits::default());
+    assert_eq!(a.text("/set").await, "string:1");
+    assert_eq!(
+        a.text("/").await,
+        "string:1",
+        "globals persist within a tenant's runtime"
+    );
+    assert_eq!(b.text("/").await, "undefined:undefined");
+}
+
+#[tokio::test]
+async fn uncaught_errors_are_script_errors_with_stacks() {
+    let t = Tenant::new(
+        "thrower",
+        "function inner() {\n  throw new TypeError(\"boom\");\n}\nexport default { fetch() { inner(); } }\n",
+        Limits::default(),
+    );
+    let err = t.get("/").await.unwrap_err();
+    match err {
+        SandboxError::ScriptError { message, stack } => {
+            assert_eq!(message, "TypeError: boom");
+            let stack = stack.expect("a stack");
+            assert!(stack.contains("at inner (app.js:2:"), "stack: {stack}");
+        }
+        other => panic!("expected ScriptError, got {other:?}"),
+    }
+
+    let t = Tenant::new(
+        "thrower2",
+        r#"export default { async fetch() { throw "plain string" } }"#,
+        Limits::default(),
+    );
+    assert!(matches!(
+        t.get("/").await.unwrap_err(),
+        SandboxError::ScriptError { message, stack: None } if message == "plain string"
+    ));
+}
+
+#[tokio::test]
+async fn bad_responses_are_typed() {
+    let t = Tenant::new(
+        "bad",
+        r#"export default { fetch(req) {
+            const p = new URL(req.url).pathname;
+            if (p === "/string") return "not a response";
+            if (p === "/big") return new Response("x".repeat(100));
+            return new Promise(() => {});
+        } }"#,
+        Limits::builder().max_output_bytes(50).build(),
+    );
+    let err = t.get("/string").await.unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::BadResponse { reason } if reason == "fetch() must return a Response, got not a response"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        t.get("/big").await.unwrap_err(),
+        SandboxError::OutputTooLarge { limit: 50 }
+    ));
+    assert!(matches!(
+        t.get("/never").await.unwrap_err(),
+        SandboxError::BadResponse { reason } if reason.contains("never settled")
+    ));
+}
+
+#[test]
+fn syntax_error_at_deploy_names_line_and_column() {
+    let backend = QuickJsBackend::new();
+    let src = b"export default {\n  fetch(req) {\n    return new Response(\"x\";\n  }\n}\n";
+    let err = backend.precompile(src, &Limits::default()).unwrap_err();
+    match err {
+        SandboxError::InvalidModule { reason } => assert_eq!(
+            reason,
+            "SyntaxError: Unexpected token ';' at app.js line 3, column 28"
+        ),
+        other => panic!("expected InvalidModule, got {other:?}"),
+    }
+}
+
+#[test]
+fn deploy_refuses_modules_that_cannot_serve() {
+    let backend = QuickJsBackend::new();
+    let deploy = |src: &str| backend.precompile(src.as_bytes(), &Limits::default());
+    let reason = |r: Result<Vec<u8>, SandboxError>| match r {
+        Err(SandboxError::InvalidModule { reason }) => reason,
+        other => panic!("expected InvalidModule, got {other:?}"),
+    };
+    assert_eq!(
+        reason(deploy("export const x = 1;")),
+        "evaluating app.js: bad response from guest: app.js must `export default { fetch(request, env, ctx) { ... } }`"
+    );
+    assert!(reason(deploy("throw new Error('top');")).contains("Error: top"));
+    assert!(reason(deploy("import x from 'fs';\nexport default { fetch() {} }")).contains("fs"));
+    assert!(reason(backend.precompile(&[0xff, 0xfe], &Limits::default())).contains("not UTF-8"));
+}
+
+#[test]
+fn corrupt_artifacts_are_refused() {
+    let backend = QuickJsBackend::new();
+    let limits = Limits::default();
+    let mut art = backend
+        .precompile(
+            b"export default { fetch() { return new Response('x') } }",
+            &limits,
+        )
+        .unwrap();
+    let last = art.len() - 1;
+    art[last] ^= 0x55;
+    assert!(matches!(
+        backend.load(&art, &limits),
+        Err(SandboxError::CorruptArtifact { .. })
+    ));
+    assert!(matches!(
+        backend.load(b"garbage", &limits),
+        Err(SandboxError::CorruptArtifact { .. })
+    ));
+}
+
+#[tokio::test]
+async fn tar_bundles_deploy_their_app_js() {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, data).unwrap();
+    };
+    add("static/index.html", b"<h1>hi</h1>");
+    add(
+        "app.js",
+        b"export default { fetch() { return new Response('from tar') } }",
+    );
+    let bundle = builder.into_inner().unwrap();
+    let backend = QuickJsBackend::new();
+    let limits = Limits::default();
+    let program = backend
+        .load(&backend.precompile(&bundle, &limits).unwrap(), &limits)
+        .unwrap();
+    let cx = corral::InvokeContext::new(
+        "tarred".parse().unwrap(),
+        Arc::new(limits),
+        Arc::new(corral::TenantLog::new(1024)),
+    );
+    let resp = program.invoke(cx, get("/")).await.unwrap();
+    assert_eq!(resp.body().as_ref(), b"from tar");
+}
