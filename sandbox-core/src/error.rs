@@ -66,6 +66,30 @@ pub enum SandboxError {
         /// Why it was refused (for scripts: with line and column).
         reason: String,
     },
+    /// The module declares more initial linear memory than the tenant may use.
+    #[error("module declares {declared} bytes of initial memory; the limit is {limit}")]
+    InitialMemoryTooLarge {
+        /// Initial memory the module declares, in bytes.
+        declared: u64,
+        /// The tenant's memory limit, in bytes.
+        limit: u64,
+    },
+    /// A persisted artifact failed its checksum or could not be loaded; it is
+    /// never executed.
+    #[error("corrupt artifact: {reason}")]
+    CorruptArtifact {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The host has no free instance slot right now; retry later.
+    #[error("overloaded: {reason}")]
+    Overloaded {
+        /// Which resource ran out.
+        reason: String,
+    },
+    /// The request carried no [`TenantId`] extension (a routing bug).
+    #[error("request carries no tenant")]
+    MissingTenant,
     /// No tenant of that name is deployed.
     #[error("tenant {tenant} not found")]
     TenantNotFound {
@@ -103,6 +127,10 @@ impl SandboxError {
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InvalidModule { .. } => "invalid_module",
             Self::TenantNotFound { .. } => "tenant_not_found",
+            Self::InitialMemoryTooLarge { .. } => "initial_memory_too_large",
+            Self::CorruptArtifact { .. } => "corrupt_artifact",
+            Self::Overloaded { .. } => "overloaded",
+            Self::MissingTenant => "missing_tenant",
             Self::Internal { .. } => "internal",
         }
     }
@@ -124,8 +152,10 @@ impl SandboxError {
             | Self::ScriptError { .. }
             | Self::BadResponse { .. }
             | Self::OutputTooLarge { .. } => S::BAD_GATEWAY,
-            Self::InvalidModule { .. } => S::BAD_REQUEST,
-            Self::TenantNotFound { .. } => S::NOT_FOUND,
+            Self::InvalidModule { .. } | Self::InitialMemoryTooLarge { .. } => S::BAD_REQUEST,
+            Self::TenantNotFound { .. } | Self::MissingTenant => S::NOT_FOUND,
+            Self::Overloaded { .. } => S::SERVICE_UNAVAILABLE,
+            Self::CorruptArtifact { .. } => S::INTERNAL_SERVER_ERROR,
             Self::Internal { .. } => S::INTERNAL_SERVER_ERROR,
         }
     }

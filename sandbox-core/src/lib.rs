@@ -6,10 +6,15 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+mod artifact;
 mod backend;
+mod engine;
 mod error;
 mod limits;
 mod log;
+mod registry;
+mod service;
+pub mod wasm;
 #[cfg(feature = "js")]
 pub mod js;
 
@@ -19,6 +24,12 @@ pub use backend::{
 pub use error::SandboxError;
 pub use limits::{Limits, LimitsBuilder};
 pub use log::TenantLog;
+pub use engine::{EngineConfig, EpochTicker, WasmEngine};
+pub use registry::{
+    DeployInfo, Registry, RegistryBuilder, RegistryStats, TenantState, TenantStatus,
+};
+pub use service::SandboxService;
+pub use wasm::WasmBackend;
 #[cfg(feature = "js")]
 pub use js::{QuickJsBackend, QuickJsProgram};
 

@@ -1,0 +1,165 @@
+//! The on-disk artifact file: a small header (kind, limits) and the backend's
+//! artifact, all covered by a CRC32 verified on every read.
+//!
+//! Layout: `MAGIC (8) | crc32 LE (4) of everything after it | kind length (1) |
+//! kind | 7 × u64 LE limits | payload`.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::{Kind, Limits, SandboxError};
+
+const MAGIC: &[u8; 8] = b"CORRAL\x01\n";
+const LIMIT_FIELDS: usize = 7;
+
+/// A parsed artifact file.
+#[derive(Debug)]
+pub(crate) struct ArtifactFile<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) limits: Limits,
+    pub(crate) crc32: u32,
+    pub(crate) payload: &'a [u8],
+}
+
+fn kind_from(s: &[u8]) -> Option<Kind> {
+    match s {
+        b"wasm" => Some(Kind::Wasm),
+        b"js" => Some(Kind::Js),
+        _ => None,
+    }
+}
+
+/// Serializes a file's bytes; returns them and their CRC32.
+pub(crate) fn encode(kind: Kind, limits: &Limits, payload: &[u8]) -> (Vec<u8>, u32) {
+    let name = kind.as_str().as_bytes();
+    let mut out =
+        Vec::with_capacity(MAGIC.len() + 5 + name.len() + LIMIT_FIELDS * 8 + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[0; 4]);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    let wall = u64::try_from(limits.wall_clock.as_nanos()).unwrap_or(u64::MAX);
+    let idle = u64::try_from(limits.idle_timeout.as_nanos()).unwrap_or(u64::MAX);
+    for v in [
+        limits.fuel_per_request,
+        limits.memory_bytes,
+        wall,
+        limits.max_stack_bytes as u64,
+        limits.max_output_bytes,
+        limits.max_log_bytes as u64,
+        idle,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out[12..]);
+    out[8..12].copy_from_slice(&crc.to_le_bytes());
+    (out, crc)
+}
+
+/// Parses and verifies a file's bytes.
+pub(crate) fn decode(bytes: &[u8]) -> Result<ArtifactFile<'_>, SandboxError> {
+    let corrupt = |reason: String| SandboxError::CorruptArtifact { reason };
+    if bytes.len() < 13 || &bytes[..8] != MAGIC {
+        return Err(corrupt("not a corral artifact file".into()));
+    }
+    let stored = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let actual = crc32fast::hash(&bytes[12..]);
+    if stored != actual {
+        return Err(corrupt(format!(
+            "checksum mismatch: stored {stored:08x}, computed {actual:08x}"
+        )));
+    }
+    let name_len = bytes[12] as usize;
+    let rest = &bytes[13..];
+    if rest.len() < name_len + LIMIT_FIELDS * 8 {
+        return Err(corrupt("truncated header".into()));
+    }
+    let kind =
+        kind_from(&rest[..name_len]).ok_or_else(|| corrupt("unknown kind in header".into()))?;
+    let mut f = [0u64; LIMIT_FIELDS];
+    for (i, v) in f.iter_mut().enumerate() {
+        let at = name_len + i * 8;
+        *v = u64::from_le_bytes(rest[at..at + 8].try_into().expect("8 bytes"));
+    }
+    let limits = Limits::builder()
+        .fuel_per_request(f[0])
+        .memory_bytes(f[1])
+        .wall_clock(Duration::from_nanos(f[2]))
+        .max_stack_bytes(usize::try_from(f[3]).unwrap_or(usize::MAX))
+        .max_output_bytes(f[4])
+        .max_log_bytes(usize::try_from(f[5]).unwrap_or(usize::MAX))
+        .idle_timeout(Duration::from_nanos(f[6]))
+        .build();
+    Ok(ArtifactFile {
+        kind,
+        limits,
+        crc32: stored,
+        payload: &rest[name_len + LIMIT_FIELDS * 8..],
+    })
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory, fsync, then rename over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("artifact");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_any_flipped_byte() {
+        let limits = Limits::builder()
+            .fuel_per_request(7)
+            .wall_clock(Duration::from_millis(3))
+            .idle_timeout(Duration::from_millis(5))
+            .build();
+        let (bytes, crc) = encode(Kind::Wasm, &limits, b"payload");
+        let f = decode(&bytes).unwrap();
+        assert_eq!(f.kind, Kind::Wasm);
+        assert_eq!(f.limits, limits);
+        assert_eq!(f.crc32, crc);
+        assert_eq!(f.payload, b"payload");
+        for i in 8..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                matches!(decode(&bad), Err(SandboxError::CorruptArtifact { .. })),
+                "byte {i}"
+            );
+        }
+        assert!(matches!(
+            decode(&bytes[..20]),
+            Err(SandboxError::CorruptArtifact { .. })
+        ));
+    }
+}

@@ -1,0 +1,744 @@
+//! The tenant registry: deploy (precompile to an artifact on disk), replace
+//! atomically, invoke, park idle tenants and wake them from their artifact.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use corral::{EngineConfig, Kind, Limits, Registry, SandboxError, TenantState};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! let registry = Registry::builder(dir.path())
+//!     .engine_config(EngineConfig::default().instances(4))
+//!     .open()
+//!     .unwrap();
+//! let hello = br#"(module
+//!   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+//!   (memory (export "memory") 1)
+//!   (data (i32.const 16) "Content-Type: text/plain\n\nhi")
+//!   (func (export "_start")
+//!     (i32.store (i32.const 0) (i32.const 16))
+//!     (i32.store (i32.const 4) (i32.const 28))
+//!     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+//! let id = "hello".parse().unwrap();
+//! let limits = Limits::builder().idle_timeout(Duration::from_millis(1)).build();
+//! registry.deploy(&id, Kind::Wasm, hello, limits).unwrap();
+//! let resp = registry.invoke(&id, http::Request::new(Bytes::new())).await.unwrap();
+//! assert_eq!(resp.body().as_ref(), b"hi");
+//!
+//! // Idle tenants are parked, and wake on the next request (a cold start).
+//! std::thread::sleep(Duration::from_millis(5));
+//! assert_eq!(registry.park_idle(), 1);
+//! assert_eq!(registry.status(&id).unwrap().state, TenantState::Parked);
+//! registry.invoke(&id, http::Request::new(Bytes::new())).await.unwrap();
+//! assert_eq!(registry.stats().cold_starts, 1);
+//!
+//! let other = "nobody".parse().unwrap();
+//! let err = registry.invoke(&other, http::Request::new(Bytes::new())).await.unwrap_err();
+//! assert!(matches!(err, SandboxError::TenantNotFound { .. }));
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use corral_limits::TenantId;
+use parking_lot::{Mutex, RwLock};
+
+use crate::artifact;
+use crate::{
+    Backend, EngineConfig, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
+    TenantKv, TenantLog, WasmBackend, WasmEngine,
+};
+
+const ARTIFACT_EXT: &str = "art";
+
+/// Whether a tenant's program is in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TenantState {
+    /// Loaded and ready: requests run without a cold start.
+    Warm,
+    /// Only the artifact on disk; the next request cold-starts it.
+    Parked,
+}
+
+/// A tenant's current state, from [`Registry::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TenantStatus {
+    /// What the tenant runs.
+    pub kind: Kind,
+    /// Warm or parked.
+    pub state: TenantState,
+    /// Requests running right now.
+    pub in_flight: usize,
+    /// Time since the last request ended (zero while one runs).
+    pub idle_for: Duration,
+    /// Cold starts of this tenant since the registry opened.
+    pub cold_starts: u64,
+    /// Size of the artifact file in bytes.
+    pub artifact_bytes: u64,
+    /// CRC32 of the artifact file (verified on every load).
+    pub crc32: u32,
+    /// The tenant's limits.
+    pub limits: Limits,
+}
+
+/// What a deploy produced, from [`Registry::deploy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeployInfo {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// What it runs.
+    pub kind: Kind,
+    /// Size of the uploaded source in bytes.
+    pub source_bytes: u64,
+    /// Size of the artifact file written, in bytes.
+    pub bytes: u64,
+    /// CRC32 of the artifact file.
+    pub crc32: u32,
+    /// Time spent validating and compiling.
+    pub compile_time: Duration,
+    /// Whether a previous version was replaced.
+    pub replaced: bool,
+}
+
+/// Registry-wide counters, from [`Registry::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegistryStats {
+    /// Tenants registered.
+    pub tenants: usize,
+    /// Tenants currently warm.
+    pub warm: usize,
+    /// Successful deploys.
+    pub deploys: u64,
+    /// Compilations from source (deploys only: restarts and wakes never compile).
+    pub compiles: u64,
+    /// Cold starts (wakes from parked).
+    pub cold_starts: u64,
+    /// Total time spent in cold starts.
+    pub cold_start_time_total: Duration,
+    /// Tenants parked.
+    pub parks: u64,
+    /// Invocations that returned a response.
+    pub invocations: u64,
+    /// Invocations that returned an error.
+    pub failures: u64,
+    /// Artifact files skipped at [`RegistryBuilder::open`] because they failed
+    /// their checksum.
+    pub corrupt_artifacts: u64,
+}
+
+/// Builds a [`Registry`]; see each setter for its default.
+#[must_use]
+pub struct RegistryBuilder {
+    data_dir: PathBuf,
+    engine_config: EngineConfig,
+    engine: Option<WasmEngine>,
+    backends: Vec<Arc<dyn Backend>>,
+    kv: Option<Arc<dyn TenantKv>>,
+    sweep: Option<Duration>,
+}
+
+impl std::fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("data_dir", &self.data_dir)
+            .field("engine_config", &self.engine_config)
+            .field("backends", &self.backends)
+            .field("sweep", &self.sweep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryBuilder {
+    /// The engine configuration, used unless [`RegistryBuilder::engine`] is
+    /// given. Default: [`EngineConfig::default`].
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine_config = config;
+        self
+    }
+
+    /// Shares an existing engine (one per process is best). Default: a new
+    /// engine from [`RegistryBuilder::engine_config`].
+    pub fn engine(mut self, engine: WasmEngine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Registers a backend for its [`Kind`] (the JavaScript backend, for
+    /// example). Default: only WebAssembly, always present.
+    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// A key-value store handed to every invocation. Default: none.
+    pub fn kv(mut self, kv: Arc<dyn TenantKv>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
+    /// How often one background task parks idle tenants, or `None` for no
+    /// task (call [`Registry::park_idle`] yourself). The task starts only if
+    /// [`RegistryBuilder::open`] runs inside a tokio runtime. Default: 1 s.
+    pub fn park_sweep_interval(mut self, every: Option<Duration>) -> Self {
+        self.sweep = every;
+        self
+    }
+
+    /// Opens the registry: creates `data_dir/artifacts/`, and re-registers
+    /// (parked, without compiling) every tenant whose artifact is on disk.
+    pub fn open(self) -> Result<Registry, SandboxError> {
+        let engine = match self.engine {
+            Some(e) => e,
+            None => WasmEngine::new(self.engine_config)?,
+        };
+        let mut backends: HashMap<Kind, Arc<dyn Backend>> = HashMap::new();
+        backends.insert(Kind::Wasm, Arc::new(WasmBackend::new(engine)?));
+        #[cfg(feature = "js")]
+        backends.insert(Kind::Js, Arc::new(crate::QuickJsBackend::new()));
+        for b in self.backends {
+            backends.insert(b.kind(), b);
+        }
+        let artifacts = self.data_dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts)
+            .map_err(|e| SandboxError::internal(format!("creating {}", artifacts.display()), e))?;
+        let inner = Arc::new(Inner {
+            artifacts,
+            backends,
+            kv: self.kv,
+            tenants: RwLock::new(HashMap::new()),
+            deploy_lock: Mutex::new(()),
+            epoch: Instant::now(),
+            next_version: AtomicU64::new(1),
+            counters: Counters::default(),
+            sweeper: Mutex::new(None),
+        });
+        inner.restore()?;
+        if let (Some(every), Ok(rt)) = (self.sweep, tokio::runtime::Handle::try_current()) {
+            let weak = Arc::downgrade(&inner);
+            let task = rt.spawn(sweep(weak, every));
+            *inner.sweeper.lock() = Some(task);
+        }
+        Ok(Registry { inner })
+    }
+}
+
+async fn sweep(inner: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match inner.upgrade() {
+            Some(inner) => {
+                inner.park_idle();
+            }
+            None => return,
+        }
+    }
+}
+
+/// The tenant registry. Cheap to clone (an `Arc` inside); `Send + Sync`.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("artifacts", &self.inner.artifacts)
+            .field("tenants", &self.inner.tenants.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    deploys: AtomicU64,
+    compiles: AtomicU64,
+    cold_starts: AtomicU64,
+    cold_start_nanos: AtomicU64,
+    parks: AtomicU64,
+    invocations: AtomicU64,
+    failures: AtomicU64,
+    corrupt: AtomicU64,
+}
+
+struct Inner {
+    artifacts: PathBuf,
+    backends: HashMap<Kind, Arc<dyn Backend>>,
+    kv: Option<Arc<dyn TenantKv>>,
+    tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
+    /// Serializes artifact writes and version swaps.
+    deploy_lock: Mutex<()>,
+    epoch: Instant,
+    next_version: AtomicU64,
+    counters: Counters,
+    sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.sweeper.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+struct Tenant {
+    log: Arc<TenantLog>,
+    current: RwLock<Arc<Version>>,
+    cold_starts: AtomicU64,
+}
+
+/// One deployed version of a tenant. Requests hold it while they run, so a
+/// replaced version lives until its last request ends.
+struct Version {
+    id: u64,
+    kind: Kind,
+    limits: Arc<Limits>,
+    path: PathBuf,
+    crc32: u32,
+    bytes: u64,
+    warm: Mutex<Option<Arc<dyn Program>>>,
+    /// Held while loading, so simultaneous first requests load once.
+    loading: tokio::sync::Mutex<()>,
+    in_flight: AtomicUsize,
+    /// Nanoseconds since the registry's epoch when the last request ended.
+    last_used: AtomicU64,
+}
+
+impl Inner {
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn path_for(&self, tenant: &TenantId) -> PathBuf {
+        self.artifacts.join(format!("{tenant}.{ARTIFACT_EXT}"))
+    }
+
+    fn backend(&self, kind: Kind) -> Result<&Arc<dyn Backend>, SandboxError> {
+        self.backends
+            .get(&kind)
+            .ok_or_else(|| SandboxError::InvalidModule {
+                reason: format!("no backend for kind {:?} is registered", kind.as_str()),
+            })
+    }
+
+    fn restore(&self) -> Result<(), SandboxError> {
+        let dir = std::fs::read_dir(&self.artifacts).map_err(|e| {
+            SandboxError::internal(format!("reading {}", self.artifacts.display()), e)
+        })?;
+        let mut tenants = self.tenants.write();
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A deploy interrupted before its rename.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(&format!(".{ARTIFACT_EXT}")) else {
+                continue;
+            };
+            let Ok(id) = TenantId::new(stem) else {
+                continue;
+            };
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(tenant = %id, error = %e, "unreadable artifact skipped");
+                    self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let file = match artifact::decode(&bytes) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(tenant = %id, error = %e, "corrupt artifact skipped");
+                    self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let version = self.new_version(
+                file.kind,
+                file.limits,
+                path.clone(),
+                file.crc32,
+                bytes.len() as u64,
+            );
+            tenants.insert(id, Arc::new(Tenant::new(version)));
+        }
+        Ok(())
+    }
+
+    fn new_version(
+        &self,
+        kind: Kind,
+        limits: Limits,
+        path: PathBuf,
+        crc32: u32,
+        bytes: u64,
+    ) -> Version {
+        Version {
+            id: self.next_version.fetch_add(1, Ordering::Relaxed),
+            kind,
+            limits: Arc::new(limits),
+            path,
+            crc32,
+            bytes,
+            warm: Mutex::new(None),
+            loading: tokio::sync::Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
+            last_used: AtomicU64::new(self.now_nanos()),
+        }
+    }
+
+    fn park_idle(&self) -> usize {
+        let now = self.now_nanos();
+        let tenants: Vec<Arc<Tenant>> = self.tenants.read().values().cloned().collect();
+        tenants
+            .iter()
+            .filter(|t| {
+                let v = t.current.read().clone();
+                let idle = now.saturating_sub(v.last_used.load(Ordering::SeqCst));
+                u128::from(idle) >= v.limits.idle_timeout.as_nanos() && self.park_version(&v)
+            })
+            .count()
+    }
+
+    /// Drops `v`'s program if it is warm and nothing is in flight.
+    fn park_version(&self, v: &Version) -> bool {
+        let mut warm = v.warm.lock();
+        if warm.is_none() || v.in_flight.load(Ordering::SeqCst) != 0 {
+            return false;
+        }
+        *warm = None;
+        self.counters.parks.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The warm program of `v`, loading it from its artifact if parked.
+    /// `true` when this call did the load (a cold start).
+    async fn program(
+        &self,
+        tenant: &Tenant,
+        v: &Version,
+    ) -> Result<(Arc<dyn Program>, bool), SandboxError> {
+        if let Some(p) = v.warm.lock().clone() {
+            return Ok((p, false));
+        }
+        let _loading = v.loading.lock().await;
+        if let Some(p) = v.warm.lock().clone() {
+            return Ok((p, false));
+        }
+        let started = Instant::now();
+        let bytes = std::fs::read(&v.path)
+            .map_err(|e| SandboxError::internal(format!("reading {}", v.path.display()), e))?;
+        let file = artifact::decode(&bytes)?;
+        if file.crc32 != v.crc32 {
+            return Err(SandboxError::CorruptArtifact {
+                reason: "artifact on disk belongs to another version".into(),
+            });
+        }
+        let program = self.backend(v.kind)?.load(file.payload, &v.limits)?;
+        *v.warm.lock() = Some(program.clone());
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters.cold_starts.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .cold_start_nanos
+            .fetch_add(took, Ordering::Relaxed);
+        tenant.cold_starts.fetch_add(1, Ordering::Relaxed);
+        Ok((program, true))
+    }
+}
+
+impl Tenant {
+    fn new(version: Version) -> Self {
+        Self {
+            log: Arc::new(TenantLog::new(version.limits.max_log_bytes)),
+            current: RwLock::new(Arc::new(version)),
+            cold_starts: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counts a request in flight on a version; on drop, records its end.
+struct InFlight<'a> {
+    v: Arc<Version>,
+    inner: &'a Inner,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a Inner, v: &Arc<Version>) -> Self {
+        v.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self {
+            v: v.clone(),
+            inner,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.v
+            .last_used
+            .store(self.inner.now_nanos(), Ordering::SeqCst);
+        self.v.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Registry {
+    /// A builder for a registry keeping its artifacts under `data_dir`.
+    pub fn builder(data_dir: impl AsRef<Path>) -> RegistryBuilder {
+        RegistryBuilder {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            engine_config: EngineConfig::default(),
+            engine: None,
+            backends: Vec::new(),
+            kv: None,
+            sweep: Some(Duration::from_secs(1)),
+        }
+    }
+
+    /// Opens a registry with default settings; see [`RegistryBuilder::open`].
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<Self, SandboxError> {
+        Self::builder(data_dir).open()
+    }
+
+    /// Validates and precompiles `source`, writes its artifact atomically
+    /// under `data_dir/artifacts/`, and swaps it in: requests already running
+    /// finish on the old version, new requests get the new one. The tenant
+    /// is warm afterwards.
+    pub fn deploy(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        source: &[u8],
+        limits: Limits,
+    ) -> Result<DeployInfo, SandboxError> {
+        let inner = &*self.inner;
+        let backend = inner.backend(kind)?;
+        let started = Instant::now();
+        let payload = backend.precompile(source, &limits)?;
+        inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        let compile_time = started.elapsed();
+        let program = backend.load(&payload, &limits)?;
+        let (file, crc32) = artifact::encode(kind, &limits, &payload);
+        let path = inner.path_for(tenant);
+        let mut version = inner.new_version(kind, limits, path.clone(), crc32, file.len() as u64);
+        *version.warm.get_mut() = Some(program);
+        let replaced = {
+            let _serial = inner.deploy_lock.lock();
+            artifact::write_atomic(&path, &file)
+                .map_err(|e| SandboxError::internal(format!("writing {}", path.display()), e))?;
+            let mut tenants = inner.tenants.write();
+            match tenants.get(tenant) {
+                Some(t) => {
+                    *t.current.write() = Arc::new(version);
+                    true
+                }
+                None => {
+                    tenants.insert(tenant.clone(), Arc::new(Tenant::new(version)));
+                    false
+                }
+            }
+        };
+        inner.counters.deploys.fetch_add(1, Ordering::Relaxed);
+        Ok(DeployInfo {
+            tenant: tenant.clone(),
+            kind,
+            source_bytes: source.len() as u64,
+            bytes: file.len() as u64,
+            crc32,
+            compile_time,
+            replaced,
+        })
+    }
+
+    /// Runs one request on `tenant`, waking it first if it is parked. The
+    /// response carries [`InvocationStats`] in its extensions.
+    pub async fn invoke(
+        &self,
+        tenant: &TenantId,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, SandboxError> {
+        let result = self.invoke_inner(tenant, request).await;
+        let c = &self.inner.counters;
+        match &result {
+            Ok(_) => c.invocations.fetch_add(1, Ordering::Relaxed),
+            Err(_) => c.failures.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    async fn invoke_inner(
+        &self,
+        tenant: &TenantId,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, SandboxError> {
+        let inner = &*self.inner;
+        let not_found = || SandboxError::TenantNotFound {
+            tenant: tenant.clone(),
+        };
+        let t = inner
+            .tenants
+            .read()
+            .get(tenant)
+            .cloned()
+            .ok_or_else(not_found)?;
+        let mut v = t.current.read().clone();
+        let mut guard = InFlight::enter(inner, &v);
+        let loaded = match inner.program(&t, &v).await {
+            Ok(p) => p,
+            Err(e) => {
+                // A deploy may have replaced the artifact under a parked old
+                // version: retry once on the current version.
+                let current = t.current.read().clone();
+                if current.id == v.id {
+                    return Err(e);
+                }
+                drop(guard);
+                v = current;
+                guard = InFlight::enter(inner, &v);
+                inner.program(&t, &v).await?
+            }
+        };
+        let (program, cold) = loaded;
+        let mut cx = InvokeContext::new(tenant.clone(), v.limits.clone(), t.log.clone());
+        if let Some(kv) = &inner.kv {
+            cx = cx.with_kv(kv.clone());
+        }
+        let mut response = program.invoke(cx, request).await?;
+        drop(guard);
+        if cold {
+            let stats = response.extensions_mut().get_mut::<InvocationStats>();
+            match stats {
+                Some(s) => s.cold_start = true,
+                None => {
+                    response.extensions_mut().insert(InvocationStats {
+                        cold_start: true,
+                        ..InvocationStats::default()
+                    });
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    /// Removes `tenant` and its artifact; `false` if it was not deployed.
+    /// Requests already running finish.
+    pub fn remove(&self, tenant: &TenantId) -> Result<bool, SandboxError> {
+        let inner = &*self.inner;
+        let _serial = inner.deploy_lock.lock();
+        if inner.tenants.write().remove(tenant).is_none() {
+            return Ok(false);
+        }
+        let path = inner.path_for(tenant);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(SandboxError::internal(
+                format!("removing {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    /// The tenant's state, or `None` if it is not deployed.
+    pub fn status(&self, tenant: &TenantId) -> Option<TenantStatus> {
+        let t = self.inner.tenants.read().get(tenant).cloned()?;
+        let v = t.current.read().clone();
+        let in_flight = v.in_flight.load(Ordering::SeqCst);
+        let idle = self
+            .inner
+            .now_nanos()
+            .saturating_sub(v.last_used.load(Ordering::SeqCst));
+        Some(TenantStatus {
+            kind: v.kind,
+            state: if v.warm.lock().is_some() {
+                TenantState::Warm
+            } else {
+                TenantState::Parked
+            },
+            in_flight,
+            idle_for: if in_flight > 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos(idle)
+            },
+            cold_starts: t.cold_starts.load(Ordering::Relaxed),
+            artifact_bytes: v.bytes,
+            crc32: v.crc32,
+            limits: (*v.limits).clone(),
+        })
+    }
+
+    /// Parks `tenant` now, whatever its idle time, unless a request is in
+    /// flight. `Ok(true)` if it was warm and is now parked.
+    pub fn park(&self, tenant: &TenantId) -> Result<bool, SandboxError> {
+        let t = self
+            .inner
+            .tenants
+            .read()
+            .get(tenant)
+            .cloned()
+            .ok_or_else(|| SandboxError::TenantNotFound {
+                tenant: tenant.clone(),
+            })?;
+        let v = t.current.read().clone();
+        Ok(self.inner.park_version(&v))
+    }
+
+    /// Parks every warm tenant idle for at least its `idle_timeout` with
+    /// nothing in flight; returns how many were parked. The background sweep
+    /// task calls this; call it yourself when the sweep is off.
+    pub fn park_idle(&self) -> usize {
+        self.inner.park_idle()
+    }
+
+    /// The registered tenants, sorted.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut v: Vec<TenantId> = self.inner.tenants.read().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The tenant's bounded log (guest stderr), or `None` if not deployed.
+    pub fn log(&self, tenant: &TenantId) -> Option<Arc<TenantLog>> {
+        self.inner.tenants.read().get(tenant).map(|t| t.log.clone())
+    }
+
+    /// Registry-wide counters.
+    pub fn stats(&self) -> RegistryStats {
+        let c = &self.inner.counters;
+        let tenants = self.inner.tenants.read();
+        let warm = tenants
+            .values()
+            .filter(|t| t.current.read().warm.lock().is_some())
+            .count();
+        RegistryStats {
+            tenants: tenants.len(),
+            warm,
+            deploys: c.deploys.load(Ordering::Relaxed),
+            compiles: c.compiles.load(Ordering::Relaxed),
+            cold_starts: c.cold_starts.load(Ordering::Relaxed),
+            cold_start_time_total: Duration::from_nanos(c.cold_start_nanos.load(Ordering::Relaxed)),
+            parks: c.parks.load(Ordering::Relaxed),
+            invocations: c.invocations.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            corrupt_artifacts: c.corrupt.load(Ordering::Relaxed),
+        }
+    }
+}

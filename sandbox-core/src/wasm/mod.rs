@@ -1,0 +1,396 @@
+//! The WebAssembly backend: WASI preview-1 command modules speaking WAGI,
+//! run on the shared [`WasmEngine`] under fuel, memory, stack, output and
+//! wall-clock limits.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use corral::{Backend, EngineConfig, InvokeContext, Limits, SandboxError, TenantLog, WasmBackend, WasmEngine};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let backend = WasmBackend::new(WasmEngine::new(EngineConfig::default().instances(4)).unwrap()).unwrap();
+//! // A guest that loops forever is stopped by its fuel limit.
+//! let spin = br#"(module
+//!     (memory (export "memory") 1)
+//!     (func (export "_start") (loop (br 0))))"#;
+//! let limits = Limits::builder().fuel_per_request(100_000).build();
+//! let artifact = backend.precompile(spin, &limits).unwrap();
+//! let program = backend.load(&artifact, &limits).unwrap();
+//! let cx = InvokeContext::new("spin".parse().unwrap(), Arc::new(limits), Arc::new(TenantLog::new(1024)));
+//! let err = program.invoke(cx, http::Request::new(Bytes::new())).await.unwrap_err();
+//! assert!(matches!(err, SandboxError::FuelExhausted { limit: 100_000, consumed: 100_000 }));
+//! # }
+//! ```
+
+mod wagi;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::{InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::{
+    Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
+    WasmEngine,
+};
+
+/// Magic of the backend's artifact: `b"CRLW"`, then the CRC32 of the
+/// serialized module (u32 LE), then the module as wasmtime serialized it.
+const ARTIFACT_MAGIC: &[u8; 4] = b"CRLW";
+const ARTIFACT_HEADER: usize = 8;
+/// WebAssembly page size (no custom page sizes are enabled).
+const PAGE: u64 = 64 << 10;
+
+/// Per-store state: the WASI context and the memory limiter.
+struct State {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// Enforces the tenant's memory limit and records the peak and any refusal.
+#[derive(Debug)]
+struct Limiter {
+    limit: usize,
+    peak: usize,
+    memory_denied: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.memory_denied = true;
+            // `false`, not an error: the guest sees memory.grow return -1.
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_denied = true;
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A table element is a pointer; count tables against the same budget.
+        Ok(desired.saturating_mul(std::mem::size_of::<usize>()) <= self.limit)
+    }
+}
+
+/// The wall-clock deadline passed (raised from the epoch callback).
+#[derive(Debug, thiserror::Error)]
+#[error("wall-clock deadline passed")]
+struct DeadlinePassed;
+
+/// The WebAssembly [`Backend`]: precompiles WAGI modules and loads them.
+#[derive(Clone)]
+pub struct WasmBackend {
+    engine: WasmEngine,
+    linker: Arc<Linker<State>>,
+}
+
+impl std::fmt::Debug for WasmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmBackend")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmBackend {
+    /// A backend on `engine`, with the WASI preview-1 imports linked (async).
+    pub fn new(engine: WasmEngine) -> Result<Self, SandboxError> {
+        let mut linker = Linker::new(engine.wasmtime());
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut State| &mut s.wasi)
+            .map_err(|e| SandboxError::internal("linking WASI", e))?;
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    /// The engine this backend compiles for.
+    pub fn engine(&self) -> &WasmEngine {
+        &self.engine
+    }
+
+    fn check_module(&self, module: &Module, limits: &Limits) -> Result<(), SandboxError> {
+        let initial = module
+            .resources_required()
+            .max_initial_memory_size
+            .unwrap_or(0)
+            .saturating_mul(PAGE);
+        let limit = limits
+            .memory_bytes
+            .min(self.engine.config().memory_per_instance);
+        if initial > limit {
+            return Err(SandboxError::InitialMemoryTooLarge {
+                declared: initial,
+                limit,
+            });
+        }
+        match module.get_export("_start") {
+            Some(wasmtime::ExternType::Func(f))
+                if f.params().len() == 0 && f.results().len() == 0 => {}
+            _ => {
+                return Err(SandboxError::InvalidModule {
+                    reason: "no exported `_start` function of type () -> () (a WASI command)"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn instance_pre(&self, module: &Module) -> Result<InstancePre<State>, SandboxError> {
+        self.linker
+            .instantiate_pre(module)
+            .map_err(|e| SandboxError::InvalidModule {
+                reason: format!("{e:#}"),
+            })
+    }
+}
+
+impl Backend for WasmBackend {
+    fn kind(&self) -> Kind {
+        Kind::Wasm
+    }
+
+    fn precompile(&self, source: &[u8], limits: &Limits) -> Result<Vec<u8>, SandboxError> {
+        let invalid = |e: wasmtime::Error| SandboxError::InvalidModule {
+            reason: format!("{e:#}"),
+        };
+        let module = Module::new(self.engine.wasmtime(), source).map_err(invalid)?;
+        self.check_module(&module, limits)?;
+        // Every import must be satisfied by WASI preview 1.
+        self.instance_pre(&module)?;
+        let serialized = module.serialize().map_err(invalid)?;
+        let mut out = Vec::with_capacity(ARTIFACT_HEADER + serialized.len());
+        out.extend_from_slice(ARTIFACT_MAGIC);
+        out.extend_from_slice(&crc32fast::hash(&serialized).to_le_bytes());
+        out.extend_from_slice(&serialized);
+        Ok(out)
+    }
+
+    fn load(&self, artifact: &[u8], limits: &Limits) -> Result<Arc<dyn Program>, SandboxError> {
+        if artifact.len() < ARTIFACT_HEADER || &artifact[..4] != ARTIFACT_MAGIC {
+            return Err(SandboxError::CorruptArtifact {
+                reason: "not a corral WebAssembly artifact".into(),
+            });
+        }
+        let expected = u32::from_le_bytes(artifact[4..8].try_into().expect("4 bytes"));
+        let body = &artifact[ARTIFACT_HEADER..];
+        let actual = crc32fast::hash(body);
+        if expected != actual {
+            return Err(SandboxError::CorruptArtifact {
+                reason: format!("checksum mismatch: stored {expected:08x}, computed {actual:08x}"),
+            });
+        }
+        // SAFETY: `Module::deserialize` trusts its input to be machine code
+        // that this wasmtime version produced with a compatible config. `body`
+        // is exactly what `precompile` above got from `Module::serialize` on
+        // this engine's configuration (wasmtime checks the version and config
+        // itself), and the CRC32 just verified guards against corruption on
+        // disk. Artifacts are written only by the registry, never uploaded.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize(self.engine.wasmtime(), body) }.map_err(|e| {
+            SandboxError::CorruptArtifact {
+                reason: format!("{e:#}"),
+            }
+        })?;
+        self.check_module(&module, limits)?;
+        let pre = self.instance_pre(&module)?;
+        Ok(Arc::new(WasmProgram {
+            engine: self.engine.clone(),
+            pre,
+        }))
+    }
+}
+
+/// A loaded, warm WAGI module (its `InstancePre`).
+struct WasmProgram {
+    engine: WasmEngine,
+    pre: InstancePre<State>,
+}
+
+impl std::fmt::Debug for WasmProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmProgram").finish_non_exhaustive()
+    }
+}
+
+async fn run(pre: &InstancePre<State>, store: &mut Store<State>) -> wasmtime::Result<()> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+    start.call_async(&mut *store, ()).await
+}
+
+impl Program for WasmProgram {
+    fn invoke(
+        self: Arc<Self>,
+        cx: InvokeContext,
+        request: http::Request<Bytes>,
+    ) -> BoxFuture<'static, Result<http::Response<Bytes>, SandboxError>> {
+        Box::pin(async move { self.invoke_inner(cx, request).await })
+    }
+}
+
+impl WasmProgram {
+    async fn invoke_inner(
+        &self,
+        cx: InvokeContext,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, SandboxError> {
+        let limits = cx.limits.clone();
+        let started = Instant::now();
+        let deadline = started + limits.wall_clock;
+        let env = wagi::cgi_env(&request);
+        let stdout = wagi::CappedOutput::new(limits.max_output_bytes);
+        let stderr = wagi::LogOutput::new(cx.log.clone(), limits.max_log_bytes);
+        // No preopens, no network, no inherited environment: only the CGI set.
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(request.into_body()))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&env)
+            .arg(cx.tenant.as_str())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build_p1();
+        let limit = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+        let mut store = Store::new(
+            self.engine.wasmtime(),
+            State {
+                wasi,
+                limiter: Limiter {
+                    limit,
+                    peak: 0,
+                    memory_denied: false,
+                },
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        let metered = self.engine.is_metered();
+        if metered {
+            store
+                .set_fuel(limits.fuel_per_request)
+                .map_err(|e| SandboxError::internal("setting fuel", e))?;
+            store.set_epoch_deadline(1);
+            // Yield to the executor at every tick; trap once the deadline passed.
+            store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= deadline {
+                    Err(DeadlinePassed.into())
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+        }
+        // The timeout also cuts a guest blocked in a host call (poll_oneoff).
+        let outcome = if metered {
+            tokio::time::timeout(limits.wall_clock, run(&self.pre, &mut store)).await
+        } else {
+            Ok(run(&self.pre, &mut store).await)
+        };
+        stderr.finish();
+        let wall_time = started.elapsed();
+        let fuel_consumed = if metered {
+            limits
+                .fuel_per_request
+                .saturating_sub(store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+        let state = store.data();
+        let stats = InvocationStats {
+            fuel_consumed,
+            wall_time,
+            peak_memory: state.limiter.peak as u64,
+            cold_start: false,
+        };
+        let memory_denied = state.limiter.memory_denied;
+        let result = match outcome {
+            Err(_elapsed) => Err(SandboxError::Deadline {
+                limit: limits.wall_clock,
+            }),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => classify(err, &limits, fuel_consumed, memory_denied, &stdout),
+        };
+        drop(store);
+        result?;
+        if stdout.overflowed() {
+            return Err(SandboxError::OutputTooLarge {
+                limit: limits.max_output_bytes,
+            });
+        }
+        let mut response = wagi::parse_cgi(stdout.take())?;
+        response.extensions_mut().insert(stats);
+        Ok(response)
+    }
+}
+
+/// Maps a failed run to its typed error, or `Ok` for `proc_exit(0)`.
+fn classify(
+    err: wasmtime::Error,
+    limits: &Limits,
+    fuel_consumed: u64,
+    memory_denied: bool,
+    stdout: &wagi::CappedOutput,
+) -> Result<(), SandboxError> {
+    if stdout.overflowed() {
+        return Err(SandboxError::OutputTooLarge {
+            limit: limits.max_output_bytes,
+        });
+    }
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return match exit.0 {
+            0 => Ok(()),
+            code => Err(SandboxError::Trap {
+                message: format!("guest exited with status {code}"),
+            }),
+        };
+    }
+    if err.is::<DeadlinePassed>() {
+        return Err(SandboxError::Deadline {
+            limit: limits.wall_clock,
+        });
+    }
+    if err.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return Err(SandboxError::Overloaded {
+            reason: format!("{err}"),
+        });
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Err(SandboxError::FuelExhausted {
+            limit: limits.fuel_per_request,
+            consumed: fuel_consumed,
+        }),
+        Some(Trap::StackOverflow) => Err(SandboxError::StackOverflow),
+        Some(Trap::Interrupt) => Err(SandboxError::Deadline {
+            limit: limits.wall_clock,
+        }),
+        _ if memory_denied => Err(SandboxError::MemoryLimit {
+            limit: limits.memory_bytes,
+        }),
+        Some(trap) => Err(SandboxError::Trap {
+            message: trap.to_string(),
+        }),
+        None => Err(SandboxError::Trap {
+            message: format!("{err:#}"),
+        }),
+    }
+}

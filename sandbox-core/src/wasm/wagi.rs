@@ -1,0 +1,464 @@
+//! The WAGI handler ABI: an HTTP request becomes CGI environment variables
+//! plus the body on stdin; the guest's stdout is a CGI response.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+use crate::{SandboxError, TenantLog};
+
+/// The CGI variables for `req` (and nothing else: no host environment).
+pub(crate) fn cgi_env(req: &Request<Bytes>) -> Vec<(String, String)> {
+    let mut env = Vec::with_capacity(16 + req.headers().len());
+    let uri = req.uri();
+    env.push(("GATEWAY_INTERFACE".into(), "CGI/1.1".into()));
+    env.push(("REQUEST_METHOD".into(), req.method().as_str().into()));
+    env.push(("SCRIPT_NAME".into(), String::new()));
+    env.push(("PATH_INFO".into(), uri.path().into()));
+    env.push(("QUERY_STRING".into(), uri.query().unwrap_or("").into()));
+    env.push(("CONTENT_LENGTH".into(), req.body().len().to_string()));
+    if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
+        env.push((
+            "CONTENT_TYPE".into(),
+            String::from_utf8_lossy(ct.as_bytes()).into_owned(),
+        ));
+    } else {
+        env.push(("CONTENT_TYPE".into(), String::new()));
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
+    let (name, port) = match host
+        .as_deref()
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    {
+        Some(a) => (
+            a.host().to_owned(),
+            a.port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                }),
+        ),
+        None => ("localhost".to_owned(), 80),
+    };
+    env.push(("SERVER_NAME".into(), name));
+    env.push(("SERVER_PORT".into(), port.to_string()));
+    env.push(("SERVER_PROTOCOL".into(), format!("{:?}", req.version())));
+    env.push(("SERVER_SOFTWARE".into(), "corral".into()));
+    if let Some(addr) = req.extensions().get::<SocketAddr>() {
+        env.push(("REMOTE_ADDR".into(), addr.ip().to_string()));
+        env.push(("REMOTE_PORT".into(), addr.port().to_string()));
+    }
+    for (name, value) in req.headers() {
+        if name == http::header::CONTENT_TYPE || name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        let key = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        // Repeated headers are joined the way CGI servers do.
+        if let Some(existing) = env.iter_mut().find(|(k, _)| *k == key) {
+            existing.1.push_str(", ");
+            existing.1.push_str(&value);
+        } else {
+            env.push((key, value));
+        }
+    }
+    env
+}
+
+/// Parses a CGI response: header lines (`Status:`, `Content-Type:`,
+/// `Location:`, others), a blank line, then the body. LF or CRLF.
+pub(crate) fn parse_cgi(out: Bytes) -> Result<Response<Bytes>, SandboxError> {
+    let bad = |reason: String| SandboxError::BadResponse { reason };
+    let (head_end, body_start) = find_blank_line(&out).ok_or_else(|| {
+        bad(if out.is_empty() {
+            "no output".into()
+        } else {
+            "no blank line after the headers".into()
+        })
+    })?;
+    let head =
+        std::str::from_utf8(&out[..head_end]).map_err(|_| bad("headers are not UTF-8".into()))?;
+    let mut resp = Response::new(Bytes::new());
+    let mut status = None;
+    let mut has_location = false;
+    let mut has_content_type = false;
+    for line in head.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("header line without a colon: {line:?}")))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.split_whitespace().next().unwrap_or("");
+            let code = code
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .ok_or_else(|| bad(format!("bad Status: {value:?}")))?;
+            status = Some(code);
+            continue;
+        }
+        let hname = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| bad(format!("bad header name {name:?}")))?;
+        let hvalue = HeaderValue::from_str(value)
+            .map_err(|_| bad(format!("bad value for header {name:?}")))?;
+        has_location |= hname == http::header::LOCATION;
+        has_content_type |= hname == http::header::CONTENT_TYPE;
+        resp.headers_mut().append(hname, hvalue);
+    }
+    if status.is_none() && !has_location && !has_content_type {
+        return Err(bad("no Content-Type, Location or Status header".to_owned()));
+    }
+    *resp.status_mut() = status.unwrap_or(if has_location {
+        StatusCode::FOUND
+    } else {
+        StatusCode::OK
+    });
+    *resp.body_mut() = out.slice(body_start..);
+    Ok(resp)
+}
+
+/// `(end of headers, start of body)` of the first blank line.
+fn find_blank_line(out: &[u8]) -> Option<(usize, usize)> {
+    if out.starts_with(b"\r\n") {
+        return Some((0, 2));
+    }
+    if out.starts_with(b"\n") {
+        return Some((0, 1));
+    }
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] == b'\n' {
+            if out.get(i + 1) == Some(&b'\n') {
+                return Some((i, i + 2));
+            }
+            if out.get(i + 1) == Some(&b'\r') && out.get(i + 2) == Some(&b'\n') {
+                return Some((i, i + 3));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Guest stdout, capped: a write that would pass `cap` is refused, flags the
+/// overflow and traps the guest, so the host never holds more than `cap`.
+#[derive(Debug, Clone)]
+pub(crate) struct CappedOutput {
+    inner: Arc<CappedInner>,
+}
+
+#[derive(Debug)]
+struct CappedInner {
+    cap: usize,
+    buf: Mutex<BytesMut>,
+    overflowed: AtomicBool,
+}
+
+impl CappedOutput {
+    pub(crate) fn new(cap: u64) -> Self {
+        Self {
+            inner: Arc::new(CappedInner {
+                cap: usize::try_from(cap).unwrap_or(usize::MAX),
+                buf: Mutex::new(BytesMut::new()),
+                overflowed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn overflowed(&self) -> bool {
+        self.inner.overflowed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn take(&self) -> Bytes {
+        std::mem::take(&mut *self.inner.buf.lock()).freeze()
+    }
+
+    /// Appends `bytes` if it fits; `false` (and the flag set) otherwise.
+    fn push(&self, bytes: &[u8]) -> bool {
+        let mut buf = self.inner.buf.lock();
+        if buf.len().saturating_add(bytes.len()) > self.inner.cap {
+            self.inner.overflowed.store(true, Ordering::Release);
+            return false;
+        }
+        buf.extend_from_slice(bytes);
+        true
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedOutput {
+    async fn ready(&mut self) {}
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CappedOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        if self.push(&bytes) {
+            Ok(())
+        } else {
+            Err(StreamError::trap("guest output exceeded max_output_bytes"))
+        }
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        // Never 0 (a blocking write would wait forever): an overlong write is
+        // refused in `write` instead.
+        Ok(64 << 10)
+    }
+}
+
+impl AsyncWrite for CappedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(if self.push(buf) {
+            Ok(buf.len())
+        } else {
+            Err(io::Error::other("guest output exceeded max_output_bytes"))
+        })
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for CappedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+/// Guest stderr, split into lines for the tenant's bounded log. A partial
+/// line is kept up to the log's size and flushed at the end of the request.
+#[derive(Debug, Clone)]
+pub(crate) struct LogOutput {
+    log: Arc<TenantLog>,
+    partial: Arc<Mutex<Vec<u8>>>,
+    cap: usize,
+}
+
+impl LogOutput {
+    pub(crate) fn new(log: Arc<TenantLog>, cap: usize) -> Self {
+        Self {
+            log,
+            partial: Arc::default(),
+            cap,
+        }
+    }
+
+    fn push(&self, mut bytes: &[u8]) {
+        let mut partial = self.partial.lock();
+        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+            partial.extend_from_slice(&bytes[..nl]);
+            self.emit(&mut partial);
+            bytes = &bytes[nl + 1..];
+        }
+        let room = self.cap.saturating_sub(partial.len());
+        partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn emit(&self, partial: &mut Vec<u8>) {
+        let line = String::from_utf8_lossy(partial);
+        let line = line.strip_suffix('\r').unwrap_or(&line);
+        self.log.push(line);
+        partial.clear();
+    }
+
+    /// Writes out a last line that had no newline.
+    pub(crate) fn finish(&self) {
+        let mut partial = self.partial.lock();
+        if !partial.is_empty() {
+            self.emit(&mut partial);
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LogOutput {
+    async fn ready(&mut self) {}
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LogOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.push(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 << 10)
+    }
+}
+
+impl AsyncWrite for LogOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for LogOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lf_and_crlf_responses() {
+        let r = parse_cgi(Bytes::from_static(
+            b"Status: 201 Created\r\nContent-Type: text/plain\r\nX-A: 1\r\n\r\nhi\r\n",
+        ))
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.headers()["content-type"], "text/plain");
+        assert_eq!(r.headers()["x-a"], "1");
+        assert_eq!(r.body().as_ref(), b"hi\r\n");
+
+        let r = parse_cgi(Bytes::from_static(b"Location: /next\n\n")).unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND);
+        assert_eq!(r.headers()["location"], "/next");
+        assert_eq!(r.body().len(), 0);
+
+        let r = parse_cgi(Bytes::from_static(b"content-type: a/b\n\nbody\n\nmore")).unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.body().as_ref(), b"body\n\nmore");
+    }
+
+    #[test]
+    fn malformed_output_is_bad_response() {
+        for out in [
+            &b""[..],
+            b"Content-Type: text/plain\nno blank line",
+            b"not a header\n\nbody",
+            b"Status: abc\n\n",
+            b"Status: 99\n\n",
+            b"X-Only: 1\n\nbody",
+            b"Bad Name: 1\nContent-Type: a/b\n\n",
+            b"Content-Type: \xff\n\n",
+        ] {
+            let err = parse_cgi(Bytes::copy_from_slice(out)).unwrap_err();
+            assert!(
+                matches!(err, SandboxError::BadResponse { .. }),
+                "{out:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cgi_env_holds_the_request_and_nothing_else() {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/a/b?x=1&y=2")
+            .header("host", "app.example.com:8080")
+            .header("content-type", "application/json")
+            .header("x-trace-id", "abc")
+            .header("accept", "a")
+            .header("accept", "b")
+            .body(Bytes::from_static(b"{}"))
+            .unwrap();
+        req.extensions_mut()
+            .insert("10.0.0.7:5555".parse::<SocketAddr>().unwrap());
+        let env = cgi_env(&req);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("REQUEST_METHOD"), Some("POST"));
+        assert_eq!(get("PATH_INFO"), Some("/a/b"));
+        assert_eq!(get("QUERY_STRING"), Some("x=1&y=2"));
+        assert_eq!(get("CONTENT_TYPE"), Some("application/json"));
+        assert_eq!(get("CONTENT_LENGTH"), Some("2"));
+        assert_eq!(get("SERVER_NAME"), Some("app.example.com"));
+        assert_eq!(get("SERVER_PORT"), Some("8080"));
+        assert_eq!(get("SERVER_PROTOCOL"), Some("HTTP/1.1"));
+        assert_eq!(get("GATEWAY_INTERFACE"), Some("CGI/1.1"));
+        assert_eq!(get("REMOTE_ADDR"), Some("10.0.0.7"));
+        assert_eq!(get("HTTP_X_TRACE_ID"), Some("abc"));
+        assert_eq!(get("HTTP_ACCEPT"), Some("a, b"));
+        assert_eq!(get("HTTP_CONTENT_TYPE"), None);
+        assert_eq!(get("PATH"), None);
+        assert_eq!(env.len(), 16);
+    }
+
+    #[test]
+    fn capped_output_refuses_past_the_cap() {
+        let out = CappedOutput::new(10);
+        assert!(out.push(b"12345"));
+        assert!(out.push(b"67890"));
+        assert!(!out.overflowed());
+        assert!(!out.push(b"x"));
+        assert!(out.overflowed());
+        assert_eq!(out.take().as_ref(), b"1234567890");
+    }
+
+    #[test]
+    fn stderr_is_split_into_log_lines() {
+        let log = Arc::new(TenantLog::new(1024));
+        let out = LogOutput::new(log.clone(), 8);
+        out.push(b"one\r\ntw");
+        out.push(b"o\nthree-is-long");
+        out.finish();
+        assert_eq!(log.lines(), vec!["one", "two", "three-is"]);
+    }
+}

@@ -1,0 +1,132 @@
+//! The WAGI ABI as a guest sees it: CGI variables only, the body on stdin, no
+//! filesystem, stderr into the tenant log.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use corral::{InvocationStats, Kind, Limits, SandboxError, SandboxService};
+use tower_service::Service;
+
+use crate::{chaos, registry, text, tid};
+
+#[tokio::test]
+async fn guest_sees_exactly_the_cgi_variables_and_no_host_environment() {
+    // The host has an environment; none of it may reach the guest.
+    assert!(std::env::var_os("PATH").is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let id = tid("env");
+    reg.deploy(&id, Kind::Wasm, &chaos(), Limits::default())
+        .unwrap();
+    let mut req = http::Request::builder()
+        .method("PUT")
+        .uri("http://ignored/items/7?verbose=1")
+        .header("host", "env.apps.test:8443")
+        .header("content-type", "text/plain")
+        .header("x-request-id", "r-42")
+        .body(Bytes::from_static(b"e"))
+        .unwrap();
+    req.extensions_mut()
+        .insert("192.0.2.9:40000".parse::<std::net::SocketAddr>().unwrap());
+    let resp = reg.invoke(&id, req).await.unwrap();
+    let body = String::from_utf8(resp.body().to_vec()).unwrap();
+    let env: BTreeMap<&str, &str> = body.lines().map(|l| l.split_once('=').unwrap()).collect();
+    let expected: BTreeMap<&str, &str> = [
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("REQUEST_METHOD", "PUT"),
+        ("SCRIPT_NAME", ""),
+        ("PATH_INFO", "/items/7"),
+        ("QUERY_STRING", "verbose=1"),
+        ("CONTENT_LENGTH", "1"),
+        ("CONTENT_TYPE", "text/plain"),
+        ("SERVER_NAME", "env.apps.test"),
+        ("SERVER_PORT", "8443"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("SERVER_SOFTWARE", "corral"),
+        ("REMOTE_ADDR", "192.0.2.9"),
+        ("REMOTE_PORT", "40000"),
+        ("HTTP_HOST", "env.apps.test:8443"),
+        ("HTTP_X_REQUEST_ID", "r-42"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(env, expected);
+}
+
+#[tokio::test]
+async fn guest_cannot_open_etc_passwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let id = tid("snoop");
+    reg.deploy(&id, Kind::Wasm, &chaos(), Limits::default())
+        .unwrap();
+    let resp = crate::call(&reg, &id, b"p").await.unwrap();
+    // WASI errno 8 = EBADF: there is no preopened directory (fd 3) at all.
+    assert_eq!(resp.body().as_ref(), &[8, 8]);
+}
+
+#[tokio::test]
+async fn body_arrives_on_stdin_and_the_response_carries_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let id = tid("echo");
+    reg.deploy(&id, Kind::Wasm, &chaos(), Limits::default())
+        .unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut body = vec![b'c'];
+    body.extend_from_slice(&payload);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/echo")
+        .body(Bytes::from(body))
+        .unwrap();
+    let resp = reg.invoke(&id, req).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+    assert_eq!(resp.body().as_ref(), &payload[..]);
+    let stats = *resp.extensions().get::<InvocationStats>().unwrap();
+    assert!(stats.fuel_consumed > 0);
+    assert!(!stats.cold_start);
+    // Two pages declared, no growth.
+    assert_eq!(stats.peak_memory, 2 << 16);
+}
+
+#[tokio::test]
+async fn stderr_lines_land_in_the_bounded_tenant_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let id = tid("chatty");
+    let limits = Limits::builder().max_log_bytes(20).build();
+    reg.deploy(&id, Kind::Wasm, &chaos(), limits).unwrap();
+    assert_eq!(text(&reg, &id, b"w").await, "hello\n");
+    let log = reg.log(&id).unwrap();
+    assert_eq!(log.lines(), vec!["line one", "line two"]);
+    assert_eq!(text(&reg, &id, b"w").await, "hello\n");
+    // 20 bytes hold two 8-byte lines: the oldest two were dropped.
+    assert_eq!(log.lines(), vec!["line one", "line two"]);
+    assert_eq!(log.dropped(), 2);
+}
+
+#[tokio::test]
+async fn sandbox_service_routes_by_the_tenant_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let id = tid("svc");
+    reg.deploy(&id, Kind::Wasm, &chaos(), Limits::default())
+        .unwrap();
+    let mut svc = SandboxService::new(reg);
+    let mut req = http::Request::new(Bytes::from_static(b"h"));
+    req.extensions_mut().insert(id.clone());
+    let resp = svc.call(req).await.unwrap();
+    assert_eq!(resp.body().as_ref(), b"hello\n");
+    let err = svc
+        .call(http::Request::new(Bytes::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SandboxError::MissingTenant));
+    let mut req = http::Request::new(Bytes::new());
+    req.extensions_mut().insert(tid("absent"));
+    let err = svc.call(req).await.unwrap_err();
+    assert!(matches!(&err, SandboxError::TenantNotFound { tenant } if tenant.as_str() == "absent"));
+    assert_eq!(err.status(), http::StatusCode::NOT_FOUND);
+}
