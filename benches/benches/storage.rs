@@ -16,7 +16,9 @@ const KEYS: usize = 10_000;
 const VALUE: usize = 1024;
 
 fn buffer(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes()[7]).collect()
+    (0..len)
+        .map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes()[7])
+        .collect()
 }
 
 fn crc_vs_memcpy(c: &mut Criterion) {
@@ -37,7 +39,9 @@ fn crc_vs_memcpy(c: &mut Criterion) {
 }
 
 fn keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("tenant-{}/static/file-{i}.css", i % 97)).collect()
+    (0..KEYS)
+        .map(|i| format!("tenant-{}/static/file-{i}.css", i % 97))
+        .collect()
 }
 
 type Qc = quick_cache::sync::Cache<Arc<str>, CachedObject, QcWeigher>;
@@ -57,7 +61,9 @@ fn raw_quick(cap: u64) -> Qc {
 fn raw_moka(cap: u64) -> moka::sync::Cache<Arc<str>, CachedObject> {
     moka::sync::Cache::builder()
         .max_capacity(cap)
-        .weigher(|k: &Arc<str>, v: &CachedObject| (k.len() + v.bytes.len()).min(u32::MAX as usize) as u32)
+        .weigher(|k: &Arc<str>, v: &CachedObject| {
+            (k.len() + v.bytes.len()).min(u32::MAX as usize) as u32
+        })
         .build()
 }
 
@@ -139,7 +145,11 @@ fn kv_ops(c: &mut Criterion) {
     let t = TenantId::new("bench").unwrap();
     let value = vec![42u8; 256];
     for (name, d) in [("normal", Durability::Normal), ("full", Durability::Full)] {
-        let store = Store::open(dir.path().join(format!("{name}.db")), StoreConfig::default().durability(d)).unwrap();
+        let store = Store::open(
+            dir.path().join(format!("{name}.db")),
+            StoreConfig::default().durability(d),
+        )
+        .unwrap();
         for i in 0..KEYS {
             store.kv_put(&t, format!("k{i}"), &value).unwrap();
         }

@@ -519,6 +519,36 @@ impl Meter {
         Ok(batch.len())
     }
 
+    /// Seeds one tenant's totals for the current month, for a tenant that
+    /// arrives with history (an imported tenant). Returns `false`, changing
+    /// nothing, when the tenant already has counters here or `usage` is for
+    /// another month; unlike [`restore`](Self::restore) it may run at any time.
+    ///
+    /// ```
+    /// use corral_metering::{Meter, Usage};
+    /// let meter = Meter::new();
+    /// let mut u = Usage::zero("imported".parse().unwrap(), meter.period());
+    /// u.requests = 7;
+    /// assert!(meter.restore_tenant(&u));
+    /// assert_eq!(meter.usage(&u.tenant).unwrap().requests, 7);
+    /// assert!(!meter.restore_tenant(&u));
+    /// ```
+    pub fn restore_tenant(&self, u: &Usage) -> bool {
+        let p = self.period();
+        if u.period != p || self.get(&u.tenant).is_some() {
+            return false;
+        }
+        let t = self.inner.tenant(&u.tenant);
+        if t.base.read().period != p {
+            self.inner.roll_tenant(&t, p);
+        }
+        let mut b = t.base.write();
+        t.c.storage_bytes.store(u.storage_bytes, Relaxed);
+        *t.flushed.lock() = Some(u.clone());
+        b.restored = u.clone();
+        true
+    }
+
     /// Continues from the totals persisted for the current month: call once
     /// at start, before the first flush. Returns how many tenants were
     /// restored.

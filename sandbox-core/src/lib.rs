@@ -10,28 +10,29 @@ mod artifact;
 mod backend;
 mod engine;
 mod error;
+#[cfg(feature = "js")]
+pub mod js;
 mod limits;
 mod log;
+pub mod platform;
 mod registry;
 mod service;
 pub mod wasm;
-#[cfg(feature = "js")]
-pub mod js;
 
 pub use backend::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, KvError, Program, TenantKv,
 };
+pub use engine::{EngineConfig, EpochTicker, WasmEngine};
 pub use error::SandboxError;
+#[cfg(feature = "js")]
+pub use js::{QuickJsBackend, QuickJsProgram};
 pub use limits::{Limits, LimitsBuilder};
 pub use log::TenantLog;
-pub use engine::{EngineConfig, EpochTicker, WasmEngine};
 pub use registry::{
     DeployInfo, Registry, RegistryBuilder, RegistryStats, TenantState, TenantStatus,
 };
 pub use service::SandboxService;
 pub use wasm::WasmBackend;
-#[cfg(feature = "js")]
-pub use js::{QuickJsBackend, QuickJsProgram};
 
 pub use corral_limits::{self as limits_layers, InvalidTenantId, TenantId};
 pub use corral_metering as metering;

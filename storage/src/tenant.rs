@@ -1024,3 +1024,32 @@ impl UsageSink for Store {
         Ok(self.load_usage(period)?)
     }
 }
+
+impl ExportedBundle {
+    /// A bundle export from its parts (for archive readers outside this crate).
+    pub fn new(kind: AppKind, code: ExportedBlob, static_files: Vec<ExportedBlob>) -> Self {
+        Self {
+            kind,
+            code,
+            static_files,
+        }
+    }
+}
+
+impl TenantExport {
+    /// An export from its parts (for archive readers outside this crate);
+    /// [`Store::import_tenant`] verifies it.
+    pub fn new(
+        tenant: TenantRecord,
+        bundle: Option<ExportedBundle>,
+        kv: Vec<ExportedBlob>,
+        usage: Vec<Usage>,
+    ) -> Self {
+        Self {
+            tenant,
+            bundle,
+            kv,
+            usage,
+        }
+    }
+}

@@ -107,7 +107,7 @@ use engine::Warm;
 /// use corral::{Backend, Kind, Limits, SandboxError};
 /// let backend = corral::js::QuickJsBackend::new();
 /// assert_eq!(backend.kind(), Kind::Js);
-/// let err = backend.precompile(b"export default {\n  fetch( {\n}", &Limits::default()).unwrap_err();
+/// let err = backend.precompile(b"export default {\n  fetch(req) { return 1 +; }\n}", &Limits::default()).unwrap_err();
 /// assert!(matches!(&err, SandboxError::InvalidModule { reason } if reason.contains("line 2, column")));
 /// ```
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,275 @@
+//! The platform's one error type, with a stable HTTP mapping.
+
+use bytes::Bytes;
+use corral_limits::{BoxError, TenantId};
+use corral_storage::StorageError;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::SandboxError;
+
+/// Why a platform operation failed.
+///
+/// Every variant has a stable machine-readable [`code`](Self::code), an HTTP
+/// [`status`](Self::status), and a JSON body from [`to_http`](Self::to_http)
+/// such as `{"error":"fuel_exhausted","message":"…","limit":1000,"consumed":1000}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlatformError {
+    /// The sandbox refused or failed the request (fuel, memory, deadline, …).
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// A limit layer refused the request (overloaded, rate, quota,
+    /// maintenance, runtime busy, body too large).
+    #[error("{0}")]
+    Limit(BoxError),
+    /// Storage failed, including a blob that failed its CRC32 check.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// No app of that name is deployed.
+    #[error("app {tenant} not found")]
+    NotFound {
+        /// The name asked for.
+        tenant: TenantId,
+    },
+    /// The tier named does not exist.
+    #[error("unknown tier {tier:?}")]
+    UnknownTier {
+        /// The name asked for.
+        tier: String,
+    },
+    /// The bundle is larger than the tier allows.
+    #[error("bundle of {size} bytes exceeds the tier's limit of {limit} bytes")]
+    BundleTooLarge {
+        /// The tier's `max_bundle_bytes`.
+        limit: u64,
+        /// The bundle's size.
+        size: u64,
+    },
+    /// The request body is larger than the tier allows.
+    #[error("request body of {size} bytes exceeds the tier's limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The tier's `max_body_bytes`.
+        limit: u64,
+        /// The body's size.
+        size: u64,
+    },
+    /// The bundle could not be read (bad tar, no `app.wasm`/`app.js`, …).
+    #[error("invalid bundle: {reason}")]
+    InvalidBundle {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The host is over a threshold and takes no new tenants.
+    #[error("this node is not accepting new tenants")]
+    NotAcceptingTenants,
+    /// An export archive failed verification; nothing was imported.
+    #[error("invalid archive: {reason}")]
+    InvalidArchive {
+        /// What failed.
+        reason: String,
+    },
+    /// A request reached the platform's service without a [`TenantId`]
+    /// extension: a frontend bug, not the client's.
+    #[error("the request names no tenant")]
+    MissingTenant,
+    /// The settings are not usable.
+    #[error(transparent)]
+    Config(#[from] super::ConfigError),
+    /// A host-side failure (I/O, a task that panicked, …).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PlatformError {
+    /// Classifies a boxed error from the layer stack.
+    pub(crate) fn from_box(err: BoxError) -> Self {
+        let err = match err.downcast::<SandboxError>() {
+            Ok(e) => return Self::Sandbox(*e),
+            Err(e) => e,
+        };
+        let err = match err.downcast::<PlatformError>() {
+            Ok(e) => return *e,
+            Err(e) => e,
+        };
+        let err = match err.downcast::<StorageError>() {
+            Ok(e) => return Self::Storage(*e),
+            Err(e) => e,
+        };
+        Self::Limit(err)
+    }
+
+    /// The stable machine-readable code, e.g. `"not_found"`.
+    ///
+    /// ```
+    /// use corral::platform::PlatformError;
+    /// assert_eq!(PlatformError::NotAcceptingTenants.code(), "not_accepting_tenants");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Sandbox(e) => e.code(),
+            Self::Limit(e) => limit_parts(e).map_or("limit", |(_, _, code, _)| code),
+            Self::Storage(StorageError::Integrity { .. }) => "integrity_error",
+            Self::Storage(StorageError::StorageQuotaExceeded { .. }) => "storage_quota_exceeded",
+            Self::Storage(_) => "storage_error",
+            Self::NotFound { .. } => "not_found",
+            Self::UnknownTier { .. } => "unknown_tier",
+            Self::BundleTooLarge { .. } => "bundle_too_large",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::InvalidBundle { .. } => "invalid_bundle",
+            Self::NotAcceptingTenants => "not_accepting_tenants",
+            Self::InvalidArchive { .. } => "invalid_archive",
+            Self::Config(_) => "invalid_config",
+            Self::MissingTenant => "missing_tenant",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status a frontend answers with.
+    ///
+    /// ```
+    /// use corral::platform::PlatformError;
+    /// assert_eq!(PlatformError::BundleTooLarge { limit: 1, size: 2 }.status(), 413);
+    /// ```
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Sandbox(e) => e.status(),
+            Self::Limit(e) => limit_parts(e).map_or(StatusCode::SERVICE_UNAVAILABLE, |p| p.0),
+            Self::Storage(StorageError::StorageQuotaExceeded { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            Self::Storage(StorageError::InvalidKey(_)) => StatusCode::BAD_REQUEST,
+            Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::UnknownTier { .. }
+            | Self::InvalidBundle { .. }
+            | Self::InvalidArchive { .. }
+            | Self::Config(_) => StatusCode::BAD_REQUEST,
+            Self::BundleTooLarge { .. } | Self::BodyTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::NotAcceptingTenants => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) | Self::MissingTenant => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Status, headers (`Content-Type`, `Retry-After` where it applies) and a
+    /// stable JSON body: `{"error": code, "message": …, …fields}`.
+    ///
+    /// ```
+    /// use corral::platform::PlatformError;
+    /// let (status, headers, body) = PlatformError::BodyTooLarge { limit: 10, size: 11 }.to_http();
+    /// assert_eq!(status, 413);
+    /// assert_eq!(headers["content-type"], "application/json");
+    /// let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    /// assert_eq!(v["error"], "body_too_large");
+    /// assert_eq!(v["limit"], 10);
+    /// ```
+    pub fn to_http(&self) -> (StatusCode, HeaderMap, Bytes) {
+        if let Self::Limit(e) = self {
+            if let Some((status, headers, _, body)) = limit_parts(e) {
+                return (status, headers, body);
+            }
+        }
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.code().into());
+        body.insert("message".into(), self.to_string().into());
+        for (k, v) in self.fields() {
+            body.insert(k.into(), v);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let bytes = serde_json::to_vec(&serde_json::Value::Object(body)).unwrap_or_default();
+        (self.status(), headers, Bytes::from(bytes))
+    }
+
+    /// The variant's fields as JSON values, for error bodies and bindings.
+    pub fn fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        use serde_json::json;
+        match self {
+            Self::Sandbox(e) => match e {
+                SandboxError::FuelExhausted { limit, consumed } => {
+                    vec![("limit", json!(limit)), ("consumed", json!(consumed))]
+                }
+                SandboxError::MemoryLimit { limit } | SandboxError::OutputTooLarge { limit } => {
+                    vec![("limit", json!(limit))]
+                }
+                SandboxError::Deadline { limit } => {
+                    vec![("limit_ms", json!(limit.as_millis() as u64))]
+                }
+                SandboxError::ScriptError { message, stack } => {
+                    vec![("script_message", json!(message)), ("stack", json!(stack))]
+                }
+                SandboxError::TenantNotFound { tenant } => vec![("tenant", json!(tenant))],
+                _ => vec![],
+            },
+            Self::Limit(e) => limit_parts(e)
+                .and_then(|(_, _, _, body)| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .and_then(|v| v.as_object().cloned())
+                .map(|o| {
+                    o.into_iter()
+                        .filter(|(k, _)| k != "error")
+                        .filter_map(|(k, v)| FIELD_NAMES.iter().find(|n| **n == k).map(|n| (*n, v)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Self::Storage(StorageError::Integrity {
+                key,
+                expected,
+                actual,
+            }) => vec![
+                ("key", json!(key)),
+                ("expected", json!(expected)),
+                ("actual", json!(actual)),
+            ],
+            Self::NotFound { tenant } => vec![("tenant", json!(tenant))],
+            Self::UnknownTier { tier } => vec![("tier", json!(tier))],
+            Self::BundleTooLarge { limit, size } | Self::BodyTooLarge { limit, size } => {
+                vec![("limit", json!(limit)), ("size", json!(size))]
+            }
+            _ => vec![],
+        }
+    }
+}
+
+/// The keys a limit error's JSON body may carry, kept as `'static` names.
+const FIELD_NAMES: &[&str] = &[
+    "tenant",
+    "retry_after_ms",
+    "quota",
+    "used",
+    "resets_at",
+    "limit",
+    "needed",
+    "requested",
+    "limit_bytes",
+    "message",
+];
+
+/// A limit error's status, headers, code and JSON body, from corral-limits.
+fn limit_parts(e: &BoxError) -> Option<(StatusCode, HeaderMap, &'static str, Bytes)> {
+    let (status, headers, body) = corral_limits::error_response(e)?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let code = v.get("error")?.as_str()?;
+    let code = LIMIT_CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("limit");
+    Some((status, headers, code, body))
+}
+
+/// The codes corral-limits uses in its bodies, as `'static` strings.
+const LIMIT_CODES: &[&str] = &[
+    "overloaded",
+    "rate_limited",
+    "quota_exceeded",
+    "maintenance",
+    "runtime_busy",
+    "missing_tenant",
+    "memory_budget_exceeded",
+    "payload_too_large",
+    "body_too_large",
+];

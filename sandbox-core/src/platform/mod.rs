@@ -1,0 +1,851 @@
+//! [`Platform`]: every Corral piece assembled — tenant registry, limit layers,
+//! SQLite storage, asset cache, metering, host probe — behind one handle that
+//! the server, the Python bindings and embedders share.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
+//! use corral::{Kind, TenantId, platform::{Bundle, Platform, PlatformConfig}};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut config = PlatformConfig::with_data_dir(dir.path());
+//! # // A shared build box may sit over the 80% thresholds; this example is about the API.
+//! # let never = corral::metering::Level::new(1.0, 1.0);
+//! # (config.thresholds.ram, config.thresholds.disk, config.thresholds.cpu) = (never, never, never);
+//! let platform = Platform::builder().config(config).build().unwrap();
+//! let hello = wat::parse_str(r#"(module
+//!     (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+//!     (memory (export "memory") 1)
+//!     (data (i32.const 16) "Content-Type: text/plain\n\nhi")
+//!     (func (export "_start")
+//!         (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 28))
+//!         (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#).unwrap();
+//! let app = TenantId::new("hello").unwrap();
+//! platform.deploy(&app, None, Bundle::code(Kind::Wasm, hello)).await.unwrap();
+//! let resp = platform.invoke(&app, http::Request::new(bytes::Bytes::new())).await.unwrap();
+//! assert_eq!(resp.status(), 200);
+//! assert_eq!(&resp.body()[..], b"hi");
+//! assert_eq!(platform.usage(&app).unwrap().usage.requests, 1);
+//! platform.shutdown().await;
+//! # }
+//! ```
+
+mod archive;
+mod bundle;
+mod config;
+mod error;
+mod kv;
+mod service;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use corral_limits::{MaintenanceSwitch, RuntimeSlots, TenantContext, TenantId, TenantLimits, Tier};
+use corral_metering::{
+    Budget, CacheStats, ExpansionHook, Flusher, HookConfig, HostProbe, LiveGauges, Meter, Monitor,
+    NodeStatus, Probe, SysinfoProbe, Thresholds, Usage,
+};
+use corral_storage::{ByteCache, CacheConfig, Store, StoreConfig, TenantRecord};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+pub use archive::MAX_ARCHIVE_BYTES;
+pub use bundle::{Bundle, MAX_BUNDLE_FILES};
+pub use config::{ConfigError, PlatformConfig};
+pub use error::PlatformError;
+pub use service::{PlatformBody, PlatformService};
+
+use crate::{EngineConfig, Kind, Limits, Registry, TenantState};
+
+/// Name of the SQLite file inside the data dir.
+pub const DB_FILE: &str = "corral.db";
+
+/// What a deploy did, from [`Platform::deploy`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DeployInfo {
+    /// The app.
+    pub name: TenantId,
+    /// Its tier.
+    pub tier: String,
+    /// What it runs: `"wasm"` or `"js"`.
+    pub kind: Kind,
+    /// Bundle bytes (code plus static files).
+    pub bytes: u64,
+    /// CRC32 of the code as stored.
+    pub crc32: u32,
+    /// Static files in the bundle.
+    pub static_files: usize,
+    /// Whether an earlier version was replaced.
+    pub replaced: bool,
+}
+
+/// An app as listed by [`Platform::apps`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct AppInfo {
+    /// The app.
+    pub name: TenantId,
+    /// Its tier.
+    pub tier: String,
+    /// What it runs.
+    pub kind: Kind,
+    /// Bundle bytes.
+    pub bytes: u64,
+    /// Bundle version (1 for the first deploy).
+    pub version: u64,
+    /// Created, Unix seconds.
+    pub created: i64,
+}
+
+/// This month's usage beside the tier's quotas, from [`Platform::usage`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct UsageReport {
+    /// The totals for the current month (UTC).
+    pub usage: Usage,
+    /// The tier's name.
+    pub tier: String,
+    /// Requests allowed this month (`None` = unlimited).
+    pub requests_quota: Option<u64>,
+    /// Storage bytes allowed (`None` = unlimited).
+    pub storage_quota: Option<u64>,
+}
+
+/// A tenant's run state, from [`Platform::status`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct AppStatus {
+    /// `"warm"` or `"parked"`.
+    pub state: &'static str,
+    /// Requests running in the sandbox now.
+    pub in_flight: usize,
+    /// Streaming responses open now.
+    pub streams: u64,
+    /// Seconds since the last request ended.
+    pub idle_secs: f64,
+    /// Cold starts since the process started.
+    pub cold_starts: u64,
+}
+
+/// The host as the platform sees it, from [`Platform::host`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct HostInfo {
+    /// The latest probe.
+    pub probe: Probe,
+    /// What the probe affords.
+    pub budget: Budget,
+    /// Host-wide execution slots now.
+    pub runtime_slots: usize,
+    /// Slots in use now.
+    pub runtime_slots_in_use: usize,
+    /// Asset cache figures.
+    pub cache: corral_metering::CacheStats,
+    /// The thresholds that fire the expansion hook.
+    pub thresholds: Thresholds,
+    /// `false` while a threshold is crossed.
+    pub accepting_new_tenants: bool,
+    /// Maintenance mode (tenants get 503).
+    pub maintenance: bool,
+    /// The database has grown too large for the RAM: maintenance is advised.
+    pub maintenance_required: bool,
+}
+
+/// Result of [`Platform::scrub`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ScrubSummary {
+    /// Blobs verified.
+    pub verified: u64,
+    /// Keys whose CRC32 did not match (now quarantined).
+    pub corrupt: Vec<String>,
+}
+
+/// Builds a [`Platform`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct PlatformBuilder {
+    config: PlatformConfig,
+    probe: Option<Probe>,
+}
+
+impl PlatformBuilder {
+    /// Uses these settings. Default: [`PlatformConfig::default`].
+    pub fn config(mut self, config: PlatformConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the data dir, keeping the other settings.
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.data_dir = dir.into();
+        self
+    }
+
+    /// Sizes everything from this probe instead of reading the host (tests,
+    /// or an operator pinning figures). Default: the real host via `sysinfo`.
+    pub fn probe(mut self, probe: Probe) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// Opens the store and the registry, restores usage, re-registers every
+    /// deployed tenant, and starts the background tasks (parking sweep, usage
+    /// flush, host monitor). Must be called inside a tokio runtime.
+    pub fn build(self) -> Result<Platform, PlatformError> {
+        let config = self.config.with_presets();
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            PlatformError::Internal(format!("creating {}: {e}", config.data_dir.display()))
+        })?;
+        let db = config.data_dir.join(DB_FILE);
+        let mut host = SysinfoProbe::new(&config.data_dir).with_db_file(&db);
+        let probe = self.probe.unwrap_or_else(|| host.probe());
+        let budget = derive_budget(&config, &probe)?;
+
+        let store = Store::open(
+            &db,
+            StoreConfig::default().sqlite_cache_bytes(budget.sqlite_cache_bytes),
+        )?;
+        let meter = Meter::builder()
+            .export_top(config.metrics_top_tenants)
+            .build();
+        meter
+            .restore(&store)
+            .map_err(|e| PlatformError::Internal(format!("restoring usage: {e}")))?;
+        let contexts: Arc<RwLock<HashMap<TenantId, TenantContext>>> = Arc::default();
+        let kv = kv::StoreKv {
+            store: store.clone(),
+            contexts: contexts.clone(),
+            meter: meter.clone(),
+        };
+        let engine = EngineConfig::default().instances(budget.pool_instances.max(8));
+        let registry = Registry::builder(&config.data_dir)
+            .engine_config(engine)
+            .kv(Arc::new(kv))
+            .park_sweep_interval(Some(config.park_sweep_interval))
+            .open()?;
+        let cache = Arc::new(ByteCache::new(
+            CacheConfig::new(config.cache_bytes.unwrap_or(budget.cache_bytes))
+                .max_object_bytes(config.cache_max_object_bytes),
+        ));
+        let slots = RuntimeSlots::new(
+            config
+                .runtime_slots
+                .unwrap_or(budget.runtime_slots as usize),
+        );
+        let tiers = config
+            .tiers
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+            .collect();
+
+        let cache_for_monitor = cache.clone();
+        let mut monitor = Monitor::new(meter.clone(), host, config.thresholds)
+            .map_err(|e| PlatformError::Internal(format!("thresholds: {e}")))?
+            .with_cache(Arc::new(move || {
+                let s = cache_for_monitor.stats();
+                CacheStats::new(s.hits, s.misses, s.bytes, s.capacity)
+            }));
+        for target in [
+            config.hook_url.clone().map(HookConfig::webhook),
+            config
+                .hook_command
+                .clone()
+                .map(|c| HookConfig::command(c, Vec::<String>::new())),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let hook = ExpansionHook::start(target)
+                .map_err(|e| PlatformError::Internal(format!("expansion hook: {e}")))?;
+            monitor = monitor.with_hook(hook);
+        }
+        let node = monitor.status();
+        let (gauges, monitor_task) = monitor.spawn(Duration::from_secs(1));
+        let flusher = meter.spawn_flusher(Arc::new(store.clone()), config.usage_flush_interval);
+
+        let inner = Arc::new(Inner {
+            tiers,
+            store,
+            registry,
+            meter,
+            limits: TenantLimits::new(),
+            slots,
+            maintenance: MaintenanceSwitch::new(),
+            cache,
+            contexts,
+            node,
+            last_probe: Mutex::new((probe, budget)),
+            gauges,
+            monitor_task: Mutex::new(Some(monitor_task)),
+            flusher: Mutex::new(Some(flusher)),
+            config,
+        });
+        inner.restore_tenants()?;
+        Ok(Platform { inner })
+    }
+}
+
+fn derive_budget(config: &PlatformConfig, probe: &Probe) -> Result<Budget, PlatformError> {
+    Budget::from_probe(
+        probe,
+        config
+            .os_overhead_bytes
+            .unwrap_or(corral_metering::DEFAULT_OS_OVERHEAD),
+        corral_metering::DEFAULT_SAFETY,
+    )
+    .map_err(|e| PlatformError::Internal(format!("host budget: {e}")))
+}
+
+/// Shared state behind every [`Platform`] clone and its services.
+pub(crate) struct Inner {
+    config: PlatformConfig,
+    tiers: BTreeMap<String, Arc<Tier>>,
+    store: Store,
+    registry: Registry,
+    meter: Meter,
+    limits: TenantLimits,
+    slots: RuntimeSlots,
+    maintenance: MaintenanceSwitch,
+    cache: Arc<ByteCache>,
+    contexts: Arc<RwLock<HashMap<TenantId, TenantContext>>>,
+    node: NodeStatus,
+    last_probe: Mutex<(Probe, Budget)>,
+    gauges: watch::Receiver<LiveGauges>,
+    monitor_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    flusher: Mutex<Option<Flusher>>,
+}
+
+impl Inner {
+    fn tier(&self, name: &str) -> Result<Arc<Tier>, PlatformError> {
+        self.tiers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PlatformError::UnknownTier { tier: name.into() })
+    }
+
+    /// Loads every stored tenant's tier, and redeploys any whose artifact
+    /// is missing from the registry (lost or failed its checksum).
+    fn restore_tenants(&self) -> Result<(), PlatformError> {
+        let known: std::collections::HashSet<TenantId> =
+            self.registry.tenants().into_iter().collect();
+        for rec in self.store.list_tenants()? {
+            let tier = match self.tier(rec.tier.as_str()) {
+                Ok(t) => t,
+                Err(_) => {
+                    tracing::warn!(tenant = %rec.id, tier = %rec.tier, "unknown tier; using the default");
+                    self.tier(&self.config.default_tier)?
+                }
+            };
+            if !known.contains(&rec.id) {
+                if let Some(code) = self.store.bundle_code(&rec.id)? {
+                    let kind = bundle::kind_of(rec.kind);
+                    self.registry
+                        .deploy(&rec.id, kind, &code.bytes, limits_for(&tier))?;
+                    self.registry.park(&rec.id)?;
+                } else {
+                    continue;
+                }
+            }
+            self.contexts
+                .write()
+                .insert(rec.id.clone(), TenantContext::new(rec.id, tier));
+        }
+        Ok(())
+    }
+}
+
+fn tier_name_of(name: &str) -> Result<corral_limits::TierName, PlatformError> {
+    corral_limits::TierName::new(name).map_err(|_| PlatformError::UnknownTier { tier: name.into() })
+}
+
+/// The sandbox limits a tier gives each instance: the tier's memory split
+/// across its compute shares, so all instances together never pass it.
+///
+/// ```
+/// # use corral::platform::limits_for;
+/// let l = limits_for(&corral::limits_layers::Tier::pro());
+/// assert_eq!(l.memory_bytes, (256 << 20) / 2);
+/// ```
+pub fn limits_for(tier: &Tier) -> Limits {
+    Limits::builder()
+        .fuel_per_request(tier.fuel_per_request)
+        .memory_bytes(tier.instance_memory_bytes())
+        .wall_clock(tier.wall_clock)
+        .idle_timeout(tier.idle_timeout)
+        .build()
+}
+
+/// The assembled platform. Cheap to clone; every clone is the same platform.
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("data_dir", &self.inner.config.data_dir)
+            .field("tenants", &self.inner.contexts.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    /// A builder with the embedded defaults.
+    pub fn builder() -> PlatformBuilder {
+        PlatformBuilder::default()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.inner.config
+    }
+
+    /// Tiers by name.
+    pub fn tiers(&self) -> BTreeMap<String, Tier> {
+        self.inner
+            .tiers
+            .iter()
+            .map(|(k, v)| (k.clone(), (**v).clone()))
+            .collect()
+    }
+
+    /// Deploys (or atomically replaces) an app. `tier` `None` keeps the app's
+    /// tier, or gives a new app the default tier. The code is validated and
+    /// compiled before anything is stored; requests already running finish on
+    /// the old version.
+    pub async fn deploy(
+        &self,
+        name: &TenantId,
+        tier: Option<&str>,
+        bundle: Bundle,
+    ) -> Result<DeployInfo, PlatformError> {
+        let this = self.clone();
+        let name = name.clone();
+        let tier = tier.map(str::to_owned);
+        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle)).await
+    }
+
+    fn deploy_blocking(
+        &self,
+        name: &TenantId,
+        tier: Option<&str>,
+        bundle: &Bundle,
+    ) -> Result<DeployInfo, PlatformError> {
+        let inner = &*self.inner;
+        let existing = inner.store.tenant(name)?;
+        if existing.is_none() && !inner.node.accepting_new_tenants() {
+            return Err(PlatformError::NotAcceptingTenants);
+        }
+        let tier_name = tier
+            .map(str::to_owned)
+            .or_else(|| existing.as_ref().map(|r| r.tier.as_str().to_owned()))
+            .unwrap_or_else(|| inner.config.default_tier.clone());
+        let tier = inner.tier(&tier_name)?;
+        let size = bundle.size();
+        if size > tier.max_bundle_bytes {
+            return Err(PlatformError::BundleTooLarge {
+                limit: tier.max_bundle_bytes,
+                size,
+            });
+        }
+        // Compile first: an invalid module changes nothing.
+        let deployed =
+            inner
+                .registry
+                .deploy(name, bundle.kind(), bundle.code_bytes(), limits_for(&tier))?;
+        let typed_tier = tier_name_of(&tier_name)?;
+        let record = TenantRecord::new(
+            name.clone(),
+            typed_tier.clone(),
+            bundle::app_kind(bundle.kind()),
+        )
+        .with_storage_limit(tier.storage_bytes);
+        let stored = (|| {
+            match &existing {
+                None => inner.store.create_tenant(&record)?,
+                Some(_) => {
+                    inner.store.set_tenant_tier(name, &typed_tier)?;
+                    inner.store.set_storage_limit(name, tier.storage_bytes)?;
+                }
+            }
+            inner.store.put_bundle(name, &bundle.to_stored())
+        })();
+        let info = match stored {
+            Ok(info) => info,
+            Err(e) => {
+                if existing.is_none() {
+                    let _ = inner.registry.remove(name);
+                }
+                return Err(e.into());
+            }
+        };
+        inner.limits.forget(name);
+        inner
+            .contexts
+            .write()
+            .insert(name.clone(), TenantContext::new(name.clone(), tier));
+        Ok(DeployInfo {
+            name: name.clone(),
+            tier: tier_name,
+            kind: bundle.kind(),
+            bytes: size,
+            crc32: crc32fast::hash(bundle.code_bytes()),
+            static_files: bundle.static_files().len(),
+            replaced: deployed.replaced || existing.is_some() || info.version > 1,
+        })
+    }
+
+    /// The tower service running the whole per-tenant stack; see
+    /// [`PlatformService`].
+    pub fn service(&self) -> PlatformService {
+        PlatformService::new(self.inner.clone())
+    }
+
+    /// Sends one request to `name` through the whole stack and collects the
+    /// response. Its extensions carry the [`InvocationStats`](crate::InvocationStats) when the
+    /// sandbox ran (not for an asset served from the cache).
+    pub async fn invoke(
+        &self,
+        name: &TenantId,
+        mut req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, PlatformError> {
+        req.extensions_mut().insert(name.clone());
+        let resp = self.service().oneshot(req).await?;
+        service::collect(resp).await
+    }
+
+    /// Removes an app: its code, static files, KV, limits state and counters.
+    /// `false` if it did not exist.
+    pub fn remove(&self, name: &TenantId) -> Result<bool, PlatformError> {
+        let inner = &*self.inner;
+        let in_store = inner.store.delete_tenant(name)?;
+        let in_registry = inner.registry.remove(name)?;
+        inner.contexts.write().remove(name);
+        inner.limits.forget(name);
+        inner.cache.remove_prefix(&format!("{name}/"));
+        Ok(in_store || in_registry)
+    }
+
+    /// Moves an app to another tier; the code is recompiled under the new
+    /// tier's limits from the stored bundle.
+    pub async fn set_tier(&self, name: &TenantId, tier: &str) -> Result<AppInfo, PlatformError> {
+        let this = self.clone();
+        let (name, tier) = (name.clone(), tier.to_owned());
+        blocking(move || {
+            let inner = &*this.inner;
+            let t = inner.tier(&tier)?;
+            let rec = inner
+                .store
+                .tenant(&name)?
+                .ok_or_else(|| PlatformError::NotFound {
+                    tenant: name.clone(),
+                })?;
+            let code = inner
+                .store
+                .bundle_code(&name)?
+                .ok_or_else(|| PlatformError::NotFound {
+                    tenant: name.clone(),
+                })?;
+            inner.registry.deploy(
+                &name,
+                bundle::kind_of(rec.kind),
+                &code.bytes,
+                limits_for(&t),
+            )?;
+            inner.store.set_tenant_tier(&name, &tier_name_of(&tier)?)?;
+            inner.store.set_storage_limit(&name, t.storage_bytes)?;
+            inner.limits.forget(&name);
+            inner
+                .contexts
+                .write()
+                .insert(name.clone(), TenantContext::new(name.clone(), t));
+            this.app(&name)?.ok_or_else(|| PlatformError::NotFound {
+                tenant: name.clone(),
+            })
+        })
+        .await
+    }
+
+    /// One app, or `None`.
+    pub fn app(&self, name: &TenantId) -> Result<Option<AppInfo>, PlatformError> {
+        let Some(rec) = self.inner.store.tenant(name)? else {
+            return Ok(None);
+        };
+        let info = self.inner.store.bundle_info(name)?;
+        Ok(Some(AppInfo {
+            name: rec.id,
+            tier: rec.tier.as_str().to_owned(),
+            kind: bundle::kind_of(rec.kind),
+            bytes: info.as_ref().map_or(0, |i| i.bytes),
+            version: info.as_ref().map_or(0, |i| i.version),
+            created: rec.created,
+        }))
+    }
+
+    /// Every app, by name.
+    pub fn apps(&self) -> Result<Vec<AppInfo>, PlatformError> {
+        let mut out = Vec::new();
+        for rec in self.inner.store.list_tenants()? {
+            if let Some(app) = self.app(&rec.id)? {
+                out.push(app);
+            }
+        }
+        Ok(out)
+    }
+
+    /// This month's usage beside the tier's quotas.
+    pub fn usage(&self, name: &TenantId) -> Result<UsageReport, PlatformError> {
+        let ctx = self.context(name)?;
+        let usage = self
+            .inner
+            .meter
+            .usage(name)
+            .unwrap_or_else(|| Usage::zero(name.clone(), self.inner.meter.period()));
+        let tier_name = self
+            .inner
+            .store
+            .tenant(name)?
+            .map(|r| r.tier.as_str().to_owned())
+            .unwrap_or_default();
+        Ok(UsageReport {
+            usage,
+            tier: tier_name,
+            requests_quota: ctx.tier().requests_per_month,
+            storage_quota: ctx.tier().storage_bytes,
+        })
+    }
+
+    fn context(&self, name: &TenantId) -> Result<TenantContext, PlatformError> {
+        self.inner
+            .contexts
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PlatformError::NotFound {
+                tenant: name.clone(),
+            })
+    }
+
+    /// Whether the app is warm or parked, and what it is doing.
+    pub fn status(&self, name: &TenantId) -> Result<AppStatus, PlatformError> {
+        let s = self
+            .inner
+            .registry
+            .status(name)
+            .ok_or_else(|| PlatformError::NotFound {
+                tenant: name.clone(),
+            })?;
+        let streams = self
+            .inner
+            .meter
+            .snapshot(name)
+            .map_or(0, |s| s.streams_open);
+        Ok(AppStatus {
+            state: match s.state {
+                TenantState::Warm => "warm",
+                _ => "parked",
+            },
+            in_flight: s.in_flight,
+            streams,
+            idle_secs: s.idle_for.as_secs_f64(),
+            cold_starts: s.cold_starts,
+        })
+    }
+
+    /// Parks the app now (unless a request is running). `true` if it was warm.
+    pub fn park(&self, name: &TenantId) -> Result<bool, PlatformError> {
+        Ok(self.inner.registry.park(name)?)
+    }
+
+    /// The app's recent log lines (guest stderr, `console.log`).
+    pub fn logs(&self, name: &TenantId) -> Result<Vec<String>, PlatformError> {
+        self.inner
+            .registry
+            .log(name)
+            .map(|l| l.lines())
+            .ok_or_else(|| PlatformError::NotFound {
+                tenant: name.clone(),
+            })
+    }
+
+    /// The tenant registry (engines, parking, counters).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The SQLite store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The meter.
+    pub fn meter(&self) -> &Meter {
+        &self.inner.meter
+    }
+
+    /// The host, its budget, thresholds and modes.
+    pub fn host(&self) -> HostInfo {
+        let inner = &*self.inner;
+        let (probe, budget) = *inner.last_probe.lock();
+        let c = inner.cache.stats();
+        HostInfo {
+            probe,
+            budget,
+            runtime_slots: inner.slots.size(),
+            runtime_slots_in_use: inner.slots.in_use(),
+            cache: CacheStats::new(c.hits, c.misses, c.bytes, c.capacity),
+            thresholds: inner.config.thresholds,
+            accepting_new_tenants: inner.node.accepting_new_tenants(),
+            maintenance: inner.maintenance.is_on(),
+            maintenance_required: inner.node.maintenance_required(),
+        }
+    }
+
+    /// Probes the host again and resizes the runtime slots and the cache to
+    /// the new budget, without dropping a request (slots shrink as permits
+    /// come back).
+    pub fn recalibrate(&self) -> Result<HostInfo, PlatformError> {
+        let inner = &*self.inner;
+        let db = inner.config.data_dir.join(DB_FILE);
+        let probe = SysinfoProbe::new(&inner.config.data_dir)
+            .with_db_file(db)
+            .probe();
+        let budget = derive_budget(&inner.config, &probe)?;
+        inner.slots.resize(
+            inner
+                .config
+                .runtime_slots
+                .unwrap_or(budget.runtime_slots as usize),
+        );
+        inner
+            .cache
+            .resize(inner.config.cache_bytes.unwrap_or(budget.cache_bytes))
+            .map_err(|e| PlatformError::Internal(format!("resizing cache: {e}")))?;
+        *inner.last_probe.lock() = (probe, budget);
+        Ok(self.host())
+    }
+
+    /// Turns maintenance mode on or off: tenants get 503 while it is on.
+    pub fn set_maintenance(&self, on: bool) {
+        self.inner.maintenance.set(on);
+    }
+
+    /// Whether maintenance mode is on.
+    pub fn maintenance(&self) -> bool {
+        self.inner.maintenance.is_on()
+    }
+
+    /// Live gauges, refreshed once a second.
+    pub fn gauges(&self) -> watch::Receiver<LiveGauges> {
+        self.inner.gauges.clone()
+    }
+
+    /// Prometheus text exposition of the meter and host.
+    pub fn metrics(&self) -> String {
+        let host = self.host();
+        self.inner
+            .meter
+            .record_host(corral_metering::HostReport::new(
+                host.probe,
+                host.accepting_new_tenants,
+                host.maintenance_required,
+            ));
+        self.inner.meter.render()
+    }
+
+    /// Verifies every stored blob; corrupt ones are quarantined and listed.
+    pub fn scrub(&self) -> Result<ScrubSummary, PlatformError> {
+        let r = self.inner.store.scrub()?;
+        Ok(ScrubSummary {
+            verified: r.checked,
+            corrupt: r.corrupt,
+        })
+    }
+
+    /// An archive of the app's bundle, KV and usage, every entry CRC-checked.
+    pub fn export_tenant(&self, name: &TenantId) -> Result<Vec<u8>, PlatformError> {
+        self.inner
+            .meter
+            .flush(&self.inner.store)
+            .map_err(|e| PlatformError::Internal(format!("flushing usage before export: {e}")))?;
+        let ex = self.inner.store.export_tenant(name)?;
+        archive::write(&ex)
+    }
+
+    /// Imports an archive from [`export_tenant`](Self::export_tenant) as a new
+    /// app. Everything is verified, and the code compiled, before anything is
+    /// written; a bad archive imports nothing.
+    pub async fn import_tenant(&self, archive: Vec<u8>) -> Result<TenantId, PlatformError> {
+        let this = self.clone();
+        blocking(move || {
+            let inner = &*this.inner;
+            let ex = archive::read(&archive)?;
+            let id = ex.tenant.id.clone();
+            if inner.store.tenant(&id)?.is_some() {
+                return Err(PlatformError::InvalidArchive {
+                    reason: format!("app {id} already exists here"),
+                });
+            }
+            let tier = inner.tier(ex.tenant.tier.as_str())?;
+            let bundle = ex
+                .bundle
+                .as_ref()
+                .ok_or_else(|| PlatformError::InvalidArchive {
+                    reason: "the archive holds no bundle".into(),
+                })?;
+            inner.registry.deploy(
+                &id,
+                bundle::kind_of(bundle.kind),
+                &bundle.code.bytes,
+                limits_for(&tier),
+            )?;
+            if let Err(e) = inner.store.import_tenant(&ex) {
+                let _ = inner.registry.remove(&id);
+                return Err(e.into());
+            }
+            for u in &ex.usage {
+                inner.meter.restore_tenant(u);
+            }
+            inner
+                .contexts
+                .write()
+                .insert(id.clone(), TenantContext::new(id.clone(), tier));
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Flushes usage and stops the background tasks. Call once, after the
+    /// frontend has drained its requests.
+    pub async fn shutdown(&self) {
+        let inner = &*self.inner;
+        if let Some(f) = inner.flusher.lock().take() {
+            f.stop();
+        }
+        if let Err(e) = inner.meter.flush(&inner.store) {
+            tracing::error!("final usage flush failed: {e}");
+        }
+        if let Some(t) = inner.monitor_task.lock().take() {
+            t.abort();
+        }
+        if let Err(e) = inner.store.checkpoint() {
+            tracing::warn!("final WAL checkpoint failed: {e}");
+        }
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (compiles and SQLite writes).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PlatformError> + Send + 'static,
+) -> Result<T, PlatformError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PlatformError::Internal(format!("task failed: {e}")))?
+}

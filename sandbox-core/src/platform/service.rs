@@ -1,0 +1,193 @@
+//! The tower stack every tenant request goes through.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use corral_limits::{
+    BoxError, Overloaded, QuotaExceeded, RateLimited, ServiceBuilderExt, TenantContext, TenantId,
+};
+use corral_metering::{ErrorKind, InvocationFigures, MeteringLayer};
+use corral_storage::AssetCacheLayer;
+use http_body_util::{BodyExt, Full};
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use super::{Inner, PlatformError};
+use crate::{BoxFuture, InvocationStats, Registry, SandboxError};
+
+/// The body of a platform response: a boxed `http_body::Body` of `Bytes`.
+pub type PlatformBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// The whole per-tenant stack as one `tower::Service`, from
+/// [`Platform::service`](super::Platform::service).
+///
+/// The caller names the tenant by inserting its [`TenantId`] in the request's
+/// extensions; the service looks up the tenant's tier and runs, outermost
+/// first: metering, maintenance, rate limit, monthly quota, compute shares,
+/// host runtime slots, the static-asset cache, and the sandbox (waking a
+/// parked tenant first). Refusals and guest failures come back as
+/// [`PlatformError`]s, whose [`to_http`](PlatformError::to_http) gives the
+/// status, `Retry-After` and JSON body.
+#[derive(Clone)]
+pub struct PlatformService {
+    inner: Arc<Inner>,
+    stack: BoxCloneService<http::Request<Full<Bytes>>, http::Response<PlatformBody>, BoxError>,
+}
+
+impl std::fmt::Debug for PlatformService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformService").finish_non_exhaustive()
+    }
+}
+
+/// The quota's view of usage: the requests counted *before* this one.
+///
+/// Metering sits outermost (so refusals are counted by kind) and counts a
+/// request as it enters; by the time the quota layer runs, synchronously in
+/// the same `call`, this request is already in the count. Without the `- 1`
+/// the last request of a quota would be refused. Requests refused by a limit
+/// still count as requests in usage.
+#[derive(Clone, Debug)]
+struct EarlierRequests(corral_metering::Meter);
+
+impl corral_limits::UsageSource for EarlierRequests {
+    fn requests_this_month(&self, tenant: &TenantId) -> u64 {
+        self.0.requests_this_month(tenant).saturating_sub(1)
+    }
+}
+
+fn classify(e: &BoxError) -> ErrorKind {
+    if let Some(s) = e.downcast_ref::<SandboxError>() {
+        return match s {
+            SandboxError::FuelExhausted { .. } => ErrorKind::Fuel,
+            SandboxError::MemoryLimit { .. } => ErrorKind::Memory,
+            SandboxError::Deadline { .. } => ErrorKind::Deadline,
+            _ => ErrorKind::Other,
+        };
+    }
+    if e.is::<Overloaded>() {
+        ErrorKind::Overloaded
+    } else if e.is::<RateLimited>() {
+        ErrorKind::Rate
+    } else if e.is::<QuotaExceeded>() {
+        ErrorKind::Quota
+    } else {
+        ErrorKind::Other
+    }
+}
+
+impl PlatformService {
+    pub(super) fn new(inner: Arc<Inner>) -> Self {
+        let stack = ServiceBuilder::new()
+            .layer(
+                MeteringLayer::new(inner.meter.clone())
+                    .classify(classify as fn(&BoxError) -> ErrorKind),
+            )
+            .tenant_maintenance(inner.maintenance.clone())
+            .tenant_rate_limit(&inner.limits)
+            .tenant_quota(EarlierRequests(inner.meter.clone()))
+            .tenant_concurrency(&inner.limits)
+            .runtime_slots(&inner.slots)
+            .layer(AssetCacheLayer::new(
+                inner.store.clone(),
+                inner.cache.clone(),
+            ))
+            .service(SandboxAdapter(inner.registry.clone()))
+            .map_response(|r| r.map(|b| b.map_err(Into::<BoxError>::into).boxed_unsync()));
+        Self {
+            inner,
+            stack: BoxCloneService::new(stack),
+        }
+    }
+}
+
+impl Service<http::Request<Bytes>> for PlatformService {
+    type Response = http::Response<PlatformBody>;
+    type Error = PlatformError;
+    type Future = BoxFuture<'static, Result<Self::Response, PlatformError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.stack.poll_ready(cx).map_err(PlatformError::from_box)
+    }
+
+    fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
+        let resolved = self.inner.resolve(&mut req);
+        let fut = resolved.map(|()| self.stack.call(req.map(Full::new)));
+        Box::pin(async move { fut?.await.map_err(PlatformError::from_box) })
+    }
+}
+
+impl super::Inner {
+    /// Finds the tenant's tier and checks the body size before any layer runs.
+    fn resolve(&self, req: &mut http::Request<Bytes>) -> Result<(), PlatformError> {
+        let id = req
+            .extensions()
+            .get::<TenantId>()
+            .cloned()
+            .ok_or(PlatformError::MissingTenant)?;
+        let ctx = self
+            .contexts
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(PlatformError::NotFound { tenant: id })?;
+        let limit = ctx.tier().max_body_bytes;
+        let size = req.body().len() as u64;
+        if size > limit {
+            return Err(PlatformError::BodyTooLarge { limit, size });
+        }
+        ctx.insert_into(req);
+        Ok(())
+    }
+}
+
+/// The innermost service: runs the request in the tenant's sandbox and puts
+/// the invocation's figures where metering reads them.
+#[derive(Clone, Debug)]
+struct SandboxAdapter(Registry);
+
+impl Service<http::Request<Full<Bytes>>> for SandboxAdapter {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+        let registry = self.0.clone();
+        Box::pin(async move {
+            let tenant = TenantContext::of(&req)?.id().clone();
+            let (parts, body) = req.into_parts();
+            // `Full` holds the bytes already: this collect does not wait.
+            let body = body.collect().await?.to_bytes();
+            let req = http::Request::from_parts(parts, body);
+            let mut resp = registry.invoke(&tenant, req).await?;
+            if let Some(s) = resp.extensions().get::<InvocationStats>().copied() {
+                resp.extensions_mut().insert(InvocationFigures::new(
+                    s.fuel_consumed,
+                    s.wall_time,
+                    s.peak_memory,
+                    s.cold_start,
+                ));
+            }
+            Ok(resp.map(Full::new))
+        })
+    }
+}
+
+/// Collects a platform response into `Bytes`, keeping status, headers and
+/// extensions (the [`InvocationStats`]).
+pub(super) async fn collect(
+    resp: http::Response<PlatformBody>,
+) -> Result<http::Response<Bytes>, PlatformError> {
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(PlatformError::from_box)?
+        .to_bytes();
+    Ok(http::Response::from_parts(parts, bytes))
+}

@@ -1,0 +1,372 @@
+//! The assembled platform end to end: every layer of the stack over a real
+//! SQLite file, the real registry and the real meter.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use corral::limits_layers::Tier;
+use corral::platform::{Bundle, Platform, PlatformConfig, PlatformError};
+use corral::{InvocationStats, Kind, SandboxError, TenantId};
+
+const HELLO: &str = include_str!("../fixtures/hello.wat");
+const CHAOS: &str = include_str!("../fixtures/chaos.wat");
+
+fn id(s: &str) -> TenantId {
+    TenantId::new(s).unwrap()
+}
+
+fn wasm(src: &str) -> Bundle {
+    Bundle::code(Kind::Wasm, wat::parse_str(src).unwrap())
+}
+
+fn req(body: &str) -> http::Request<Bytes> {
+    http::Request::post("/")
+        .body(Bytes::from(body.to_owned()))
+        .unwrap()
+}
+
+/// A tier small enough to hit every limit quickly.
+fn tight() -> Tier {
+    let mut t = Tier::free();
+    t.compute_shares = 1;
+    t.wall_clock = Duration::from_millis(1500);
+    t.rate_per_minute = Some(600);
+    t.burst = 50;
+    t.requests_per_month = Some(1_000);
+    t.max_body_bytes = 1024;
+    t.max_bundle_bytes = 64 << 10;
+    t
+}
+
+fn config(dir: &Path) -> PlatformConfig {
+    let mut cfg = PlatformConfig::with_data_dir(dir);
+    // These tests are about the request path, not the host: a loaded CI box
+    // must not make the node refuse new tenants (thresholds have their own tests).
+    let never = corral::metering::Level::new(1.0, 1.0);
+    cfg.thresholds.ram = never;
+    cfg.thresholds.disk = never;
+    cfg.thresholds.cpu = never;
+    cfg.tiers.insert("tight".into(), tight());
+    let mut quota = tight();
+    quota.requests_per_month = Some(3);
+    cfg.tiers.insert("quota3".into(), quota);
+    let mut rate = tight();
+    rate.rate_per_minute = Some(1);
+    rate.burst = 2;
+    cfg.tiers.insert("rate2".into(), rate);
+    cfg
+}
+
+fn open(dir: &Path) -> Platform {
+    Platform::builder().config(config(dir)).build().unwrap()
+}
+
+fn text(r: &http::Response<Bytes>) -> &str {
+    std::str::from_utf8(r.body()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_invoke_usage_and_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let app = id("hello");
+    let info = p.deploy(&app, Some("tight"), wasm(HELLO)).await.unwrap();
+    assert_eq!(
+        (info.tier.as_str(), info.kind, info.replaced),
+        ("tight", Kind::Wasm, false)
+    );
+
+    let r = p.invoke(&app, req("")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(text(&r), "Hello from Corral!\n");
+    let stats = r.extensions().get::<InvocationStats>().copied().unwrap();
+    assert!(stats.fuel_consumed > 0, "{stats:?}");
+
+    p.invoke(&app, req("")).await.unwrap();
+    let usage = p.usage(&app).unwrap();
+    assert_eq!(usage.usage.requests, 2);
+    assert_eq!(usage.requests_quota, Some(1_000));
+    assert!(usage.usage.fuel >= 2 * stats.fuel_consumed - 1);
+    assert_eq!(p.status(&app).unwrap().state, "warm");
+
+    assert!(p.remove(&app).unwrap());
+    let err = p.invoke(&app, req("")).await.unwrap_err();
+    assert!(matches!(err, PlatformError::NotFound { .. }), "{err:?}");
+    assert_eq!(err.status(), 404);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_at_its_shares_is_refused_while_another_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let (busy, other) = (id("busy"), id("other"));
+    p.deploy(&busy, Some("tight"), wasm(CHAOS)).await.unwrap();
+    p.deploy(&other, Some("tight"), wasm(HELLO)).await.unwrap();
+
+    // The sleeper holds busy's only share until its deadline cuts it.
+    let sleeper = {
+        let (p, busy) = (p.clone(), busy.clone());
+        tokio::spawn(async move { p.invoke(&busy, req("s")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = p.invoke(&busy, req("")).await.unwrap_err();
+    assert_eq!(refused.code(), "overloaded", "{refused:?}");
+    let (status, headers, body) = refused.to_http();
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        std::str::from_utf8(&body)
+            .unwrap()
+            .contains(r#""tenant":"busy""#)
+    );
+    assert_eq!(p.invoke(&other, req("")).await.unwrap().status(), 200);
+
+    let err = sleeper.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, PlatformError::Sandbox(SandboxError::Deadline { limit }) if limit == Duration::from_millis(1500)),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), 503);
+    // The share came back and the tenant answers again.
+    assert_eq!(text(&p.invoke(&busy, req("")).await.unwrap()), "hello\n");
+    let snap = p.meter().snapshot(&busy).unwrap();
+    assert!(snap.requests >= 3, "{snap:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_rate_body_bundle_and_maintenance_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let q = id("q");
+    p.deploy(&q, Some("quota3"), wasm(HELLO)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(p.invoke(&q, req("")).await.unwrap().status(), 200);
+    }
+    let err = p.invoke(&q, req("")).await.unwrap_err();
+    assert_eq!(err.code(), "quota_exceeded");
+    let (status, _, body) = err.to_http();
+    assert_eq!(status, 429);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["quota"].as_u64(), v["used"].as_u64()),
+        (Some(3), Some(3))
+    );
+
+    let r = id("r");
+    p.deploy(&r, Some("rate2"), wasm(HELLO)).await.unwrap();
+    assert_eq!(p.invoke(&r, req("")).await.unwrap().status(), 200);
+    assert_eq!(p.invoke(&r, req("")).await.unwrap().status(), 200);
+    assert_eq!(
+        p.invoke(&r, req("")).await.unwrap_err().code(),
+        "rate_limited"
+    );
+
+    let t = id("t");
+    p.deploy(&t, Some("tight"), wasm(HELLO)).await.unwrap();
+    let err = p.invoke(&t, req(&"x".repeat(1025))).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PlatformError::BodyTooLarge {
+                limit: 1024,
+                size: 1025
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), 413);
+    let big = Bundle::code(Kind::Js, vec![b' '; 64 << 10]).with_static("a.txt", vec![1]);
+    let err = p.deploy(&t, None, big).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PlatformError::BundleTooLarge {
+                limit: 65536,
+                size: 65537
+            }
+        ),
+        "{err:?}"
+    );
+    // The refused deploy left the app as it was.
+    assert_eq!(
+        text(&p.invoke(&t, req("")).await.unwrap()),
+        "Hello from Corral!\n"
+    );
+
+    let err = p
+        .deploy(
+            &id("bad"),
+            None,
+            Bundle::code(Kind::Wasm, b"\0asm garbage".to_vec()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), err.status().as_u16()), ("invalid_module", 400));
+    assert!(p.app(&id("bad")).unwrap().is_none());
+    let err = p
+        .deploy(&id("x"), Some("gold"), wasm(HELLO))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlatformError::UnknownTier { .. }));
+
+    p.set_maintenance(true);
+    let err = p.invoke(&t, req("")).await.unwrap_err();
+    assert_eq!((err.code(), err.status().as_u16()), ("maintenance", 503));
+    p.set_maintenance(false);
+    assert_eq!(p.invoke(&t, req("")).await.unwrap().status(), 200);
+}
+
+fn tar_bundle(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_come_from_the_cache_with_etags() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let app = id("site");
+    let tar = tar_bundle(&[
+        ("app.wasm", &wat::parse_str(HELLO).unwrap()),
+        ("static/style.css", b"body{color:red}"),
+    ]);
+    let info = p
+        .deploy(
+            &app,
+            Some("tight"),
+            Bundle::detect(tar, Some("application/x-tar")).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.static_files, 1);
+    let get = |etag: Option<&str>| {
+        let mut b = http::Request::get("/style.css");
+        if let Some(e) = etag {
+            b = b.header("if-none-match", e);
+        }
+        b.body(Bytes::new()).unwrap()
+    };
+    let r = p.invoke(&app, get(None)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&r.body()[..], b"body{color:red}");
+    assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
+    let crc = format!("{:08x}", crc32fast::hash(b"body{color:red}"));
+    assert_eq!(r.headers()["x-corral-crc32"].to_str().unwrap(), crc);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        p.invoke(&app, get(Some(&etag))).await.unwrap().status(),
+        304
+    );
+    // Anything else still reaches the guest.
+    assert_eq!(
+        text(&p.invoke(&app, req("")).await.unwrap()),
+        "Hello from Corral!\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_apps_and_usage_without_recompiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = id("keep");
+    {
+        let p = open(dir.path());
+        p.deploy(&app, Some("tight"), wasm(HELLO)).await.unwrap();
+        for _ in 0..5 {
+            p.invoke(&app, req("")).await.unwrap();
+        }
+        p.shutdown().await;
+    }
+    let p = open(dir.path());
+    assert_eq!(p.registry().stats().compiles, 0);
+    assert_eq!(p.status(&app).unwrap().state, "parked");
+    assert_eq!(p.app(&app).unwrap().unwrap().tier, "tight");
+    assert_eq!(p.usage(&app).unwrap().usage.requests, 5);
+    let r = p.invoke(&app, req("")).await.unwrap();
+    assert_eq!(text(&r), "Hello from Corral!\n");
+    assert!(r.extensions().get::<InvocationStats>().unwrap().cold_start);
+    assert_eq!(p.usage(&app).unwrap().usage.requests, 6);
+    assert_eq!(p.registry().stats().compiles, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_round_trip_and_corrupt_archives_import_nothing() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = open(a.path());
+    let app = id("moved");
+    src.deploy(
+        &app,
+        Some("tight"),
+        wasm(HELLO).with_static("i.txt", b"asset".to_vec()),
+    )
+    .await
+    .unwrap();
+    src.store().kv_put(&app, "greeting", b"hej").unwrap();
+    src.invoke(&app, req("")).await.unwrap();
+    let archive = src.export_tenant(&app).unwrap();
+
+    let dst = open(b.path());
+    // Flip one byte inside the first data entry's contents (after its 512-byte header).
+    let mut bad = archive.clone();
+    bad[512] ^= 0x01;
+    let err = dst.import_tenant(bad).await.unwrap_err();
+    assert!(
+        matches!(err, PlatformError::InvalidArchive { .. }),
+        "{err:?}"
+    );
+    assert!(dst.app(&app).unwrap().is_none());
+    assert!(dst.registry().status(&app).is_none());
+    let err = dst
+        .import_tenant(archive[..archive.len() / 2].to_vec())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PlatformError::InvalidArchive { .. }),
+        "{err:?}"
+    );
+    assert!(dst.app(&app).unwrap().is_none());
+
+    assert_eq!(dst.import_tenant(archive.clone()).await.unwrap(), app);
+    assert_eq!(
+        text(&dst.invoke(&app, req("")).await.unwrap()),
+        "Hello from Corral!\n"
+    );
+    assert_eq!(
+        &dst.store().kv_get(&app, "greeting").unwrap().unwrap().bytes[..],
+        b"hej"
+    );
+    let asset = dst
+        .invoke(
+            &app,
+            http::Request::get("/i.txt").body(Bytes::new()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&asset.body()[..], b"asset");
+    assert_eq!(dst.usage(&app).unwrap().usage.requests, 3);
+    // A second import of the same app is refused, not merged.
+    let err = dst.import_tenant(archive).await.unwrap_err();
+    assert!(matches!(err, PlatformError::InvalidArchive { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_finds_nothing_on_a_healthy_store_and_host_reports_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    p.deploy(&id("s"), None, wasm(HELLO)).await.unwrap();
+    let s = p.scrub().unwrap();
+    assert!(s.verified >= 1 && s.corrupt.is_empty(), "{s:?}");
+    let host = p.host();
+    assert!(host.probe.ram_total > 0 && host.runtime_slots > 0);
+    assert!(!host.maintenance);
+    let m = p.metrics();
+    assert!(m.contains("corral_"), "{m}");
+}
