@@ -33,6 +33,7 @@ mod builder;
 mod clock;
 mod context;
 mod error;
+mod gate_future;
 mod guarded;
 mod memory;
 mod registry;
@@ -56,6 +57,7 @@ pub use error::{
     BoxError, Maintenance, MemoryBudgetExceeded, MissingTenant, Overloaded, QuotaExceeded,
     RateLimited, RuntimeBusy, error_response,
 };
+pub use gate_future::GateFuture;
 pub use maintenance::{MaintenanceLayer, MaintenanceSwitch};
 pub use memory::{MemoryBudget, MemoryReservation};
 pub use quota::QuotaLayer;
