@@ -575,29 +575,32 @@ impl Platform {
 
     /// One app, or `None`.
     pub fn app(&self, name: &TenantId) -> Result<Option<AppInfo>, PlatformError> {
-        let Some(rec) = self.inner.store.tenant(name)? else {
-            return Ok(None);
-        };
-        let info = self.inner.store.bundle_info(name)?;
-        Ok(Some(AppInfo {
-            name: rec.id,
+        match self.inner.store.tenant(name)? {
+            Some(rec) => Ok(Some(self.app_info(rec)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every app, by name.
+    pub fn apps(&self) -> Result<Vec<AppInfo>, PlatformError> {
+        self.inner
+            .store
+            .list_tenants()?
+            .into_iter()
+            .map(|rec| self.app_info(rec))
+            .collect()
+    }
+
+    fn app_info(&self, rec: TenantRecord) -> Result<AppInfo, PlatformError> {
+        let info = self.inner.store.bundle_info(&rec.id)?;
+        Ok(AppInfo {
             tier: rec.tier.as_str().to_owned(),
             kind: bundle::kind_of(rec.kind),
             bytes: info.as_ref().map_or(0, |i| i.bytes),
             version: info.as_ref().map_or(0, |i| i.version),
             created: rec.created,
-        }))
-    }
-
-    /// Every app, by name.
-    pub fn apps(&self) -> Result<Vec<AppInfo>, PlatformError> {
-        let mut out = Vec::new();
-        for rec in self.inner.store.list_tenants()? {
-            if let Some(app) = self.app(&rec.id)? {
-                out.push(app);
-            }
-        }
-        Ok(out)
+            name: rec.id,
+        })
     }
 
     /// This month's usage beside the tier's quotas.

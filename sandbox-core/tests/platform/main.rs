@@ -89,6 +89,12 @@ async fn deploy_invoke_usage_and_figures() {
     assert_eq!(usage.requests_quota, Some(1_000));
     assert!(usage.usage.fuel >= 2 * stats.fuel_consumed - 1);
     assert_eq!(p.status(&app).unwrap().state, "warm");
+    let apps = p.apps().unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(
+        (apps[0].tier.as_str(), apps[0].version, apps[0].bytes),
+        ("tight", 1, info.bytes)
+    );
 
     assert!(p.remove(&app).unwrap());
     let err = p.invoke(&app, req("")).await.unwrap_err();
