@@ -25,6 +25,7 @@
 pub mod budget;
 mod clock;
 mod counters;
+mod hash;
 mod hook;
 mod layer;
 mod meter;

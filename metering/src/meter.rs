@@ -1,9 +1,9 @@
 //! The [`Meter`]: per-tenant counters, monthly usage, flush and restore.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::clock::unix_millis;
 use crate::counters::{InvocationFigures, Sums, TenantCounters};
+use crate::hash::TenantHash;
 use crate::{
     Clock, ErrorKind, Period, SinkError, StatusClass, SystemClock, TenantSnapshot, Usage, UsageSink,
 };
@@ -45,6 +46,32 @@ struct Baseline {
     start: Sums,
 }
 
+/// The current month's bounds and the clock that decides them: what the hot
+/// path reads to know whether the month has changed. Shared by the meter and
+/// every tenant, so a [`TenantMeter`] checks it without touching the meter's
+/// reference count.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    clock: Arc<dyn Clock>,
+    start_ms: AtomicI64,
+    end_ms: AtomicI64,
+}
+
+impl Gate {
+    /// The clock in Unix milliseconds if it has left the current month. One
+    /// clock read and two loads.
+    #[inline]
+    fn outside(&self) -> Option<i64> {
+        let now = unix_millis(self.clock.now());
+        if now < self.start_ms.load(Ordering::Acquire) || now >= self.end_ms.load(Ordering::Acquire)
+        {
+            Some(now)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Tenant {
     pub(crate) id: TenantId,
@@ -52,10 +79,13 @@ pub(crate) struct Tenant {
     base: RwLock<Baseline>,
     /// What the last successful flush stored for this tenant's current period.
     flushed: Mutex<Option<Usage>>,
+    gate: Arc<Gate>,
+    /// The meter, for the rare month rollover (weak: the meter owns its tenants).
+    meter: Weak<Inner>,
 }
 
 impl Tenant {
-    fn new(id: TenantId, period: Period) -> Self {
+    fn new(id: TenantId, period: Period, gate: Arc<Gate>, meter: Weak<Inner>) -> Self {
         Self {
             base: RwLock::new(Baseline {
                 period,
@@ -65,6 +95,24 @@ impl Tenant {
             id,
             c: TenantCounters::default(),
             flushed: Mutex::new(None),
+            gate,
+            meter,
+        }
+    }
+
+    /// [`Inner::check_period`] from a tenant handle.
+    #[inline]
+    fn check_period(&self) {
+        if let Some(now) = self.gate.outside() {
+            self.roll(now);
+        }
+    }
+
+    #[cold]
+    fn roll(&self, now_ms: i64) {
+        // No meter left: nobody can read monthly usage any more.
+        if let Some(inner) = self.meter.upgrade() {
+            inner.roll(now_ms);
         }
     }
 
@@ -99,10 +147,8 @@ fn is_zero(u: &Usage) -> bool {
 }
 
 pub(crate) struct Inner {
-    pub(crate) tenants: DashMap<TenantId, Arc<Tenant>>,
-    clock: Arc<dyn Clock>,
-    period_start_ms: AtomicI64,
-    period_end_ms: AtomicI64,
+    pub(crate) tenants: DashMap<TenantId, Arc<Tenant>, TenantHash>,
+    gate: Arc<Gate>,
     period: RwLock<Period>,
     roll_lock: Mutex<()>,
     pending: Mutex<Vec<Usage>>,
@@ -119,7 +165,7 @@ impl fmt::Debug for Inner {
         f.debug_struct("Meter")
             .field("tenants", &self.tenants.len())
             .field("period", &*self.period.read())
-            .field("clock", &self.clock)
+            .field("clock", &self.gate.clock)
             .field("export_top", &self.export_top)
             .finish_non_exhaustive()
     }
@@ -128,9 +174,11 @@ impl fmt::Debug for Inner {
 impl Inner {
     fn set_period(&self, p: Period) {
         *self.period.write() = p;
-        self.period_start_ms
+        self.gate
+            .start_ms
             .store(unix_millis(p.start()), Ordering::Release);
-        self.period_end_ms
+        self.gate
+            .end_ms
             .store(unix_millis(p.next().start()), Ordering::Release);
     }
 
@@ -138,10 +186,7 @@ impl Inner {
     /// clock read and two loads on the hot path.
     #[inline]
     fn check_period(&self) {
-        let now = unix_millis(self.clock.now());
-        if now < self.period_start_ms.load(Ordering::Acquire)
-            || now >= self.period_end_ms.load(Ordering::Acquire)
-        {
+        if let Some(now) = self.gate.outside() {
             self.roll(now);
         }
     }
@@ -200,7 +245,14 @@ impl Inner {
         let p = self.current_period();
         self.tenants
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(Tenant::new(id.clone(), p)))
+            .or_insert_with(|| {
+                Arc::new(Tenant::new(
+                    id.clone(),
+                    p,
+                    self.gate.clone(),
+                    Arc::downgrade(self),
+                ))
+            })
             .value()
             .clone()
     }
@@ -300,10 +352,12 @@ impl MeterBuilder {
     pub fn build(self) -> Meter {
         let p = Period::containing(self.clock.now());
         let inner = Inner {
-            tenants: DashMap::new(),
-            clock: self.clock,
-            period_start_ms: AtomicI64::new(0),
-            period_end_ms: AtomicI64::new(0),
+            tenants: DashMap::with_hasher(TenantHash::default()),
+            gate: Arc::new(Gate {
+                clock: self.clock,
+                start_ms: AtomicI64::new(0),
+                end_ms: AtomicI64::new(0),
+            }),
             period: RwLock::new(p),
             roll_lock: Mutex::new(()),
             pending: Mutex::new(Vec::new()),
@@ -340,7 +394,6 @@ impl Meter {
     /// meter several events without looking the tenant up again.
     pub fn tenant(&self, tenant: &TenantId) -> TenantMeter {
         TenantMeter {
-            meter: self.inner.clone(),
             t: self.inner.tenant(tenant),
         }
     }
@@ -348,16 +401,17 @@ impl Meter {
     /// The handle for `tenant` if it is metered already.
     pub fn get(&self, tenant: &TenantId) -> Option<TenantMeter> {
         let t = self.inner.tenants.get(tenant)?.value().clone();
-        Some(TenantMeter {
-            meter: self.inner.clone(),
-            t,
-        })
+        Some(TenantMeter { t })
     }
 
     /// Counts a request for `tenant` (shorthand for `tenant(..).request()`).
     pub fn request(&self, tenant: &TenantId) {
         self.inner.check_period();
-        self.inner.tenant(tenant).c.requests.fetch_add(1, Relaxed);
+        // Count through the map's guard: no reference count touched.
+        match self.inner.tenants.get(tenant) {
+            Some(t) => t.c.requests.fetch_add(1, Relaxed),
+            None => self.inner.tenant(tenant).c.requests.fetch_add(1, Relaxed),
+        };
     }
 
     /// The counters of `tenant`, without the meter's own reference count
@@ -671,7 +725,6 @@ impl Drop for Flusher {
 /// ```
 #[derive(Clone)]
 pub struct TenantMeter {
-    meter: Arc<Inner>,
     t: Arc<Tenant>,
 }
 
@@ -691,7 +744,7 @@ impl TenantMeter {
     /// Counts a request (and rolls the month over if the clock says so).
     #[inline]
     pub fn request(&self) {
-        self.meter.check_period();
+        self.t.check_period();
         self.t.c.requests.fetch_add(1, Relaxed);
     }
     /// Counts a response by its status class.

@@ -177,7 +177,7 @@ impl Collector for MeterCollector {
             .map(|i| sum(&|t| t.c.latency_buckets[i].load(Relaxed)))
             .collect();
         let latency_us = sum(&|t| t.c.latency_us.load(Relaxed));
-        let latency_count = sum(&|t| t.c.latency_count.load(Relaxed));
+        let latency_count = buckets.iter().sum::<u64>();
         let wall_us = sum(&|t| t.c.wall_us.load(Relaxed));
         let fuel = sum(&|t| t.c.fuel.load(Relaxed));
         let cold = sum(&|t| t.c.cold_starts.load(Relaxed));
