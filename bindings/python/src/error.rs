@@ -4,11 +4,10 @@
 //! typed keyword attributes and pickle; this module only picks the class and
 //! passes the Rust error's fields through unchanged.
 
-#[cfg(feature = "platform")]
 use corral::platform::PlatformError;
-#[cfg(feature = "platform")]
 use corral::storage::StorageError;
 use corral::{InvalidTenantId, SandboxError};
+use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
@@ -46,8 +45,8 @@ impl PyErrorSpec {
         T: IntoPyObject<'py>,
     {
         // Conversions of plain integers, floats and strings cannot fail.
-        if let Ok(v) = value.into_pyobject(py) {
-            self.fields.push((name, v.into_any().unbind()));
+        if let Ok(v) = value.into_py_any(py) {
+            self.fields.push((name, v));
         }
         self
     }
@@ -134,12 +133,10 @@ pub(crate) fn invalid_tenant(py: Python<'_>, name: &str, err: &InvalidTenantId) 
 }
 
 /// The Python exception for a platform failure.
-#[cfg(feature = "platform")]
 pub(crate) fn platform_error(py: Python<'_>, err: &PlatformError) -> PyErr {
     platform_spec(py, err).into_pyerr(py)
 }
 
-#[cfg(feature = "platform")]
 fn platform_spec(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
     let code = err.code();
     let status = err.status().as_u16();
@@ -187,7 +184,6 @@ fn platform_spec(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
 
 /// A refusal from a limit layer, read from the stable fields the platform
 /// reports for it (the same ones as the HTTP JSON body).
-#[cfg(feature = "platform")]
 fn limit_error(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
     let code = err.code();
     let status = err.status().as_u16();

@@ -6,18 +6,14 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
-#[cfg(feature = "platform")]
 mod bridge;
-#[cfg(feature = "platform")]
 mod convert;
 mod error;
-#[cfg(feature = "platform")]
 mod platform;
 mod response;
 
 use pyo3::prelude::*;
 
-#[cfg(feature = "platform")]
 pub use platform::PyPlatform;
 pub use response::PyResponse;
 
@@ -25,7 +21,6 @@ pub use response::PyResponse;
 #[pymodule]
 fn _corral(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    #[cfg(feature = "platform")]
     m.add_class::<PyPlatform>()?;
     m.add_class::<PyResponse>()?;
     Ok(())

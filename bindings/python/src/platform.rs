@@ -75,8 +75,8 @@ fn parse_config(
         crate::error::PyErrorSpec::new("ConfigError", reason, "invalid_config", 400).into_pyerr(py)
     };
     if let Ok(text) = config.cast::<PyString>() {
-        let text = text.to_str()?;
-        let table: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let text = text.to_cow()?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let has_dir = table.contains_key("data_dir");
         let cfg = PlatformConfig::deserialize(table).map_err(|e| bad(e.to_string()))?;
         return Ok((cfg, has_dir));
@@ -110,7 +110,7 @@ fn source(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
         return Ok(Source::Bytes(b.to_vec()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Source::Bytes(s.to_str()?.as_bytes().to_vec()));
+        return Ok(Source::Bytes(s.to_cow()?.as_bytes().to_vec()));
     }
     if obj.hasattr("__fspath__")? {
         return Ok(Source::Path(obj.extract()?));
@@ -145,7 +145,7 @@ fn request(
     let body = if let Ok(b) = body.cast::<PyBytes>() {
         Bytes::copy_from_slice(b.as_bytes())
     } else if let Ok(s) = body.cast::<PyString>() {
-        Bytes::copy_from_slice(s.to_str()?.as_bytes())
+        Bytes::copy_from_slice(s.to_cow()?.as_bytes())
     } else if let Ok(b) = body.cast::<PyByteArray>() {
         Bytes::from(b.to_vec())
     } else {

@@ -42,6 +42,7 @@ from corral._types import AppInfo, AppStatus, DeployInfo, Usage, UsageReport
 
 __all__ = [
     "__version__",
+    "Platform",
     "Response",
     "AppInfo",
     "AppStatus",

@@ -19,6 +19,8 @@ from typing import (
 
 from corral._types import AppInfo, AppStatus, DeployInfo, UsageReport
 
+__all__ = ["__version__", "Platform", "Response"]
+
 __version__: str
 
 _Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]], None]
