@@ -10,7 +10,7 @@ use corral_limits::{
 use corral_metering::{ErrorKind, InvocationFigures, MeteringLayer};
 use corral_storage::AssetCacheLayer;
 use http_body_util::{BodyExt, Full};
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use super::{Inner, PlatformError};
@@ -32,7 +32,7 @@ pub type PlatformBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxErr
 #[derive(Clone)]
 pub struct PlatformService {
     inner: Arc<Inner>,
-    stack: BoxCloneService<http::Request<Full<Bytes>>, http::Response<PlatformBody>, BoxError>,
+    stack: BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<PlatformBody>, BoxError>,
 }
 
 impl std::fmt::Debug for PlatformService {
@@ -87,7 +87,7 @@ impl PlatformService {
             .tenant_maintenance(inner.maintenance.clone())
             .tenant_rate_limit(&inner.limits)
             .tenant_quota(EarlierRequests(inner.meter.clone()))
-            .tenant_concurrency(&inner.limits)
+            .layer(share_gate(&inner.limits, inner.config.share_wait))
             .runtime_slots(&inner.slots)
             .layer(AssetCacheLayer::new(
                 inner.store.clone(),
@@ -97,8 +97,27 @@ impl PlatformService {
             .map_response(|r| r.map(|b| b.map_err(Into::<BoxError>::into).boxed_unsync()));
         Self {
             inner,
-            stack: BoxCloneService::new(stack),
+            stack: BoxCloneSyncService::new(stack),
         }
+    }
+}
+
+/// The compute-share gate: a request over its tenant's shares waits up to
+/// `wait` for one to free (zero = refuse at once), then gets `Overloaded`.
+///
+/// The short wait smooths bursts for well-behaved tenants and, against a
+/// client hammering a tenant that holds its shares, paces the refusals to
+/// the wait instead of answering as fast as the CPU allows, which is what
+/// keeps other tenants' latency flat.
+fn share_gate(
+    limits: &corral_limits::TenantLimits,
+    wait: std::time::Duration,
+) -> corral_limits::TenantConcurrencyLayer {
+    let layer = corral_limits::TenantConcurrencyLayer::new(limits.clone());
+    if wait.is_zero() {
+        layer
+    } else {
+        layer.wait(wait)
     }
 }
 

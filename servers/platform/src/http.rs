@@ -11,9 +11,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -100,8 +100,32 @@ impl BodyError {
     }
 }
 
+/// How much of an over-cap body is read and thrown away before answering 413.
+///
+/// Answering while the client is still sending and then closing makes the
+/// kernel reset the connection, and most clients then report a broken pipe
+/// instead of the 413. Reading a bounded tail (at most this many bytes, for at
+/// most [`DRAIN_TIMEOUT`]) lets ordinary clients see the answer; anything
+/// larger or slower is cut off.
+pub const DRAIN_MAX_BYTES: u64 = 8 << 20;
+
+/// How long an over-cap body is drained before the connection is given up.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Collects `body` into memory, refusing it as soon as it passes `limit`
-/// bytes (a `Content-Length` over the cap is refused before reading).
+/// bytes (a `Content-Length` over the cap is refused without buffering it).
+///
+/// An over-cap body is drained (discarded, up to [`DRAIN_MAX_BYTES`]) so the
+/// client reliably reads the 413 instead of a connection reset.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use corral_server::http::{collect_limited, BodyError};
+/// let body = http_body_util::Full::new(bytes::Bytes::from_static(b"hello"));
+/// let over = collect_limited(&http::HeaderMap::new(), body, 4).await;
+/// assert!(matches!(over, Err(BodyError::TooLarge { limit: 4 })));
+/// # });
+/// ```
 pub async fn collect_limited<B>(
     headers: &http::HeaderMap,
     body: B,
@@ -111,20 +135,51 @@ where
     B: http_body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        drain(body, 0).await;
         return Err(BodyError::TooLarge { limit });
     }
-    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, cap).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(e) => Err(BodyError::Read(e.to_string())),
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let seen = (buf.len() + data.remaining()) as u64;
+        if seen > limit {
+            drain(body, seen).await;
+            return Err(BodyError::TooLarge { limit });
+        }
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            let n = chunk.len();
+            buf.extend_from_slice(chunk);
+            data.advance(n);
+        }
     }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards `body` until it ends, [`DRAIN_MAX_BYTES`] have been
+/// seen (counting `seen` already read), or [`DRAIN_TIMEOUT`] passes.
+async fn drain<B: http_body::Body>(body: B, mut seen: u64) {
+    let mut body = std::pin::pin!(body);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while seen <= DRAIN_MAX_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map_or(0, |d| d.remaining() as u64);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// What [`serve`] reports when it returns.

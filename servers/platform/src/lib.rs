@@ -12,8 +12,10 @@
 #![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod openapi;

@@ -1,17 +1,62 @@
 //! `corral-server`: see `corral-server --help`.
-use clap::Parser;
-use corral_server::cli::Cli;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
+use clap::Parser;
+use corral_server::app::{ServerError, app};
+use corral_server::cli::{Cli, Command};
+use corral_server::{commands, config::ProcessEnv, http};
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.load_config(&corral_server::config::ProcessEnv) {
-        Ok(cfg) => {
-            print!("{}", cfg.to_toml());
-            std::process::ExitCode::SUCCESS
-        }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("corral-server: {e}");
-            std::process::ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
+    let cfg = cli.load_config(&ProcessEnv)?;
+    let command = cli.action();
+    if !matches!(command, Command::Serve) {
+        return commands::run(&cfg, command).await;
+    }
+    let started = app(&cfg).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Io {
+            what: format!("binding {}", cfg.listen),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Io {
+        what: "local_addr".into(),
+        source,
+    })?;
+    if let Some(token) = &started.new_admin_token {
+        println!("admin token: {token}  (shown once; only its argon2 hash is stored)");
+    }
+    println!("corral-server listening on http://{addr}  (try: curl http://{addr}/apps/demo/)");
+    let app = started.app.clone();
+    let report = http::serve(listener, started.app.clone(), &cfg.http, async move {
+        commands::shutdown_signal().await;
+        app.start_draining();
+    })
+    .await;
+    started.app.shutdown().await;
+    tracing::info!(
+        connections = report.connections,
+        drained = report.drained,
+        "stopped"
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -49,8 +49,8 @@ pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, Serve
         Command::Tenant {
             command: TenantCommand::Export { name },
         } => {
-            let id = TenantId::new(&name)
-                .map_err(|source| ServerError::InvalidName { name, source })?;
+            let id =
+                TenantId::new(&name).map_err(|source| ServerError::InvalidName { name, source })?;
             let bytes = p.export_tenant(&id)?;
             let mut out = std::io::stdout().lock();
             out.write_all(&bytes)
@@ -61,8 +61,7 @@ pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, Serve
         Command::Tenant {
             command: TenantCommand::Import { file },
         } => {
-            let bytes =
-                std::fs::read(&file).map_err(io(format!("reading {}", file.display())))?;
+            let bytes = std::fs::read(&file).map_err(io(format!("reading {}", file.display())))?;
             let id = p.import_tenant(bytes).await?;
             print_json(&serde_json::json!({"imported": id}))?;
             ExitCode::SUCCESS

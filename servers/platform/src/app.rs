@@ -120,7 +120,11 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
         let demo = TenantId::new(DEMO_APP).expect("valid name");
         if platform.app(&demo)?.is_none() {
             platform
-                .deploy(&demo, None, Bundle::code(Kind::Js, DEMO_JS.as_bytes().to_vec()))
+                .deploy(
+                    &demo,
+                    None,
+                    Bundle::code(Kind::Js, DEMO_JS.as_bytes().to_vec()),
+                )
                 .await?;
             demo_deployed = true;
         }
@@ -225,7 +229,11 @@ impl App {
                     return r;
                 }
                 let Ok(_permit) = self.inner.admin.acquire().await else {
-                    return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "server is shutting down");
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting_down",
+                        "server is shutting down",
+                    );
                 };
                 self.api(op, name, parts, body).await
             }
@@ -385,7 +393,6 @@ impl App {
                         text(StatusCode::OK, "ready\n")
                     }
                 }
-                _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
             })
         }
         .await;
@@ -421,12 +428,19 @@ impl App {
         let bytes = collect_limited(headers, body, self.inner.max_admin_body.min(1 << 20))
             .await
             .map_err(|e| e.to_response())?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", format!("invalid JSON body: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("invalid JSON body: {e}"),
+            )
+        })
     }
 
     fn tls_ask(&self, uri: &http::Uri) -> Response<Body> {
-        let domain = query_param(uri, "domain").unwrap_or_default().to_ascii_lowercase();
+        let domain = query_param(uri, "domain")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let allowed = match &self.inner.base_domain {
             Some(base) if domain == *base => true,
             Some(base) => domain
@@ -527,7 +541,10 @@ fn gauges(p: &Platform) -> Response<Body> {
     .map(|s| Ok::<_, crate::http::BoxError>(hyper::body::Frame::data(Bytes::from(s))));
     let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
