@@ -55,6 +55,7 @@ impl Level {
 /// assert!(t.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// RAM: default fires at 80%, re-arms below 75%.
     pub ram: Level,
@@ -63,6 +64,7 @@ pub struct Thresholds {
     /// CPU: default fires at 70% held for `cpu_window`, re-arms below 65%.
     pub cpu: Level,
     /// How long CPU must stay at or over `cpu.fire`. Default: 60 s.
+    #[serde(with = "humantime_serde")]
     pub cpu_window: Duration,
     /// Database size over RAM size at which maintenance is required. Default: 100.
     pub db_ram_ratio: f64,

@@ -429,7 +429,36 @@ impl Platform {
         let this = self.clone();
         let name = name.clone();
         let tier = tier.map(str::to_owned);
-        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle)).await
+        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle, true)).await
+    }
+
+    /// [`deploy`](Self::deploy) for an app the node ships with itself (a
+    /// server's demo app): deployed even while the host is over a threshold
+    /// and [`HostInfo::accepting_new_tenants`] is false, which refuses new
+    /// tenants' deploys with [`PlatformError::NotAcceptingTenants`]. Every
+    /// other check (name, tier, bundle, compile) applies.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use corral::{Kind, TenantId, platform::{Bundle, Platform, PlatformConfig}};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let p = Platform::builder().config(PlatformConfig::with_data_dir(dir.path())).build().unwrap();
+    /// let js = b"export default { fetch() { return new Response('hi'); } };".to_vec();
+    /// let info = p.deploy_builtin(&TenantId::new("demo").unwrap(), None, Bundle::code(Kind::Js, js)).await.unwrap();
+    /// assert_eq!(info.name.as_str(), "demo");
+    /// # p.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn deploy_builtin(
+        &self,
+        name: &TenantId,
+        tier: Option<&str>,
+        bundle: Bundle,
+    ) -> Result<DeployInfo, PlatformError> {
+        let this = self.clone();
+        let name = name.clone();
+        let tier = tier.map(str::to_owned);
+        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle, false)).await
     }
 
     fn deploy_blocking(
@@ -437,10 +466,11 @@ impl Platform {
         name: &TenantId,
         tier: Option<&str>,
         bundle: &Bundle,
+        check_host: bool,
     ) -> Result<DeployInfo, PlatformError> {
         let inner = &*self.inner;
         let existing = inner.store.tenant(name)?;
-        if existing.is_none() && !inner.node.accepting_new_tenants() {
+        if check_host && existing.is_none() && !inner.node.accepting_new_tenants() {
             return Err(PlatformError::NotAcceptingTenants);
         }
         let tier_name = tier

@@ -495,7 +495,13 @@ fn not_found(name: &TenantId) -> Response<Body> {
 /// The platform's own stable JSON error (status, headers such as `Retry-After`, body).
 fn platform_error(e: &PlatformError) -> Response<Body> {
     let (status, headers, body) = e.to_http();
-    let mut r = Response::new(full(body));
+    // A trailing newline, like every other JSON body here, for terminals.
+    let mut text = Vec::with_capacity(body.len() + 1);
+    text.extend_from_slice(&body);
+    if !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    let mut r = Response::new(full(text));
     *r.status_mut() = status;
     *r.headers_mut() = headers;
     r.headers_mut()

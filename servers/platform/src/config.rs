@@ -491,6 +491,11 @@ mod tests {
             let tier: corral_limits::Tier = table.clone().try_into().unwrap();
             assert_eq!(tier, corral_limits::Tier::preset(name).unwrap(), "{name}");
         }
+        // Every platform setting in the sample is a real one, at its default.
+        let pc = crate::app::platform_config(&cfg).unwrap();
+        pc.validate().unwrap();
+        let default = corral::platform::PlatformConfig::with_data_dir(&pc.data_dir);
+        assert_eq!(pc, default);
     }
 
     #[test]

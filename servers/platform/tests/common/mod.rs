@@ -23,6 +23,11 @@ usage_flush_interval = "1s"
 [http]
 drain_timeout = "20s"
 
+# The tests deploy new apps whatever the shared test machine's disk and RAM look like.
+[thresholds]
+ram = { fire = 1.0, rearm = 1.0 }
+disk = { fire = 1.0, rearm = 1.0 }
+
 [tiers.test]
 compute_shares = 4
 memory_bytes = 268435456
