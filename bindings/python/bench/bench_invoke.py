@@ -31,30 +31,47 @@ HELLO = (FIXTURES / "hello.wasm").read_bytes()
 EXPECTED = b"Hello from Corral!\n"
 
 
-def measure(fn: Callable[[], None], seconds: float) -> Dict[str, float]:
-    """Runs ``fn`` for ~``seconds`` in batches; per-call times in microseconds."""
-    for _ in range(50):  # warm-up
-        fn()
-    samples: List[float] = []
-    deadline = time.perf_counter() + seconds
-    batch = 20
-    while time.perf_counter() < deadline:
+BATCH = 20
+
+
+def python_batch(fn: Callable[[], None]) -> Callable[[], float]:
+    """One sample: ``BATCH`` calls of ``fn``; returns microseconds per call."""
+
+    def sample() -> float:
         start = time.perf_counter()
-        for _ in range(batch):
+        for _ in range(BATCH):
             fn()
-        samples.append((time.perf_counter() - start) / batch * 1e6)
+        return (time.perf_counter() - start) / BATCH * 1e6
+
+    return sample
+
+
+def rust_batch(platform: "corral.Platform") -> Callable[[], float]:
+    """One sample: ``BATCH`` requests issued from Rust inside the extension."""
+
+    def sample() -> float:
+        return platform._invoke_loop_rust("hello", BATCH) / BATCH * 1e6
+
+    return sample
+
+
+def summary(samples: List[float]) -> Dict[str, float]:
     return {
         "median_us": statistics.median(samples),
         "min_us": min(samples),
-        "calls": float(len(samples) * batch),
+        "calls": float(len(samples) * BATCH),
     }
 
 
 def corral_platform() -> "corral.Platform":
     import corral
 
-    platform = corral.Platform()
-    platform.deploy("hello", HELLO)
+    # The free tier's limits (fuel, memory, wall clock, one compute share)
+    # without its rate limit and monthly quota, which a benchmark would hit.
+    with corral.Platform() as presets:
+        bench = dict(presets.tiers["free"], rate_per_minute=None, requests_per_month=None)
+    platform = corral.Platform(config={"tiers": {"bench": bench}})
+    platform.deploy("hello", HELLO, tier="bench")
     assert platform.invoke("hello").body == EXPECTED
     return platform
 
@@ -67,19 +84,7 @@ def corral_invoke(platform: "corral.Platform") -> Callable[[], None]:
     return call
 
 
-def rust_loop(platform: "corral.Platform", seconds: float) -> Dict[str, float]:
-    """The same requests issued from Rust, in batches like ``measure``."""
-    platform._invoke_loop_rust("hello", 50)  # warm-up
-    samples: List[float] = []
-    deadline = time.perf_counter() + seconds
-    batch = 20
-    while time.perf_counter() < deadline:
-        samples.append(platform._invoke_loop_rust("hello", batch) / batch * 1e6)
-    return {
-        "median_us": statistics.median(samples),
-        "min_us": min(samples),
-        "calls": float(len(samples) * batch),
-    }
+WASMTIME_FUEL_USED: List[int] = []
 
 
 def wasmtime_invoke(fuel: int) -> Callable[[], None]:
@@ -118,55 +123,64 @@ def wasmtime_invoke(fuel: int) -> Callable[[], None]:
         start(store)
         head, _, body = bytes(out).partition(b"\n\n")
         assert body == EXPECTED and head.startswith(b"Content-Type"), out
+        used.append(fuel - store.get_fuel())
 
+    used: List[int] = []
     call()
+    WASMTIME_FUEL_USED.append(used[0])
     return call
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per side")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     platform = corral_platform()
-    fuel = int(platform.tiers["free"]["fuel_per_request"])
-    results = {}
-    # Interleaved twice so drift on a noisy machine hits every side alike.
-    for round_ in range(2):
-        for name, run in (
-            ("corral from Rust", lambda: rust_loop(platform, args.seconds / 2)),
-            ("corral from Python", lambda: measure(corral_invoke(platform), args.seconds / 2)),
-            ("wasmtime-py", lambda: measure(wasmtime_invoke(fuel), args.seconds / 2)),
-        ):
-            r = run()
-            if name in results:
-                prev = results[name]
-                r = {
-                    "median_us": (prev["median_us"] + r["median_us"]) / 2,
-                    "min_us": min(prev["min_us"], r["min_us"]),
-                    "calls": prev["calls"] + r["calls"],
-                }
-            results[name] = r
-    py_over_rust = results["corral from Python"]["median_us"] / results["corral from Rust"]["median_us"]
-    wt_over_py = results["wasmtime-py"]["median_us"] / results["corral from Python"]["median_us"]
+    fuel = int(platform.tiers["bench"]["fuel_per_request"])
+    sides = {
+        "corral from Rust": rust_batch(platform),
+        "corral from Python": python_batch(corral_invoke(platform)),
+        "wasmtime-py": python_batch(wasmtime_invoke(fuel)),
+    }
+    for sample in sides.values():  # warm-up
+        for _ in range(3):
+            sample()
+    # Batches interleaved (and the order rotated each round) so that drift and
+    # a neighbour's bursts on a shared machine hit every side alike.
+    samples: Dict[str, List[float]] = {name: [] for name in sides}
+    order = list(sides)
+    deadline = time.perf_counter() + args.seconds * len(sides)
+    while time.perf_counter() < deadline:
+        for name in order:
+            samples[name].append(sides[name]())
+        order.append(order.pop(0))
+    corral_fuel = platform.invoke("hello").fuel_used
+    platform.close()
+    results = {name: summary(s) for name, s in samples.items()}
+    rust, py, wt = (results[n] for n in sides)
+    ratios = {
+        "python_over_rust_median": py["median_us"] / rust["median_us"],
+        "python_over_rust_min": py["min_us"] / rust["min_us"],
+        "wasmtime_py_over_corral_python_median": wt["median_us"] / py["median_us"],
+        "wasmtime_py_over_corral_python_min": wt["min_us"] / py["min_us"],
+    }
     if args.json:
-        json.dump(
-            {
-                "fuel": fuel,
-                "results": results,
-                "python_over_rust": py_over_rust,
-                "wasmtime_py_over_corral_python": wt_over_py,
-            },
-            sys.stdout,
-        )
+        json.dump({"fuel": fuel, "guest_fuel": {"corral": corral_fuel, "wasmtime_py": WASMTIME_FUEL_USED[0]}, "batch": BATCH, "results": results, **ratios}, sys.stdout)
         print()
         return
-    print(f"hello tenant, fuel limit per call {fuel}, {args.seconds:.1f} s per side")
+    print(f"hello tenant, fuel limit {fuel} per call, batches of {BATCH} interleaved, "
+          f"{args.seconds:.1f} s per side")
+    print(f"guest fuel per call: corral {corral_fuel}, wasmtime-py {WASMTIME_FUEL_USED[0]}")
     for name, r in results.items():
-        print(f"{name:20} median {r['median_us']:9.1f} us  min {r['min_us']:9.1f} us  ({int(r['calls'])} calls)")
-    print(f"corral Python / Rust (median): {py_over_rust:.2f}x  (goal <= 1.5x)")
-    print(f"wasmtime-py / corral Python (median): {wt_over_py:.2f}x")
+        print(f"{name:20} median {r['median_us']:9.1f} us  min {r['min_us']:9.1f} us  "
+              f"({int(r['calls'])} calls)")
+    print(f"corral Python / Rust: median {ratios['python_over_rust_median']:.2f}x, "
+          f"min {ratios['python_over_rust_min']:.2f}x  (goal <= 1.5x)")
+    print(f"wasmtime-py / corral Python: median "
+          f"{ratios['wasmtime_py_over_corral_python_median']:.2f}x, "
+          f"min {ratios['wasmtime_py_over_corral_python_min']:.2f}x")
 
 
 if __name__ == "__main__":

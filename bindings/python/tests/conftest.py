@@ -33,10 +33,27 @@ def tier(**overrides: Any) -> Dict[str, Any]:
     return base
 
 
+# Host thresholds that never fire: the shared build box may sit over the 80%
+# disk or CPU marks, which would make a platform refuse new tenants (that
+# refusal has its own test, test_not_accepting_new_tenants).
+NEVER = {"fire": 1.0, "rearm": 1.0}
+THRESHOLDS_NEVER = {"ram": NEVER, "disk": NEVER, "cpu": NEVER}
+THRESHOLDS_NEVER_TOML = (
+    "[thresholds]\n"
+    + "".join(f"{r} = {{ fire = 1.0, rearm = 1.0 }}\n" for r in ("ram", "disk", "cpu"))
+)
+
+
+def config(**settings: Any) -> Dict[str, Any]:
+    """`PlatformConfig` fields for a test platform: `settings` plus thresholds
+    that never fire."""
+    return {"thresholds": THRESHOLDS_NEVER, **settings}
+
+
 @pytest.fixture
 def platform(tmp_path: pathlib.Path) -> Iterator[corral.Platform]:
     """A platform with the presets plus a roomy `test` tier, in a temp dir."""
     with corral.Platform(
-        data_dir=tmp_path, config={"tiers": {"test": tier()}, "runtime_slots": 16}
+        data_dir=tmp_path, config=config(tiers={"test": tier()}, runtime_slots=16)
     ) as p:
         yield p

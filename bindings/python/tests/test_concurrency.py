@@ -10,7 +10,7 @@ from typing import List
 import pytest
 
 import corral
-from conftest import CHAOS, COMPUTE, HELLO, HELLO_BODY, tier
+from conftest import CHAOS, COMPUTE, HELLO, HELLO_BODY, config, tier
 
 
 def run_compute(platform: corral.Platform) -> corral.Response:
@@ -124,7 +124,7 @@ def test_asyncio_gathers_many_requests(platform: corral.Platform) -> None:
 
 
 def test_asyncio_loop_keeps_running_during_a_slow_request() -> None:
-    with corral.Platform(config={"tiers": {"slow": tier(wall_clock="500ms")}}) as p:
+    with corral.Platform(config=config(tiers={"slow": tier(wall_clock="500ms")})) as p:
         p.deploy("chaos", CHAOS, tier="slow")
 
         async def main() -> int:

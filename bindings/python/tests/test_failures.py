@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pathlib
 import re
+import sqlite3
 import threading
 import time
+import zlib
 
 import pytest
 
 import corral
-from conftest import CHAOS, HELLO, tier
+from conftest import CHAOS, HELLO, config, tier
 
 
 def limited(tmp_path: pathlib.Path, **overrides: object) -> corral.Platform:
     return corral.Platform(
-        data_dir=tmp_path, config={"tiers": {"t": tier(**overrides)}, "runtime_slots": 8}
+        data_dir=tmp_path, config=config(tiers={"t": tier(**overrides)}, runtime_slots=8)
     )
 
 
@@ -105,7 +107,35 @@ def test_bundle_and_body_too_large(tmp_path: pathlib.Path) -> None:
         p.deploy("hello", HELLO, tier="t")
         with pytest.raises(corral.BodyTooLarge) as body:
             p.invoke("hello", body=b"x" * 11)
-        assert body.value.status == 413
+        assert (body.value.limit, body.value.size, body.value.status) == (10, 11, 413)
+
+
+def test_integrity_error_names_the_blob_and_both_checksums(tmp_path: pathlib.Path) -> None:
+    with corral.Platform(data_dir=tmp_path, config=config()) as p:
+        p.deploy("hello", HELLO)
+    # Flip one byte of the stored code behind the platform's back.
+    db = sqlite3.connect(tmp_path / "corral.db")
+    (data,) = db.execute("SELECT data FROM blobs WHERE key = 'bundle/hello/code'").fetchone()
+    assert data == HELLO
+    bad = data[:-1] + bytes([data[-1] ^ 0xFF])
+    db.execute("UPDATE blobs SET data = ? WHERE key = 'bundle/hello/code'", (bad,))
+    db.commit()
+    db.close()
+    with corral.Platform(data_dir=tmp_path, config=config()) as p:
+        # Recompiling for a new tier reads the stored code: the CRC32 fails.
+        with pytest.raises(corral.IntegrityError) as info:
+            p.set_tier("hello", "pro")
+        err = info.value
+        assert (err.key, err.expected, err.actual) == (
+            "bundle/hello/code",
+            zlib.crc32(HELLO),
+            zlib.crc32(bad),
+        )
+        assert (err.code, err.status) == ("integrity_error", 500)
+        # Never served afterwards: the blob is quarantined.
+        with pytest.raises(corral.IntegrityError) as again:
+            p.set_tier("hello", "pro")
+        assert again.value.key == "bundle/hello/code"
 
 
 def test_rate_limited(tmp_path: pathlib.Path) -> None:
@@ -171,6 +201,28 @@ def test_not_found_unknown_tier_invalid_name(platform: corral.Platform) -> None:
         platform.invoke("Not_A_Name")
     assert name.value.name == "Not_A_Name"
     assert isinstance(name.value, ValueError)
+
+
+def test_not_accepting_new_tenants_over_a_host_threshold(tmp_path: pathlib.Path) -> None:
+    # Disk "over" at 0.01% used: the first probe (at start, then every second)
+    # crosses it, and the node takes no new tenants; existing ones redeploy.
+    with corral.Platform(data_dir=tmp_path, config=config()) as p:
+        p.deploy("hello", HELLO)
+    low = {"fire": 0.0001, "rearm": 0.0001}
+    with corral.Platform(data_dir=tmp_path, config=config(thresholds={"disk": low})) as p:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                p.deploy("second", HELLO)
+            except corral.NotAcceptingTenants as err:
+                assert (err.code, err.status) == ("not_accepting_tenants", 503)
+                break
+            p.remove("second")
+            assert time.monotonic() < deadline, "the disk threshold never fired"
+            time.sleep(0.05)
+        assert p.deploy("hello", HELLO)["replaced"] is True
+        assert p.invoke("hello").status == 200
+        assert "corral_host_accepting_new_tenants 0" in p.metrics()
 
 
 def test_config_errors() -> None:

@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 import corral
-from conftest import CHAOS, HELLO, HELLO_BODY
+from conftest import CHAOS, HELLO, HELLO_BODY, THRESHOLDS_NEVER_TOML, config
 
 
 def test_deploy_returns_what_was_stored(platform: corral.Platform) -> None:
@@ -148,18 +148,18 @@ def test_set_tier_and_logs(platform: corral.Platform) -> None:
 
 
 def test_data_survives_a_restart(tmp_path: pathlib.Path) -> None:
-    with corral.Platform(data_dir=tmp_path) as first:
+    with corral.Platform(data_dir=tmp_path, config=config()) as first:
         first.deploy("hello", HELLO)
         first.invoke("hello")
         assert first.data_dir == tmp_path
-    with corral.Platform(data_dir=str(tmp_path)) as second:
+    with corral.Platform(data_dir=str(tmp_path), config=config()) as second:
         assert [a["name"] for a in second.apps()] == ["hello"]
         assert second.invoke("hello").body == HELLO_BODY
         assert second.usage("hello")["usage"]["requests"] == 2
 
 
 def test_temporary_store_is_removed_on_close() -> None:
-    platform = corral.Platform()
+    platform = corral.Platform(config=config())
     path = platform.data_dir
     assert path.is_dir()
     platform.deploy("hello", HELLO)
@@ -172,7 +172,7 @@ def test_temporary_store_is_removed_on_close() -> None:
 
 
 def test_config_as_toml_and_metrics(tmp_path: pathlib.Path) -> None:
-    toml = f'data_dir = "{tmp_path}"\ndefault_tier = "pro"\n'
+    toml = f'data_dir = "{tmp_path}"\ndefault_tier = "pro"\n' + THRESHOLDS_NEVER_TOML
     with corral.Platform(config=toml) as p:
         assert p.data_dir == tmp_path
         assert p.deploy("hello", HELLO)["tier"] == "pro"
