@@ -33,6 +33,9 @@ pub struct Probe {
     pub disk_total: u64,
     /// Free space on that disk for this user, bytes.
     pub disk_available: u64,
+    /// Space in use on that disk (total − free), bytes, as `df` counts it;
+    /// 0 when unknown.
+    pub disk_used: u64,
     /// This process's resident set, bytes.
     pub process_rss: u64,
     /// Size of the database (file plus WAL), bytes; 0 when not configured.
@@ -56,8 +59,20 @@ impl Probe {
         )
     }
 
-    /// Fraction of the data disk in use, 0.0–1.0 (0 when unknown).
+    /// Fraction of the data disk in use, 0.0–1.0 (0 when unknown): `df`'s
+    /// Use%, `used / (used + available)`, when `disk_used` is known, so
+    /// blocks reserved for root or held back by a thin-provisioned volume do
+    /// not count as in use; else `(total − available) / total`.
+    ///
+    /// ```
+    /// use corral_metering::Probe;
+    /// let df = Probe { disk_total: 250, disk_used: 50, disk_available: 50, ..Probe::default() };
+    /// assert_eq!(df.disk_used_ratio(), 0.5);
+    /// ```
     pub fn disk_used_ratio(&self) -> f64 {
+        if self.disk_used > 0 {
+            return ratio(self.disk_used, self.disk_used + self.disk_available);
+        }
         ratio(
             self.disk_total.saturating_sub(self.disk_available),
             self.disk_total,
@@ -139,14 +154,42 @@ impl SysinfoProbe {
         self
     }
 
-    fn disk_of(&self) -> (u64, u64) {
+    /// (total, available, used) of the disk holding the data dir: `statvfs`
+    /// of the data dir (or its nearest existing parent) where there is one,
+    /// else sysinfo's list of mounts (which knows no "used").
+    fn disk_of(&self) -> (u64, u64, u64) {
+        if let Some(d) = statvfs_of(&self.data_dir) {
+            return d;
+        }
+        let dir = std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
         self.disks
             .list()
             .iter()
-            .filter(|d| self.data_dir.starts_with(d.mount_point()))
+            .filter(|d| dir.starts_with(d.mount_point()))
             .max_by_key(|d| d.mount_point().as_os_str().len())
-            .map_or((0, 0), |d| (d.total_space(), d.available_space()))
+            .map_or((0, 0, 0), |d| (d.total_space(), d.available_space(), 0))
     }
+}
+
+#[cfg(unix)]
+fn statvfs_of(dir: &Path) -> Option<(u64, u64, u64)> {
+    // The data dir may not exist yet (first start): ask about its parent.
+    let abs = std::path::absolute(dir).ok()?;
+    let st = abs.ancestors().find_map(|p| rustix::fs::statvfs(p).ok())?;
+    let unit = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
+    let total = st.f_blocks.saturating_mul(unit);
+    let free = st.f_bfree.saturating_mul(unit);
+    let available = st.f_bavail.saturating_mul(unit);
+    (total > 0).then(|| (total, available, total.saturating_sub(free)))
+}
+
+#[cfg(not(unix))]
+fn statvfs_of(_dir: &Path) -> Option<(u64, u64, u64)> {
+    None
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -167,7 +210,7 @@ impl HostProbe for SysinfoProbe {
             );
             self.sys.process(pid).map_or(0, |p| p.memory())
         });
-        let (disk_total, disk_available) = self.disk_of();
+        let (disk_total, disk_available, disk_used) = self.disk_of();
         let db_bytes = self.db_file.as_deref().map_or(0, |db| {
             let mut wal = db.as_os_str().to_owned();
             wal.push("-wal");
@@ -187,6 +230,7 @@ impl HostProbe for SysinfoProbe {
             cpu_usage: f64::from(self.sys.global_cpu_usage() / 100.0).clamp(0.0, 1.0),
             disk_total,
             disk_available,
+            disk_used,
             process_rss,
             db_bytes,
         }

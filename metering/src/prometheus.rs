@@ -327,6 +327,12 @@ impl Collector for MeterCollector {
             )?;
             gauge(
                 &mut enc,
+                "corral_host_disk_used_bytes",
+                "Data disk in use (total - free, as df counts it).",
+                p.disk_used,
+            )?;
+            gauge(
+                &mut enc,
                 "corral_process_resident_memory_bytes",
                 "This process's RSS.",
                 p.process_rss,

@@ -188,3 +188,20 @@ fn bad_levels_are_refused() {
         ThresholdError::BadRatio(0.0)
     );
 }
+
+/// The real probe reads the data dir's disk as `df` does, even before the
+/// data dir exists (first start): used + available never exceeds total, and
+/// the ratio is used / (used + available).
+#[test]
+fn real_probe_reads_the_data_disk_like_df() {
+    use corral_metering::HostProbe;
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in [tmp.path().to_owned(), tmp.path().join("not/yet/created")] {
+        let p = corral_metering::SysinfoProbe::new(&dir).probe();
+        assert!(p.disk_total > 0, "{p:?}");
+        assert!(p.disk_used > 0 && p.disk_used <= p.disk_total, "{p:?}");
+        assert!(p.disk_available <= p.disk_total - p.disk_used, "{p:?}");
+        let expect = p.disk_used as f64 / (p.disk_used + p.disk_available) as f64;
+        assert!((p.disk_used_ratio() - expect).abs() < 1e-12);
+    }
+}
