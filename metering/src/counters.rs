@@ -264,8 +264,12 @@ impl TenantCounters {
         self.fuel.fetch_add(f.fuel, Relaxed);
         let us = u64::try_from(f.wall_time.as_micros()).unwrap_or(u64::MAX);
         self.wall_us.fetch_add(us, Relaxed);
-        if f.peak_memory > 0 {
+        // A plain load first: `fetch_max` is a compare-and-swap loop, and in
+        // the steady state the peak is already at least this high.
+        if f.peak_memory > self.peak_memory.load(Relaxed) {
             self.peak_memory.fetch_max(f.peak_memory, Relaxed);
+        }
+        if f.peak_memory > self.month_peak_memory.load(Relaxed) {
             self.month_peak_memory.fetch_max(f.peak_memory, Relaxed);
         }
         if f.cold_start {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering, Ordering::Re
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_limits::{TenantId, UsageSource};
 use dashmap::DashMap;
@@ -53,18 +53,34 @@ struct Baseline {
 #[derive(Debug)]
 pub(crate) struct Gate {
     clock: Arc<dyn Clock>,
-    start_ms: AtomicI64,
-    end_ms: AtomicI64,
+    /// The month's first second and the next month's, in Unix seconds. Month
+    /// bounds are whole seconds, so comparing whole seconds (rounded down) is
+    /// exact and spares the hot path a millisecond conversion.
+    start_s: AtomicI64,
+    end_s: AtomicI64,
+}
+
+/// Whole seconds since the Unix epoch, rounded down.
+#[inline]
+fn unix_secs_floor(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            let d = e.duration();
+            let s = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            if d.subsec_nanos() > 0 { -s - 1 } else { -s }
+        }
+    }
 }
 
 impl Gate {
-    /// The clock in Unix milliseconds if it has left the current month. One
-    /// clock read and two loads.
+    /// The clock's time if it has left the current month. One clock read and
+    /// two loads.
     #[inline]
-    fn outside(&self) -> Option<i64> {
-        let now = unix_millis(self.clock.now());
-        if now < self.start_ms.load(Ordering::Acquire) || now >= self.end_ms.load(Ordering::Acquire)
-        {
+    fn outside(&self) -> Option<SystemTime> {
+        let now = self.clock.now();
+        let s = unix_secs_floor(now);
+        if s < self.start_s.load(Ordering::Acquire) || s >= self.end_s.load(Ordering::Acquire) {
             Some(now)
         } else {
             None
@@ -109,10 +125,10 @@ impl Tenant {
     }
 
     #[cold]
-    fn roll(&self, now_ms: i64) {
+    fn roll(&self, now: SystemTime) {
         // No meter left: nobody can read monthly usage any more.
         if let Some(inner) = self.meter.upgrade() {
-            inner.roll(now_ms);
+            inner.roll(unix_millis(now));
         }
     }
 
@@ -175,11 +191,11 @@ impl Inner {
     fn set_period(&self, p: Period) {
         *self.period.write() = p;
         self.gate
-            .start_ms
-            .store(unix_millis(p.start()), Ordering::Release);
+            .start_s
+            .store(unix_secs_floor(p.start()), Ordering::Release);
         self.gate
-            .end_ms
-            .store(unix_millis(p.next().start()), Ordering::Release);
+            .end_s
+            .store(unix_secs_floor(p.next().start()), Ordering::Release);
     }
 
     /// Rolls to a new month when the clock has left the current one. One
@@ -187,7 +203,7 @@ impl Inner {
     #[inline]
     fn check_period(&self) {
         if let Some(now) = self.gate.outside() {
-            self.roll(now);
+            self.roll(unix_millis(now));
         }
     }
 
@@ -355,8 +371,8 @@ impl MeterBuilder {
             tenants: DashMap::with_hasher(TenantHash::default()),
             gate: Arc::new(Gate {
                 clock: self.clock,
-                start_ms: AtomicI64::new(0),
-                end_ms: AtomicI64::new(0),
+                start_s: AtomicI64::new(0),
+                end_s: AtomicI64::new(0),
             }),
             period: RwLock::new(p),
             roll_lock: Mutex::new(()),
@@ -841,5 +857,27 @@ impl StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.t.c.streams_open.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_seconds_round_down_on_both_sides_of_the_epoch() {
+        let at = |ms: i64| {
+            if ms >= 0 {
+                UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
+            } else {
+                UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+            }
+        };
+        assert_eq!(unix_secs_floor(at(0)), 0);
+        assert_eq!(unix_secs_floor(at(999)), 0);
+        assert_eq!(unix_secs_floor(at(1000)), 1);
+        assert_eq!(unix_secs_floor(at(-1)), -1);
+        assert_eq!(unix_secs_floor(at(-1000)), -1);
+        assert_eq!(unix_secs_floor(at(-1001)), -2);
     }
 }
