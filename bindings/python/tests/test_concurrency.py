@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
-from typing import List
+from typing import Callable, List
 
 import pytest
 
@@ -19,49 +20,67 @@ def run_compute(platform: corral.Platform) -> corral.Response:
     return resp
 
 
+def timed_threads(n: int, work: Callable[[], None]) -> float:
+    """Wall time of `n` threads each running `work` once."""
+    workers = [threading.Thread(target=work) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def test_four_threads_run_in_parallel(platform: corral.Platform) -> None:
     platform.deploy("compute", COMPUTE, tier="test")
     single = run_compute(platform)  # warm up: compiled, instantiated once
+    runs = 3  # per thread, so each timing spans several guest runs
+    results: List[corral.Response] = []
+    lock = threading.Lock()
 
-    def four_threads() -> float:
-        results: List[corral.Response] = []
-        lock = threading.Lock()
-
-        def worker() -> None:
+    def invoke() -> None:
+        for _ in range(runs):
             resp = run_compute(platform)
             with lock:
                 results.append(resp)
 
-        threads = [threading.Thread(target=worker) for _ in range(4)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
-        assert len(results) == 4
-        assert {r.body for r in results} == {single.body}
-        assert {r.fuel_used for r in results} == {single.fuel_used}
-        return elapsed
+    # The control: a C function known to release the GIL (hashlib hashes
+    # large buffers without it), sized like one compute run. Its 4-thread
+    # ratio is the parallelism this process really gets from the host now.
+    data = b"x" * (4 << 20)
+    t0 = time.perf_counter()
+    hashlib.sha256(data).digest()
+    hash_runs = max(1, round(runs * single.wall_ms / 1000 / (time.perf_counter() - t0)))
 
-    def one_run() -> float:
-        t0 = time.perf_counter()
-        run_compute(platform)
-        return time.perf_counter() - t0
+    def control() -> None:
+        for _ in range(hash_runs):
+            hashlib.sha256(data).digest()
 
-    # Best of three rounds: the host is shared, and a neighbour's burst should
-    # not fail the test. Each round times one run (median of 3) and 4 threads.
-    ratios = []
-    for _ in range(3):
-        one = sorted(one_run() for _ in range(3))[1]
-        four = four_threads()
-        ratios.append(four / one)
-        print(f"\none compute run: {one * 1000:.1f} ms; four threads: {four * 1000:.1f} ms; "
-              f"ratio {four / one:.2f}x")
-        if four / one < 3:
-            break
-    # Serialised by the GIL this would be >= 4x; with 2 cores, ideal is 2x.
-    assert min(ratios) < 3, f"four threads took {min(ratios):.2f}x one run"
+    # Best of five or more of each, interleaved: the host is shared, and a
+    # neighbour's burst only ever adds time (more rounds only lower a best).
+    def ok(ratio: float, c_ratio: float) -> bool:
+        return ratio < 1.25 * c_ratio and (c_ratio >= 3 or ratio < 3)
+
+    rounds = 0
+    one, four, c_one, c_four = (float("inf"),) * 4
+    while rounds < 5 or (rounds < 12 and not ok(four / one, c_four / c_one)):
+        rounds += 1
+        one = min(one, timed_threads(1, invoke))
+        four = min(four, timed_threads(4, invoke))
+        c_one = min(c_one, timed_threads(1, control))
+        c_four = min(c_four, timed_threads(4, control))
+    ratio, c_ratio = four / one, c_four / c_one
+    print(f"\none thread ({runs} compute runs): {one * 1000:.1f} ms; four threads: "
+          f"{four * 1000:.1f} ms; ratio {ratio:.2f}x (GIL-free control: {c_ratio:.2f}x; "
+          f"best of {rounds})")
+    assert len(results) == rounds * (1 + 4) * runs
+    assert {r.body for r in results} == {single.body}
+    assert {r.fuel_used for r in results} == {single.fuel_used}
+    # Serialised by the GIL, four threads take >= 4x one thread whatever the
+    # host; in parallel they scale like the control (2x on 2 idle cores).
+    assert ratio < 1.25 * c_ratio, f"{ratio:.2f}x, control {c_ratio:.2f}x"
+    if c_ratio < 3:  # the host lets this process use more than one core now
+        assert ratio < 3, f"four threads took {ratio:.2f}x one thread"
 
 
 def test_other_python_threads_run_while_a_tenant_computes(platform: corral.Platform) -> None:

@@ -133,6 +133,6 @@ def test_explicit_code_and_status_override_defaults() -> None:
 
 def test_fields_are_keyword_only_and_required() -> None:
     with pytest.raises(TypeError):
-        corral.FuelExhausted("f", 1, 2)  # type: ignore[misc]
+        corral.FuelExhausted("f", 1, 2)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         corral.TenantNotFound("n")  # type: ignore[call-arg]

@@ -122,6 +122,8 @@ class Platform:
         """The data directory in use."""
     def close(self) -> None:
         """Flushes usage and stops the platform; idempotent."""
+    def _invoke_loop_rust(self, name: str, n: int) -> float:
+        """Bench hook: ``n`` GET / requests issued from Rust; their seconds."""
     def __enter__(self) -> "Platform": ...
     def __exit__(
         self,
