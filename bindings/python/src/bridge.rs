@@ -10,9 +10,12 @@ use pyo3::types::PyCFunction;
 
 /// Spawns `fut` on `runtime` and returns an `asyncio.Future` of the running
 /// loop that `convert` resolves (with the GIL held) once `fut` is done.
+/// `owner` (the object owning `runtime`) is kept alive until the future is
+/// done, and released on the loop's thread.
 pub(crate) fn spawn<'py, T, F, C>(
     py: Python<'py>,
     runtime: &tokio::runtime::Runtime,
+    owner: Py<PyAny>,
     fut: F,
     convert: C,
 ) -> PyResult<Bound<'py, PyAny>>
@@ -68,6 +71,7 @@ where
     });
 
     let on_done = PyCFunction::new_closure(py, None, None, move |args, _kwargs| -> PyResult<()> {
+        let _owner = &owner;
         let fut = args.get_item(0)?;
         if fut.call_method0("cancelled")?.is_truthy()? {
             abort.abort();

@@ -21,23 +21,42 @@ use crate::response::PyResponse;
 #[derive(Debug)]
 struct Shared {
     platform: Platform,
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while [`PyPlatform`] is being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     closed: AtomicBool,
     // Declared last: removed after the platform has shut down.
     _temp: Option<tempfile::TempDir>,
 }
 
 impl Shared {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until the platform is dropped")
+    }
+
     fn shutdown(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
-            self.runtime.block_on(self.platform.shutdown());
+            self.runtime().block_on(self.platform.shutdown());
         }
     }
-}
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.shutdown();
+    /// Flushes usage and stops the runtime's threads.
+    fn stop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // On one of the runtime's own threads (the last reference went
+            // away inside a task): neither `block_on` nor joining the
+            // runtime's threads is possible here.
+            std::thread::scope(|s| {
+                s.spawn(|| self.shutdown());
+            });
+            if let Some(runtime) = self.runtime.take() {
+                runtime.shutdown_background();
+            }
+        } else {
+            self.shutdown();
+            drop(self.runtime.take());
+        }
     }
 }
 
@@ -47,6 +66,20 @@ impl Drop for Shared {
 #[derive(Debug)]
 pub struct PyPlatform {
     shared: Arc<Shared>,
+}
+
+impl Drop for PyPlatform {
+    fn drop(&mut self) {
+        // Dropped from Python, the GIL held: stop with it released, so that
+        // a runtime thread waiting for the GIL cannot deadlock the join.
+        Python::attach(|py| {
+            py.detach(|| {
+                if let Some(shared) = Arc::get_mut(&mut self.shared) {
+                    shared.stop();
+                }
+            })
+        });
+    }
 }
 
 impl PyPlatform {
@@ -221,7 +254,7 @@ impl PyPlatform {
         Ok(Self {
             shared: Arc::new(Shared {
                 platform,
-                runtime,
+                runtime: Some(runtime),
                 closed: AtomicBool::new(false),
                 _temp: temp,
             }),
@@ -254,7 +287,7 @@ impl PyPlatform {
             };
             let bundle = Bundle::detect(bytes, content_type).map_err(Ok)?;
             shared
-                .runtime
+                .runtime()
                 .block_on(platform.deploy(&id, tier, bundle))
                 .map_err(Ok)
         });
@@ -283,7 +316,7 @@ impl PyPlatform {
         let req = request(method, path, headers, body.unwrap_or(empty.as_any()))?;
         let platform = self.platform()?;
         let shared = &self.shared;
-        py.detach(|| shared.runtime.block_on(platform.invoke(&id, req)))
+        py.detach(|| shared.runtime().block_on(platform.invoke(&id, req)))
             .map(PyResponse::from_http)
             .map_err(|e| platform_error(py, &e))
     }
@@ -293,21 +326,24 @@ impl PyPlatform {
     /// the running loop. Cancelling the awaitable cancels the request.
     #[pyo3(signature = (name, method="GET", path="/", headers=None, body=None))]
     fn invoke_async<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         name: &str,
         method: &str,
         path: &str,
         headers: Option<&Bound<'py, PyAny>>,
         body: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
         let id = tenant(py, name)?;
         let empty = PyBytes::new(py, b"");
         let req = request(method, path, headers, body.unwrap_or(empty.as_any()))?;
-        let platform = self.platform()?.clone();
+        let platform = this.platform()?.clone();
         crate::bridge::spawn(
             py,
-            &self.shared.runtime,
+            this.shared.runtime(),
+            // Its runtime runs the request: the awaitable keeps it alive.
+            slf.clone().into_any().unbind(),
             async move { platform.invoke(&id, req).await },
             |py, result| match result {
                 Ok(resp) => Ok(Bound::new(py, PyResponse::from_http(resp))?
@@ -366,7 +402,7 @@ impl PyPlatform {
         let platform = self.platform()?;
         let shared = &self.shared;
         let info = py
-            .detach(|| shared.runtime.block_on(platform.set_tier(&id, tier)))
+            .detach(|| shared.runtime().block_on(platform.set_tier(&id, tier)))
             .map_err(|e| platform_error(py, &e))?;
         to_py(py, &info)
     }
@@ -451,7 +487,7 @@ impl PyPlatform {
                     .uri("/")
                     .body(Bytes::new())
                     .map_err(|e| PlatformError::Internal(e.to_string()))?;
-                shared.runtime.block_on(platform.invoke(&id, req))?;
+                shared.runtime().block_on(platform.invoke(&id, req))?;
             }
             Ok(start.elapsed().as_secs_f64())
         })

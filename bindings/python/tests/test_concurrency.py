@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import threading
 import time
@@ -187,3 +188,22 @@ def test_asyncio_errors_and_cancellation(platform: corral.Platform) -> None:
 
     with pytest.raises(RuntimeError, match="no running event loop"):
         platform.invoke_async("hello")
+
+
+def test_awaitables_finish_after_the_platform_is_dropped() -> None:
+    async def main() -> List[BaseException]:
+        p = corral.Platform(config=config(tiers={"slow": tier(wall_clock="300ms")}))
+        p.deploy("chaos", CHAOS, tier="slow")
+        p.deploy("hello", HELLO)
+        slow = [asyncio.ensure_future(p.invoke_async("chaos", body="s")) for _ in range(2)]
+        fast = p.invoke_async("hello")
+        await asyncio.sleep(0.05)
+        del p  # the awaitables keep the platform (and its runtime) alive
+        gc.collect()
+        assert (await fast).body == HELLO_BODY
+        done, pending = await asyncio.wait(slow, timeout=5)
+        assert not pending
+        return [e for f in done if (e := f.exception()) is not None]
+
+    errors = asyncio.run(main())
+    assert [type(e) for e in errors] == [corral.DeadlineExceeded] * 2
