@@ -1,7 +1,9 @@
 //! The WebAssembly core: warm invoke, cold start from parked, the bare
 //! wasmtime floor for the same module, and fuel + epoch overhead.
 //!
-//! `cargo bench -p corral-benches --bench sandbox -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p corral-benches --features engines --bench sandbox -- --warm-up-time 1 --measurement-time 3`
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,28 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+fn floor_pre(engine: &wasmtime::Engine) -> wasmtime::InstancePre<WasiP1Ctx> {
+    let module = wasmtime::Module::new(engine, HELLO).unwrap();
+    let mut linker: wasmtime::Linker<WasiP1Ctx> = wasmtime::Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| s).unwrap();
+    linker.instantiate_pre(&module).unwrap()
+}
+
+async fn floor_call(engine: &wasmtime::Engine, pre: &wasmtime::InstancePre<WasiP1Ctx>) {
+    let out = MemoryOutputPipe::new(1 << 20);
+    let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(Bytes::new()))
+        .stdout(out.clone())
+        .build_p1();
+    let mut store = wasmtime::Store::new(engine, wasi);
+    let instance = pre.instantiate_async(&mut store).await.unwrap();
+    let start = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .unwrap();
+    start.call_async(&mut store, ()).await.unwrap();
+    assert_eq!(out.contents().len(), 45);
+}
+
 fn sandbox(c: &mut Criterion) {
     let rt = rt();
     let dir = tempfile::tempdir().unwrap();
@@ -75,28 +99,21 @@ fn sandbox(c: &mut Criterion) {
         })
     });
 
-    // The floor: the same module on a default wasmtime engine, instantiated
-    // and called with WASI and nothing else (no limits, no registry).
+    // The floor: the same module instantiated and called with WASI and
+    // nothing else (no limits, no registry, no CGI parsing), on
+    // - a default wasmtime engine (on-demand allocator), and
+    // - an engine with Corral's own configuration (pooling allocator,
+    //   copy-on-write memory init) minus fuel and epochs: the like-for-like floor.
     let bare = wasmtime::Engine::default();
-    let module = wasmtime::Module::new(&bare, HELLO).unwrap();
-    let mut linker: wasmtime::Linker<WasiP1Ctx> = wasmtime::Linker::new(&bare);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| s).unwrap();
-    let pre = linker.instantiate_pre(&module).unwrap();
+    let pre = floor_pre(&bare);
     g.bench_function("bare_wasmtime_instantiate_call", |b| {
-        b.to_async(&rt).iter(|| async {
-            let out = MemoryOutputPipe::new(1 << 20);
-            let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-                .stdin(MemoryInputPipe::new(Bytes::new()))
-                .stdout(out.clone())
-                .build_p1();
-            let mut store = wasmtime::Store::new(&bare, wasi);
-            let instance = pre.instantiate_async(&mut store).await.unwrap();
-            let start = instance
-                .get_typed_func::<(), ()>(&mut store, "_start")
-                .unwrap();
-            start.call_async(&mut store, ()).await.unwrap();
-            assert_eq!(out.contents().len(), 45);
-        })
+        b.to_async(&rt).iter(|| floor_call(&bare, &pre))
+    });
+    let pooled_engine = WasmEngine::new_unmetered(EngineConfig::default().instances(16)).unwrap();
+    let pooled = pooled_engine.wasmtime().clone();
+    let pooled_pre = floor_pre(&pooled);
+    g.bench_function("bare_wasmtime_pooled_instantiate_call", |b| {
+        b.to_async(&rt).iter(|| floor_call(&pooled, &pooled_pre))
     });
 
     let metered_dir = tempfile::tempdir().unwrap();
@@ -148,6 +165,29 @@ fn sandbox(c: &mut Criterion) {
         percentile(&load, 0.99),
         percentile(&whole, 0.5),
         percentile(&whole, 0.99),
+    );
+
+    // Fuel + epoch overhead with the two engines interleaved (on, off, on,
+    // off, ...), so load drifting on a shared machine hits both alike.
+    const PAIRS: usize = 100;
+    let mut on = Vec::with_capacity(PAIRS);
+    let mut off = Vec::with_capacity(PAIRS);
+    rt.block_on(async {
+        for _ in 0..PAIRS {
+            let t = Instant::now();
+            metered.invoke(&cid, request()).await.unwrap();
+            on.push(t.elapsed());
+            let t = Instant::now();
+            unmetered.invoke(&cid, request()).await.unwrap();
+            off.push(t.elapsed());
+        }
+    });
+    on.sort();
+    off.sort();
+    let (on50, off50) = (percentile(&on, 0.5), percentile(&off, 0.5));
+    println!(
+        "fuel+epoch, {PAIRS} interleaved pairs: on p50 {on50:?}, off p50 {off50:?}, overhead {:+.1}%",
+        (on50.as_secs_f64() / off50.as_secs_f64() - 1.0) * 100.0
     );
 }
 

@@ -1,0 +1,244 @@
+//! JavaScript tenants on QuickJS (issue 7): warm request, cold start from
+//! bytecode, and the memory of a warm vs a parked tenant. The WebAssembly
+//! hello tenant runs in the same registry and the same run as the baseline.
+//!
+//! `cargo bench -p corral-benches --features engines --bench js -- --warm-up-time 1 --measurement-time 3`
+//!
+//! - `js/warm_invoke_hello`: `Registry::invoke` on a warm JS tenant.
+//! - `js/warm_invoke_hello_wasm_baseline`: the same on the WebAssembly hello
+//!   tenant (`sandbox-core/tests/fixtures/hello.wat`), same registry.
+//! - `js/cold_start_invoke_hello`: park, then `Registry::invoke` (reads the
+//!   artifact, verifies its CRC, rebuilds the runtime from bytecode, answers).
+//! - `js/load_from_bytecode`: `QuickJsProgram::load` alone (CRC check + new
+//!   runtime + module evaluated from bytecode), no request.
+//! - `js/precompile_from_source`: what a cold start would cost if it parsed
+//!   source (deploy-time work), for comparison.
+//!
+//! Then it prints cold-start percentiles (500 wakes, like the sandbox bench)
+//! and the memory of `MEM_TENANTS` tenants warm vs parked.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use corral::{
+    Backend, EngineConfig, InvokeContext, Kind, Limits, Program, QuickJsBackend, QuickJsProgram,
+    Registry, TenantId, TenantLog,
+};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const HELLO_JS: &str = r#"export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    return new Response(`Hello from Corral! ${url.pathname}`, {
+      headers: { "content-type": "text/plain" },
+    });
+  },
+};"#;
+const HELLO_WAT: &str = include_str!("../../sandbox-core/tests/fixtures/hello.wat");
+const MEM_TENANTS: usize = 200;
+
+fn request() -> http::Request<Bytes> {
+    http::Request::get("http://hello.localhost/bench")
+        .body(Bytes::new())
+        .unwrap()
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line["VmRSS:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn registry(dir: &std::path::Path) -> Registry {
+    Registry::builder(dir)
+        .engine_config(EngineConfig::default().instances(4))
+        .park_sweep_interval(None)
+        .open()
+        .unwrap()
+}
+
+/// `MEM_TENANTS` JS tenants deployed then parked; RSS with all of them woken
+/// (one request each) vs all parked, then all woken again (glibc keeps freed
+/// pages, so RSS barely falls at parking; the second wake shows whether that
+/// memory is reused), and QuickJS's own heap count for one tenant.
+fn memory_report(rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let ids: Vec<TenantId> = (0..MEM_TENANTS)
+        .map(|i| format!("mem-{i}").parse().unwrap())
+        .collect();
+    let mut artifact_bytes = 0;
+    for id in &ids {
+        let info = reg
+            .deploy(id, Kind::Js, HELLO_JS.as_bytes(), Limits::default())
+            .unwrap();
+        artifact_bytes = info.bytes;
+        reg.park(id).unwrap();
+    }
+    let parked_before = rss_bytes();
+    rt.block_on(async {
+        for id in &ids {
+            let r = reg.invoke(id, request()).await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    let warm = rss_bytes();
+    for id in &ids {
+        assert!(reg.park(id).unwrap());
+    }
+    let parked_after = rss_bytes();
+    rt.block_on(async {
+        for id in &ids {
+            reg.invoke(id, request()).await.unwrap();
+        }
+    });
+    let rewoken = rss_bytes();
+    for id in &ids {
+        assert!(reg.park(id).unwrap());
+    }
+    // What a parked tenant keeps in memory (registry entry, log, metadata):
+    // RSS growth per additional tenant deployed and parked, once the freed
+    // runtimes of the first batch are there for deploys to reuse.
+    let before_more = rss_bytes();
+    for i in 0..MEM_TENANTS {
+        let id: TenantId = format!("more-{i}").parse().unwrap();
+        reg.deploy(&id, Kind::Js, HELLO_JS.as_bytes(), Limits::default())
+            .unwrap();
+        reg.park(&id).unwrap();
+    }
+    let after_more = rss_bytes();
+
+    // QuickJS's own count for one warm tenant, after one request.
+    let limits = Limits::default();
+    let artifact = QuickJsBackend::new()
+        .precompile(HELLO_JS.as_bytes(), &limits)
+        .unwrap();
+    let program = Arc::new(QuickJsProgram::load(&artifact, &limits).unwrap());
+    let heap_loaded = program.heap_bytes();
+    let cx = InvokeContext::new(
+        "mem-probe".parse().unwrap(),
+        Arc::new(limits.clone()),
+        Arc::new(TenantLog::new(4096)),
+    );
+    rt.block_on(program.clone().invoke(cx, request())).unwrap();
+    let heap_served = program.heap_bytes();
+    let n = MEM_TENANTS as u64;
+    println!(
+        "js memory: {MEM_TENANTS} tenants; RSS all parked {} KiB, all warm {} KiB \
+         (+{} KiB, {} KiB per warm tenant), parked again {} KiB (-{} KiB), woken again {} KiB; \
+         {MEM_TENANTS} more deployed and parked: RSS +{} KiB ({} B per parked tenant); \
+         QuickJS heap (malloc_size) of one tenant: {} B loaded, {} B after one request; \
+         artifact on disk {} B per tenant (bytecode {} B)",
+        parked_before / 1024,
+        warm / 1024,
+        warm.saturating_sub(parked_before) / 1024,
+        warm.saturating_sub(parked_before) / n / 1024,
+        parked_after / 1024,
+        warm.saturating_sub(parked_after) / 1024,
+        rewoken / 1024,
+        after_more.saturating_sub(before_more) / 1024,
+        after_more.saturating_sub(before_more) / n,
+        heap_loaded,
+        heap_served,
+        artifact_bytes,
+        program.bytecode_len(),
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    memory_report(&rt);
+
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let js: TenantId = "hello-js".parse().unwrap();
+    let wasm: TenantId = "hello-wasm".parse().unwrap();
+    reg.deploy(&js, Kind::Js, HELLO_JS.as_bytes(), Limits::default())
+        .unwrap();
+    reg.deploy(&wasm, Kind::Wasm, HELLO_WAT.as_bytes(), Limits::default())
+        .unwrap();
+    let _guard = rt.enter();
+
+    let mut g = c.benchmark_group("js");
+    g.bench_function("warm_invoke_hello", |b| {
+        b.to_async(&rt).iter(|| async {
+            let resp = reg.invoke(&js, request()).await.unwrap();
+            assert_eq!(resp.body().len(), 25);
+        })
+    });
+    g.bench_function("warm_invoke_hello_wasm_baseline", |b| {
+        b.to_async(&rt).iter(|| async {
+            let resp = reg.invoke(&wasm, request()).await.unwrap();
+            assert_eq!(resp.body().len(), 19);
+        })
+    });
+    g.bench_function("cold_start_invoke_hello", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let reg = reg.clone();
+            let js = js.clone();
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    reg.park(&js).unwrap();
+                    let t = Instant::now();
+                    reg.invoke(&js, request()).await.unwrap();
+                    total += t.elapsed();
+                }
+                total
+            }
+        })
+    });
+    let limits = Limits::default();
+    let backend = QuickJsBackend::new();
+    let artifact = backend.precompile(HELLO_JS.as_bytes(), &limits).unwrap();
+    g.bench_function("load_from_bytecode", |b| {
+        b.iter(|| QuickJsProgram::load(&artifact, &limits).unwrap())
+    });
+    g.bench_function("precompile_from_source", |b| {
+        b.iter(|| backend.precompile(HELLO_JS.as_bytes(), &limits).unwrap())
+    });
+    g.finish();
+
+    // Cold-start percentiles (criterion reports means): 500 wakes, timing the
+    // load alone (registry counter) and the whole parked -> answered invoke.
+    let mut whole = Vec::with_capacity(500);
+    let mut load = Vec::with_capacity(500);
+    rt.block_on(async {
+        for _ in 0..500 {
+            reg.park(&js).unwrap();
+            let before = reg.stats().cold_start_time_total;
+            let t = Instant::now();
+            reg.invoke(&js, request()).await.unwrap();
+            whole.push(t.elapsed());
+            load.push(reg.stats().cold_start_time_total - before);
+        }
+    });
+    whole.sort();
+    load.sort();
+    println!(
+        "js cold start (load only): p50 {:?} p99 {:?}; parked -> answered invoke: p50 {:?} p99 {:?}",
+        percentile(&load, 0.5),
+        percentile(&load, 0.99),
+        percentile(&whole, 0.5),
+        percentile(&whole, 0.99),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
