@@ -52,12 +52,13 @@ pub struct PlatformConfig {
     pub cache_max_object_bytes: u64,
     /// Host-wide execution slots; `None` (default) = the host budget's.
     pub runtime_slots: Option<usize>,
-    /// How long a request over its tenant's compute shares waits for a share
-    /// before it is refused with 429 `overloaded`. Default 100 ms; `"0s"`
-    /// refuses at once. The wait also paces a client hammering a saturated
-    /// tenant, so its refusals cost the host little.
+    /// How long a request waits for a compute share of its app, and then for
+    /// a host runtime slot, before it is refused with 429 `overloaded`.
+    /// Default 100 ms; `"0s"` refuses at once. The wait absorbs bursts and
+    /// paces a client hammering a saturated app, so its refusals cost the
+    /// host little.
     #[serde(with = "humantime_serde")]
-    pub share_wait: Duration,
+    pub queue_wait: Duration,
     /// How often usage totals are written to SQLite. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub usage_flush_interval: Duration,
@@ -85,7 +86,7 @@ impl Default for PlatformConfig {
             cache_bytes: None,
             cache_max_object_bytes: 1 << 20,
             runtime_slots: None,
-            share_wait: Duration::from_millis(100),
+            queue_wait: Duration::from_millis(100),
             usage_flush_interval: Duration::from_secs(10),
             park_sweep_interval: Duration::from_secs(1),
             thresholds: Thresholds::default(),

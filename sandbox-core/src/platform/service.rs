@@ -87,8 +87,8 @@ impl PlatformService {
             .tenant_maintenance(inner.maintenance.clone())
             .tenant_rate_limit(&inner.limits)
             .tenant_quota(EarlierRequests(inner.meter.clone()))
-            .layer(share_gate(&inner.limits, inner.config.share_wait))
-            .runtime_slots(&inner.slots)
+            .layer(share_gate(&inner.limits, inner.config.queue_wait))
+            .layer(slot_gate(&inner.slots, inner.config.queue_wait))
             .layer(AssetCacheLayer::new(
                 inner.store.clone(),
                 inner.cache.clone(),
@@ -114,6 +114,20 @@ fn share_gate(
     wait: std::time::Duration,
 ) -> corral_limits::TenantConcurrencyLayer {
     let layer = corral_limits::TenantConcurrencyLayer::new(limits.clone());
+    if wait.is_zero() {
+        layer
+    } else {
+        layer.wait(wait)
+    }
+}
+
+/// The host-wide runtime-slot gate, with the same wait as [`share_gate`]:
+/// a burst wider than the host's slots queues briefly instead of failing.
+fn slot_gate(
+    slots: &corral_limits::RuntimeSlots,
+    wait: std::time::Duration,
+) -> corral_limits::RuntimeSlotsLayer {
+    let layer = corral_limits::RuntimeSlotsLayer::new(slots.clone());
     if wait.is_zero() {
         layer
     } else {
