@@ -238,7 +238,10 @@ async fn the_sweeper_parks_idle_tenants_but_never_one_in_flight() {
         .open()
         .unwrap();
     let id = tid("sleepy");
-    reg.deploy(&id, Kind::Wasm, &reply_module("zzz", 300), quick_idle())
+    // The guest sleeps far longer than the checks below take, so a scheduling
+    // stall of the test thread on a loaded machine cannot let the request
+    // finish (and the sweeper park it) before the in-flight checks run.
+    reg.deploy(&id, Kind::Wasm, &reply_module("zzz", 1500), quick_idle())
         .unwrap();
     let slow = {
         let reg = reg.clone();
