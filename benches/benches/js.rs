@@ -18,6 +18,58 @@
 //! and the memory of `MEM_TENANTS` tenants warm vs parked.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
+#![allow(unsafe_code)] // the counting allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+
+/// Counts the bytes live on the Rust heap, to measure what a parked tenant
+/// keeps (registry entry, log, metadata). QuickJS allocates with libc malloc
+/// directly (rquickjs without its `allocator` feature), so its heaps are not
+/// in this count; `QuickJsProgram::heap_bytes` reports those. Counts only
+/// while `COUNTING` is set (the memory report), so the timed benches do not
+/// share a counter between the bench thread and the JS worker threads.
+struct Counting;
+
+static LIVE: AtomicI64 = AtomicI64::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+fn count(delta: i64) {
+    if COUNTING.load(Relaxed) {
+        LIVE.fetch_add(delta, Relaxed);
+    }
+}
+
+// SAFETY: every call forwards to `System` unchanged; the counter is a side effect.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as i64);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as i64));
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as i64);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size as i64 - layout.size() as i64);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live_rust_bytes() -> i64 {
+    LIVE.load(Relaxed)
+}
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +127,7 @@ fn registry(dir: &std::path::Path) -> Registry {
 /// pages, so RSS barely falls at parking; the second wake shows whether that
 /// memory is reused), and QuickJS's own heap count for one tenant.
 fn memory_report(rt: &tokio::runtime::Runtime) {
+    COUNTING.store(true, Relaxed);
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
     let ids: Vec<TenantId> = (0..MEM_TENANTS)
@@ -89,6 +142,7 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
         reg.park(id).unwrap();
     }
     let parked_before = rss_bytes();
+    let rust_parked = live_rust_bytes();
     rt.block_on(async {
         for id in &ids {
             let r = reg.invoke(id, request()).await.unwrap();
@@ -96,6 +150,7 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
         }
     });
     let warm = rss_bytes();
+    let rust_warm = live_rust_bytes();
     for id in &ids {
         assert!(reg.park(id).unwrap());
     }
@@ -113,6 +168,7 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
     // RSS growth per additional tenant deployed and parked, once the freed
     // runtimes of the first batch are there for deploys to reuse.
     let before_more = rss_bytes();
+    let rust_before_more = live_rust_bytes();
     for i in 0..MEM_TENANTS {
         let id: TenantId = format!("more-{i}").parse().unwrap();
         reg.deploy(&id, Kind::Js, HELLO_JS.as_bytes(), Limits::default())
@@ -120,6 +176,7 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
         reg.park(&id).unwrap();
     }
     let after_more = rss_bytes();
+    let rust_after_more = live_rust_bytes();
 
     // QuickJS's own count for one warm tenant, after one request.
     let limits = Limits::default();
@@ -135,11 +192,13 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
     );
     rt.block_on(program.clone().invoke(cx, request())).unwrap();
     let heap_served = program.heap_bytes();
+    COUNTING.store(false, Relaxed);
     let n = MEM_TENANTS as u64;
     println!(
         "js memory: {MEM_TENANTS} tenants; RSS all parked {} KiB, all warm {} KiB \
          (+{} KiB, {} KiB per warm tenant), parked again {} KiB (-{} KiB), woken again {} KiB; \
-         {MEM_TENANTS} more deployed and parked: RSS +{} KiB ({} B per parked tenant); \
+         Rust heap live per tenant: {} B more when warm than parked, {} B per parked tenant \
+         ({MEM_TENANTS} more deployed and parked: RSS +{} KiB); \
          QuickJS heap (malloc_size) of one tenant: {} B loaded, {} B after one request; \
          artifact on disk {} B per tenant (bytecode {} B)",
         parked_before / 1024,
@@ -149,8 +208,9 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
         parked_after / 1024,
         warm.saturating_sub(parked_after) / 1024,
         rewoken / 1024,
+        (rust_warm - rust_parked) / MEM_TENANTS as i64,
+        (rust_after_more - rust_before_more) / MEM_TENANTS as i64,
         after_more.saturating_sub(before_more) / 1024,
-        after_more.saturating_sub(before_more) / n,
         heap_loaded,
         heap_served,
         artifact_bytes,
