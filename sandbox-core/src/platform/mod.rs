@@ -426,10 +426,7 @@ impl Platform {
         tier: Option<&str>,
         bundle: Bundle,
     ) -> Result<DeployInfo, PlatformError> {
-        let this = self.clone();
-        let name = name.clone();
-        let tier = tier.map(str::to_owned);
-        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle, true)).await
+        self.deploy_off_thread(name, tier, bundle, true).await
     }
 
     /// [`deploy`](Self::deploy) for an app the node ships with itself (a
@@ -455,10 +452,21 @@ impl Platform {
         tier: Option<&str>,
         bundle: Bundle,
     ) -> Result<DeployInfo, PlatformError> {
+        self.deploy_off_thread(name, tier, bundle, false).await
+    }
+
+    /// Validating and compiling blocks: run the deploy on the blocking pool.
+    async fn deploy_off_thread(
+        &self,
+        name: &TenantId,
+        tier: Option<&str>,
+        bundle: Bundle,
+        check_host: bool,
+    ) -> Result<DeployInfo, PlatformError> {
         let this = self.clone();
         let name = name.clone();
         let tier = tier.map(str::to_owned);
-        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle, false)).await
+        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle, check_host)).await
     }
 
     fn deploy_blocking(

@@ -165,6 +165,19 @@ impl Server {
         (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
     }
 
+    /// `GET /api/apps`, as the list of app names.
+    pub async fn app_names(&self) -> Vec<String> {
+        let (status, apps) = self
+            .admin(Method::GET, "/api/apps", b"", "text/plain")
+            .await;
+        assert_eq!(status, 200, "{apps}");
+        apps.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn deploy_js(&self, name: &str, tier: &str, js: &str) -> (StatusCode, Value) {
         self.admin(
             Method::PUT,

@@ -58,13 +58,7 @@ async fn demo_deploy_invoke_usage_redeploy_delete() {
         .admin(Method::GET, "/api/apps/hello/status", b"", "text/plain")
         .await;
     assert_eq!(st["state"], "warm", "{st}");
-    let (_, apps) = s.admin(Method::GET, "/api/apps", b"", "text/plain").await;
-    let names: Vec<&str> = apps
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let names = s.app_names().await;
     assert_eq!(names, ["demo", "hello"]);
 
     // Redeploy under load: every response is v1 or v2, none fails.
@@ -455,13 +449,7 @@ async fn export_import_between_servers() {
     assert!(!out.status.success());
     std::fs::write(dir_b.join("good.corral"), &archive).unwrap();
     let s = Server::start(&dir_b, Some(&token_b));
-    let (_, apps) = s.admin(Method::GET, "/api/apps", b"", "text/plain").await;
-    let names: Vec<&str> = apps
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let names = s.app_names().await;
     assert_eq!(names, ["demo"], "the corrupt archive imported something");
     let (dir_b, token_b) = s.stop();
 
