@@ -26,12 +26,16 @@ pub use engine::{EngineConfig, EpochTicker, WasmEngine};
 pub use error::SandboxError;
 #[cfg(feature = "js")]
 pub use js::{QuickJsBackend, QuickJsProgram};
+#[cfg(feature = "v8")]
+pub mod v8_engine;
 pub use limits::{Limits, LimitsBuilder};
 pub use log::TenantLog;
 pub use registry::{
     DeployInfo, Registry, RegistryBuilder, RegistryStats, TenantState, TenantStatus,
 };
 pub use service::SandboxService;
+#[cfg(feature = "v8")]
+pub use v8_engine::{V8Backend, V8Program};
 pub use wasm::WasmBackend;
 
 pub use corral_limits::{self as limits_layers, InvalidTenantId, TenantId};

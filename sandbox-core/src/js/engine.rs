@@ -26,7 +26,7 @@ pub const MAX_JS_STACK_BYTES: usize = 1 << 20;
 /// The module name tenant code is compiled under (it appears in stacks).
 pub(crate) const APP_MODULE: &str = "app.js";
 const PRELUDE_MODULE: &str = "corral:prelude";
-const PRELUDE_SOURCE: &str = include_str!("prelude.js");
+pub(crate) const PRELUDE_SOURCE: &str = include_str!("prelude.js");
 
 /// Refuses every `import`: tenant bundles are one self-contained module.
 #[derive(Debug)]
@@ -352,7 +352,7 @@ fn never_settles() -> SandboxError {
 }
 
 /// The absolute URL a guest sees for a request.
-fn request_url(parts: &http::request::Parts) -> String {
+pub(crate) fn request_url(parts: &http::request::Parts) -> String {
     let uri = &parts.uri;
     if uri.scheme().is_some() && uri.authority().is_some() {
         return uri.to_string();

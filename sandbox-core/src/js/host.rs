@@ -36,7 +36,7 @@ impl HostState {
         *self.scope.lock() = None;
     }
 
-    fn with_scope<R>(&self, f: impl FnOnce(Option<&Scope>) -> R) -> R {
+    pub(crate) fn with_scope<R>(&self, f: impl FnOnce(Option<&Scope>) -> R) -> R {
         f(self.scope.lock().as_ref())
     }
 }

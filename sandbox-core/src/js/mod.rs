@@ -82,8 +82,8 @@
 
 mod artifact;
 mod budget;
-mod engine;
-mod host;
+pub(crate) mod engine;
+pub(crate) mod host;
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -126,7 +126,7 @@ const BUNDLE_ENTRY: &str = "app.js";
 
 /// The module source inside `upload`: the bytes themselves, or `app.js` from
 /// a tar bundle.
-fn entry_source(upload: &[u8]) -> Result<String, SandboxError> {
+pub(crate) fn entry_source(upload: &[u8]) -> Result<String, SandboxError> {
     let invalid = |reason: String| SandboxError::InvalidModule { reason };
     let is_tar = upload.len() >= 512 && upload.get(257..262) == Some(b"ustar");
     let bytes = if is_tar {

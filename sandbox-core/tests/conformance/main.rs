@@ -1,6 +1,7 @@
 //! Engine conformance: the same HTTP-level cases, through the engine-neutral
 //! `Backend` / `Program` traits, against every backend this build has
-//! (WebAssembly always; QuickJS with `js`). Each backend gets the same app in
+//! (WebAssembly always; QuickJS with `js`; V8 with `v8`, which needs a
+//! prebuilt rusty_v8 library to link, see `corral::v8_engine`). Each backend gets the same app in
 //! its own language: `app.wat` (WAGI) and `app.js` (Workers-style).
 
 use std::sync::Arc;
@@ -31,6 +32,12 @@ fn subjects() -> Vec<Subject> {
     out.push(Subject {
         name: "quickjs",
         backend: Arc::new(corral::QuickJsBackend::new()),
+        source: std::fs::read(format!("{dir}/app.js")).unwrap(),
+    });
+    #[cfg(feature = "v8")]
+    out.push(Subject {
+        name: "v8",
+        backend: Arc::new(corral::V8Backend::new()),
         source: std::fs::read(format!("{dir}/app.js")).unwrap(),
     });
     out
