@@ -139,8 +139,11 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        drain(body, 0).await;
+    if let Some(len) = declared.filter(|&len| len > limit) {
+        // A declared body too big to drain is cut off unread.
+        if len <= DRAIN_MAX_BYTES {
+            drain(body, 0).await;
+        }
         return Err(BodyError::TooLarge { limit });
     }
     let mut body = std::pin::pin!(body);
