@@ -191,7 +191,9 @@ function addTimer(fn, ms, args, repeat) {
   if (typeof fn !== "function") throw new TypeError("timer callback must be a function");
   const delay = Math.max(0, Number(ms) || 0);
   const id = ++timerSeq;
-  timers.set(id, { fn, args, delay, due: Date.now() + delay, repeat, seq: id });
+  // Date.now() is whole milliseconds, truncated: the extra millisecond keeps
+  // a timer from firing before `delay` has really passed.
+  timers.set(id, { fn, args, delay, due: Date.now() + delay + 1, repeat, seq: id });
   return id;
 }
 
@@ -1090,7 +1092,7 @@ const internals = {
     if (!t) return;
     const [id, timer] = t;
     if (timer.repeat) {
-      timer.due = Date.now() + Math.max(1, timer.delay);
+      timer.due = Date.now() + Math.max(1, timer.delay) + 1;
       timer.seq = ++timerSeq;
     } else {
       timers.delete(id);
