@@ -52,12 +52,13 @@ pub(crate) fn copy_bytes(array: &TypedArray<'_, u8>) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn kv<'js>(
-    ctx: &Ctx<'js>,
+/// Runs a KV operation for the tenant of the current request. The error is
+/// the message the guest's exception carries (shared by every JS engine).
+pub(crate) fn kv_op<T>(
     state: &HostState,
-    op: impl FnOnce(&dyn TenantKv, &TenantId) -> Result<KvOut, crate::KvError>,
-) -> rquickjs::Result<KvOut> {
-    let out = state.with_scope(|scope| match scope {
+    op: impl FnOnce(&dyn TenantKv, &TenantId) -> Result<T, crate::KvError>,
+) -> Result<T, String> {
+    state.with_scope(|scope| match scope {
         Some(Scope {
             kv: Some(kv),
             tenant,
@@ -65,8 +66,15 @@ fn kv<'js>(
         }) => op(kv.as_ref(), tenant).map_err(|e| format!("KV: {e}")),
         Some(_) => Err("KV: this tenant has no KV store".to_owned()),
         None => Err("KV: not available outside a request".to_owned()),
-    });
-    out.map_err(|msg| Exception::throw_message(ctx, &msg))
+    })
+}
+
+fn kv<'js>(
+    ctx: &Ctx<'js>,
+    state: &HostState,
+    op: impl FnOnce(&dyn TenantKv, &TenantId) -> Result<KvOut, crate::KvError>,
+) -> rquickjs::Result<KvOut> {
+    kv_op(state, op).map_err(|msg| Exception::throw_message(ctx, &msg))
 }
 
 enum KvOut {

@@ -50,7 +50,7 @@ use parking_lot::Mutex;
 
 use crate::js::engine::{PRELUDE_SOURCE, request_url};
 use crate::js::entry_source;
-use crate::js::host::{HostState, Scope};
+use crate::js::host::{HostState, Scope, kv_op};
 use crate::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
 };
@@ -775,15 +775,7 @@ fn with_kv<T>(
     op: impl FnOnce(&dyn crate::TenantKv, &corral_limits::TenantId) -> Result<T, crate::KvError>,
 ) -> Option<T> {
     let out = match host_state(scope) {
-        Some(state) => state.with_scope(|s| match s {
-            Some(Scope {
-                kv: Some(kv),
-                tenant,
-                ..
-            }) => op(kv.as_ref(), tenant).map_err(|e| format!("KV: {e}")),
-            Some(_) => Err("KV: this tenant has no KV store".to_owned()),
-            None => Err("KV: not available outside a request".to_owned()),
-        }),
+        Some(state) => kv_op(&state, op),
         None => Err("KV: no host state".to_owned()),
     };
     match out {
