@@ -376,3 +376,39 @@ async fn scrub_finds_nothing_on_a_healthy_store_and_host_reports_figures() {
     let m = p.metrics();
     assert!(m.contains("corral_"), "{m}");
 }
+
+/// `queue_wait`: a request over its app's compute shares waits for the share
+/// (and is served) instead of being refused; with no wait it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_over_its_shares_waits_for_one_up_to_queue_wait() {
+    let slow = "export default { async fetch() { \
+        await new Promise((r) => setTimeout(r, 200)); return new Response('done'); } };";
+    for (wait, both_served) in [(Duration::from_secs(3), true), (Duration::ZERO, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.queue_wait = wait;
+        let p = Platform::builder().config(cfg).build().unwrap();
+        let app = id("slow");
+        let bundle = Bundle::code(Kind::Js, slow.as_bytes().to_vec());
+        p.deploy(&app, Some("tight"), bundle).await.unwrap();
+        assert_eq!(text(&p.invoke(&app, req("")).await.unwrap()), "done"); // warm
+
+        let started = std::time::Instant::now();
+        let first = {
+            let (p, app) = (p.clone(), app.clone());
+            tokio::spawn(async move { p.invoke(&app, req("")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = p.invoke(&app, req("")).await;
+        assert_eq!(text(&first.await.unwrap().unwrap()), "done");
+        if both_served {
+            assert_eq!(text(&second.unwrap()), "done", "waited {wait:?}");
+            // It ran only after the first freed the one share.
+            assert!(started.elapsed() >= Duration::from_millis(400));
+        } else {
+            let err = second.unwrap_err();
+            assert_eq!(err.code(), "overloaded", "{err:?}");
+        }
+        p.shutdown().await;
+    }
+}
