@@ -133,6 +133,8 @@ pub(crate) struct Warm {
     runtime: Runtime,
     budget: Arc<Budget>,
     host: Arc<HostState>,
+    /// The last scope number handed out (one per request).
+    scopes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Warm {
@@ -205,6 +207,7 @@ impl Warm {
             runtime,
             budget,
             host,
+            scopes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -228,7 +231,13 @@ impl Warm {
             kv: cx.kv.clone(),
         });
         self.budget.arm(limits.fuel_per_request, limits.wall_clock);
-        let result = self.context.with(|ctx| self.run_in(&ctx, cx, &parts, body));
+        let scope = self
+            .scopes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let result = self
+            .context
+            .with(|ctx| self.run_in(&ctx, cx, scope, &parts, body));
         let fuel = self.budget.ticks();
         self.budget.disarm();
         self.host.leave();
@@ -239,6 +248,7 @@ impl Warm {
         &self,
         ctx: &Ctx<'js>,
         cx: &InvokeContext,
+        scope: u64,
         parts: &http::request::Parts,
         body: Bytes,
     ) -> Result<http::Response<Bytes>, SandboxError> {
@@ -265,6 +275,7 @@ impl Warm {
         let promise: Promise<'js> = run
             .call((
                 This(internals.clone()),
+                scope as f64,
                 parts.method.as_str(),
                 url,
                 headers,
@@ -273,10 +284,16 @@ impl Warm {
             ))
             .catch(ctx)
             .map_err(fail)?;
-        let settled = settle(ctx, &promise, &self.budget, limits, Some(&internals));
-        let end: rquickjs::Result<Function<'js>> = internals.get("endRequest");
+        let settled = settle(
+            ctx,
+            &promise,
+            &self.budget,
+            limits,
+            Some((&internals, scope)),
+        );
+        let end: rquickjs::Result<Function<'js>> = internals.get("endScope");
         if let Ok(end) = end {
-            let _ = end.call::<_, ()>((This(internals.clone()),));
+            let _ = end.call::<_, ()>((This(internals.clone()), scope as f64));
         }
         let value = settled?;
         to_response(ctx, value, limits)
@@ -290,7 +307,7 @@ fn settle<'js>(
     promise: &Promise<'js>,
     budget: &Budget,
     limits: &Limits,
-    internals: Option<&Object<'js>>,
+    internals: Option<(&Object<'js>, u64)>,
 ) -> Result<Value<'js>, SandboxError> {
     loop {
         match promise.state() {
@@ -318,12 +335,12 @@ fn settle<'js>(
             continue;
         }
         // Nothing left to run: the only way forward is a timer.
-        let Some(internals) = internals else {
+        let Some((internals, scope)) = internals else {
             return Err(never_settles());
         };
         let next: rquickjs::Result<f64> = internals
             .get::<_, Function<'js>>("nextTimer")
-            .and_then(|f| f.call((This(internals.clone()),)));
+            .and_then(|f| f.call((This(internals.clone()), scope as f64)));
         let wait = match next.catch(ctx) {
             Ok(ms) if ms >= 0.0 => Duration::from_secs_f64(ms / 1000.0),
             Ok(_) => return Err(never_settles()),
@@ -338,7 +355,7 @@ fn settle<'js>(
         std::thread::sleep(wait);
         let fired: rquickjs::Result<()> = internals
             .get::<_, Function<'js>>("fireTimer")
-            .and_then(|f| f.call((This(internals.clone()),)));
+            .and_then(|f| f.call((This(internals.clone()), scope as f64)));
         if let Err(e) = fired.catch(ctx) {
             return Err(classify(Thrown::from_caught(e), budget, limits));
         }
@@ -381,6 +398,10 @@ fn to_response<'js>(
     let status: u16 = triple.get(0).map_err(shape)?;
     let pairs: Vec<String> = triple.get(1).map_err(shape)?;
     let body: Option<TypedArray<'js, u8>> = triple.get(2).map_err(shape)?;
+    let streamed: bool = triple.get(3).map_err(shape)?;
+    if streamed {
+        return Err(bad("streamed response bodies are not supported yet".into()));
+    }
     let body = body.as_ref().map(host::copy_bytes).unwrap_or_default();
     if body.len() as u64 > limits.max_output_bytes {
         return Err(SandboxError::OutputTooLarge {

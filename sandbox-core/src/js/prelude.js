@@ -180,12 +180,16 @@ define("crypto", {
 });
 
 // ----------------------------------------------------------------- timers --
-// Timers live only as long as the request: the host fires them while it
-// waits for the response, within the request's deadline, and drops the rest
-// when the request ends.
+// Timers belong to the request (its *scope*) that set them: the host fires
+// them while it waits for that request's response, or for the next chunk of
+// its streamed body, within its deadline, and drops the rest when the
+// request (or its stream) ends. Requests to one tenant may interleave with
+// its open streams, so each scope only ever sees its own timers.
 
 let timerSeq = 0;
 const timers = new Map();
+// The scope whose code runs now: set by the host before every entry.
+let currentScope = 0;
 
 function addTimer(fn, ms, args, repeat) {
   if (typeof fn !== "function") throw new TypeError("timer callback must be a function");
@@ -193,7 +197,7 @@ function addTimer(fn, ms, args, repeat) {
   const id = ++timerSeq;
   // Date.now() is whole milliseconds, truncated: the extra millisecond keeps
   // a timer from firing before `delay` has really passed.
-  timers.set(id, { fn, args, delay, due: Date.now() + delay + 1, repeat, seq: id });
+  timers.set(id, { fn, args, delay, due: Date.now() + delay + 1, repeat, seq: id, scope: currentScope });
   return id;
 }
 
@@ -206,14 +210,19 @@ define("queueMicrotask", (fn) => {
   Promise.resolve().then(() => fn());
 });
 
-function earliestTimer() {
+function earliestTimer(scope) {
   let best;
   for (const [id, t] of timers) {
+    if (t.scope !== scope) continue;
     if (!best || t.due < best[1].due || (t.due === best[1].due && t.seq < best[1].seq)) {
       best = [id, t];
     }
   }
   return best;
+}
+
+function clearScopeTimers(scope) {
+  for (const [id, t] of timers) if (t.scope === scope) timers.delete(id);
 }
 
 // ---------------------------------------------------------- URLSearchParams --
@@ -802,6 +811,10 @@ class Body {
   _peekBytes() {
     return this.#bytes;
   }
+  // The body's ReadableStream when it is streamed, else null.
+  static _streamOf(_body) {
+    return null;
+  }
   #consume() {
     if (this.#used) return Promise.reject(new TypeError("Body has already been used"));
     this.#used = true;
@@ -1037,6 +1050,22 @@ function badResponse(message) {
   return e;
 }
 
+// A streamed response body's chunk as bytes: Uint8Array (or any other
+// BufferSource) as is, strings as UTF-8.
+function chunkBytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (isBufferSource(value)) return copyBytes(value);
+  if (typeof value === "string") return utf8Encode(value);
+  throw new TypeError(
+    `a streamed response body must yield Uint8Array (or string) chunks, got ${inspect(value)}`,
+  );
+}
+
+// Open response streams: scope -> { reader, read }, where `read` is the
+// state of the read under way: null (none), { pending }, { chunk }, { done }
+// or { error }.
+const streams = new Map();
+
 const internals = {
   // Validates the tenant module's namespace and keeps its fetch handler.
   setModule(ns) {
@@ -1047,10 +1076,15 @@ const internals = {
     handler = def;
   },
 
-  // Runs the handler for one request. Resolves to
-  // [status, [name, value, ...], body Uint8Array or null].
-  run(method, url, headerPairs, body, hasKv) {
-    timers.clear();
+  // Runs the handler for one request in `scope`. Resolves to
+  // [status, [name, value, ...], body Uint8Array or null, streamed]. When
+  // `streamed` is true the body is a stream, read chunk by chunk with
+  // `pullStart`/`pullResult` until it ends or the host calls `endScope`;
+  // `ctx.waitUntil` promises then run alongside it instead of delaying the
+  // head.
+  run(scope, method, url, headerPairs, body, hasKv) {
+    currentScope = scope;
+    clearScopeTimers(scope);
     const headers = new Headers();
     for (let i = 0; i < headerPairs.length; i += 2) headers.append(headerPairs[i], headerPairs[i + 1]);
     const init = { method, headers };
@@ -1071,24 +1105,67 @@ const internals = {
         if (!(response instanceof Response)) {
           throw badResponse(`fetch() must return a Response, got ${inspect(response)}`);
         }
+        const head = [response.status, Headers._wirePairs(response.headers)];
+        const stream = Body._streamOf(response);
+        if (stream !== null) {
+          streams.set(scope, { reader: stream.getReader(), read: null });
+          return [...head, null, true];
+        }
         const bytes = response._peekBytes();
-        return Promise.all(waits).then(() => [
-          response.status,
-          Headers._wirePairs(response.headers),
-          bytes,
-        ]);
+        return Promise.all(waits).then(() => [...head, bytes, false]);
       });
   },
 
-  // Milliseconds until the earliest timer is due, or -1 when there is none.
-  nextTimer() {
-    const t = earliestTimer();
+  // Starts reading the next chunk of `scope`'s stream, unless a read is
+  // already under way or settled.
+  pullStart(scope) {
+    currentScope = scope;
+    const s = streams.get(scope);
+    if (!s || s.read !== null) return;
+    const read = { pending: true };
+    s.read = read;
+    s.reader.read().then(
+      ({ value, done }) => {
+        read.pending = false;
+        if (done) read.done = true;
+        else {
+          try {
+            read.chunk = chunkBytes(value);
+          } catch (e) {
+            read.error = e;
+          }
+        }
+      },
+      (e) => {
+        read.pending = false;
+        read.error = e === undefined ? new TypeError("the response stream was errored") : e;
+      },
+    );
+  },
+
+  // The settled read of `scope`'s stream: undefined while it is pending,
+  // null when the stream has ended, else the chunk's bytes. A stream the
+  // guest errored throws its error.
+  pullResult(scope) {
+    const s = streams.get(scope);
+    if (!s) return null;
+    const read = s.read;
+    if (read === null || read.pending) return undefined;
+    s.read = null;
+    if (read.error !== undefined) throw read.error;
+    return read.done ? null : read.chunk;
+  },
+
+  // Milliseconds until `scope`'s earliest timer is due, or -1 when it has none.
+  nextTimer(scope) {
+    const t = earliestTimer(scope);
     return t ? Math.max(0, t[1].due - Date.now()) : -1;
   },
 
-  // Fires the earliest timer.
-  fireTimer() {
-    const t = earliestTimer();
+  // Fires `scope`'s earliest timer.
+  fireTimer(scope) {
+    currentScope = scope;
+    const t = earliestTimer(scope);
     if (!t) return;
     const [id, timer] = t;
     if (timer.repeat) {
@@ -1100,9 +1177,22 @@ const internals = {
     timer.fn(...timer.args);
   },
 
-  // Drops every timer: none outlives its request.
-  endRequest() {
-    timers.clear();
+  // Ends `scope`: drops its timers (none outlives its request) and, if its
+  // stream is still open (the client went away, or a limit ended it),
+  // cancels the stream so the guest's `cancel` callback runs.
+  endScope(scope) {
+    clearScopeTimers(scope);
+    const s = streams.get(scope);
+    streams.delete(scope);
+    if (s) {
+      currentScope = scope;
+      try {
+        s.reader.cancel("the response stream was closed").catch(() => {});
+      } catch (_) {
+        // A broken reader must not stop the host.
+      }
+      clearScopeTimers(scope);
+    }
   },
 };
 

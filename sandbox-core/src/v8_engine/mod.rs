@@ -558,7 +558,8 @@ fn settle<'s>(
         let Some(internals) = internals else {
             return Err(never_settles());
         };
-        let next = call(scope, internals, "nextTimer", &[], limits, stops)?
+        let only = v8::Number::new(scope, ONLY_SCOPE).into();
+        let next = call(scope, internals, "nextTimer", &[only], limits, stops)?
             .number_value(scope)
             .unwrap_or(-1.0);
         if next < 0.0 {
@@ -573,7 +574,8 @@ fn settle<'s>(
             });
         }
         std::thread::sleep(wait);
-        call(scope, internals, "fireTimer", &[], limits, stops)?;
+        let only = v8::Number::new(scope, ONLY_SCOPE).into();
+        call(scope, internals, "fireTimer", &[only], limits, stops)?;
     }
 }
 
@@ -583,8 +585,12 @@ fn never_settles() -> SandboxError {
     }
 }
 
-/// One request: `internals.run(method, url, headers, body, hasKv)`, settled,
-/// read back as `[status, [name, value, ...], body]`.
+/// The prelude's request scope for every V8 request: an isolate runs one
+/// request at a time and does not stream, so scopes never interleave.
+const ONLY_SCOPE: f64 = 1.0;
+
+/// One request: `internals.run(scope, method, url, headers, body, hasKv)`,
+/// settled, read back as `[status, [name, value, ...], body, streamed]`.
 fn run<'s>(
     scope: &mut v8::PinScope<'s, '_>,
     internals: v8::Local<'s, v8::Object>,
@@ -606,7 +612,9 @@ fn run<'s>(
         bytes_to_js(scope, job.body.to_vec()).into()
     };
     let has_kv = v8::Boolean::new(scope, job.cx.kv.is_some());
+    let only = v8::Number::new(scope, ONLY_SCOPE);
     let args = [
+        only.into(),
         method.into(),
         url.into(),
         headers.into(),
@@ -617,7 +625,8 @@ fn run<'s>(
     let promise = v8::Local::<v8::Promise>::try_from(promise)
         .map_err(|_| internal("internals.run did not return a promise"))?;
     let settled = settle(scope, promise, Some(internals), limits, stops);
-    let _ = call(scope, internals, "endRequest", &[], limits, stops);
+    let only = v8::Number::new(scope, ONLY_SCOPE).into();
+    let _ = call(scope, internals, "endScope", &[only], limits, stops);
     to_response(scope, settled?, limits)
 }
 
@@ -637,6 +646,11 @@ fn to_response<'s>(
     let status = item(scope, 0)?.uint32_value(scope).unwrap_or(0);
     let pairs = v8::Local::<v8::Array>::try_from(item(scope, 1)?)
         .map_err(|_| bad("the response headers are not an array".into()))?;
+    if item(scope, 3)?.boolean_value(scope) {
+        return Err(bad(
+            "streamed response bodies (a ReadableStream) need the QuickJS backend".into(),
+        ));
+    }
     let body = match v8::Local::<v8::Uint8Array>::try_from(item(scope, 2)?) {
         Ok(bytes) => js_to_bytes(bytes),
         Err(_) => Vec::new(),
