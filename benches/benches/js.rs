@@ -239,13 +239,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("warm_invoke_hello", |b| {
         b.to_async(&rt).iter(|| async {
             let resp = reg.invoke(&js, request()).await.unwrap();
-            assert_eq!(resp.body().len(), 25);
+            assert_eq!(resp.body().as_bytes().map(|b| b.len()), Some(25));
         })
     });
     g.bench_function("warm_invoke_hello_wasm_baseline", |b| {
         b.to_async(&rt).iter(|| async {
             let resp = reg.invoke(&wasm, request()).await.unwrap();
-            assert_eq!(resp.body().len(), 19);
+            assert_eq!(resp.body().as_bytes().map(|b| b.len()), Some(19));
         })
     });
     g.bench_function("cold_start_invoke_hello", |b| {

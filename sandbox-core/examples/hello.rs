@@ -37,7 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{name}: {}", value.to_str().unwrap_or("<binary>"));
     }
     println!();
-    print!("{}", String::from_utf8_lossy(response.body()));
+    let body = response.into_body().to_bytes().await?;
+    print!("{}", String::from_utf8_lossy(&body));
     println!(
         "fuel used: {} (limit {}), wall time: {:?}, peak memory: {} bytes",
         stats.fuel_consumed,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use corral_limits::TenantId;
 
-use crate::{Limits, SandboxError, TenantLog};
+use crate::{Body, Limits, SandboxError, TenantLog};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -144,11 +144,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 /// A warm tenant program, ready to serve requests. Dropping it frees its memory
 /// (parking).
 pub trait Program: Send + Sync + std::fmt::Debug + 'static {
-    /// Runs one request to completion under `cx.limits`. The response carries
-    /// [`InvocationStats`] in its extensions.
+    /// Runs one request under `cx.limits`. The response carries
+    /// [`InvocationStats`] (of the run up to the response's head) in its
+    /// extensions. Its [`Body`] is whole, or streamed when the guest is
+    /// still producing it; dropping a streamed body cancels the guest's
+    /// stream.
     fn invoke(
         self: Arc<Self>,
         cx: InvokeContext,
         request: http::Request<Bytes>,
-    ) -> BoxFuture<'static, Result<http::Response<Bytes>, SandboxError>>;
+    ) -> BoxFuture<'static, Result<http::Response<Body>, SandboxError>>;
 }

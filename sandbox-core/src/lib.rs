@@ -8,6 +8,7 @@
 
 mod artifact;
 mod backend;
+mod body;
 mod engine;
 mod error;
 #[cfg(feature = "js")]
@@ -22,6 +23,7 @@ pub mod wasm;
 pub use backend::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, KvError, Program, TenantKv,
 };
+pub use body::{Body, BodyClosed, BodySender};
 pub use engine::{EngineConfig, EpochTicker, WasmEngine};
 pub use error::SandboxError;
 #[cfg(feature = "js")]

@@ -24,7 +24,7 @@
 //! let limits = Limits::builder().idle_timeout(Duration::from_millis(1)).build();
 //! registry.deploy(&id, Kind::Wasm, hello, limits).unwrap();
 //! let resp = registry.invoke(&id, http::Request::new(Bytes::new())).await.unwrap();
-//! assert_eq!(resp.body().as_ref(), b"hi");
+//! assert_eq!(resp.into_body().to_bytes().await.unwrap(), "hi");
 //!
 //! // Idle tenants are parked, and wake on the next request (a cold start).
 //! std::thread::sleep(Duration::from_millis(5));
@@ -51,8 +51,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::artifact;
 use crate::{
-    Backend, EngineConfig, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
-    TenantKv, TenantLog, WasmBackend, WasmEngine,
+    Backend, Body, EngineConfig, InvocationStats, InvokeContext, Kind, Limits, Program,
+    SandboxError, TenantKv, TenantLog, WasmBackend, WasmEngine,
 };
 
 const ARTIFACT_EXT: &str = "art";
@@ -77,7 +77,9 @@ pub struct TenantStatus {
     pub state: TenantState,
     /// Requests running right now.
     pub in_flight: usize,
-    /// Time since the last request ended (zero while one runs).
+    /// Streamed responses still open (each keeps the tenant warm).
+    pub streams: usize,
+    /// Time since the last request or stream ended (zero while one runs).
     pub idle_for: Duration,
     /// Cold starts of this tenant since the registry opened.
     pub cold_starts: u64,
@@ -313,6 +315,8 @@ struct Version {
     /// Held while loading, so simultaneous first requests load once.
     loading: tokio::sync::Mutex<()>,
     in_flight: AtomicUsize,
+    /// Streamed bodies still open.
+    streams: AtomicUsize,
     /// Nanoseconds since the registry's epoch when the last request ended.
     last_used: AtomicU64,
 }
@@ -401,6 +405,7 @@ impl Inner {
             warm: Mutex::new(None),
             loading: tokio::sync::Mutex::new(()),
             in_flight: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
             last_used: AtomicU64::new(self.now_nanos()),
         }
     }
@@ -418,10 +423,14 @@ impl Inner {
             .count()
     }
 
-    /// Drops `v`'s program if it is warm and nothing is in flight.
+    /// Drops `v`'s program if it is warm and nothing is in flight or
+    /// streaming.
     fn park_version(&self, v: &Version) -> bool {
         let mut warm = v.warm.lock();
-        if warm.is_none() || v.in_flight.load(Ordering::SeqCst) != 0 {
+        if warm.is_none()
+            || v.in_flight.load(Ordering::SeqCst) != 0
+            || v.streams.load(Ordering::SeqCst) != 0
+        {
             return false;
         }
         *warm = None;
@@ -499,6 +508,31 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Counts a streamed body open on a version (so it is not parked); held by
+/// the body and released when it ends or is dropped.
+struct StreamOpen {
+    v: Arc<Version>,
+    epoch: Instant,
+}
+
+impl StreamOpen {
+    fn enter(inner: &Inner, v: &Arc<Version>) -> Self {
+        v.streams.fetch_add(1, Ordering::SeqCst);
+        Self {
+            v: v.clone(),
+            epoch: inner.epoch,
+        }
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.v.last_used.store(now, Ordering::SeqCst);
+        self.v.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Registry {
     /// A builder for a registry keeping its artifacts under `data_dir`.
     pub fn builder(data_dir: impl AsRef<Path>) -> RegistryBuilder {
@@ -568,12 +602,14 @@ impl Registry {
     }
 
     /// Runs one request on `tenant`, waking it first if it is parked. The
-    /// response carries [`InvocationStats`] in its extensions.
+    /// response carries [`InvocationStats`] in its extensions. A streamed
+    /// [`Body`] keeps the tenant warm (never parked) until it ends or is
+    /// dropped.
     pub async fn invoke(
         &self,
         tenant: &TenantId,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, SandboxError> {
+    ) -> Result<http::Response<Body>, SandboxError> {
         let result = self.invoke_inner(tenant, request).await;
         let c = &self.inner.counters;
         match &result {
@@ -587,7 +623,7 @@ impl Registry {
         &self,
         tenant: &TenantId,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, SandboxError> {
+    ) -> Result<http::Response<Body>, SandboxError> {
         let inner = &*self.inner;
         let not_found = || SandboxError::TenantNotFound {
             tenant: tenant.clone(),
@@ -621,6 +657,10 @@ impl Registry {
             cx = cx.with_kv(kv.clone());
         }
         let mut response = program.invoke(cx, request).await?;
+        if response.body().is_stream() {
+            let open = StreamOpen::enter(inner, &v);
+            response = response.map(|body| body.hold(open));
+        }
         drop(guard);
         if cold {
             let stats = response.extensions_mut().get_mut::<InvocationStats>();
@@ -661,6 +701,7 @@ impl Registry {
         let t = self.inner.tenants.read().get(tenant).cloned()?;
         let v = t.current.read().clone();
         let in_flight = v.in_flight.load(Ordering::SeqCst);
+        let streams = v.streams.load(Ordering::SeqCst);
         let idle = self
             .inner
             .now_nanos()
@@ -673,7 +714,8 @@ impl Registry {
                 TenantState::Parked
             },
             in_flight,
-            idle_for: if in_flight > 0 {
+            streams,
+            idle_for: if in_flight + streams > 0 {
                 Duration::ZERO
             } else {
                 Duration::from_nanos(idle)

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use corral_limits::TenantId;
 
-use crate::{BoxFuture, Registry, SandboxError};
+use crate::{Body, BoxFuture, Registry, SandboxError};
 
 /// A `tower::Service<http::Request<Bytes>>` that runs each request on the
 /// tenant named by the [`TenantId`] in its extensions (put there by the
@@ -50,9 +50,9 @@ impl SandboxService {
 }
 
 impl tower_service::Service<http::Request<Bytes>> for SandboxService {
-    type Response = http::Response<Bytes>;
+    type Response = http::Response<Body>;
     type Error = SandboxError;
-    type Future = BoxFuture<'static, Result<http::Response<Bytes>, SandboxError>>;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, SandboxError>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

@@ -216,13 +216,16 @@ impl Warm {
         u64::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0)
     }
 
-    /// Runs one request. Returns the response and the fuel it used.
+    /// Runs one request. Returns the response's head and the fuel it used.
+    /// A body the guest streams comes back empty, with its scope in
+    /// [`Head::stream`]: read it with [`Warm::step`], end it with
+    /// [`Warm::end`].
     pub(crate) fn run(
         &self,
         cx: &InvokeContext,
         parts: http::request::Parts,
         body: Bytes,
-    ) -> (Result<http::Response<Bytes>, SandboxError>, u64) {
+    ) -> (Result<Head, SandboxError>, u64) {
         let limits = &*cx.limits;
         apply_limits(&self.runtime, limits);
         self.host.enter(Scope {
@@ -251,7 +254,7 @@ impl Warm {
         scope: u64,
         parts: &http::request::Parts,
         body: Bytes,
-    ) -> Result<http::Response<Bytes>, SandboxError> {
+    ) -> Result<Head, SandboxError> {
         let limits = &*cx.limits;
         let fail =
             |e: rquickjs::CaughtError<'js>| classify(Thrown::from_caught(e), &self.budget, limits);
@@ -290,14 +293,165 @@ impl Warm {
             &self.budget,
             limits,
             Some((&internals, scope)),
-        );
-        let end: rquickjs::Result<Function<'js>> = internals.get("endScope");
-        if let Ok(end) = end {
-            let _ = end.call::<_, ()>((This(internals.clone()), scope as f64));
+        )
+        .and_then(|value| to_response(ctx, value, limits));
+        match settled {
+            Ok((response, true)) => {
+                // The stream's first steps may already be queued: run them
+                // now, in this scope, so none of it runs in another's.
+                drain_jobs(ctx, &self.budget)?;
+                Ok(Head {
+                    response,
+                    stream: Some(scope),
+                })
+            }
+            other => {
+                end_scope(&internals, scope);
+                other.map(|(response, _)| Head {
+                    response,
+                    stream: None,
+                })
+            }
         }
-        let value = settled?;
-        to_response(ctx, value, limits)
     }
+
+    /// Advances the stream of `scope` (from a streamed [`Head`]) until it
+    /// yields a chunk, ends, or can only wait: for one of its timers, or for
+    /// another request to feed it. Runs under a fresh budget of the
+    /// request's fuel and `wall` of wall clock; returns the fuel it used.
+    pub(crate) fn step(
+        &self,
+        cx: &InvokeContext,
+        scope: u64,
+        wall: Duration,
+    ) -> (Result<Step, SandboxError>, u64) {
+        let limits = &*cx.limits;
+        apply_limits(&self.runtime, limits);
+        self.host.enter(Scope {
+            tenant: cx.tenant.clone(),
+            log: cx.log.clone(),
+            kv: cx.kv.clone(),
+        });
+        self.budget.arm(limits.fuel_per_request, wall);
+        let result = self.context.with(|ctx| self.step_in(&ctx, limits, scope));
+        let fuel = self.budget.ticks();
+        self.budget.disarm();
+        self.host.leave();
+        (result, fuel)
+    }
+
+    fn step_in<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        limits: &Limits,
+        scope: u64,
+    ) -> Result<Step, SandboxError> {
+        let fail =
+            |e: rquickjs::CaughtError<'js>| classify(Thrown::from_caught(e), &self.budget, limits);
+        let internals = internals(ctx)?;
+        let call = |name: &str| -> Result<Value<'js>, SandboxError> {
+            internals
+                .get::<_, Function<'js>>(name)
+                .and_then(|f| f.call((This(internals.clone()), scope as f64)))
+                .catch(ctx)
+                .map_err(fail)
+        };
+        call("pullStart")?;
+        loop {
+            let read = call("pullResult")?;
+            if read.is_null() {
+                drain_jobs(ctx, &self.budget)?;
+                return Ok(Step::Done);
+            }
+            if !read.is_undefined() {
+                let chunk = TypedArray::<u8>::from_value(read)
+                    .map(|a| host::copy_bytes(&a))
+                    .map_err(|e| SandboxError::Internal {
+                        message: format!("a stream chunk is not bytes: {e}"),
+                        source: None,
+                    })?;
+                if chunk.len() as u64 > limits.max_output_bytes {
+                    return Err(SandboxError::OutputTooLarge {
+                        limit: limits.max_output_bytes,
+                    });
+                }
+                drain_jobs(ctx, &self.budget)?;
+                return Ok(Step::Chunk(Bytes::from(chunk)));
+            }
+            if let Some(err) = self.budget.error() {
+                return Err(err);
+            }
+            if ctx.execute_pending_job() {
+                continue;
+            }
+            let next = call("nextTimer")?.as_number().unwrap_or(-1.0);
+            if next < 0.0 {
+                return Ok(Step::Idle);
+            }
+            if next > 0.0 {
+                return Ok(Step::Wait(Duration::from_secs_f64(next / 1000.0)));
+            }
+            call("fireTimer")?;
+        }
+    }
+
+    /// Ends `scope`: drops its timers and cancels its stream if it is still
+    /// open (the guest's `cancel` callback runs, under `cx`'s budget).
+    pub(crate) fn end(&self, cx: &InvokeContext, scope: u64) {
+        let limits = &*cx.limits;
+        self.host.enter(Scope {
+            tenant: cx.tenant.clone(),
+            log: cx.log.clone(),
+            kv: cx.kv.clone(),
+        });
+        self.budget.arm(limits.fuel_per_request, limits.wall_clock);
+        self.context.with(|ctx| {
+            if let Ok(internals) = internals(&ctx) {
+                end_scope(&internals, scope);
+                let _ = drain_jobs(&ctx, &self.budget);
+            }
+        });
+        self.budget.disarm();
+        self.host.leave();
+    }
+}
+
+/// A response's head, from [`Warm::run`].
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) response: http::Response<Bytes>,
+    /// The scope to [`Warm::step`] when the body is streamed.
+    pub(crate) stream: Option<u64>,
+}
+
+/// What one [`Warm::step`] of a stream came to.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// The next chunk.
+    Chunk(Bytes),
+    /// The stream ended.
+    Done,
+    /// Nothing to do before the stream's next timer, this far away.
+    Wait(Duration),
+    /// No jobs and no timers: only another request can feed the stream.
+    Idle,
+}
+
+fn end_scope(internals: &Object<'_>, scope: u64) {
+    let end: rquickjs::Result<Function<'_>> = internals.get("endScope");
+    if let Ok(end) = end {
+        let _ = end.call::<_, ()>((This(internals.clone()), scope as f64));
+    }
+}
+
+/// Runs every queued job, within the budget.
+fn drain_jobs(ctx: &Ctx<'_>, budget: &Budget) -> Result<(), SandboxError> {
+    while ctx.execute_pending_job() {
+        if let Some(err) = budget.error() {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// Runs the job queue (and the request's timers, when `internals` is given)
@@ -384,11 +538,12 @@ pub(crate) fn request_url(parts: &http::request::Parts) -> String {
     format!("http://{host}{path}")
 }
 
+/// The response `internals.run` resolved to, and whether its body streams.
 fn to_response<'js>(
     ctx: &Ctx<'js>,
     value: Value<'js>,
     limits: &Limits,
-) -> Result<http::Response<Bytes>, SandboxError> {
+) -> Result<(http::Response<Bytes>, bool), SandboxError> {
     let bad = |reason: String| SandboxError::BadResponse { reason };
     let _ = ctx;
     let shape = |e: rquickjs::Error| bad(format!("unexpected response shape: {e}"));
@@ -399,9 +554,6 @@ fn to_response<'js>(
     let pairs: Vec<String> = triple.get(1).map_err(shape)?;
     let body: Option<TypedArray<'js, u8>> = triple.get(2).map_err(shape)?;
     let streamed: bool = triple.get(3).map_err(shape)?;
-    if streamed {
-        return Err(bad("streamed response bodies are not supported yet".into()));
-    }
     let body = body.as_ref().map(host::copy_bytes).unwrap_or_default();
     if body.len() as u64 > limits.max_output_bytes {
         return Err(SandboxError::OutputTooLarge {
@@ -419,7 +571,7 @@ fn to_response<'js>(
             .map_err(|_| bad(format!("invalid value for header {name}")))?;
         headers.append(name, value);
     }
-    Ok(response)
+    Ok((response, streamed))
 }
 
 /// What a guest threw, read out of QuickJS.

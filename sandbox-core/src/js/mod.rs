@@ -70,7 +70,7 @@
 //!
 //! let request = http::Request::get("/there").body(Bytes::new()).unwrap();
 //! let response = program.clone().invoke(cx.clone(), request).await?;
-//! assert_eq!(response.body(), "hi /there");
+//! assert_eq!(response.into_body().to_bytes().await?, "hi /there");
 //!
 //! // The limit being hit: 1,000 ticks of fuel run out.
 //! let request = http::Request::get("/spin").body(Bytes::new()).unwrap();
@@ -87,7 +87,8 @@ pub(crate) mod host;
 
 use std::io::Read as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -96,9 +97,10 @@ pub use budget::POLLS_PER_TICK;
 pub use engine::MAX_JS_STACK_BYTES;
 
 use crate::{
-    Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
+    Backend, Body, BodySender, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program,
+    SandboxError,
 };
-use engine::Warm;
+use engine::{Head, Step, Warm};
 
 /// The QuickJS engine: compiles Workers-style modules to bytecode and loads
 /// them into per-tenant runtimes. Cheap to create; holds no state.
@@ -194,6 +196,16 @@ impl Backend for QuickJsBackend {
 /// a time; after a request that hit a limit, the runtime is rebuilt from the
 /// bytecode on the next one.
 ///
+/// A response whose body is a `ReadableStream` is streamed: the head is
+/// returned at once, and a task reads the stream chunk by chunk, taking the
+/// runtime only while the guest has something to run (between chunks it
+/// waits for the stream's timers, or for another request to feed it), so
+/// the tenant keeps serving requests while its streams are open. Each such
+/// step runs under a fresh budget of the request's fuel and wall clock; a
+/// `text/event-stream` may stay open as long as its client reads it, any
+/// other stream must end within the request's wall clock. Dropping the body
+/// cancels the guest's stream.
+///
 /// ```
 /// use corral::{Backend, Limits};
 /// use corral::js::{QuickJsBackend, QuickJsProgram};
@@ -208,6 +220,10 @@ impl Backend for QuickJsBackend {
 pub struct QuickJsProgram {
     bytecode: Box<[u8]>,
     slot: Mutex<Slot>,
+    /// Bumped (under the slot lock) whenever guest code ran, so an idle
+    /// stream knows another request may have fed it.
+    activity: AtomicU64,
+    ran: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -215,6 +231,19 @@ struct Slot {
     warm: Option<Warm>,
     /// The next invocation is the first on a freshly loaded program.
     fresh: bool,
+    /// Bumped when the runtime is dropped: open streams belong to the old one.
+    generation: u64,
+}
+
+/// How many chunks a stream may run ahead of its client.
+const STREAM_BUFFER: usize = 4;
+
+/// A streamed response body being read out of the runtime.
+struct Stream {
+    scope: u64,
+    generation: u64,
+    /// `None` for a `text/event-stream`, which stays open while read.
+    deadline: Option<Instant>,
 }
 
 impl QuickJsProgram {
@@ -229,7 +258,10 @@ impl QuickJsProgram {
             slot: Mutex::new(Slot {
                 warm: Some(warm),
                 fresh: true,
+                generation: 0,
             }),
+            activity: AtomicU64::new(0),
+            ran: tokio::sync::Notify::new(),
         })
     }
 
@@ -244,11 +276,32 @@ impl QuickJsProgram {
         self.bytecode.len()
     }
 
+    /// Records that guest code ran (call with the slot locked; wake the
+    /// waiters once it is unlocked).
+    fn bump(&self) -> u64 {
+        self.activity.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Puts back the runtime after a failure: a limit may have left its heap
+    /// in any state, so the next request starts from bytecode (and the
+    /// runtime's open streams end); a plain script error keeps it.
+    fn keep_after(slot: &mut Slot, warm: Warm, err: &SandboxError) {
+        if matches!(
+            err,
+            SandboxError::ScriptError { .. } | SandboxError::BadResponse { .. }
+        ) {
+            slot.warm = Some(warm);
+        } else {
+            drop(warm);
+            slot.generation += 1;
+        }
+    }
+
     fn invoke_blocking(
         &self,
         cx: InvokeContext,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, SandboxError> {
+    ) -> Result<(http::Response<Bytes>, Option<Stream>), SandboxError> {
         let mut slot = self.slot.lock();
         let mut cold_start = std::mem::replace(&mut slot.fresh, false);
         let warm = match slot.warm.take() {
@@ -263,8 +316,12 @@ impl QuickJsProgram {
         let (parts, body) = request.into_parts();
         let (result, fuel) = warm.run(&cx, parts, body);
         let wall_time = started.elapsed();
+        self.bump();
         match result {
-            Ok(mut response) => {
+            Ok(Head {
+                mut response,
+                stream,
+            }) => {
                 let mut stats = InvocationStats::default();
                 stats.fuel_consumed = fuel;
                 stats.wall_time = wall_time;
@@ -272,23 +329,159 @@ impl QuickJsProgram {
                 stats.cold_start = cold_start;
                 response.extensions_mut().insert(stats);
                 slot.warm = Some(warm);
-                Ok(response)
+                let stream = stream.map(|scope| Stream {
+                    scope,
+                    generation: slot.generation,
+                    deadline: (!is_event_stream(response.headers()))
+                        .then(|| started + cx.limits.wall_clock),
+                });
+                Ok((response, stream))
             }
             Err(err) => {
-                // A limit may have left the heap in any state: start the next
-                // request from bytecode. A plain script error keeps the runtime.
-                if matches!(
-                    err,
-                    SandboxError::ScriptError { .. } | SandboxError::BadResponse { .. }
-                ) {
-                    slot.warm = Some(warm);
-                } else {
-                    drop(warm);
-                }
+                Self::keep_after(&mut slot, warm, &err);
                 Err(err)
             }
         }
     }
+
+    /// One step of `stream`; also returns the activity count it left.
+    fn step_blocking(
+        &self,
+        cx: &InvokeContext,
+        stream: &Stream,
+        wall: Duration,
+    ) -> (Result<Step, SandboxError>, u64) {
+        let mut slot = self.slot.lock();
+        if slot.generation != stream.generation || slot.warm.is_none() {
+            let cut = SandboxError::BadResponse {
+                reason: "the stream was cut: a limit restarted the tenant's runtime".into(),
+            };
+            return (Err(cut), self.activity.load(Ordering::SeqCst));
+        }
+        let warm = slot.warm.take().expect("checked");
+        let (result, _fuel) = warm.step(cx, stream.scope, wall);
+        // An idle step ran nothing: it must not wake the other idle streams
+        // (which would wake it in turn).
+        let seen = if matches!(result, Ok(Step::Idle)) {
+            self.activity.load(Ordering::SeqCst)
+        } else {
+            self.bump()
+        };
+        match &result {
+            Err(err) => Self::keep_after(&mut slot, warm, err),
+            Ok(_) => slot.warm = Some(warm),
+        }
+        (result, seen)
+    }
+
+    /// Ends `stream`'s scope in the runtime, if it is still the same one.
+    fn end_blocking(&self, cx: &InvokeContext, stream: &Stream) {
+        let slot = self.slot.lock();
+        if slot.generation == stream.generation {
+            if let Some(warm) = &slot.warm {
+                warm.end(cx, stream.scope);
+                self.bump();
+            }
+        }
+    }
+
+    /// Resolves once guest code has run since the activity count `seen`.
+    async fn ran_since(&self, seen: u64) {
+        let notified = self.ran.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.activity.load(Ordering::SeqCst) != seen {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Reads `stream` out of the runtime into `tx` until it ends, fails, its
+    /// deadline passes or the client goes away; then ends its scope.
+    async fn pump(self: Arc<Self>, cx: InvokeContext, stream: Stream, tx: BodySender) {
+        let deadline_error = || SandboxError::Deadline {
+            limit: cx.limits.wall_clock,
+        };
+        let until = |deadline: Option<Instant>| async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stream = Arc::new(stream);
+        let failure = loop {
+            let wall = match stream.deadline {
+                None => cx.limits.wall_clock,
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            if wall.is_zero() {
+                break Some(deadline_error());
+            }
+            let (this, cx2, s) = (self.clone(), cx.clone(), stream.clone());
+            let stepped = tokio::task::spawn_blocking(move || {
+                let out = this.step_blocking(&cx2, &s, wall);
+                this.ran.notify_waiters();
+                out
+            })
+            .await;
+            let (step, seen) = match stepped {
+                Ok(out) => out,
+                Err(e) => {
+                    break Some(SandboxError::internal(
+                        "the JavaScript worker thread failed",
+                        e,
+                    ));
+                }
+            };
+            match step {
+                Ok(Step::Chunk(chunk)) => {
+                    tokio::select! {
+                        sent = tx.send(chunk) => if sent.is_err() { break None },
+                        () = until(stream.deadline) => break Some(deadline_error()),
+                    }
+                }
+                Ok(Step::Done) => break None,
+                Ok(Step::Wait(wait)) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.ran_since(seen) => {}
+                        () = tx.closed() => break None,
+                        () = until(stream.deadline) => break Some(deadline_error()),
+                    }
+                }
+                Ok(Step::Idle) => {
+                    tokio::select! {
+                        () = self.ran_since(seen) => {}
+                        () = tx.closed() => break None,
+                        () = until(stream.deadline) => break Some(deadline_error()),
+                    }
+                }
+                Err(err) => break Some(err),
+            }
+        };
+        let this = self.clone();
+        let cx2 = cx.clone();
+        let s = stream.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            this.end_blocking(&cx2, &s);
+            this.ran.notify_waiters();
+        })
+        .await;
+        if let Some(err) = failure {
+            cx.log
+                .push(&format!("error: the response stream failed: {err}"));
+            tx.abort(err).await;
+        }
+    }
+}
+
+/// Whether `headers` say `text/event-stream` (a stream that stays open).
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
 impl Program for QuickJsProgram {
@@ -296,11 +489,23 @@ impl Program for QuickJsProgram {
         self: Arc<Self>,
         cx: InvokeContext,
         request: http::Request<Bytes>,
-    ) -> BoxFuture<'static, Result<http::Response<Bytes>, SandboxError>> {
+    ) -> BoxFuture<'static, Result<http::Response<Body>, SandboxError>> {
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || self.invoke_blocking(cx, request))
-                .await
-                .map_err(|e| SandboxError::internal("the JavaScript worker thread failed", e))?
+            let this = self.clone();
+            let cx2 = cx.clone();
+            let (response, stream) = tokio::task::spawn_blocking(move || {
+                let out = this.invoke_blocking(cx2, request);
+                this.ran.notify_waiters();
+                out
+            })
+            .await
+            .map_err(|e| SandboxError::internal("the JavaScript worker thread failed", e))??;
+            let Some(stream) = stream else {
+                return Ok(response.map(Body::full));
+            };
+            let (tx, body) = Body::channel(STREAM_BUFFER);
+            tokio::spawn(self.pump(cx, stream, tx));
+            Ok(response.map(|_| body))
         })
     }
 }

@@ -181,7 +181,7 @@ impl super::Inner {
 struct SandboxAdapter(Registry);
 
 impl Service<http::Request<Full<Bytes>>> for SandboxAdapter {
-    type Response = http::Response<Full<Bytes>>;
+    type Response = http::Response<crate::Body>;
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
 
@@ -206,7 +206,7 @@ impl Service<http::Request<Full<Bytes>>> for SandboxAdapter {
                     s.cold_start,
                 ));
             }
-            Ok(resp.map(Full::new))
+            Ok(resp)
         })
     }
 }

@@ -196,7 +196,7 @@ impl Program for V8Program {
         self: Arc<Self>,
         cx: InvokeContext,
         request: http::Request<Bytes>,
-    ) -> BoxFuture<'static, Result<http::Response<Bytes>, SandboxError>> {
+    ) -> BoxFuture<'static, Result<http::Response<crate::Body>, SandboxError>> {
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let (reply, answer) = tokio::sync::oneshot::channel();
@@ -237,9 +237,10 @@ impl Program for V8Program {
                     return Err(internal("the fresh isolate thread is gone"));
                 }
             }
-            answer
+            let response = answer
                 .await
-                .map_err(|_| internal("the isolate thread ended during the request"))?
+                .map_err(|_| internal("the isolate thread ended during the request"))??;
+            Ok(response.map(crate::Body::full))
         })
     }
 }

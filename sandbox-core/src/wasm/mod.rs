@@ -34,7 +34,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::{
-    Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
+    Backend, Body, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
     WasmEngine,
 };
 
@@ -244,8 +244,8 @@ impl Program for WasmProgram {
         self: Arc<Self>,
         cx: InvokeContext,
         request: http::Request<Bytes>,
-    ) -> BoxFuture<'static, Result<http::Response<Bytes>, SandboxError>> {
-        Box::pin(async move { self.invoke_inner(cx, request).await })
+    ) -> BoxFuture<'static, Result<http::Response<Body>, SandboxError>> {
+        Box::pin(async move { Ok(self.invoke_inner(cx, request).await?.map(Body::full)) })
     }
 }
 

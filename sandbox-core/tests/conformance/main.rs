@@ -75,7 +75,8 @@ async fn call(
         .header("host", "conformance.example")
         .body(Bytes::from(body))
         .unwrap();
-    p.clone().invoke(cx.clone(), req).await
+    let resp = p.clone().invoke(cx.clone(), req).await?;
+    corral::Body::collect_response(resp).await
 }
 
 #[tokio::test]

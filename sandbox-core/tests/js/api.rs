@@ -424,5 +424,6 @@ async fn tar_bundles_deploy_their_app_js() {
         Arc::new(corral::TenantLog::new(1024)),
     );
     let resp = program.invoke(cx, get("/")).await.unwrap();
-    assert_eq!(resp.body().as_ref(), b"from tar");
+    let body = resp.into_body().to_bytes().await.unwrap();
+    assert_eq!(body, "from tar");
 }

@@ -35,7 +35,8 @@ async fn five_hundred_tenants_deployed_parked_and_woken() {
             .unwrap();
         assert_eq!(info.kind, Kind::Js);
         let resp = registry.invoke(id, req("/first")).await.unwrap();
-        assert_eq!(resp.body(), &format!("tenant {i} /first hit 1"));
+        let body = resp.into_body().to_bytes().await.unwrap();
+        assert_eq!(body, format!("tenant {i} /first hit 1"));
         assert!(registry.park(id).unwrap(), "{id} was warm");
     }
     let stats = registry.stats();
@@ -48,6 +49,7 @@ async fn five_hundred_tenants_deployed_parked_and_woken() {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(registry.status(id).unwrap().state, TenantState::Parked);
         let resp = registry.invoke(id, req("/again")).await.unwrap();
+        let resp = corral::Body::collect_response(resp).await.unwrap();
         assert_eq!(resp.body(), &format!("tenant {i} /again hit 1"));
         assert!(
             resp.extensions()

@@ -92,7 +92,12 @@ impl Tenant {
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, SandboxError> {
-        self.program.clone().invoke(self.cx.clone(), request).await
+        let resp = self
+            .program
+            .clone()
+            .invoke(self.cx.clone(), request)
+            .await?;
+        corral::Body::collect_response(resp).await
     }
 
     pub(crate) async fn get(&self, path: &str) -> Result<http::Response<Bytes>, SandboxError> {

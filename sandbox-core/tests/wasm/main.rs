@@ -78,7 +78,8 @@ pub(crate) async fn call(
         .uri("/run")
         .body(Bytes::from_static(body))
         .unwrap();
-    registry.invoke(tenant, req).await
+    let resp = registry.invoke(tenant, req).await?;
+    corral::Body::collect_response(resp).await
 }
 
 /// The body of a successful call, as a string.

@@ -29,7 +29,8 @@ async fn guest_sees_exactly_the_cgi_variables_and_no_host_environment() {
     req.extensions_mut()
         .insert("192.0.2.9:40000".parse::<std::net::SocketAddr>().unwrap());
     let resp = reg.invoke(&id, req).await.unwrap();
-    let body = String::from_utf8(resp.body().to_vec()).unwrap();
+    let body = resp.into_body().to_bytes().await.unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
     let env: BTreeMap<&str, &str> = body.lines().map(|l| l.split_once('=').unwrap()).collect();
     let expected: BTreeMap<&str, &str> = [
         ("GATEWAY_INTERFACE", "CGI/1.1"),
@@ -81,6 +82,7 @@ async fn body_arrives_on_stdin_and_the_response_carries_its_figures() {
         .body(Bytes::from(body))
         .unwrap();
     let resp = reg.invoke(&id, req).await.unwrap();
+    let resp = corral::Body::collect_response(resp).await.unwrap();
     assert_eq!(resp.status(), http::StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/plain");
     assert_eq!(resp.body().as_ref(), &payload[..]);
@@ -118,7 +120,7 @@ async fn sandbox_service_routes_by_the_tenant_extension() {
     let mut req = http::Request::new(Bytes::from_static(b"h"));
     req.extensions_mut().insert(id.clone());
     let resp = svc.call(req).await.unwrap();
-    assert_eq!(resp.body().as_ref(), b"hello\n");
+    assert_eq!(resp.into_body().to_bytes().await.unwrap(), "hello\n");
     let err = svc
         .call(http::Request::new(Bytes::new()))
         .await
