@@ -1,5 +1,5 @@
-//! A response body that holds a guard (a compute share, a runtime slot) until
-//! the body ends or is dropped.
+//! A response body that holds a guard (a compute share, a runtime slot, a
+//! stream permit) until the body ends or is dropped.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,8 +11,12 @@ pin_project! {
     /// A response body that keeps `guard` alive while the body streams.
     ///
     /// The guard drops when the body yields its last frame (or an error), or
-    /// when the body itself is dropped (the client went away). So a long SSE
-    /// stream holds its compute share for as long as it is open.
+    /// when the body itself is dropped (the client went away). So a long
+    /// streaming body holds its compute share and runtime slot for as long as
+    /// it is open, unless the response is marked [`Detached`](crate::Detached):
+    /// then those layers wrap it with no guard (`GuardedBody::new(body, None)`)
+    /// and the limit that governs it, such as the stream permit of
+    /// [`TenantStreamsLayer`](crate::TenantStreamsLayer), is the one held here.
     ///
     /// ```
     /// use std::sync::Arc;

@@ -5,7 +5,8 @@ use tower::layer::util::Stack;
 
 use crate::{
     MaintenanceLayer, MaintenanceSwitch, QuotaLayer, RateLimitLayer, RuntimeSlots,
-    RuntimeSlotsLayer, TenantBodyLimitLayer, TenantConcurrencyLayer, TenantLimits, UsageSource,
+    RuntimeSlotsLayer, TenantBodyLimitLayer, TenantConcurrencyLayer, TenantLimits,
+    TenantStreamsLayer, UsageSource,
 };
 
 mod sealed {
@@ -14,7 +15,9 @@ mod sealed {
 }
 
 /// Adds this crate's layers to [`ServiceBuilder`], in the order of Corral's
-/// request flow: maintenance → rate → quota → concurrency → runtime → body.
+/// request flow: maintenance → rate → quota → concurrency → runtime → body →
+/// streams (innermost, so the share and slot layers see the event streams it
+/// marks [`Detached`](crate::Detached)).
 ///
 /// Each method uses the layer's defaults; build the layer yourself and call
 /// `.layer(..)` for a bounded wait or another retry hint.
@@ -43,6 +46,7 @@ mod sealed {
 ///     .tenant_concurrency(&limits)
 ///     .runtime_slots(&RuntimeSlots::new(8))
 ///     .tenant_body_limit()
+///     .tenant_streams(&limits)
 ///     .service_fn(|_: Request<Limited<String>>| async {
 ///         Ok::<_, Infallible>(Response::new(String::from("streaming...")))
 ///     });
@@ -53,7 +57,8 @@ mod sealed {
 ///     TenantContext::new(tenant.parse().unwrap(), free.clone()).insert_into(&mut r);
 ///     r
 /// };
-/// // Tenant a's first response is still streaming: it holds a's only share.
+/// // Tenant a's first response is still streaming (not an event stream, so not
+/// // detached): it holds a's only share.
 /// let streaming = svc.ready().await.unwrap().call(req("a")).await.unwrap();
 /// // So a's next request is refused with a 429...
 /// let err = svc.ready().await.unwrap().call(req("a")).await.err().unwrap();
@@ -91,6 +96,9 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 
     /// Adds a [`TenantBodyLimitLayer`].
     fn tenant_body_limit(self) -> ServiceBuilder<Stack<TenantBodyLimitLayer, L>>;
+
+    /// Adds a [`TenantStreamsLayer`] over `limits`.
+    fn tenant_streams(self, limits: &TenantLimits) -> ServiceBuilder<Stack<TenantStreamsLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -122,5 +130,9 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn tenant_body_limit(self) -> ServiceBuilder<Stack<TenantBodyLimitLayer, L>> {
         self.layer(TenantBodyLimitLayer::new())
+    }
+
+    fn tenant_streams(self, limits: &TenantLimits) -> ServiceBuilder<Stack<TenantStreamsLayer, L>> {
+        self.layer(TenantStreamsLayer::new(limits.clone()))
     }
 }

@@ -37,6 +37,31 @@ impl Overloaded {
     }
 }
 
+/// The tenant already holds open as many event streams as its tier's
+/// `max_streams` allows: 429. The refused stream's response is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {tenant} has all of its {limit} event streams open; retry in {retry_after:?}")]
+#[non_exhaustive]
+pub struct TooManyStreams {
+    /// The tenant refused.
+    pub tenant: TenantId,
+    /// Event streams the tier allows open at once (`max_streams`).
+    pub limit: u32,
+    /// When a retry is worth trying.
+    pub retry_after: Duration,
+}
+
+impl TooManyStreams {
+    /// The error for `tenant`, whose tier allows `limit` open streams.
+    pub fn new(tenant: TenantId, limit: u32, retry_after: Duration) -> Self {
+        Self {
+            tenant,
+            limit,
+            retry_after,
+        }
+    }
+}
+
 /// Every host-wide runtime slot is busy: 503 (the host, not the tenant, is at capacity).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no runtime slot free on this host; retry in {retry_after:?}")]
@@ -154,7 +179,7 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<&'static str>,
+    limit: Option<Limit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     quota: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +192,15 @@ struct Body<'a> {
     resets_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_ms: Option<u64>,
+}
+
+/// The `limit` key: the name of the limit reached (`quota_exceeded`), or the
+/// figure of a count limit (`too_many_streams`).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Limit {
+    Name(&'static str),
+    Count(u32),
 }
 
 impl Body<'_> {
@@ -200,6 +234,7 @@ fn millis(d: Duration) -> u64 {
 /// | [`Overloaded`] | 429 | `{"error":"overloaded","tenant":"a","retry_after_ms":250}` |
 /// | [`RateLimited`] | 429 | `{"error":"rate_limited","tenant":"a","retry_after_ms":1000}` |
 /// | [`QuotaExceeded`] | 429 | `{"error":"quota_exceeded","tenant":"a","limit":"requests_per_month","quota":10,"used":10,"resets_at":"2026-12-01T00:00:00Z","retry_after_ms":…}` |
+/// | [`TooManyStreams`] | 429 | `{"error":"too_many_streams","tenant":"a","limit":2,"retry_after_ms":1000}` |
 /// | [`RuntimeBusy`] | 503 | `{"error":"runtime_busy","retry_after_ms":1000}` |
 /// | [`Maintenance`] | 503 | `{"error":"maintenance","tenant":"a"}` (+ `retry_after_ms` when set) |
 /// | [`MemoryBudgetExceeded`] | 503 | `{"error":"memory_budget_exceeded","tenant":"a","used":…,"requested":…,"limit_bytes":…}` |
@@ -252,10 +287,20 @@ fn respond(e: &(dyn std::error::Error + 'static)) -> Option<(StatusCode, HeaderM
     } else if let Some(e) = e.downcast_ref::<QuotaExceeded>() {
         let mut b = Body::new("quota_exceeded");
         b.tenant = Some(e.tenant.as_str());
-        b.limit = Some("requests_per_month");
+        b.limit = Some(Limit::Name("requests_per_month"));
         b.quota = Some(e.quota);
         b.used = Some(e.used);
         b.resets_at = Some(e.resets_at.to_rfc3339_opts(SecondsFormat::Secs, true));
+        b.retry_after_ms = Some(millis(e.retry_after));
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            to_json(&b),
+            Some(e.retry_after),
+        )
+    } else if let Some(e) = e.downcast_ref::<TooManyStreams>() {
+        let mut b = Body::new("too_many_streams");
+        b.tenant = Some(e.tenant.as_str());
+        b.limit = Some(Limit::Count(e.limit));
         b.retry_after_ms = Some(millis(e.retry_after));
         (
             StatusCode::TOO_MANY_REQUESTS,

@@ -1,5 +1,6 @@
 //! The response future shared by the layers that hold a guard (a compute share,
-//! a runtime slot) for the life of the response and its body.
+//! a runtime slot) for the life of the response and its body, or only until
+//! the response head when the response is marked [`Detached`].
 
 use std::fmt;
 use std::future::Future;
@@ -12,7 +13,7 @@ use pin_project_lite::pin_project;
 use sync_wrapper::SyncWrapper;
 use tower_service::Service;
 
-use crate::{BoxError, GuardedBody};
+use crate::{BoxError, Detached, GuardedBody};
 
 type Waiting<B, G> = SyncWrapper<
     Pin<Box<dyn Future<Output = Result<Response<GuardedBody<B, G>>, BoxError>> + Send>>,
@@ -64,12 +65,19 @@ impl<F, B, G> Guarded<F, B, G> {
                 _ => return Err(on_timeout),
             };
             let resp = inner.call(req).await.map_err(Into::into)?;
-            Ok(resp.map(|b| GuardedBody::new(b, Some(guard))))
+            Ok(guard_body(resp, Some(guard)))
         };
         Self::Waiting {
             fut: SyncWrapper::new(Box::pin(fut)),
         }
     }
+}
+
+/// Hands `guard` to the response body, or drops it here, at the head, when the
+/// response is marked [`Detached`] (its body is governed by another limit).
+fn guard_body<B, G>(resp: Response<B>, guard: Option<G>) -> Response<GuardedBody<B, G>> {
+    let guard = if Detached::is_set(&resp) { None } else { guard };
+    resp.map(|b| GuardedBody::new(b, guard))
 }
 
 impl<F, B, G, E> Future for Guarded<F, B, G>
@@ -82,7 +90,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             GuardedProj::Running { fut, guard } => match ready!(fut.poll(cx)) {
-                Ok(resp) => Poll::Ready(Ok(resp.map(|b| GuardedBody::new(b, guard.take())))),
+                Ok(resp) => Poll::Ready(Ok(guard_body(resp, guard.take()))),
                 Err(e) => {
                     guard.take();
                     Poll::Ready(Err(e.into()))

@@ -11,6 +11,7 @@
 //! | [`QuotaLayer`] | tier `requests_per_month` vs a [`UsageSource`] | [`QuotaExceeded`], 429 |
 //! | [`TenantConcurrencyLayer`] | tier `compute_shares` | [`Overloaded`], 429 |
 //! | [`RuntimeSlotsLayer`] | host-wide [`RuntimeSlots`], resizable | [`RuntimeBusy`], 503 |
+//! | [`TenantStreamsLayer`] | tier `max_streams` (open event streams) | [`TooManyStreams`], 429 |
 //! | [`TenantBodyLimitLayer`] | tier `max_body_bytes` (tower-http) | 413 |
 //! | [`MemoryBudget`] (called by the sandbox) | tier `memory_bytes`, all instances together | [`MemoryBudgetExceeded`] |
 //!
@@ -22,7 +23,10 @@
 //!
 //! Every layer needs `http::Request`s; the layers that hold a permit wrap the
 //! response body in a [`GuardedBody`] so streaming responses keep their
-//! permit until they end or are dropped.
+//! permit until they end or are dropped. An event stream admitted by
+//! [`TenantStreamsLayer`] holds a stream permit instead of a compute share and
+//! a runtime slot: it is marked [`Detached`], and the share and slot layers
+//! outside it let go at the response head.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
@@ -32,6 +36,7 @@ mod body;
 mod builder;
 mod clock;
 mod context;
+mod detached;
 mod error;
 mod gate_future;
 mod guarded;
@@ -47,15 +52,17 @@ pub mod maintenance;
 pub mod quota;
 pub mod rate;
 pub mod runtime;
+pub mod streams;
 
 pub use body::GuardedBody;
 pub use body_limit::TenantBodyLimitLayer;
 pub use builder::ServiceBuilderExt;
 pub use concurrency::TenantConcurrencyLayer;
 pub use context::TenantContext;
+pub use detached::Detached;
 pub use error::{
     BoxError, Maintenance, MemoryBudgetExceeded, MissingTenant, Overloaded, QuotaExceeded,
-    RateLimited, RuntimeBusy, error_response,
+    RateLimited, RuntimeBusy, TooManyStreams, error_response,
 };
 pub use gate_future::GateFuture;
 pub use maintenance::{MaintenanceLayer, MaintenanceSwitch};
@@ -64,6 +71,7 @@ pub use quota::QuotaLayer;
 pub use rate::RateLimitLayer;
 pub use registry::{TenantLimits, TenantLoad};
 pub use runtime::{RuntimeSlot, RuntimeSlots, RuntimeSlotsLayer};
+pub use streams::{TenantStreamsLayer, is_event_stream};
 pub use tenant::{InvalidTenantId, MAX_TENANT_LEN, TenantId};
 pub use tier::{GB, GIB, MB, MIB, MIN_MEMORY_PER_SHARE, PRESET_NAMES, Tier, TierError, TierName};
 pub use usage::UsageSource;

@@ -21,6 +21,7 @@ pub(crate) type DirectLimiter =
 pub(crate) struct TenantState {
     pub(crate) tier: Arc<Tier>,
     pub(crate) shares: Arc<Semaphore>,
+    pub(crate) streams: Arc<Semaphore>,
     pub(crate) rate: Option<DirectLimiter>,
     pub(crate) memory: Arc<BudgetState>,
 }
@@ -28,12 +29,14 @@ pub(crate) struct TenantState {
 impl TenantState {
     fn new(tier: Arc<Tier>, memory: Arc<BudgetState>) -> Self {
         let shares = Arc::new(Semaphore::new(tier.compute_shares.max(1) as usize));
+        let streams = Arc::new(Semaphore::new(stream_capacity(&tier)));
         let rate = tier
             .rate_quota()
             .map(|q| RateLimiter::direct_with_clock(q, TokioClock));
         Self {
             tier,
             shares,
+            streams,
             rate,
             memory,
         }
@@ -44,18 +47,26 @@ impl TenantState {
     }
 }
 
-/// The registry of per-tenant limit state (compute-share semaphores, GCRA
-/// rate state, memory budgets) that the tenant layers share.
+/// Permits of a tenant's stream semaphore: `max_streams`, as a semaphore allows.
+fn stream_capacity(tier: &Tier) -> usize {
+    usize::try_from(tier.max_streams)
+        .unwrap_or(usize::MAX)
+        .min(Semaphore::MAX_PERMITS)
+}
+
+/// The registry of per-tenant limit state (compute-share and stream
+/// semaphores, GCRA rate state, memory budgets) that the tenant layers share.
 ///
 /// Make one per host and hand clones (one `Arc`) to
-/// [`TenantConcurrencyLayer`](crate::TenantConcurrencyLayer) and
-/// [`RateLimitLayer`](crate::RateLimitLayer) and to the sandbox (for
+/// [`TenantConcurrencyLayer`](crate::TenantConcurrencyLayer),
+/// [`TenantStreamsLayer`](crate::TenantStreamsLayer),
+/// [`RateLimitLayer`](crate::RateLimitLayer) and the sandbox (for
 /// [`memory_budget`](Self::memory_budget)). A tenant's entry is made on its
 /// first request from the tier in its [`TenantContext`]; the state is passive
 /// (no task, no timer per tenant), so 100,000 tenants are 100,000 small map
 /// entries. [`forget`](Self::forget) drops a removed tenant's entry.
 ///
-/// When a tenant's tier changes, its next request starts a fresh semaphore and
+/// When a tenant's tier changes, its next request starts fresh semaphores and
 /// rate state from the new tier (requests in flight keep what they hold); its
 /// memory budget keeps its reservations and takes the new limit.
 ///
@@ -82,8 +93,14 @@ pub struct TenantLimits {
 pub struct TenantLoad {
     /// Compute shares of the tier.
     pub shares: u32,
-    /// Shares held by requests in flight and open streaming bodies.
+    /// Shares held by requests in flight and open streaming bodies (event
+    /// streams admitted by [`TenantStreamsLayer`](crate::TenantStreamsLayer)
+    /// hold a stream permit instead).
     pub shares_in_use: u32,
+    /// Event streams the tier allows open at once (`max_streams`; 0: none).
+    pub max_streams: u32,
+    /// Event streams open now, each holding a stream permit.
+    pub streams_open: u32,
     /// The memory budget in bytes.
     pub memory_limit: u64,
     /// Bytes reserved by the tenant's instances.
@@ -135,14 +152,19 @@ impl TenantLimits {
     /// let _r = limits.memory_budget(&ctx).reserve(1024).unwrap();
     /// let load = limits.load(ctx.id()).unwrap();
     /// assert_eq!((load.shares, load.shares_in_use, load.memory_used), (4, 0, 1024));
+    /// assert_eq!((load.max_streams, load.streams_open), (200, 0));
     /// ```
     pub fn load(&self, tenant: &TenantId) -> Option<TenantLoad> {
         let s = self.tenants.get(tenant)?;
         let shares = s.tier.compute_shares.max(1);
         let free = u32::try_from(s.shares.available_permits()).unwrap_or(u32::MAX);
+        let max_streams = s.tier.max_streams;
+        let open = stream_capacity(&s.tier).saturating_sub(s.streams.available_permits());
         Some(TenantLoad {
             shares,
             shares_in_use: shares.saturating_sub(free),
+            max_streams,
+            streams_open: u32::try_from(open).unwrap_or(u32::MAX),
             memory_limit: s.tier.memory_bytes,
             memory_used: s.memory.used(),
         })

@@ -256,7 +256,9 @@ pub struct Tier {
     /// Idle time before a warm tenant is parked (`"15m"` in TOML).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Streaming responses (SSE, long bodies) open at once.
+    /// Event streams (SSE responses) open at once, each holding a stream
+    /// permit instead of a compute share (see
+    /// [`TenantStreamsLayer`](crate::TenantStreamsLayer)); 0 refuses every stream.
     pub max_streams: u32,
     /// A dedicated partition: not counted against the shared runtime slots.
     #[serde(default)]

@@ -12,7 +12,8 @@ use crate::{BoxError, GuardedBody};
 
 pin_project! {
     /// Response future of [`TenantConcurrency`](super::TenantConcurrency): holds
-    /// the tenant's compute share, and hands it to the response body.
+    /// the tenant's compute share, and hands it to the response body (or
+    /// releases it at the head of a [`Detached`](crate::Detached) response).
     /// Dropping the future (a cancelled request) gives the share back.
     pub struct ResponseFuture<F, B> {
         #[pin]

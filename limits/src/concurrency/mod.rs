@@ -6,7 +6,11 @@
 //! [`TenantConcurrencyLayer::wait`], after at most a bounded wait: never an
 //! unbounded queue. Other tenants are unaffected. The share is held by the
 //! response future and then by the response body ([`GuardedBody`](crate::GuardedBody)),
-//! so a long streaming response keeps its share until it ends or the client goes away.
+//! so a long streaming response keeps its share until it ends or the client
+//! goes away, unless the response is marked [`Detached`](crate::Detached):
+//! then the share is released when the response head arrives. An event
+//! stream admitted by [`TenantStreamsLayer`](crate::TenantStreamsLayer)
+//! (inside this layer) is marked so: it holds a stream permit, not a share.
 //!
 //! ```
 //! use std::{convert::Infallible, sync::Arc, time::Duration};

@@ -12,7 +12,8 @@ use crate::{BoxError, GuardedBody};
 
 pin_project! {
     /// Response future of [`RuntimeLimit`](super::RuntimeLimit): holds
-    /// a runtime slot, and hands it to the response body.
+    /// a runtime slot, and hands it to the response body (or releases it at
+    /// the head of a [`Detached`](crate::Detached) response).
     /// Dropping the future (a cancelled request) gives the slot back.
     pub struct ResponseFuture<F, B> {
         #[pin]

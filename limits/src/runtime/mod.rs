@@ -5,7 +5,10 @@
 //! When no slot is free the request fails with [`RuntimeBusy`](crate::RuntimeBusy)
 //! (503 + `Retry-After`: the host, not the tenant, is at capacity), at once or
 //! after a bounded [`wait`](RuntimeSlotsLayer::wait). Like compute shares, the
-//! slot is held by the response future and then by the response body. Requests
+//! slot is held by the response future and then by the response body, or only
+//! until the response head when the response is marked
+//! [`Detached`](crate::Detached) (an event stream admitted by
+//! [`TenantStreamsLayer`](crate::TenantStreamsLayer) inside this layer). Requests
 //! of a tenant whose tier is `dedicated` run on their own partition and take
 //! no shared slot; requests without a [`TenantContext`](crate::TenantContext)
 //! take one, so the layer also works in a stack without tenants.

@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use corral_limits::{
-    BoxError, Maintenance, MemoryBudget, Overloaded, RateLimited, RuntimeBusy, error_response,
+    BoxError, Maintenance, MemoryBudget, Overloaded, RateLimited, RuntimeBusy, TooManyStreams,
+    error_response,
 };
 
 use crate::support::{id, ms};
@@ -34,6 +35,14 @@ fn stable_bodies_statuses_and_retry_after() {
             429,
             Some("2".into()),
             r#"{"error":"rate_limited","tenant":"shop-1","retry_after_ms":1500}"#.into()
+        )
+    );
+    assert_eq!(
+        render(TooManyStreams::new(id("a"), 20, ms(1001))),
+        (
+            429,
+            Some("2".into()),
+            r#"{"error":"too_many_streams","tenant":"a","limit":20,"retry_after_ms":1001}"#.into()
         )
     );
     assert_eq!(

@@ -10,5 +10,6 @@ mod rate;
 mod registry;
 mod runtime;
 mod send_sync;
+mod streams;
 mod support;
 mod tier;

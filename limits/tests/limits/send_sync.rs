@@ -43,6 +43,10 @@ fn layers_services_futures_and_guards_are_send_sync() {
     send_sync::<maintenance::ResponseFuture<Fut>>();
     send_sync::<MaintenanceSwitch>();
 
+    send_sync::<TenantStreamsLayer>();
+    send_sync::<streams::TenantStreams<Inner>>();
+    send_sync::<streams::ResponseFuture<Fut>>();
+
     send_sync::<TenantBodyLimitLayer>();
     send_sync::<body_limit::TenantBodyLimit<Inner>>();
     send_sync::<body_limit::ResponseFuture<tower_http::limit::ResponseFuture<Fut>>>();
@@ -63,4 +67,6 @@ fn layers_services_futures_and_guards_are_send_sync() {
     send_sync::<Maintenance>();
     send_sync::<MissingTenant>();
     send_sync::<MemoryBudgetExceeded>();
+    send_sync::<TooManyStreams>();
+    send_sync::<Detached>();
 }
