@@ -26,7 +26,8 @@ pub enum ErrorKind {
     Memory,
     /// The invocation ran past its wall-clock deadline.
     Deadline,
-    /// No compute share or runtime slot was free (429/503 from the concurrency layers).
+    /// No compute share, runtime slot or stream permit was free (429/503
+    /// from the concurrency and stream layers).
     Overloaded,
     /// The tenant's rate limit refused the request.
     Rate,

@@ -193,7 +193,9 @@ fn limit_error(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
     let retry_after = uint("retry_after_ms").map(|ms| ms as f64 / 1000.0);
     let spec = |class: &'static str| PyErrorSpec::new(class, err.to_string(), code, status);
     match code {
-        "overloaded" | "runtime_busy" => spec("Overloaded").field(py, "retry_after", retry_after),
+        "overloaded" | "runtime_busy" | "too_many_streams" => {
+            spec("Overloaded").field(py, "retry_after", retry_after)
+        }
         "rate_limited" => spec("RateLimited").field(py, "retry_after", retry_after.unwrap_or(0.0)),
         "quota_exceeded" => spec("QuotaExceeded")
             .field(py, "quota", uint("quota").unwrap_or(0))

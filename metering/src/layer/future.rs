@@ -36,17 +36,6 @@ impl<F, C> ResponseFuture<F, C> {
     }
 }
 
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
-}
-
 impl<F, C, B, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -72,7 +61,7 @@ where
                     if let Some(f) = res.extensions().get::<InvocationFigures>() {
                         t.c.invocation(f);
                     }
-                    if is_event_stream(res.headers()) {
+                    if corral_limits::is_event_stream(res.headers()) {
                         stream = Some(StreamGuard::open(t.clone()));
                     }
                 }

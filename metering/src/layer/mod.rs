@@ -58,7 +58,7 @@ pub use service::MeteringService;
 
 use corral_limits::{
     BoxError, MemoryBudgetExceeded, Overloaded, QuotaExceeded, RateLimited, RuntimeBusy,
-    TenantContext, TenantId,
+    TenantContext, TenantId, TooManyStreams,
 };
 
 use crate::{ErrorKind, Meter};
@@ -155,7 +155,7 @@ impl TenantOf for TenantFromExtensions {
 pub fn limit_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     let mut cur = Some(error);
     while let Some(e) = cur {
-        if e.is::<Overloaded>() || e.is::<RuntimeBusy>() {
+        if e.is::<Overloaded>() || e.is::<RuntimeBusy>() || e.is::<TooManyStreams>() {
             return Some(ErrorKind::Overloaded);
         }
         if e.is::<RateLimited>() {

@@ -332,7 +332,7 @@ impl QuickJsProgram {
                 let stream = stream.map(|scope| Stream {
                     scope,
                     generation: slot.generation,
-                    deadline: (!is_event_stream(response.headers()))
+                    deadline: (!corral_limits::is_event_stream(response.headers()))
                         .then(|| started + cx.limits.wall_clock),
                 });
                 Ok((response, stream))
@@ -473,15 +473,6 @@ impl QuickJsProgram {
             tx.abort(err).await;
         }
     }
-}
-
-/// Whether `headers` say `text/event-stream` (a stream that stays open).
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
 impl Program for QuickJsProgram {

@@ -549,6 +549,10 @@ impl Platform {
     /// Sends one request to `name` through the whole stack and collects the
     /// response. Its extensions carry the [`InvocationStats`](crate::InvocationStats) when the
     /// sandbox ran (not for an asset served from the cache).
+    ///
+    /// A `text/event-stream` is collected until the guest ends it, for at
+    /// most the tier's wall clock (then [`SandboxError::Deadline`](crate::SandboxError::Deadline)); read
+    /// streams as they come through [`service`](Self::service) instead.
     pub async fn invoke(
         &self,
         name: &TenantId,
@@ -556,7 +560,20 @@ impl Platform {
     ) -> Result<http::Response<Bytes>, PlatformError> {
         req.extensions_mut().insert(name.clone());
         let resp = self.service().oneshot(req).await?;
-        service::collect(resp).await
+        if !corral_limits::is_event_stream(resp.headers()) {
+            return service::collect(resp).await;
+        }
+        let wall = self
+            .inner
+            .contexts
+            .read()
+            .get(name)
+            .map_or(crate::Limits::default().wall_clock, |c| c.tier().wall_clock);
+        tokio::time::timeout(wall, service::collect(resp))
+            .await
+            .unwrap_or(Err(PlatformError::Sandbox(crate::SandboxError::Deadline {
+                limit: wall,
+            })))
     }
 
     /// Removes an app: its code, static files, KV, limits state and counters.

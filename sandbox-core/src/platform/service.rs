@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use corral_limits::{
     BoxError, Overloaded, QuotaExceeded, RateLimited, ServiceBuilderExt, TenantContext, TenantId,
+    TooManyStreams,
 };
 use corral_metering::{ErrorKind, InvocationFigures, MeteringLayer};
 use corral_storage::AssetCacheLayer;
@@ -66,7 +67,7 @@ fn classify(e: &BoxError) -> ErrorKind {
             _ => ErrorKind::Other,
         };
     }
-    if e.is::<Overloaded>() {
+    if e.is::<Overloaded>() || e.is::<TooManyStreams>() {
         ErrorKind::Overloaded
     } else if e.is::<RateLimited>() {
         ErrorKind::Rate
@@ -89,6 +90,9 @@ impl PlatformService {
             .tenant_quota(EarlierRequests(inner.meter.clone()))
             .layer(share_gate(&inner.limits, inner.config.queue_wait))
             .layer(slot_gate(&inner.slots, inner.config.queue_wait))
+            // Innermost of the limits, so the share and slot gates see a
+            // stream's `Detached` mark and let go when its head is out.
+            .tenant_streams(&inner.limits)
             .layer(AssetCacheLayer::new(
                 inner.store.clone(),
                 inner.cache.clone(),

@@ -6,6 +6,7 @@ mod api;
 mod fleet;
 mod limits;
 mod memory;
+mod streaming;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,6 +99,17 @@ impl Tenant {
             .invoke(self.cx.clone(), request)
             .await?;
         corral::Body::collect_response(resp).await
+    }
+
+    /// Sends a GET and returns the response with its body as it comes.
+    pub(crate) async fn open(
+        &self,
+        path: &str,
+    ) -> Result<http::Response<corral::Body>, SandboxError> {
+        self.program
+            .clone()
+            .invoke(self.cx.clone(), get(path))
+            .await
     }
 
     pub(crate) async fn get(&self, path: &str) -> Result<http::Response<Bytes>, SandboxError> {

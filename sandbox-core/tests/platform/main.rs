@@ -412,3 +412,77 @@ async fn a_request_over_its_shares_waits_for_one_up_to_queue_wait() {
         p.shutdown().await;
     }
 }
+
+const TICKER: &str = r#"export default { fetch(req) {
+    if (new URL(req.url).pathname !== "/sse") return new Response("hello");
+    let i = 0;
+    return new Response(new ReadableStream({
+        pull(c) { return new Promise((r) => setTimeout(() => { c.enqueue(`data: ${i++}\n\n`); r(); }, 20)); },
+    }), { headers: { "content-type": "text/event-stream" } });
+} };"#;
+
+/// Opens `/sse` on `app` through the platform's service, unread.
+async fn open_stream(
+    p: &Platform,
+    app: &TenantId,
+) -> Result<http::Response<corral::platform::PlatformBody>, PlatformError> {
+    use tower::ServiceExt as _;
+    let mut req = http::Request::get("/sse").body(Bytes::new()).unwrap();
+    req.extensions_mut().insert(app.clone());
+    p.service().oneshot(req).await
+}
+
+async fn first_event(resp: &mut http::Response<corral::platform::PlatformBody>) -> Bytes {
+    use http_body_util::BodyExt as _;
+    let frame = tokio::time::timeout(Duration::from_secs(5), resp.body_mut().frame())
+        .await
+        .expect("an event within 5 s")
+        .expect("the stream is open")
+        .expect("not an error");
+    frame.into_data().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_streams_are_counted_and_limited_by_the_tier_and_hold_no_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let app = id("ticker");
+    let bundle = Bundle::code(Kind::Js, TICKER.as_bytes().to_vec());
+    p.deploy(&app, Some("tight"), bundle).await.unwrap();
+    assert_eq!(tight().compute_shares, 1);
+    assert_eq!(tight().max_streams, 2);
+
+    let mut one = open_stream(&p, &app).await.unwrap();
+    assert_eq!(one.headers()["content-type"], "text/event-stream");
+    assert_eq!(first_event(&mut one).await, "data: 0\n\n");
+    let mut two = open_stream(&p, &app).await.unwrap();
+    assert_eq!(first_event(&mut two).await, "data: 0\n\n");
+    assert_eq!(p.status(&app).unwrap().streams, 2);
+
+    // The tier's third stream is refused with a 429 naming the limit...
+    let err = open_stream(&p, &app).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.status().as_u16()),
+        ("too_many_streams", 429)
+    );
+    let (_, headers, body) = err.to_http();
+    assert!(headers.contains_key(http::header::RETRY_AFTER));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["limit"], 2, "{json}");
+    // ...while its one compute share still serves plain requests.
+    for _ in 0..3 {
+        assert_eq!(text(&p.invoke(&app, req("")).await.unwrap()), "hello");
+    }
+    assert_eq!(first_event(&mut one).await, "data: 1\n\n");
+
+    // A client going away frees its stream at once.
+    drop(one);
+    assert_eq!(p.status(&app).unwrap().streams, 1);
+    let mut three = open_stream(&p, &app).await.unwrap();
+    assert_eq!(first_event(&mut three).await, "data: 0\n\n");
+    drop((two, three));
+    assert_eq!(p.status(&app).unwrap().streams, 0);
+    let usage = p.usage(&app).unwrap();
+    assert_eq!(usage.usage.peak_streams, 2);
+    p.shutdown().await;
+}

@@ -1,7 +1,8 @@
 //! The hyper server: HTTP/1.1 and h2c on one port (hyper-util's auto builder),
 //! keep-alive, header size and count limits, a header-read timeout against
-//! slowloris, and graceful shutdown that stops accepting and drains in-flight
-//! requests up to a deadline.
+//! slowloris, and graceful shutdown that stops accepting, ends open event
+//! streams (their clients reconnect elsewhere) and drains in-flight requests
+//! up to a deadline.
 //!
 //! Also the small response helpers every handler uses: stable JSON error
 //! bodies and body collection under a byte cap.
@@ -196,8 +197,10 @@ pub struct ServeReport {
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then stops
-/// accepting, asks every connection to finish its in-flight requests, and
-/// waits up to `limits.drain_timeout` for them.
+/// accepting, ends open `text/event-stream` bodies cleanly (an event stream
+/// never finishes on its own, so it would hold the drain to its deadline),
+/// asks every connection to finish its in-flight requests, and waits up to
+/// `limits.drain_timeout` for them.
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -230,6 +233,7 @@ where
 {
     let builder = builder(limits);
     let graceful = GracefulShutdown::new();
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut connections = 0u64;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -253,6 +257,7 @@ where
                 PeerService {
                     inner: service.clone(),
                     peer,
+                    stop: stop.clone(),
                 },
             )
             .into_owned();
@@ -264,6 +269,7 @@ where
         });
     }
     drop(listener);
+    let _ = stopping.send(true);
     tracing::info!(in_flight_connections = graceful.count(), "draining");
     let drained = tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
         .await
@@ -298,18 +304,56 @@ pub struct Peer(pub SocketAddr);
 struct PeerService<S> {
     inner: S,
     peer: SocketAddr,
+    /// Turns true when shutdown begins.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl<S> hyper::service::Service<http::Request<Incoming>> for PeerService<S>
 where
-    S: hyper::service::Service<http::Request<Incoming>>,
+    S: hyper::service::Service<http::Request<Incoming>, Response = Response<Body>>,
+    S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<Body>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(Peer(self.peer));
-        self.inner.call(req)
+        let response = self.inner.call(req);
+        let mut stop = self.stop.clone();
+        Box::pin(async move {
+            let response = response.await?;
+            if !corral_limits::is_event_stream(response.headers()) {
+                return Ok(response);
+            }
+            Ok(response.map(|inner| {
+                let stop = Box::pin(async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                });
+                UntilShutdown { inner, stop }.boxed_unsync()
+            }))
+        })
+    }
+}
+
+/// An event stream's body that ends (cleanly, as if the guest closed it)
+/// when shutdown begins.
+struct UntilShutdown {
+    inner: Body,
+    stop: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl http_body::Body for UntilShutdown {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
     }
 }
 

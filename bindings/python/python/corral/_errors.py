@@ -333,7 +333,7 @@ class CorruptArtifact(IntegrityError):
 
 
 class Overloaded(CorralError):
-    """No capacity right now (compute shares or host slots); retry later."""
+    """No capacity right now (compute shares, host slots or open streams); retry later."""
 
     default_code = "overloaded"
     default_status = 503

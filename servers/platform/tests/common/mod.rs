@@ -140,6 +140,12 @@ impl Server {
         )
     }
 
+    /// `GET path`, with the body unread (for streams).
+    pub async fn open(&self, path: &str) -> http::Response<hyper::body::Incoming> {
+        let req = Request::get(self.url(path)).body(Full::default()).unwrap();
+        self.client.request(req).await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Bytes) {
         let (s, _, b) = self
             .send(Request::get(self.url(path)).body(Full::default()).unwrap())

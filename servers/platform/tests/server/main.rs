@@ -469,3 +469,128 @@ async fn export_import_between_servers() {
     let s = Server::start(&dir_b, Some(&token_b));
     assert_eq!(s.get("/apps/notes/").await, before);
 }
+
+/// Reads `body` until it holds `want` (a whole event); `None` if it ended first.
+async fn read_until(body: &mut hyper::body::Incoming, seen: &mut String, want: &str) -> Option<()> {
+    while !seen.contains(want) {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("an event within 5 s")?
+            .expect("the stream is not cut");
+        seen.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_streams_stay_open_are_counted_and_limited_by_the_tier() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), None);
+    let ticker = r#"export default { fetch(req) {
+        if (!new URL(req.url).pathname.endsWith("/events")) return new Response("hello");
+        let i = 0;
+        return new Response(new ReadableStream({
+            pull(c) { return new Promise((r) => setTimeout(() => { c.enqueue(`data: ${i++}\n\n`); r(); }, 100)); },
+        }), { headers: { "content-type": "text/event-stream" } });
+    } };"#;
+    // Tier `one`: one compute share, one stream.
+    assert_eq!(s.deploy_js("ticker", "one", ticker).await.0, 200);
+
+    let resp = s.open("/apps/ticker/events").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "data: 0\n\n")
+        .await
+        .unwrap();
+    let first = std::time::Instant::now();
+    read_until(&mut body, &mut seen, "data: 2\n\n")
+        .await
+        .unwrap();
+    assert!(
+        seen.starts_with("data: 0\n\ndata: 1\n\ndata: 2\n\n"),
+        "{seen:?}"
+    );
+    // Events arrive as the guest writes them, 100 ms apart, on one response.
+    assert!(
+        first.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        first.elapsed()
+    );
+
+    let (status, v) = s
+        .admin(Method::GET, "/api/apps/ticker/status", b"", "text/plain")
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["streams"].as_u64(), v["state"].as_str()),
+        (Some(1), Some("warm")),
+        "{v}"
+    );
+    let (_, metrics) = s.get("/metrics").await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "corral_streams_open 1"),
+        "{metrics}"
+    );
+
+    // The tier's second stream: 429 naming the limit, with Retry-After...
+    let (status, headers, body2) = s
+        .send(
+            Request::get(s.url("/apps/ticker/events"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, 429, "{body2:?}");
+    assert!(headers.contains_key("retry-after"));
+    let v: Value = serde_json::from_slice(&body2).unwrap();
+    assert_eq!(
+        (v["error"].as_str(), v["limit"].as_u64()),
+        (Some("too_many_streams"), Some(1)),
+        "{v}"
+    );
+    // ...while the stream holds no compute share: the app still answers.
+    assert_eq!(
+        s.get("/apps/ticker/").await,
+        (StatusCode::OK, Bytes::from("hello"))
+    );
+    read_until(&mut body, &mut seen, "data: 3\n\n")
+        .await
+        .unwrap();
+
+    // The client goes away: the stream is counted out.
+    drop(body);
+    let started = std::time::Instant::now();
+    loop {
+        let (_, v) = s
+            .admin(Method::GET, "/api/apps/ticker/status", b"", "text/plain")
+            .await;
+        if v["streams"] == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // SIGTERM ends an open stream cleanly instead of holding the drain
+    // (20 s in the test config) until its deadline.
+    let mut body = s.open("/apps/ticker/events").await.into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "data: 0\n\n")
+        .await
+        .unwrap();
+    let stopping = std::time::Instant::now();
+    s.signal("-TERM");
+    assert!(
+        read_until(&mut body, &mut seen, "never").await.is_none(),
+        "the stream ends"
+    );
+    s.stop(); // a clean exit, after the drain
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+}
