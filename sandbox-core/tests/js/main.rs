@@ -6,6 +6,7 @@ mod api;
 mod fleet;
 mod limits;
 mod memory;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
