@@ -1,7 +1,7 @@
 // Corral's JavaScript prelude: the Workers-style web classes every tenant
 // sees (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, console, crypto, timers), written over a handful of host
-// functions. It is compiled to QuickJS bytecode once per process and
+// TextDecoder, streams, console, crypto, timers), written over a handful of
+// host functions. It is compiled to QuickJS bytecode once per process and
 // evaluated into every tenant runtime before the tenant's module.
 //
 // The host functions arrive on `globalThis.__corral_host`; this module takes
@@ -64,9 +64,22 @@ class TextEncoder {
   }
 }
 
+// How many bytes at the end of `b` begin a UTF-8 sequence still incomplete.
+function utf8Tail(b) {
+  for (let i = 1; i <= 3 && i <= b.length; i++) {
+    const c = b[b.length - i];
+    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 1;
+    return need > i ? i : 0;
+  }
+  return 0;
+}
+
 class TextDecoder {
   #fatal;
   #ignoreBOM;
+  #pending = null; // the incomplete tail held back by decode(…, { stream: true })
+  #bomSeen = false;
   constructor(label = "utf-8", options = {}) {
     const l = String(label).trim().toLowerCase();
     if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
@@ -84,21 +97,35 @@ class TextDecoder {
   get ignoreBOM() {
     return this.#ignoreBOM;
   }
-  decode(input) {
-    if (input === undefined) return "";
+  decode(input, options) {
+    const stream = !!(options && options.stream);
     let bytes =
-      input instanceof Uint8Array && input.byteOffset === 0
-        ? input
-        : copyBytes(input);
-    if (
-      !this.#ignoreBOM &&
-      bytes.length >= 3 &&
-      bytes[0] === 0xef &&
-      bytes[1] === 0xbb &&
-      bytes[2] === 0xbf
-    ) {
-      bytes = bytes.subarray(3);
+      input === undefined
+        ? new Uint8Array(0)
+        : input instanceof Uint8Array && input.byteOffset === 0
+          ? input
+          : copyBytes(input);
+    // In stream mode a character split across calls waits for its end.
+    if (this.#pending !== null) {
+      const joined = new Uint8Array(this.#pending.length + bytes.length);
+      joined.set(this.#pending);
+      joined.set(bytes, this.#pending.length);
+      bytes = joined;
+      this.#pending = null;
     }
+    const tail = stream ? utf8Tail(bytes) : 0;
+    if (tail > 0) {
+      this.#pending = bytes.slice(bytes.length - tail);
+      bytes = bytes.subarray(0, bytes.length - tail);
+    }
+    // Only the stream's first bytes can be a BOM.
+    if (!this.#bomSeen && bytes.length > 0) {
+      this.#bomSeen = true;
+      if (!this.#ignoreBOM && bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+        bytes = bytes.subarray(3);
+      }
+    }
+    if (!stream) this.#bomSeen = false;
     try {
       return utf8Decode(bytes, this.#fatal);
     } catch (e) {
@@ -779,9 +806,1045 @@ class Headers {
   }
 }
 
+// ---------------------------------------------------------------- streams --
+// WHATWG streams, the default (non-byte) kind, after the spec's algorithms
+// but compact. Each public object keeps its state in a plain object behind a
+// private field; a stream's state is shared with its controller and its
+// reader or writer, so the algorithms are plain functions over it: rs* for
+// readable, ws* for writable and ts* for transform streams.
+
+const noop = () => {};
+// Only the streams make controllers: their constructors want this key.
+const INTERNAL = Symbol("internal");
+let rsOf; // ReadableStream -> its state (set in the class's static block)
+let wsOf; // WritableStream -> its state
+
+// A promise with its settle functions. Its rejection counts as handled:
+// `closed` and `ready` promises need not be awaited.
+function deferred() {
+  let resolve, reject;
+  const promise = new Promise((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(noop);
+  const d = {
+    promise,
+    settled: false,
+    resolve(v) {
+      d.settled = true;
+      resolve(v);
+    },
+    reject(e) {
+      d.settled = true;
+      reject(e);
+    },
+  };
+  return d;
+}
+
+// Rejects `d`, or a fresh deferred in its place if `d` has settled already.
+function rejectOrReplace(d, e) {
+  if (d.settled) d = deferred();
+  d.reject(e);
+  return d;
+}
+
+// An underlying source's, sink's or transformer's method as a function that
+// returns a promise (a throw becomes a rejection); a missing one does nothing.
+function method(obj, name) {
+  const f = obj[name];
+  if (f === undefined) return () => Promise.resolve();
+  if (typeof f !== "function") throw new TypeError(`${name} must be a function`);
+  return (...args) => {
+    try {
+      return Promise.resolve(f.apply(obj, args));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+}
+
+// Calls `obj.start(controller)` now (a throw escapes the constructor, as the
+// spec says), then `onStart` or `onError` once what it returned settles.
+function callStart(obj, controller, onStart, onError) {
+  const f = obj.start;
+  if (f !== undefined && typeof f !== "function") throw new TypeError("start must be a function");
+  Promise.resolve(f === undefined ? undefined : f.call(obj, controller)).then(onStart, onError);
+}
+
+// [highWaterMark, size function] of a queuing strategy.
+function strategyOf(strategy, defaultHwm) {
+  const hwm = strategy?.highWaterMark === undefined ? defaultHwm : Number(strategy.highWaterMark);
+  if (Number.isNaN(hwm) || hwm < 0) throw new RangeError("highWaterMark must be a non-negative number");
+  const size = strategy?.size;
+  if (size === undefined) return [hwm, () => 1];
+  if (typeof size !== "function") throw new TypeError("size must be a function");
+  return [
+    hwm,
+    (chunk) => {
+      const n = Number(size(chunk));
+      if (!(n >= 0 && n < Infinity)) throw new RangeError("a chunk's size must be a finite, non-negative number");
+      return n;
+    },
+  ];
+}
+
+class CountQueuingStrategy {
+  #hwm;
+  constructor(init) {
+    if (init?.highWaterMark === undefined) throw new TypeError("highWaterMark is required");
+    this.#hwm = Number(init.highWaterMark);
+  }
+  get highWaterMark() {
+    return this.#hwm;
+  }
+  get size() {
+    return countSize;
+  }
+}
+const countSize = () => 1;
+
+class ByteLengthQueuingStrategy {
+  #hwm;
+  constructor(init) {
+    if (init?.highWaterMark === undefined) throw new TypeError("highWaterMark is required");
+    this.#hwm = Number(init.highWaterMark);
+  }
+  get highWaterMark() {
+    return this.#hwm;
+  }
+  get size() {
+    return byteLengthSize;
+  }
+}
+const byteLengthSize = (chunk) => chunk.byteLength;
+
+// -- ReadableStream
+
+const rsCanEnqueue = (s) => s.state === "readable" && !s.closeRequested;
+
+function rsDesiredSize(s) {
+  return s.state === "errored" ? null : s.state === "closed" ? 0 : s.hwm - s.queueSize;
+}
+
+function rsShouldPull(s) {
+  if (!rsCanEnqueue(s) || !s.started) return false;
+  return (s.reader !== null && s.reader.requests.length > 0) || rsDesiredSize(s) > 0;
+}
+
+// Calls pull if the stream wants data: never while a pull is under way, but
+// once more after it if it was wanted meanwhile.
+function rsPullIfNeeded(s) {
+  if (!rsShouldPull(s)) return;
+  if (s.pulling) {
+    s.pullAgain = true;
+    return;
+  }
+  s.pulling = true;
+  s.pull(s.controller).then(
+    () => {
+      s.pulling = false;
+      if (s.pullAgain) {
+        s.pullAgain = false;
+        rsPullIfNeeded(s);
+      }
+    },
+    (e) => rsError(s, e),
+  );
+}
+
+function rsClose(s) {
+  s.state = "closed";
+  const r = s.reader;
+  if (r === null) return;
+  r.closed.resolve();
+  for (const read of r.requests.splice(0)) read.resolve({ value: undefined, done: true });
+}
+
+function rsError(s, e) {
+  if (s.state !== "readable") return;
+  s.state = "errored";
+  s.error = e;
+  s.queue = [];
+  s.queueSize = 0;
+  const r = s.reader;
+  if (r === null) return;
+  r.closed.reject(e);
+  for (const read of r.requests.splice(0)) read.reject(e);
+}
+
+function rsEnqueue(s, chunk) {
+  if (!rsCanEnqueue(s)) throw new TypeError("cannot enqueue: the stream is closed or closing");
+  const r = s.reader;
+  if (r !== null && r.requests.length > 0) {
+    // A read is waiting (so the queue is empty): the chunk goes straight to it.
+    r.requests.shift().resolve({ value: chunk, done: false });
+  } else {
+    let size;
+    try {
+      size = s.size(chunk);
+    } catch (e) {
+      rsError(s, e);
+      throw e;
+    }
+    s.queue.push([chunk, size]);
+    s.queueSize += size;
+  }
+  rsPullIfNeeded(s);
+}
+
+function rsRequestClose(s) {
+  if (!rsCanEnqueue(s)) throw new TypeError("cannot close: the stream is closed or closing");
+  s.closeRequested = true;
+  if (s.queue.length === 0) rsClose(s);
+}
+
+function rsRead(s) {
+  s.disturbed = true;
+  if (s.state === "closed") return Promise.resolve({ value: undefined, done: true });
+  if (s.state === "errored") return Promise.reject(s.error);
+  if (s.queue.length > 0) {
+    const [chunk, size] = s.queue.shift();
+    s.queueSize = s.queue.length === 0 ? 0 : s.queueSize - size;
+    if (s.closeRequested && s.queue.length === 0) rsClose(s);
+    else rsPullIfNeeded(s);
+    return Promise.resolve({ value: chunk, done: false });
+  }
+  const read = deferred();
+  s.reader.requests.push(read);
+  rsPullIfNeeded(s);
+  return read.promise;
+}
+
+function rsCancel(s, reason) {
+  s.disturbed = true;
+  if (s.state === "closed") return Promise.resolve();
+  if (s.state === "errored") return Promise.reject(s.error);
+  rsClose(s);
+  s.queue = [];
+  s.queueSize = 0;
+  return s.cancel(reason).then(noop);
+}
+
+function rsAcquireReader(s) {
+  if (s.reader !== null) throw new TypeError("the stream is locked to a reader");
+  const r = { stream: s, requests: [], closed: deferred() };
+  if (s.state === "closed") r.closed.resolve();
+  else if (s.state === "errored") r.closed.reject(s.error);
+  s.reader = r;
+  return r;
+}
+
+function rsReleaseReader(r) {
+  const s = r.stream;
+  if (s === null) return;
+  const e = new TypeError("the reader's lock was released");
+  r.closed = rejectOrReplace(r.closed, e);
+  for (const read of r.requests.splice(0)) read.reject(e);
+  s.reader = null;
+  r.stream = null;
+}
+
+class ReadableStreamDefaultController {
+  #s;
+  constructor(key, s) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+    this.#s = s;
+  }
+  get desiredSize() {
+    return rsDesiredSize(this.#s);
+  }
+  enqueue(chunk) {
+    rsEnqueue(this.#s, chunk);
+  }
+  close() {
+    rsRequestClose(this.#s);
+  }
+  error(e) {
+    rsError(this.#s, e);
+  }
+}
+
+class ReadableStreamDefaultReader {
+  #r;
+  constructor(stream) {
+    this.#r = rsAcquireReader(rsOf(stream));
+  }
+  get closed() {
+    return this.#r.closed.promise;
+  }
+  read() {
+    const s = this.#r.stream;
+    return s ? rsRead(s) : Promise.reject(new TypeError("the reader's lock was released"));
+  }
+  cancel(reason) {
+    const s = this.#r.stream;
+    return s ? rsCancel(s, reason) : Promise.reject(new TypeError("the reader's lock was released"));
+  }
+  releaseLock() {
+    rsReleaseReader(this.#r);
+  }
+}
+
+class ReadableStream {
+  #s;
+  static {
+    rsOf = (x) => {
+      try {
+        return x.#s;
+      } catch {
+        throw new TypeError("expected a ReadableStream");
+      }
+    };
+  }
+  constructor(source = {}, strategy = {}) {
+    source = source ?? {};
+    if (source.type !== undefined) {
+      throw new TypeError(`ReadableStream: type ${JSON.stringify(String(source.type))} is not supported`);
+    }
+    const [hwm, size] = strategyOf(strategy, 1);
+    const s = (this.#s = {
+      state: "readable", // then "closed" or "errored"
+      error: undefined,
+      disturbed: false,
+      reader: null,
+      queue: [], // [chunk, size]
+      queueSize: 0,
+      hwm,
+      size,
+      started: false,
+      pulling: false,
+      pullAgain: false,
+      closeRequested: false,
+      pull: method(source, "pull"),
+      cancel: method(source, "cancel"),
+      controller: null,
+      whole: null, // the bytes of a stream made by bytesStream()
+    });
+    s.controller = new ReadableStreamDefaultController(INTERNAL, s);
+    callStart(
+      source,
+      s.controller,
+      () => {
+        s.started = true;
+        rsPullIfNeeded(s);
+      },
+      (e) => rsError(s, e),
+    );
+  }
+  // A stream over the values of an async (or sync) iterable.
+  static from(iterable) {
+    const asyncMethod = iterable?.[Symbol.asyncIterator];
+    const isAsync = asyncMethod !== undefined && asyncMethod !== null;
+    const m = isAsync ? asyncMethod : iterable?.[Symbol.iterator];
+    if (typeof m !== "function") throw new TypeError("ReadableStream.from: expected an iterable");
+    const it = m.call(iterable);
+    if (Object(it) !== it) throw new TypeError("ReadableStream.from: the iterator is not an object");
+    const next = it.next;
+    const result = (r) => {
+      if (Object(r) !== r) throw new TypeError("ReadableStream.from: an iterator result is not an object");
+      return r;
+    };
+    return new ReadableStream(
+      {
+        async pull(c) {
+          const r = result(await next.call(it));
+          if (r.done) c.close();
+          else c.enqueue(isAsync ? r.value : await r.value);
+        },
+        async cancel(reason) {
+          if (it.return !== undefined && it.return !== null) result(await it.return(reason));
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+  get locked() {
+    return this.#s.reader !== null;
+  }
+  cancel(reason) {
+    if (this.#s.reader !== null) return Promise.reject(new TypeError("the stream is locked to a reader"));
+    return rsCancel(this.#s, reason);
+  }
+  getReader(options) {
+    if (options?.mode !== undefined) throw new TypeError(`getReader: mode ${options.mode} is not supported`);
+    return new ReadableStreamDefaultReader(this);
+  }
+  pipeTo(dest, options = {}) {
+    try {
+      const w = wsOf(dest);
+      if (this.locked) throw new TypeError("pipeTo: the source stream is locked");
+      if (w.writer !== null) throw new TypeError("pipeTo: the destination stream is locked");
+      return pipe(new ReadableStreamDefaultReader(this), new WritableStreamDefaultWriter(dest), w, options ?? {});
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  pipeThrough(transform, options) {
+    const { writable, readable } = transform;
+    if (this.locked) throw new TypeError("pipeThrough: the source stream is locked");
+    if (writable.locked) throw new TypeError("pipeThrough: the destination stream is locked");
+    this.pipeTo(writable, options).catch(noop);
+    return readable;
+  }
+  tee() {
+    return tee(this);
+  }
+  values(options) {
+    return iterate(new ReadableStreamDefaultReader(this), !!options?.preventCancel);
+  }
+  [Symbol.asyncIterator](options) {
+    return this.values(options);
+  }
+}
+
+// The async iterator of values(): reads in order (one read at a time) and
+// lets go of the stream at its end; return() cancels it unless prevented.
+function iterate(reader, preventCancel) {
+  let last = Promise.resolve();
+  let finished = false;
+  const finish = () => {
+    finished = true;
+    reader.releaseLock();
+  };
+  const step = () =>
+    finished
+      ? { value: undefined, done: true }
+      : reader.read().then(
+          (r) => {
+            if (r.done) finish();
+            return r;
+          },
+          (e) => {
+            finish();
+            throw e;
+          },
+        );
+  return {
+    next() {
+      return (last = last.then(step, step));
+    },
+    return(value) {
+      const stop = async () => {
+        if (!finished) {
+          const cancelled = preventCancel ? undefined : reader.cancel(value);
+          finish();
+          await cancelled;
+        }
+        return { value, done: true };
+      };
+      return (last = last.then(stop, stop));
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}
+
+// Two streams that each see every chunk of `stream` (read as either needs
+// one); the source is cancelled once both are.
+function tee(stream) {
+  const reader = new ReadableStreamDefaultReader(stream);
+  const controllers = [];
+  const canceled = [false, false];
+  const reasons = [];
+  const cancelled = deferred();
+  let reading = false;
+  let readAgain = false;
+  const pull = () => {
+    if (reading) {
+      readAgain = true;
+      return;
+    }
+    reading = true;
+    reader.read().then(({ value, done }) => {
+      if (done) {
+        for (const i of [0, 1]) if (!canceled[i]) controllers[i].close();
+        if (!canceled[0] || !canceled[1]) cancelled.resolve();
+        return;
+      }
+      for (const i of [0, 1]) if (!canceled[i]) controllers[i].enqueue(value);
+      reading = false;
+      if (readAgain) {
+        readAgain = false;
+        pull();
+      }
+    }, noop);
+  };
+  const branch = (i) =>
+    new ReadableStream({
+      start(c) {
+        controllers[i] = c;
+      },
+      pull,
+      cancel(reason) {
+        canceled[i] = true;
+        reasons[i] = reason;
+        if (canceled[1 - i]) cancelled.resolve(reader.cancel(reasons));
+        return cancelled.promise;
+      },
+    });
+  const branches = [branch(0), branch(1)];
+  reader.closed.catch((e) => {
+    controllers[0].error(e);
+    controllers[1].error(e);
+    if (!canceled[0] || !canceled[1]) cancelled.resolve();
+  });
+  return branches;
+}
+
+// pipeTo: one chunk at a time, as the destination is ready for it; when
+// either side fails or the source ends, the other side is told as the
+// options allow, and the pipe settles accordingly.
+async function pipe(reader, writer, w, { preventClose, preventAbort, preventCancel }) {
+  const never = new Promise(noop);
+  const fail = (side) => (error) => ({ side, error });
+  const sourceFailed = reader.closed.then(() => never, fail("source"));
+  const destClosed = () => fail("dest")(new TypeError("the destination stream is closed"));
+  const destFailed = writer.closed.then(destClosed, fail("dest"));
+  let end = w.closeRequest !== null || w.state === "closed" ? destClosed() : null;
+  let lastWrite = Promise.resolve();
+  while (end === null) {
+    end = await Promise.race([writer.ready.then(() => null, fail("dest")), sourceFailed, destFailed]);
+    if (end !== null) break;
+    const r = await Promise.race([reader.read().catch(fail("source")), destFailed]);
+    if (r.side !== undefined) end = r;
+    else if (r.done) end = { side: "done" };
+    else lastWrite = writer.write(r.value).catch(noop);
+  }
+  try {
+    if (end.side === "done") {
+      if (!preventClose) await writer.close();
+      return;
+    }
+    if (end.side === "source") {
+      await lastWrite;
+      if (!preventAbort) await writer.abort(end.error);
+    } else if (!preventCancel) {
+      await reader.cancel(end.error);
+    }
+    throw end.error;
+  } finally {
+    writer.releaseLock();
+    reader.releaseLock();
+  }
+}
+
+// A one-chunk stream over a copy of `bytes`, which it remembers while it is
+// untouched (see wholeBytes).
+function bytesStream(bytes) {
+  const copy = copyBytes(bytes);
+  const stream = new ReadableStream({
+    start(c) {
+      if (copy.length > 0) c.enqueue(copy);
+      c.close();
+    },
+  });
+  rsOf(stream).whole = copy;
+  return stream;
+}
+
+// The bytes of a bytesStream() nobody has locked or read yet, else null.
+function wholeBytes(stream) {
+  const s = rsOf(stream);
+  return s.whole !== null && !s.disturbed && s.reader === null ? s.whole : null;
+}
+
+// -- WritableStream
+
+const CLOSE = {}; // the close request's place in a writable stream's queue
+
+function wsDesiredSize(w) {
+  return w.state === "writable" ? w.hwm - w.queueSize : w.state === "closed" ? 0 : null;
+}
+
+// Backpressure while the queue is full; a closing stream has none.
+function wsUpdateBackpressure(w) {
+  if (w.state !== "writable") return;
+  const bp = w.closeRequest === null && wsDesiredSize(w) <= 0;
+  if (bp === w.backpressure) return;
+  w.backpressure = bp;
+  const wr = w.writer;
+  if (wr !== null) {
+    if (bp) wr.ready = deferred();
+    else wr.ready.resolve();
+  }
+}
+
+function wsStartErroring(w, reason) {
+  w.state = "erroring";
+  w.error = reason;
+  if (w.writer !== null) w.writer.ready = rejectOrReplace(w.writer.ready, reason);
+  if (!w.busy && w.started) wsFinishErroring(w);
+}
+
+// Once no write or close is under way: fails the queued writes, runs a
+// requested abort and fails the close and `closed`.
+function wsFinishErroring(w) {
+  w.state = "errored";
+  const e = w.error;
+  for (const item of w.queue.splice(0)) if (item !== CLOSE) item.done.reject(e);
+  w.queueSize = 0;
+  const rejectClose = () => {
+    if (w.closeRequest !== null) w.closeRequest.reject(e);
+    w.closeRequest = null;
+    if (w.writer !== null) w.writer.closed.reject(e);
+  };
+  const abort = w.pendingAbort;
+  w.pendingAbort = null;
+  if (abort === null) return rejectClose();
+  if (abort.wasErroring) {
+    abort.done.reject(e);
+    return rejectClose();
+  }
+  w.abort(abort.reason).then(
+    () => {
+      abort.done.resolve();
+      rejectClose();
+    },
+    (err) => {
+      abort.done.reject(err);
+      rejectClose();
+    },
+  );
+}
+
+function wsFailed(w, e) {
+  if (w.state === "writable") wsStartErroring(w, e);
+  else wsFinishErroring(w);
+}
+
+// Hands the sink the next write or the close, one at a time, in order.
+function wsAdvance(w) {
+  if (!w.started || w.busy) return;
+  if (w.state === "erroring") return wsFinishErroring(w);
+  if (w.queue.length === 0) return;
+  w.busy = true;
+  const item = w.queue[0];
+  if (item === CLOSE) {
+    w.queue.shift();
+    w.close().then(
+      () => {
+        w.busy = false;
+        w.closeRequest.resolve();
+        w.closeRequest = null;
+        if (w.state === "erroring") {
+          // An abort that came during the close is moot: the close won.
+          w.error = undefined;
+          if (w.pendingAbort !== null) w.pendingAbort.done.resolve();
+          w.pendingAbort = null;
+        }
+        w.state = "closed";
+        if (w.writer !== null) w.writer.closed.resolve();
+      },
+      (e) => {
+        w.busy = false;
+        w.closeRequest.reject(e);
+        w.closeRequest = null;
+        if (w.pendingAbort !== null) w.pendingAbort.done.reject(e);
+        w.pendingAbort = null;
+        wsFailed(w, e);
+      },
+    );
+    return;
+  }
+  w.write(item.chunk, w.controller).then(
+    () => {
+      w.busy = false;
+      w.queue.shift();
+      w.queueSize = w.queue.length === 0 ? 0 : w.queueSize - item.size;
+      item.done.resolve();
+      wsUpdateBackpressure(w);
+      wsAdvance(w);
+    },
+    (e) => {
+      w.busy = false;
+      w.queue.shift();
+      item.done.reject(e);
+      wsFailed(w, e);
+    },
+  );
+}
+
+function wsWrite(w, chunk) {
+  let size = 1;
+  try {
+    size = w.size(chunk);
+  } catch (e) {
+    if (w.state === "writable") wsStartErroring(w, e);
+  }
+  if (w.state === "errored" || w.state === "erroring") return Promise.reject(w.error);
+  if (w.closeRequest !== null || w.state === "closed") {
+    return Promise.reject(new TypeError("cannot write: the stream is closed or closing"));
+  }
+  const done = deferred();
+  w.queue.push({ chunk, size, done });
+  w.queueSize += size;
+  wsUpdateBackpressure(w);
+  wsAdvance(w);
+  return done.promise;
+}
+
+function wsClose(w) {
+  if (w.state === "closed" || w.state === "errored" || w.closeRequest !== null) {
+    return Promise.reject(new TypeError("cannot close: the stream is closed, closing or errored"));
+  }
+  const close = (w.closeRequest = deferred());
+  wsUpdateBackpressure(w);
+  w.queue.push(CLOSE);
+  wsAdvance(w);
+  return close.promise;
+}
+
+function wsAbort(w, reason) {
+  if (w.state === "closed" || w.state === "errored") return Promise.resolve();
+  if (w.pendingAbort !== null) return w.pendingAbort.done.promise;
+  const wasErroring = w.state === "erroring";
+  const done = deferred();
+  w.pendingAbort = { done, reason: wasErroring ? undefined : reason, wasErroring };
+  if (!wasErroring) wsStartErroring(w, reason);
+  return done.promise;
+}
+
+function wsAcquireWriter(w) {
+  if (w.writer !== null) throw new TypeError("the stream is locked to a writer");
+  const wr = { stream: w, ready: deferred(), closed: deferred() };
+  if (w.state === "writable") {
+    if (!w.backpressure) wr.ready.resolve();
+  } else if (w.state === "erroring") {
+    wr.ready.reject(w.error);
+  } else if (w.state === "closed") {
+    wr.ready.resolve();
+    wr.closed.resolve();
+  } else {
+    wr.ready.reject(w.error);
+    wr.closed.reject(w.error);
+  }
+  w.writer = wr;
+  return wr;
+}
+
+class WritableStreamDefaultController {
+  #w;
+  constructor(key, w) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+    this.#w = w;
+  }
+  error(e) {
+    if (this.#w.state === "writable") wsStartErroring(this.#w, e);
+  }
+}
+
+const released = () => new TypeError("the writer's lock was released");
+
+class WritableStreamDefaultWriter {
+  #wr;
+  constructor(stream) {
+    this.#wr = wsAcquireWriter(wsOf(stream));
+  }
+  get closed() {
+    return this.#wr.closed.promise;
+  }
+  get ready() {
+    return this.#wr.ready.promise;
+  }
+  get desiredSize() {
+    if (this.#wr.stream === null) throw released();
+    return wsDesiredSize(this.#wr.stream);
+  }
+  write(chunk) {
+    const w = this.#wr.stream;
+    return w ? wsWrite(w, chunk) : Promise.reject(released());
+  }
+  close() {
+    const w = this.#wr.stream;
+    return w ? wsClose(w) : Promise.reject(released());
+  }
+  abort(reason) {
+    const w = this.#wr.stream;
+    return w ? wsAbort(w, reason) : Promise.reject(released());
+  }
+  releaseLock() {
+    const wr = this.#wr;
+    if (wr.stream === null) return;
+    wr.ready = rejectOrReplace(wr.ready, released());
+    wr.closed = rejectOrReplace(wr.closed, released());
+    wr.stream.writer = null;
+    wr.stream = null;
+  }
+}
+
+class WritableStream {
+  #w;
+  static {
+    wsOf = (x) => {
+      try {
+        return x.#w;
+      } catch {
+        throw new TypeError("expected a WritableStream");
+      }
+    };
+  }
+  constructor(sink = {}, strategy = {}) {
+    sink = sink ?? {};
+    if (sink.type !== undefined) throw new RangeError("WritableStream: sink.type is not supported");
+    const [hwm, size] = strategyOf(strategy, 1);
+    const w = (this.#w = {
+      state: "writable", // then "erroring", "errored" or "closed"
+      error: undefined,
+      writer: null,
+      queue: [], // { chunk, size, done } or CLOSE
+      queueSize: 0,
+      hwm,
+      size,
+      started: false,
+      busy: false, // a write or the close is under way
+      backpressure: false,
+      closeRequest: null,
+      pendingAbort: null,
+      write: method(sink, "write"),
+      close: method(sink, "close"),
+      abort: method(sink, "abort"),
+      controller: null,
+    });
+    w.controller = new WritableStreamDefaultController(INTERNAL, w);
+    wsUpdateBackpressure(w);
+    callStart(
+      sink,
+      w.controller,
+      () => {
+        w.started = true;
+        wsAdvance(w);
+      },
+      (e) => {
+        w.started = true;
+        wsFailed(w, e);
+      },
+    );
+  }
+  get locked() {
+    return this.#w.writer !== null;
+  }
+  abort(reason) {
+    if (this.locked) return Promise.reject(new TypeError("the stream is locked to a writer"));
+    return wsAbort(this.#w, reason);
+  }
+  close() {
+    if (this.locked) return Promise.reject(new TypeError("the stream is locked to a writer"));
+    return wsClose(this.#w);
+  }
+  getWriter() {
+    return new WritableStreamDefaultWriter(this);
+  }
+}
+
+// -- TransformStream
+// As in Workers, the readable side's highWaterMark defaults to 0: a write
+// is transformed only once the reader has asked for more, so the writer
+// runs at most one chunk ahead of the reader.
+
+function tsSetBackpressure(t, bp) {
+  if (t.change !== null) t.change.resolve();
+  t.change = deferred();
+  t.backpressure = bp;
+}
+
+// Errors the writable side and lets a write waiting for the reader go on.
+function tsErrorWritable(t, e) {
+  if (t.w.state === "writable") wsStartErroring(t.w, e);
+  if (t.backpressure) tsSetBackpressure(t, false);
+}
+
+function tsError(t, e) {
+  rsError(t.r, e);
+  tsErrorWritable(t, e);
+}
+
+function tsEnqueue(t, chunk) {
+  if (!rsCanEnqueue(t.r)) throw new TypeError("cannot enqueue: the readable side is closed or errored");
+  try {
+    rsEnqueue(t.r, chunk);
+  } catch (e) {
+    tsErrorWritable(t, e);
+    throw t.r.error;
+  }
+  if (!rsShouldPull(t.r) && !t.backpressure) tsSetBackpressure(t, true);
+}
+
+class TransformStreamDefaultController {
+  #t;
+  constructor(key, t) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+    this.#t = t;
+  }
+  get desiredSize() {
+    return rsDesiredSize(this.#t.r);
+  }
+  enqueue(chunk) {
+    tsEnqueue(this.#t, chunk);
+  }
+  error(e) {
+    tsError(this.#t, e);
+  }
+  terminate() {
+    const t = this.#t;
+    if (rsCanEnqueue(t.r)) rsRequestClose(t.r);
+    tsErrorWritable(t, new TypeError("the TransformStream was terminated"));
+  }
+}
+
+class TransformStream {
+  #readable;
+  #writable;
+  constructor(transformer = {}, writableStrategy = {}, readableStrategy = {}) {
+    transformer = transformer ?? {};
+    if (transformer.readableType !== undefined || transformer.writableType !== undefined) {
+      throw new RangeError("TransformStream: readableType and writableType are not supported");
+    }
+    const t = { r: null, w: null, backpressure: false, change: null };
+    const controller = new TransformStreamDefaultController(INTERNAL, t);
+    const transform =
+      transformer.transform === undefined
+        ? method({ transform: (chunk) => tsEnqueue(t, chunk) }, "transform")
+        : method(transformer, "transform");
+    const flush = method(transformer, "flush");
+    const cancel = method(transformer, "cancel");
+    // Both sides start once transformer.start has.
+    const started = deferred();
+    this.#writable = new WritableStream(
+      {
+        start: () => started.promise,
+        async write(chunk) {
+          if (t.backpressure) {
+            await t.change.promise;
+            if (t.w.state === "erroring") throw t.w.error;
+          }
+          try {
+            await transform(chunk, controller);
+          } catch (e) {
+            tsError(t, e);
+            throw e;
+          }
+        },
+        async close() {
+          try {
+            await flush(controller);
+          } catch (e) {
+            rsError(t.r, e);
+            throw e;
+          }
+          if (t.r.state === "errored") throw t.r.error;
+          if (rsCanEnqueue(t.r)) rsRequestClose(t.r);
+        },
+        abort(reason) {
+          tsError(t, reason);
+          return cancel(reason);
+        },
+      },
+      writableStrategy,
+    );
+    this.#readable = new ReadableStream(
+      {
+        start: () => started.promise,
+        pull() {
+          tsSetBackpressure(t, false);
+          return t.change.promise;
+        },
+        cancel(reason) {
+          tsErrorWritable(t, reason);
+          return cancel(reason);
+        },
+      },
+      { highWaterMark: readableStrategy?.highWaterMark ?? 0, size: readableStrategy?.size },
+    );
+    t.w = wsOf(this.#writable);
+    t.r = rsOf(this.#readable);
+    tsSetBackpressure(t, true);
+    const start = transformer.start;
+    if (start !== undefined && typeof start !== "function") throw new TypeError("start must be a function");
+    started.resolve(start === undefined ? undefined : start.call(transformer, controller));
+  }
+  get readable() {
+    return this.#readable;
+  }
+  get writable() {
+    return this.#writable;
+  }
+}
+
+// -- TextEncoderStream / TextDecoderStream
+
+class TextEncoderStream {
+  #ts;
+  constructor() {
+    // A chunk ending in half a surrogate pair waits for the other half.
+    let pending = "";
+    this.#ts = new TransformStream({
+      transform(chunk, c) {
+        let s = pending + String(chunk);
+        pending = "";
+        const last = s.charCodeAt(s.length - 1);
+        if (last >= 0xd800 && last <= 0xdbff) {
+          pending = s.slice(-1);
+          s = s.slice(0, -1);
+        }
+        if (s !== "") c.enqueue(utf8Encode(s));
+      },
+      flush(c) {
+        if (pending !== "") c.enqueue(new Uint8Array([0xef, 0xbf, 0xbd]));
+      },
+    });
+  }
+  get encoding() {
+    return "utf-8";
+  }
+  get readable() {
+    return this.#ts.readable;
+  }
+  get writable() {
+    return this.#ts.writable;
+  }
+}
+
+class TextDecoderStream {
+  #ts;
+  #decoder;
+  constructor(label = "utf-8", options = {}) {
+    // decode(…, { stream: true }) keeps a character split across chunks.
+    const decoder = (this.#decoder = new TextDecoder(label, options));
+    this.#ts = new TransformStream({
+      transform(chunk, c) {
+        if (!isBufferSource(chunk)) throw new TypeError("TextDecoderStream: chunks must be BufferSources");
+        const s = decoder.decode(chunk, { stream: true });
+        if (s !== "") c.enqueue(s);
+      },
+      flush(c) {
+        const s = decoder.decode();
+        if (s !== "") c.enqueue(s);
+      },
+    });
+  }
+  get encoding() {
+    return "utf-8";
+  }
+  get fatal() {
+    return this.#decoder.fatal;
+  }
+  get ignoreBOM() {
+    return this.#decoder.ignoreBOM;
+  }
+  get readable() {
+    return this.#ts.readable;
+  }
+  get writable() {
+    return this.#ts.writable;
+  }
+}
+
 // ------------------------------------------------------------------- Body --
 
-// Returns [bytes or null, default content-type or null].
+// Returns [bytes, a ReadableStream or null; default content-type or null].
 function extractBody(body) {
   if (body === undefined || body === null) return [null, null];
   if (typeof body === "string") return [utf8Encode(body), "text/plain;charset=UTF-8"];
@@ -789,42 +1852,100 @@ function extractBody(body) {
   if (body instanceof URLSearchParams) {
     return [utf8Encode(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
   }
-  if (typeof ReadableStream !== "undefined" && body instanceof ReadableStream) {
-    throw new TypeError("streaming bodies are not supported");
+  if (body instanceof ReadableStream) {
+    const s = rsOf(body);
+    if (s.reader !== null || s.disturbed) throw new TypeError("the body stream is locked or has been read");
+    return [body, null];
   }
   return [utf8Encode(String(body)), "text/plain;charset=UTF-8"];
 }
 
 const EMPTY = new Uint8Array(0);
 
+// Reads a body stream to its end; chunks are bytes as in `chunkBytes`.
+async function readAll(stream) {
+  const reader = new ReadableStreamDefaultReader(stream);
+  const parts = [];
+  let total = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    let bytes;
+    try {
+      bytes = chunkBytes(value);
+    } catch (e) {
+      reader.cancel(e).catch(noop);
+      throw e;
+    }
+    parts.push(bytes);
+    total += bytes.length;
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 class Body {
-  #bytes = null;
+  #bytes = null; // the body, when it is bytes
+  #stream = null; // the body, when it is streamed; for bytes, made by `body`
   #used = false;
   _initBody(body, headers) {
-    const [bytes, type] = extractBody(body);
-    this.#bytes = bytes;
+    const [b, type] = extractBody(body);
+    if (b instanceof ReadableStream) this.#stream = b;
+    else this.#bytes = b;
     if (type !== null && !headers.has("content-type")) headers.set("content-type", type);
   }
-  _setBytes(bytes) {
-    this.#bytes = bytes;
-  }
+  // The body's bytes; for a stream, only those of an untouched bytesStream().
   _peekBytes() {
-    return this.#bytes;
+    return this.#bytes ?? (this.#stream === null ? null : wholeBytes(this.#stream));
   }
-  // The body's ReadableStream when it is streamed, else null.
-  static _streamOf(_body) {
-    return null;
+  // The body's ReadableStream when it is streamed, else null. A stream made
+  // over bytes (`new Response(request.body)`) that nobody has touched is
+  // still bytes: the host takes them from _peekBytes() and need not stream.
+  static _streamOf(body) {
+    const stream = body.#stream;
+    return body.#bytes === null && stream !== null && wholeBytes(stream) === null ? stream : null;
+  }
+  // The body of a Request made from this one: the bytes, or the stream,
+  // which then moves to it (leaving this body used).
+  _bodyToCopy() {
+    if (this.#bytes !== null || this.#stream === null) return this.#bytes;
+    if (this.bodyUsed) throw new TypeError("Body has already been used");
+    this.#used = true;
+    return this.#stream;
+  }
+  // Gives `to`, a fresh Request or Response, this body too: the same bytes,
+  // or one branch of a tee of the stream (this body keeps the other).
+  _cloneBodyTo(to) {
+    if (this.bodyUsed || this.#stream?.locked) throw new TypeError("Body has already been used");
+    if (this.#bytes !== null || this.#stream === null) to.#bytes = this.#bytes;
+    else [this.#stream, to.#stream] = this.#stream.tee();
   }
   #consume() {
-    if (this.#used) return Promise.reject(new TypeError("Body has already been used"));
+    if (this.bodyUsed) return Promise.reject(new TypeError("Body has already been used"));
+    if (this.#stream === null) {
+      this.#used = true;
+      return Promise.resolve(this.#bytes === null ? EMPTY : this.#bytes);
+    }
+    if (this.#stream.locked) return Promise.reject(new TypeError("the body stream is locked"));
     this.#used = true;
-    return Promise.resolve(this.#bytes === null ? EMPTY : this.#bytes);
+    return readAll(this.#stream);
   }
   get bodyUsed() {
-    return this.#used;
+    return this.#used || (this.#stream !== null && rsOf(this.#stream).disturbed);
   }
   get body() {
-    return null;
+    if (this.#stream === null && this.#bytes !== null) {
+      this.#stream = bytesStream(this.#used ? EMPTY : this.#bytes);
+      // Bytes already consumed by text() etc. leave a read stream.
+      if (this.#used) rsOf(this.#stream).disturbed = true;
+    }
+    return this.#stream;
   }
   async arrayBuffer() {
     const b = await this.#consume();
@@ -863,10 +1984,7 @@ class Request extends Body {
       this.#method = init.method !== undefined ? String(init.method) : input.#method;
       this.#url = input.#url;
       this.#headers = new Headers(init.headers !== undefined ? init.headers : input.#headers);
-      if (body === undefined) {
-        const b = input._peekBytes();
-        body = b === null ? null : b;
-      }
+      if (body === undefined) body = input._bodyToCopy();
     } else {
       this.#url = new URL(String(input)).href;
       this.#method = init.method !== undefined ? String(init.method) : "GET";
@@ -896,8 +2014,9 @@ class Request extends Body {
     return undefined;
   }
   clone() {
-    if (this.bodyUsed) throw new TypeError("Body has already been used");
-    return new Request(this);
+    const r = new Request(this, { body: null });
+    this._cloneBodyTo(r);
+    return r;
   }
   get [Symbol.toStringTag]() {
     return "Request";
@@ -972,13 +2091,12 @@ class Response extends Body {
     return "";
   }
   clone() {
-    if (this.bodyUsed) throw new TypeError("Body has already been used");
     const r = new Response(null, {
       status: this.#status,
       statusText: this.#statusText,
       headers: this.#headers,
     });
-    r._setBytes(this._peekBytes());
+    this._cloneBodyTo(r);
     return r;
   }
   get [Symbol.toStringTag]() {
@@ -993,6 +2111,18 @@ define("URL", URL);
 define("Headers", Headers);
 define("Request", Request);
 define("Response", Response);
+define("ReadableStream", ReadableStream);
+define("ReadableStreamDefaultReader", ReadableStreamDefaultReader);
+define("ReadableStreamDefaultController", ReadableStreamDefaultController);
+define("WritableStream", WritableStream);
+define("WritableStreamDefaultWriter", WritableStreamDefaultWriter);
+define("WritableStreamDefaultController", WritableStreamDefaultController);
+define("TransformStream", TransformStream);
+define("TransformStreamDefaultController", TransformStreamDefaultController);
+define("CountQueuingStrategy", CountQueuingStrategy);
+define("ByteLengthQueuingStrategy", ByteLengthQueuingStrategy);
+define("TextEncoderStream", TextEncoderStream);
+define("TextDecoderStream", TextDecoderStream);
 
 // ---------------------------------------------------------------- env.KV --
 

@@ -7,6 +7,7 @@ mod fleet;
 mod limits;
 mod memory;
 mod streaming;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
