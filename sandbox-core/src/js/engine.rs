@@ -375,8 +375,13 @@ impl Warm {
                         limit: limits.max_output_bytes,
                     });
                 }
-                drain_jobs(ctx, &self.budget)?;
-                return Ok(Step::Chunk(Bytes::from(chunk)));
+                let chunk = Bytes::from(chunk);
+                // Refilling the stream's queue may run the guest into a
+                // limit: the chunk it already produced still goes out first.
+                return Ok(match drain_jobs(ctx, &self.budget) {
+                    Ok(()) => Step::Chunk(chunk),
+                    Err(err) => Step::LastChunk(chunk, err),
+                });
             }
             if let Some(err) = self.budget.error() {
                 return Err(err);
@@ -429,6 +434,9 @@ pub(crate) struct Head {
 pub(crate) enum Step {
     /// The next chunk.
     Chunk(Bytes),
+    /// The next chunk, after which the guest failed (the stream ends with
+    /// the error).
+    LastChunk(Bytes, SandboxError),
     /// The stream ended.
     Done,
     /// Nothing to do before the stream's next timer, this far away.
@@ -605,21 +613,21 @@ impl Thrown {
     }
 
     fn from_value(v: Value<'_>) -> Self {
-        if let Some(obj) = v.as_object() {
-            if v.is_error() || obj.contains_key("message").unwrap_or(false) {
-                let get = |k: &str| -> Option<String> {
-                    obj.get::<_, Option<Coerced<String>>>(k)
-                        .ok()
-                        .flatten()
-                        .map(|c| c.0)
-                };
-                return Self {
-                    name: get("name"),
-                    message: get("message").unwrap_or_default(),
-                    stack: get("stack").filter(|s| !s.trim().is_empty()),
-                    ..Self::default()
-                };
-            }
+        if let Some(obj) = v.as_object()
+            && (v.is_error() || obj.contains_key("message").unwrap_or(false))
+        {
+            let get = |k: &str| -> Option<String> {
+                obj.get::<_, Option<Coerced<String>>>(k)
+                    .ok()
+                    .flatten()
+                    .map(|c| c.0)
+            };
+            return Self {
+                name: get("name"),
+                message: get("message").unwrap_or_default(),
+                stack: get("stack").filter(|s| !s.trim().is_empty()),
+                ..Self::default()
+            };
         }
         let message = match v.as_string() {
             Some(s) => s.to_string().unwrap_or_default(),

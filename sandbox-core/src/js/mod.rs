@@ -322,12 +322,12 @@ impl QuickJsProgram {
                 mut response,
                 stream,
             }) => {
-                let mut stats = InvocationStats::default();
-                stats.fuel_consumed = fuel;
-                stats.wall_time = wall_time;
-                stats.peak_memory = before.max(warm.heap_bytes());
-                stats.cold_start = cold_start;
-                response.extensions_mut().insert(stats);
+                response.extensions_mut().insert(InvocationStats {
+                    fuel_consumed: fuel,
+                    wall_time,
+                    peak_memory: before.max(warm.heap_bytes()),
+                    cold_start,
+                });
                 slot.warm = Some(warm);
                 let stream = stream.map(|scope| Stream {
                     scope,
@@ -368,7 +368,7 @@ impl QuickJsProgram {
             self.bump()
         };
         match &result {
-            Err(err) => Self::keep_after(&mut slot, warm, err),
+            Err(err) | Ok(Step::LastChunk(_, err)) => Self::keep_after(&mut slot, warm, err),
             Ok(_) => slot.warm = Some(warm),
         }
         (result, seen)
@@ -377,11 +377,13 @@ impl QuickJsProgram {
     /// Ends `stream`'s scope in the runtime, if it is still the same one.
     fn end_blocking(&self, cx: &InvokeContext, stream: &Stream) {
         let slot = self.slot.lock();
-        if slot.generation == stream.generation {
-            if let Some(warm) = &slot.warm {
-                warm.end(cx, stream.scope);
-                self.bump();
-            }
+        if let Some(warm) = slot
+            .warm
+            .as_ref()
+            .filter(|_| slot.generation == stream.generation)
+        {
+            warm.end(cx, stream.scope);
+            self.bump();
         }
     }
 
@@ -439,6 +441,10 @@ impl QuickJsProgram {
                         sent = tx.send(chunk) => if sent.is_err() { break None },
                         () = until(stream.deadline) => break Some(deadline_error()),
                     }
+                }
+                Ok(Step::LastChunk(chunk, err)) => {
+                    let _ = tx.send(chunk).await;
+                    break Some(err);
                 }
                 Ok(Step::Done) => break None,
                 Ok(Step::Wait(wait)) => {

@@ -165,10 +165,10 @@ impl PlatformError {
     /// assert_eq!(v["limit"], 10);
     /// ```
     pub fn to_http(&self) -> (StatusCode, HeaderMap, Bytes) {
-        if let Self::Limit(e) = self {
-            if let Some((status, headers, _, body)) = limit_parts(e) {
-                return (status, headers, body);
-            }
+        if let Self::Limit(e) = self
+            && let Some((status, headers, _, body)) = limit_parts(e)
+        {
+            return (status, headers, body);
         }
         let mut body = serde_json::Map::new();
         body.insert("error".into(), self.code().into());
@@ -272,4 +272,5 @@ const LIMIT_CODES: &[&str] = &[
     "memory_budget_exceeded",
     "payload_too_large",
     "body_too_large",
+    "too_many_streams",
 ];

@@ -59,8 +59,24 @@ export default {
         return every(20, "text/event-stream");
       case "/download":
         return every(20, "text/plain");
-      case "/spin":
-        return new Response(new ReadableStream({ pull() { while (true) {} } }), { headers: sse });
+      case "/spin": {
+        let pulls = 0;
+        return new Response(new ReadableStream({
+          pull(c) {
+            if (pulls++ < 2) c.enqueue(`data: ${pulls}\n\n`);
+            else while (true) {}
+          },
+        }), { headers: sse });
+      }
+      case "/write-then-spin": {
+        const { readable, writable } = new TransformStream();
+        const writer = writable.getWriter();
+        ctx.waitUntil((async () => {
+          await writer.write(enc.encode("data: last\n\n"));
+          while (true) {}
+        })());
+        return new Response(readable, { headers: sse });
+      }
       case "/bad-chunk":
         return new Response(new ReadableStream({ start(c) { c.enqueue(42); c.close(); } }));
       default:
@@ -194,12 +210,26 @@ async fn an_event_stream_outlives_the_wall_clock_but_other_streams_do_not() {
 async fn a_stream_that_spins_runs_out_of_fuel_and_the_tenant_recovers() {
     let t = app(Limits::builder().fuel_per_request(1_000).build());
     let mut body = t.open("/spin").await.unwrap().into_body();
+    // Reading a chunk pulls the next one at once (the queue holds one):
+    // reading the second runs the third pull, which spins. The second
+    // chunk goes down with the runtime, as a write in flight would.
+    assert_eq!(chunk(&mut body).await, "data: 1\n\n");
     let err = next(&mut body).await.expect("an error").unwrap_err();
     assert!(
         matches!(err, SandboxError::FuelExhausted { limit: 1_000, .. }),
         "{err:?}"
     );
     assert_eq!(t.text("/hello").await, "hello");
+}
+
+#[tokio::test]
+async fn a_chunk_written_before_the_guest_spins_still_goes_out() {
+    let t = app(Limits::builder().fuel_per_request(1_000).build());
+    let mut body = t.open("/write-then-spin").await.unwrap().into_body();
+    assert_eq!(chunk(&mut body).await, "data: last\n\n");
+    let err = next(&mut body).await.expect("an error").unwrap_err();
+    assert!(matches!(err, SandboxError::FuelExhausted { .. }), "{err:?}");
+    assert!(next(&mut body).await.is_none(), "then the stream ends");
 }
 
 #[tokio::test]

@@ -528,7 +528,12 @@ async fn event_streams_stay_open_are_counted_and_limited_by_the_tier() {
         (Some(1), Some("warm")),
         "{v}"
     );
-    let (_, metrics) = s.get("/metrics").await;
+    let metrics = Request::get(s.url("/metrics"))
+        .header("authorization", format!("Bearer {}", s.token))
+        .body(Full::default())
+        .unwrap();
+    let (status, _, metrics) = s.send(metrics).await;
+    assert_eq!(status, 200);
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
     assert!(
         metrics.lines().any(|l| l == "corral_streams_open 1"),
