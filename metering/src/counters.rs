@@ -1,7 +1,10 @@
 //! The per-tenant counters: plain atomics, one set per tenant, so the hot path
 //! never takes a lock shared with other tenants.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 /// Why a request failed, as metering counts it.
@@ -176,6 +179,83 @@ impl InvocationFigures {
             peak_memory,
             cold_start,
         }
+    }
+}
+
+/// The figures of work a response does after its head: a streamed body the
+/// guest keeps producing (fuel and wall time of each step, peak memory).
+///
+/// The producer keeps one clone and reports each step with
+/// [`add`](Self::add); the sandbox puts another clone in the response's
+/// extensions, where [`MeteringLayer`](crate::MeteringLayer) connects it to
+/// the tenant's counters as the head passes. From then on each report lands
+/// in the tenant's usage at once (a stream may stay open for hours); what was
+/// reported before is carried over.
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_metering::StreamFigures;
+///
+/// let figures = StreamFigures::new();
+/// let producer = figures.clone();
+/// producer.add(500, Duration::from_millis(2), 4096);
+/// producer.add(700, Duration::from_millis(3), 8192);
+/// assert_eq!(figures.fuel(), 1_200);
+/// assert_eq!(figures.wall_time(), Duration::from_millis(5));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StreamFigures(Arc<Mutex<Late>>);
+
+#[derive(Debug, Default)]
+struct Late {
+    /// Where reports go once the metering layer has seen the response.
+    sink: Option<Arc<crate::meter::Tenant>>,
+    fuel: u64,
+    wall_time: Duration,
+    /// What was reported before the sink was attached.
+    pending: Option<InvocationFigures>,
+}
+
+impl StreamFigures {
+    /// Figures with nothing reported.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reports one step of work.
+    pub fn add(&self, fuel: u64, wall_time: Duration, peak_memory: u64) {
+        let step = InvocationFigures::new(fuel, wall_time, peak_memory, false);
+        let mut late = self.0.lock();
+        late.fuel = late.fuel.saturating_add(fuel);
+        late.wall_time = late.wall_time.saturating_add(wall_time);
+        match &late.sink {
+            Some(tenant) => tenant.c.invocation(&step),
+            None => {
+                let p = late.pending.get_or_insert_with(InvocationFigures::default);
+                p.fuel = p.fuel.saturating_add(fuel);
+                p.wall_time = p.wall_time.saturating_add(wall_time);
+                p.peak_memory = p.peak_memory.max(peak_memory);
+            }
+        }
+    }
+
+    /// Fuel reported so far.
+    pub fn fuel(&self) -> u64 {
+        self.0.lock().fuel
+    }
+
+    /// Wall time reported so far.
+    pub fn wall_time(&self) -> Duration {
+        self.0.lock().wall_time
+    }
+
+    /// Sends this and every later report to `tenant`'s counters.
+    pub(crate) fn attach(&self, tenant: Arc<crate::meter::Tenant>) {
+        let mut late = self.0.lock();
+        if let Some(p) = late.pending.take() {
+            tenant.c.invocation(&p);
+        }
+        late.sink = Some(tenant);
     }
 }
 

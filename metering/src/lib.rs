@@ -37,7 +37,9 @@ mod usage;
 
 pub use budget::{Budget, BudgetError, DEFAULT_OS_OVERHEAD, DEFAULT_SAFETY};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use counters::{ErrorKind, InvocationFigures, LATENCY_BUCKETS, StatusClass, TenantSnapshot};
+pub use counters::{
+    ErrorKind, InvocationFigures, LATENCY_BUCKETS, StatusClass, StreamFigures, TenantSnapshot,
+};
 pub use hook::{ExpansionHook, HookConfig, HookError, HookPayload, HookStats, HookTarget};
 pub use layer::{
     AsOther, ClassifyError, LimitErrors, MeteredBody, MeteringLayer, MeteringService,

@@ -147,8 +147,10 @@ pub trait Program: Send + Sync + std::fmt::Debug + 'static {
     /// Runs one request under `cx.limits`. The response carries
     /// [`InvocationStats`] (of the run up to the response's head) in its
     /// extensions. Its [`Body`] is whole, or streamed when the guest is
-    /// still producing it; dropping a streamed body cancels the guest's
-    /// stream.
+    /// still producing it; then the extensions also hold a
+    /// [`StreamFigures`](crate::metering::StreamFigures) that the backend
+    /// reports each later step of work to, and dropping the body cancels
+    /// the guest's stream.
     fn invoke(
         self: Arc<Self>,
         cx: InvokeContext,

@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::{ClassifyError, MeteredBody};
 use crate::meter::Tenant;
-use crate::{ErrorKind, InvocationFigures, StatusClass, StreamGuard};
+use crate::{ErrorKind, InvocationFigures, StatusClass, StreamFigures, StreamGuard};
 
 pin_project! {
     /// The response future of [`MeteringService`](super::MeteringService):
@@ -60,6 +60,9 @@ where
                     }
                     if let Some(f) = res.extensions().get::<InvocationFigures>() {
                         t.c.invocation(f);
+                    }
+                    if let Some(late) = res.extensions().get::<StreamFigures>() {
+                        late.attach(t.clone());
                     }
                     if corral_limits::is_event_stream(res.headers()) {
                         stream = Some(StreamGuard::open(t.clone()));

@@ -5,7 +5,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_metering::{ErrorKind, InvocationFigures, Meter, MeteringLayer, StatusClass};
+use corral_metering::{
+    ErrorKind, InvocationFigures, Meter, MeteringLayer, StatusClass, StreamFigures,
+};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -270,4 +272,49 @@ async fn limit_errors_and_tenant_context_from_corral_limits() {
     let s = meter.snapshot(&id("ctx")).unwrap();
     assert_eq!(s.errors, [0, 0, 0, 1, 2, 1, 1]);
     assert_eq!(s.requests, 5);
+}
+
+#[tokio::test]
+async fn work_after_the_head_is_metered_as_it_is_reported() {
+    let meter = Meter::new();
+    let late = StreamFigures::new();
+    let producer = late.clone();
+    // Reported before the head passes metering: carried over.
+    producer.add(100, Duration::from_millis(1), 1 << 20);
+    let inner = tower::service_fn(move |_r: Request<String>| {
+        let late = late.clone();
+        async move {
+            let mut res = sse(3);
+            res.extensions_mut().insert(InvocationFigures::new(
+                1_000,
+                Duration::from_millis(2),
+                0,
+                false,
+            ));
+            res.extensions_mut().insert(late);
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let mut svc = MeteringLayer::new(meter.clone()).layer(inner);
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req("live", ""))
+        .await
+        .unwrap();
+    let fuel = || meter.snapshot(&id("live")).unwrap().fuel;
+    assert_eq!(fuel(), 1_100);
+    // While the body is still open, each report lands at once.
+    producer.add(50, Duration::from_millis(3), 2 << 20);
+    assert_eq!(fuel(), 1_150);
+    let s = meter.snapshot(&id("live")).unwrap();
+    assert_eq!(
+        (s.wall_time, s.peak_memory),
+        (Duration::from_millis(6), 2 << 20)
+    );
+    assert_eq!(s.streams_open, 1);
+    drop(res);
+    assert_eq!(meter.snapshot(&id("live")).unwrap().streams_open, 0);
+    assert_eq!(producer.fuel(), 150);
 }

@@ -100,6 +100,7 @@ use crate::{
     Backend, Body, BodySender, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program,
     SandboxError,
 };
+use corral_metering::StreamFigures;
 use engine::{Head, Step, Warm};
 
 /// The QuickJS engine: compiles Workers-style modules to bytecode and loads
@@ -244,6 +245,8 @@ struct Stream {
     generation: u64,
     /// `None` for a `text/event-stream`, which stays open while read.
     deadline: Option<Instant>,
+    /// Where each step's fuel and time go (metering reads them live).
+    figures: StreamFigures,
 }
 
 impl QuickJsProgram {
@@ -329,11 +332,16 @@ impl QuickJsProgram {
                     cold_start,
                 });
                 slot.warm = Some(warm);
-                let stream = stream.map(|scope| Stream {
-                    scope,
-                    generation: slot.generation,
-                    deadline: (!corral_limits::is_event_stream(response.headers()))
-                        .then(|| started + cx.limits.wall_clock),
+                let stream = stream.map(|scope| {
+                    let figures = StreamFigures::new();
+                    response.extensions_mut().insert(figures.clone());
+                    Stream {
+                        scope,
+                        generation: slot.generation,
+                        deadline: (!corral_limits::is_event_stream(response.headers()))
+                            .then(|| started + cx.limits.wall_clock),
+                        figures,
+                    }
                 });
                 Ok((response, stream))
             }
@@ -359,7 +367,11 @@ impl QuickJsProgram {
             return (Err(cut), self.activity.load(Ordering::SeqCst));
         }
         let warm = slot.warm.take().expect("checked");
-        let (result, _fuel) = warm.step(cx, stream.scope, wall);
+        let started = Instant::now();
+        let (result, fuel) = warm.step(cx, stream.scope, wall);
+        stream
+            .figures
+            .add(fuel, started.elapsed(), warm.heap_bytes());
         // An idle step ran nothing: it must not wake the other idle streams
         // (which would wake it in turn).
         let seen = if matches!(result, Ok(Step::Idle)) {

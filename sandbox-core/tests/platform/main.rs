@@ -457,6 +457,13 @@ async fn event_streams_are_counted_and_limited_by_the_tier_and_hold_no_share() {
     assert_eq!(first_event(&mut one).await, "data: 0\n\n");
     let mut two = open_stream(&p, &app).await.unwrap();
     assert_eq!(first_event(&mut two).await, "data: 0\n\n");
+    // The guest's work after the head is metered while the stream is open.
+    let wall = || p.meter().snapshot(&app).unwrap().wall_time;
+    let before = wall();
+    for i in 1..4 {
+        assert_eq!(first_event(&mut two).await, format!("data: {i}\n\n"));
+    }
+    assert!(wall() > before, "{:?} > {before:?}", wall());
     assert_eq!(p.status(&app).unwrap().streams, 2);
 
     // The tier's third stream is refused with a 429 naming the limit...
