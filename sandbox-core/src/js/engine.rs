@@ -318,13 +318,15 @@ impl Warm {
     /// Advances the stream of `scope` (from a streamed [`Head`]) until it
     /// yields a chunk, ends, or can only wait: for one of its timers, or for
     /// another request to feed it. Runs under a fresh budget of the
-    /// request's fuel and `wall` of wall clock; returns the fuel it used.
+    /// request's fuel and `wall` of wall clock; returns the fuel it used and
+    /// whether any guest code ran (a step that only found it must wait did
+    /// not, and must not wake the tenant's other streams).
     pub(crate) fn step(
         &self,
         cx: &InvokeContext,
         scope: u64,
         wall: Duration,
-    ) -> (Result<Step, SandboxError>, u64) {
+    ) -> (Result<Step, SandboxError>, u64, bool) {
         let limits = &*cx.limits;
         apply_limits(&self.runtime, limits);
         self.host.enter(Scope {
@@ -333,11 +335,14 @@ impl Warm {
             kv: cx.kv.clone(),
         });
         self.budget.arm(limits.fuel_per_request, wall);
-        let result = self.context.with(|ctx| self.step_in(&ctx, limits, scope));
+        let mut ran = false;
+        let result = self
+            .context
+            .with(|ctx| self.step_in(&ctx, limits, scope, &mut ran));
         let fuel = self.budget.ticks();
         self.budget.disarm();
         self.host.leave();
-        (result, fuel)
+        (result, fuel, ran)
     }
 
     fn step_in<'js>(
@@ -345,6 +350,7 @@ impl Warm {
         ctx: &Ctx<'js>,
         limits: &Limits,
         scope: u64,
+        ran: &mut bool,
     ) -> Result<Step, SandboxError> {
         let fail =
             |e: rquickjs::CaughtError<'js>| classify(Thrown::from_caught(e), &self.budget, limits);
@@ -356,9 +362,13 @@ impl Warm {
                 .catch(ctx)
                 .map_err(fail)
         };
-        call("pullStart")?;
+        *ran = call("pullStart")?.as_bool().unwrap_or(true);
         loop {
             let read = call("pullResult")?;
+            if !read.is_undefined() {
+                // The read settled: its callback ran in an earlier job.
+                *ran = true;
+            }
             if read.is_null() {
                 drain_jobs(ctx, &self.budget)?;
                 return Ok(Step::Done);
@@ -387,6 +397,7 @@ impl Warm {
                 return Err(err);
             }
             if ctx.execute_pending_job() {
+                *ran = true;
                 continue;
             }
             let next = call("nextTimer")?.as_number().unwrap_or(-1.0);
@@ -396,6 +407,7 @@ impl Warm {
             if next > 0.0 {
                 return Ok(Step::Wait(Duration::from_secs_f64(next / 1000.0)));
             }
+            *ran = true;
             call("fireTimer")?;
         }
     }

@@ -40,16 +40,44 @@
 //! gets a fresh one built from bytecode. An uncaught exception is
 //! [`SandboxError::ScriptError`] with the message and the JavaScript stack; the
 //! runtime (and the tenant's globals) survive it. Requests to one tenant run
-//! one at a time on its runtime, each on a tokio blocking thread.
+//! one at a time on its runtime, each on a tokio blocking thread; the steps
+//! of its open streams interleave with them.
 //!
 //! ## What the guest gets
 //! `Request`, `Response`, `Headers`, `URL`, `URLSearchParams`, `TextEncoder`,
-//! `TextDecoder`, `console` (into the tenant's [`TenantLog`](crate::TenantLog)),
+//! `TextDecoder`, the WHATWG streams (`ReadableStream`, `WritableStream`,
+//! `TransformStream`, `TextEncoderStream`, `TextDecoderStream`, queuing
+//! strategies), `console` (into the tenant's [`TenantLog`](crate::TenantLog)),
 //! `crypto.getRandomValues` / `crypto.randomUUID`, Promises and `async`,
-//! `setTimeout`/`setInterval` that never outlive the request, and `env.KV`
-//! (`get`, `put`, `delete`, `list`) when the [`InvokeContext`](crate::InvokeContext)
-//! carries a [`TenantKv`](crate::TenantKv). No network, no filesystem, no
-//! `import`s.
+//! `setTimeout`/`setInterval` that never outlive their request (or its
+//! stream), and `env.KV` (`get`, `put`, `delete`, `list`) when the
+//! [`InvokeContext`](crate::InvokeContext) carries a
+//! [`TenantKv`](crate::TenantKv). No network, no filesystem, no `import`s.
+//!
+//! ## Streamed responses
+//! A `Response` whose body is a `ReadableStream` (for example the readable
+//! side of a `TransformStream`) is streamed: the head goes out as soon as
+//! `fetch` resolves, and each chunk (a `Uint8Array`, or a string sent as
+//! UTF-8) as the guest enqueues it. `ctx.waitUntil` work keeps running
+//! alongside the stream instead of delaying the head. See
+//! [`QuickJsProgram`] for the limits a stream runs under.
+//!
+//! ```js
+//! export default {
+//!   fetch(request, env, ctx) {
+//!     const { readable, writable } = new TransformStream();
+//!     const writer = writable.getWriter();
+//!     ctx.waitUntil((async () => {
+//!       for (let i = 0; i < 3; i++) {
+//!         await writer.write(new TextEncoder().encode(`data: tick ${i}\n\n`));
+//!         await new Promise((r) => setTimeout(r, 1000));
+//!       }
+//!       await writer.close();
+//!     })());
+//!     return new Response(readable, { headers: { "content-type": "text/event-stream" } });
+//!   },
+//! };
+//! ```
 //!
 //! ```
 //! use std::sync::Arc;
@@ -225,6 +253,8 @@ pub struct QuickJsProgram {
     /// stream knows another request may have fed it.
     activity: AtomicU64,
     ran: tokio::sync::Notify,
+    /// Stream steps run, for [`stream_steps`](Self::stream_steps).
+    steps: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -265,6 +295,7 @@ impl QuickJsProgram {
             }),
             activity: AtomicU64::new(0),
             ran: tokio::sync::Notify::new(),
+            steps: AtomicU64::new(0),
         })
     }
 
@@ -272,6 +303,24 @@ impl QuickJsProgram {
     /// dropped after a failure).
     pub fn heap_bytes(&self) -> u64 {
         self.slot.lock().warm.as_ref().map_or(0, Warm::heap_bytes)
+    }
+
+    /// How many times the runtime has been taken to advance an open stream
+    /// (each step runs until the stream yields a chunk, ends, or must wait).
+    /// A stream waiting on a timer or on another request costs no steps.
+    ///
+    /// ```
+    /// # use corral::{Backend, Limits};
+    /// # use corral::js::{QuickJsBackend, QuickJsProgram};
+    /// # let limits = Limits::default();
+    /// # let artifact = QuickJsBackend::new()
+    /// #     .precompile(b"export default { fetch() { return new Response('ok') } }", &limits)
+    /// #     .unwrap();
+    /// let program = QuickJsProgram::load(&artifact, &limits).unwrap();
+    /// assert_eq!(program.stream_steps(), 0);
+    /// ```
+    pub fn stream_steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
     }
 
     /// Bytes of bytecode this program rebuilds its runtime from.
@@ -368,16 +417,17 @@ impl QuickJsProgram {
         }
         let warm = slot.warm.take().expect("checked");
         let started = Instant::now();
-        let (result, fuel) = warm.step(cx, stream.scope, wall);
+        let (result, fuel, ran) = warm.step(cx, stream.scope, wall);
+        self.steps.fetch_add(1, Ordering::Relaxed);
         stream
             .figures
             .add(fuel, started.elapsed(), warm.heap_bytes());
-        // An idle step ran nothing: it must not wake the other idle streams
-        // (which would wake it in turn).
-        let seen = if matches!(result, Ok(Step::Idle)) {
-            self.activity.load(Ordering::SeqCst)
-        } else {
+        // A step that ran no guest code changed nothing: waking the other
+        // streams would only have them wake this one in turn, forever.
+        let seen = if ran || result.is_err() {
             self.bump()
+        } else {
+            self.activity.load(Ordering::SeqCst)
         };
         match &result {
             Err(err) | Ok(Step::LastChunk(_, err)) => Self::keep_after(&mut slot, warm, err),

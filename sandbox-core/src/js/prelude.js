@@ -2247,11 +2247,12 @@ const internals = {
   },
 
   // Starts reading the next chunk of `scope`'s stream, unless a read is
-  // already under way or settled.
+  // already under way or settled. True when it started one (guest code may
+  // have run: the stream's pull).
   pullStart(scope) {
     currentScope = scope;
     const s = streams.get(scope);
-    if (!s || s.read !== null) return;
+    if (!s || s.read !== null) return false;
     const read = { pending: true };
     s.read = read;
     s.reader.read().then(
@@ -2271,6 +2272,7 @@ const internals = {
         read.error = e === undefined ? new TypeError("the response stream was errored") : e;
       },
     );
+    return true;
   },
 
   // The settled read of `scope`'s stream: undefined while it is pending,
