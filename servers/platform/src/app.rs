@@ -119,8 +119,10 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
     if !marker.exists() {
         let demo = TenantId::new(DEMO_APP).expect("valid name");
         if platform.app(&demo)?.is_none() {
+            // Built in, so not refused when the host is past a threshold:
+            // the server must start (and answer the quick start) anyway.
             platform
-                .deploy(
+                .deploy_builtin(
                     &demo,
                     None,
                     Bundle::code(Kind::Js, DEMO_JS.as_bytes().to_vec()),

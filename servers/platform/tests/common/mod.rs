@@ -87,9 +87,14 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `dir`; `token` is the admin token from an earlier start.
     pub fn start(dir: &Path, token: Option<&str>) -> Server {
+        Self::start_with(dir, token, CONFIG)
+    }
+
+    /// [`start`](Self::start) with another config file.
+    pub fn start_with(dir: &Path, token: Option<&str>, config_text: &str) -> Server {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("corral.toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let mut child = Command::new(BIN)
             .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(&config)

@@ -599,3 +599,19 @@ async fn event_streams_stay_open_are_counted_and_limited_by_the_tier() {
         stopping.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_past_its_thresholds_starts_with_its_demo_but_refuses_new_apps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full_disk = common::CONFIG.replace(
+        "disk = { fire = 1.0, rearm = 1.0 }",
+        "disk = { fire = 0.001, rearm = 0.0005 }",
+    );
+    assert_ne!(full_disk, common::CONFIG);
+    let s = Server::start_with(tmp.path(), None, &full_disk);
+    let (status, body) = s.get("/apps/demo/").await;
+    assert_eq!(status, 200, "{body:?}");
+    let (status, v) = s.deploy_js("late", "test", &js_text("late")).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"], "not_accepting_tenants", "{v}");
+}
