@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 import corral
-from conftest import CHAOS, HELLO, HELLO_BODY, THRESHOLDS_NEVER_TOML, config
+from conftest import CHAOS, HELLO, HELLO_BODY, THRESHOLDS_NEVER_TOML, config, tier
 
 
 def test_deploy_returns_what_was_stored(platform: corral.Platform) -> None:
@@ -88,6 +88,34 @@ def test_deploy_from_a_path_and_from_javascript_source(
     assert (info["kind"], info["bytes"]) == ("js", len(js))
     resp = platform.invoke("js-app", method="POST")
     assert (resp.status, resp.text) == (200, "hi from js POST")
+
+
+SSE_JS = """export default { fetch(request, env, ctx) {
+  const { readable, writable } = new TransformStream();
+  const writer = writable.getWriter();
+  const forever = new URL(request.url).pathname === "/forever";
+  ctx.waitUntil((async () => {
+    for (let i = 0; forever || i < 3; i++) {
+      await writer.write(new TextEncoder().encode(`data: ${i}\\n\\n`));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await writer.close();
+  })());
+  return new Response(readable, { headers: { "content-type": "text/event-stream" } });
+} }"""
+
+
+def test_an_event_stream_is_collected_until_it_ends(tmp_path: pathlib.Path) -> None:
+    with corral.Platform(
+        data_dir=tmp_path, config=config(tiers={"t": tier(wall_clock="1s")})
+    ) as platform:
+        platform.deploy("sse", SSE_JS, tier="t")
+        resp = platform.invoke("sse")
+        assert resp.headers["content-type"] == "text/event-stream"
+        assert resp.text == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+        # One that never ends is collected for the tier's wall clock at most.
+        with pytest.raises(corral.DeadlineExceeded):
+            platform.invoke("sse", path="/forever")
 
 
 def test_usage_counts_requests_against_the_tier_quota(platform: corral.Platform) -> None:

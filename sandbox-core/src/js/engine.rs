@@ -226,6 +226,25 @@ impl Warm {
         parts: http::request::Parts,
         body: Bytes,
     ) -> (Result<Head, SandboxError>, u64) {
+        let scope = self
+            .scopes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.entered(cx, cx.limits.wall_clock, |ctx| {
+            self.run_in(ctx, cx, scope, &parts, body)
+        })
+    }
+
+    /// Runs `f` in the context for `cx`'s request: its limits applied, its
+    /// tenant's host functions reachable, under a fresh budget of the
+    /// request's fuel and `wall` of wall clock. Returns what `f` returned and
+    /// the fuel it used.
+    fn entered<R>(
+        &self,
+        cx: &InvokeContext,
+        wall: Duration,
+        f: impl FnOnce(&Ctx<'_>) -> R,
+    ) -> (R, u64) {
         let limits = &*cx.limits;
         apply_limits(&self.runtime, limits);
         self.host.enter(Scope {
@@ -233,14 +252,8 @@ impl Warm {
             log: cx.log.clone(),
             kv: cx.kv.clone(),
         });
-        self.budget.arm(limits.fuel_per_request, limits.wall_clock);
-        let scope = self
-            .scopes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        let result = self
-            .context
-            .with(|ctx| self.run_in(&ctx, cx, scope, &parts, body));
+        self.budget.arm(limits.fuel_per_request, wall);
+        let result = self.context.with(|ctx| f(&ctx));
         let fuel = self.budget.ticks();
         self.budget.disarm();
         self.host.leave();
@@ -327,21 +340,10 @@ impl Warm {
         scope: u64,
         wall: Duration,
     ) -> (Result<Step, SandboxError>, u64, bool) {
-        let limits = &*cx.limits;
-        apply_limits(&self.runtime, limits);
-        self.host.enter(Scope {
-            tenant: cx.tenant.clone(),
-            log: cx.log.clone(),
-            kv: cx.kv.clone(),
-        });
-        self.budget.arm(limits.fuel_per_request, wall);
         let mut ran = false;
-        let result = self
-            .context
-            .with(|ctx| self.step_in(&ctx, limits, scope, &mut ran));
-        let fuel = self.budget.ticks();
-        self.budget.disarm();
-        self.host.leave();
+        let (result, fuel) = self.entered(cx, wall, |ctx| {
+            self.step_in(ctx, &cx.limits, scope, &mut ran)
+        });
         (result, fuel, ran)
     }
 
@@ -415,21 +417,12 @@ impl Warm {
     /// Ends `scope`: drops its timers and cancels its stream if it is still
     /// open (the guest's `cancel` callback runs, under `cx`'s budget).
     pub(crate) fn end(&self, cx: &InvokeContext, scope: u64) {
-        let limits = &*cx.limits;
-        self.host.enter(Scope {
-            tenant: cx.tenant.clone(),
-            log: cx.log.clone(),
-            kv: cx.kv.clone(),
-        });
-        self.budget.arm(limits.fuel_per_request, limits.wall_clock);
-        self.context.with(|ctx| {
-            if let Ok(internals) = internals(&ctx) {
+        self.entered(cx, cx.limits.wall_clock, |ctx| {
+            if let Ok(internals) = internals(ctx) {
                 end_scope(&internals, scope);
-                let _ = drain_jobs(&ctx, &self.budget);
+                let _ = drain_jobs(ctx, &self.budget);
             }
         });
-        self.budget.disarm();
-        self.host.leave();
     }
 }
 

@@ -550,21 +550,23 @@ impl Program for QuickJsProgram {
         request: http::Request<Bytes>,
     ) -> BoxFuture<'static, Result<http::Response<Body>, SandboxError>> {
         Box::pin(async move {
-            let this = self.clone();
-            let cx2 = cx.clone();
-            let (response, stream) = tokio::task::spawn_blocking(move || {
-                let out = this.invoke_blocking(cx2, request);
-                this.ran.notify_waiters();
-                out
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                let out = self.invoke_blocking(cx.clone(), request);
+                self.ran.notify_waiters();
+                let (response, stream) = out?;
+                let Some(stream) = stream else {
+                    return Ok(response.map(Body::full));
+                };
+                // Started here, not after the await: if the caller gives up
+                // meanwhile, the body is dropped and the pump ends the
+                // stream's scope instead of leaving it in the runtime.
+                let (tx, body) = Body::channel(STREAM_BUFFER);
+                runtime.spawn(self.pump(cx, stream, tx));
+                Ok(response.map(|_| body))
             })
             .await
-            .map_err(|e| SandboxError::internal("the JavaScript worker thread failed", e))??;
-            let Some(stream) = stream else {
-                return Ok(response.map(Body::full));
-            };
-            let (tx, body) = Body::channel(STREAM_BUFFER);
-            tokio::spawn(self.pump(cx, stream, tx));
-            Ok(response.map(|_| body))
+            .map_err(|e| SandboxError::internal("the JavaScript worker thread failed", e))?
         })
     }
 }
