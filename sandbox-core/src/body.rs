@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -42,6 +43,8 @@ pub struct Body {
     /// Released when the body ends, fails or is dropped (keeps the tenant
     /// from being parked while its stream is open).
     guard: Option<Box<dyn Any + Send + Sync>>,
+    /// Ends a streamed body early when it resolves (the tenant was removed).
+    until: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
 enum Kind {
@@ -56,6 +59,7 @@ impl Body {
         Self {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             guard: None,
+            until: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl Body {
         let body = Self {
             kind: Kind::Stream(rx),
             guard: None,
+            until: None,
         };
         (BodySender(tx), body)
     }
@@ -131,6 +136,13 @@ impl Body {
         self.guard = Some(Box::new(guard));
         self
     }
+
+    /// Ends a streamed body (as if the guest had closed it) once `stop`
+    /// resolves; the producer sees its reader gone.
+    pub(crate) fn until(mut self, stop: impl Future<Output = ()> + Send + Sync + 'static) -> Self {
+        self.until = Some(Box::pin(stop));
+        self
+    }
 }
 
 impl Default for Body {
@@ -171,6 +183,15 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, SandboxError>>> {
         let this = &mut *self;
+        if let Some(stop) = &mut this.until
+            && stop.as_mut().poll(cx).is_ready()
+        {
+            // Dropping the receiver tells the producer its reader is gone.
+            this.kind = Kind::Full(None);
+            this.until = None;
+            this.guard = None;
+            return Poll::Ready(None);
+        }
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|c| c.map(Frame::data))),

@@ -300,6 +300,8 @@ struct Tenant {
     log: Arc<TenantLog>,
     current: RwLock<Arc<Version>>,
     cold_starts: AtomicU64,
+    /// Turns true when the tenant is removed: its open streams end.
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 /// One deployed version of a tenant. Requests hold it while they run, so a
@@ -479,6 +481,7 @@ impl Tenant {
             log: Arc::new(TenantLog::new(version.limits.max_log_bytes)),
             current: RwLock::new(Arc::new(version)),
             cold_starts: AtomicU64::new(0),
+            removed: tokio::sync::watch::Sender::new(false),
         }
     }
 }
@@ -659,7 +662,11 @@ impl Registry {
         let mut response = program.invoke(cx, request).await?;
         if response.body().is_stream() {
             let open = StreamOpen::enter(inner, &v);
-            response = response.map(|body| body.hold(open));
+            let mut removed = t.removed.subscribe();
+            let removed = async move {
+                let _ = removed.wait_for(|removed| *removed).await;
+            };
+            response = response.map(|body| body.hold(open).until(removed));
         }
         drop(guard);
         if cold {
@@ -682,9 +689,10 @@ impl Registry {
     pub fn remove(&self, tenant: &TenantId) -> Result<bool, SandboxError> {
         let inner = &*self.inner;
         let _serial = inner.deploy_lock.lock();
-        if inner.tenants.write().remove(tenant).is_none() {
+        let Some(t) = inner.tenants.write().remove(tenant) else {
             return Ok(false);
-        }
+        };
+        t.removed.send_replace(true);
         let path = inner.path_for(tenant);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),

@@ -316,3 +316,15 @@ async fn waiting_streams_do_not_wake_each_other_in_a_loop() {
         2 * EVENTS
     );
 }
+
+#[tokio::test]
+async fn removing_the_tenant_ends_its_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::builder(dir.path()).open().unwrap();
+    let id = "removed".parse().unwrap();
+    registry.deploy(&id, Kind::Js, APP.as_bytes(), Limits::default()).unwrap();
+    let mut body = registry.invoke(&id, get("/fed")).await.unwrap().into_body();
+    assert_eq!(chunk(&mut body).await, "data: open\n\n");
+    assert!(registry.remove(&id).unwrap());
+    assert!(next(&mut body).await.is_none(), "the stream ends with the tenant");
+}
