@@ -307,17 +307,16 @@ impl Warm {
             limits,
             Some((&internals, scope)),
         )
-        .and_then(|value| to_response(ctx, value, limits));
+        .and_then(|value| to_response(ctx, value, limits))
+        // What the handler left queued runs now, in this scope and budget:
+        // a stream's first steps, or the settling of a read this request
+        // fed to another stream (whose pump is then woken).
+        .and_then(|head| drain_jobs(ctx, &self.budget).map(|()| head));
         match settled {
-            Ok((response, true)) => {
-                // The stream's first steps may already be queued: run them
-                // now, in this scope, so none of it runs in another's.
-                drain_jobs(ctx, &self.budget)?;
-                Ok(Head {
-                    response,
-                    stream: Some(scope),
-                })
-            }
+            Ok((response, true)) => Ok(Head {
+                response,
+                stream: Some(scope),
+            }),
             other => {
                 end_scope(&internals, scope);
                 other.map(|(response, _)| Head {
@@ -331,20 +330,32 @@ impl Warm {
     /// Advances the stream of `scope` (from a streamed [`Head`]) until it
     /// yields a chunk, ends, or can only wait: for one of its timers, or for
     /// another request to feed it. Runs under a fresh budget of the
-    /// request's fuel and `wall` of wall clock; returns the fuel it used and
-    /// whether any guest code ran (a step that only found it must wait did
-    /// not, and must not wake the tenant's other streams).
+    /// request's fuel and `wall` of wall clock; returns the fuel it used.
     pub(crate) fn step(
         &self,
         cx: &InvokeContext,
         scope: u64,
         wall: Duration,
-    ) -> (Result<Step, SandboxError>, u64, bool) {
-        let mut ran = false;
-        let (result, fuel) = self.entered(cx, wall, |ctx| {
-            self.step_in(ctx, &cx.limits, scope, &mut ran)
-        });
-        (result, fuel, ran)
+    ) -> (Result<Step, SandboxError>, u64) {
+        self.entered(cx, wall, |ctx| self.step_in(ctx, &cx.limits, scope))
+    }
+
+    /// The scopes whose stream read settled since the last call: their
+    /// streams have something to hand over (a chunk, their end, an error).
+    pub(crate) fn take_ready(&self) -> Vec<u64> {
+        self.context.with(|ctx| {
+            let ready: rquickjs::Result<Vec<f64>> = internals(&ctx)
+                .map_err(|_| rquickjs::Error::Unknown)
+                .and_then(|i| {
+                    i.get::<_, Function<'_>>("takeReady")
+                        .and_then(|f| f.call((This(i.clone()),)))
+                });
+            ready
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s as u64)
+                .collect()
+        })
     }
 
     fn step_in<'js>(
@@ -352,7 +363,6 @@ impl Warm {
         ctx: &Ctx<'js>,
         limits: &Limits,
         scope: u64,
-        ran: &mut bool,
     ) -> Result<Step, SandboxError> {
         let fail =
             |e: rquickjs::CaughtError<'js>| classify(Thrown::from_caught(e), &self.budget, limits);
@@ -364,13 +374,9 @@ impl Warm {
                 .catch(ctx)
                 .map_err(fail)
         };
-        *ran = call("pullStart")?.as_bool().unwrap_or(true);
+        call("pullStart")?;
         loop {
             let read = call("pullResult")?;
-            if !read.is_undefined() {
-                // The read settled: its callback ran in an earlier job.
-                *ran = true;
-            }
             if read.is_null() {
                 drain_jobs(ctx, &self.budget)?;
                 return Ok(Step::Done);
@@ -399,7 +405,6 @@ impl Warm {
                 return Err(err);
             }
             if ctx.execute_pending_job() {
-                *ran = true;
                 continue;
             }
             let next = call("nextTimer")?.as_number().unwrap_or(-1.0);
@@ -409,7 +414,6 @@ impl Warm {
             if next > 0.0 {
                 return Ok(Step::Wait(Duration::from_secs_f64(next / 1000.0)));
             }
-            *ran = true;
             call("fireTimer")?;
         }
     }

@@ -113,6 +113,7 @@ mod budget;
 pub(crate) mod engine;
 pub(crate) mod host;
 
+use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,6 +121,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 pub use budget::POLLS_PER_TICK;
 pub use engine::MAX_JS_STACK_BYTES;
@@ -249,10 +251,10 @@ impl Backend for QuickJsBackend {
 pub struct QuickJsProgram {
     bytecode: Box<[u8]>,
     slot: Mutex<Slot>,
-    /// Bumped (under the slot lock) whenever guest code ran, so an idle
-    /// stream knows another request may have fed it.
-    activity: AtomicU64,
-    ran: tokio::sync::Notify,
+    /// The pump of each open stream, by (runtime generation, scope): woken
+    /// when a request or another stream's step settles its pending read, or
+    /// when its runtime is dropped.
+    wakers: Mutex<HashMap<(u64, u64), Arc<Notify>>>,
     /// Stream steps run, for [`stream_steps`](Self::stream_steps).
     steps: AtomicU64,
 }
@@ -277,6 +279,8 @@ struct Stream {
     deadline: Option<Instant>,
     /// Where each step's fuel and time go (metering reads them live).
     figures: StreamFigures,
+    /// Woken when the stream may have something to read.
+    wake: Arc<Notify>,
 }
 
 impl QuickJsProgram {
@@ -293,8 +297,7 @@ impl QuickJsProgram {
                 fresh: true,
                 generation: 0,
             }),
-            activity: AtomicU64::new(0),
-            ran: tokio::sync::Notify::new(),
+            wakers: Mutex::new(HashMap::new()),
             steps: AtomicU64::new(0),
         })
     }
@@ -328,24 +331,41 @@ impl QuickJsProgram {
         self.bytecode.len()
     }
 
-    /// Records that guest code ran (call with the slot locked; wake the
-    /// waiters once it is unlocked).
-    fn bump(&self) -> u64 {
-        self.activity.fetch_add(1, Ordering::SeqCst) + 1
+    /// Wakes the pumps of the streams whose pending read settled while guest
+    /// code ran in `warm` (call with the slot locked), except `running`'s own.
+    fn wake_ready(&self, warm: &Warm, generation: u64, running: Option<u64>) {
+        if self.wakers.lock().is_empty() {
+            return; // no stream open: nothing to ask the runtime
+        }
+        let ready = warm.take_ready();
+        let wakers = self.wakers.lock();
+        for scope in ready.into_iter().filter(|s| Some(*s) != running) {
+            if let Some(wake) = wakers.get(&(generation, scope)) {
+                wake.notify_one();
+            }
+        }
     }
 
     /// Puts back the runtime after a failure: a limit may have left its heap
-    /// in any state, so the next request starts from bytecode (and the
-    /// runtime's open streams end); a plain script error keeps it.
-    fn keep_after(slot: &mut Slot, warm: Warm, err: &SandboxError) {
+    /// in any state, so the next request starts from bytecode, and the
+    /// runtime's open streams are woken to find it gone; a plain script error
+    /// keeps it.
+    fn keep_after(&self, slot: &mut Slot, warm: Warm, err: &SandboxError) {
         if matches!(
             err,
             SandboxError::ScriptError { .. } | SandboxError::BadResponse { .. }
         ) {
+            self.wake_ready(&warm, slot.generation, None);
             slot.warm = Some(warm);
-        } else {
-            drop(warm);
-            slot.generation += 1;
+            return;
+        }
+        drop(warm);
+        let dropped = slot.generation;
+        slot.generation += 1;
+        for ((generation, _), wake) in self.wakers.lock().iter() {
+            if *generation == dropped {
+                wake.notify_one();
+            }
         }
     }
 
@@ -368,7 +388,6 @@ impl QuickJsProgram {
         let (parts, body) = request.into_parts();
         let (result, fuel) = warm.run(&cx, parts, body);
         let wall_time = started.elapsed();
-        self.bump();
         match result {
             Ok(Head {
                 mut response,
@@ -380,63 +399,66 @@ impl QuickJsProgram {
                     peak_memory: before.max(warm.heap_bytes()),
                     cold_start,
                 });
+                self.wake_ready(&warm, slot.generation, None);
                 slot.warm = Some(warm);
                 let stream = stream.map(|scope| {
                     let figures = StreamFigures::new();
                     response.extensions_mut().insert(figures.clone());
+                    let wake = Arc::new(Notify::new());
+                    self.wakers
+                        .lock()
+                        .insert((slot.generation, scope), wake.clone());
                     Stream {
                         scope,
                         generation: slot.generation,
                         deadline: (!corral_limits::is_event_stream(response.headers()))
                             .then(|| started + cx.limits.wall_clock),
                         figures,
+                        wake,
                     }
                 });
                 Ok((response, stream))
             }
             Err(err) => {
-                Self::keep_after(&mut slot, warm, &err);
+                self.keep_after(&mut slot, warm, &err);
                 Err(err)
             }
         }
     }
 
-    /// One step of `stream`; also returns the activity count it left.
+    /// One step of `stream`.
     fn step_blocking(
         &self,
         cx: &InvokeContext,
         stream: &Stream,
         wall: Duration,
-    ) -> (Result<Step, SandboxError>, u64) {
+    ) -> Result<Step, SandboxError> {
         let mut slot = self.slot.lock();
         if slot.generation != stream.generation || slot.warm.is_none() {
-            let cut = SandboxError::BadResponse {
+            return Err(SandboxError::BadResponse {
                 reason: "the stream was cut: a limit restarted the tenant's runtime".into(),
-            };
-            return (Err(cut), self.activity.load(Ordering::SeqCst));
+            });
         }
         let warm = slot.warm.take().expect("checked");
         let started = Instant::now();
-        let (result, fuel, ran) = warm.step(cx, stream.scope, wall);
+        let result = warm.step(cx, stream.scope, wall);
         self.steps.fetch_add(1, Ordering::Relaxed);
+        let (result, fuel) = result;
         stream
             .figures
             .add(fuel, started.elapsed(), warm.heap_bytes());
-        // A step that ran no guest code changed nothing: waking the other
-        // streams would only have them wake this one in turn, forever.
-        let seen = if ran || result.is_err() {
-            self.bump()
-        } else {
-            self.activity.load(Ordering::SeqCst)
-        };
         match &result {
-            Err(err) | Ok(Step::LastChunk(_, err)) => Self::keep_after(&mut slot, warm, err),
-            Ok(_) => slot.warm = Some(warm),
+            Err(err) | Ok(Step::LastChunk(_, err)) => self.keep_after(&mut slot, warm, err),
+            Ok(_) => {
+                self.wake_ready(&warm, slot.generation, Some(stream.scope));
+                slot.warm = Some(warm);
+            }
         }
-        (result, seen)
+        result
     }
 
-    /// Ends `stream`'s scope in the runtime, if it is still the same one.
+    /// Ends `stream`'s scope in the runtime, if it is still the same one,
+    /// and forgets its pump.
     fn end_blocking(&self, cx: &InvokeContext, stream: &Stream) {
         let slot = self.slot.lock();
         if let Some(warm) = slot
@@ -445,19 +467,16 @@ impl QuickJsProgram {
             .filter(|_| slot.generation == stream.generation)
         {
             warm.end(cx, stream.scope);
-            self.bump();
+            // Its `cancel` callback may have fed another stream.
+            self.wakers
+                .lock()
+                .remove(&(stream.generation, stream.scope));
+            self.wake_ready(warm, slot.generation, None);
+        } else {
+            self.wakers
+                .lock()
+                .remove(&(stream.generation, stream.scope));
         }
-    }
-
-    /// Resolves once guest code has run since the activity count `seen`.
-    async fn ran_since(&self, seen: u64) {
-        let notified = self.ran.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.activity.load(Ordering::SeqCst) != seen {
-            return;
-        }
-        notified.await;
     }
 
     /// Reads `stream` out of the runtime into `tx` until it ends, fails, its
@@ -482,14 +501,10 @@ impl QuickJsProgram {
                 break Some(deadline_error());
             }
             let (this, cx2, s) = (self.clone(), cx.clone(), stream.clone());
-            let stepped = tokio::task::spawn_blocking(move || {
-                let out = this.step_blocking(&cx2, &s, wall);
-                this.ran.notify_waiters();
-                out
-            })
-            .await;
-            let (step, seen) = match stepped {
-                Ok(out) => out,
+            let stepped =
+                tokio::task::spawn_blocking(move || this.step_blocking(&cx2, &s, wall)).await;
+            let step = match stepped {
+                Ok(step) => step,
                 Err(e) => {
                     break Some(SandboxError::internal(
                         "the JavaScript worker thread failed",
@@ -512,14 +527,14 @@ impl QuickJsProgram {
                 Ok(Step::Wait(wait)) => {
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
-                        () = self.ran_since(seen) => {}
+                        () = stream.wake.notified() => {}
                         () = tx.closed() => break None,
                         () = until(stream.deadline) => break Some(deadline_error()),
                     }
                 }
                 Ok(Step::Idle) => {
                     tokio::select! {
-                        () = self.ran_since(seen) => {}
+                        () = stream.wake.notified() => {}
                         () = tx.closed() => break None,
                         () = until(stream.deadline) => break Some(deadline_error()),
                     }
@@ -530,11 +545,7 @@ impl QuickJsProgram {
         let this = self.clone();
         let cx2 = cx.clone();
         let s = stream.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            this.end_blocking(&cx2, &s);
-            this.ran.notify_waiters();
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || this.end_blocking(&cx2, &s)).await;
         if let Some(err) = failure {
             cx.log
                 .push(&format!("error: the response stream failed: {err}"));
@@ -552,9 +563,7 @@ impl Program for QuickJsProgram {
         Box::pin(async move {
             let runtime = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                let out = self.invoke_blocking(cx.clone(), request);
-                self.ran.notify_waiters();
-                let (response, stream) = out?;
+                let (response, stream) = self.invoke_blocking(cx.clone(), request)?;
                 let Some(stream) = stream else {
                     return Ok(response.map(Body::full));
                 };

@@ -2195,6 +2195,7 @@ function chunkBytes(value) {
 // state of the read under way: null (none), { pending }, { chunk }, { done }
 // or { error }.
 const streams = new Map();
+const readyScopes = [];
 
 const internals = {
   // Validates the tenant module's namespace and keeps its fetch handler.
@@ -2247,12 +2248,12 @@ const internals = {
   },
 
   // Starts reading the next chunk of `scope`'s stream, unless a read is
-  // already under way or settled. True when it started one (guest code may
-  // have run: the stream's pull).
+  // already under way or settled. When the read settles, `scope` is listed
+  // for `takeReady`.
   pullStart(scope) {
     currentScope = scope;
     const s = streams.get(scope);
-    if (!s || s.read !== null) return false;
+    if (!s || s.read !== null) return;
     const read = { pending: true };
     s.read = read;
     s.reader.read().then(
@@ -2271,8 +2272,13 @@ const internals = {
         read.pending = false;
         read.error = e === undefined ? new TypeError("the response stream was errored") : e;
       },
-    );
-    return true;
+    ).finally(() => readyScopes.push(scope));
+  },
+
+  // The scopes whose read settled since the last call, so the host wakes
+  // only the streams that have something to hand over.
+  takeReady() {
+    return readyScopes.splice(0);
   },
 
   // The settled read of `scope`'s stream: undefined while it is pending,

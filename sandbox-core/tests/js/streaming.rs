@@ -77,6 +77,10 @@ export default {
         })());
         return new Response(readable, { headers: sse });
       }
+      case "/idle":
+        return new Response(new ReadableStream({}), { headers: sse });
+      case "/loop":
+        while (true) {}
       case "/bad-chunk":
         return new Response(new ReadableStream({ start(c) { c.enqueue(42); c.close(); } }));
       default:
@@ -281,7 +285,7 @@ async fn an_open_stream_keeps_the_tenant_warm() {
 }
 
 #[tokio::test]
-async fn waiting_streams_do_not_wake_each_other_in_a_loop() {
+async fn a_stream_is_woken_only_when_it_has_something_to_hand_over() {
     use corral::js::{QuickJsBackend, QuickJsProgram};
     use corral::{Backend, InvokeContext, Program, TenantLog};
     use std::sync::Arc;
@@ -304,17 +308,52 @@ async fn waiting_streams_do_not_wake_each_other_in_a_loop() {
         assert_eq!(chunk(&mut a).await, format!("data: {i}\n\n"));
         assert_eq!(chunk(&mut b).await, format!("data: {i}\n\n"));
     }
-    // An event takes a few steps (start the read, fire the timer, hand over
-    // the chunk), and each step that ran guest code wakes the other stream
-    // once for nothing: about 7 steps an event were measured. Streams that
-    // woke each other on every step would spin for the whole 400 ms, about
-    // 100 steps an event.
+    // An event takes two steps: start the read (its pull sets a timer), then
+    // fire the timer and hand over the chunk. A stream is woken only when
+    // its own read settles, never by the other's steps (waking every stream
+    // on any guest activity measured ~7 steps an event; streams that woke
+    // each other on every step, ~100).
     let steps = program.stream_steps();
     assert!(
-        steps <= 2 * EVENTS * 12,
+        steps <= 2 * EVENTS * 3,
         "{steps} steps for {} events",
         2 * EVENTS
     );
+
+    // Idle streams cost nothing while other requests run: opening each takes
+    // one step, and requests that feed none of them wake none.
+    drop((a, b));
+    tokio::time::sleep(Duration::from_millis(50)).await; // their pumps end
+    let before = program.stream_steps();
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(
+            program
+                .clone()
+                .invoke(cx.clone(), get("/idle"))
+                .await
+                .unwrap()
+                .into_body(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let opened = program.stream_steps() - before;
+    for _ in 0..20 {
+        let resp = program
+            .clone()
+            .invoke(cx.clone(), get("/hello"))
+            .await
+            .unwrap();
+        assert_eq!(resp.into_body().to_bytes().await.unwrap(), "hello");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let steps = program.stream_steps() - before;
+    assert_eq!(
+        (opened, steps),
+        (50, 50),
+        "50 idle streams, then 20 requests"
+    );
+    drop(idle);
 }
 
 #[tokio::test]
@@ -322,9 +361,31 @@ async fn removing_the_tenant_ends_its_open_streams() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::builder(dir.path()).open().unwrap();
     let id = "removed".parse().unwrap();
-    registry.deploy(&id, Kind::Js, APP.as_bytes(), Limits::default()).unwrap();
+    registry
+        .deploy(&id, Kind::Js, APP.as_bytes(), Limits::default())
+        .unwrap();
     let mut body = registry.invoke(&id, get("/fed")).await.unwrap().into_body();
     assert_eq!(chunk(&mut body).await, "data: open\n\n");
     assert!(registry.remove(&id).unwrap());
-    assert!(next(&mut body).await.is_none(), "the stream ends with the tenant");
+    assert!(
+        next(&mut body).await.is_none(),
+        "the stream ends with the tenant"
+    );
+}
+
+#[tokio::test]
+async fn a_limit_that_restarts_the_runtime_cuts_its_idle_streams() {
+    let t = app(Limits::builder().fuel_per_request(1_000).build());
+    let mut body = t.open("/fed").await.unwrap().into_body();
+    assert_eq!(chunk(&mut body).await, "data: open\n\n");
+    let err = t.get("/loop").await.unwrap_err();
+    assert!(matches!(err, SandboxError::FuelExhausted { .. }), "{err:?}");
+    // The stream lived in the dropped runtime: it ends with an error at once
+    // instead of waiting forever for a feed that cannot come.
+    let err = next(&mut body).await.expect("an error").unwrap_err();
+    match err {
+        SandboxError::BadResponse { reason } => assert!(reason.contains("cut"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.text("/hello").await, "hello");
 }
