@@ -14,8 +14,12 @@
 //! - `js/precompile_from_source`: what a cold start would cost if it parsed
 //!   source (deploy-time work), for comparison.
 //!
-//! Then it prints cold-start percentiles (500 wakes, like the sandbox bench)
-//! and the memory of `MEM_TENANTS` tenants warm vs parked.
+//! - `js/stream_event`: one event read from an open `text/event-stream`
+//!   whose `pull` enqueues at once (a step on the runtime, a channel hop).
+//!
+//! Then it prints cold-start percentiles (500 wakes, like the sandbox bench),
+//! the memory of `MEM_TENANTS` tenants warm vs parked, and what
+//! `IDLE_STREAMS` idle event streams on one tenant cost.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 #![allow(unsafe_code)] // the counting allocator below
@@ -80,6 +84,7 @@ use corral::{
     Registry, TenantId, TenantLog,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::BodyExt as _;
 
 const HELLO_JS: &str = r#"export default {
   async fetch(request) {
@@ -218,12 +223,108 @@ fn memory_report(rt: &tokio::runtime::Runtime) {
     );
 }
 
+/// An event stream whose `pull` enqueues at once: the cost of one event.
+const TICKER_JS: &str = r#"const chunk = new TextEncoder().encode("data: tick\n\n");
+export default {
+  fetch(request) {
+    if (new URL(request.url).pathname === "/idle") {
+      return new Response(new ReadableStream({}), { headers: { "content-type": "text/event-stream" } });
+    }
+    if (new URL(request.url).pathname === "/hello") return new Response("hello");
+    return new Response(new ReadableStream({ pull(c) { c.enqueue(chunk); } }), {
+      headers: { "content-type": "text/event-stream" },
+    });
+  },
+};"#;
+const IDLE_STREAMS: usize = 1_000;
+
+/// CPU time of this process (user + system), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line (11, 12 here).
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// `IDLE_STREAMS` idle event streams open on one JS tenant: what each costs
+/// (RSS, QuickJS heap), that they cost nothing while idle (steps and CPU over
+/// one second), and a request's latency with them open vs none.
+fn stream_report(rt: &tokio::runtime::Runtime) {
+    let limits = Limits::default();
+    let artifact = QuickJsBackend::new()
+        .precompile(TICKER_JS.as_bytes(), &limits)
+        .unwrap();
+    let program = Arc::new(QuickJsProgram::load(&artifact, &limits).unwrap());
+    let cx = InvokeContext::new(
+        "streams".parse().unwrap(),
+        Arc::new(limits),
+        Arc::new(TenantLog::new(4096)),
+    );
+    let get = |path: &str| {
+        http::Request::get(format!("http://streams.localhost{path}"))
+            .body(Bytes::new())
+            .unwrap()
+    };
+    rt.block_on(async {
+        let hello = |n: usize| {
+            let (program, cx) = (program.clone(), cx.clone());
+            async move {
+                let t = Instant::now();
+                for _ in 0..n {
+                    let r = program.clone().invoke(cx.clone(), get("/hello")).await.unwrap();
+                    assert_eq!(r.into_body().to_bytes().await.unwrap(), "hello");
+                }
+                t.elapsed() / n as u32
+            }
+        };
+        hello(200).await;
+        let alone = hello(1_000).await;
+        let (rss0, heap0) = (rss_bytes(), program.heap_bytes());
+        let mut open = Vec::with_capacity(IDLE_STREAMS);
+        for _ in 0..IDLE_STREAMS {
+            let r = program.clone().invoke(cx.clone(), get("/idle")).await.unwrap();
+            open.push(r.into_body());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (rss1, heap1) = (rss_bytes(), program.heap_bytes());
+        let (steps0, cpu0) = (program.stream_steps(), cpu_time());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (steps1, cpu1) = (program.stream_steps(), cpu_time());
+        let beside = hello(1_000).await;
+        drop(open);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let heap_closed = program.heap_bytes();
+        // QuickJS frees cycles (a stream and its reader) at its next GC,
+        // which the heap's growth triggers: a few thousand requests later.
+        hello(6_000).await;
+        println!(
+            "js streams: {IDLE_STREAMS} idle event streams on one tenant: RSS +{} KiB ({} B a stream), \
+             QuickJS heap +{} KiB ({} B a stream); idle for 1 s: {} steps, {:?} CPU; \
+             a request alone {:?}, beside the {IDLE_STREAMS} open streams {:?}; \
+             heap after they closed +{} KiB, after 6,000 more requests +{} KiB",
+            rss1.saturating_sub(rss0) / 1024,
+            rss1.saturating_sub(rss0) / IDLE_STREAMS as u64,
+            heap1.saturating_sub(heap0) / 1024,
+            heap1.saturating_sub(heap0) / IDLE_STREAMS as u64,
+            steps1 - steps0,
+            cpu1.saturating_sub(cpu0),
+            alone,
+            beside,
+            heap_closed.saturating_sub(heap0) / 1024,
+            program.heap_bytes().saturating_sub(heap0) / 1024,
+        );
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     memory_report(&rt);
+    stream_report(&rt);
 
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
@@ -248,6 +349,26 @@ fn bench(c: &mut Criterion) {
             assert_eq!(resp.body().as_bytes().map(|b| b.len()), Some(19));
         })
     });
+    let ticker: TenantId = "ticker".parse().unwrap();
+    reg.deploy(&ticker, Kind::Js, TICKER_JS.as_bytes(), Limits::default())
+        .unwrap();
+    let mut events = rt
+        .block_on(reg.invoke(&ticker, request()))
+        .unwrap()
+        .into_body();
+    g.bench_function("stream_event", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let frame = events.frame().await.unwrap().unwrap();
+                    assert_eq!(frame.data_ref().map(|d| d.len()), Some(12));
+                }
+                t.elapsed()
+            })
+        })
+    });
+    drop(events);
     g.bench_function("cold_start_invoke_hello", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let reg = reg.clone();

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p corral-benches --bench storage -- --warm-up-time 1 --measurement-time 3`
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use std::hint::black_box;
 use std::sync::Arc;
 

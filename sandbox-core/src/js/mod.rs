@@ -237,6 +237,10 @@ impl Backend for QuickJsBackend {
 /// other stream must end within the request's wall clock. Dropping the body
 /// cancels the guest's stream.
 ///
+/// The memory figure of a request ([`InvocationStats::peak_memory`]) is the
+/// runtime's heap size read before and after it, at most once every 50 ms:
+/// QuickJS measures its heap by walking every object in it.
+///
 /// ```
 /// use corral::{Backend, Limits};
 /// use corral::js::{QuickJsBackend, QuickJsProgram};
@@ -383,7 +387,7 @@ impl QuickJsProgram {
                 Warm::build(&self.bytecode, &cx.limits)?
             }
         };
-        let before = warm.heap_bytes();
+        let before = warm.heap_bytes_sampled();
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let (result, fuel) = warm.run(&cx, parts, body);
@@ -396,7 +400,7 @@ impl QuickJsProgram {
                 response.extensions_mut().insert(InvocationStats {
                     fuel_consumed: fuel,
                     wall_time,
-                    peak_memory: before.max(warm.heap_bytes()),
+                    peak_memory: before.max(warm.heap_bytes_sampled()),
                     cold_start,
                 });
                 self.wake_ready(&warm, slot.generation, None);
@@ -446,7 +450,7 @@ impl QuickJsProgram {
         let (result, fuel) = result;
         stream
             .figures
-            .add(fuel, started.elapsed(), warm.heap_bytes());
+            .add(fuel, started.elapsed(), warm.heap_bytes_sampled());
         match &result {
             Err(err) | Ok(Step::LastChunk(_, err)) => self.keep_after(&mut slot, warm, err),
             Ok(_) => {

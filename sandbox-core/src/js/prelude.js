@@ -2272,7 +2272,9 @@ const internals = {
         read.pending = false;
         read.error = e === undefined ? new TypeError("the response stream was errored") : e;
       },
-    ).finally(() => readyScopes.push(scope));
+    ).finally(() => {
+      if (streams.has(scope)) readyScopes.push(scope);
+    });
   },
 
   // The scopes whose read settled since the last call, so the host wakes
