@@ -336,6 +336,15 @@ async fn a_stream_is_woken_only_when_it_has_something_to_hand_over() {
                 .into_body(),
         );
     }
+    // Each pump takes its first step on its own: wait for all 50.
+    let started = Instant::now();
+    while program.stream_steps() - before < 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the streams never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let opened = program.stream_steps() - before;
     for _ in 0..20 {
