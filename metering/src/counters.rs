@@ -202,6 +202,8 @@ impl InvocationFigures {
 /// producer.add(700, Duration::from_millis(3), 8192);
 /// assert_eq!(figures.fuel(), 1_200);
 /// assert_eq!(figures.wall_time(), Duration::from_millis(5));
+/// // A limit ended the stream after its head was sent: counted by kind.
+/// producer.failed(corral_metering::ErrorKind::Fuel);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StreamFigures(Arc<Mutex<Late>>);
@@ -214,6 +216,8 @@ struct Late {
     wall_time: Duration,
     /// What was reported before the sink was attached.
     pending: Option<InvocationFigures>,
+    /// A failure reported before the sink was attached.
+    pending_failure: Option<ErrorKind>,
 }
 
 impl StreamFigures {
@@ -239,6 +243,19 @@ impl StreamFigures {
         }
     }
 
+    /// Reports that the work failed after the head went out (the stream was
+    /// cut): counted among the tenant's errors of `kind`, like a request
+    /// that failed.
+    pub fn failed(&self, kind: ErrorKind) {
+        let mut late = self.0.lock();
+        match &late.sink {
+            Some(tenant) => {
+                tenant.c.errors[kind.index()].fetch_add(1, Relaxed);
+            }
+            None => late.pending_failure = Some(kind),
+        }
+    }
+
     /// Fuel reported so far.
     pub fn fuel(&self) -> u64 {
         self.0.lock().fuel
@@ -254,6 +271,9 @@ impl StreamFigures {
         let mut late = self.0.lock();
         if let Some(p) = late.pending.take() {
             tenant.c.invocation(&p);
+        }
+        if let Some(kind) = late.pending_failure.take() {
+            tenant.c.errors[kind.index()].fetch_add(1, Relaxed);
         }
         late.sink = Some(tenant);
     }

@@ -108,6 +108,25 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
+    /// The kind metering counts this failure under: the fuel, memory and
+    /// deadline limits by name, anything else as `other`.
+    ///
+    /// ```
+    /// use corral::{SandboxError, metering::ErrorKind};
+    /// let e = SandboxError::FuelExhausted { limit: 10, consumed: 11 };
+    /// assert_eq!(e.error_kind(), ErrorKind::Fuel);
+    /// assert_eq!(SandboxError::StackOverflow.error_kind(), ErrorKind::Other);
+    /// ```
+    pub fn error_kind(&self) -> corral_metering::ErrorKind {
+        use corral_metering::ErrorKind;
+        match self {
+            Self::FuelExhausted { .. } => ErrorKind::Fuel,
+            Self::MemoryLimit { .. } => ErrorKind::Memory,
+            Self::Deadline { .. } => ErrorKind::Deadline,
+            _ => ErrorKind::Other,
+        }
+    }
+
     /// The stable machine-readable code used in JSON error bodies,
     /// e.g. `"fuel_exhausted"`.
     ///

@@ -314,6 +314,15 @@ async fn work_after_the_head_is_metered_as_it_is_reported() {
         (Duration::from_millis(6), 2 << 20)
     );
     assert_eq!(s.streams_open, 1);
+    assert_eq!(s.errors(ErrorKind::Deadline), 0);
+    producer.failed(ErrorKind::Deadline);
+    assert_eq!(
+        meter
+            .snapshot(&id("live"))
+            .unwrap()
+            .errors(ErrorKind::Deadline),
+        1
+    );
     drop(res);
     assert_eq!(meter.snapshot(&id("live")).unwrap().streams_open, 0);
     assert_eq!(producer.fuel(), 150);

@@ -553,6 +553,7 @@ impl QuickJsProgram {
         if let Some(err) = failure {
             cx.log
                 .push(&format!("error: the response stream failed: {err}"));
+            stream.figures.failed(err.error_kind());
             tx.abort(err).await;
         }
     }

@@ -60,12 +60,7 @@ impl corral_limits::UsageSource for EarlierRequests {
 
 fn classify(e: &BoxError) -> ErrorKind {
     if let Some(s) = e.downcast_ref::<SandboxError>() {
-        return match s {
-            SandboxError::FuelExhausted { .. } => ErrorKind::Fuel,
-            SandboxError::MemoryLimit { .. } => ErrorKind::Memory,
-            SandboxError::Deadline { .. } => ErrorKind::Deadline,
-            _ => ErrorKind::Other,
-        };
+        return s.error_kind();
     }
     if e.is::<Overloaded>() || e.is::<TooManyStreams>() {
         ErrorKind::Overloaded

@@ -493,3 +493,41 @@ async fn event_streams_are_counted_and_limited_by_the_tier_and_hold_no_share() {
     assert_eq!(usage.usage.peak_streams, 2);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_cut_by_a_limit_counts_as_an_error_of_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let mut short = tight();
+    short.wall_clock = Duration::from_millis(300);
+    cfg.tiers.insert("short".into(), short);
+    let p = Platform::builder().config(cfg).build().unwrap();
+    let app = id("download");
+    // Not an event stream: it must end within the wall clock, and never does.
+    let js = TICKER.replace("text/event-stream", "text/plain");
+    p.deploy(&app, Some("short"), Bundle::code(Kind::Js, js.into_bytes()))
+        .await
+        .unwrap();
+    let mut resp = open_stream(&p, &app).await.unwrap();
+    let errors = || {
+        p.meter()
+            .snapshot(&app)
+            .unwrap()
+            .errors(corral::metering::ErrorKind::Deadline)
+    };
+    assert_eq!(first_event(&mut resp).await, "data: 0\n\n");
+    assert_eq!(errors(), 0);
+    use http_body_util::BodyExt as _;
+    let cut = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), resp.body_mut().frame())
+            .await
+            .expect("a frame within 5 s")
+            .expect("not a clean end");
+        if let Err(e) = frame {
+            break e;
+        }
+    };
+    assert!(cut.to_string().contains("deadline"), "{cut}");
+    assert_eq!(errors(), 1);
+    p.shutdown().await;
+}
