@@ -255,35 +255,46 @@ fn millis(d: Duration) -> u64 {
 /// assert!(error_response(&other).is_none());
 /// ```
 pub fn error_response(err: &BoxError) -> Option<(StatusCode, HeaderMap, Bytes)> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
-    while let Some(e) = cur {
-        if let Some(found) = respond(e) {
-            return Some(found);
-        }
-        cur = e.source();
-    }
-    None
+    chain(err).find_map(respond)
 }
 
-fn respond(e: &(dyn std::error::Error + 'static)) -> Option<(StatusCode, HeaderMap, Bytes)> {
-    let (status, body, retry_after) = if let Some(e) = e.downcast_ref::<Overloaded>() {
+/// The stable `error` code [`error_response`] would put in the JSON body
+/// (`"overloaded"`, `"too_many_streams"`, …), without building the body.
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_limits::{error_code, BoxError, RuntimeBusy};
+///
+/// let err: BoxError = RuntimeBusy::new(Duration::from_secs(1)).into();
+/// assert_eq!(error_code(&err), Some("runtime_busy"));
+/// assert_eq!(error_code(&BoxError::from("something else")), None);
+/// ```
+pub fn error_code(err: &BoxError) -> Option<&'static str> {
+    chain(err).find_map(|e| describe(e).map(|(_, body, _)| body.error))
+}
+
+/// `err` and every error in its `source()` chain.
+fn chain(err: &BoxError) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(
+        Some(err.as_ref() as &(dyn std::error::Error + 'static)),
+        |e| e.source(),
+    )
+}
+
+/// The status, JSON body and retry hint of `e` if it is one of ours.
+fn describe<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<(StatusCode, Body<'e>, Option<Duration>)> {
+    let found = if let Some(e) = e.downcast_ref::<Overloaded>() {
         let mut b = Body::new("overloaded");
         b.tenant = Some(e.tenant.as_str());
         b.retry_after_ms = Some(millis(e.retry_after));
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            to_json(&b),
-            Some(e.retry_after),
-        )
+        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
     } else if let Some(e) = e.downcast_ref::<RateLimited>() {
         let mut b = Body::new("rate_limited");
         b.tenant = Some(e.tenant.as_str());
         b.retry_after_ms = Some(millis(e.retry_after));
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            to_json(&b),
-            Some(e.retry_after),
-        )
+        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
     } else if let Some(e) = e.downcast_ref::<QuotaExceeded>() {
         let mut b = Body::new("quota_exceeded");
         b.tenant = Some(e.tenant.as_str());
@@ -292,50 +303,44 @@ fn respond(e: &(dyn std::error::Error + 'static)) -> Option<(StatusCode, HeaderM
         b.used = Some(e.used);
         b.resets_at = Some(e.resets_at.to_rfc3339_opts(SecondsFormat::Secs, true));
         b.retry_after_ms = Some(millis(e.retry_after));
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            to_json(&b),
-            Some(e.retry_after),
-        )
+        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
     } else if let Some(e) = e.downcast_ref::<TooManyStreams>() {
         let mut b = Body::new("too_many_streams");
         b.tenant = Some(e.tenant.as_str());
         b.limit = Some(Limit::Count(e.limit));
         b.retry_after_ms = Some(millis(e.retry_after));
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            to_json(&b),
-            Some(e.retry_after),
-        )
+        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
     } else if let Some(e) = e.downcast_ref::<RuntimeBusy>() {
         let mut b = Body::new("runtime_busy");
         b.retry_after_ms = Some(millis(e.retry_after));
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            to_json(&b),
-            Some(e.retry_after),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, b, Some(e.retry_after))
     } else if let Some(e) = e.downcast_ref::<Maintenance>() {
         let mut b = Body::new("maintenance");
         b.tenant = e.tenant.as_ref().map(TenantId::as_str);
         b.retry_after_ms = e.retry_after.map(millis);
-        (StatusCode::SERVICE_UNAVAILABLE, to_json(&b), e.retry_after)
+        (StatusCode::SERVICE_UNAVAILABLE, b, e.retry_after)
     } else if let Some(e) = e.downcast_ref::<MemoryBudgetExceeded>() {
         let mut b = Body::new("memory_budget_exceeded");
         b.tenant = Some(e.tenant.as_str());
         b.used = Some(e.used);
         b.requested = Some(e.requested);
         b.limit_bytes = Some(e.limit);
-        (StatusCode::SERVICE_UNAVAILABLE, to_json(&b), None)
+        (StatusCode::SERVICE_UNAVAILABLE, b, None)
     } else if e.is::<http_body_util::LengthLimitError>() {
         let b = Body::new("payload_too_large");
-        (StatusCode::PAYLOAD_TOO_LARGE, to_json(&b), None)
+        (StatusCode::PAYLOAD_TOO_LARGE, b, None)
     } else if e.is::<MissingTenant>() {
         let b = Body::new("missing_tenant");
-        (StatusCode::INTERNAL_SERVER_ERROR, to_json(&b), None)
+        (StatusCode::INTERNAL_SERVER_ERROR, b, None)
     } else {
         return None;
     };
+    Some(found)
+}
+
+fn respond(e: &(dyn std::error::Error + 'static)) -> Option<(StatusCode, HeaderMap, Bytes)> {
+    let (status, body, retry_after) = describe(e)?;
+    let body = to_json(&body);
     let mut headers = HeaderMap::with_capacity(2);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(d) = retry_after {

@@ -62,7 +62,7 @@ pub use context::TenantContext;
 pub use detached::Detached;
 pub use error::{
     BoxError, Maintenance, MemoryBudgetExceeded, MissingTenant, Overloaded, QuotaExceeded,
-    RateLimited, RuntimeBusy, TooManyStreams, error_response,
+    RateLimited, RuntimeBusy, TooManyStreams, error_code, error_response,
 };
 pub use gate_future::GateFuture;
 pub use maintenance::{MaintenanceLayer, MaintenanceSwitch};

@@ -251,26 +251,5 @@ const FIELD_NAMES: &[&str] = &[
 /// A limit error's status, headers, code and JSON body, from corral-limits.
 fn limit_parts(e: &BoxError) -> Option<(StatusCode, HeaderMap, &'static str, Bytes)> {
     let (status, headers, body) = corral_limits::error_response(e)?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    let code = v.get("error")?.as_str()?;
-    let code = LIMIT_CODES
-        .iter()
-        .find(|c| **c == code)
-        .copied()
-        .unwrap_or("limit");
-    Some((status, headers, code, body))
+    Some((status, headers, corral_limits::error_code(e)?, body))
 }
-
-/// The codes corral-limits uses in its bodies, as `'static` strings.
-const LIMIT_CODES: &[&str] = &[
-    "overloaded",
-    "rate_limited",
-    "quota_exceeded",
-    "maintenance",
-    "runtime_busy",
-    "missing_tenant",
-    "memory_budget_exceeded",
-    "payload_too_large",
-    "body_too_large",
-    "too_many_streams",
-];
