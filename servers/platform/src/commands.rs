@@ -72,19 +72,32 @@ pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, Serve
     Ok(code)
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT (Ctrl-C) handlers now and returns a
+/// future that resolves on the first of them.
+///
+/// The handlers are installed before the future is polled: call this before
+/// announcing the listening address, so that a supervisor which sends SIGTERM
+/// as soon as it sees the server up gets a drain, not the default action
+/// (immediate death, exit status "signal 15").
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServerError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
-        }
+        let mut term =
+            signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("SIGINT: draining"),
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -43,13 +43,14 @@ async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
         what: "local_addr".into(),
         source,
     })?;
+    let signal = commands::shutdown_signal()?;
     if let Some(token) = &started.new_admin_token {
         println!("admin token: {token}  (shown once; only its argon2 hash is stored)");
     }
     println!("corral-server listening on http://{addr}  (try: curl http://{addr}/apps/demo/)");
     let app = started.app.clone();
     let report = http::serve(listener, started.app.clone(), &cfg.http, async move {
-        commands::shutdown_signal().await;
+        signal.await;
         app.start_draining();
     })
     .await;
