@@ -318,7 +318,9 @@ impl App {
                 Op::PutApp => {
                     let n = need_name();
                     let tier = query_param(&parts.uri, "tier");
-                    let cap = self.bundle_cap(&n, tier.as_deref())?;
+                    let cap = self
+                        .bundle_cap(&n, tier.as_deref())
+                        .map_err(|e| platform_error(&e))?;
                     let bytes = match collect_limited(&parts.headers, body, cap).await {
                         Ok(b) => b,
                         Err(BodyError::TooLarge { limit }) => {
@@ -407,11 +409,11 @@ impl App {
 
     /// The bundle cap for a deploy of `name`: the requested tier's, else the
     /// existing app's tier's, else the default tier's.
-    fn bundle_cap(&self, name: &TenantId, tier: Option<&str>) -> Result<u64, Response<Body>> {
+    fn bundle_cap(&self, name: &TenantId, tier: Option<&str>) -> Result<u64, PlatformError> {
         let p = &self.inner.platform;
         let tier_name = match tier {
             Some(t) => t.to_owned(),
-            None => match p.app(name).map_err(|e| platform_error(&e))? {
+            None => match p.app(name)? {
                 Some(a) => a.tier,
                 None => p.config().default_tier.clone(),
             },
@@ -419,7 +421,7 @@ impl App {
         p.tiers()
             .get(&tier_name)
             .map(|t| t.max_bundle_bytes)
-            .ok_or_else(|| platform_error(&PlatformError::UnknownTier { tier: tier_name }))
+            .ok_or(PlatformError::UnknownTier { tier: tier_name })
     }
 
     async fn json_body(
