@@ -22,9 +22,10 @@ pub enum PlatformError {
     /// maintenance, runtime busy, body too large).
     #[error("{0}")]
     Limit(BoxError),
-    /// Storage failed, including a blob that failed its CRC32 check.
+    /// Storage failed, including a blob that failed its CRC32 check. (A
+    /// storage "tenant not found" becomes [`NotFound`](Self::NotFound).)
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
     /// No app of that name is deployed.
     #[error("app {tenant} not found")]
     NotFound {
@@ -78,6 +79,17 @@ pub enum PlatformError {
     /// A host-side failure (I/O, a task that panicked, …).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<StorageError> for PlatformError {
+    /// One "no such app" for callers, whichever layer noticed: the store's
+    /// `TenantNotFound` is the platform's `NotFound` (404 `not_found`).
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::TenantNotFound { tenant } => Self::NotFound { tenant },
+            e => Self::Storage(e),
+        }
+    }
 }
 
 impl PlatformError {

@@ -318,6 +318,9 @@ async fn export_import_round_trip_and_corrupt_archives_import_nothing() {
     src.store().kv_put(&app, "greeting", b"hej").unwrap();
     src.invoke(&app, req("")).await.unwrap();
     let archive = src.export_tenant(&app).unwrap();
+    let err = src.export_tenant(&id("nobody")).unwrap_err();
+    assert!(matches!(err, PlatformError::NotFound { .. }), "{err:?}");
+    assert_eq!((err.code(), err.status().as_u16()), ("not_found", 404));
 
     let dst = open(b.path());
     // Flip one byte inside the first data entry's contents (after its 512-byte header).
