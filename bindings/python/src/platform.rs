@@ -135,6 +135,16 @@ enum Source {
     Path(PathBuf),
 }
 
+impl Source {
+    /// The bytes, reading the file for a path (call with the GIL released).
+    fn read(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Source::Bytes(b) => Ok(b),
+            Source::Path(p) => std::fs::read(p),
+        }
+    }
+}
+
 fn source(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Source::Bytes(b.as_bytes().to_vec()));
@@ -281,10 +291,7 @@ impl PyPlatform {
         let platform = self.platform()?;
         let shared = &self.shared;
         let result = py.detach(|| -> Result<_, Result<PlatformError, std::io::Error>> {
-            let bytes = match code {
-                Source::Bytes(b) => b,
-                Source::Path(p) => std::fs::read(p).map_err(Err)?,
-            };
+            let bytes = code.read().map_err(Err)?;
             let bundle = Bundle::detect(bytes, content_type).map_err(Ok)?;
             shared
                 .runtime()
@@ -428,6 +435,72 @@ impl PyPlatform {
     fn metrics(&self, py: Python<'_>) -> PyResult<String> {
         let platform = self.platform()?;
         Ok(py.detach(|| platform.metrics()))
+    }
+
+    /// The host as the platform sees it: the latest probe, the budget it
+    /// affords, runtime slots, cache, thresholds and modes (`GET /api/host`).
+    fn host<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let host = self.platform()?.host();
+        to_py(py, &host)
+    }
+
+    /// Probes the host again and resizes the runtime slots and the cache to
+    /// the new budget without dropping a request; returns the new `host()`.
+    fn recalibrate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let platform = self.platform()?;
+        let host = py
+            .detach(|| platform.recalibrate())
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &host)
+    }
+
+    /// Reads every stored blob and checks its CRC32; corrupt ones are
+    /// quarantined (reads of them raise `IntegrityError`) and listed.
+    fn scrub<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let platform = self.platform()?;
+        let summary = py
+            .detach(|| platform.scrub())
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &summary)
+    }
+
+    /// An archive of the app's bundle, KV and usage, every entry CRC-checked:
+    /// the same bytes as `corral-server tenant export`.
+    fn export_tenant<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let archive = py
+            .detach(|| platform.export_tenant(&id))
+            .map_err(|e| platform_error(py, &e))?;
+        Ok(PyBytes::new(py, &archive))
+    }
+
+    /// Imports an archive from `export_tenant` (or `corral-server tenant
+    /// export`), given as bytes or a path, as a new app and returns its
+    /// name. Everything is verified, and the code compiled, before anything
+    /// is written: a damaged archive, or one for an app that already exists
+    /// here, raises `InvalidArchive` and imports nothing.
+    fn import_tenant(&self, py: Python<'_>, archive: &Bound<'_, PyAny>) -> PyResult<String> {
+        if archive.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "archive must be bytes or os.PathLike (a file to read), not str",
+            ));
+        }
+        let archive = self::source(archive)?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        let result = py.detach(|| -> Result<_, Result<PlatformError, std::io::Error>> {
+            let bytes = archive.read().map_err(Err)?;
+            shared
+                .runtime()
+                .block_on(platform.import_tenant(bytes))
+                .map_err(Ok)
+        });
+        match result {
+            Ok(id) => Ok(id.as_str().to_owned()),
+            Err(Ok(e)) => Err(platform_error(py, &e)),
+            Err(Err(io)) => Err(io.into()),
+        }
     }
 
     /// The configured tiers by name, as their settings.

@@ -38,7 +38,16 @@ from corral._errors import (
     TenantNotFound,
     Trap,
 )
-from corral._types import AppInfo, AppStatus, DeployInfo, Usage, UsageReport
+from corral._types import (
+    AppInfo,
+    AppStatus,
+    CacheStats,
+    DeployInfo,
+    HostInfo,
+    ScrubSummary,
+    Usage,
+    UsageReport,
+)
 
 __all__ = [
     "__version__",
@@ -46,7 +55,10 @@ __all__ = [
     "Response",
     "AppInfo",
     "AppStatus",
+    "CacheStats",
     "DeployInfo",
+    "HostInfo",
+    "ScrubSummary",
     "Usage",
     "UsageReport",
     "BadResponse",

@@ -17,7 +17,14 @@ from typing import (
     final,
 )
 
-from corral._types import AppInfo, AppStatus, DeployInfo, UsageReport
+from corral._types import (
+    AppInfo,
+    AppStatus,
+    DeployInfo,
+    HostInfo,
+    ScrubSummary,
+    UsageReport,
+)
 
 __all__ = ["__version__", "Platform", "Response"]
 
@@ -109,6 +116,19 @@ class Platform:
         """The app's recent log lines (guest stderr, ``console.log``)."""
     def metrics(self) -> str:
         """The metrics in Prometheus text format."""
+    def host(self) -> HostInfo:
+        """The latest host probe, its budget, runtime slots, cache, thresholds and modes."""
+    def recalibrate(self) -> HostInfo:
+        """Probes the host again and resizes slots and cache; the new ``host()``."""
+    def scrub(self) -> ScrubSummary:
+        """Checks every stored blob's CRC32; corrupt ones are quarantined and listed."""
+    def export_tenant(self, name: str) -> bytes:
+        """The app's bundle, KV and usage as a CRC-checked archive."""
+    def import_tenant(
+        self, archive: Union[bytes, bytearray, memoryview, "os.PathLike[str]"]
+    ) -> str:
+        """Imports an ``export_tenant`` archive as a new app; returns its name.
+        Raises ``InvalidArchive`` (importing nothing) if anything is wrong."""
     @property
     def tiers(self) -> Dict[str, Dict[str, Any]]:
         """The configured tiers by name, as their settings."""

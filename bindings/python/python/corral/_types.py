@@ -4,9 +4,18 @@ They are ordinary ``dict`` objects at run time; these ``TypedDict`` classes let
 type checkers know their keys.
 """
 
-from typing import Dict, Optional, TypedDict
+from typing import Any, Dict, List, Optional, TypedDict
 
-__all__ = ["DeployInfo", "AppInfo", "Usage", "UsageReport", "AppStatus"]
+__all__ = [
+    "DeployInfo",
+    "AppInfo",
+    "Usage",
+    "UsageReport",
+    "AppStatus",
+    "CacheStats",
+    "HostInfo",
+    "ScrubSummary",
+]
 
 
 class DeployInfo(TypedDict):
@@ -62,3 +71,30 @@ class AppStatus(TypedDict):
     streams: int
     idle_secs: float
     cold_starts: int
+
+class CacheStats(TypedDict):
+    """The asset cache's figures."""
+
+    hits: int
+    misses: int
+    bytes: int
+    capacity: int
+
+class HostInfo(TypedDict):
+    """The host as the platform sees it (the same fields as ``GET /api/host``)."""
+
+    probe: Dict[str, Any]
+    budget: Dict[str, Any]
+    runtime_slots: int
+    runtime_slots_in_use: int
+    cache: CacheStats
+    thresholds: Dict[str, Any]
+    accepting_new_tenants: bool
+    maintenance: bool
+    maintenance_required: bool
+
+class ScrubSummary(TypedDict):
+    """What a scrub found: blobs verified, and the keys quarantined as corrupt."""
+
+    verified: int
+    corrupt: List[str]
