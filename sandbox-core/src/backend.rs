@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_limits::TenantId;
+use corral_limits::{RuntimeSlots, TenantId};
 
 use crate::{Body, Limits, SandboxError, TenantLog};
 
@@ -106,6 +106,15 @@ pub struct InvokeContext {
     pub log: Arc<TenantLog>,
     /// Its key-value store, if the platform has one.
     pub kv: Option<Arc<dyn TenantKv>>,
+    /// The host's runtime slots, if the platform bounds them. A request runs
+    /// inside the slot its [`RuntimeSlotsLayer`](corral_limits::RuntimeSlotsLayer)
+    /// took, and so do the steps of a streamed body while that request holds
+    /// it. An event stream's request gives its slot back at the head (its
+    /// response is [`Detached`](corral_limits::Detached) by the
+    /// [`TenantStreamsLayer`](corral_limits::TenantStreamsLayer)), so each of
+    /// its later steps takes one from here: streams never run more guest code
+    /// at once than the host budget allows.
+    pub runtime_slots: Option<RuntimeSlots>,
 }
 
 impl InvokeContext {
@@ -116,12 +125,31 @@ impl InvokeContext {
             limits,
             log,
             kv: None,
+            runtime_slots: None,
         }
     }
 
     /// Attaches a KV store.
     pub fn with_kv(mut self, kv: Arc<dyn TenantKv>) -> Self {
         self.kv = Some(kv);
+        self
+    }
+
+    /// Attaches the host's runtime slots (see [`runtime_slots`](Self::runtime_slots)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use corral::limits_layers::RuntimeSlots;
+    /// use corral::{InvokeContext, Limits, TenantLog};
+    ///
+    /// let slots = RuntimeSlots::new(4);
+    /// let cx = InvokeContext::new("app".parse().unwrap(), Arc::new(Limits::default()),
+    ///     Arc::new(TenantLog::new(1024)))
+    ///     .with_runtime_slots(slots.clone());
+    /// assert_eq!(cx.runtime_slots.unwrap().size(), 4);
+    /// ```
+    pub fn with_runtime_slots(mut self, slots: RuntimeSlots) -> Self {
+        self.runtime_slots = Some(slots);
         self
     }
 }

@@ -46,7 +46,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use corral_limits::TenantId;
+use corral_limits::{RuntimeSlots, TenantContext, TenantId};
 use parking_lot::{Mutex, RwLock};
 
 use crate::artifact;
@@ -146,6 +146,7 @@ pub struct RegistryBuilder {
     engine: Option<WasmEngine>,
     backends: Vec<Arc<dyn Backend>>,
     kv: Option<Arc<dyn TenantKv>>,
+    runtime_slots: Option<RuntimeSlots>,
     sweep: Option<Duration>,
 }
 
@@ -188,6 +189,23 @@ impl RegistryBuilder {
         self
     }
 
+    /// The host's runtime slots, handed to every invocation so that each step
+    /// of an event stream (guest code run after the response head) takes a
+    /// slot, as requests do in the
+    /// [`RuntimeSlotsLayer`](corral_limits::RuntimeSlotsLayer) in front.
+    /// Give the same slots as that layer, and put a
+    /// [`TenantStreamsLayer`](corral_limits::TenantStreamsLayer) inside it,
+    /// which hands an event stream's request slot back at the head; without
+    /// it the request keeps its slot for as long as the stream is open, and
+    /// its steps would wait for a second one. [`Platform`](crate::platform::Platform)
+    /// wires both. A request whose [`TenantContext`] names a `dedicated` tier
+    /// gets no slots, as that layer lets it by. Default: none (event stream
+    /// steps are not bounded host-wide).
+    pub fn runtime_slots(mut self, slots: RuntimeSlots) -> Self {
+        self.runtime_slots = Some(slots);
+        self
+    }
+
     /// How often one background task parks idle tenants, or `None` for no
     /// task (call [`Registry::park_idle`] yourself). The task starts only if
     /// [`RegistryBuilder::open`] runs inside a tokio runtime. Default: 1 s.
@@ -217,6 +235,7 @@ impl RegistryBuilder {
             artifacts,
             backends,
             kv: self.kv,
+            runtime_slots: self.runtime_slots,
             tenants: RwLock::new(HashMap::new()),
             deploy_lock: Mutex::new(()),
             epoch: Instant::now(),
@@ -279,6 +298,7 @@ struct Inner {
     artifacts: PathBuf,
     backends: HashMap<Kind, Arc<dyn Backend>>,
     kv: Option<Arc<dyn TenantKv>>,
+    runtime_slots: Option<RuntimeSlots>,
     tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
     /// Serializes artifact writes and version swaps.
     deploy_lock: Mutex<()>,
@@ -545,6 +565,7 @@ impl Registry {
             engine: None,
             backends: Vec::new(),
             kv: None,
+            runtime_slots: None,
             sweep: Some(Duration::from_secs(1)),
         }
     }
@@ -658,6 +679,12 @@ impl Registry {
         let mut cx = InvokeContext::new(tenant.clone(), v.limits.clone(), t.log.clone());
         if let Some(kv) = &inner.kv {
             cx = cx.with_kv(kv.clone());
+        }
+        // A dedicated tier runs outside the shared slots (as its requests do
+        // in the RuntimeSlotsLayer).
+        let dedicated = TenantContext::of(&request).is_ok_and(|c| c.tier().dedicated);
+        if let (Some(slots), false) = (&inner.runtime_slots, dedicated) {
+            cx = cx.with_runtime_slots(slots.clone());
         }
         let mut response = program.invoke(cx, request).await?;
         if response.body().is_stream() {

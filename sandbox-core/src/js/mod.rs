@@ -497,6 +497,19 @@ impl QuickJsProgram {
         };
         let stream = Arc::new(stream);
         let failure = loop {
+            // A step runs guest code, so it takes a host runtime slot as a
+            // request does, and streams never outrun the host budget. Only an
+            // event stream's step: its request gave its slot back at the head
+            // (`Detached`), while any other stream's request still holds one,
+            // which its steps run in. Held for the step alone: not while the
+            // chunk waits for the client, nor while the stream idles.
+            let slot = match (&cx.runtime_slots, stream.deadline) {
+                (Some(slots), None) => tokio::select! {
+                    slot = slots.acquire() => Some(slot),
+                    () = tx.closed() => break None,
+                },
+                _ => None,
+            };
             let wall = match stream.deadline {
                 None => cx.limits.wall_clock,
                 Some(d) => d.saturating_duration_since(Instant::now()),
@@ -507,6 +520,7 @@ impl QuickJsProgram {
             let (this, cx2, s) = (self.clone(), cx.clone(), stream.clone());
             let stepped =
                 tokio::task::spawn_blocking(move || this.step_blocking(&cx2, &s, wall)).await;
+            drop(slot);
             let step = match stepped {
                 Ok(step) => step,
                 Err(e) => {

@@ -50,7 +50,8 @@ pub struct PlatformConfig {
     pub cache_bytes: Option<u64>,
     /// Objects larger than this are streamed from storage, never cached. Default 1 MiB.
     pub cache_max_object_bytes: u64,
-    /// Host-wide execution slots; `None` (default) = the host budget's.
+    /// Host-wide execution slots (requests, and event-stream steps) for
+    /// shared tiers; `None` (default) = the host budget's.
     pub runtime_slots: Option<usize>,
     /// How long a request waits for a compute share of its app, and then for
     /// a host runtime slot, before it is refused with 429 `overloaded`.

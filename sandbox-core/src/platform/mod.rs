@@ -223,21 +223,22 @@ impl PlatformBuilder {
             contexts: contexts.clone(),
             meter: meter.clone(),
         };
+        let slots = RuntimeSlots::new(
+            config
+                .runtime_slots
+                .unwrap_or(budget.runtime_slots as usize),
+        );
         let engine = EngineConfig::default().instances(budget.pool_instances.max(8));
         let registry = Registry::builder(&config.data_dir)
             .engine_config(engine)
             .kv(Arc::new(kv))
+            .runtime_slots(slots.clone())
             .park_sweep_interval(Some(config.park_sweep_interval))
             .open()?;
         let cache = Arc::new(ByteCache::new(
             CacheConfig::new(config.cache_bytes.unwrap_or(budget.cache_bytes))
                 .max_object_bytes(config.cache_max_object_bytes),
         ));
-        let slots = RuntimeSlots::new(
-            config
-                .runtime_slots
-                .unwrap_or(budget.runtime_slots as usize),
-        );
         let tiers = config
             .tiers
             .iter()

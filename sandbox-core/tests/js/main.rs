@@ -90,6 +90,11 @@ impl Tenant {
         self
     }
 
+    pub(crate) fn with_runtime_slots(mut self, slots: corral::limits_layers::RuntimeSlots) -> Self {
+        self.cx = self.cx.with_runtime_slots(slots);
+        self
+    }
+
     pub(crate) async fn send(
         &self,
         request: http::Request<Bytes>,

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use corral::limits_layers::RuntimeSlots;
 use corral::{Body, Kind, Limits, Registry, SandboxError, TenantState};
 use http_body_util::BodyExt;
 
@@ -397,4 +398,52 @@ async fn a_limit_that_restarts_the_runtime_cuts_its_idle_streams() {
         other => panic!("{other:?}"),
     }
     assert_eq!(t.text("/hello").await, "hello");
+}
+
+#[tokio::test]
+async fn an_event_stream_step_takes_a_host_runtime_slot() {
+    let slots = RuntimeSlots::new(1);
+    let t = app(Limits::default()).with_runtime_slots(slots.clone());
+    let mut body = t.open("/fed").await.unwrap().into_body();
+    assert_eq!(chunk(&mut body).await, "data: open\n\n");
+    // The pump's next step finds nothing to hand over and the stream idles,
+    // holding no slot.
+    all_slots_free(&slots).await;
+
+    // Every slot busy (as with requests of other tenants): the stream's next
+    // step waits for one, though the guest has a chunk ready.
+    let busy = slots.acquire().await;
+    assert_eq!(t.text("/send?m=hi").await, "sent");
+    let waited = tokio::time::timeout(Duration::from_millis(300), body.frame()).await;
+    assert!(waited.is_err(), "a step ran without a slot");
+    drop(busy);
+    assert_eq!(chunk(&mut body).await, "data: hi\n\n");
+    all_slots_free(&slots).await;
+}
+
+/// Waits (at most 5 s) until no slot is in use: a pump takes one for each
+/// step, including the one after a chunk that finds the stream idle.
+async fn all_slots_free(slots: &RuntimeSlots) {
+    let free = async {
+        while slots.in_use() != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), free)
+        .await
+        .expect("an idle stream holds no slot");
+}
+
+#[tokio::test]
+async fn other_streams_run_in_the_slot_their_request_holds() {
+    let slots = RuntimeSlots::new(1);
+    let t = app(Limits::default()).with_runtime_slots(slots.clone());
+    // The request's own slot (the RuntimeSlotsLayer's), held until the body
+    // ends: the steps of a stream that is not an event stream must not wait
+    // for a second one.
+    let _request_slot = slots.acquire().await;
+    let mut body = t.open("/download").await.unwrap().into_body();
+    for i in 0..3 {
+        assert_eq!(chunk(&mut body).await, format!("data: {i}\n\n"));
+    }
 }

@@ -497,6 +497,83 @@ async fn event_streams_are_counted_and_limited_by_the_tier_and_hold_no_share() {
     p.shutdown().await;
 }
 
+/// One runtime slot for the host: requests and event stream steps take turns
+/// in it, a download (which keeps its request's slot until it ends) runs its
+/// steps there instead of waiting for a second slot, and a dedicated tier's
+/// stream runs outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_runtime_slot_is_shared_by_requests_and_stream_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.runtime_slots = Some(1);
+    // Room for the download to stay open through the checks below.
+    let mut long = tight();
+    long.wall_clock = Duration::from_secs(30);
+    cfg.tiers.insert("long".into(), long);
+    let mut own = tight();
+    own.dedicated = true;
+    cfg.tiers.insert("dedicated".into(), own);
+    let p = Platform::builder().config(cfg).build().unwrap();
+    assert_eq!(p.host().runtime_slots, 1);
+    let (ticker, download) = (id("ticker"), id("download"));
+    let js = |s: &str| Bundle::code(Kind::Js, s.as_bytes().to_vec());
+    p.deploy(&ticker, Some("tight"), js(TICKER)).await.unwrap();
+    let plain = TICKER.replace("text/event-stream", "text/plain");
+    p.deploy(&download, Some("long"), js(&plain)).await.unwrap();
+
+    let vip = id("vip");
+    p.deploy(&vip, Some("dedicated"), js(TICKER)).await.unwrap();
+    let mut vip_events = open_stream(&p, &vip).await.unwrap();
+    let mut events = open_stream(&p, &ticker).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(first_event(&mut events).await, format!("data: {i}\n\n"));
+        assert_eq!(text(&p.invoke(&download, req("")).await.unwrap()), "hello");
+    }
+    let mut body = open_stream(&p, &download).await.unwrap();
+    for i in 0..5 {
+        assert_eq!(first_event(&mut body).await, format!("data: {i}\n\n"));
+    }
+    assert_eq!(
+        p.host().runtime_slots_in_use,
+        1,
+        "the download holds the slot"
+    );
+    // So the event stream's steps wait: past what its buffer held when the
+    // slot went, no event comes (a tick is every 20 ms).
+    use http_body_util::BodyExt as _;
+    let mut buffered = 0;
+    while tokio::time::timeout(Duration::from_millis(300), events.body_mut().frame())
+        .await
+        .is_ok()
+    {
+        buffered += 1;
+        assert!(buffered < 20, "the event stream ran steps without a slot");
+    }
+    // A dedicated tier's stream runs outside the shared slots: it goes on.
+    for _ in 0..20 {
+        assert!(first_event(&mut vip_events).await.starts_with(b"data: "));
+    }
+    drop(body);
+    // The event stream goes on once the slot is free again.
+    let mut seen = 0;
+    while seen < 5 {
+        let event = first_event(&mut events).await;
+        assert!(event.starts_with(b"data: "), "{event:?}");
+        seen += 1;
+    }
+    drop((events, vip_events));
+    // A step already running when the client left gives its slot back.
+    let free = async {
+        while p.host().runtime_slots_in_use != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), free)
+        .await
+        .expect("every slot free once the streams are gone");
+    p.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_cut_by_a_limit_counts_as_an_error_of_its_kind() {
     let dir = tempfile::tempdir().unwrap();
