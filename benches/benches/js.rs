@@ -16,6 +16,8 @@
 //!
 //! - `js/stream_event`: one event read from an open `text/event-stream`
 //!   whose `pull` enqueues at once (a step on the runtime, a channel hop).
+//! - `js/stream_event_with_runtime_slots`: the same where each step takes a
+//!   host runtime slot, as it does in the platform.
 //!
 //! Then it prints cold-start percentiles (500 wakes, like the sandbox bench),
 //! the memory of `MEM_TENANTS` tenants warm vs parked, and what
@@ -356,19 +358,40 @@ fn bench(c: &mut Criterion) {
         .block_on(reg.invoke(&ticker, request()))
         .unwrap()
         .into_body();
-    g.bench_function("stream_event", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    let frame = events.frame().await.unwrap().unwrap();
-                    assert_eq!(frame.data_ref().map(|d| d.len()), Some(12));
-                }
-                t.elapsed()
+    // The same stream in a registry with host runtime slots (as the
+    // platform has): each step also takes and returns a slot.
+    let slotted_dir = tempfile::tempdir().unwrap();
+    let slotted = Registry::builder(slotted_dir.path())
+        .engine_config(EngineConfig::default().instances(4))
+        .park_sweep_interval(None)
+        .runtime_slots(corral::limits_layers::RuntimeSlots::new(4))
+        .open()
+        .unwrap();
+    slotted
+        .deploy(&ticker, Kind::Js, TICKER_JS.as_bytes(), Limits::default())
+        .unwrap();
+    let mut slotted_events = rt
+        .block_on(slotted.invoke(&ticker, request()))
+        .unwrap()
+        .into_body();
+    for (name, events) in [
+        ("stream_event", &mut events),
+        ("stream_event_with_runtime_slots", &mut slotted_events),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let frame = events.frame().await.unwrap().unwrap();
+                        assert_eq!(frame.data_ref().map(|d| d.len()), Some(12));
+                    }
+                    t.elapsed()
+                })
             })
-        })
-    });
-    drop(events);
+        });
+    }
+    drop((events, slotted_events));
     g.bench_function("cold_start_invoke_hello", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let reg = reg.clone();
