@@ -54,3 +54,40 @@ impl Detached {
         resp.extensions().get::<Detached>().is_some()
     }
 }
+
+/// A response extension for an event stream whose body is still written by
+/// the request's own run (a WebAssembly module that writes events until it
+/// exits): [`TenantStreamsLayer`](crate::TenantStreamsLayer) counts it
+/// against `max_streams` as usual but does not mark it [`Detached`], so the
+/// compute share and runtime slot stay held until the body ends, as for any
+/// request still running guest code.
+///
+/// ```
+/// use std::{convert::Infallible, sync::Arc};
+/// use corral_limits::{Attached, Detached, TenantContext, TenantLimits, TenantStreamsLayer, Tier};
+/// use http::{Request, Response};
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let limits = TenantLimits::new();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(TenantStreamsLayer::new(limits.clone()))
+///     .service_fn(|_: Request<()>| async {
+///         let mut resp = Response::builder()
+///             .header("content-type", "text/event-stream")
+///             .body(String::new())
+///             .unwrap();
+///         resp.extensions_mut().insert(Attached);
+///         Ok::<_, Infallible>(resp)
+///     });
+///
+/// let ctx = TenantContext::new("a".parse().unwrap(), Arc::new(Tier::free()));
+/// let mut req = Request::new(());
+/// ctx.clone().insert_into(&mut req);
+/// let open = svc.ready().await.unwrap().call(req).await.unwrap();
+/// assert!(!Detached::is_set(&open));
+/// assert_eq!(limits.load(ctx.id()).unwrap().streams_open, 1);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attached;

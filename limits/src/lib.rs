@@ -26,7 +26,8 @@
 //! permit until they end or are dropped. An event stream admitted by
 //! [`TenantStreamsLayer`] holds a stream permit instead of a compute share and
 //! a runtime slot: it is marked [`Detached`], and the share and slot layers
-//! outside it let go at the response head.
+//! outside it let go at the response head (unless the service marked it
+//! [`Attached`]: its own run still writes it).
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
@@ -59,7 +60,7 @@ pub use body_limit::TenantBodyLimitLayer;
 pub use builder::ServiceBuilderExt;
 pub use concurrency::TenantConcurrencyLayer;
 pub use context::TenantContext;
-pub use detached::Detached;
+pub use detached::{Attached, Detached};
 pub use error::{
     BoxError, Maintenance, MemoryBudgetExceeded, MissingTenant, Overloaded, QuotaExceeded,
     RateLimited, RuntimeBusy, TooManyStreams, error_code, error_response,

@@ -254,4 +254,35 @@ impl BodySender {
     pub fn is_closed(&self) -> bool {
         self.0.is_closed()
     }
+
+    /// Sends without waiting, for a producer that cannot await (a guest's
+    /// synchronous write): it waits in [`room`](Self::room) first.
+    pub(crate) fn try_send(&self, chunk: Bytes) -> Result<(), TrySend> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.0.try_send(Ok(chunk)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TrySend::Full,
+            mpsc::error::TrySendError::Closed(_) => TrySend::Closed,
+        })
+    }
+
+    /// Whether a [`try_send`](Self::try_send) would find room now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.0.capacity() > 0
+    }
+
+    /// Resolves once the buffer has room for a chunk, or the body is gone.
+    pub(crate) async fn room(&self) {
+        let _ = self.0.reserve().await;
+    }
+}
+
+/// Why [`BodySender::try_send`] did not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrySend {
+    /// The buffer is full.
+    Full,
+    /// The body was dropped.
+    Closed,
 }

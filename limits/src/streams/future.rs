@@ -13,7 +13,7 @@ use super::is_event_stream;
 use crate::error::TooManyStreams;
 use crate::guarded::Pass;
 use crate::registry::TenantState;
-use crate::{BoxError, Detached, GuardedBody, TenantId};
+use crate::{Attached, BoxError, Detached, GuardedBody, TenantId};
 
 pin_project! {
     /// Response future of [`TenantStreams`](super::TenantStreams): the inner
@@ -45,7 +45,9 @@ impl Admit {
         match self.state.streams.clone().try_acquire_owned() {
             Ok(permit) => {
                 let mut resp = resp.map(|b| GuardedBody::new(b, Some(permit)));
-                resp.extensions_mut().insert(Detached);
+                if resp.extensions().get::<Attached>().is_none() {
+                    resp.extensions_mut().insert(Detached);
+                }
                 Ok(resp)
             }
             Err(_) => {

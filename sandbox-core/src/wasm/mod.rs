@@ -24,6 +24,7 @@
 
 mod wagi;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +33,8 @@ use wasmtime::{InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use corral_metering::StreamFigures;
 
 use crate::{
     Backend, Body, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
@@ -245,21 +248,27 @@ impl Program for WasmProgram {
         cx: InvokeContext,
         request: http::Request<Bytes>,
     ) -> BoxFuture<'static, Result<http::Response<Body>, SandboxError>> {
-        Box::pin(async move { Ok(self.invoke_inner(cx, request).await?.map(Body::full)) })
+        Box::pin(self.invoke_inner(cx, request))
     }
+}
+
+/// How a run ended, and what it used.
+struct Outcome {
+    result: Result<(), SandboxError>,
+    stats: InvocationStats,
 }
 
 impl WasmProgram {
     async fn invoke_inner(
-        &self,
+        self: Arc<Self>,
         cx: InvokeContext,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, SandboxError> {
+    ) -> Result<http::Response<Body>, SandboxError> {
         let limits = cx.limits.clone();
         let started = Instant::now();
-        let deadline = started + limits.wall_clock;
         let env = wagi::cgi_env(&request);
-        let stdout = wagi::CappedOutput::new(limits.max_output_bytes);
+        let (head_tx, mut head_rx) = tokio::sync::oneshot::channel();
+        let stdout = wagi::CappedOutput::new(limits.max_output_bytes, head_tx);
         let stderr = wagi::LogOutput::new(cx.log.clone(), limits.max_log_bytes);
         // No preopens, no network, no inherited environment: only the CGI set.
         let wasi = WasiCtxBuilder::new()
@@ -273,7 +282,7 @@ impl WasmProgram {
             .allow_ip_name_lookup(false)
             .build_p1();
         let limit = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
-        let mut store = Store::new(
+        let store = Store::new(
             self.engine.wasmtime(),
             State {
                 wasi,
@@ -284,12 +293,50 @@ impl WasmProgram {
                 },
             },
         );
+        let mut run = Box::pin(self.clone().run_to_end(
+            store,
+            limits.clone(),
+            started,
+            stdout.clone(),
+            stderr,
+        ));
+        // The run ends, or (an event stream) its head comes out first.
+        let head = tokio::select! {
+            outcome = &mut run => match head_rx.try_recv() {
+                // The head went out during the run's last poll.
+                Ok(head) => return Ok(stream_rest(head, std::future::ready(outcome), &stdout, started)),
+                Err(_) => {
+                    let Outcome { result, stats } = outcome;
+                    result?;
+                    let mut response = wagi::parse_cgi(stdout.take())?;
+                    response.extensions_mut().insert(stats);
+                    return Ok(response.map(Body::full));
+                }
+            },
+            Ok(head) = &mut head_rx => head,
+        };
+        Ok(stream_rest(head, run, &stdout, started))
+    }
+
+    /// Runs the guest to its end under the tier's fuel, memory and wall clock.
+    async fn run_to_end(
+        self: Arc<Self>,
+        mut store: Store<State>,
+        limits: Arc<Limits>,
+        started: Instant,
+        stdout: wagi::CappedOutput,
+        stderr: wagi::LogOutput,
+    ) -> Outcome {
+        let deadline = started + limits.wall_clock;
         store.limiter(|s| &mut s.limiter);
         let metered = self.engine.is_metered();
         if metered {
-            store
-                .set_fuel(limits.fuel_per_request)
-                .map_err(|e| SandboxError::internal("setting fuel", e))?;
+            if let Err(e) = store.set_fuel(limits.fuel_per_request) {
+                return Outcome {
+                    result: Err(SandboxError::internal("setting fuel", e)),
+                    stats: InvocationStats::default(),
+                };
+            }
             store.set_epoch_deadline(1);
             // Yield to the executor at every tick; trap once the deadline passed.
             store.epoch_deadline_callback(move |_| {
@@ -323,7 +370,7 @@ impl WasmProgram {
             cold_start: false,
         };
         let memory_denied = state.limiter.memory_denied;
-        let result = match outcome {
+        let mut result = match outcome {
             Err(_elapsed) => Err(SandboxError::Deadline {
                 limit: limits.wall_clock,
             }),
@@ -331,16 +378,63 @@ impl WasmProgram {
             Ok(Err(err)) => classify(err, &limits, fuel_consumed, memory_denied, &stdout),
         };
         drop(store);
-        result?;
-        if stdout.overflowed() {
-            return Err(SandboxError::OutputTooLarge {
+        if result.is_ok() && stdout.overflowed() {
+            result = Err(SandboxError::OutputTooLarge {
                 limit: limits.max_output_bytes,
             });
         }
-        let mut response = wagi::parse_cgi(stdout.take())?;
-        response.extensions_mut().insert(stats);
-        Ok(response)
+        Outcome { result, stats }
     }
+}
+
+/// An event stream's head is out: the rest of `run` feeds its body from a
+/// task. The run ends with the guest (the body ends), at a limit (the body
+/// ends with that error) or when the client goes away (the guest is dropped).
+/// Its fuel, time and memory are reported through the response's
+/// [`StreamFigures`] as the stream ends.
+fn stream_rest(
+    mut head: http::Response<Body>,
+    run: impl Future<Output = Outcome> + Send + 'static,
+    stdout: &wagi::CappedOutput,
+    started: Instant,
+) -> http::Response<Body> {
+    let at_head = started.elapsed();
+    head.extensions_mut().insert(InvocationStats {
+        fuel_consumed: 0,
+        wall_time: at_head,
+        peak_memory: 0,
+        cold_start: false,
+    });
+    // Still the request's own run: its compute share and runtime slot stay
+    // held until the body ends.
+    head.extensions_mut().insert(corral_limits::Attached);
+    let figures = StreamFigures::new();
+    head.extensions_mut().insert(figures.clone());
+    let Some(tx) = stdout.stream() else {
+        return head;
+    };
+    let stdout = stdout.clone();
+    tokio::spawn(async move {
+        let outcome = tokio::select! {
+            outcome = run => Some(outcome),
+            () = tx.closed() => None,
+        };
+        // The last sender: dropping it (with `tx`) ends the body.
+        let _ = stdout.take_stream();
+        let Some(Outcome { result, stats }) = outcome else {
+            return;
+        };
+        figures.add(
+            stats.fuel_consumed,
+            stats.wall_time.saturating_sub(at_head),
+            stats.peak_memory,
+        );
+        if let Err(err) = result {
+            figures.failed(err.error_kind());
+            tx.abort(err).await;
+        }
+    });
+    head
 }
 
 /// Maps a failed run to its typed error, or `Ok` for `proc_exit(0)`.

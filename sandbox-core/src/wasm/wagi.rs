@@ -12,10 +12,12 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
+use tokio::sync::oneshot;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-use crate::{SandboxError, TenantLog};
+use crate::body::TrySend;
+use crate::{Body, BodySender, SandboxError, TenantLog};
 
 /// The CGI variables for `req` (and nothing else: no host environment).
 pub(crate) fn cgi_env(req: &Request<Bytes>) -> Vec<(String, String)> {
@@ -165,6 +167,12 @@ fn find_blank_line(out: &[u8]) -> Option<(usize, usize)> {
 
 /// Guest stdout, capped: a write that would pass `cap` is refused, flags the
 /// overflow and traps the guest, so the host never holds more than `cap`.
+///
+/// The output is buffered until the guest exits (a whole CGI response), unless
+/// its head, once complete, declares `Content-Type: text/event-stream`: then
+/// the response goes out at once through `head`, and every later write is a
+/// chunk of its body. A write then waits (in [`Pollable::ready`]) while the
+/// body's buffer is full, so a slow client slows the guest down.
 #[derive(Debug, Clone)]
 pub(crate) struct CappedOutput {
     inner: Arc<CappedInner>,
@@ -173,16 +181,42 @@ pub(crate) struct CappedOutput {
 #[derive(Debug)]
 struct CappedInner {
     cap: usize,
-    buf: Mutex<BytesMut>,
+    state: Mutex<OutputState>,
     overflowed: AtomicBool,
 }
 
+#[derive(Debug)]
+struct OutputState {
+    buf: BytesMut,
+    written: usize,
+    mode: Mode,
+}
+
+/// What the output turned out to be.
+#[derive(Debug)]
+enum Mode {
+    /// The head is not complete yet; the response goes to the sender if it
+    /// is an event stream.
+    Undecided(Option<oneshot::Sender<Response<Body>>>),
+    /// A whole response, parsed when the guest exits.
+    Buffered,
+    /// An event stream whose head is out: writes are chunks of its body.
+    Streaming(BodySender),
+}
+
+/// Chunks an event stream's body buffers before the guest's writes wait.
+const STREAM_BUFFER: usize = 8;
+
 impl CappedOutput {
-    pub(crate) fn new(cap: u64) -> Self {
+    pub(crate) fn new(cap: u64, head: oneshot::Sender<Response<Body>>) -> Self {
         Self {
             inner: Arc::new(CappedInner {
                 cap: usize::try_from(cap).unwrap_or(usize::MAX),
-                buf: Mutex::new(BytesMut::new()),
+                state: Mutex::new(OutputState {
+                    buf: BytesMut::new(),
+                    written: 0,
+                    mode: Mode::Undecided(Some(head)),
+                }),
                 overflowed: AtomicBool::new(false),
             }),
         }
@@ -192,56 +226,128 @@ impl CappedOutput {
         self.inner.overflowed.load(Ordering::Acquire)
     }
 
+    /// The buffered output (empty once the output is streamed).
     pub(crate) fn take(&self) -> Bytes {
-        std::mem::take(&mut *self.inner.buf.lock()).freeze()
+        std::mem::take(&mut self.inner.state.lock().buf).freeze()
     }
 
-    /// Appends `bytes` if it fits; `false` (and the flag set) otherwise.
-    fn push(&self, bytes: &[u8]) -> bool {
-        let mut buf = self.inner.buf.lock();
-        if buf.len().saturating_add(bytes.len()) > self.inner.cap {
-            self.inner.overflowed.store(true, Ordering::Release);
-            return false;
+    /// The event stream's sender, if the output became one. Taking it (and
+    /// dropping it) is what ends the body once the guest is done.
+    pub(crate) fn take_stream(&self) -> Option<BodySender> {
+        let mut state = self.inner.state.lock();
+        match std::mem::replace(&mut state.mode, Mode::Buffered) {
+            Mode::Streaming(tx) => Some(tx),
+            other => {
+                state.mode = other;
+                None
+            }
         }
-        buf.extend_from_slice(bytes);
-        true
+    }
+
+    /// A clone of the event stream's sender, if the output became one.
+    pub(crate) fn stream(&self) -> Option<BodySender> {
+        match &self.inner.state.lock().mode {
+            Mode::Streaming(tx) => Some(tx.clone()),
+            _ => None,
+        }
+    }
+
+    /// Takes `bytes` if they fit under the cap.
+    fn push(&self, bytes: Bytes) -> Result<(), StreamError> {
+        let mut state = self.inner.state.lock();
+        if state.written.saturating_add(bytes.len()) > self.inner.cap {
+            self.inner.overflowed.store(true, Ordering::Release);
+            return Err(StreamError::trap("guest output exceeded max_output_bytes"));
+        }
+        state.written += bytes.len();
+        match &state.mode {
+            Mode::Streaming(tx) => match tx.try_send(bytes) {
+                Ok(()) => Ok(()),
+                Err(TrySend::Closed) => Err(StreamError::Closed),
+                // Only a writer that skipped `ready` gets here.
+                Err(TrySend::Full) => Err(StreamError::trap("guest output buffer full")),
+            },
+            Mode::Buffered => {
+                state.buf.extend_from_slice(&bytes);
+                Ok(())
+            }
+            Mode::Undecided(_) => {
+                state.buf.extend_from_slice(&bytes);
+                decide(&mut state);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Once the head is complete: an event stream goes out now, anything else
+/// (a malformed head included, refused when the guest exits) is buffered.
+fn decide(state: &mut OutputState) {
+    if find_blank_line(&state.buf).is_none() {
+        return;
+    }
+    let Mode::Undecided(head) = std::mem::replace(&mut state.mode, Mode::Buffered) else {
+        return;
+    };
+    let Ok(resp) = parse_cgi(Bytes::copy_from_slice(&state.buf)) else {
+        return;
+    };
+    if !corral_limits::is_event_stream(resp.headers()) {
+        return;
+    }
+    let (tx, body) = Body::channel(STREAM_BUFFER);
+    let (parts, first) = resp.into_parts();
+    // The buffer is empty: the first chunk always fits.
+    let _ = tx.try_send(first);
+    if head
+        .and_then(|h| h.send(Response::from_parts(parts, body)).ok())
+        .is_some()
+    {
+        state.buf.clear();
+        state.mode = Mode::Streaming(tx);
     }
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for CappedOutput {
-    async fn ready(&mut self) {}
+    async fn ready(&mut self) {
+        // Streaming: wait for room in the body's buffer (or its reader to go).
+        if let Some(tx) = self.stream() {
+            tx.room().await;
+        }
+    }
 }
 
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CappedOutput {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        if self.push(&bytes) {
-            Ok(())
-        } else {
-            Err(StreamError::trap("guest output exceeded max_output_bytes"))
-        }
+        self.push(bytes)
     }
     fn flush(&mut self) -> Result<(), StreamError> {
         Ok(())
     }
     fn check_write(&mut self) -> Result<usize, StreamError> {
-        // Never 0 (a blocking write would wait forever): an overlong write is
-        // refused in `write` instead.
-        Ok(64 << 10)
+        match self.stream() {
+            Some(tx) if tx.is_closed() => Err(StreamError::Closed),
+            Some(tx) if !tx.has_room() => Ok(0),
+            // Never 0 otherwise (`ready` returns at once, so a blocking write
+            // would spin): an overlong write is refused in `write` instead.
+            _ => Ok(64 << 10),
+        }
     }
 }
 
 impl AsyncWrite for CappedOutput {
+    // Only WASI preview 2/3 guests write through this; preview-1 modules
+    // (WAGI) use the `OutputStream` above, which waits for room.
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Poll::Ready(if self.push(buf) {
-            Ok(buf.len())
-        } else {
-            Err(io::Error::other("guest output exceeded max_output_bytes"))
+        Poll::Ready(match self.push(Bytes::copy_from_slice(buf)) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => Err(io::Error::other(e.to_string())),
         })
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -441,15 +547,52 @@ mod tests {
         assert_eq!(env.len(), 16);
     }
 
+    fn push(out: &CappedOutput, bytes: &'static [u8]) -> bool {
+        out.push(Bytes::from_static(bytes)).is_ok()
+    }
+
     #[test]
     fn capped_output_refuses_past_the_cap() {
-        let out = CappedOutput::new(10);
-        assert!(out.push(b"12345"));
-        assert!(out.push(b"67890"));
+        let (head, _) = oneshot::channel();
+        let out = CappedOutput::new(10, head);
+        assert!(push(&out, b"12345"));
+        assert!(push(&out, b"67890"));
         assert!(!out.overflowed());
-        assert!(!out.push(b"x"));
+        assert!(!push(&out, b"x"));
         assert!(out.overflowed());
         assert_eq!(out.take().as_ref(), b"1234567890");
+    }
+
+    #[tokio::test]
+    async fn an_event_stream_head_goes_out_once_complete_and_writes_follow() {
+        let (head, mut rx) = oneshot::channel();
+        let out = CappedOutput::new(60, head);
+        assert!(push(&out, b"Content-Type: text/event-stream\n"));
+        assert!(rx.try_recv().is_err(), "the head is not complete yet");
+        assert!(push(&out, b"\ndata: 1\n\n"));
+        let resp = rx.try_recv().expect("the head is out");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        assert!(out.take().is_empty(), "nothing is buffered once streaming");
+        assert!(push(&out, b"data: 2\n\n"));
+        // 51 of 60 bytes so far: the cap counts the streamed bytes too.
+        assert!(!push(&out, b"data: three\n\n"));
+        assert!(out.overflowed());
+        drop(out.take_stream());
+        drop(out);
+        let body = resp.into_body().to_bytes().await.unwrap();
+        assert_eq!(&body[..], b"data: 1\n\ndata: 2\n\n");
+    }
+
+    #[test]
+    fn any_other_head_is_buffered_to_the_end() {
+        let (head, mut rx) = oneshot::channel();
+        let out = CappedOutput::new(1024, head);
+        assert!(push(&out, b"Content-Type: text/plain\n\nhello"));
+        assert!(push(&out, b" world"));
+        assert!(rx.try_recv().is_err());
+        assert!(out.stream().is_none());
+        let resp = parse_cgi(out.take()).unwrap();
+        assert_eq!(&resp.body()[..], b"hello world");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use corral::{InvocationStats, Kind, SandboxError, TenantId};
 
 const HELLO: &str = include_str!("../fixtures/hello.wat");
 const CHAOS: &str = include_str!("../fixtures/chaos.wat");
+const EVENTS: &str = include_str!("../fixtures/events.wat");
 
 fn id(s: &str) -> TenantId {
     TenantId::new(s).unwrap()
@@ -571,6 +572,62 @@ async fn one_runtime_slot_is_shared_by_requests_and_stream_steps() {
     tokio::time::timeout(Duration::from_secs(5), free)
         .await
         .expect("every slot free once the streams are gone");
+    p.shutdown().await;
+}
+
+/// A WebAssembly module's event stream is its request's own run: counted
+/// against `max_streams` like any event stream, but it keeps its compute share
+/// until the module exits, and the run's figures reach the meter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webassembly_event_stream_is_counted_and_keeps_its_share() {
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let mut wide = tight();
+    wide.compute_shares = 4;
+    wide.max_streams = 1;
+    wide.wall_clock = Duration::from_secs(30);
+    cfg.tiers.insert("wide".into(), wide);
+    let p = Platform::builder().config(cfg).build().unwrap();
+    let (one, many) = (id("one-share"), id("one-stream"));
+    p.deploy(&one, Some("tight"), wasm(EVENTS)).await.unwrap();
+    p.deploy(&many, Some("wide"), wasm(EVENTS)).await.unwrap();
+    let open = |app: &TenantId, mode: &'static str| {
+        let mut req = http::Request::post("/").body(Bytes::from(mode)).unwrap();
+        req.extensions_mut().insert(app.clone());
+        p.service().oneshot(req)
+    };
+
+    // One compute share: while the module streams, the app has none left.
+    let mut stream = open(&one, "f").await.unwrap();
+    assert_eq!(first_event(&mut stream).await, "data: 1\n\n");
+    assert_eq!(p.status(&one).unwrap().streams, 1);
+    let err = p.invoke(&one, req("")).await.unwrap_err();
+    assert_eq!(err.code(), "overloaded", "{err:?}");
+    drop(stream);
+    let resp = p.invoke(&one, req("")).await.unwrap();
+    assert_eq!(text(&resp), "data: 1\n\n");
+
+    // Shares to spare, one stream allowed: the second is refused.
+    let mut stream = open(&many, "f").await.unwrap();
+    assert_eq!(first_event(&mut stream).await, "data: 1\n\n");
+    let err = open(&many, "f").await.unwrap_err();
+    assert_eq!(err.code(), "too_many_streams", "{err:?}");
+    drop(stream);
+    assert_eq!(p.status(&many).unwrap().streams, 0);
+
+    // The head carries no fuel; the whole run's is metered as the stream ends.
+    let fuel = || p.meter().snapshot(&many).unwrap().fuel;
+    let before = fuel();
+    let ended = open(&many, "e").await.unwrap();
+    let body = http_body_util::BodyExt::collect(ended.into_body());
+    let body = tokio::time::timeout(Duration::from_secs(5), body)
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"data: 1\n\ndata: 2\n\n");
+    assert!(fuel() > before, "{} > {before}", fuel());
     p.shutdown().await;
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of the WebAssembly core: limits, the WAGI ABI, the
 //! registry (deploy, replace, park, wake, restart) and concurrency.
 
+mod events;
 mod failures;
 mod lifecycle;
 mod wagi;
