@@ -26,6 +26,7 @@ mod wagi;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -258,6 +259,14 @@ struct Outcome {
     stats: InvocationStats,
 }
 
+/// What a run has used so far, as of its last epoch tick: what is metered
+/// for a stream whose run is dropped with its client.
+#[derive(Debug, Default)]
+struct Progress {
+    fuel: AtomicU64,
+    peak_memory: AtomicU64,
+}
+
 impl WasmProgram {
     async fn invoke_inner(
         self: Arc<Self>,
@@ -293,18 +302,22 @@ impl WasmProgram {
                 },
             },
         );
+        let progress = Arc::new(Progress::default());
         let mut run = Box::pin(self.clone().run_to_end(
             store,
             limits.clone(),
             started,
-            stdout.clone(),
-            stderr,
+            (stdout.clone(), stderr),
+            progress.clone(),
         ));
         // The run ends, or (an event stream) its head comes out first.
         let head = tokio::select! {
             outcome = &mut run => match head_rx.try_recv() {
                 // The head went out during the run's last poll.
-                Ok(head) => return Ok(stream_rest(head, std::future::ready(outcome), &stdout, started)),
+                Ok(head) => {
+                    let ended = std::future::ready(outcome);
+                    return Ok(stream_rest(head, ended, &stdout, started, progress));
+                }
                 Err(_) => {
                     let Outcome { result, stats } = outcome;
                     result?;
@@ -315,7 +328,7 @@ impl WasmProgram {
             },
             Ok(head) = &mut head_rx => head,
         };
-        Ok(stream_rest(head, run, &stdout, started))
+        Ok(stream_rest(head, run, &stdout, started, progress))
     }
 
     /// Runs the guest to its end under the tier's fuel, memory and wall clock.
@@ -324,10 +337,11 @@ impl WasmProgram {
         mut store: Store<State>,
         limits: Arc<Limits>,
         started: Instant,
-        stdout: wagi::CappedOutput,
-        stderr: wagi::LogOutput,
+        (stdout, stderr): (wagi::CappedOutput, wagi::LogOutput),
+        progress: Arc<Progress>,
     ) -> Outcome {
         let deadline = started + limits.wall_clock;
+        let fuel = limits.fuel_per_request;
         store.limiter(|s| &mut s.limiter);
         let metered = self.engine.is_metered();
         if metered {
@@ -338,8 +352,13 @@ impl WasmProgram {
                 };
             }
             store.set_epoch_deadline(1);
-            // Yield to the executor at every tick; trap once the deadline passed.
-            store.epoch_deadline_callback(move |_| {
+            // Yield to the executor at every tick; trap once the deadline
+            // passed. Note what the run has used so far.
+            store.epoch_deadline_callback(move |cx| {
+                let used = fuel.saturating_sub(cx.get_fuel().unwrap_or(fuel));
+                progress.fuel.store(used, Ordering::Relaxed);
+                let peak = cx.data().limiter.peak as u64;
+                progress.peak_memory.store(peak, Ordering::Relaxed);
                 if Instant::now() >= deadline {
                     Err(DeadlinePassed.into())
                 } else {
@@ -391,12 +410,14 @@ impl WasmProgram {
 /// task. The run ends with the guest (the body ends), at a limit (the body
 /// ends with that error) or when the client goes away (the guest is dropped).
 /// Its fuel, time and memory are reported through the response's
-/// [`StreamFigures`] as the stream ends.
+/// [`StreamFigures`] as the stream ends (for a dropped run, as of its last
+/// epoch tick).
 fn stream_rest(
     mut head: http::Response<Body>,
     run: impl Future<Output = Outcome> + Send + 'static,
     stdout: &wagi::CappedOutput,
     started: Instant,
+    progress: Arc<Progress>,
 ) -> http::Response<Body> {
     let at_head = started.elapsed();
     head.extensions_mut().insert(InvocationStats {
@@ -422,6 +443,11 @@ fn stream_rest(
         // The last sender: dropping it (with `tx`) ends the body.
         let _ = stdout.take_stream();
         let Some(Outcome { result, stats }) = outcome else {
+            figures.add(
+                progress.fuel.load(Ordering::Relaxed),
+                started.elapsed().saturating_sub(at_head),
+                progress.peak_memory.load(Ordering::Relaxed),
+            );
             return;
         };
         figures.add(

@@ -125,8 +125,13 @@ async fn the_module_stops_when_the_client_goes_away() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
     let id = deploy(&reg, Limits::default());
-    let mut body = open(&reg, &id, b"f").await.into_body();
+    let resp = open(&reg, &id, b"f").await;
+    let figures = resp.extensions().get::<StreamFigures>().unwrap().clone();
+    let mut body = resp.into_body();
     assert_eq!(next(&mut body).await.unwrap().unwrap(), "data: 1\n\n");
+    for _ in 0..3 {
+        assert_eq!(next(&mut body).await.unwrap().unwrap(), "data: 2\n\n");
+    }
     assert_eq!(reg.status(&id).unwrap().streams, 1);
     drop(body);
     assert_eq!(reg.status(&id).unwrap().streams, 0);
@@ -138,4 +143,7 @@ async fn the_module_stops_when_the_client_goes_away() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ticks(), after_drop, "the module still runs");
     assert_eq!(reg.status(&id).unwrap().in_flight, 0);
+    // What it used until then is still metered (as of its last epoch tick).
+    assert!(figures.fuel() > 0);
+    assert!(figures.wall_time() >= Duration::from_millis(60));
 }
