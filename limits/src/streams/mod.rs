@@ -10,7 +10,9 @@
 //! until the stream ends or the client goes away, and the response is marked
 //! [`Detached`](crate::Detached) so that [`TenantConcurrencyLayer`](crate::TenantConcurrencyLayer)
 //! and [`RuntimeSlotsLayer`](crate::RuntimeSlotsLayer) release their share
-//! and slot at the head. So the layer sits innermost, inside those two.
+//! and slot at the head. So the layer sits innermost, inside those two. A
+//! stream the service marked [`Attached`](crate::Attached) (its own run still
+//! writes it, so it is not idle) takes a permit too but is not detached.
 //!
 //! When all of the tenant's permits are held (or the tier allows none), the
 //! call fails with [`TooManyStreams`](crate::TooManyStreams) (429 +
