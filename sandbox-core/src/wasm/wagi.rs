@@ -189,6 +189,9 @@ struct CappedInner {
 struct OutputState {
     buf: BytesMut,
     written: usize,
+    /// How much of `buf` was searched for the end of the head: each write
+    /// searches only what it added, so tiny writes cost no more than big ones.
+    scanned: usize,
     mode: Mode,
 }
 
@@ -206,6 +209,19 @@ enum Mode {
 
 /// Chunks an event stream's body buffers before the guest's writes wait.
 const STREAM_BUFFER: usize = 8;
+/// Output with no end of head within this many bytes is not looked at again
+/// (and is refused as a CGI response when the guest exits, if it never has one).
+const MAX_STREAM_HEAD: usize = 64 << 10;
+
+/// Whether `buf` holds a blank line (the end of a CGI head), searching only
+/// past `scanned` (less the two bytes a blank line could straddle).
+fn head_complete(buf: &[u8], scanned: usize) -> bool {
+    if buf.starts_with(b"\n") || buf.starts_with(b"\r\n") {
+        return true;
+    }
+    let tail = &buf[scanned.saturating_sub(2)..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
 
 impl CappedOutput {
     pub(crate) fn new(cap: u64, head: oneshot::Sender<Response<Body>>) -> Self {
@@ -215,6 +231,7 @@ impl CappedOutput {
                 state: Mutex::new(OutputState {
                     buf: BytesMut::new(),
                     written: 0,
+                    scanned: 0,
                     mode: Mode::Undecided(Some(head)),
                 }),
                 overflowed: AtomicBool::new(false),
@@ -283,7 +300,9 @@ impl CappedOutput {
 /// Once the head is complete: an event stream goes out now, anything else
 /// (a malformed head included, refused when the guest exits) is buffered.
 fn decide(state: &mut OutputState) {
-    if find_blank_line(&state.buf).is_none() {
+    let complete = head_complete(&state.buf, state.scanned);
+    state.scanned = state.buf.len();
+    if !complete && state.buf.len() <= MAX_STREAM_HEAD {
         return;
     }
     let Mode::Undecided(head) = std::mem::replace(&mut state.mode, Mode::Buffered) else {
@@ -581,6 +600,36 @@ mod tests {
         drop(out);
         let body = resp.into_body().to_bytes().await.unwrap();
         assert_eq!(&body[..], b"data: 1\n\ndata: 2\n\n");
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_found_across_writes() {
+        for writes in [
+            &[&b"Content-Type: text/event-stream\n"[..], b"\n"][..],
+            &[b"Content-Type: text/event-stream\r\n", b"\r", b"\n"],
+            &[
+                b"Content-Type: text/event-stream",
+                b"\n",
+                b"\n",
+                b"data: 1\n\n",
+            ],
+        ] {
+            let (head, mut rx) = oneshot::channel();
+            let out = CappedOutput::new(1024, head);
+            for w in writes {
+                assert!(out.push(Bytes::copy_from_slice(w)).is_ok());
+            }
+            assert!(rx.try_recv().is_ok(), "{writes:?}");
+        }
+        // A head that never ends is not searched past MAX_STREAM_HEAD.
+        let (head, mut rx) = oneshot::channel();
+        let out = CappedOutput::new(1 << 20, head);
+        for _ in 0..(MAX_STREAM_HEAD / 1024 + 1) {
+            assert!(out.push(Bytes::from(vec![b'x'; 1024])).is_ok());
+        }
+        assert!(rx.try_recv().is_err());
+        assert!(push(&out, b"\n\n"));
+        assert!(rx.try_recv().is_err(), "decided: buffered");
     }
 
     #[test]
