@@ -614,6 +614,71 @@ async fn event_streams_stay_open_are_counted_and_limited_by_the_tier() {
     );
 }
 
+/// A WebAssembly module's event stream over real HTTP: each event reaches the
+/// client as the module writes it, and SIGTERM ends an open one cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webassembly_event_stream_arrives_as_the_module_writes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), None);
+    let wasm = wat::parse_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../sandbox-core/tests/fixtures/events.wat"
+    ))
+    .unwrap();
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            "/api/apps/events?tier=test",
+            &wasm,
+            "application/wasm",
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let post = |mode: &'static str| {
+        let req = Request::post(s.url("/apps/events/"))
+            .body(Full::new(Bytes::from(mode)))
+            .unwrap();
+        s.client.request(req)
+    };
+
+    // Two events 300 ms apart: the first is read before the second is written.
+    let resp = post("e").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "data: 1\n\n")
+        .await
+        .unwrap();
+    let first = std::time::Instant::now();
+    assert_eq!(seen, "data: 1\n\n");
+    read_until(&mut body, &mut seen, "data: 2\n\n")
+        .await
+        .unwrap();
+    assert!(
+        first.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        first.elapsed()
+    );
+    assert!(read_until(&mut body, &mut seen, "never").await.is_none());
+
+    // An endless one is ended by SIGTERM, and the server exits cleanly.
+    let mut body = post("f").await.unwrap().into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "data: 2\n\n")
+        .await
+        .unwrap();
+    let stopping = std::time::Instant::now();
+    s.signal("-TERM");
+    assert!(read_until(&mut body, &mut seen, "never").await.is_none());
+    s.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_past_its_thresholds_starts_with_its_demo_but_refuses_new_apps() {
     let tmp = tempfile::tempdir().unwrap();
