@@ -109,11 +109,12 @@ pub struct InvokeContext {
     /// The host's runtime slots, if the platform bounds them. A request runs
     /// inside the slot its [`RuntimeSlotsLayer`](corral_limits::RuntimeSlotsLayer)
     /// took, and so do the steps of a streamed body while that request holds
-    /// it. An event stream's request gives its slot back at the head (its
-    /// response is [`Detached`](corral_limits::Detached) by the
-    /// [`TenantStreamsLayer`](corral_limits::TenantStreamsLayer)), so each of
-    /// its later steps takes one from here: streams never run more guest code
-    /// at once than the host budget allows.
+    /// it. A JavaScript event stream's request gives its slot back at the head
+    /// (the [`TenantStreamsLayer`](corral_limits::TenantStreamsLayer) marks it
+    /// [`Detached`](corral_limits::Detached)), so each of its later steps takes
+    /// one from here: streams never run more guest code at once than the host
+    /// budget allows. (A WebAssembly event stream is its request's own run,
+    /// marked [`Attached`](corral_limits::Attached): it keeps that slot.)
     pub runtime_slots: Option<RuntimeSlots>,
 }
 

@@ -201,6 +201,22 @@ impl RegistryBuilder {
     /// wires both. A request whose [`TenantContext`] names a `dedicated` tier
     /// gets no slots, as that layer lets it by. Default: none (event stream
     /// steps are not bounded host-wide).
+    ///
+    /// ```
+    /// use corral::Registry;
+    /// use corral::limits_layers::{RuntimeSlots, RuntimeSlotsLayer};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let slots = RuntimeSlots::new(8);
+    /// // The same slots in the layer in front and in the registry behind it.
+    /// let _layer = RuntimeSlotsLayer::new(slots.clone());
+    /// let registry = Registry::builder(dir.path())
+    ///     .runtime_slots(slots)
+    ///     .park_sweep_interval(None)
+    ///     .open()
+    ///     .unwrap();
+    /// # drop(registry);
+    /// ```
     pub fn runtime_slots(mut self, slots: RuntimeSlots) -> Self {
         self.runtime_slots = Some(slots);
         self
