@@ -656,7 +656,7 @@ async fn a_webassembly_event_stream_arrives_as_the_module_writes_it() {
         .await
         .unwrap();
     assert!(
-        first.elapsed() >= Duration::from_millis(200),
+        first.elapsed() >= Duration::from_millis(100),
         "{:?}",
         first.elapsed()
     );
