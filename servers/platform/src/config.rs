@@ -9,8 +9,13 @@
 //!
 //! Environment overrides: `CORRAL_<KEY>` sets a top-level key and `__`
 //! separates nesting levels, so `CORRAL_LISTEN=0.0.0.0:80` sets `listen` and
-//! `CORRAL_HTTP__DRAIN_TIMEOUT=5s` sets `http.drain_timeout`. `CORRAL_CONFIG`
-//! (the config file) and `CORRAL_LOG` (the log filter) are not settings.
+//! `CORRAL_HTTP__DRAIN_TIMEOUT=5s` sets `http.drain_timeout`. Only the
+//! settings that `deploy/corral.toml` documents (any tier name under
+//! `tiers`) are read this way; any other `CORRAL_*` variable is ignored with a
+//! warning naming the closest setting ([`ServerConfig::env_warnings`]), never
+//! a refusal to start. `CORRAL_CONFIG` (the config file), `CORRAL_LOG` (the log
+//! filter), and `CORRAL_TOKEN` and `CORRAL_URL` (reserved for clients) are not
+//! settings and are ignored silently.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -36,8 +41,13 @@ pub const DEFAULTS: &str = include_str!("defaults.toml");
 /// Environment variables starting with this prefix override settings.
 pub const ENV_PREFIX: &str = "CORRAL_";
 
-/// `CORRAL_*` variables that are not settings.
-const NOT_SETTINGS: &[&str] = &["CORRAL_CONFIG", "CORRAL_LOG"];
+/// `CORRAL_*` variables that are not settings: the config file, the log
+/// filter, and the variables reserved for clients of the admin API.
+pub const NOT_SETTINGS: &[&str] = &["CORRAL_CONFIG", "CORRAL_LOG", "CORRAL_TOKEN", "CORRAL_URL"];
+
+/// The documented settings: the commented sample config, whose every key
+/// (commented out or not) is a setting an environment variable may name.
+const REFERENCE: &str = include_str!("../../../deploy/corral.toml");
 
 /// Where configuration values from the environment come from.
 ///
@@ -189,6 +199,10 @@ pub struct ServerConfig {
     /// …), passed to `corral::PlatformConfig` as is.
     #[serde(flatten)]
     pub platform: toml::Table,
+    /// `CORRAL_*` variables that were ignored because they name no setting,
+    /// one message each (the server logs them as warnings at start).
+    #[serde(skip)]
+    pub env_warnings: Vec<String>,
 }
 
 impl ServerConfig {
@@ -226,13 +240,21 @@ impl ServerConfig {
             })?;
             merge(&mut merged, layer);
         }
+        let mut known = documented_settings();
+        leaf_paths(&merged, "", &mut known);
+        let mut env_warnings = Vec::new();
         for (var, value) in env.vars_with_prefix(ENV_PREFIX) {
             if NOT_SETTINGS.contains(&var.as_str()) {
                 continue;
             }
-            apply_env(&mut merged, &var, &value)?;
+            match setting_path(&var) {
+                Some(path) if is_setting(&known, &path) => apply_env(&mut merged, &var, &value)?,
+                _ => env_warnings.push(unknown_env_warning(&var, &known)),
+            }
         }
-        Self::from_table(merged)
+        let mut cfg = Self::from_table(merged)?;
+        cfg.env_warnings = env_warnings;
+        Ok(cfg)
     }
 
     /// Validates an already merged table.
@@ -277,6 +299,94 @@ impl ServerConfig {
     /// The config as TOML text (what `--print-config` shows).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Every setting path the sample config documents (`http.drain_timeout`,
+/// `tiers.free.memory_bytes`, `thresholds.ram.fire`, …), commented-out keys
+/// included.
+fn documented_settings() -> std::collections::BTreeSet<String> {
+    let mut known = std::collections::BTreeSet::new();
+    let mut table = String::new();
+    for line in REFERENCE.lines() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            table = header.split(']').next().unwrap_or("").trim().to_owned();
+            continue;
+        }
+        let line = line.trim_start_matches('#').trim_start();
+        let Some((key, rest)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            continue;
+        }
+        let path = if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") };
+        // An inline table (`ram = { fire = 0.8, rearm = 0.75 }`) documents its keys too.
+        if let Some(inner) = rest.trim().strip_prefix('{') {
+            for part in inner.trim_end_matches('}').split(',') {
+                if let Some((k, _)) = part.split_once('=') {
+                    known.insert(format!("{path}.{}", k.trim()));
+                }
+            }
+        }
+        known.insert(path);
+    }
+    known
+}
+
+/// Adds the dotted path of every key in `table` (tables and leaves).
+fn leaf_paths(table: &toml::Table, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if let toml::Value::Table(t) = v {
+            leaf_paths(t, &path, out);
+        }
+        out.insert(path);
+    }
+}
+
+/// `CORRAL_HTTP__DRAIN_TIMEOUT` → `http.drain_timeout`; `None` for an empty segment.
+fn setting_path(var: &str) -> Option<String> {
+    let segments: Vec<String> = var
+        .strip_prefix(ENV_PREFIX)?
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    (!segments.iter().any(String::is_empty)).then(|| segments.join("."))
+}
+
+/// Whether `path` names a documented setting; any tier name stands for `free`.
+fn is_setting(known: &std::collections::BTreeSet<String>, path: &str) -> bool {
+    if known.contains(path) {
+        return true;
+    }
+    let mut parts: Vec<&str> = path.split('.').collect();
+    if parts.len() >= 2 && parts[0] == "tiers" {
+        if parts.len() == 2 {
+            return true; // a whole tier as a TOML inline table
+        }
+        parts[1] = "free";
+        return known.contains(&parts.join("."));
+    }
+    false
+}
+
+/// "CORRAL_FOO is not a setting and is ignored (did you mean CORRAL_…?)".
+fn unknown_env_warning(var: &str, known: &std::collections::BTreeSet<String>) -> String {
+    let path = setting_path(var).unwrap_or_default();
+    let closest = known
+        .iter()
+        .map(|k| (strsim::levenshtein(k, &path), k))
+        .filter(|(d, k)| *d <= k.len().max(path.len()) / 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.split('.').collect::<Vec<_>>().join("__").to_ascii_uppercase());
+    match closest {
+        Some(c) => format!(
+            "environment variable {var} names no setting and is ignored (did you mean {ENV_PREFIX}{c}?)"
+        ),
+        None => format!("environment variable {var} names no setting and is ignored"),
     }
 }
 
@@ -453,6 +563,39 @@ mod tests {
         let missing =
             ServerConfig::load_file(Some(Path::new("/nonexistent/corral.toml")), &env(&[]));
         assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn unknown_env_variables_warn_and_never_refuse() {
+        let cfg = ServerConfig::load(
+            None,
+            &env(&[
+                ("CORRAL_TOKEN", "corral_secret"),
+                ("CORRAL_URL", "http://127.0.0.1:8080"),
+                ("CORRAL_FOO", "1"),
+                ("CORRAL_HTTP__DRAIN_TIMOUT", "5s"),
+                ("CORRAL_SERVER", "x"),
+                ("CORRAL_TIERS__GOLD__MEMORY_BYTES", "1048576"),
+                ("CORRAL_THRESHOLDS__RAM__FIRE", "0.9"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.env_warnings.len(), 3, "{:?}", cfg.env_warnings);
+        assert!(cfg.env_warnings[0].contains("CORRAL_FOO"), "{:?}", cfg.env_warnings);
+        assert!(
+            cfg.env_warnings[1].contains("did you mean CORRAL_HTTP__DRAIN_TIMEOUT?"),
+            "{:?}",
+            cfg.env_warnings
+        );
+        assert!(cfg.env_warnings[2].contains("CORRAL_SERVER"), "{:?}", cfg.env_warnings);
+        assert!(!cfg.env_warnings.iter().any(|w| w.contains("TOKEN") || w.contains("URL")));
+        assert_eq!(cfg.http.drain_timeout, Duration::from_secs(30));
+        assert_eq!(
+            cfg.platform["tiers"]["gold"]["memory_bytes"],
+            toml::Value::Integer(1 << 20)
+        );
+        assert_eq!(cfg.platform["thresholds"]["ram"]["fire"], toml::Value::Float(0.9));
+        assert!(!cfg.platform.contains_key("token") && !cfg.platform.contains_key("foo"));
     }
 
     #[test]

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
     let cfg = cli.load_config(&ProcessEnv)?;
+    for warning in &cfg.env_warnings {
+        tracing::warn!("{warning}");
+    }
     let command = cli.action();
     if !matches!(command, Command::Serve) {
         return commands::run(&cfg, command).await;

@@ -406,6 +406,41 @@ fn sigterm_as_soon_as_listening_is_a_clean_exit() {
     }
 }
 
+/// The README's own `export CORRAL_TOKEN=…` (and any other `CORRAL_*` a tool
+/// sets) must not stop the server: an unknown variable is one warning.
+#[test]
+fn unknown_corral_variables_are_one_warning_each() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("corral.toml");
+    std::fs::write(&config, common::CONFIG).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .env("CORRAL_LOG", "warn")
+        .env("CORRAL_TOKEN", "corral_not_a_setting")
+        .env("CORRAL_URL", "http://127.0.0.1:1")
+        .env("CORRAL_FOO", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let listening = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("corral-server listening on"));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(listening, "server did not start: {stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("CORRAL_")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("WARN") && warnings[0].contains("CORRAL_FOO"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn export_import_between_servers() {
     let tmp = tempfile::tempdir().unwrap();
