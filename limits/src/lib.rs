@@ -16,7 +16,9 @@
 //! | [`MemoryBudget`] (called by the sandbox) | tier `memory_bytes`, all instances together | [`MemoryBudgetExceeded`] |
 //!
 //! Every refusal is a typed error boxed as [`BoxError`]; [`error_response`]
-//! turns it into a status, `Retry-After` and a stable JSON body. The stateful
+//! turns it into a status, `Retry-After` and a stable JSON body, and
+//! [`Refusal::of`] names its kind (metering counts refused requests apart
+//! from admitted ones, so a refusal never uses up the monthly quota). The stateful
 //! layers share one [`TenantLimits`] registry (a concurrent map, no task or
 //! timer per tenant); [`ServiceBuilderExt`] adds them to a `ServiceBuilder`,
 //! and its doc example composes all of them.
@@ -42,6 +44,7 @@ mod error;
 mod gate_future;
 mod guarded;
 mod memory;
+mod refusal;
 mod registry;
 mod tenant;
 mod tier;
@@ -70,6 +73,7 @@ pub use maintenance::{MaintenanceLayer, MaintenanceSwitch};
 pub use memory::{MemoryBudget, MemoryReservation};
 pub use quota::QuotaLayer;
 pub use rate::RateLimitLayer;
+pub use refusal::Refusal;
 pub use registry::{TenantLimits, TenantLoad};
 pub use runtime::{RuntimeSlot, RuntimeSlots, RuntimeSlotsLayer};
 pub use streams::{TenantStreamsLayer, is_event_stream};

@@ -17,8 +17,10 @@ use crate::TenantId;
 /// assert_eq!(Fixed(7).requests_this_month(&TenantId::new("a").unwrap()), 7);
 /// ```
 pub trait UsageSource: Send + Sync + 'static {
-    /// Requests counted for `tenant` in the current calendar month (UTC),
-    /// including the ones persisted before a restart.
+    /// Requests admitted for `tenant` in the current calendar month (UTC),
+    /// including the ones persisted before a restart. Requests refused by a
+    /// limit ([`Refusal`](crate::Refusal)) are not counted; a source may count
+    /// requests still in flight, which errs on the side of the quota.
     fn requests_this_month(&self, tenant: &TenantId) -> u64;
 }
 

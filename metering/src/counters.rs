@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use corral_limits::Refusal;
 use parking_lot::Mutex;
 use std::time::Duration;
 
@@ -291,7 +292,13 @@ const LATENCY_BUCKETS_US: [u64; 12] = [
 /// Lifetime (since this process started metering the tenant) counters.
 #[derive(Debug, Default)]
 pub(crate) struct TenantCounters {
+    /// Admitted requests: they passed every limit (counted when the stack
+    /// answers, or when the request is dropped unanswered).
     pub(crate) requests: AtomicU64,
+    /// Requests refused by a limit, by [`Refusal::index`].
+    pub(crate) refused: [AtomicU64; Refusal::COUNT],
+    /// Requests inside the stack, not yet admitted or refused (a gauge).
+    pub(crate) in_flight: AtomicU64,
     pub(crate) status: [AtomicU64; 5],
     pub(crate) errors: [AtomicU64; 7],
     pub(crate) latency_us: AtomicU64,
@@ -321,6 +328,7 @@ pub(crate) struct TenantCounters {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sums {
     pub(crate) requests: u64,
+    pub(crate) refused: [u64; Refusal::COUNT],
     pub(crate) errors: u64,
     pub(crate) wall_us: u64,
     pub(crate) fuel: u64,
@@ -342,6 +350,7 @@ impl TenantCounters {
     pub(crate) fn sums(&self) -> Sums {
         Sums {
             requests: self.requests.load(Relaxed),
+            refused: std::array::from_fn(|i| self.refused[i].load(Relaxed)),
             errors: self.errors_total(),
             wall_us: self.wall_us.load(Relaxed),
             fuel: self.fuel.load(Relaxed),
@@ -378,6 +387,18 @@ impl TenantCounters {
         }
     }
 
+    /// Settles one request that was in flight: admitted (`None`) or refused.
+    /// The outcome is counted before the gauge falls, so admitted plus in
+    /// flight never dips below the truth while the quota reads it.
+    #[inline]
+    pub(crate) fn settle(&self, refused: Option<Refusal>) {
+        match refused {
+            None => self.requests.fetch_add(1, Relaxed),
+            Some(r) => self.refused[r.index()].fetch_add(1, Relaxed),
+        };
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
     pub(crate) fn open_stream(&self) {
         let now = self.streams_open.fetch_add(1, Relaxed) + 1;
         self.streams_total.fetch_add(1, Relaxed);
@@ -388,6 +409,8 @@ impl TenantCounters {
     pub(crate) fn snapshot(&self) -> TenantSnapshot {
         TenantSnapshot {
             requests: self.requests.load(Relaxed),
+            refused: std::array::from_fn(|i| self.refused[i].load(Relaxed)),
+            in_flight: self.in_flight.load(Relaxed),
             status: std::array::from_fn(|i| self.status[i].load(Relaxed)),
             errors: std::array::from_fn(|i| self.errors[i].load(Relaxed)),
             latency: Duration::from_micros(self.latency_us.load(Relaxed)),
@@ -412,20 +435,29 @@ impl TenantCounters {
 /// monthly: see [`Meter::usage`](crate::Meter::usage) for the billing view).
 ///
 /// ```
+/// use corral_limits::Refusal;
 /// use corral_metering::{ErrorKind, Meter, StatusClass};
 /// let meter = Meter::new();
 /// let t = meter.tenant(&"shop".parse().unwrap());
 /// t.request();
+/// t.response(http::StatusCode::OK);
+/// t.refused(Refusal::RateLimited);
 /// t.response(http::StatusCode::TOO_MANY_REQUESTS);
 /// t.error(ErrorKind::Rate);
 /// let s = t.snapshot();
-/// assert_eq!((s.requests, s.status(StatusClass::ClientError), s.errors(ErrorKind::Rate)), (1, 1, 1));
+/// assert_eq!((s.requests, s.refused(Refusal::RateLimited), s.refused_total()), (1, 1, 1));
+/// assert_eq!((s.status(StatusClass::ClientError), s.errors(ErrorKind::Rate)), (1, 1));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TenantSnapshot {
-    /// Requests counted.
+    /// Requests admitted (they passed every limit; refused ones are in
+    /// [`refused`](Self::refused)).
     pub requests: u64,
+    /// Requests refused by a limit, indexed like [`Refusal::ALL`].
+    pub refused: [u64; Refusal::COUNT],
+    /// Requests inside the stack now, not yet admitted or refused.
+    pub in_flight: u64,
     /// Responses by status class, indexed like [`StatusClass::ALL`].
     pub status: [u64; 5],
     /// Errors by kind, indexed like [`ErrorKind::ALL`].
@@ -472,5 +504,13 @@ impl TenantSnapshot {
     /// Errors of every kind.
     pub fn errors_total(&self) -> u64 {
         self.errors.iter().sum()
+    }
+    /// Requests refused as `kind`.
+    pub fn refused(&self, kind: Refusal) -> u64 {
+        self.refused[kind.index()]
+    }
+    /// Requests refused, every kind.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corral_limits::{TenantId, UsageSource};
+use corral_limits::{Refusal, TenantId, UsageSource};
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 
@@ -144,6 +144,14 @@ impl Tenant {
         let s = b.start;
         let mut u = Usage::zero(self.id.clone(), b.period);
         u.requests = r.requests + cur.requests.wrapping_sub(s.requests);
+        for kind in Refusal::ALL {
+            let i = kind.index();
+            let n = r.refused.get(&kind).copied().unwrap_or(0)
+                + cur.refused[i].wrapping_sub(s.refused[i]);
+            if n > 0 {
+                u.refused.insert(kind, n);
+            }
+        }
         u.errors = r.errors + cur.errors.wrapping_sub(s.errors);
         u.exec_time_ms = (r.exec_time_ms * 1000 + cur.wall_us.wrapping_sub(s.wall_us)) / 1000;
         u.fuel = r.fuel + cur.fuel.wrapping_sub(s.fuel);
@@ -436,11 +444,14 @@ impl Meter {
         self.inner.tenant(tenant)
     }
 
-    /// Counts a request on counters from [`Meter::counters`].
+    /// A request enters the stack on counters from [`Meter::counters`]: it
+    /// is in flight until [`Entry::settle`] (or the entry's drop) counts it
+    /// as admitted or refused.
     #[inline]
-    pub(crate) fn count_request(&self, t: &Tenant) {
+    pub(crate) fn enter(&self, t: Arc<Tenant>) -> Entry {
         self.inner.check_period();
-        t.c.requests.fetch_add(1, Relaxed);
+        t.c.in_flight.fetch_add(1, Relaxed);
+        Entry(Some(t))
     }
 
     /// Counts a request that carried no tenant (host-wide only).
@@ -475,6 +486,10 @@ impl Meter {
         for e in self.inner.tenants.iter() {
             let t = e.c.snapshot();
             s.requests += t.requests;
+            for i in 0..Refusal::COUNT {
+                s.refused[i] += t.refused[i];
+            }
+            s.in_flight += t.in_flight;
             for i in 0..5 {
                 s.status[i] += t.status[i];
             }
@@ -674,9 +689,49 @@ impl Meter {
     }
 }
 
+/// Admitted requests this month plus the requests in flight: a request
+/// inside the stack may yet be admitted, so it counts until it is refused.
+/// That errs on the side of the quota (never past it), and a refusal stops
+/// counting the moment it is settled.
 impl UsageSource for Meter {
     fn requests_this_month(&self, tenant: &TenantId) -> u64 {
-        self.usage(tenant).map_or(0, |u| u.requests)
+        let Some(t) = self.inner.tenants.get(tenant).map(|t| t.value().clone()) else {
+            return 0;
+        };
+        self.inner.check_period();
+        let in_flight = t.c.in_flight.load(Relaxed);
+        self.inner.usage_of(&t).requests.saturating_add(in_flight)
+    }
+}
+
+/// One request inside a metered stack, counted in flight until it is
+/// settled as admitted or refused. Dropped unsettled (the caller went away
+/// before the answer) it counts as admitted: it may have run.
+#[derive(Debug)]
+pub(crate) struct Entry(Option<Arc<Tenant>>);
+
+impl Entry {
+    /// The tenant's counters.
+    pub(crate) fn tenant(&self) -> &Tenant {
+        self.0.as_deref().expect("an entry is settled once")
+    }
+
+    /// Counts the request as admitted (`None`) or refused, and hands back
+    /// the tenant's counters for the rest of the metering.
+    pub(crate) fn settle(mut self, refused: Option<Refusal>) -> Arc<Tenant> {
+        let t = self.0.take().expect("an entry is settled once");
+        t.check_period();
+        t.c.settle(refused);
+        t
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.check_period();
+            t.c.settle(None);
+        }
     }
 }
 
@@ -757,11 +812,31 @@ impl TenantMeter {
     pub fn id(&self) -> &TenantId {
         &self.t.id
     }
-    /// Counts a request (and rolls the month over if the clock says so).
+    /// Counts an admitted request (and rolls the month over if the clock
+    /// says so).
     #[inline]
     pub fn request(&self) {
         self.t.check_period();
         self.t.c.requests.fetch_add(1, Relaxed);
+    }
+    /// Counts a request refused by a limit: in usage under `refused`, never
+    /// among the requests or toward the monthly quota.
+    ///
+    /// ```
+    /// use corral_limits::{Refusal, UsageSource};
+    /// let meter = corral_metering::Meter::new();
+    /// let id = "shop".parse().unwrap();
+    /// let t = meter.tenant(&id);
+    /// t.refused(Refusal::RateLimited);
+    /// t.refused(Refusal::RateLimited);
+    /// t.request();
+    /// assert_eq!(meter.requests_this_month(&id), 1);
+    /// assert_eq!(meter.usage(&id).unwrap().refused[&Refusal::RateLimited], 2);
+    /// ```
+    #[inline]
+    pub fn refused(&self, kind: Refusal) {
+        self.t.check_period();
+        self.t.c.refused[kind.index()].fetch_add(1, Relaxed);
     }
     /// Counts a response by its status class.
     #[inline]

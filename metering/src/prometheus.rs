@@ -15,6 +15,7 @@
 //! }
 //! let text = meter.render();
 //! assert!(text.contains("corral_requests_total 4\n"));
+//! assert!(text.contains("corral_refused_total{kind=\"rate_limited\"} 0\n"));
 //! assert!(text.contains("corral_tenant_requests_total{tenant=\"big\"} 3\n"));
 //! assert!(!text.contains("tenant=\"small\""));
 //! ```
@@ -31,6 +32,7 @@ use prometheus_client::registry::Registry;
 use crate::counters::LATENCY_BUCKETS;
 use crate::meter::Tenant;
 use crate::{ErrorKind, Meter, Probe, StatusClass};
+use corral_limits::Refusal;
 
 /// The host's state as last reported to the meter (by the
 /// [`Monitor`](crate::Monitor), or by hand).
@@ -173,6 +175,9 @@ impl Collector for MeterCollector {
         let errors: Vec<u64> = (0..7)
             .map(|i| sum(&|t| t.c.errors[i].load(Relaxed)))
             .collect();
+        let refused: Vec<u64> = (0..Refusal::COUNT)
+            .map(|i| sum(&|t| t.c.refused[i].load(Relaxed)))
+            .collect();
         let buckets: Vec<u64> = (0..13)
             .map(|i| sum(&|t| t.c.latency_buckets[i].load(Relaxed)))
             .collect();
@@ -197,9 +202,21 @@ impl Collector for MeterCollector {
         counter(
             &mut enc,
             "corral_requests",
-            "Requests, all tenants.",
+            "Requests admitted (past every limit), all tenants.",
             requests,
         )?;
+        {
+            let mut m = enc.encode_descriptor(
+                "corral_refused",
+                "Requests refused by a limit, by refusal code; never admitted.",
+                None,
+                MetricType::Counter,
+            )?;
+            for r in Refusal::ALL {
+                m.encode_family(&[("kind", r.code())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&refused[r.index()], None)?;
+            }
+        }
         counter(
             &mut enc,
             "corral_unattributed_requests",
@@ -387,6 +404,23 @@ impl Collector for MeterCollector {
                     m.encode_family(&[("tenant", t.id.as_str()), ("kind", k.as_str())])?
                         .encode_counter::<NoLabelSet, _, u64>(
                             &t.c.errors[k.index()].load(Relaxed),
+                            None,
+                        )?;
+                }
+            }
+        }
+        if !top.is_empty() {
+            let mut m = enc.encode_descriptor(
+                "corral_tenant_refused",
+                "Requests refused by a limit, by refusal code.",
+                None,
+                C,
+            )?;
+            for t in &top {
+                for r in Refusal::ALL {
+                    m.encode_family(&[("tenant", t.id.as_str()), ("kind", r.code())])?
+                        .encode_counter::<NoLabelSet, _, u64>(
+                            &t.c.refused[r.index()].load(Relaxed),
                             None,
                         )?;
                 }

@@ -1,9 +1,10 @@
 //! Monthly usage records and the sink they are persisted into.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use corral_limits::TenantId;
+use corral_limits::{Refusal, TenantId};
 
 /// A calendar month in UTC: the billing period.
 ///
@@ -107,9 +108,16 @@ pub struct Usage {
     pub tenant: TenantId,
     /// Which month.
     pub period: Period,
-    /// Requests that reached the tenant's stack.
+    /// Requests admitted: they passed every limit and count toward the
+    /// monthly quota.
     pub requests: u64,
-    /// Requests that ended in an error of any kind.
+    /// Requests refused by a limit, by kind (only kinds with a count).
+    /// They never count toward [`requests`](Self::requests) or the quota.
+    /// In JSON a map from the refusal's code: `{"rate_limited": 12}`.
+    #[serde(default, deserialize_with = "known_refusals")]
+    pub refused: BTreeMap<Refusal, u64>,
+    /// Requests that ended in an error of any kind, refusals included (each
+    /// refusal also counts under [`refused`](Self::refused)).
     pub errors: u64,
     /// Summed wall time of invocations, in milliseconds.
     pub exec_time_ms: u64,
@@ -142,6 +150,7 @@ impl Usage {
             tenant,
             period,
             requests: 0,
+            refused: BTreeMap::new(),
             errors: 0,
             exec_time_ms: 0,
             fuel: 0,
@@ -153,6 +162,38 @@ impl Usage {
             cold_starts: 0,
         }
     }
+}
+
+impl Usage {
+    /// Requests refused, every kind.
+    ///
+    /// ```
+    /// use corral_limits::Refusal;
+    /// use corral_metering::{Period, Usage};
+    /// let mut u = Usage::zero("a".parse().unwrap(), Period::new(2026, 1).unwrap());
+    /// u.refused.insert(Refusal::RateLimited, 3);
+    /// u.refused.insert(Refusal::Overloaded, 2);
+    /// assert_eq!(u.refused_total(), 5);
+    /// assert_eq!(serde_json::to_value(&u).unwrap()["refused"]["rate_limited"], 3);
+    /// ```
+    pub fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
+}
+
+/// Reads a `refused` map, keeping the codes this build knows and dropping
+/// the rest (a record written by a newer build, or a hand-made archive),
+/// and any zero counts.
+fn known_refusals<'de, D>(d: D) -> Result<BTreeMap<Refusal, u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw: BTreeMap<String, u64> = serde::Deserialize::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .filter_map(|(code, n)| Some((Refusal::from_code(&code)?, n)))
+        .collect())
 }
 
 /// Error from a [`UsageSink`]; boxed so sinks keep their own error types.

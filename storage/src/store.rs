@@ -73,6 +73,11 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: requests refused by a limit, by refusal code, as a JSON object
+    // (`{"rate_limited": 12}`); rows written before it have none.
+    r#"
+    ALTER TABLE usage ADD COLUMN refused TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 /// The schema version this build writes.

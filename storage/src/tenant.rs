@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use corral_limits::{TenantId, TierName};
+use corral_limits::{Refusal, TenantId, TierName};
 use corral_metering::{Period, SinkError, Usage, UsageSink};
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -280,14 +280,15 @@ fn insert_tenant_tx(tx: &Transaction<'_>, rec: &TenantRecord) -> Result<(), Stor
 fn upsert_usage_tx(tx: &Transaction<'_>, batch: &[Usage]) -> Result<(), StorageError> {
     let mut st = tx.prepare_cached(
         "INSERT INTO usage (tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory,
-            peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+            peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (tenant, year, month) DO UPDATE SET
             requests = excluded.requests, errors = excluded.errors,
             exec_time_ms = excluded.exec_time_ms, fuel = excluded.fuel,
             peak_memory = excluded.peak_memory, peak_streams = excluded.peak_streams,
             storage_bytes = excluded.storage_bytes, bytes_in = excluded.bytes_in,
-            bytes_out = excluded.bytes_out, cold_starts = excluded.cold_starts",
+            bytes_out = excluded.bytes_out, cold_starts = excluded.cold_starts,
+            refused = excluded.refused",
     )?;
     for u in batch {
         st.execute(params![
@@ -303,7 +304,8 @@ fn upsert_usage_tx(tx: &Transaction<'_>, batch: &[Usage]) -> Result<(), StorageE
             i(u.storage_bytes),
             i(u.bytes_in),
             i(u.bytes_out),
-            i(u.cold_starts)
+            i(u.cold_starts),
+            refused_json(u)
         ])?;
     }
     Ok(())
@@ -334,11 +336,12 @@ fn usage_rows(
                 r.get::<_, i32>(1)?,
                 r.get::<_, i64>(2)?,
                 vals,
+                r.get::<_, String>(13)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(name, year, month, v)| {
+        .map(|(name, year, month, v, refused)| {
             let bad = |what| StorageError::Corrupt {
                 key: format!("usage/{name}/{year}-{month}"),
                 what,
@@ -359,12 +362,32 @@ fn usage_rows(
             out.bytes_in = u(v[7]);
             out.bytes_out = u(v[8]);
             out.cold_starts = u(v[9]);
+            out.refused = parse_refused(&refused).ok_or_else(|| bad("invalid refused counts"))?;
             Ok(out)
         })
         .collect()
 }
 
-const USAGE_COLS: &str = "tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory, peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts";
+const USAGE_COLS: &str = "tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory, peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused";
+
+/// A usage row's refused counts as stored: a JSON object from refusal code
+/// to count, zero counts left out.
+fn refused_json(u: &Usage) -> String {
+    serde_json::to_string(&u.refused).unwrap_or_else(|_| "{}".into())
+}
+
+/// The refused counts of a stored row; codes this build does not know
+/// (written by a newer one) are skipped. `None` when it is not a JSON object
+/// of counts.
+fn parse_refused(text: &str) -> Option<BTreeMap<Refusal, u64>> {
+    let raw: BTreeMap<String, u64> = serde_json::from_str(text).ok()?;
+    Some(
+        raw.into_iter()
+            .filter(|(_, n)| *n > 0)
+            .filter_map(|(code, n)| Some((Refusal::from_code(&code)?, n)))
+            .collect(),
+    )
+}
 
 impl Store {
     // ---------------------------------------------------------------- tenants

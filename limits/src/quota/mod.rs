@@ -5,7 +5,10 @@
 //! second of next month). Tiers without a monthly quota are not checked.
 //!
 //! The layer only reads: counting is the metering layer's job. `used` is taken
-//! to be the requests *before* this one.
+//! to be the requests *before* this one. Only admitted requests count: a
+//! request refused by any limit (this one included, see
+//! [`Refusal`](crate::Refusal)) is not a request of the month, so a client
+//! hammering an app with requests that are refused cannot spend its quota.
 //!
 //! ```
 //! use std::{convert::Infallible, sync::Arc};

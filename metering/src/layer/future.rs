@@ -9,24 +9,29 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::{ClassifyError, MeteredBody};
-use crate::meter::Tenant;
+use corral_limits::Refusal;
+
+use crate::meter::Entry;
 use crate::{ErrorKind, InvocationFigures, StatusClass, StreamFigures, StreamGuard};
 
 pin_project! {
     /// The response future of [`MeteringService`](super::MeteringService):
-    /// counts the outcome and latency when the inner future completes.
+    /// counts the outcome and latency when the inner future completes. The
+    /// request is in flight until then; a refusal counts under `refused`,
+    /// anything else as an admitted request (also when this future is
+    /// dropped first).
     #[derive(Debug)]
     pub struct ResponseFuture<F, C> {
         #[pin]
         inner: F,
         start: Instant,
-        tenant: Option<Arc<Tenant>>,
+        tenant: Option<Entry>,
         classify: C,
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(super) fn new(inner: F, start: Instant, tenant: Option<Arc<Tenant>>, classify: C) -> Self {
+    pub(super) fn new(inner: F, start: Instant, tenant: Option<Entry>, classify: C) -> Self {
         Self {
             inner,
             start,
@@ -46,9 +51,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = ready!(this.inner.poll(cx));
-        let tenant = this.tenant.take();
+        let entry = this.tenant.take();
         match out {
             Ok(res) => {
+                let refused = res.extensions().get::<Refusal>().copied();
+                let tenant: Option<Arc<_>> = entry.map(|e| e.settle(refused));
                 let mut stream = None;
                 if let Some(t) = &tenant {
                     t.c.latency(this.start.elapsed());
@@ -73,7 +80,8 @@ where
                 ))
             }
             Err(e) => {
-                if let Some(t) = &tenant {
+                if let Some(entry) = entry {
+                    let t = entry.settle(this.classify.refusal(&e));
                     t.c.latency(this.start.elapsed());
                     let kind = this.classify.classify(&e);
                     t.c.errors[kind.index()].fetch_add(1, Relaxed);

@@ -2,7 +2,13 @@
 //! the sandbox's per-invocation figures.
 //!
 //! It sits outermost in the tenant stack, so it also sees the requests that
-//! the limit layers refuse. The tenant is read from the request's extensions
+//! the limit layers refuse, and counts them apart: a request is *in flight*
+//! while the stack works on it, then either *refused* (the inner service
+//! failed with a limit's refusal, as named by the classifier's
+//! [`refusal`](ClassifyError::refusal), or answered with a
+//! `corral_limits::Refusal` response extension) and counted by kind under
+//! `refused`, or *admitted* and counted among the requests that the monthly
+//! quota reads. The tenant is read from the request's extensions
 //! (by default a `corral_limits::TenantContext`, or a bare [`TenantId`]; see
 //! [`TenantOf`]); the outcome is counted by status class, and as an error when
 //! - the inner service fails: the [`ClassifyError`] given to the layer names the
@@ -21,30 +27,36 @@
 //! ```
 //! use std::convert::Infallible;
 //! use corral_metering::{ErrorKind, Meter, MeteringLayer, StatusClass};
-//! use corral_limits::TenantId;
+//! use corral_limits::{Refusal, TenantId};
 //! use tower::{Layer, Service, ServiceExt};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let meter = Meter::new();
-//! let inner = tower::service_fn(|_req: http::Request<String>| async {
+//! let inner = tower::service_fn(|req: http::Request<String>| async move {
+//!     if req.body() == "hello" {
+//!         return Ok::<_, Infallible>(http::Response::new("hi".to_string()));
+//!     }
 //!     let mut res = http::Response::new("slow down".to_string());
 //!     *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
 //!     res.extensions_mut().insert(ErrorKind::Rate); // what the rate limit reports
+//!     res.extensions_mut().insert(Refusal::RateLimited);
 //!     Ok::<_, Infallible>(res)
 //! });
 //! let mut svc = MeteringLayer::new(meter.clone()).layer(inner);
 //!
 //! let shop: TenantId = "shop".parse().unwrap();
-//! let mut req = http::Request::new("hello".to_string());
-//! req.extensions_mut().insert(shop.clone());
-//! let res = svc.ready().await.unwrap().call(req).await.unwrap();
-//! assert_eq!(res.status(), 429);
+//! for body in ["hello", "again", "again"] {
+//!     let mut req = http::Request::new(body.to_string());
+//!     req.extensions_mut().insert(shop.clone());
+//!     svc.ready().await.unwrap().call(req).await.unwrap();
+//! }
 //!
 //! let s = meter.snapshot(&shop).unwrap();
-//! assert_eq!(s.requests, 1);
-//! assert_eq!(s.bytes_in, 5);
-//! assert_eq!(s.status(StatusClass::ClientError), 1);
-//! assert_eq!(s.errors(ErrorKind::Rate), 1);
+//! assert_eq!(s.requests, 1); // admitted
+//! assert_eq!(s.refused(Refusal::RateLimited), 2);
+//! assert_eq!(s.bytes_in, 15);
+//! assert_eq!(s.status(StatusClass::ClientError), 2);
+//! assert_eq!(s.errors(ErrorKind::Rate), 2);
 //! # });
 //! ```
 
@@ -57,7 +69,7 @@ pub use future::ResponseFuture;
 pub use service::MeteringService;
 
 use corral_limits::{
-    BoxError, MemoryBudgetExceeded, Overloaded, QuotaExceeded, RateLimited, RuntimeBusy,
+    BoxError, MemoryBudgetExceeded, Overloaded, QuotaExceeded, RateLimited, Refusal, RuntimeBusy,
     TenantContext, TenantId, TooManyStreams,
 };
 
@@ -81,6 +93,14 @@ use crate::{ErrorKind, Meter};
 pub trait ClassifyError<E>: Clone + Send + Sync + 'static {
     /// The kind of `error`.
     fn classify(&self, error: &E) -> ErrorKind;
+
+    /// The refusal `error` is, if a limit refused the request: then it is
+    /// counted under `refused` instead of among the admitted requests.
+    /// Default: `None` (every failure was admitted first).
+    fn refusal(&self, error: &E) -> Option<Refusal> {
+        let _ = error;
+        None
+    }
 }
 
 /// Counts every inner-service error as [`ErrorKind::Other`] (the default).
@@ -173,13 +193,15 @@ pub fn limit_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<Err
 }
 
 /// Classifies corral-limits' errors in a `BoxError` ([`limit_error_kind`]),
-/// everything else as `other`.
+/// everything else as `other`; their refusals ([`Refusal::of`]) are counted
+/// as refused, not admitted.
 ///
 /// ```
-/// use corral_limits::{BoxError, RuntimeBusy};
+/// use corral_limits::{BoxError, Refusal, RuntimeBusy};
 /// use corral_metering::{ClassifyError, ErrorKind, LimitErrors};
 /// let e: BoxError = RuntimeBusy::new(std::time::Duration::from_millis(5)).into();
 /// assert_eq!(LimitErrors.classify(&e), ErrorKind::Overloaded);
+/// assert_eq!(LimitErrors.refusal(&e), Some(Refusal::RuntimeBusy));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LimitErrors;
@@ -187,6 +209,10 @@ pub struct LimitErrors;
 impl ClassifyError<BoxError> for LimitErrors {
     fn classify(&self, error: &BoxError) -> ErrorKind {
         limit_error_kind(&**error).unwrap_or(ErrorKind::Other)
+    }
+
+    fn refusal(&self, error: &BoxError) -> Option<Refusal> {
+        Refusal::of(&**error)
     }
 }
 

@@ -54,10 +54,10 @@ where
         let tenant = self
             .tenant_of
             .tenant(req.extensions())
-            .map(|id| self.meter.counters(id));
+            .map(|id| self.meter.enter(self.meter.counters(id)));
         match &tenant {
-            Some(t) => {
-                self.meter.count_request(t);
+            Some(entry) => {
+                let t = entry.tenant();
                 let n = req.body().size_hint().exact().or_else(|| {
                     req.headers()
                         .get(http::header::CONTENT_LENGTH)

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral_limits::Refusal;
 use corral_metering::{
     ErrorKind, InvocationFigures, Meter, MeteringLayer, StatusClass, StreamFigures,
 };
@@ -271,7 +272,94 @@ async fn limit_errors_and_tenant_context_from_corral_limits() {
     }
     let s = meter.snapshot(&id("ctx")).unwrap();
     assert_eq!(s.errors, [0, 0, 0, 1, 2, 1, 1]);
-    assert_eq!(s.requests, 5);
+    // Only the trap was admitted; the four refusals are counted apart.
+    assert_eq!(s.requests, 1);
+    assert_eq!(
+        (
+            s.refused(Refusal::RuntimeBusy),
+            s.refused(Refusal::RateLimited),
+            s.refused(Refusal::QuotaExceeded),
+            s.refused_total(),
+            s.in_flight,
+        ),
+        (1, 2, 1, 4, 0)
+    );
+    let u = meter.usage(&id("ctx")).unwrap();
+    assert_eq!(u.requests, 1);
+    assert_eq!(
+        serde_json::to_value(&u.refused).unwrap(),
+        serde_json::json!({"rate_limited": 2, "quota_exceeded": 1, "runtime_busy": 1})
+    );
+}
+
+/// A request is in flight (and counted by the quota's usage source) until
+/// the stack answers; then it is admitted or refused. A caller that drops
+/// the future first leaves it counted as admitted.
+#[tokio::test]
+async fn in_flight_requests_count_for_the_quota_until_settled() {
+    use corral_limits::{BoxError, RateLimited, TenantContext, Tier, UsageSource};
+    use corral_metering::LimitErrors;
+    use std::sync::Arc;
+    use tokio::sync::oneshot;
+
+    let meter = Meter::new();
+    let (tx_ok, rx_ok) = oneshot::channel::<()>();
+    let (tx_no, rx_no) = oneshot::channel::<()>();
+    let gates = Arc::new(parking_lot::Mutex::new(vec![
+        ("ok", Some(rx_ok)),
+        ("no", Some(rx_no)),
+    ]));
+    let inner = tower::service_fn(move |r: Request<String>| {
+        let gates = gates.clone();
+        async move {
+            let name = r.body().clone();
+            let rx = gates
+                .lock()
+                .iter_mut()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, rx)| rx.take());
+            if let Some(rx) = rx {
+                let _ = rx.await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+            if name == "no" {
+                let t = TenantContext::of(&r).unwrap().id().clone();
+                return Err::<Response<String>, BoxError>(
+                    RateLimited::new(t, Duration::from_secs(1)).into(),
+                );
+            }
+            Ok(Response::new(String::new()))
+        }
+    });
+    let mut svc = MeteringLayer::new(meter.clone())
+        .classify(LimitErrors)
+        .layer(inner);
+    let req = |body: &str| {
+        let mut r = Request::new(body.to_string());
+        TenantContext::new(id("q"), Arc::new(Tier::free())).insert_into(&mut r);
+        r
+    };
+    let ok = svc.ready().await.unwrap().call(req("ok"));
+    let no = svc.ready().await.unwrap().call(req("no"));
+    let gone = svc.ready().await.unwrap().call(req("gone"));
+    assert_eq!(meter.snapshot(&id("q")).unwrap().in_flight, 3);
+    assert_eq!(meter.requests_this_month(&id("q")), 3, "in flight counts");
+    assert_eq!(meter.usage(&id("q")).unwrap().requests, 0);
+
+    tx_no.send(()).unwrap();
+    assert!(no.await.is_err());
+    assert_eq!(
+        meter.requests_this_month(&id("q")),
+        2,
+        "refused: no longer counted"
+    );
+    tx_ok.send(()).unwrap();
+    ok.await.unwrap();
+    drop(gone);
+    let s = meter.snapshot(&id("q")).unwrap();
+    assert_eq!((s.requests, s.refused_total(), s.in_flight), (2, 1, 0));
+    assert_eq!(meter.requests_this_month(&id("q")), 2);
 }
 
 #[tokio::test]

@@ -407,12 +407,12 @@ fn migrations_are_versioned() {
     let path = dir.path().join("m.db");
     {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
         store.kv_put(&tid("a"), "k", b"v").unwrap();
     }
     // Reopening applies nothing twice and keeps the data.
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(
         &store.kv_get(&tid("a"), "k").unwrap().unwrap().bytes[..],
         b"v"
@@ -427,7 +427,112 @@ fn migrations_are_versioned() {
         Store::open(&path, StoreConfig::default()),
         Err(StorageError::SchemaTooNew {
             found: 99,
-            supported: 1
+            supported: 2
+        })
+    ));
+}
+
+/// The usage table as schema version 1 wrote it (before `refused`).
+const USAGE_V1: &str = "
+    CREATE TABLE usage (
+        tenant        TEXT    NOT NULL,
+        year          INTEGER NOT NULL,
+        month         INTEGER NOT NULL,
+        requests      INTEGER NOT NULL,
+        errors        INTEGER NOT NULL,
+        exec_time_ms  INTEGER NOT NULL,
+        fuel          INTEGER NOT NULL,
+        peak_memory   INTEGER NOT NULL,
+        peak_streams  INTEGER NOT NULL,
+        storage_bytes INTEGER NOT NULL,
+        bytes_in      INTEGER NOT NULL,
+        bytes_out     INTEGER NOT NULL,
+        cold_starts   INTEGER NOT NULL,
+        PRIMARY KEY (tenant, year, month)
+    );";
+
+#[test]
+fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
+    use corral_limits::Refusal;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // A file written by the build before refused counts: schema 1, with the
+    // real table layout of version 1 and one usage row.
+    {
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        drop(store);
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("DROP TABLE usage;").unwrap();
+        c.execute_batch(USAGE_V1).unwrap();
+        c.execute(
+            "INSERT INTO usage VALUES ('old', 2026, 11, 42, 1, 7, 900, 1024, 1, 0, 10, 20, 2)",
+            [],
+        )
+        .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let nov = Period::new(2026, 11).unwrap();
+    let rows = store.load_usage(nov).unwrap();
+    assert_eq!(rows.len(), 1);
+    let mut want = Usage::zero(tid("old"), nov);
+    want.requests = 42;
+    want.errors = 1;
+    want.exec_time_ms = 7;
+    want.fuel = 900;
+    want.peak_memory = 1024;
+    want.peak_streams = 1;
+    want.bytes_in = 10;
+    want.bytes_out = 20;
+    want.cold_starts = 2;
+    assert_eq!(rows[0], want, "old row read back, with no refusals");
+
+    // New rows carry their refused counts through a round trip.
+    let mut u = want.clone();
+    u.refused.insert(Refusal::RateLimited, 10_000);
+    u.refused.insert(Refusal::Overloaded, 3);
+    store.store_usage(&[u.clone()]).unwrap();
+    assert_eq!(store.load_usage(nov).unwrap(), vec![u.clone()]);
+    drop(store);
+    let raw: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT refused FROM usage WHERE tenant = 'old'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(raw, r#"{"rate_limited":10000,"overloaded":3}"#);
+
+    // A code from a newer build is skipped, not an error; garbage is corrupt.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute(
+        r#"UPDATE usage SET refused = '{"rate_limited":5,"from_the_future":9}'"#,
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    let rows = store.load_usage(nov).unwrap();
+    assert_eq!(
+        rows[0]
+            .refused
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect::<Vec<_>>(),
+        vec![(Refusal::RateLimited, 5)]
+    );
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute("UPDATE usage SET refused = 'not json'", [])
+        .unwrap();
+    drop(c);
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    assert!(matches!(
+        store.load_usage(nov),
+        Err(StorageError::Corrupt {
+            what: "invalid refused counts",
+            ..
         })
     ));
 }
