@@ -78,5 +78,9 @@ pub use registry::{TenantLimits, TenantLoad};
 pub use runtime::{RuntimeSlot, RuntimeSlots, RuntimeSlotsLayer};
 pub use streams::{TenantStreamsLayer, is_event_stream};
 pub use tenant::{InvalidTenantId, MAX_TENANT_LEN, TenantId};
-pub use tier::{GB, GIB, MB, MIB, MIN_MEMORY_PER_SHARE, PRESET_NAMES, Tier, TierError, TierName};
+pub use tier::{
+    DEFAULT_STREAM_DURATION_FACTOR, DEFAULT_STREAM_FUEL_FACTOR, GB, GIB, MB, MIB,
+    MIN_MEMORY_PER_SHARE, PRESET_NAMES, Tier, TierError, TierName, default_max_stream_duration,
+    default_stream_fuel,
+};
 pub use usage::UsageSource;

@@ -30,6 +30,9 @@
 //! "#)?;
 //! assert_eq!(custom.wall_clock, std::time::Duration::from_millis(250));
 //! assert_eq!(custom.max_apps, None); // omitted: unlimited
+//! // Omitted stream budgets follow the per-request ones (10x fuel, 60x wall clock).
+//! assert_eq!(custom.stream_fuel, 500_000_000);
+//! assert_eq!(custom.max_stream_duration, std::time::Duration::from_secs(15));
 //!
 //! let err = Tier::from_toml("compute_shares = 0").unwrap_err();
 //! assert!(matches!(err, TierError::Toml(_)));
@@ -55,6 +58,37 @@ pub const GB: u64 = 1_000_000_000;
 /// The least memory one compute share may get: `memory_bytes / compute_shares`
 /// below this is refused by [`Tier::validate`].
 pub const MIN_MEMORY_PER_SHARE: u64 = MIB;
+
+/// When a tier omits [`Tier::stream_fuel`], it is this many times its
+/// `fuel_per_request`: a stream may compute for about as long as ten requests.
+pub const DEFAULT_STREAM_FUEL_FACTOR: u64 = 10;
+
+/// When a tier omits [`Tier::max_stream_duration`], it is this many times its
+/// `wall_clock`.
+pub const DEFAULT_STREAM_DURATION_FACTOR: u32 = 60;
+
+/// The [`Tier::stream_fuel`] a tier gets when its TOML omits it.
+///
+/// ```
+/// assert_eq!(corral_limits::default_stream_fuel(1_000), 10_000);
+/// assert_eq!(corral_limits::default_stream_fuel(u64::MAX), u64::MAX);
+/// ```
+pub fn default_stream_fuel(fuel_per_request: u64) -> u64 {
+    fuel_per_request.saturating_mul(DEFAULT_STREAM_FUEL_FACTOR)
+}
+
+/// The [`Tier::max_stream_duration`] a tier gets when its TOML omits it.
+///
+/// ```
+/// use std::time::Duration;
+/// let d = corral_limits::default_max_stream_duration(Duration::from_secs(5));
+/// assert_eq!(d, Duration::from_secs(300));
+/// ```
+pub fn default_max_stream_duration(wall_clock: Duration) -> Duration {
+    wall_clock
+        .checked_mul(DEFAULT_STREAM_DURATION_FACTOR)
+        .unwrap_or(Duration::MAX)
+}
 
 /// The names of the preset tiers, in the order of DESIGN.md's table.
 pub const PRESET_NAMES: [&str; 6] = ["free", "pro", "scale", "pilot", "sovereign", "omni-core"];
@@ -202,14 +236,17 @@ impl<'de> Deserialize<'de> for TierName {
 /// Figures of the presets (the first five columns come from DESIGN.md; the rest
 /// are Corral's documented choices; `—` means unlimited / `None`):
 ///
-/// | tier | shares | memory | req/month | apps | storage | fuel/req | wall clock | rate/min | burst | body | bundle | idle | streams | dedicated |
-/// |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-/// | free | 1 | 64 MiB | 10,000 | 1 | 10 MB | 100 M | 5 s | 60 | 20 | 1 MiB | 5 MiB | 5 min | 2 | no |
-/// | pro | 2 | 256 MiB | 100,000 | 10 | 100 MB | 1 G | 10 s | 600 | 100 | 10 MiB | 25 MiB | 15 min | 20 | no |
-/// | scale | 4 | 1 GiB | 1,000,000 | — | 1 GB | 5 G | 30 s | 6,000 | 500 | 50 MiB | 100 MiB | 1 h | 200 | no |
-/// | pilot | 1 | 512 MiB | — | — | — | 2 G | 30 s | 1,200 | 200 | 25 MiB | 100 MiB | 1 h | 50 | no |
-/// | sovereign | 4 | 4 GiB | — | — | — | 10 G | 60 s | 60,000 | 1,000 | 100 MiB | 256 MiB | 4 h | 500 | no |
-/// | omni-core | 16 | 32 GiB | — | — | — | 50 G | 300 s | — | 0 | 256 MiB | 1 GiB | 24 h | 2,000 | yes |
+/// | tier | shares | memory | req/month | apps | storage | fuel/req | wall clock | rate/min | burst | body | bundle | idle | streams | stream fuel | stream duration | dedicated |
+/// |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+/// | free | 1 | 64 MiB | 10,000 | 1 | 10 MB | 100 M | 5 s | 60 | 20 | 1 MiB | 5 MiB | 5 min | 2 | 1 G | 5 min | no |
+/// | pro | 2 | 256 MiB | 100,000 | 10 | 100 MB | 1 G | 10 s | 600 | 100 | 10 MiB | 25 MiB | 15 min | 20 | 10 G | 10 min | no |
+/// | scale | 4 | 1 GiB | 1,000,000 | — | 1 GB | 5 G | 30 s | 6,000 | 500 | 50 MiB | 100 MiB | 1 h | 200 | 50 G | 30 min | no |
+/// | pilot | 1 | 512 MiB | — | — | — | 2 G | 30 s | 1,200 | 200 | 25 MiB | 100 MiB | 1 h | 50 | 20 G | 30 min | no |
+/// | sovereign | 4 | 4 GiB | — | — | — | 10 G | 60 s | 60,000 | 1,000 | 100 MiB | 256 MiB | 4 h | 500 | 100 G | 1 h | no |
+/// | omni-core | 16 | 32 GiB | — | — | — | 50 G | 300 s | — | 0 | 256 MiB | 1 GiB | 24 h | 2,000 | 500 G | 5 h | yes |
+///
+/// The stream budgets of the presets are the defaults a tier gets when its
+/// TOML omits them ([`default_stream_fuel`], [`default_max_stream_duration`]).
 ///
 /// `dedicated` ("dedicated partition" in DESIGN.md) means the tenant's compute
 /// shares are a partition of their own: [`RuntimeSlotsLayer`](crate::RuntimeSlotsLayer)
@@ -260,6 +297,17 @@ pub struct Tier {
     /// permit instead of a compute share (see
     /// [`TenantStreamsLayer`](crate::TenantStreamsLayer)); 0 refuses every stream.
     pub max_streams: u32,
+    /// Fuel for all the steps of one streamed response together (each step
+    /// also stays within `fuel_per_request`): a stream that computes a
+    /// little on every step still ends, with the fuel error, once it has
+    /// used this much. Omitted in TOML: [`default_stream_fuel`].
+    pub stream_fuel: u64,
+    /// Wall clock of one streamed response from its request's start (an
+    /// event stream stays open at most this long, however fast its client
+    /// reads), ending with the wall-clock error (`"5m"` in TOML). Omitted:
+    /// [`default_max_stream_duration`].
+    #[serde(with = "humantime_serde")]
+    pub max_stream_duration: Duration,
     /// A dedicated partition: not counted against the shared runtime slots.
     #[serde(default)]
     pub dedicated: bool,
@@ -285,6 +333,10 @@ struct TierFields {
     idle_timeout: Duration,
     max_streams: u32,
     #[serde(default)]
+    stream_fuel: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    max_stream_duration: Option<Duration>,
+    #[serde(default)]
     dedicated: bool,
 }
 
@@ -305,6 +357,12 @@ impl TryFrom<TierFields> for Tier {
             max_bundle_bytes: f.max_bundle_bytes,
             idle_timeout: f.idle_timeout,
             max_streams: f.max_streams,
+            stream_fuel: f
+                .stream_fuel
+                .unwrap_or_else(|| default_stream_fuel(f.fuel_per_request)),
+            max_stream_duration: f
+                .max_stream_duration
+                .unwrap_or_else(|| default_max_stream_duration(f.wall_clock)),
             dedicated: f.dedicated,
         };
         tier.validate()?;
@@ -338,6 +396,8 @@ impl Tier {
             max_bundle_bytes: 5 * MIB,
             idle_timeout: secs(5 * 60),
             max_streams: 2,
+            stream_fuel: 1_000_000_000,
+            max_stream_duration: secs(5 * 60),
             dedicated: false,
         }
     }
@@ -362,6 +422,8 @@ impl Tier {
             max_bundle_bytes: 25 * MIB,
             idle_timeout: secs(15 * 60),
             max_streams: 20,
+            stream_fuel: 10_000_000_000,
+            max_stream_duration: secs(10 * 60),
             dedicated: false,
         }
     }
@@ -386,6 +448,8 @@ impl Tier {
             max_bundle_bytes: 100 * MIB,
             idle_timeout: secs(60 * 60),
             max_streams: 200,
+            stream_fuel: 50_000_000_000,
+            max_stream_duration: secs(30 * 60),
             dedicated: false,
         }
     }
@@ -410,6 +474,8 @@ impl Tier {
             max_bundle_bytes: 100 * MIB,
             idle_timeout: secs(60 * 60),
             max_streams: 50,
+            stream_fuel: 20_000_000_000,
+            max_stream_duration: secs(30 * 60),
             dedicated: false,
         }
     }
@@ -434,6 +500,8 @@ impl Tier {
             max_bundle_bytes: 256 * MIB,
             idle_timeout: secs(4 * 60 * 60),
             max_streams: 500,
+            stream_fuel: 100_000_000_000,
+            max_stream_duration: secs(60 * 60),
             dedicated: false,
         }
     }
@@ -460,6 +528,8 @@ impl Tier {
             max_bundle_bytes: GIB,
             idle_timeout: secs(24 * 60 * 60),
             max_streams: 2_000,
+            stream_fuel: 500_000_000_000,
+            max_stream_duration: secs(5 * 60 * 60),
             dedicated: true,
         }
     }
@@ -503,8 +573,8 @@ impl Tier {
             .collect()
     }
 
-    /// Checks the figures: positive shares, fuel, wall clock, bundle size and
-    /// idle timeout; a positive rate and burst when rate limited; positive
+    /// Checks the figures: positive shares, fuel, wall clock, bundle size,
+    /// idle timeout, stream fuel and stream duration; a positive rate and burst when rate limited; positive
     /// monthly quota and app count when set; at least [`MIN_MEMORY_PER_SHARE`]
     /// per compute share.
     ///
@@ -550,6 +620,12 @@ impl Tier {
         }
         if self.idle_timeout.is_zero() {
             return zero("idle_timeout");
+        }
+        if self.stream_fuel == 0 {
+            return zero("stream_fuel");
+        }
+        if self.max_stream_duration.is_zero() {
+            return zero("max_stream_duration");
         }
         Ok(())
     }

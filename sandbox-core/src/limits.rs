@@ -34,6 +34,11 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// How long a tenant stays warm with nothing in flight before it is parked.
     pub idle_timeout: Duration,
+    /// Fuel for all the steps of one streamed response together; each step
+    /// also stays within [`fuel_per_request`](Self::fuel_per_request).
+    pub stream_fuel: u64,
+    /// Wall clock of one streamed response, from its request's start.
+    pub max_stream_duration: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +51,10 @@ impl Default for Limits {
             max_output_bytes: 16 << 20,
             max_log_bytes: 64 << 10,
             idle_timeout: Duration::from_secs(15 * 60),
+            stream_fuel: corral_limits::default_stream_fuel(1_000_000_000),
+            max_stream_duration: corral_limits::default_max_stream_duration(Duration::from_secs(
+                10,
+            )),
         }
     }
 }
@@ -53,53 +62,95 @@ impl Default for Limits {
 impl Limits {
     /// A builder starting from the defaults.
     pub fn builder() -> LimitsBuilder {
-        LimitsBuilder(Limits::default())
+        LimitsBuilder {
+            limits: Limits::default(),
+            stream_fuel: None,
+            max_stream_duration: None,
+        }
     }
 }
 
 /// Builds [`Limits`]; see each setter for its default.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct LimitsBuilder(Limits);
+pub struct LimitsBuilder {
+    limits: Limits,
+    /// Set explicitly; else derived from the per-request fuel at `build`.
+    stream_fuel: Option<u64>,
+    /// Set explicitly; else derived from the wall clock at `build`.
+    max_stream_duration: Option<Duration>,
+}
 
 impl LimitsBuilder {
     /// Fuel per request. Default: 1,000,000,000.
     pub fn fuel_per_request(mut self, fuel: u64) -> Self {
-        self.0.fuel_per_request = fuel;
+        self.limits.fuel_per_request = fuel;
         self
     }
     /// Memory per instance in bytes. Default: 64 MiB.
     pub fn memory_bytes(mut self, bytes: u64) -> Self {
-        self.0.memory_bytes = bytes;
+        self.limits.memory_bytes = bytes;
         self
     }
     /// Wall-clock deadline per request. Default: 10 s.
     pub fn wall_clock(mut self, d: Duration) -> Self {
-        self.0.wall_clock = d;
+        self.limits.wall_clock = d;
         self
     }
     /// Guest stack in bytes. Default: 512 KiB.
     pub fn max_stack_bytes(mut self, bytes: usize) -> Self {
-        self.0.max_stack_bytes = bytes;
+        self.limits.max_stack_bytes = bytes;
         self
     }
     /// Response bytes per request. Default: 16 MiB.
     pub fn max_output_bytes(mut self, bytes: u64) -> Self {
-        self.0.max_output_bytes = bytes;
+        self.limits.max_output_bytes = bytes;
         self
     }
     /// Tenant log bytes kept. Default: 64 KiB.
     pub fn max_log_bytes(mut self, bytes: usize) -> Self {
-        self.0.max_log_bytes = bytes;
+        self.limits.max_log_bytes = bytes;
         self
     }
     /// Idle time before parking. Default: 15 min.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.0.idle_timeout = d;
+        self.limits.idle_timeout = d;
+        self
+    }
+    /// Fuel for all the steps of one streamed response. Default: 10 ×
+    /// the fuel per request ([`corral_limits::default_stream_fuel`]).
+    ///
+    /// ```
+    /// let limits = corral::Limits::builder().fuel_per_request(100).build();
+    /// assert_eq!(limits.stream_fuel, 1_000);
+    /// let limits = corral::Limits::builder().stream_fuel(5).build();
+    /// assert_eq!(limits.stream_fuel, 5);
+    /// ```
+    pub fn stream_fuel(mut self, fuel: u64) -> Self {
+        self.stream_fuel = Some(fuel);
+        self
+    }
+    /// Wall clock of one streamed response. Default: 60 × the wall clock
+    /// per request ([`corral_limits::default_max_stream_duration`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let limits = corral::Limits::builder().wall_clock(Duration::from_secs(1)).build();
+    /// assert_eq!(limits.max_stream_duration, Duration::from_secs(60));
+    /// ```
+    pub fn max_stream_duration(mut self, d: Duration) -> Self {
+        self.max_stream_duration = Some(d);
         self
     }
     /// Finishes the builder.
     pub fn build(self) -> Limits {
-        self.0
+        let mut limits = self.limits;
+        limits.stream_fuel = self
+            .stream_fuel
+            .unwrap_or_else(|| corral_limits::default_stream_fuel(limits.fuel_per_request));
+        limits.max_stream_duration = self
+            .max_stream_duration
+            .unwrap_or_else(|| corral_limits::default_max_stream_duration(limits.wall_clock));
+        limits
     }
 }

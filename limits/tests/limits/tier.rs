@@ -116,6 +116,39 @@ fn custom_tier_from_toml() {
     assert_eq!(t.instance_memory_bytes(), 32 * MIB);
 }
 
+/// A tier file written before the stream budgets existed still loads: each
+/// stream budget follows its per-request figure. Written out, both are
+/// explicit, and an explicit figure wins over the default.
+#[test]
+fn stream_budgets_default_from_the_per_request_figures() {
+    let t = Tier::from_toml(CUSTOM).unwrap();
+    assert_eq!(t.stream_fuel, 50_000);
+    assert_eq!(t.max_stream_duration, Duration::from_secs(90));
+    let text = t.to_toml();
+    assert!(text.contains("stream_fuel = 50000"), "{text}");
+    assert!(text.contains("max_stream_duration = \"1m 30s\""), "{text}");
+
+    let set = format!("{CUSTOM}stream_fuel = 7\nmax_stream_duration = \"2s\"\n");
+    let t = Tier::from_toml(&set).unwrap();
+    assert_eq!(
+        (t.stream_fuel, t.max_stream_duration),
+        (7, Duration::from_secs(2))
+    );
+
+    let zero = format!("{CUSTOM}stream_fuel = 0\n");
+    let msg = format!("{:?}", Tier::from_toml(&zero).unwrap_err());
+    assert!(
+        msg.contains("tier field `stream_fuel` must not be zero"),
+        "{msg}"
+    );
+
+    // The presets are the same rule written out.
+    for (name, tier) in Tier::presets() {
+        assert_eq!(tier.stream_fuel, tier.fuel_per_request * 10, "{name}");
+        assert_eq!(tier.max_stream_duration, tier.wall_clock * 60, "{name}");
+    }
+}
+
 #[test]
 fn toml_refuses_unknown_missing_and_invalid_fields() {
     let typo = CUSTOM.replace("max_streams", "max_stream");
@@ -148,7 +181,7 @@ fn toml_refuses_unknown_missing_and_invalid_fields() {
 
 #[test]
 fn validation_names_the_field() {
-    let cases: [ZeroCase; 9] = [
+    let cases: [ZeroCase; 11] = [
         (|t| t.compute_shares = 0, "compute_shares"),
         (|t| t.fuel_per_request = 0, "fuel_per_request"),
         (|t| t.wall_clock = Duration::ZERO, "wall_clock"),
@@ -158,6 +191,11 @@ fn validation_names_the_field() {
         (|t| t.max_apps = Some(0), "max_apps"),
         (|t| t.max_bundle_bytes = 0, "max_bundle_bytes"),
         (|t| t.idle_timeout = Duration::ZERO, "idle_timeout"),
+        (|t| t.stream_fuel = 0, "stream_fuel"),
+        (
+            |t| t.max_stream_duration = Duration::ZERO,
+            "max_stream_duration",
+        ),
     ];
     for (edit, field) in cases {
         let mut t = Tier::free();

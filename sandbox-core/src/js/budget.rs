@@ -1,5 +1,11 @@
-//! The per-request fuel and wall-clock budget, enforced from QuickJS's
-//! interrupt handler.
+//! The fuel and wall-clock budget of every entry into a tenant's runtime,
+//! enforced from QuickJS's interrupt handler.
+//!
+//! The host arms the budget around each call into QuickJS that can run
+//! guest-reachable code (a request, a stream step, the prelude's helpers, the
+//! job queue) and closes it afterwards. A closed budget is spent, not lifted:
+//! guest code that somehow ran outside an entry would be stopped at its first
+//! interrupt tick instead of running unbounded.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -17,13 +23,13 @@ const FUEL: u8 = 1;
 const DEADLINE: u8 = 2;
 
 /// Shared between a tenant's runtime (through the interrupt handler) and the
-/// thread driving a request.
+/// thread driving a request. Starts closed.
 #[derive(Debug)]
 pub(crate) struct Budget {
     base: Instant,
     ticks: AtomicU64,
     fuel_limit: AtomicU64,
-    /// Nanoseconds after `base`; `u64::MAX` when disarmed.
+    /// Nanoseconds after `base`; 0 when closed.
     deadline_ns: AtomicU64,
     wall: AtomicU64,
     tripped: AtomicU8,
@@ -34,8 +40,8 @@ impl Budget {
         Self {
             base: Instant::now(),
             ticks: AtomicU64::new(0),
-            fuel_limit: AtomicU64::new(u64::MAX),
-            deadline_ns: AtomicU64::new(u64::MAX),
+            fuel_limit: AtomicU64::new(0),
+            deadline_ns: AtomicU64::new(0),
             wall: AtomicU64::new(0),
             tripped: AtomicU8::new(NONE),
         }
@@ -52,10 +58,11 @@ impl Budget {
         self.deadline_ns.store(now.saturating_add(wall_ns), Relaxed);
     }
 
-    /// Lifts the budget (between requests).
-    pub(crate) fn disarm(&self) {
-        self.fuel_limit.store(u64::MAX, Relaxed);
-        self.deadline_ns.store(u64::MAX, Relaxed);
+    /// Closes the budget after an entry: from now on any guest code trips it
+    /// at its first tick, until the next [`Budget::arm`].
+    pub(crate) fn close(&self) {
+        self.fuel_limit.store(0, Relaxed);
+        self.deadline_ns.store(0, Relaxed);
     }
 
     /// Called by QuickJS every [`POLLS_PER_TICK`] poll points; `true` stops the guest.
@@ -111,6 +118,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_closed_budget_stops_guest_code_at_once() {
+        let b = Budget::new();
+        assert!(b.tick(), "a new budget is closed");
+        b.arm(10, Duration::from_secs(60));
+        assert!(!b.tick());
+        b.close();
+        assert!(b.tick(), "code that runs after the entry is stopped");
+        assert!(b.error().is_some());
+    }
+
+    #[test]
     fn fuel_trips_after_the_limit() {
         let b = Budget::new();
         b.arm(3, Duration::from_secs(60));
@@ -139,7 +157,7 @@ mod tests {
             b.error(),
             Some(SandboxError::Deadline { limit }) if limit == Duration::ZERO
         ));
-        b.disarm();
+        b.close();
         b.arm(u64::MAX, Duration::from_secs(60));
         assert!(!b.tick());
         assert!(b.remaining() > Duration::from_secs(59));

@@ -206,7 +206,7 @@ impl Warm {
                 })?;
             Ok(())
         });
-        budget.disarm();
+        budget.close();
         built?;
         Ok(Self {
             context,
@@ -240,8 +240,8 @@ impl Warm {
         }
     }
 
-    /// Runs one request. Returns the response's head and the fuel it used.
-    /// A body the guest streams comes back empty, with its scope in
+    /// Runs one request under the request's fuel and wall clock. A body
+    /// the guest streams comes back empty, with its scope in
     /// [`Head::stream`]: read it with [`Warm::step`], end it with
     /// [`Warm::end`].
     pub(crate) fn run(
@@ -249,39 +249,51 @@ impl Warm {
         cx: &InvokeContext,
         parts: http::request::Parts,
         body: Bytes,
-    ) -> (Result<Head, SandboxError>, u64) {
+    ) -> Ran<Head> {
         let scope = self
             .scopes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        self.entered(cx, cx.limits.wall_clock, |ctx| {
-            self.run_in(ctx, cx, scope, &parts, body)
-        })
+        let budget = StepBudget {
+            fuel: cx.limits.fuel_per_request,
+            wall: cx.limits.wall_clock,
+        };
+        let (result, exit) =
+            self.entered(cx, budget, |ctx| self.run_in(ctx, cx, scope, &parts, body));
+        exit.into_ran(result)
     }
 
-    /// Runs `f` in the context for `cx`'s request: its limits applied, its
-    /// tenant's host functions reachable, under a fresh budget of the
-    /// request's fuel and `wall` of wall clock. Returns what `f` returned and
-    /// the fuel it used.
+    /// The one way into the runtime: runs `f` in the context for `cx`'s
+    /// request (its limits applied, its tenant's host functions reachable)
+    /// under `budget`, then collects the streams made ready meanwhile
+    /// (`takeReady`, a prelude helper, so still under the budget), and
+    /// closes the budget. Whatever guest code `f` reaches (the job queue, a
+    /// prelude helper a tenant may have tried to subvert) runs within it.
     fn entered<R>(
         &self,
         cx: &InvokeContext,
-        wall: Duration,
+        budget: StepBudget,
         f: impl FnOnce(&Ctx<'_>) -> R,
-    ) -> (R, u64) {
-        let limits = &*cx.limits;
-        apply_limits(&self.runtime, limits);
+    ) -> (R, Exit) {
+        apply_limits(&self.runtime, &cx.limits);
         self.host.enter(Scope {
             tenant: cx.tenant.clone(),
             log: cx.log.clone(),
             kv: cx.kv.clone(),
         });
-        self.budget.arm(limits.fuel_per_request, wall);
-        let result = self.context.with(|ctx| f(&ctx));
-        let fuel = self.budget.ticks();
-        self.budget.disarm();
+        self.budget.arm(budget.fuel, budget.wall);
+        let (result, ready) = self.context.with(|ctx| {
+            let result = f(&ctx);
+            (result, take_ready(&ctx))
+        });
+        let exit = Exit {
+            fuel: self.budget.ticks(),
+            ready,
+            tripped: self.budget.error(),
+        };
+        self.budget.close();
         self.host.leave();
-        (result, fuel)
+        (result, exit)
     }
 
     fn run_in<'js>(
@@ -353,33 +365,20 @@ impl Warm {
 
     /// Advances the stream of `scope` (from a streamed [`Head`]) until it
     /// yields a chunk, ends, or can only wait: for one of its timers, or for
-    /// another request to feed it. Runs under a fresh budget of the
-    /// request's fuel and `wall` of wall clock; returns the fuel it used.
-    pub(crate) fn step(
-        &self,
-        cx: &InvokeContext,
-        scope: u64,
-        wall: Duration,
-    ) -> (Result<Step, SandboxError>, u64) {
-        self.entered(cx, wall, |ctx| self.step_in(ctx, &cx.limits, scope))
-    }
-
-    /// The scopes whose stream read settled since the last call: their
-    /// streams have something to hand over (a chunk, their end, an error).
-    pub(crate) fn take_ready(&self) -> Vec<u64> {
-        self.context.with(|ctx| {
-            let ready: rquickjs::Result<Vec<f64>> = internals(&ctx)
-                .map_err(|_| rquickjs::Error::Unknown)
-                .and_then(|i| {
-                    i.get::<_, Function<'_>>("takeReady")
-                        .and_then(|f| f.call((This(i.clone()),)))
-                });
-            ready
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| s as u64)
-                .collect()
-        })
+    /// another request to feed it. Runs under `budget` (the stream's share
+    /// of its total, at most one request's worth).
+    pub(crate) fn step(&self, cx: &InvokeContext, scope: u64, budget: StepBudget) -> Ran<Step> {
+        let (result, mut exit) =
+            self.entered(cx, budget, |ctx| self.step_in(ctx, &cx.limits, scope));
+        // A chunk the guest produced before it hit the limit still goes out.
+        let result = match (result, exit.tripped.take()) {
+            (result, None) => result,
+            (Ok(Step::Chunk(chunk) | Step::LastChunk(chunk, _)), Some(err)) => {
+                Ok(Step::LastChunk(chunk, err))
+            }
+            (_, Some(err)) => Err(err),
+        };
+        exit.into_ran(result)
     }
 
     fn step_in<'js>(
@@ -443,15 +442,84 @@ impl Warm {
     }
 
     /// Ends `scope`: drops its timers and cancels its stream if it is still
-    /// open (the guest's `cancel` callback runs, under `cx`'s budget).
-    pub(crate) fn end(&self, cx: &InvokeContext, scope: u64) {
-        self.entered(cx, cx.limits.wall_clock, |ctx| {
+    /// open (the guest's `cancel` callback runs, under one request's budget).
+    /// An error means the cancel hit a limit: drop the runtime.
+    pub(crate) fn end(&self, cx: &InvokeContext, scope: u64) -> Ran<()> {
+        let budget = StepBudget {
+            fuel: cx.limits.fuel_per_request,
+            wall: cx.limits.wall_clock,
+        };
+        let ((), exit) = self.entered(cx, budget, |ctx| {
             if let Ok(internals) = internals(ctx) {
                 end_scope(&internals, scope);
                 let _ = drain_jobs(ctx, &self.budget);
             }
         });
+        exit.into_ran(Ok(()))
     }
+}
+
+/// The fuel and wall clock one entry into a runtime may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StepBudget {
+    /// Interrupt ticks.
+    pub(crate) fuel: u64,
+    /// Wall clock.
+    pub(crate) wall: Duration,
+}
+
+/// What an entry into the runtime left besides its value.
+#[derive(Debug)]
+struct Exit {
+    fuel: u64,
+    ready: Vec<u64>,
+    /// The limit the entry hit, anywhere in it (in the prelude's helpers
+    /// too): the runtime's heap may be in any state.
+    tripped: Option<SandboxError>,
+}
+
+impl Exit {
+    /// The entry's outcome: a limit it hit wins over what it returned.
+    fn into_ran<T>(self, result: Result<T, SandboxError>) -> Ran<T> {
+        Ran {
+            result: match self.tripped {
+                Some(err) => Err(err),
+                None => result,
+            },
+            fuel: self.fuel,
+            ready: self.ready,
+        }
+    }
+}
+
+/// The outcome of one entry into a runtime ([`Warm::run`], [`Warm::step`],
+/// [`Warm::end`]).
+#[derive(Debug)]
+pub(crate) struct Ran<T> {
+    /// What the entry came to; any limit it hit is an `Err` here (a step
+    /// keeps the chunk it produced first, as [`Step::LastChunk`]).
+    pub(crate) result: Result<T, SandboxError>,
+    /// Interrupt ticks used.
+    pub(crate) fuel: u64,
+    /// The scopes whose stream read settled during the entry: their pumps
+    /// have something to hand over (a chunk, their end, an error).
+    pub(crate) ready: Vec<u64>,
+}
+
+/// Asks the prelude which scopes' stream reads settled (`takeReady`); an
+/// entry calls it last, under its budget.
+fn take_ready(ctx: &Ctx<'_>) -> Vec<u64> {
+    let ready: rquickjs::Result<Vec<f64>> = internals(ctx)
+        .map_err(|_| rquickjs::Error::Unknown)
+        .and_then(|i| {
+            i.get::<_, Function<'_>>("takeReady")
+                .and_then(|f| f.call((This(i.clone()),)))
+        });
+    ready
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s as u64)
+        .collect()
 }
 
 /// A response's head, from [`Warm::run`].

@@ -36,6 +36,15 @@
 //!   [`Limits::wall_clock`] with [`SandboxError::Deadline`], also while it
 //!   waits for timers.
 //!
+//! These budgets cover every entry into the runtime, not only requests: a
+//! stream's steps, its `cancel` when the client goes away, the timers and
+//! microtasks they run, and the prelude's own helpers that the host calls.
+//! Outside an entry the budget is spent, so no guest code runs unbounded. The
+//! prelude captures the built-ins it uses when it loads, so a tenant that
+//! patches `Array.prototype`, `Promise.prototype.then`, an `Object.prototype`
+//! getter or `Symbol.iterator` changes its own code only, never what the
+//! prelude hands the host.
+//!
 //! After any of these the runtime is dropped, and the tenant's next request
 //! gets a fresh one built from bytecode. An uncaught exception is
 //! [`SandboxError::ScriptError`] with the message and the JavaScript stack; the
@@ -59,8 +68,9 @@
 //! side of a `TransformStream`) is streamed: the head goes out as soon as
 //! `fetch` resolves, and each chunk (a `Uint8Array`, or a string sent as
 //! UTF-8) as the guest enqueues it. `ctx.waitUntil` work keeps running
-//! alongside the stream instead of delaying the head. See
-//! [`QuickJsProgram`] for the limits a stream runs under.
+//! alongside the stream instead of delaying the head. A stream has a budget
+//! of its own across all its steps, [`Limits::stream_fuel`] and
+//! [`Limits::max_stream_duration`]; see [`QuickJsProgram`].
 //!
 //! ```js
 //! export default {
@@ -131,7 +141,7 @@ use crate::{
     SandboxError,
 };
 use corral_metering::StreamFigures;
-use engine::{Head, Step, Warm};
+use engine::{Head, Ran, Step, StepBudget, Warm};
 
 /// The QuickJS engine: compiles Workers-style modules to bytecode and loads
 /// them into per-tenant runtimes. Cheap to create; holds no state.
@@ -232,10 +242,19 @@ impl Backend for QuickJsBackend {
 /// runtime only while the guest has something to run (between chunks it
 /// waits for the stream's timers, or for another request to feed it), so
 /// the tenant keeps serving requests while its streams are open. Each such
-/// step runs under a fresh budget of the request's fuel and wall clock; a
-/// `text/event-stream` may stay open as long as its client reads it, any
-/// other stream must end within the request's wall clock. Dropping the body
-/// cancels the guest's stream.
+/// step runs under at most one request's fuel and wall clock, and all the
+/// steps of a stream share its total budget: [`Limits::stream_fuel`] of fuel,
+/// and [`Limits::max_stream_duration`] of wall clock from its request's start
+/// (a `text/event-stream` may stay open that long while its client reads it,
+/// any other stream must also end within the request's wall clock). Over
+/// either, the stream ends with [`SandboxError::FuelExhausted`] or
+/// [`SandboxError::Deadline`] naming the stream's limit, and the runtime is
+/// rebuilt as after any limit. Dropping the body cancels the guest's stream.
+///
+/// Every entry into the runtime (a request, a stream step, the end of a
+/// stream, and the prelude's own helpers they call) runs under fuel and wall
+/// clock, so no guest code, not even code a tenant slipped into a patched
+/// built-in, runs unbounded while holding the runtime.
 ///
 /// The memory figure of a request ([`InvocationStats::peak_memory`]) is the
 /// runtime's heap size read before and after it, at most once every 50 ms:
@@ -279,12 +298,71 @@ const STREAM_BUFFER: usize = 4;
 struct Stream {
     scope: u64,
     generation: u64,
-    /// `None` for a `text/event-stream`, which stays open while read.
-    deadline: Option<Instant>,
+    /// A `text/event-stream`: its steps take a runtime slot of their own.
+    event: bool,
+    /// When the stream must have ended: [`Limits::max_stream_duration`]
+    /// after its request started (for a stream other than an event stream,
+    /// the request's wall clock if sooner).
+    deadline: Instant,
+    /// The limit named when `deadline` passes.
+    deadline_limit: Duration,
+    /// Fuel all its steps have used, against [`Limits::stream_fuel`].
+    fuel_used: AtomicU64,
     /// Where each step's fuel and time go (metering reads them live).
     figures: StreamFigures,
     /// Woken when the stream may have something to read.
     wake: Arc<Notify>,
+}
+
+impl Stream {
+    fn deadline_error(&self) -> SandboxError {
+        SandboxError::Deadline {
+            limit: self.deadline_limit,
+        }
+    }
+
+    /// The budget of the next step: one request's worth, or what is left of
+    /// the stream's total if less. `Err` when nothing is left.
+    fn next_budget(&self, limits: &Limits) -> Result<StepBudget, SandboxError> {
+        let used = self.fuel_used.load(Ordering::Relaxed);
+        let left = limits.stream_fuel.saturating_sub(used);
+        if left == 0 {
+            return Err(SandboxError::FuelExhausted {
+                limit: limits.stream_fuel,
+                consumed: used,
+            });
+        }
+        let wall = self.deadline.saturating_duration_since(Instant::now());
+        if wall.is_zero() {
+            return Err(self.deadline_error());
+        }
+        Ok(StepBudget {
+            fuel: left.min(limits.fuel_per_request),
+            wall: wall.min(limits.wall_clock),
+        })
+    }
+
+    /// Counts a step's fuel against the stream's total; returns the total.
+    fn account(&self, fuel: u64) -> u64 {
+        self.fuel_used.fetch_add(fuel, Ordering::Relaxed) + fuel
+    }
+
+    /// Names the stream's limit in a step's error when the stream's total,
+    /// not the per-request budget, was what the step ran out of.
+    fn name_limit(&self, limits: &Limits, budget: StepBudget, used: u64, err: &mut SandboxError) {
+        match err {
+            SandboxError::FuelExhausted { limit, consumed }
+                if budget.fuel < limits.fuel_per_request =>
+            {
+                *limit = limits.stream_fuel;
+                *consumed = used;
+            }
+            SandboxError::Deadline { limit } if budget.wall < limits.wall_clock => {
+                *limit = self.deadline_limit;
+            }
+            _ => {}
+        }
+    }
 }
 
 impl QuickJsProgram {
@@ -335,16 +413,15 @@ impl QuickJsProgram {
         self.bytecode.len()
     }
 
-    /// Wakes the pumps of the streams whose pending read settled while guest
-    /// code ran in `warm` (call with the slot locked), except `running`'s own.
-    fn wake_ready(&self, warm: &Warm, generation: u64, running: Option<u64>) {
-        if self.wakers.lock().is_empty() {
-            return; // no stream open: nothing to ask the runtime
+    /// Wakes the pumps of the streams whose pending read settled during an
+    /// entry (`ready`, from its [`Ran`]), except `running`'s own.
+    fn wake_ready(&self, ready: &[u64], generation: u64, running: Option<u64>) {
+        if ready.is_empty() {
+            return;
         }
-        let ready = warm.take_ready();
         let wakers = self.wakers.lock();
-        for scope in ready.into_iter().filter(|s| Some(*s) != running) {
-            if let Some(wake) = wakers.get(&(generation, scope)) {
+        for scope in ready.iter().filter(|s| Some(**s) != running) {
+            if let Some(wake) = wakers.get(&(generation, *scope)) {
                 wake.notify_one();
             }
         }
@@ -354,12 +431,12 @@ impl QuickJsProgram {
     /// in any state, so the next request starts from bytecode, and the
     /// runtime's open streams are woken to find it gone; a plain script error
     /// keeps it.
-    fn keep_after(&self, slot: &mut Slot, warm: Warm, err: &SandboxError) {
+    fn keep_after(&self, slot: &mut Slot, warm: Warm, err: &SandboxError, ready: &[u64]) {
         if matches!(
             err,
             SandboxError::ScriptError { .. } | SandboxError::BadResponse { .. }
         ) {
-            self.wake_ready(&warm, slot.generation, None);
+            self.wake_ready(ready, slot.generation, None);
             slot.warm = Some(warm);
             return;
         }
@@ -390,7 +467,11 @@ impl QuickJsProgram {
         let before = warm.heap_bytes_sampled();
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let (result, fuel) = warm.run(&cx, parts, body);
+        let Ran {
+            result,
+            fuel,
+            ready,
+        } = warm.run(&cx, parts, body);
         let wall_time = started.elapsed();
         match result {
             Ok(Head {
@@ -403,7 +484,7 @@ impl QuickJsProgram {
                     peak_memory: before.max(warm.heap_bytes_sampled()),
                     cold_start,
                 });
-                self.wake_ready(&warm, slot.generation, None);
+                self.wake_ready(&ready, slot.generation, None);
                 slot.warm = Some(warm);
                 let stream = stream.map(|scope| {
                     let figures = StreamFigures::new();
@@ -412,11 +493,20 @@ impl QuickJsProgram {
                     self.wakers
                         .lock()
                         .insert((slot.generation, scope), wake.clone());
+                    let limits = &cx.limits;
+                    let event = corral_limits::is_event_stream(response.headers());
+                    let deadline_limit = if event {
+                        limits.max_stream_duration
+                    } else {
+                        limits.max_stream_duration.min(limits.wall_clock)
+                    };
                     Stream {
                         scope,
                         generation: slot.generation,
-                        deadline: (!corral_limits::is_event_stream(response.headers()))
-                            .then(|| started + cx.limits.wall_clock),
+                        event,
+                        deadline: started + deadline_limit,
+                        deadline_limit,
+                        fuel_used: AtomicU64::new(0),
                         figures,
                         wake,
                     }
@@ -424,18 +514,18 @@ impl QuickJsProgram {
                 Ok((response, stream))
             }
             Err(err) => {
-                self.keep_after(&mut slot, warm, &err);
+                self.keep_after(&mut slot, warm, &err, &ready);
                 Err(err)
             }
         }
     }
 
-    /// One step of `stream`.
+    /// One step of `stream`, under `budget` (from [`Stream::next_budget`]).
     fn step_blocking(
         &self,
         cx: &InvokeContext,
         stream: &Stream,
-        wall: Duration,
+        budget: StepBudget,
     ) -> Result<Step, SandboxError> {
         let mut slot = self.slot.lock();
         if slot.generation != stream.generation || slot.warm.is_none() {
@@ -445,16 +535,23 @@ impl QuickJsProgram {
         }
         let warm = slot.warm.take().expect("checked");
         let started = Instant::now();
-        let result = warm.step(cx, stream.scope, wall);
+        let Ran {
+            mut result,
+            fuel,
+            ready,
+        } = warm.step(cx, stream.scope, budget);
         self.steps.fetch_add(1, Ordering::Relaxed);
-        let (result, fuel) = result;
         stream
             .figures
             .add(fuel, started.elapsed(), warm.heap_bytes_sampled());
-        match &result {
-            Err(err) | Ok(Step::LastChunk(_, err)) => self.keep_after(&mut slot, warm, err),
+        let used = stream.account(fuel);
+        match &mut result {
+            Err(err) | Ok(Step::LastChunk(_, err)) => {
+                stream.name_limit(&cx.limits, budget, used, err);
+                self.keep_after(&mut slot, warm, err, &ready);
+            }
             Ok(_) => {
-                self.wake_ready(&warm, slot.generation, Some(stream.scope));
+                self.wake_ready(&ready, slot.generation, Some(stream.scope));
                 slot.warm = Some(warm);
             }
         }
@@ -464,37 +561,36 @@ impl QuickJsProgram {
     /// Ends `stream`'s scope in the runtime, if it is still the same one,
     /// and forgets its pump.
     fn end_blocking(&self, cx: &InvokeContext, stream: &Stream) {
-        let slot = self.slot.lock();
-        if let Some(warm) = slot
-            .warm
-            .as_ref()
-            .filter(|_| slot.generation == stream.generation)
-        {
-            warm.end(cx, stream.scope);
+        let mut slot = self.slot.lock();
+        self.wakers
+            .lock()
+            .remove(&(stream.generation, stream.scope));
+        if slot.generation != stream.generation {
+            return;
+        }
+        let Some(warm) = slot.warm.take() else {
+            return;
+        };
+        let Ran { result, ready, .. } = warm.end(cx, stream.scope);
+        match result {
             // Its `cancel` callback may have fed another stream.
-            self.wakers
-                .lock()
-                .remove(&(stream.generation, stream.scope));
-            self.wake_ready(warm, slot.generation, None);
-        } else {
-            self.wakers
-                .lock()
-                .remove(&(stream.generation, stream.scope));
+            Ok(()) => {
+                self.wake_ready(&ready, slot.generation, None);
+                slot.warm = Some(warm);
+            }
+            Err(err) => {
+                cx.log.push(&format!(
+                    "error: the stream's cancel callback failed: {err}"
+                ));
+                self.keep_after(&mut slot, warm, &err, &ready);
+            }
         }
     }
 
     /// Reads `stream` out of the runtime into `tx` until it ends, fails, its
     /// deadline passes or the client goes away; then ends its scope.
     async fn pump(self: Arc<Self>, cx: InvokeContext, stream: Stream, tx: BodySender) {
-        let deadline_error = || SandboxError::Deadline {
-            limit: cx.limits.wall_clock,
-        };
-        let until = |deadline: Option<Instant>| async move {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let until = |deadline: Instant| tokio::time::sleep_until(deadline.into());
         let stream = Arc::new(stream);
         let failure = loop {
             // A step runs guest code, so it takes a host runtime slot as a
@@ -503,23 +599,21 @@ impl QuickJsProgram {
             // (`Detached`), while any other stream's request still holds one,
             // which its steps run in. Held for the step alone: not while the
             // chunk waits for the client, nor while the stream idles.
-            let slot = match (&cx.runtime_slots, stream.deadline) {
-                (Some(slots), None) => tokio::select! {
+            let slot = match &cx.runtime_slots {
+                Some(slots) if stream.event => tokio::select! {
                     slot = slots.acquire() => Some(slot),
                     () = tx.closed() => break None,
+                    () = until(stream.deadline) => break Some(stream.deadline_error()),
                 },
                 _ => None,
             };
-            let wall = match stream.deadline {
-                None => cx.limits.wall_clock,
-                Some(d) => d.saturating_duration_since(Instant::now()),
+            let budget = match stream.next_budget(&cx.limits) {
+                Ok(budget) => budget,
+                Err(err) => break Some(err),
             };
-            if wall.is_zero() {
-                break Some(deadline_error());
-            }
             let (this, cx2, s) = (self.clone(), cx.clone(), stream.clone());
             let stepped =
-                tokio::task::spawn_blocking(move || this.step_blocking(&cx2, &s, wall)).await;
+                tokio::task::spawn_blocking(move || this.step_blocking(&cx2, &s, budget)).await;
             drop(slot);
             let step = match stepped {
                 Ok(step) => step,
@@ -534,7 +628,7 @@ impl QuickJsProgram {
                 Ok(Step::Chunk(chunk)) => {
                     tokio::select! {
                         sent = tx.send(chunk) => if sent.is_err() { break None },
-                        () = until(stream.deadline) => break Some(deadline_error()),
+                        () = until(stream.deadline) => break Some(stream.deadline_error()),
                     }
                 }
                 Ok(Step::LastChunk(chunk, err)) => {
@@ -547,14 +641,14 @@ impl QuickJsProgram {
                         () = tokio::time::sleep(wait) => {}
                         () = stream.wake.notified() => {}
                         () = tx.closed() => break None,
-                        () = until(stream.deadline) => break Some(deadline_error()),
+                        () = until(stream.deadline) => break Some(stream.deadline_error()),
                     }
                 }
                 Ok(Step::Idle) => {
                     tokio::select! {
                         () = stream.wake.notified() => {}
                         () = tx.closed() => break None,
-                        () = until(stream.deadline) => break Some(deadline_error()),
+                        () = until(stream.deadline) => break Some(stream.deadline_error()),
                     }
                 }
                 Err(err) => break Some(err),

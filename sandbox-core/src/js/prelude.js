@@ -8,11 +8,136 @@
 // them and deletes the global, so tenant code never sees them directly.
 // The module's default export is the `internals` object the host drives.
 
+// ------------------------------------------------------------ primordials --
+// The built-ins this prelude relies on, captured when it loads, before any
+// tenant code runs (as Node's lib/internal/per_context/primordials.js does).
+// A tenant that replaces a global or patches a prototype (Array.prototype.
+// splice, Promise.prototype.then, a getter on Object.prototype, an
+// iterator's `next` or Symbol.iterator) changes its own code only: the
+// helpers the host drives neither run its code nor change what they do.
+// Those helpers call methods through these captures, iterate arrays by
+// index and maps with a captured forEach (never with an iterator, so no
+// spread, destructuring of arrays or for-of), keep their records on null
+// prototypes, and tell built-in objects apart by their internal slots, not
+// by `instanceof`.
+
+const {
+  Array,
+  ArrayBuffer,
+  DataView,
+  Date,
+  Error,
+  Float32Array,
+  Float64Array,
+  Function,
+  JSON,
+  Map,
+  Math,
+  Number,
+  Object,
+  Promise,
+  RangeError,
+  Reflect,
+  RegExp,
+  String,
+  Symbol,
+  TypeError,
+  Uint8Array,
+  decodeURIComponent,
+  encodeURIComponent,
+  parseInt,
+} = globalThis;
+
+// uncurryThis(f)(self, ...args) is f.call(self, ...args), with the `call`
+// and `bind` of load time.
+const uncurryThis = Function.prototype.bind.bind(Function.prototype.call);
+const getter = (proto, name) => uncurryThis(Object.getOwnPropertyDescriptor(proto, name).get);
+
+const ReflectApply = Reflect.apply;
+const ObjectDefineProperty = Object.defineProperty;
+const ObjectFreeze = Object.freeze;
+const ObjectKeys = Object.keys;
+const ObjectPrototypeToString = Object.prototype.toString;
+const ArrayIsArray = Array.isArray;
+const ArrayFrom = Array.from;
+const ArrayPrototypeJoin = uncurryThis(Array.prototype.join);
+const ArrayPrototypePop = uncurryThis(Array.prototype.pop);
+const ArrayPrototypePush = uncurryThis(Array.prototype.push);
+const ArrayPrototypeShift = uncurryThis(Array.prototype.shift);
+const ArrayPrototypeSlice = uncurryThis(Array.prototype.slice);
+const ArrayPrototypeSort = uncurryThis(Array.prototype.sort);
+const ArrayPrototypeSplice = uncurryThis(Array.prototype.splice);
+const ArrayBufferIsView = ArrayBuffer.isView;
+const ArrayBufferPrototypeGetByteLength = getter(ArrayBuffer.prototype, "byteLength");
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
+const TypedArrayPrototypeGetBuffer = getter(TypedArrayPrototype, "buffer");
+const TypedArrayPrototypeGetByteLength = getter(TypedArrayPrototype, "byteLength");
+const TypedArrayPrototypeGetByteOffset = getter(TypedArrayPrototype, "byteOffset");
+const TypedArrayPrototypeGetLength = getter(TypedArrayPrototype, "length");
+const TypedArrayPrototypeGetSymbolToStringTag = getter(TypedArrayPrototype, Symbol.toStringTag);
+const TypedArrayPrototypeSet = uncurryThis(TypedArrayPrototype.set);
+const TypedArrayPrototypeSubarray = uncurryThis(TypedArrayPrototype.subarray);
+const DataViewPrototypeGetBuffer = getter(DataView.prototype, "buffer");
+const DataViewPrototypeGetByteLength = getter(DataView.prototype, "byteLength");
+const DataViewPrototypeGetByteOffset = getter(DataView.prototype, "byteOffset");
+const DateNow = Date.now;
+const MapPrototypeDelete = uncurryThis(Map.prototype.delete);
+const MapPrototypeForEach = uncurryThis(Map.prototype.forEach);
+const MapPrototypeGet = uncurryThis(Map.prototype.get);
+const MapPrototypeHas = uncurryThis(Map.prototype.has);
+const MapPrototypeSet = uncurryThis(Map.prototype.set);
+const MathMax = Math.max;
+const MathMin = Math.min;
+const NumberIsInteger = Number.isInteger;
+const NumberIsNaN = Number.isNaN;
+const PromiseReject = Promise.reject.bind(Promise);
+const PromiseResolve = Promise.resolve.bind(Promise);
+const PromisePrototypeThen = uncurryThis(Promise.prototype.then);
+const StringPrototypeCharCodeAt = uncurryThis(String.prototype.charCodeAt);
+const StringPrototypeIndexOf = uncurryThis(String.prototype.indexOf);
+const StringPrototypeSlice = uncurryThis(String.prototype.slice);
+const StringPrototypeSplit = uncurryThis(String.prototype.split);
+const StringPrototypeToLowerCase = uncurryThis(String.prototype.toLowerCase);
+// exec, not test: `test` looks up `exec` on the regular expression.
+const RegExpPrototypeExec = uncurryThis(RegExp.prototype.exec);
+const ObjectSetPrototypeOf = Object.setPrototypeOf;
+const JSONStringify = JSON.stringify;
+const JSONParse = JSON.parse;
+
+// `p.catch(onRejected)` without looking up `then` on `p`.
+const PromisePrototypeCatch = (p, onRejected) => PromisePrototypeThen(p, undefined, onRejected);
+
+// Whether `v` is an ArrayBuffer (by its internal slot).
+function isArrayBuffer(v) {
+  if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
+  try {
+    ArrayBufferPrototypeGetByteLength(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The typed array kind of `v` ("Uint8Array", ...), or undefined.
+const typedArrayName = (v) => (ArrayBufferIsView(v) ? TypedArrayPrototypeGetSymbolToStringTag(v) : undefined);
+
+const isUint8Array = (v) => typedArrayName(v) === "Uint8Array";
+
+// [buffer, byteOffset, byteLength] of an ArrayBuffer view, read from its
+// internal slots.
+function viewRange(v) {
+  if (typedArrayName(v) !== undefined) {
+    return [TypedArrayPrototypeGetBuffer(v), TypedArrayPrototypeGetByteOffset(v), TypedArrayPrototypeGetByteLength(v)];
+  }
+  return [DataViewPrototypeGetBuffer(v), DataViewPrototypeGetByteOffset(v), DataViewPrototypeGetByteLength(v)];
+}
+
 const host = globalThis.__corral_host;
 delete globalThis.__corral_host;
 
 const define = (name, value) =>
-  Object.defineProperty(globalThis, name, {
+  ObjectDefineProperty(globalThis, name, {
+    __proto__: null,
     value,
     writable: true,
     configurable: true,
@@ -29,19 +154,20 @@ function utf8Decode(bytes, fatal) {
   return host.decodeUtf8(bytes, !!fatal);
 }
 
-// Copies any BufferSource into a fresh Uint8Array.
+// Copies any BufferSource into a fresh Uint8Array (without ArrayBuffer's
+// `slice`, which would ask the buffer's `constructor` for its species).
 function copyBytes(src) {
-  if (src instanceof ArrayBuffer) return new Uint8Array(src.slice(0));
-  if (ArrayBuffer.isView(src)) {
-    return new Uint8Array(
-      src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength),
-    );
-  }
-  throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
+  let range;
+  if (isArrayBuffer(src)) range = [src, 0, ArrayBufferPrototypeGetByteLength(src)];
+  else if (ArrayBufferIsView(src)) range = viewRange(src);
+  else throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
+  const out = new Uint8Array(range[2]);
+  TypedArrayPrototypeSet(out, new Uint8Array(range[0], range[1], range[2]));
+  return out;
 }
 
 function isBufferSource(v) {
-  return v instanceof ArrayBuffer || ArrayBuffer.isView(v);
+  return isArrayBuffer(v) || ArrayBufferIsView(v);
 }
 
 // ------------------------------------------------------ TextEncoder/Decoder --
@@ -102,7 +228,7 @@ class TextDecoder {
     let bytes =
       input === undefined
         ? new Uint8Array(0)
-        : input instanceof Uint8Array && input.byteOffset === 0
+        : isUint8Array(input) && TypedArrayPrototypeGetByteOffset(input) === 0
           ? input
           : copyBytes(input);
     // In stream mode a character split across calls waits for its end.
@@ -160,7 +286,11 @@ function inspect(v, depth = 0) {
 }
 
 function logger(prefix) {
-  return (...args) => host.log(prefix + args.map((a) => inspect(a)).join(" "));
+  return (...args) => {
+    let line = prefix;
+    for (let i = 0; i < args.length; i++) line += (i > 0 ? " " : "") + inspect(args[i]);
+    host.log(line);
+  };
 }
 
 define("console", {
@@ -184,23 +314,18 @@ function randomUUID() {
 
 define("crypto", {
   getRandomValues(array) {
-    if (
-      !ArrayBuffer.isView(array) ||
-      array instanceof Float32Array ||
-      array instanceof Float64Array ||
-      array instanceof DataView
-    ) {
+    const kind = typedArrayName(array);
+    if (kind === undefined || kind === "Float32Array" || kind === "Float64Array") {
       throw new TypeError("crypto.getRandomValues: expected an integer typed array");
     }
-    if (array.byteLength > 65536) {
-      const e = new Error(
-        `crypto.getRandomValues: ${array.byteLength} bytes requested; the limit is 65536`,
-      );
+    const range = viewRange(array);
+    if (range[2] > 65536) {
+      const e = new Error(`crypto.getRandomValues: ${range[2]} bytes requested; the limit is 65536`);
       e.name = "QuotaExceededError";
       throw e;
     }
-    const bytes = host.randomBytes(array.byteLength);
-    new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(bytes);
+    const bytes = host.randomBytes(range[2]);
+    TypedArrayPrototypeSet(new Uint8Array(range[0], range[1], range[2]), bytes);
     return array;
   },
   randomUUID,
@@ -220,36 +345,40 @@ let currentScope = 0;
 
 function addTimer(fn, ms, args, repeat) {
   if (typeof fn !== "function") throw new TypeError("timer callback must be a function");
-  const delay = Math.max(0, Number(ms) || 0);
+  const delay = MathMax(0, Number(ms) || 0);
   const id = ++timerSeq;
   // Date.now() is whole milliseconds, truncated: the extra millisecond keeps
   // a timer from firing before `delay` has really passed.
-  timers.set(id, { fn, args, delay, due: Date.now() + delay + 1, repeat, seq: id, scope: currentScope });
+  const due = DateNow() + delay + 1;
+  MapPrototypeSet(timers, id, { __proto__: null, fn, args, delay, due, repeat, seq: id, scope: currentScope });
   return id;
 }
 
 define("setTimeout", (fn, ms, ...args) => addTimer(fn, ms, args, false));
 define("setInterval", (fn, ms, ...args) => addTimer(fn, ms, args, true));
-define("clearTimeout", (id) => void timers.delete(id));
-define("clearInterval", (id) => void timers.delete(id));
+define("clearTimeout", (id) => void MapPrototypeDelete(timers, id));
+define("clearInterval", (id) => void MapPrototypeDelete(timers, id));
 define("queueMicrotask", (fn) => {
   if (typeof fn !== "function") throw new TypeError("queueMicrotask: expected a function");
-  Promise.resolve().then(() => fn());
+  PromisePrototypeThen(PromiseResolve(), () => fn());
 });
 
+// `scope`'s next timer as { id, t }, or undefined.
 function earliestTimer(scope) {
   let best;
-  for (const [id, t] of timers) {
-    if (t.scope !== scope) continue;
-    if (!best || t.due < best[1].due || (t.due === best[1].due && t.seq < best[1].seq)) {
-      best = [id, t];
+  MapPrototypeForEach(timers, (t, id) => {
+    if (t.scope !== scope) return;
+    if (best === undefined || t.due < best.t.due || (t.due === best.t.due && t.seq < best.t.seq)) {
+      best = { __proto__: null, id, t };
     }
-  }
+  });
   return best;
 }
 
 function clearScopeTimers(scope) {
-  for (const [id, t] of timers) if (t.scope === scope) timers.delete(id);
+  MapPrototypeForEach(timers, (t, id) => {
+    if (t.scope === scope) MapPrototypeDelete(timers, id);
+  });
 }
 
 // ---------------------------------------------------------- URLSearchParams --
@@ -269,12 +398,29 @@ function formDecode(s) {
   }
 }
 
+let isURLSearchParams; // by its private field, not instanceof
+// The links between a URL and its searchParams (set in static blocks).
+let paramsAttach;
+let paramsReparse;
+let urlSetQuery;
+
 class URLSearchParams {
   #list = [];
   #url = null;
+  static {
+    isURLSearchParams = (x) => {
+      try {
+        x.#list;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+  }
   constructor(init = "") {
-    if (init instanceof URLSearchParams) {
-      this.#list = init.#list.map(([k, v]) => [k, v]);
+    if (isURLSearchParams(init)) {
+      const list = init.#list;
+      for (let i = 0; i < list.length; i++) ArrayPrototypePush(this.#list, [list[i][0], list[i][1]]);
     } else if (typeof init === "object" && init !== null) {
       if (typeof init[Symbol.iterator] === "function") {
         for (const pair of init) {
@@ -283,7 +429,8 @@ class URLSearchParams {
           this.#list.push([String(p[0]), String(p[1])]);
         }
       } else {
-        for (const k of Object.keys(init)) this.#list.push([k, String(init[k])]);
+        const keys = ObjectKeys(init);
+        for (let i = 0; i < keys.length; i++) ArrayPrototypePush(this.#list, [keys[i], String(init[keys[i]])]);
       }
     } else {
       this.#parse(String(init));
@@ -291,24 +438,28 @@ class URLSearchParams {
   }
   #parse(s) {
     this.#list = [];
-    if (s.startsWith("?")) s = s.slice(1);
-    for (const part of s.split("&")) {
+    let at = s[0] === "?" ? 1 : 0;
+    while (at <= s.length) {
+      let end = StringPrototypeIndexOf(s, "&", at);
+      if (end < 0) end = s.length;
+      const part = StringPrototypeSlice(s, at, end);
+      at = end + 1;
       if (part === "") continue;
-      const eq = part.indexOf("=");
-      const k = eq < 0 ? part : part.slice(0, eq);
-      const v = eq < 0 ? "" : part.slice(eq + 1);
-      this.#list.push([formDecode(k), formDecode(v)]);
+      const eq = StringPrototypeIndexOf(part, "=");
+      const k = eq < 0 ? part : StringPrototypeSlice(part, 0, eq);
+      const v = eq < 0 ? "" : StringPrototypeSlice(part, eq + 1);
+      ArrayPrototypePush(this.#list, [formDecode(k), formDecode(v)]);
     }
   }
-  static _attach(params, url, query) {
-    params.#url = url;
-    params.#parse(query);
-  }
-  static _reparse(params, query) {
-    params.#parse(query);
+  static {
+    paramsAttach = (params, url, query) => {
+      params.#url = url;
+      params.#parse(query);
+    };
+    paramsReparse = (params, query) => params.#parse(query);
   }
   #update() {
-    if (this.#url) URL._setQueryFromParams(this.#url, this.toString());
+    if (this.#url) urlSetQuery(this.#url, this.toString());
   }
   get size() {
     return this.#list.length;
@@ -381,13 +532,21 @@ class URLSearchParams {
 
 const SPECIAL = { "http:": 80, "https:": 443, "ws:": 80, "wss:": 443, "ftp:": 21, "file:": null };
 
+const HEX = "0123456789ABCDEF";
+
 function pctEncode(s, keep) {
   let out = "";
-  for (const ch of s) {
-    if (keep.test(ch)) {
+  for (let i = 0; i < s.length; i++) {
+    // One code point: a surrogate pair stays whole.
+    const c = StringPrototypeCharCodeAt(s, i);
+    const wide = c >= 0xd800 && c <= 0xdbff && i + 1 < s.length;
+    const next = wide ? StringPrototypeCharCodeAt(s, i + 1) : 0;
+    const ch = wide && next >= 0xdc00 && next <= 0xdfff ? StringPrototypeSlice(s, i, ++i + 1) : s[i];
+    if (RegExpPrototypeExec(keep, ch) !== null) {
       out += ch;
     } else {
-      for (const b of utf8Encode(ch)) out += "%" + b.toString(16).toUpperCase().padStart(2, "0");
+      const bytes = utf8Encode(ch);
+      for (let j = 0; j < TypedArrayPrototypeGetLength(bytes); j++) out += "%" + HEX[bytes[j] >> 4] + HEX[bytes[j] & 15];
     }
   }
   return out;
@@ -398,27 +557,29 @@ const QUERY_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/?%\[\]{}|\\^`]/;
 const FRAGMENT_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/?%\[\]{}|\\^#]/;
 const USER_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=%]/;
 
+// Every request's URL goes through here (internals.run builds a Request),
+// so it uses captured built-ins only.
 function normalizePath(path, special) {
-  const segs = path.split("/");
+  const segs = StringPrototypeSplit(path, "/");
   const out = [];
   for (let i = 1; i < segs.length; i++) {
     const s = segs[i];
-    const low = s.toLowerCase();
+    const low = StringPrototypeToLowerCase(s);
     const last = i === segs.length - 1;
     if (s === ".." || low === "%2e%2e" || low === ".%2e" || low === "%2e.") {
-      out.pop();
-      if (last) out.push("");
+      ArrayPrototypePop(out);
+      if (last) ArrayPrototypePush(out, "");
     } else if (s === "." || low === "%2e") {
-      if (last) out.push("");
+      if (last) ArrayPrototypePush(out, "");
     } else {
-      out.push(s);
+      ArrayPrototypePush(out, s);
     }
   }
-  return "/" + out.join("/");
+  return "/" + ArrayPrototypeJoin(out, "/");
 }
 
 function parseAuthority(rest, special) {
-  // rest starts right after "//"; returns [user, pass, host, port, remainder]
+  // rest starts right after "//"; returns { user, pass, host, port, remainder }
   let end = rest.search(special ? /[\/\\?#]/ : /[\/?#]/);
   if (end < 0) end = rest.length;
   let auth = rest.slice(0, end);
@@ -450,7 +611,7 @@ function parseAuthority(rest, special) {
     }
     host = host.toLowerCase();
   }
-  return [user, pass, host, port, remainder];
+  return { __proto__: null, user, pass, host, port, remainder };
 }
 
 class URL {
@@ -477,7 +638,7 @@ class URL {
       this.#resolve(input, b);
     }
     this.#params = new URLSearchParams();
-    URLSearchParams._attach(this.#params, this, this.#search);
+    paramsAttach(this.#params, this, this.#search);
   }
 
   static canParse(input, base) {
@@ -497,8 +658,10 @@ class URL {
     }
   }
 
-  static _setQueryFromParams(url, query) {
-    url.#search = query === "" ? "" : "?" + query;
+  static {
+    urlSetQuery = (url, query) => {
+      url.#search = query === "" ? "" : "?" + query;
+    };
   }
 
   #splitTail(rest) {
@@ -538,7 +701,7 @@ class URL {
     if (special) rest = rest.replace(/^[\\\/]*/, (s) => (s.length >= 2 ? "//" : s));
     if (rest.startsWith("//") || (special && protocol !== "file:")) {
       if (!rest.startsWith("//")) rest = "//" + rest.replace(/^[\\\/]*/, "");
-      const [user, pass, host, port, remainder] = parseAuthority(rest.slice(2), special);
+      const { user, pass, host, port, remainder } = parseAuthority(rest.slice(2), special);
       if (special && protocol !== "file:" && host === "") throw new TypeError(`Invalid URL: ${protocol}${rest}`);
       this.#username = user;
       this.#password = pass;
@@ -653,7 +816,7 @@ class URL {
   }
   set host(v) {
     if (this.#opaque) return;
-    const [, , host, port] = parseAuthority(String(v), this.#protocol in SPECIAL);
+    const { host, port } = parseAuthority(String(v), this.#protocol in SPECIAL);
     this.#hostname = host;
     if (port !== "") this.#port = SPECIAL[this.#protocol] === Number(port) ? "" : port;
   }
@@ -676,7 +839,7 @@ class URL {
     v = String(v);
     if (v.startsWith("?")) v = v.slice(1);
     this.#search = v === "" ? "" : "?" + pctEncode(v, QUERY_KEEP);
-    URLSearchParams._reparse(this.#params, this.#search);
+    paramsReparse(this.#params, this.#search);
   }
   get searchParams() {
     return this.#params;
@@ -705,7 +868,7 @@ class URL {
   set href(v) {
     const u = new URL(v);
     this.#copy(u);
-    URLSearchParams._reparse(this.#params, this.#search);
+    paramsReparse(this.#params, this.#search);
   }
   toString() {
     return this.href;
@@ -724,22 +887,56 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function normName(name) {
   name = String(name);
-  if (!TOKEN.test(name)) throw new TypeError(`Invalid header name: ${name}`);
-  return name.toLowerCase();
+  if (RegExpPrototypeExec(TOKEN, name) === null) throw new TypeError(`Invalid header name: ${name}`);
+  return StringPrototypeToLowerCase(name);
 }
 
 function normValue(value) {
   value = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
-  if (/[\0\r\n]/.test(value)) throw new TypeError("Invalid header value");
+  if (RegExpPrototypeExec(/[\0\r\n]/, value) !== null) throw new TypeError("Invalid header value");
   return value;
 }
 
+// The prelude's own access to Headers (set in the class's static block):
+// public methods and statics can be replaced by a tenant, these cannot.
+let isHeaders; // by its private field, not instanceof
+let headersAppend;
+let headersHas;
+let headersSet;
+let headersWirePairs; // every (name, value) as sent on the wire
+
 class Headers {
   #map = new Map(); // lowercased name -> array of values
+  static {
+    isHeaders = (x) => {
+      try {
+        x.#map;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    headersAppend = (h, name, value) => {
+      const k = normName(name);
+      const v = normValue(value);
+      const vs = MapPrototypeGet(h.#map, k);
+      if (vs) ArrayPrototypePush(vs, v);
+      else MapPrototypeSet(h.#map, k, [v]);
+    };
+    headersHas = (h, name) => MapPrototypeHas(h.#map, normName(name));
+    headersSet = (h, name, value) => void MapPrototypeSet(h.#map, normName(name), [normValue(value)]);
+    headersWirePairs = (h) => {
+      const out = [];
+      MapPrototypeForEach(h.#map, (vs, k) => {
+        for (let i = 0; i < vs.length; i++) ArrayPrototypePush(out, k, vs[i]);
+      });
+      return out;
+    };
+  }
   constructor(init) {
     if (init === undefined || init === null) return;
-    if (init instanceof Headers) {
-      for (const [k, vs] of init.#map) this.#map.set(k, vs.slice());
+    if (isHeaders(init)) {
+      MapPrototypeForEach(init.#map, (vs, k) => MapPrototypeSet(this.#map, k, ArrayPrototypeSlice(vs)));
     } else if (typeof init[Symbol.iterator] === "function") {
       for (const pair of init) {
         const p = Array.from(pair);
@@ -747,20 +944,17 @@ class Headers {
         this.append(p[0], p[1]);
       }
     } else if (typeof init === "object") {
-      for (const k of Object.keys(init)) this.append(k, init[k]);
+      const keys = ObjectKeys(init);
+      for (let i = 0; i < keys.length; i++) headersAppend(this, keys[i], init[keys[i]]);
     } else {
       throw new TypeError("Headers: unsupported init");
     }
   }
   append(name, value) {
-    const k = normName(name);
-    const v = normValue(value);
-    const vs = this.#map.get(k);
-    if (vs) vs.push(v);
-    else this.#map.set(k, [v]);
+    headersAppend(this, name, value);
   }
   set(name, value) {
-    this.#map.set(normName(name), [normValue(value)]);
+    headersSet(this, name, value);
   }
   get(name) {
     const vs = this.#map.get(normName(name));
@@ -795,12 +989,6 @@ class Headers {
   [Symbol.iterator]() {
     return this.entries();
   }
-  // Every (name, value) as sent on the wire: one entry per appended value.
-  static _wirePairs(h) {
-    const out = [];
-    for (const [k, vs] of h.#map) for (const v of vs) out.push(k, v);
-    return out;
-  }
   get [Symbol.toStringTag]() {
     return "Headers";
   }
@@ -817,6 +1005,7 @@ const noop = () => {};
 // Only the streams make controllers: their constructors want this key.
 const INTERNAL = Symbol("internal");
 let rsOf; // ReadableStream -> its state (set in the class's static block)
+let isReadableStream;
 let wsOf; // WritableStream -> its state
 
 // A promise with its settle functions. Its rejection counts as handled:
@@ -827,8 +1016,9 @@ function deferred() {
     resolve = res;
     reject = rej;
   });
-  promise.catch(noop);
+  PromisePrototypeCatch(promise, noop);
   const d = {
+    __proto__: null,
     promise,
     settled: false,
     resolve(v) {
@@ -854,15 +1044,35 @@ function rejectOrReplace(d, e) {
 // returns a promise (a throw becomes a rejection); a missing one does nothing.
 function method(obj, name) {
   const f = obj[name];
-  if (f === undefined) return () => Promise.resolve();
+  if (f === undefined) return () => PromiseResolve();
   if (typeof f !== "function") throw new TypeError(`${name} must be a function`);
   return (...args) => {
     try {
-      return Promise.resolve(f.apply(obj, args));
+      return PromiseResolve(ReflectApply(f, obj, args));
     } catch (e) {
-      return Promise.reject(e);
+      return PromiseReject(e);
     }
   };
+}
+
+// Calls `x.then(onFulfilled, onRejected)` with the captured `then` when `x`
+// is a real promise; false (and nothing called) when it is not.
+function thenIfPromise(x, onFulfilled, onRejected) {
+  if (x === null || typeof x !== "object") return false;
+  try {
+    PromisePrototypeThen(x, onFulfilled, onRejected);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// A promise that settles as the first of `promises` does (Promise.race
+// without the array iterator or the promises' own `then`).
+function race(promises) {
+  const d = deferred();
+  for (let i = 0; i < promises.length; i++) PromisePrototypeThen(promises[i], d.resolve, d.reject);
+  return d.promise;
 }
 
 // Calls `obj.start(controller)` now (a throw escapes the constructor, as the
@@ -870,24 +1080,26 @@ function method(obj, name) {
 function callStart(obj, controller, onStart, onError) {
   const f = obj.start;
   if (f !== undefined && typeof f !== "function") throw new TypeError("start must be a function");
-  Promise.resolve(f === undefined ? undefined : f.call(obj, controller)).then(onStart, onError);
+  const started = PromiseResolve(f === undefined ? undefined : ReflectApply(f, obj, [controller]));
+  PromisePrototypeThen(started, onStart, onError);
 }
 
-// [highWaterMark, size function] of a queuing strategy.
+// { hwm, size function } of a queuing strategy.
 function strategyOf(strategy, defaultHwm) {
   const hwm = strategy?.highWaterMark === undefined ? defaultHwm : Number(strategy.highWaterMark);
-  if (Number.isNaN(hwm) || hwm < 0) throw new RangeError("highWaterMark must be a non-negative number");
+  if (NumberIsNaN(hwm) || hwm < 0) throw new RangeError("highWaterMark must be a non-negative number");
   const size = strategy?.size;
-  if (size === undefined) return [hwm, () => 1];
+  if (size === undefined) return { __proto__: null, hwm, size: () => 1 };
   if (typeof size !== "function") throw new TypeError("size must be a function");
-  return [
+  return {
+    __proto__: null,
     hwm,
-    (chunk) => {
+    size: (chunk) => {
       const n = Number(size(chunk));
       if (!(n >= 0 && n < Infinity)) throw new RangeError("a chunk's size must be a finite, non-negative number");
       return n;
     },
-  ];
+  };
 }
 
 class CountQueuingStrategy {
@@ -942,7 +1154,8 @@ function rsPullIfNeeded(s) {
     return;
   }
   s.pulling = true;
-  s.pull(s.controller).then(
+  PromisePrototypeThen(
+    s.pull(s.controller),
     () => {
       s.pulling = false;
       if (s.pullAgain) {
@@ -954,12 +1167,20 @@ function rsPullIfNeeded(s) {
   );
 }
 
+// Takes a reader's pending read requests, leaving it none.
+function takeRequests(r) {
+  const reads = r.requests;
+  r.requests = [];
+  return reads;
+}
+
 function rsClose(s) {
   s.state = "closed";
   const r = s.reader;
   if (r === null) return;
   r.closed.resolve();
-  for (const read of r.requests.splice(0)) read.resolve({ value: undefined, done: true });
+  const reads = takeRequests(r);
+  for (let i = 0; i < reads.length; i++) reads[i].close();
 }
 
 function rsError(s, e) {
@@ -971,7 +1192,8 @@ function rsError(s, e) {
   const r = s.reader;
   if (r === null) return;
   r.closed.reject(e);
-  for (const read of r.requests.splice(0)) read.reject(e);
+  const reads = takeRequests(r);
+  for (let i = 0; i < reads.length; i++) reads[i].error(e);
 }
 
 function rsEnqueue(s, chunk) {
@@ -979,7 +1201,7 @@ function rsEnqueue(s, chunk) {
   const r = s.reader;
   if (r !== null && r.requests.length > 0) {
     // A read is waiting (so the queue is empty): the chunk goes straight to it.
-    r.requests.shift().resolve({ value: chunk, done: false });
+    ArrayPrototypeShift(r.requests).chunk(chunk);
   } else {
     let size;
     try {
@@ -988,7 +1210,7 @@ function rsEnqueue(s, chunk) {
       rsError(s, e);
       throw e;
     }
-    s.queue.push([chunk, size]);
+    ArrayPrototypePush(s.queue, { __proto__: null, chunk, size });
     s.queueSize += size;
   }
   rsPullIfNeeded(s);
@@ -1000,36 +1222,56 @@ function rsRequestClose(s) {
   if (s.queue.length === 0) rsClose(s);
 }
 
-function rsRead(s) {
+// Reads the next chunk of `s` (locked to a reader) into `request`, a read
+// request as the spec has them: its chunk(value), close() or error(e) is
+// called once, now or when the stream has something.
+function rsReadInto(s, request) {
   s.disturbed = true;
-  if (s.state === "closed") return Promise.resolve({ value: undefined, done: true });
-  if (s.state === "errored") return Promise.reject(s.error);
+  if (s.state === "closed") return request.close();
+  if (s.state === "errored") return request.error(s.error);
   if (s.queue.length > 0) {
-    const [chunk, size] = s.queue.shift();
-    s.queueSize = s.queue.length === 0 ? 0 : s.queueSize - size;
+    const item = ArrayPrototypeShift(s.queue);
+    s.queueSize = s.queue.length === 0 ? 0 : s.queueSize - item.size;
     if (s.closeRequested && s.queue.length === 0) rsClose(s);
     else rsPullIfNeeded(s);
-    return Promise.resolve({ value: chunk, done: false });
+    return request.chunk(item.chunk);
   }
-  const read = deferred();
-  s.reader.requests.push(read);
+  ArrayPrototypePush(s.reader.requests, request);
   rsPullIfNeeded(s);
-  return read.promise;
 }
+
+// A read request settling a promise with `result(value, done)`.
+function promiseRead(s, result) {
+  const d = deferred();
+  rsReadInto(s, {
+    __proto__: null,
+    chunk: (value) => d.resolve(result(value, false)),
+    close: () => d.resolve(result(undefined, true)),
+    error: d.reject,
+  });
+  return d.promise;
+}
+
+// The guest's reader.read(): resolves to an ordinary { value, done }.
+const rsRead = (s) => promiseRead(s, (value, done) => ({ value, done }));
+
+// The prelude's own reads: the result has no prototype, so settling the
+// promise with it never looks up a `then` a tenant put on Object.prototype.
+const rsReadRecord = (s) => promiseRead(s, (value, done) => ({ __proto__: null, value, done }));
 
 function rsCancel(s, reason) {
   s.disturbed = true;
-  if (s.state === "closed") return Promise.resolve();
-  if (s.state === "errored") return Promise.reject(s.error);
+  if (s.state === "closed") return PromiseResolve();
+  if (s.state === "errored") return PromiseReject(s.error);
   rsClose(s);
   s.queue = [];
   s.queueSize = 0;
-  return s.cancel(reason).then(noop);
+  return PromisePrototypeThen(s.cancel(reason), noop);
 }
 
 function rsAcquireReader(s) {
   if (s.reader !== null) throw new TypeError("the stream is locked to a reader");
-  const r = { stream: s, requests: [], closed: deferred() };
+  const r = { __proto__: null, stream: s, requests: [], closed: deferred() };
   if (s.state === "closed") r.closed.resolve();
   else if (s.state === "errored") r.closed.reject(s.error);
   s.reader = r;
@@ -1041,7 +1283,8 @@ function rsReleaseReader(r) {
   if (s === null) return;
   const e = new TypeError("the reader's lock was released");
   r.closed = rejectOrReplace(r.closed, e);
-  for (const read of r.requests.splice(0)) read.reject(e);
+  const reads = takeRequests(r);
+  for (let i = 0; i < reads.length; i++) reads[i].error(e);
   s.reader = null;
   r.stream = null;
 }
@@ -1076,11 +1319,11 @@ class ReadableStreamDefaultReader {
   }
   read() {
     const s = this.#r.stream;
-    return s ? rsRead(s) : Promise.reject(new TypeError("the reader's lock was released"));
+    return s ? rsRead(s) : PromiseReject(new TypeError("the reader's lock was released"));
   }
   cancel(reason) {
     const s = this.#r.stream;
-    return s ? rsCancel(s, reason) : Promise.reject(new TypeError("the reader's lock was released"));
+    return s ? rsCancel(s, reason) : PromiseReject(new TypeError("the reader's lock was released"));
   }
   releaseLock() {
     rsReleaseReader(this.#r);
@@ -1097,19 +1340,28 @@ class ReadableStream {
         throw new TypeError("expected a ReadableStream");
       }
     };
+    isReadableStream = (x) => {
+      try {
+        x.#s;
+        return true;
+      } catch {
+        return false;
+      }
+    };
   }
   constructor(source = {}, strategy = {}) {
     source = source ?? {};
     if (source.type !== undefined) {
       throw new TypeError(`ReadableStream: type ${JSON.stringify(String(source.type))} is not supported`);
     }
-    const [hwm, size] = strategyOf(strategy, 1);
+    const { hwm, size } = strategyOf(strategy, 1);
     const s = (this.#s = {
+      __proto__: null,
       state: "readable", // then "closed" or "errored"
       error: undefined,
       disturbed: false,
       reader: null,
-      queue: [], // [chunk, size]
+      queue: [], // { chunk, size }
       queueSize: 0,
       hwm,
       size,
@@ -1164,7 +1416,7 @@ class ReadableStream {
     return this.#s.reader !== null;
   }
   cancel(reason) {
-    if (this.#s.reader !== null) return Promise.reject(new TypeError("the stream is locked to a reader"));
+    if (this.#s.reader !== null) return PromiseReject(new TypeError("the stream is locked to a reader"));
     return rsCancel(this.#s, reason);
   }
   getReader(options) {
@@ -1172,49 +1424,55 @@ class ReadableStream {
     return new ReadableStreamDefaultReader(this);
   }
   pipeTo(dest, options = {}) {
-    try {
-      const w = wsOf(dest);
-      if (this.locked) throw new TypeError("pipeTo: the source stream is locked");
-      if (w.writer !== null) throw new TypeError("pipeTo: the destination stream is locked");
-      return pipe(new ReadableStreamDefaultReader(this), new WritableStreamDefaultWriter(dest), w, options ?? {});
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return pipeTo(this, dest, options);
   }
   pipeThrough(transform, options) {
     const { writable, readable } = transform;
-    if (this.locked) throw new TypeError("pipeThrough: the source stream is locked");
-    if (writable.locked) throw new TypeError("pipeThrough: the destination stream is locked");
-    this.pipeTo(writable, options).catch(noop);
+    if (this.#s.reader !== null) throw new TypeError("pipeThrough: the source stream is locked");
+    if (wsOf(writable).writer !== null) throw new TypeError("pipeThrough: the destination stream is locked");
+    PromisePrototypeCatch(pipeTo(this, writable, options), noop);
     return readable;
   }
   tee() {
     return tee(this);
   }
   values(options) {
-    return iterate(new ReadableStreamDefaultReader(this), !!options?.preventCancel);
+    return iterate(rsAcquireReader(this.#s), !!options?.preventCancel);
   }
   [Symbol.asyncIterator](options) {
     return this.values(options);
   }
 }
 
+function pipeTo(source, dest, options) {
+  try {
+    const s = rsOf(source);
+    const w = wsOf(dest);
+    if (s.reader !== null) throw new TypeError("pipeTo: the source stream is locked");
+    if (w.writer !== null) throw new TypeError("pipeTo: the destination stream is locked");
+    return pipe(rsAcquireReader(s), wsAcquireWriter(w), options ?? {});
+  } catch (e) {
+    return PromiseReject(e);
+  }
+}
+
 // The async iterator of values(): reads in order (one read at a time) and
 // lets go of the stream at its end; return() cancels it unless prevented.
-function iterate(reader, preventCancel) {
-  let last = Promise.resolve();
+function iterate(r, preventCancel) {
+  let last = PromiseResolve();
   let finished = false;
   const finish = () => {
     finished = true;
-    reader.releaseLock();
+    rsReleaseReader(r);
   };
   const step = () =>
     finished
       ? { value: undefined, done: true }
-      : reader.read().then(
-          (r) => {
-            if (r.done) finish();
-            return r;
+      : PromisePrototypeThen(
+          rsRead(r.stream),
+          (result) => {
+            if (result.done) finish();
+            return result;
           },
           (e) => {
             finish();
@@ -1223,18 +1481,16 @@ function iterate(reader, preventCancel) {
         );
   return {
     next() {
-      return (last = last.then(step, step));
+      return (last = PromisePrototypeThen(last, step, step));
     },
     return(value) {
-      const stop = async () => {
-        if (!finished) {
-          const cancelled = preventCancel ? undefined : reader.cancel(value);
-          finish();
-          await cancelled;
-        }
-        return { value, done: true };
+      const stop = () => {
+        if (finished) return { value, done: true };
+        const cancelled = preventCancel ? undefined : rsCancel(r.stream, value);
+        finish();
+        return PromisePrototypeThen(PromiseResolve(cancelled), () => ({ value, done: true }));
       };
-      return (last = last.then(stop, stop));
+      return (last = PromisePrototypeThen(last, stop, stop));
     },
     [Symbol.asyncIterator]() {
       return this;
@@ -1245,8 +1501,8 @@ function iterate(reader, preventCancel) {
 // Two streams that each see every chunk of `stream` (read as either needs
 // one); the source is cancelled once both are.
 function tee(stream) {
-  const reader = new ReadableStreamDefaultReader(stream);
-  const controllers = [];
+  const r = rsAcquireReader(rsOf(stream));
+  const branches = [null, null]; // their states
   const canceled = [false, false];
   const reasons = [];
   const cancelled = deferred();
@@ -1258,76 +1514,93 @@ function tee(stream) {
       return;
     }
     reading = true;
-    reader.read().then(({ value, done }) => {
-      if (done) {
-        for (const i of [0, 1]) if (!canceled[i]) controllers[i].close();
-        if (!canceled[0] || !canceled[1]) cancelled.resolve();
-        return;
-      }
-      for (const i of [0, 1]) if (!canceled[i]) controllers[i].enqueue(value);
-      reading = false;
-      if (readAgain) {
-        readAgain = false;
-        pull();
-      }
-    }, noop);
+    // As the spec's chunk steps do, the branches get the chunk in a microtask.
+    const later = (f) => PromisePrototypeThen(PromiseResolve(), f);
+    rsReadInto(r.stream, {
+      __proto__: null,
+      chunk: (value) =>
+        later(() => {
+          for (let i = 0; i < 2; i++) if (!canceled[i]) rsEnqueue(branches[i], value);
+          reading = false;
+          if (readAgain) {
+            readAgain = false;
+            pull();
+          }
+        }),
+      close: () =>
+        later(() => {
+          for (let i = 0; i < 2; i++) if (!canceled[i]) rsRequestClose(branches[i]);
+          if (!canceled[0] || !canceled[1]) cancelled.resolve();
+        }),
+      error: noop, // `closed` rejects too: handled below
+    });
   };
   const branch = (i) =>
     new ReadableStream({
-      start(c) {
-        controllers[i] = c;
-      },
       pull,
       cancel(reason) {
         canceled[i] = true;
         reasons[i] = reason;
-        if (canceled[1 - i]) cancelled.resolve(reader.cancel(reasons));
+        if (canceled[1 - i]) cancelled.resolve(rsCancel(r.stream, reasons));
         return cancelled.promise;
       },
     });
-  const branches = [branch(0), branch(1)];
-  reader.closed.catch((e) => {
-    controllers[0].error(e);
-    controllers[1].error(e);
+  const streams = [];
+  for (let i = 0; i < 2; i++) {
+    streams[i] = branch(i);
+    branches[i] = rsOf(streams[i]);
+  }
+  PromisePrototypeCatch(r.closed.promise, (e) => {
+    rsError(branches[0], e);
+    rsError(branches[1], e);
     if (!canceled[0] || !canceled[1]) cancelled.resolve();
   });
-  return branches;
+  return streams;
 }
 
 // pipeTo: one chunk at a time, as the destination is ready for it; when
 // either side fails or the source ends, the other side is told as the
-// options allow, and the pipe settles accordingly.
-async function pipe(reader, writer, w, { preventClose, preventAbort, preventCancel }) {
-  const never = new Promise(noop);
-  const fail = (side) => (error) => ({ side, error });
-  const sourceFailed = reader.closed.then(() => never, fail("source"));
+// options allow, and the pipe settles accordingly. Works on the reader's
+// and the writer's internal records, never their public methods.
+async function pipe(r, wr, options) {
+  const preventClose = !!options.preventClose;
+  const preventAbort = !!options.preventAbort;
+  const preventCancel = !!options.preventCancel;
+  const w = wr.stream;
+  const fail = (side) => (error) => ({ __proto__: null, side, error });
+  // Settles only if the source fails (a promise returned from a reaction
+  // would be adopted through its `then`).
+  const sourceFailure = deferred();
+  PromisePrototypeThen(r.closed.promise, noop, (e) => sourceFailure.resolve(fail("source")(e)));
+  const sourceFailed = sourceFailure.promise;
   const destClosed = () => fail("dest")(new TypeError("the destination stream is closed"));
-  const destFailed = writer.closed.then(destClosed, fail("dest"));
+  const destFailed = PromisePrototypeThen(wr.closed.promise, destClosed, fail("dest"));
   let end = w.closeRequest !== null || w.state === "closed" ? destClosed() : null;
-  let lastWrite = Promise.resolve();
+  let lastWrite = PromiseResolve();
   while (end === null) {
-    end = await Promise.race([writer.ready.then(() => null, fail("dest")), sourceFailed, destFailed]);
+    const ready = PromisePrototypeThen(wr.ready.promise, () => null, fail("dest"));
+    end = await race([ready, sourceFailed, destFailed]);
     if (end !== null) break;
-    const r = await Promise.race([reader.read().catch(fail("source")), destFailed]);
-    if (r.side !== undefined) end = r;
-    else if (r.done) end = { side: "done" };
-    else lastWrite = writer.write(r.value).catch(noop);
+    const read = await race([PromisePrototypeCatch(rsReadRecord(r.stream), fail("source")), destFailed]);
+    if (read.side !== undefined) end = read;
+    else if (read.done) end = { __proto__: null, side: "done" };
+    else lastWrite = PromisePrototypeCatch(wsWrite(w, read.value), noop);
   }
   try {
     if (end.side === "done") {
-      if (!preventClose) await writer.close();
+      if (!preventClose) await (wr.stream ? wsClose(wr.stream) : PromiseReject(released()));
       return;
     }
     if (end.side === "source") {
       await lastWrite;
-      if (!preventAbort) await writer.abort(end.error);
+      if (!preventAbort) await (wr.stream ? wsAbort(wr.stream, end.error) : PromiseReject(released()));
     } else if (!preventCancel) {
-      await reader.cancel(end.error);
+      await (r.stream ? rsCancel(r.stream, end.error) : PromiseReject(new TypeError("the reader's lock was released")));
     }
     throw end.error;
   } finally {
-    writer.releaseLock();
-    reader.releaseLock();
+    wsReleaseWriter(wr);
+    rsReleaseReader(r);
   }
 }
 
@@ -1335,13 +1608,11 @@ async function pipe(reader, writer, w, { preventClose, preventAbort, preventCanc
 // untouched (see wholeBytes).
 function bytesStream(bytes) {
   const copy = copyBytes(bytes);
-  const stream = new ReadableStream({
-    start(c) {
-      if (copy.length > 0) c.enqueue(copy);
-      c.close();
-    },
-  });
-  rsOf(stream).whole = copy;
+  const stream = new ReadableStream();
+  const s = rsOf(stream);
+  if (TypedArrayPrototypeGetLength(copy) > 0) rsEnqueue(s, copy);
+  rsRequestClose(s);
+  s.whole = copy;
   return stream;
 }
 
@@ -1353,7 +1624,7 @@ function wholeBytes(stream) {
 
 // -- WritableStream
 
-const CLOSE = {}; // the close request's place in a writable stream's queue
+const CLOSE = { __proto__: null }; // the close request's place in a writable stream's queue
 
 function wsDesiredSize(w) {
   return w.state === "writable" ? w.hwm - w.queueSize : w.state === "closed" ? 0 : null;
@@ -1384,7 +1655,9 @@ function wsStartErroring(w, reason) {
 function wsFinishErroring(w) {
   w.state = "errored";
   const e = w.error;
-  for (const item of w.queue.splice(0)) if (item !== CLOSE) item.done.reject(e);
+  const queued = w.queue;
+  w.queue = [];
+  for (let i = 0; i < queued.length; i++) if (queued[i] !== CLOSE) queued[i].done.reject(e);
   w.queueSize = 0;
   const rejectClose = () => {
     if (w.closeRequest !== null) w.closeRequest.reject(e);
@@ -1398,7 +1671,8 @@ function wsFinishErroring(w) {
     abort.done.reject(e);
     return rejectClose();
   }
-  w.abort(abort.reason).then(
+  PromisePrototypeThen(
+    w.abort(abort.reason),
     () => {
       abort.done.resolve();
       rejectClose();
@@ -1423,8 +1697,9 @@ function wsAdvance(w) {
   w.busy = true;
   const item = w.queue[0];
   if (item === CLOSE) {
-    w.queue.shift();
-    w.close().then(
+    ArrayPrototypeShift(w.queue);
+    PromisePrototypeThen(
+      w.close(),
       () => {
         w.busy = false;
         w.closeRequest.resolve();
@@ -1449,10 +1724,11 @@ function wsAdvance(w) {
     );
     return;
   }
-  w.write(item.chunk, w.controller).then(
+  PromisePrototypeThen(
+    w.write(item.chunk, w.controller),
     () => {
       w.busy = false;
-      w.queue.shift();
+      ArrayPrototypeShift(w.queue);
       w.queueSize = w.queue.length === 0 ? 0 : w.queueSize - item.size;
       item.done.resolve();
       wsUpdateBackpressure(w);
@@ -1460,7 +1736,7 @@ function wsAdvance(w) {
     },
     (e) => {
       w.busy = false;
-      w.queue.shift();
+      ArrayPrototypeShift(w.queue);
       item.done.reject(e);
       wsFailed(w, e);
     },
@@ -1474,12 +1750,12 @@ function wsWrite(w, chunk) {
   } catch (e) {
     if (w.state === "writable") wsStartErroring(w, e);
   }
-  if (w.state === "errored" || w.state === "erroring") return Promise.reject(w.error);
+  if (w.state === "errored" || w.state === "erroring") return PromiseReject(w.error);
   if (w.closeRequest !== null || w.state === "closed") {
-    return Promise.reject(new TypeError("cannot write: the stream is closed or closing"));
+    return PromiseReject(new TypeError("cannot write: the stream is closed or closing"));
   }
   const done = deferred();
-  w.queue.push({ chunk, size, done });
+  ArrayPrototypePush(w.queue, { __proto__: null, chunk, size, done });
   w.queueSize += size;
   wsUpdateBackpressure(w);
   wsAdvance(w);
@@ -1488,28 +1764,28 @@ function wsWrite(w, chunk) {
 
 function wsClose(w) {
   if (w.state === "closed" || w.state === "errored" || w.closeRequest !== null) {
-    return Promise.reject(new TypeError("cannot close: the stream is closed, closing or errored"));
+    return PromiseReject(new TypeError("cannot close: the stream is closed, closing or errored"));
   }
   const close = (w.closeRequest = deferred());
   wsUpdateBackpressure(w);
-  w.queue.push(CLOSE);
+  ArrayPrototypePush(w.queue, CLOSE);
   wsAdvance(w);
   return close.promise;
 }
 
 function wsAbort(w, reason) {
-  if (w.state === "closed" || w.state === "errored") return Promise.resolve();
+  if (w.state === "closed" || w.state === "errored") return PromiseResolve();
   if (w.pendingAbort !== null) return w.pendingAbort.done.promise;
   const wasErroring = w.state === "erroring";
   const done = deferred();
-  w.pendingAbort = { done, reason: wasErroring ? undefined : reason, wasErroring };
+  w.pendingAbort = { __proto__: null, done, reason: wasErroring ? undefined : reason, wasErroring };
   if (!wasErroring) wsStartErroring(w, reason);
   return done.promise;
 }
 
 function wsAcquireWriter(w) {
   if (w.writer !== null) throw new TypeError("the stream is locked to a writer");
-  const wr = { stream: w, ready: deferred(), closed: deferred() };
+  const wr = { __proto__: null, stream: w, ready: deferred(), closed: deferred() };
   if (w.state === "writable") {
     if (!w.backpressure) wr.ready.resolve();
   } else if (w.state === "erroring") {
@@ -1555,24 +1831,27 @@ class WritableStreamDefaultWriter {
   }
   write(chunk) {
     const w = this.#wr.stream;
-    return w ? wsWrite(w, chunk) : Promise.reject(released());
+    return w ? wsWrite(w, chunk) : PromiseReject(released());
   }
   close() {
     const w = this.#wr.stream;
-    return w ? wsClose(w) : Promise.reject(released());
+    return w ? wsClose(w) : PromiseReject(released());
   }
   abort(reason) {
     const w = this.#wr.stream;
-    return w ? wsAbort(w, reason) : Promise.reject(released());
+    return w ? wsAbort(w, reason) : PromiseReject(released());
   }
   releaseLock() {
-    const wr = this.#wr;
-    if (wr.stream === null) return;
-    wr.ready = rejectOrReplace(wr.ready, released());
-    wr.closed = rejectOrReplace(wr.closed, released());
-    wr.stream.writer = null;
-    wr.stream = null;
+    wsReleaseWriter(this.#wr);
   }
+}
+
+function wsReleaseWriter(wr) {
+  if (wr.stream === null) return;
+  wr.ready = rejectOrReplace(wr.ready, released());
+  wr.closed = rejectOrReplace(wr.closed, released());
+  wr.stream.writer = null;
+  wr.stream = null;
 }
 
 class WritableStream {
@@ -1589,8 +1868,9 @@ class WritableStream {
   constructor(sink = {}, strategy = {}) {
     sink = sink ?? {};
     if (sink.type !== undefined) throw new RangeError("WritableStream: sink.type is not supported");
-    const [hwm, size] = strategyOf(strategy, 1);
+    const { hwm, size } = strategyOf(strategy, 1);
     const w = (this.#w = {
+      __proto__: null,
       state: "writable", // then "erroring", "errored" or "closed"
       error: undefined,
       writer: null,
@@ -1627,11 +1907,11 @@ class WritableStream {
     return this.#w.writer !== null;
   }
   abort(reason) {
-    if (this.locked) return Promise.reject(new TypeError("the stream is locked to a writer"));
+    if (this.#w.writer !== null) return PromiseReject(new TypeError("the stream is locked to a writer"));
     return wsAbort(this.#w, reason);
   }
   close() {
-    if (this.locked) return Promise.reject(new TypeError("the stream is locked to a writer"));
+    if (this.#w.writer !== null) return PromiseReject(new TypeError("the stream is locked to a writer"));
     return wsClose(this.#w);
   }
   getWriter() {
@@ -1702,7 +1982,7 @@ class TransformStream {
     if (transformer.readableType !== undefined || transformer.writableType !== undefined) {
       throw new RangeError("TransformStream: readableType and writableType are not supported");
     }
-    const t = { r: null, w: null, backpressure: false, change: null };
+    const t = { __proto__: null, r: null, w: null, backpressure: false, change: null };
     const controller = new TransformStreamDefaultController(INTERNAL, t);
     const transform =
       transformer.transform === undefined
@@ -1763,7 +2043,7 @@ class TransformStream {
     tsSetBackpressure(t, true);
     const start = transformer.start;
     if (start !== undefined && typeof start !== "function") throw new TypeError("start must be a function");
-    started.resolve(start === undefined ? undefined : start.call(transformer, controller));
+    started.resolve(start === undefined ? undefined : ReflectApply(start, transformer, [controller]));
   }
   get readable() {
     return this.#readable;
@@ -1849,10 +2129,10 @@ function extractBody(body) {
   if (body === undefined || body === null) return [null, null];
   if (typeof body === "string") return [utf8Encode(body), "text/plain;charset=UTF-8"];
   if (isBufferSource(body)) return [copyBytes(body), null];
-  if (body instanceof URLSearchParams) {
+  if (isURLSearchParams(body)) {
     return [utf8Encode(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
   }
-  if (body instanceof ReadableStream) {
+  if (isReadableStream(body)) {
     const s = rsOf(body);
     if (s.reader !== null || s.disturbed) throw new TypeError("the body stream is locked or has been read");
     return [body, null];
@@ -1864,80 +2144,97 @@ const EMPTY = new Uint8Array(0);
 
 // Reads a body stream to its end; chunks are bytes as in `chunkBytes`.
 async function readAll(stream) {
-  const reader = new ReadableStreamDefaultReader(stream);
+  const r = rsAcquireReader(rsOf(stream));
   const parts = [];
   let total = 0;
   for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
+    const read = await rsReadRecord(r.stream);
+    if (read.done) break;
     let bytes;
     try {
-      bytes = chunkBytes(value);
+      bytes = chunkBytes(read.value);
     } catch (e) {
-      reader.cancel(e).catch(noop);
+      PromisePrototypeCatch(rsCancel(r.stream, e), noop);
       throw e;
     }
-    parts.push(bytes);
-    total += bytes.length;
+    ArrayPrototypePush(parts, bytes);
+    total += TypedArrayPrototypeGetLength(bytes);
   }
   if (parts.length === 1) return parts[0];
   const out = new Uint8Array(total);
   let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
+  for (let i = 0; i < parts.length; i++) {
+    TypedArrayPrototypeSet(out, parts[i], at);
+    at += TypedArrayPrototypeGetLength(parts[i]);
   }
   return out;
 }
+
+// The prelude's own access to bodies (set in Body's static block).
+let bodyInit; // (body, init body, headers): takes the init body
+let bodyPeekBytes; // the bytes; for a stream, only those of an untouched bytesStream()
+let bodyStreamOf; // the ReadableStream when streamed, else null
+let bodyToCopy;
+let bodyCloneTo;
+let bodyUsed;
 
 class Body {
   #bytes = null; // the body, when it is bytes
   #stream = null; // the body, when it is streamed; for bytes, made by `body`
   #used = false;
-  _initBody(body, headers) {
-    const [b, type] = extractBody(body);
-    if (b instanceof ReadableStream) this.#stream = b;
-    else this.#bytes = b;
-    if (type !== null && !headers.has("content-type")) headers.set("content-type", type);
-  }
-  // The body's bytes; for a stream, only those of an untouched bytesStream().
-  _peekBytes() {
-    return this.#bytes ?? (this.#stream === null ? null : wholeBytes(this.#stream));
-  }
-  // The body's ReadableStream when it is streamed, else null. A stream made
-  // over bytes (`new Response(request.body)`) that nobody has touched is
-  // still bytes: the host takes them from _peekBytes() and need not stream.
-  static _streamOf(body) {
-    const stream = body.#stream;
-    return body.#bytes === null && stream !== null && wholeBytes(stream) === null ? stream : null;
-  }
-  // The body of a Request made from this one: the bytes, or the stream,
-  // which then moves to it (leaving this body used).
-  _bodyToCopy() {
-    if (this.#bytes !== null || this.#stream === null) return this.#bytes;
-    if (this.bodyUsed) throw new TypeError("Body has already been used");
-    this.#used = true;
-    return this.#stream;
-  }
-  // Gives `to`, a fresh Request or Response, this body too: the same bytes,
-  // or one branch of a tee of the stream (this body keeps the other).
-  _cloneBodyTo(to) {
-    if (this.bodyUsed || this.#stream?.locked) throw new TypeError("Body has already been used");
-    if (this.#bytes !== null || this.#stream === null) to.#bytes = this.#bytes;
-    else [this.#stream, to.#stream] = this.#stream.tee();
+  static {
+    bodyInit = (self, body, headers) => {
+      const extracted = extractBody(body);
+      const b = extracted[0];
+      const type = extracted[1];
+      if (isReadableStream(b)) self.#stream = b;
+      else self.#bytes = b;
+      if (type !== null && !headersHas(headers, "content-type")) headersSet(headers, "content-type", type);
+    };
+    bodyUsed = (self) => self.#used || (self.#stream !== null && rsOf(self.#stream).disturbed);
+    bodyPeekBytes = (self) => self.#bytes ?? (self.#stream === null ? null : wholeBytes(self.#stream));
+    // A stream made over bytes (`new Response(request.body)`) that nobody
+    // has touched is still bytes: the host takes them from bodyPeekBytes()
+    // and need not stream.
+    bodyStreamOf = (self) => {
+      const stream = self.#stream;
+      return self.#bytes === null && stream !== null && wholeBytes(stream) === null ? stream : null;
+    };
+    // The body of a Request made from this one: the bytes, or the stream,
+    // which then moves to it (leaving this body used).
+    bodyToCopy = (self) => {
+      if (self.#bytes !== null || self.#stream === null) return self.#bytes;
+      if (bodyUsed(self)) throw new TypeError("Body has already been used");
+      self.#used = true;
+      return self.#stream;
+    };
+    // Gives `to`, a fresh Request or Response, this body too: the same
+    // bytes, or one branch of a tee of the stream (this body keeps the other).
+    bodyCloneTo = (self, to) => {
+      if (bodyUsed(self) || (self.#stream !== null && rsOf(self.#stream).reader !== null)) {
+        throw new TypeError("Body has already been used");
+      }
+      if (self.#bytes !== null || self.#stream === null) {
+        to.#bytes = self.#bytes;
+      } else {
+        const branches = tee(self.#stream);
+        self.#stream = branches[0];
+        to.#stream = branches[1];
+      }
+    };
   }
   #consume() {
-    if (this.bodyUsed) return Promise.reject(new TypeError("Body has already been used"));
+    if (bodyUsed(this)) return PromiseReject(new TypeError("Body has already been used"));
     if (this.#stream === null) {
       this.#used = true;
-      return Promise.resolve(this.#bytes === null ? EMPTY : this.#bytes);
+      return PromiseResolve(this.#bytes === null ? EMPTY : this.#bytes);
     }
-    if (this.#stream.locked) return Promise.reject(new TypeError("the body stream is locked"));
+    if (rsOf(this.#stream).reader !== null) return PromiseReject(new TypeError("the body stream is locked"));
     this.#used = true;
     return readAll(this.#stream);
   }
   get bodyUsed() {
-    return this.#used || (this.#stream !== null && rsOf(this.#stream).disturbed);
+    return bodyUsed(this);
   }
   get body() {
     if (this.#stream === null && this.#bytes !== null) {
@@ -1948,8 +2245,7 @@ class Body {
     return this.#stream;
   }
   async arrayBuffer() {
-    const b = await this.#consume();
-    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+    return TypedArrayPrototypeGetBuffer(copyBytes(await this.#consume()));
   }
   async bytes() {
     return new Uint8Array(await this.arrayBuffer());
@@ -1972,6 +2268,8 @@ class Body {
 
 const METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"];
 
+let isRequest;
+
 class Request extends Body {
   #method;
   #url;
@@ -1980,11 +2278,11 @@ class Request extends Body {
     super();
     init = init || {};
     let body = init.body;
-    if (input instanceof Request) {
+    if (isRequest(input)) {
       this.#method = init.method !== undefined ? String(init.method) : input.#method;
       this.#url = input.#url;
       this.#headers = new Headers(init.headers !== undefined ? init.headers : input.#headers);
-      if (body === undefined) body = input._bodyToCopy();
+      if (body === undefined) body = bodyToCopy(input);
     } else {
       this.#url = new URL(String(input)).href;
       this.#method = init.method !== undefined ? String(init.method) : "GET";
@@ -1996,7 +2294,17 @@ class Request extends Body {
     if ((this.#method === "GET" || this.#method === "HEAD") && body !== undefined && body !== null) {
       throw new TypeError("Request with GET/HEAD method cannot have body.");
     }
-    this._initBody(body, this.#headers);
+    bodyInit(this, body, this.#headers);
+  }
+  static {
+    isRequest = (x) => {
+      try {
+        x.#method;
+        return true;
+      } catch {
+        return false;
+      }
+    };
   }
   get method() {
     return this.#method;
@@ -2015,7 +2323,7 @@ class Request extends Body {
   }
   clone() {
     const r = new Request(this, { body: null });
-    this._cloneBodyTo(r);
+    bodyCloneTo(this, r);
     return r;
   }
   get [Symbol.toStringTag]() {
@@ -2034,6 +2342,10 @@ const STATUS_TEXT = {
   502: "Bad Gateway", 503: "Service Unavailable",
 };
 
+// The prelude's own view of a Response: [status, headers], or undefined
+// when `x` is not one (by its private fields, not instanceof or getters).
+let responseHead;
+
 class Response extends Body {
   #status;
   #statusText;
@@ -2051,7 +2363,16 @@ class Response extends Body {
     if ((status === 204 || status === 205 || status === 304) && body !== null && body !== undefined) {
       throw new TypeError(`Response with status ${status} cannot have a body`);
     }
-    this._initBody(body, this.#headers);
+    bodyInit(this, body, this.#headers);
+  }
+  static {
+    responseHead = (x) => {
+      try {
+        return [x.#status, x.#headers];
+      } catch {
+        return undefined;
+      }
+    };
   }
   static json(data, init = {}) {
     const text = JSON.stringify(data);
@@ -2096,7 +2417,7 @@ class Response extends Body {
       statusText: this.#statusText,
       headers: this.#headers,
     });
-    this._cloneBodyTo(r);
+    bodyCloneTo(this, r);
     return r;
   }
   get [Symbol.toStringTag]() {
@@ -2183,7 +2504,7 @@ function badResponse(message) {
 // A streamed response body's chunk as bytes: Uint8Array (or any other
 // BufferSource) as is, strings as UTF-8.
 function chunkBytes(value) {
-  if (value instanceof Uint8Array) return value;
+  if (isUint8Array(value)) return value;
   if (isBufferSource(value)) return copyBytes(value);
   if (typeof value === "string") return utf8Encode(value);
   throw new TypeError(
@@ -2191,11 +2512,36 @@ function chunkBytes(value) {
   );
 }
 
-// Open response streams: scope -> { reader, read }, where `read` is the
-// state of the read under way: null (none), { pending }, { chunk }, { done }
-// or { error }.
+// Settles once every promise in `promises` (as it is now) has fulfilled;
+// they never reject. Promise.all without the iterator or `then` lookups.
+function allFulfilled(promises) {
+  const d = deferred();
+  let left = promises.length;
+  if (left === 0) d.resolve();
+  for (let i = 0; i < promises.length; i++) {
+    PromisePrototypeThen(promises[i], () => {
+      if (--left === 0) d.resolve();
+    });
+  }
+  return d.promise;
+}
+
+// What internals.run resolves to: a real array for the host, without a
+// prototype, so settling the promise with it looks up no `then`.
+function headRecord(status, pairs, body, streamed) {
+  const head = [status, pairs, body, streamed];
+  ObjectSetPrototypeOf(head, null);
+  return head;
+}
+
+const logError = logger("error: ");
+
+// Open response streams: scope -> { r, read }, where `r` is the internal
+// record of the stream's reader and `read` the state of the read under
+// way: null (none), or { pending, done, chunk, failed, error }.
 const streams = new Map();
-const readyScopes = [];
+// The scopes whose read settled since the host last asked.
+let readyScopes = [];
 
 const internals = {
   // Validates the tenant module's namespace and keeps its fetch handler.
@@ -2217,104 +2563,129 @@ const internals = {
     currentScope = scope;
     clearScopeTimers(scope);
     const headers = new Headers();
-    for (let i = 0; i < headerPairs.length; i += 2) headers.append(headerPairs[i], headerPairs[i + 1]);
-    const init = { method, headers };
+    for (let i = 0; i < headerPairs.length; i += 2) headersAppend(headers, headerPairs[i], headerPairs[i + 1]);
+    const init = { __proto__: null, method, headers, body: undefined };
     if (body != null && method !== "GET" && method !== "HEAD") init.body = body;
     const request = new Request(url, init);
     const env = {};
     if (hasKv) env.KV = KV;
     const waits = [];
-    const ctx = Object.freeze({
+    const ctx = ObjectFreeze({
       waitUntil(p) {
-        waits.push(Promise.resolve(p).catch((e) => console.error(e)));
+        ArrayPrototypePush(waits, PromisePrototypeCatch(PromiseResolve(p), logError));
       },
       passThroughOnException() {},
     });
-    return Promise.resolve()
-      .then(() => handler.fetch(request, env, ctx))
-      .then((response) => {
-        if (!(response instanceof Response)) {
+    const done = deferred();
+    const respond = (response) => {
+      try {
+        const head = responseHead(response);
+        if (head === undefined) {
           throw badResponse(`fetch() must return a Response, got ${inspect(response)}`);
         }
-        const head = [response.status, Headers._wirePairs(response.headers)];
-        const stream = Body._streamOf(response);
+        const pairs = headersWirePairs(head[1]);
+        const stream = bodyStreamOf(response);
         if (stream !== null) {
-          streams.set(scope, { reader: stream.getReader(), read: null });
-          return [...head, null, true];
+          MapPrototypeSet(streams, scope, { __proto__: null, r: rsAcquireReader(rsOf(stream)), read: null });
+          return done.resolve(headRecord(head[0], pairs, null, true));
         }
-        const bytes = response._peekBytes();
-        return Promise.all(waits).then(() => [...head, bytes, false]);
-      });
+        const bytes = bodyPeekBytes(response);
+        PromisePrototypeThen(allFulfilled(waits), () => done.resolve(headRecord(head[0], pairs, bytes, false)));
+      } catch (e) {
+        done.reject(e);
+      }
+    };
+    // The handler's result is never used to resolve a promise: that would
+    // look up `then` on it (a Response, or the handler's promise) and run
+    // whatever a tenant put there.
+    const call = () => {
+      const result = handler.fetch(request, env, ctx);
+      if (responseHead(result) !== undefined) respond(result);
+      else if (!thenIfPromise(result, respond, done.reject)) {
+        // A thenable of the tenant's, or not a Response at all.
+        PromisePrototypeThen(PromiseResolve(result), respond, done.reject);
+      }
+    };
+    PromisePrototypeCatch(PromisePrototypeThen(PromiseResolve(), call), done.reject);
+    return done.promise;
   },
 
   // Starts reading the next chunk of `scope`'s stream, unless a read is
-  // already under way or settled. When the read settles, `scope` is listed
-  // for `takeReady`.
+  // already under way or settled. When the read settles (at once, if the
+  // stream has a chunk queued), `scope` is listed for `takeReady`.
   pullStart(scope) {
     currentScope = scope;
-    const s = streams.get(scope);
-    if (!s || s.read !== null) return;
-    const read = { pending: true };
+    const s = MapPrototypeGet(streams, scope);
+    if (s === undefined || s.read !== null) return;
+    const read = { __proto__: null, pending: true, done: false, chunk: undefined, failed: false, error: undefined };
     s.read = read;
-    s.reader.read().then(
-      ({ value, done }) => {
-        read.pending = false;
-        if (done) read.done = true;
-        else {
-          try {
-            read.chunk = chunkBytes(value);
-          } catch (e) {
-            read.error = e;
-          }
+    const settled = () => {
+      read.pending = false;
+      if (MapPrototypeHas(streams, scope)) ArrayPrototypePush(readyScopes, scope);
+    };
+    rsReadInto(s.r.stream, {
+      __proto__: null,
+      chunk(value) {
+        try {
+          read.chunk = chunkBytes(value);
+        } catch (e) {
+          read.failed = true;
+          read.error = e;
         }
+        settled();
       },
-      (e) => {
-        read.pending = false;
+      close() {
+        read.done = true;
+        settled();
+      },
+      error(e) {
+        read.failed = true;
         read.error = e === undefined ? new TypeError("the response stream was errored") : e;
+        settled();
       },
-    ).finally(() => {
-      if (streams.has(scope)) readyScopes.push(scope);
     });
   },
 
   // The scopes whose read settled since the last call, so the host wakes
   // only the streams that have something to hand over.
   takeReady() {
-    return readyScopes.splice(0);
+    const ready = readyScopes;
+    readyScopes = [];
+    return ready;
   },
 
   // The settled read of `scope`'s stream: undefined while it is pending,
   // null when the stream has ended, else the chunk's bytes. A stream the
   // guest errored throws its error.
   pullResult(scope) {
-    const s = streams.get(scope);
-    if (!s) return null;
+    const s = MapPrototypeGet(streams, scope);
+    if (s === undefined) return null;
     const read = s.read;
     if (read === null || read.pending) return undefined;
     s.read = null;
-    if (read.error !== undefined) throw read.error;
+    if (read.failed) throw read.error;
     return read.done ? null : read.chunk;
   },
 
   // Milliseconds until `scope`'s earliest timer is due, or -1 when it has none.
   nextTimer(scope) {
-    const t = earliestTimer(scope);
-    return t ? Math.max(0, t[1].due - Date.now()) : -1;
+    const next = earliestTimer(scope);
+    return next === undefined ? -1 : MathMax(0, next.t.due - DateNow());
   },
 
   // Fires `scope`'s earliest timer.
   fireTimer(scope) {
     currentScope = scope;
-    const t = earliestTimer(scope);
-    if (!t) return;
-    const [id, timer] = t;
+    const next = earliestTimer(scope);
+    if (next === undefined) return;
+    const timer = next.t;
     if (timer.repeat) {
-      timer.due = Date.now() + Math.max(1, timer.delay) + 1;
+      timer.due = DateNow() + MathMax(1, timer.delay) + 1;
       timer.seq = ++timerSeq;
     } else {
-      timers.delete(id);
+      MapPrototypeDelete(timers, next.id);
     }
-    timer.fn(...timer.args);
+    ReflectApply(timer.fn, undefined, timer.args);
   },
 
   // Ends `scope`: drops its timers (none outlives its request) and, if its
@@ -2322,14 +2693,14 @@ const internals = {
   // cancels the stream so the guest's `cancel` callback runs.
   endScope(scope) {
     clearScopeTimers(scope);
-    const s = streams.get(scope);
-    streams.delete(scope);
-    if (s) {
+    const s = MapPrototypeGet(streams, scope);
+    MapPrototypeDelete(streams, scope);
+    if (s !== undefined) {
       currentScope = scope;
       try {
-        s.reader.cancel("the response stream was closed").catch(() => {});
+        if (s.r.stream !== null) PromisePrototypeCatch(rsCancel(s.r.stream, "the response stream was closed"), noop);
       } catch (_) {
-        // A broken reader must not stop the host.
+        // A broken stream must not stop the host.
       }
       clearScopeTimers(scope);
     }

@@ -372,6 +372,7 @@ fn tier_name_of(name: &str) -> Result<corral_limits::TierName, PlatformError> {
 /// # use corral::platform::limits_for;
 /// let l = limits_for(&corral::limits_layers::Tier::pro());
 /// assert_eq!(l.memory_bytes, (256 << 20) / 2);
+/// assert_eq!(l.stream_fuel, 10_000_000_000);
 /// ```
 pub fn limits_for(tier: &Tier) -> Limits {
     Limits::builder()
@@ -379,6 +380,8 @@ pub fn limits_for(tier: &Tier) -> Limits {
         .memory_bytes(tier.instance_memory_bytes())
         .wall_clock(tier.wall_clock)
         .idle_timeout(tier.idle_timeout)
+        .stream_fuel(tier.stream_fuel)
+        .max_stream_duration(tier.max_stream_duration)
         .build()
 }
 

@@ -3,6 +3,7 @@
 #![cfg(feature = "js")]
 
 mod api;
+mod budget;
 mod fleet;
 mod limits;
 mod memory;
