@@ -4,6 +4,7 @@
 
 mod api;
 mod fleet;
+mod hygiene;
 mod limits;
 mod memory;
 mod streaming;
