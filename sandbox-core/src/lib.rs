@@ -17,6 +17,7 @@ mod limits;
 mod log;
 pub mod platform;
 mod registry;
+pub mod response;
 mod service;
 pub mod wasm;
 

@@ -5,7 +5,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 use rquickjs::function::This;
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::promise::PromiseState;
@@ -660,6 +659,9 @@ fn to_response<'js>(
         .into_array()
         .ok_or_else(|| bad("the response is not an array".into()))?;
     let status: u16 = triple.get(0).map_err(shape)?;
+    // Counted before a single string is copied out of the guest's heap.
+    let count = triple.get::<Array<'js>>(1).map_err(shape)?.len() / 2;
+    crate::response::check_header_count(count)?;
     let pairs: Vec<String> = triple.get(1).map_err(shape)?;
     let body: Option<TypedArray<'js, u8>> = triple.get(2).map_err(shape)?;
     let streamed: bool = triple.get(3).map_err(shape)?;
@@ -670,16 +672,9 @@ fn to_response<'js>(
         });
     }
     let mut response = http::Response::new(Bytes::from(body));
-    *response.status_mut() =
-        http::StatusCode::from_u16(status).map_err(|_| bad(format!("invalid status {status}")))?;
-    let headers = response.headers_mut();
-    for pair in pairs.chunks_exact(2) {
-        let name = HeaderName::from_bytes(pair[0].as_bytes())
-            .map_err(|_| bad(format!("invalid header name {:?}", pair[0])))?;
-        let value = HeaderValue::from_bytes(pair[1].as_bytes())
-            .map_err(|_| bad(format!("invalid value for header {name}")))?;
-        headers.append(name, value);
-    }
+    *response.status_mut() = crate::response::guest_status(status)?;
+    *response.headers_mut() =
+        crate::response::guest_headers(pairs.chunks_exact(2).map(|p| (&p[0], &p[1])))?;
     Ok((response, streamed))
 }
 

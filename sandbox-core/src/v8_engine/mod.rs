@@ -45,7 +45,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 use parking_lot::Mutex;
 
 use crate::js::engine::{PRELUDE_SOURCE, request_url};
@@ -662,10 +661,10 @@ fn to_response<'s>(
         });
     }
     let mut response = http::Response::new(Bytes::from(body));
-    *response.status_mut() = u16::try_from(status)
-        .ok()
-        .and_then(|s| http::StatusCode::from_u16(s).ok())
-        .ok_or_else(|| bad(format!("invalid status {status}")))?;
+    *response.status_mut() = crate::response::guest_status(u16::try_from(status).unwrap_or(0))?;
+    // Counted before a single string is copied out of the guest's heap.
+    crate::response::check_header_count(pairs.length() as usize / 2)?;
+    let mut headers = crate::response::GuestHeaders::new();
     let mut i = 0;
     while i + 1 < pairs.length() {
         let text = |scope: &mut v8::PinScope<'s, '_>, i: u32| {
@@ -675,13 +674,10 @@ fn to_response<'s>(
                 .unwrap_or_default()
         };
         let (name, value) = (text(scope, i), text(scope, i + 1));
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| bad(format!("invalid header name {name:?}")))?;
-        let value = HeaderValue::from_bytes(value.as_bytes())
-            .map_err(|_| bad(format!("invalid value for header {name}")))?;
-        response.headers_mut().append(name, value);
+        headers.append(name.as_bytes(), value.as_bytes())?;
         i += 2;
     }
+    *response.headers_mut() = headers.into_map();
     Ok(response)
 }
 

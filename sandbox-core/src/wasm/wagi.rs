@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
@@ -17,6 +17,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 use crate::body::TrySend;
+use crate::response::{GuestHeaders, guest_status};
 use crate::{Body, BodySender, SandboxError, TenantLog};
 
 /// The CGI variables for `req` (and nothing else: no host environment).
@@ -88,6 +89,9 @@ pub(crate) fn cgi_env(req: &Request<Bytes>) -> Vec<(String, String)> {
 
 /// Parses a CGI response: header lines (`Status:`, `Content-Type:`,
 /// `Location:`, others), a blank line, then the body. LF or CRLF.
+///
+/// The headers go through [`GuestHeaders`]: capped in count and bytes, and
+/// without the framing headers the host owns.
 pub(crate) fn parse_cgi(out: Bytes) -> Result<Response<Bytes>, SandboxError> {
     let bad = |reason: String| SandboxError::BadResponse { reason };
     let (head_end, body_start) = find_blank_line(&out).ok_or_else(|| {
@@ -99,10 +103,8 @@ pub(crate) fn parse_cgi(out: Bytes) -> Result<Response<Bytes>, SandboxError> {
     })?;
     let head =
         std::str::from_utf8(&out[..head_end]).map_err(|_| bad("headers are not UTF-8".into()))?;
-    let mut resp = Response::new(Bytes::new());
+    let mut headers = GuestHeaders::new();
     let mut status = None;
-    let mut has_location = false;
-    let mut has_content_type = false;
     for line in head.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
@@ -110,29 +112,27 @@ pub(crate) fn parse_cgi(out: Bytes) -> Result<Response<Bytes>, SandboxError> {
         }
         let (name, value) = line
             .split_once(':')
-            .ok_or_else(|| bad(format!("header line without a colon: {line:?}")))?;
+            .ok_or_else(|| bad(format!("header line without a colon: {:?}", clip(line))))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("status") {
+            // Not a header, but counted like one: a flood of them stops too.
+            headers.account(name.len(), value.len())?;
             let code = value.split_whitespace().next().unwrap_or("");
             let code = code
                 .parse::<u16>()
-                .ok()
-                .and_then(|c| StatusCode::from_u16(c).ok())
-                .ok_or_else(|| bad(format!("bad Status: {value:?}")))?;
-            status = Some(code);
+                .map_err(|_| bad(format!("bad Status: {:?}", clip(value))))?;
+            status = Some(guest_status(code)?);
             continue;
         }
-        let hname = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| bad(format!("bad header name {name:?}")))?;
-        let hvalue = HeaderValue::from_str(value)
-            .map_err(|_| bad(format!("bad value for header {name:?}")))?;
-        has_location |= hname == http::header::LOCATION;
-        has_content_type |= hname == http::header::CONTENT_TYPE;
-        resp.headers_mut().append(hname, hvalue);
+        headers.append(name.trim().as_bytes(), value.as_bytes())?;
     }
+    let has_location = headers.contains("location");
+    let has_content_type = headers.contains("content-type");
     if status.is_none() && !has_location && !has_content_type {
         return Err(bad("no Content-Type, Location or Status header".to_owned()));
     }
+    let mut resp = Response::new(Bytes::new());
+    *resp.headers_mut() = headers.into_map();
     *resp.status_mut() = status.unwrap_or(if has_location {
         StatusCode::FOUND
     } else {
@@ -140,6 +140,11 @@ pub(crate) fn parse_cgi(out: Bytes) -> Result<Response<Bytes>, SandboxError> {
     });
     *resp.body_mut() = out.slice(body_start..);
     Ok(resp)
+}
+
+/// At most 80 characters of `s`, for an error message.
+fn clip(s: &str) -> String {
+    s.chars().take(80).collect()
 }
 
 /// `(end of headers, start of body)` of the first blank line.

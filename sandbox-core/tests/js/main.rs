@@ -5,6 +5,7 @@
 mod api;
 mod budget;
 mod fleet;
+mod hygiene;
 mod limits;
 mod memory;
 mod streaming;

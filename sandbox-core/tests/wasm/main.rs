@@ -3,6 +3,7 @@
 
 mod events;
 mod failures;
+mod hygiene;
 mod lifecycle;
 mod wagi;
 
