@@ -15,8 +15,8 @@
 //! predates them, to record how each one fails there.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -108,11 +108,12 @@ fn hostile_wasm() -> Vec<u8> {
 }
 
 /// Cases run one at a time: they measure the server's memory, CPU and
-/// latency on a shared two-core box.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// latency on a shared two-core box. (An async mutex: held across awaits,
+/// and a failed case does not poison it for the next.)
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 fn config() -> String {
@@ -387,7 +388,7 @@ async fn post_gigabyte(addr: SocketAddr, path: &str) -> GigOutcome {
 /// tier memory plus 100 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_hoarding_host_buffers_is_refused_with_memory_limit() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const HOARDER: &str = r#"
 const hoard = [];
@@ -476,7 +477,7 @@ export default {
 /// and the server stays under 200 MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gigabyte_bodies_are_refused_before_they_are_read() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         let tmp = tempfile::tempdir().unwrap();
         let s = start(tmp.path()).await;
@@ -537,7 +538,7 @@ async fn gigabyte_bodies_are_refused_before_they_are_read() {
 /// timeout, while the victim's p99 holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_are_cut_at_the_body_read_timeout() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const CONNECTIONS: usize = 2000;
         /// Slack over the body read timeout for a loaded box.
@@ -645,7 +646,7 @@ async fn slow_bodies_are_cut_at_the_body_read_timeout() {
 /// is back to idle within the wall clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patched_prototypes_cannot_outrun_a_stream_budget() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const SPINNER: &str = r#"
 const burn = (n) => { let x = 0; for (let i = 0; i < n; i++) x = (x + i) | 0; return x; };
@@ -768,7 +769,7 @@ fn assert_flood_bounded(what: &str, before: Memory, after: Memory, lines: u64, w
 /// [`JS_FLOOD_LINES`]: the tenant log stays bounded and so does the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_line_log_flood_from_javascript_is_bounded() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const FLOODER: &str = r#"
 export default {
@@ -812,7 +813,7 @@ export default {
 /// a request) until [`WASM_FLOOD_LINES`]: the log and the server stay bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_line_log_flood_from_webassembly_stderr_is_bounded() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         let tmp = tempfile::tempdir().unwrap();
         let s = start(tmp.path()).await;
@@ -859,7 +860,7 @@ async fn empty_line_log_flood_from_webassembly_stderr_is_bounded() {
 /// guest really wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mismatched_content_length_yields_exactly_one_response() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const LIAR: &str = r#"
 export default {
@@ -957,7 +958,7 @@ async fn expect_header_bomb_refused(s: &Server, what: &str, request: &[u8]) {
 /// connection still answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_thousand_headers_from_webassembly_are_a_bad_response() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         let tmp = tempfile::tempdir().unwrap();
         let s = start(tmp.path()).await;
@@ -976,7 +977,7 @@ async fn thirty_thousand_headers_from_webassembly_are_a_bad_response() {
 /// connection still answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_thousand_headers_from_javascript_are_a_bad_response() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const BOMB: &str = r#"
 export default {
@@ -1004,7 +1005,7 @@ export default {
 /// to the app's path: no `Domain`, a `Path` under `/apps/<app>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_routed_cookies_are_confined_to_the_app() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const BAKER: &str = r#"
 export default {
@@ -1073,7 +1074,7 @@ export default {
 /// 50 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bogus_tokens_are_throttled_and_healthz_stays_fast() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const ATTEMPTS: usize = 2000;
         let tmp = tempfile::tempdir().unwrap();
@@ -1172,7 +1173,7 @@ async fn bogus_tokens_are_throttled_and_healthz_stays_fast() {
 /// untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_leave_the_quota_untouched() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         const REQUESTS: usize = 10_000;
         let tmp = tempfile::tempdir().unwrap();
@@ -1245,7 +1246,7 @@ async fn refused_requests_leave_the_quota_untouched() {
 
 /// Runs a `corral-server` subcommand on `dir`'s config and data.
 fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let out = std::process::Command::new(common::bin())
+    std::process::Command::new(common::bin())
         .arg("--config")
         .arg(dir.join("corral.toml"))
         .arg("--data-dir")
@@ -1253,8 +1254,7 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("CORRAL_LOG", "warn")
         .output()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 /// `archive` with the tier named in its manifest replaced by `tier` (and the
@@ -1302,7 +1302,7 @@ fn retier_archive(archive: &[u8], tier: &str) -> Vec<u8> {
 /// `unknown_tier`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_naming_omni_core_lands_on_the_default_tier() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         let tmp = tempfile::tempdir().unwrap();
         let (src, dst, strict) = (
@@ -1388,7 +1388,7 @@ async fn an_archive_naming_omni_core_lands_on_the_default_tier() {
 /// (for BENCHMARKS.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_mix_peak_rss() {
-    let _serial = serial();
+    let _serial = serial().await;
     bounded(async {
         let tmp = tempfile::tempdir().unwrap();
         let s = Arc::new(start(tmp.path()).await);
