@@ -76,6 +76,16 @@ max_streams = 1
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_corral-server");
 
+/// The environment variable naming another `corral-server` binary to test
+/// (a release build, for figures); unset, the tests run [`BIN`]. Not
+/// `CORRAL_*`: the server reads those as settings.
+pub const BIN_ENV: &str = "E2E_SERVER_BIN";
+
+/// The binary under test: `$E2E_SERVER_BIN` when set, else [`BIN`].
+pub fn bin() -> PathBuf {
+    std::env::var_os(BIN_ENV).map_or_else(|| PathBuf::from(BIN), PathBuf::from)
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -95,7 +105,7 @@ impl Server {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("corral.toml");
         std::fs::write(&config, config_text).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--data-dir")
@@ -129,6 +139,21 @@ impl Server {
             dir: dir.to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's memory now, from `/proc/<pid>/status`.
+    pub fn memory(&self) -> Memory {
+        Memory::of(self.pid())
+    }
+
+    /// CPU time the server has used so far (user + system), from `/proc/<pid>/stat`.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        cpu_time(self.pid())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -225,4 +250,54 @@ impl Drop for Server {
 
 pub fn js_text(text: &str) -> String {
     format!("export default {{ async fetch(req) {{ return new Response({text:?}); }} }};")
+}
+
+/// A process's resident memory, in bytes: `VmRSS` (now) and `VmHWM` (the peak).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub rss: u64,
+    pub hwm: u64,
+}
+
+impl Memory {
+    /// Reads `/proc/<pid>/status`.
+    pub fn of(pid: u32) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+        let field = |name: &str| -> u64 {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"));
+            let kb: u64 = line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            kb * 1024
+        };
+        Memory {
+            rss: field("VmRSS:"),
+            hwm: field("VmHWM:"),
+        }
+    }
+}
+
+/// Mebibytes, for messages.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// User plus system CPU time of a process, from fields 14 and 15 of
+/// `/proc/<pid>/stat`, in clock ticks of 10 ms (`USER_HZ` is 100 on Linux).
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat: {e}"));
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')').expect("comm in /proc/<pid>/stat") + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    std::time::Duration::from_millis(ticks * 10)
 }
