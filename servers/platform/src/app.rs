@@ -144,7 +144,7 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
         .unwrap_or(0);
     let app = App {
         inner: Arc::new(Inner {
-            router: Router::new(cfg.base_domain.as_deref()),
+            router: Router::new(cfg.base_domain.as_deref()).routing(&cfg.routing),
             base_domain: cfg.base_domain.clone(),
             auth,
             admin: Semaphore::new(cfg.admin.max_concurrent),
@@ -223,9 +223,13 @@ impl App {
             Err(e) => route_error(&e),
             Ok(Route::Tenant {
                 tenant,
+                via,
                 path_and_query,
-                ..
-            }) => self.tenant(parts, body, tenant, &path_and_query).await,
+            }) => {
+                let app = tenant.clone();
+                let resp = self.tenant(parts, body, tenant, &path_and_query).await;
+                crate::hygiene::confine(resp, via, &app)
+            }
             Ok(Route::Api { op, name, auth }) => {
                 if auth && let Err(r) = self.authorize(&parts.headers).await {
                     return r;

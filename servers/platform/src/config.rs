@@ -2,7 +2,7 @@
 //! then `CORRAL_*` environment overrides, then command-line flags.
 //!
 //! Keys the server owns (`listen`, `base_domain`, `data_dir`, `[http]`,
-//! `[admin]`) are typed here; every other key (`default_tier`, `[tiers.*]`,
+//! `[admin]`, `[routing]`) are typed here; every other key (`default_tier`, `[tiers.*]`,
 //! thresholds, …) belongs to the platform and is kept in
 //! [`ServerConfig::platform`] untouched, so the server never duplicates the
 //! platform's settings.
@@ -178,6 +178,50 @@ pub struct AdminConfig {
     pub max_concurrent: usize,
 }
 
+/// How tenants are reached, and where the admin API answers.
+///
+/// Subdomain routing (`<app>.<base_domain>`) gives every app its own browser
+/// origin; path routing (`/apps/<app>/`) puts every app, and the admin API,
+/// on one origin. With `base_domain` set, `path = false` switches path
+/// routing off and `admin_host` binds the admin API to its own host name.
+///
+/// ```
+/// use corral_server::config::ServerConfig;
+/// let cfg = ServerConfig::load(
+///     Some("base_domain = \"example.com\"\n[routing]\npath = false\nadmin_host = \"admin.example.com\""),
+///     &corral_server::cli::no_env(),
+/// )
+/// .unwrap();
+/// assert!(!cfg.routing.path);
+/// assert_eq!(cfg.routing.admin_host.as_deref(), Some("admin.example.com"));
+///
+/// // Without subdomains there would be no way left to reach an app.
+/// assert!(ServerConfig::load(Some("[routing]\npath = false"), &corral_server::cli::no_env()).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RoutingConfig {
+    /// Whether `/apps/<app>/…` reaches app `<app>`. `false` answers those
+    /// paths 404; only allowed when `base_domain` is set. Default: true.
+    pub path: bool,
+    /// When set, `/api/*` answers only for requests whose host is this name
+    /// (404 elsewhere), and that host serves no app by host or path.
+    /// `/healthz`, `/readyz`, `/metrics` and `/api/tls-ask` (which a TLS
+    /// proxy asks over loopback) answer on every host. Default: unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_host: Option<String>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            path: true,
+            admin_host: None,
+        }
+    }
+}
+
 /// The whole server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -195,6 +239,9 @@ pub struct ServerConfig {
     pub http: HttpLimits,
     /// Admin API settings.
     pub admin: AdminConfig,
+    /// Tenant routing and the admin host.
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// Every other key: the platform's settings (`default_tier`, `[tiers.*]`,
     /// …), passed to `corral::PlatformConfig` as is.
     #[serde(flatten)]
@@ -291,6 +338,24 @@ impl ServerConfig {
             return Err(ConfigError::Range {
                 key: "base_domain",
                 reason: "must be a domain name such as example.com",
+            });
+        }
+        if !self.routing.path && self.base_domain.is_none() {
+            return Err(ConfigError::Range {
+                key: "routing.path",
+                reason: "may be false only when base_domain is set (apps would be unreachable)",
+            });
+        }
+        if let Some(h) = &self.routing.admin_host
+            && (h.is_empty()
+                || h.starts_with('.')
+                || h.ends_with('.')
+                || h.contains(['/', ':', '@', ' '])
+                || h.bytes().any(|b| b.is_ascii_uppercase()))
+        {
+            return Err(ConfigError::Range {
+                key: "routing.admin_host",
+                reason: "must be a lower-case host name without port, such as admin.example.com",
             });
         }
         Ok(())
@@ -481,6 +546,8 @@ mod tests {
         assert_eq!(cfg.http.max_admin_body_bytes, 64 << 20);
         assert_eq!(cfg.admin.token_hash, None);
         assert_eq!(cfg.admin.max_concurrent, 8);
+        assert!(cfg.routing.path);
+        assert_eq!(cfg.routing.admin_host, None);
         assert!(cfg.platform.is_empty(), "{:?}", cfg.platform);
     }
 
@@ -508,6 +575,7 @@ mod tests {
         let cfg = ServerConfig::load(Some(file), &e).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:9999".parse().unwrap());
         assert_eq!(cfg.base_domain.as_deref(), Some("example.com"));
+        assert!(cfg.routing.path, "routing defaults apply under a file");
         assert_eq!(cfg.http.drain_timeout, Duration::from_secs(5));
         assert_eq!(cfg.http.header_read_timeout, Duration::from_secs(10));
         assert!(!cfg.http.keep_alive);
@@ -560,6 +628,41 @@ mod tests {
                 ..
             })
         ));
+        let path_off = ServerConfig::load(Some("[routing]\npath = false"), &env(&[]));
+        assert!(
+            matches!(
+                path_off,
+                Err(ConfigError::Range {
+                    key: "routing.path",
+                    ..
+                })
+            ),
+            "{path_off:?}"
+        );
+        let path_off_env = ServerConfig::load(None, &env(&[("CORRAL_ROUTING__PATH", "false")]));
+        assert!(matches!(path_off_env, Err(ConfigError::Range { .. })));
+        for bad in [
+            "",
+            "Admin.example.com",
+            "admin.example.com:8080",
+            "a/b",
+            ".x.com",
+        ] {
+            let r =
+                ServerConfig::load(Some(&format!("[routing]\nadmin_host = {bad:?}")), &env(&[]));
+            assert!(
+                matches!(
+                    r,
+                    Err(ConfigError::Range {
+                        key: "routing.admin_host",
+                        ..
+                    })
+                ),
+                "{bad:?}: {r:?}"
+            );
+        }
+        let unknown_routing = ServerConfig::load(Some("[routing]\nhosts = 1"), &env(&[]));
+        assert!(matches!(unknown_routing, Err(ConfigError::Invalid { .. })));
         let missing =
             ServerConfig::load_file(Some(Path::new("/nonexistent/corral.toml")), &env(&[]));
         assert!(matches!(missing, Err(ConfigError::Read { .. })));
@@ -624,6 +727,11 @@ mod tests {
         let defaults = ServerConfig::load(None, &env(&[])).unwrap();
         assert_eq!(cfg.http, defaults.http);
         assert_eq!(cfg.admin, defaults.admin);
+        // Routing is the one section the sample sets off its default: with
+        // base_domain, apps on subdomains only and the admin API on the apex.
+        assert_eq!(defaults.routing, RoutingConfig::default());
+        assert!(!cfg.routing.path);
+        assert_eq!(cfg.routing.admin_host.as_deref(), Some("example.com"));
         let tiers = cfg.platform["tiers"].as_table().unwrap();
         let names: Vec<&str> = tiers.keys().map(String::as_str).collect();
         assert_eq!(

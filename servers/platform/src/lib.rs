@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line (`serve`, `probe`, `scrub`, `tenant export|import`).
 //! - [`auth`]: the admin token, stored only as an argon2 hash.
 //! - [`routes`]: tenant and admin routing as a pure function over the request head.
+//! - [`hygiene`]: what path-routed apps may not send (origin-wide headers, cookies outside their path).
 //! - [`openapi`]: the admin API document, built from the router's own table.
 //! - [`http`]: the hyper server (HTTP/1.1 + h2c, limits, graceful drain) and response helpers.
 #![deny(missing_docs)]
@@ -18,5 +19,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod hygiene;
 pub mod openapi;
 pub mod routes;

@@ -65,7 +65,9 @@ pub fn document() -> Value {
             "title": "Corral platform server",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Admin API of corral-server. Tenant apps are served at <app>.<base_domain>, \
-                            under /apps/<app>/, or with the X-Corral-App header."
+                            under /apps/<app>/ (unless routing.path = false), or with the X-Corral-App \
+                            header. When routing.admin_host is set, /api/* answers only on that host \
+                            (404 elsewhere), except /api/tls-ask."
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

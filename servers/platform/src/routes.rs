@@ -335,19 +335,61 @@ impl RouteError {
     }
 }
 
-/// A router for one `base_domain` setting.
-#[derive(Debug, Clone, Default)]
+/// A router for one `base_domain` and `[routing]` setting.
+#[derive(Debug, Clone)]
 pub struct Router {
     /// `.<base_domain>`, lowercase, when set.
     suffix: Option<String>,
+    /// Whether `/apps/<app>/` reaches a tenant.
+    path: bool,
+    /// The only host `/api/*` answers on, when set.
+    admin_host: Option<String>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new(None)
+    }
 }
 
 impl Router {
-    /// A router serving tenants at `<app>.<base_domain>` when `base_domain` is set.
+    /// A router serving tenants at `<app>.<base_domain>` when `base_domain`
+    /// is set, and at `/apps/<app>/` everywhere.
     pub fn new(base_domain: Option<&str>) -> Self {
         Self {
             suffix: base_domain.map(|d| format!(".{}", d.to_ascii_lowercase())),
+            path: true,
+            admin_host: None,
         }
+    }
+
+    /// Applies the `[routing]` settings: `path = false` stops `/apps/<app>/`
+    /// from reaching a tenant (404 `not_found`); `admin_host` answers `/api/*`
+    /// only for that host (404 elsewhere; `/api/tls-ask` stays on every
+    /// host, for the TLS proxy) and routes no tenant by host or path there.
+    ///
+    /// ```
+    /// use corral_server::config::RoutingConfig;
+    /// use corral_server::routes::{Route, RouteError, Router};
+    ///
+    /// let mut routing = RoutingConfig::default();
+    /// routing.path = false;
+    /// routing.admin_host = Some("admin.example.com".into());
+    /// let router = Router::new(Some("example.com")).routing(&routing);
+    /// let head = |host: &str, uri: &str| {
+    ///     http::Request::get(uri).header("host", host).body(()).unwrap().into_parts().0
+    /// };
+    /// let apps = router.route(&head("example.com", "/apps/demo/")).unwrap_err();
+    /// assert!(matches!(apps, RouteError::NotFound { .. }));
+    /// let api = router.route(&head("demo-x.net", "/api/apps")).unwrap_err();
+    /// assert_eq!(api.status(), 404);
+    /// assert!(matches!(router.route(&head("admin.example.com", "/api/apps")), Ok(Route::Api { .. })));
+    /// ```
+    #[must_use]
+    pub fn routing(mut self, routing: &crate::config::RoutingConfig) -> Self {
+        self.path = routing.path;
+        self.admin_host = routing.admin_host.as_ref().map(|h| h.to_ascii_lowercase());
+        self
     }
 
     /// Routes one request head.
@@ -368,8 +410,10 @@ impl Router {
                 path_and_query: with_query(path),
             });
         }
-        if let (Some(suffix), Some(host)) = (&self.suffix, host(parts)) {
-            let host = host.to_ascii_lowercase();
+        let host = host(parts).map(str::to_ascii_lowercase);
+        // The admin host is the admin API's own origin: no tenant answers there.
+        let on_admin_host = self.admin_host.is_some() && host == self.admin_host;
+        if let (Some(suffix), Some(host), false) = (&self.suffix, &host, on_admin_host) {
             if let Some(label) = host.strip_suffix(suffix.as_str())
                 && !label.is_empty()
             {
@@ -380,7 +424,10 @@ impl Router {
                 });
             }
         }
-        if let Some(rest) = path.strip_prefix("/apps/") {
+        if let Some(rest) = path.strip_prefix("/apps/")
+            && self.path
+            && !on_admin_host
+        {
             let (name, tail) = match rest.find('/') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
@@ -389,6 +436,11 @@ impl Router {
                 tenant: app_name(name)?,
                 via: Via::Path,
                 path_and_query: with_query(tail),
+            });
+        }
+        if self.admin_host.is_some() && !on_admin_host && admin_only(path) {
+            return Err(RouteError::NotFound {
+                path: path.to_owned(),
             });
         }
         self.route_api(&parts.method, path)
@@ -419,6 +471,13 @@ impl Router {
             Err(RouteError::MethodNotAllowed { allow })
         }
     }
+}
+
+/// Whether `path` is one of the `/api/*` routes that `routing.admin_host`
+/// binds to its host. `/api/tls-ask` is not: a TLS proxy asks it over
+/// loopback, before any certificate (or host name) is settled.
+fn admin_only(path: &str) -> bool {
+    (path == "/api" || path.starts_with("/api/")) && path != "/api/tls-ask"
 }
 
 /// [`Router::route`] with a router built for `base_domain`.
@@ -732,6 +791,116 @@ mod tests {
             r(Method::GET, "/api/apps/demo/usage/x"),
             Err(RouteError::NotFound { .. })
         ));
+    }
+
+    fn routed(
+        routing: (bool, Option<&str>),
+        domain: Option<&str>,
+        uri: &str,
+        host: &str,
+    ) -> Result<Route, RouteError> {
+        let mut cfg = crate::config::RoutingConfig::default();
+        cfg.path = routing.0;
+        cfg.admin_host = routing.1.map(str::to_owned);
+        Router::new(domain)
+            .routing(&cfg)
+            .route(&parts(Method::GET, uri, &[("host", host)]))
+    }
+
+    #[test]
+    fn path_routing_can_be_switched_off() {
+        let d = Some("example.com");
+        assert_eq!(
+            routed((true, None), d, "/apps/demo/x", "example.com"),
+            Ok(tenant("demo", Via::Path, "/x"))
+        );
+        for uri in ["/apps/demo/x", "/apps/demo", "/apps/"] {
+            let r = routed((false, None), d, uri, "example.com");
+            assert!(
+                matches!(r, Err(RouteError::NotFound { .. })),
+                "{uri}: {r:?}"
+            );
+        }
+        // Subdomains and the header still reach the app.
+        assert_eq!(
+            routed((false, None), d, "/apps/demo/x", "demo.example.com"),
+            Ok(tenant("demo", Via::Host, "/apps/demo/x"))
+        );
+        let by_header = Router::new(d)
+            .routing(&crate::config::RoutingConfig {
+                path: false,
+                admin_host: None,
+            })
+            .route(&parts(Method::GET, "/apps/x/", &[("x-corral-app", "demo")]));
+        assert_eq!(by_header, Ok(tenant("demo", Via::Header, "/apps/x/")));
+    }
+
+    #[test]
+    fn admin_host_binds_the_api() {
+        let d = Some("example.com");
+        let admin = (true, Some("admin.example.com"));
+        for host in [
+            "admin.example.com",
+            "ADMIN.example.com:8443",
+            "admin.example.com.",
+        ] {
+            assert!(
+                matches!(
+                    routed(admin, d, "/api/apps", host),
+                    Ok(Route::Api {
+                        op: Op::ListApps,
+                        ..
+                    })
+                ),
+                "{host}"
+            );
+        }
+        for host in [
+            "example.com",
+            "127.0.0.1:8080",
+            "evil.test",
+            "demo.example.com",
+        ] {
+            let r = routed(admin, None, "/api/apps", host);
+            assert!(
+                matches!(r, Err(RouteError::NotFound { .. })),
+                "{host}: {r:?}"
+            );
+            // Not a 405 that would tell a stranger the route exists.
+            let r = Router::new(None)
+                .routing(&crate::config::RoutingConfig {
+                    path: true,
+                    admin_host: Some("admin.example.com".into()),
+                })
+                .route(&parts(Method::POST, "/api/apps/demo", &[("host", host)]));
+            assert!(
+                matches!(r, Err(RouteError::NotFound { .. })),
+                "{host}: {r:?}"
+            );
+        }
+        // Probes and the TLS proxy's question answer on every host.
+        for uri in ["/healthz", "/readyz", "/metrics", "/api/tls-ask?domain=x"] {
+            assert!(
+                matches!(routed(admin, d, uri, "127.0.0.1"), Ok(Route::Api { .. })),
+                "{uri}"
+            );
+        }
+        // The admin host serves no app by host or path, even under base_domain.
+        let r = routed(admin, d, "/apps/demo/", "admin.example.com");
+        assert!(matches!(r, Err(RouteError::NotFound { .. })), "{r:?}");
+        assert!(matches!(
+            routed(admin, d, "/", "admin.example.com"),
+            Err(RouteError::NotFound { .. })
+        ));
+        // Elsewhere apps are reached as before.
+        assert_eq!(
+            routed(admin, d, "/apps/demo/", "example.com"),
+            Ok(tenant("demo", Via::Path, "/"))
+        );
+        assert_eq!(
+            routed(admin, d, "/", "admin2.example.com"),
+            Ok(tenant("admin2", Via::Host, "/"))
+        );
     }
 
     #[test]

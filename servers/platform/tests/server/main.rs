@@ -13,6 +13,7 @@ use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
+mod hygiene;
 use common::{BIN, Server, js_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
