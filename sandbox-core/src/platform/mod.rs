@@ -33,6 +33,7 @@ mod archive;
 mod bundle;
 mod config;
 mod error;
+mod import;
 mod kv;
 mod service;
 
@@ -56,6 +57,7 @@ pub use archive::MAX_ARCHIVE_BYTES;
 pub use bundle::{Bundle, MAX_BUNDLE_FILES};
 pub use config::{ConfigError, PlatformConfig};
 pub use error::PlatformError;
+pub use import::ImportOptions;
 pub use service::{PlatformBody, PlatformService};
 
 use crate::{EngineConfig, Kind, Limits, Registry, TenantState};
@@ -662,6 +664,40 @@ impl Platform {
         })
     }
 
+    /// Counts a request that a frontend refused for the app `name` before it
+    /// reached [`service`](Self::service) (say, a declared body length over
+    /// the tier's `max_body_bytes`, answered without reading the body): in
+    /// usage under `refused`, never among the requests or toward the quota.
+    /// Returns `false`, counting nothing, for a name that is not deployed, so
+    /// made-up names cost no counters.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
+    /// use corral::{Kind, TenantId, limits_layers::Refusal, platform::{Bundle, Platform, PlatformConfig}};
+    /// # let never = corral::metering::Level::new(1.0, 1.0);
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut config = PlatformConfig::with_data_dir(dir.path());
+    /// # (config.thresholds.ram, config.thresholds.disk, config.thresholds.cpu) = (never, never, never);
+    /// let platform = Platform::builder().config(config).build().unwrap();
+    /// let app = TenantId::new("shop").unwrap();
+    /// let code = b"export default { fetch() { return new Response('hi') } }".to_vec();
+    /// platform.deploy(&app, None, Bundle::code(Kind::Js, code)).await.unwrap();
+    ///
+    /// assert!(platform.count_refusal(&app, Refusal::BodyTooLarge));
+    /// assert!(!platform.count_refusal(&TenantId::new("nobody").unwrap(), Refusal::BodyTooLarge));
+    /// let usage = platform.usage(&app).unwrap().usage;
+    /// assert_eq!((usage.requests, usage.refused[&Refusal::BodyTooLarge]), (0, 1));
+    /// # platform.shutdown().await;
+    /// # }
+    /// ```
+    pub fn count_refusal(&self, name: &TenantId, refusal: corral_limits::Refusal) -> bool {
+        if !self.inner.contexts.read().contains_key(name) {
+            return false;
+        }
+        self.inner.meter.tenant(name).refused(refusal);
+        true
+    }
+
     /// This month's usage beside the tier's quotas.
     pub fn usage(&self, name: &TenantId) -> Result<UsageReport, PlatformError> {
         let ctx = self.context(name)?;
@@ -844,24 +880,93 @@ impl Platform {
     /// Imports an archive from [`export_tenant`](Self::export_tenant) as a new
     /// app. Everything is verified, and the code compiled, before anything is
     /// written; a bad archive imports nothing.
-    pub async fn import_tenant(&self, archive: Vec<u8>) -> Result<TenantId, PlatformError> {
+    ///
+    /// The archive's tier and usage are claims of whoever wrote it: unless
+    /// `options` keeps them, the app lands on the default tier with no usage.
+    /// A kept tier must be one of this node's ([`PlatformError::UnknownTier`]
+    /// otherwise). Either way the app's tier bounds the import: a bundle over
+    /// its `max_bundle_bytes` is [`PlatformError::BundleTooLarge`], KV over
+    /// its storage is `storage_quota_exceeded`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
+    /// use corral::{Kind, TenantId, platform::{Bundle, ImportOptions, Platform, PlatformConfig}};
+    /// # let never = corral::metering::Level::new(1.0, 1.0);
+    /// let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    /// let open = |dir: &std::path::Path| {
+    ///     let mut config = PlatformConfig::with_data_dir(dir);
+    /// #   (config.thresholds.ram, config.thresholds.disk, config.thresholds.cpu) = (never, never, never);
+    ///     Platform::builder().config(config).build().unwrap()
+    /// };
+    /// let (from, to) = (open(a.path()), open(b.path()));
+    /// let app = TenantId::new("shop").unwrap();
+    /// let code = b"export default { fetch() { return new Response('hi') } }".to_vec();
+    /// from.deploy(&app, Some("pro"), Bundle::code(Kind::Js, code)).await.unwrap();
+    /// let archive = from.export_tenant(&app).unwrap();
+    ///
+    /// to.import_tenant(archive, ImportOptions::new()).await.unwrap();
+    /// assert_eq!(to.app(&app).unwrap().unwrap().tier, "free"); // the default tier
+    /// # from.shutdown().await; to.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn import_tenant(
+        &self,
+        archive: Vec<u8>,
+        options: ImportOptions,
+    ) -> Result<TenantId, PlatformError> {
         let this = self.clone();
         blocking(move || {
             let inner = &*this.inner;
-            let ex = archive::read(&archive)?;
+            let mut ex = archive::read(&archive)?;
             let id = ex.tenant.id.clone();
             if inner.store.tenant(&id)?.is_some() {
                 return Err(PlatformError::InvalidArchive {
                     reason: format!("app {id} already exists here"),
                 });
             }
+            if !options.keeps_tier() {
+                ex.tenant.tier = tier_name_of(&inner.config.default_tier)?;
+            }
+            if !options.keeps_usage() {
+                ex.usage.clear();
+            }
             let tier = inner.tier(ex.tenant.tier.as_str())?;
+            // The stored limit is the tier's, as a deploy sets it, never the archive's.
+            ex.tenant.storage_limit = tier.storage_bytes;
             let bundle = ex
                 .bundle
                 .as_ref()
                 .ok_or_else(|| PlatformError::InvalidArchive {
                     reason: "the archive holds no bundle".into(),
                 })?;
+            let size = bundle.code.bytes.len() as u64
+                + bundle
+                    .static_files
+                    .iter()
+                    .map(|f| f.bytes.len() as u64)
+                    .sum::<u64>();
+            if size > tier.max_bundle_bytes {
+                return Err(PlatformError::BundleTooLarge {
+                    limit: tier.max_bundle_bytes,
+                    size,
+                });
+            }
+            let kv: u64 = ex
+                .kv
+                .iter()
+                .map(|e| (e.key.len() + e.bytes.len()) as u64)
+                .sum();
+            if let Some(limit) = tier.storage_bytes
+                && kv > limit
+            {
+                return Err(PlatformError::Storage(
+                    corral_storage::StorageError::StorageQuotaExceeded {
+                        limit,
+                        used: 0,
+                        needed: kv,
+                    },
+                ));
+            }
             inner.registry.deploy(
                 &id,
                 bundle::kind_of(bundle.kind),

@@ -5,10 +5,10 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use corral_limits::{
-    BoxError, Overloaded, QuotaExceeded, RateLimited, ServiceBuilderExt, TenantContext, TenantId,
-    TooManyStreams,
+    BoxError, Overloaded, QuotaExceeded, RateLimited, Refusal, ServiceBuilderExt, TenantContext,
+    TenantId, TooManyStreams,
 };
-use corral_metering::{ErrorKind, InvocationFigures, MeteringLayer};
+use corral_metering::{ClassifyError, ErrorKind, InvocationFigures, MeteringLayer};
 use corral_storage::AssetCacheLayer;
 use http_body_util::{BodyExt, Full};
 use tower::util::BoxCloneSyncService;
@@ -44,11 +44,14 @@ impl std::fmt::Debug for PlatformService {
 
 /// The quota's view of usage: the requests counted *before* this one.
 ///
-/// Metering sits outermost (so refusals are counted by kind) and counts a
-/// request as it enters; by the time the quota layer runs, synchronously in
-/// the same `call`, this request is already in the count. Without the `- 1`
-/// the last request of a quota would be refused. Requests refused by a limit
-/// still count as requests in usage.
+/// Metering sits outermost and counts a request in flight as it enters; it
+/// becomes an admitted request (what the quota counts) when the stack
+/// answers, or a refusal (counted apart by kind, never against the quota)
+/// when a limit layer refused it. The quota reads admitted plus in flight,
+/// so concurrent requests can never take a tenant past its quota; by the
+/// time the quota layer runs, synchronously in the same `call`, this request
+/// is already in flight. Without the `- 1` the last request of a quota
+/// would be refused.
 #[derive(Clone, Debug)]
 struct EarlierRequests(corral_metering::Meter);
 
@@ -58,28 +61,36 @@ impl corral_limits::UsageSource for EarlierRequests {
     }
 }
 
-fn classify(e: &BoxError) -> ErrorKind {
-    if let Some(s) = e.downcast_ref::<SandboxError>() {
-        return s.error_kind();
+/// Names the stack's failures for metering: the sandbox's by its own kind,
+/// the limit layers' as refusals (not admitted, not counted by the quota).
+#[derive(Clone, Copy, Debug)]
+struct Classify;
+
+impl ClassifyError<BoxError> for Classify {
+    fn classify(&self, e: &BoxError) -> ErrorKind {
+        if let Some(s) = e.downcast_ref::<SandboxError>() {
+            return s.error_kind();
+        }
+        if e.is::<Overloaded>() || e.is::<TooManyStreams>() {
+            ErrorKind::Overloaded
+        } else if e.is::<RateLimited>() {
+            ErrorKind::Rate
+        } else if e.is::<QuotaExceeded>() {
+            ErrorKind::Quota
+        } else {
+            ErrorKind::Other
+        }
     }
-    if e.is::<Overloaded>() || e.is::<TooManyStreams>() {
-        ErrorKind::Overloaded
-    } else if e.is::<RateLimited>() {
-        ErrorKind::Rate
-    } else if e.is::<QuotaExceeded>() {
-        ErrorKind::Quota
-    } else {
-        ErrorKind::Other
+
+    fn refusal(&self, e: &BoxError) -> Option<Refusal> {
+        Refusal::of(&**e)
     }
 }
 
 impl PlatformService {
     pub(super) fn new(inner: Arc<Inner>) -> Self {
         let stack = ServiceBuilder::new()
-            .layer(
-                MeteringLayer::new(inner.meter.clone())
-                    .classify(classify as fn(&BoxError) -> ErrorKind),
-            )
+            .layer(MeteringLayer::new(inner.meter.clone()).classify(Classify))
             .tenant_maintenance(inner.maintenance.clone())
             .tenant_rate_limit(&inner.limits)
             .tenant_quota(EarlierRequests(inner.meter.clone()))
@@ -167,6 +178,8 @@ impl super::Inner {
         let limit = ctx.tier().max_body_bytes;
         let size = req.body().len() as u64;
         if size > limit {
+            // Refused before metering: counted here, under `refused` only.
+            self.meter.tenant(ctx.id()).refused(Refusal::BodyTooLarge);
             return Err(PlatformError::BodyTooLarge { limit, size });
         }
         ctx.insert_into(req);

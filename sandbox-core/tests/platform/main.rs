@@ -5,8 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral::limits_layers::Refusal;
 use corral::limits_layers::Tier;
-use corral::platform::{Bundle, Platform, PlatformConfig, PlatformError};
+use corral::platform::{Bundle, ImportOptions, Platform, PlatformConfig, PlatformError};
 use corral::{InvocationStats, Kind, SandboxError, TenantId};
 
 const HELLO: &str = include_str!("../fixtures/hello.wat");
@@ -56,6 +57,12 @@ fn config(dir: &Path) -> PlatformConfig {
     rate.rate_per_minute = Some(1);
     rate.burst = 2;
     cfg.tiers.insert("rate2".into(), rate);
+    // The free tier's month, with a rate limit a flood runs into at once.
+    let mut free_like = Tier::free();
+    free_like.requests_per_month = Some(10_000);
+    free_like.rate_per_minute = Some(60);
+    free_like.burst = 5;
+    cfg.tiers.insert("free-like".into(), free_like);
     cfg
 }
 
@@ -139,7 +146,16 @@ async fn a_tenant_at_its_shares_is_refused_while_another_is_served() {
     // The share came back and the tenant answers again.
     assert_eq!(text(&p.invoke(&busy, req("")).await.unwrap()), "hello\n");
     let snap = p.meter().snapshot(&busy).unwrap();
-    assert!(snap.requests >= 3, "{snap:?}");
+    // The sleeper and the last request were admitted; the refusal was not.
+    assert_eq!(
+        (
+            snap.requests,
+            snap.refused(Refusal::Overloaded),
+            snap.in_flight
+        ),
+        (2, 1, 0),
+        "{snap:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +343,8 @@ async fn export_import_round_trip_and_corrupt_archives_import_nothing() {
     // Flip one byte inside the first data entry's contents (after its 512-byte header).
     let mut bad = archive.clone();
     bad[512] ^= 0x01;
-    let err = dst.import_tenant(bad).await.unwrap_err();
+    let keep_all = ImportOptions::new().keep_tier(true).keep_usage(true);
+    let err = dst.import_tenant(bad, keep_all).await.unwrap_err();
     assert!(
         matches!(err, PlatformError::InvalidArchive { .. }),
         "{err:?}"
@@ -335,7 +352,7 @@ async fn export_import_round_trip_and_corrupt_archives_import_nothing() {
     assert!(dst.app(&app).unwrap().is_none());
     assert!(dst.registry().status(&app).is_none());
     let err = dst
-        .import_tenant(archive[..archive.len() / 2].to_vec())
+        .import_tenant(archive[..archive.len() / 2].to_vec(), keep_all)
         .await
         .unwrap_err();
     assert!(
@@ -344,7 +361,10 @@ async fn export_import_round_trip_and_corrupt_archives_import_nothing() {
     );
     assert!(dst.app(&app).unwrap().is_none());
 
-    assert_eq!(dst.import_tenant(archive.clone()).await.unwrap(), app);
+    assert_eq!(
+        dst.import_tenant(archive.clone(), keep_all).await.unwrap(),
+        app
+    );
     assert_eq!(
         text(&dst.invoke(&app, req("")).await.unwrap()),
         "Hello from Corral!\n"
@@ -363,7 +383,7 @@ async fn export_import_round_trip_and_corrupt_archives_import_nothing() {
     assert_eq!(&asset.body()[..], b"asset");
     assert_eq!(dst.usage(&app).unwrap().usage.requests, 3);
     // A second import of the same app is refused, not merged.
-    let err = dst.import_tenant(archive).await.unwrap_err();
+    let err = dst.import_tenant(archive, keep_all).await.unwrap_err();
     assert!(matches!(err, PlatformError::InvalidArchive { .. }));
 }
 
@@ -667,4 +687,240 @@ async fn a_stream_cut_by_a_limit_counts_as_an_error_of_its_kind() {
     assert!(cut.to_string().contains("deadline"), "{cut}");
     assert_eq!(errors(), 1);
     p.shutdown().await;
+}
+
+/// Issue 13: refusals are not requests. 10,000 requests that the rate limiter
+/// refuses leave a free-like tier's monthly quota untouched and show up under
+/// `refused`; so do the quota's own refusals and oversized bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_never_spend_the_monthly_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let app = id("flooded");
+    p.deploy(&app, Some("free-like"), wasm(HELLO))
+        .await
+        .unwrap();
+
+    let (mut ok, mut limited) = (0u64, 0u64);
+    for _ in 0..10_000 {
+        match p.invoke(&app, req("")).await {
+            Ok(r) => {
+                assert_eq!(r.status(), 200);
+                ok += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), "rate_limited", "{e:?}");
+                limited += 1;
+            }
+        }
+    }
+    // The burst (5), and at most a few more as the bucket refills.
+    assert!((5..=20).contains(&ok), "{ok} admitted");
+    let report = p.usage(&app).unwrap();
+    assert_eq!(report.usage.requests, ok, "only admitted requests count");
+    assert_eq!(report.requests_quota, Some(10_000));
+    assert_eq!(report.usage.refused[&Refusal::RateLimited], limited);
+    assert_eq!(ok + limited, 10_000);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["usage"]["requests"], ok);
+    assert_eq!(json["usage"]["refused"]["rate_limited"], limited);
+    assert!(
+        p.metrics().contains(&format!(
+            "corral_refused_total{{kind=\"rate_limited\"}} {limited}\n"
+        )),
+        "{}",
+        p.metrics()
+    );
+
+    // Quota refusals and oversized bodies are refused too, never requests:
+    // the quota of 3 stays exactly 3 however often it refuses.
+    let q = id("q3");
+    p.deploy(&q, Some("quota3"), wasm(HELLO)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(p.invoke(&q, req("")).await.unwrap().status(), 200);
+    }
+    for _ in 0..5 {
+        let err = p.invoke(&q, req("")).await.unwrap_err();
+        assert_eq!(err.code(), "quota_exceeded");
+        let v: serde_json::Value = serde_json::from_slice(&err.to_http().2).unwrap();
+        assert_eq!(
+            (v["quota"].as_u64(), v["used"].as_u64()),
+            (Some(3), Some(3))
+        );
+    }
+    let err = p.invoke(&q, req(&"x".repeat(1025))).await.unwrap_err();
+    assert_eq!(err.code(), "body_too_large");
+    let u = p.usage(&q).unwrap().usage;
+    assert_eq!(u.requests, 3);
+    assert_eq!(
+        serde_json::to_value(&u.refused).unwrap(),
+        serde_json::json!({"quota_exceeded": 5, "body_too_large": 1})
+    );
+
+    // Refused counts survive a restart like the rest of the month.
+    p.shutdown().await;
+    drop(p);
+    let p = open(dir.path());
+    let u = p.usage(&app).unwrap().usage;
+    assert_eq!(
+        (u.requests, u.refused[&Refusal::RateLimited]),
+        (ok, limited)
+    );
+    p.shutdown().await;
+}
+
+/// Rewrites an export archive's manifest (`edit` changes its JSON) and its
+/// CRC32, as a tenant holding the archive could.
+fn edit_manifest(archive: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    use std::io::Read;
+    let mut entries = Vec::new();
+    let mut tar = tar::Archive::new(archive);
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        entries.push((path, data));
+    }
+    let i = entries
+        .iter()
+        .position(|(p, _)| p == "manifest.json")
+        .unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&entries[i].1).unwrap();
+    edit(&mut manifest);
+    let json = serde_json::to_vec(&manifest).unwrap();
+    let crc = format!("{:08x}", crc32fast::hash(&json));
+    entries[i].1 = json;
+    let c = entries
+        .iter()
+        .position(|(p, _)| p == "manifest.crc32")
+        .unwrap();
+    entries[c].1 = crc.into_bytes();
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in &entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        b.append_data(&mut h, path, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Issue 13: an archive's tier and usage are claims. Without options the app
+/// lands on the default tier with fresh usage; `keep_tier` keeps only a tier
+/// this node has; `keep_usage` keeps every month the archive carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_keeps_the_archives_tier_and_usage_only_when_asked() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let src = open(a.path());
+    let app = id("mover");
+    src.deploy(&app, Some("tight"), wasm(HELLO)).await.unwrap();
+    for _ in 0..4 {
+        src.invoke(&app, req("")).await.unwrap();
+    }
+    let archive = src.export_tenant(&app).unwrap();
+    // The tenant rewrites its archive: the biggest tier, a reset month and an
+    // old month it would like on the record.
+    let forged = edit_manifest(&archive, |m| {
+        m["tenant"]["tier"] = "omni-core".into();
+        let mut old = m["usage"][0].clone();
+        old["period"] = serde_json::json!({"year": 2020, "month": 1});
+        old["requests"] = 77.into();
+        m["usage"][0]["requests"] = 0.into();
+        m["usage"].as_array_mut().unwrap().push(old);
+    });
+
+    let dst = open(b.path());
+    let default = ImportOptions::new();
+    assert_eq!(
+        dst.import_tenant(forged.clone(), default).await.unwrap(),
+        app
+    );
+    let info = dst.app(&app).unwrap().unwrap();
+    assert_eq!(info.tier, "free", "the node's default tier, not omni-core");
+    assert_eq!(
+        dst.store().tenant(&app).unwrap().unwrap().tier.as_str(),
+        "free"
+    );
+    assert!(
+        dst.store().tenant_usage(&app).unwrap().is_empty(),
+        "no imported months"
+    );
+    assert_eq!(dst.usage(&app).unwrap().usage.requests, 0);
+    assert_eq!(
+        dst.usage(&app).unwrap().requests_quota,
+        Tier::free().requests_per_month
+    );
+    assert_eq!(
+        text(&dst.invoke(&app, req("")).await.unwrap()),
+        "Hello from Corral!\n"
+    );
+    assert_eq!(dst.usage(&app).unwrap().usage.requests, 1);
+    assert!(dst.remove(&app).unwrap());
+
+    // keep_tier with a tier this node does not have: refused, nothing written.
+    let gold = edit_manifest(&archive, |m| m["tenant"]["tier"] = "gold".into());
+    let err = dst
+        .import_tenant(gold, ImportOptions::new().keep_tier(true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PlatformError::UnknownTier { tier } if tier == "gold"),
+        "{err:?}"
+    );
+    assert_eq!((err.code(), err.status().as_u16()), ("unknown_tier", 400));
+    assert!(dst.app(&app).unwrap().is_none());
+    assert!(dst.registry().status(&app).is_none());
+
+    // keep_tier and keep_usage with the genuine archive: both kept.
+    let c = tempfile::tempdir().unwrap();
+    let third = open(c.path());
+    let keep = ImportOptions::new().keep_tier(true).keep_usage(true);
+    third.import_tenant(archive.clone(), keep).await.unwrap();
+    assert_eq!(third.app(&app).unwrap().unwrap().tier, "tight");
+    assert_eq!(third.usage(&app).unwrap().usage.requests, 4);
+    assert_eq!(
+        third.store().tenant_usage(&app).unwrap(),
+        src.store().tenant_usage(&app).unwrap()
+    );
+
+    // keep_usage alone keeps every month, on the default tier.
+    let d = tempfile::tempdir().unwrap();
+    let fourth = open(d.path());
+    fourth
+        .import_tenant(forged, ImportOptions::new().keep_usage(true))
+        .await
+        .unwrap();
+    assert_eq!(fourth.app(&app).unwrap().unwrap().tier, "free");
+    let months = fourth.store().tenant_usage(&app).unwrap();
+    assert_eq!(months.len(), 2);
+    assert_eq!((months[0].period.year(), months[0].requests), (2020, 77));
+
+    // The tier bounds what the archive brings: a bundle over the default
+    // tier's cap is refused even when the archive's own tier allowed it.
+    let big_src = id("bigapp");
+    let pro_cap = Tier::free().max_bundle_bytes;
+    let padding = vec![b'x'; usize::try_from(pro_cap).unwrap()];
+    src.deploy(
+        &big_src,
+        Some("pro"),
+        wasm(HELLO).with_static("pad.bin", padding),
+    )
+    .await
+    .unwrap();
+    let big = src.export_tenant(&big_src).unwrap();
+    let err = dst
+        .import_tenant(big, ImportOptions::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PlatformError::BundleTooLarge { .. }),
+        "{err:?}"
+    );
+    assert!(dst.app(&big_src).unwrap().is_none());
+
+    for p in [src, dst, third, fourth] {
+        p.shutdown().await;
+    }
 }
