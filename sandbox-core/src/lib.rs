@@ -32,7 +32,7 @@ pub use js::{QuickJsBackend, QuickJsProgram};
 #[cfg(feature = "v8")]
 pub mod v8_engine;
 pub use limits::{Limits, LimitsBuilder};
-pub use log::TenantLog;
+pub use log::{LINE_OVERHEAD, LogWriter, TenantLog};
 pub use registry::{
     DeployInfo, Registry, RegistryBuilder, RegistryStats, TenantState, TenantStatus,
 };

@@ -205,7 +205,7 @@ impl Store {
     /// # use corral_storage::{Store, StoreConfig};
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
-    /// assert_eq!(store.schema_version().unwrap(), 1);
+    /// assert_eq!(store.schema_version().unwrap(), 2);
     /// ```
     pub fn schema_version(&self) -> Result<i64, StorageError> {
         self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))

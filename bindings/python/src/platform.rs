@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use corral::TenantId;
-use corral::platform::{Bundle, Platform, PlatformConfig, PlatformError};
+use corral::platform::{Bundle, ImportOptions, Platform, PlatformConfig, PlatformError};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
@@ -480,7 +480,19 @@ impl PyPlatform {
     /// name. Everything is verified, and the code compiled, before anything
     /// is written: a damaged archive, or one for an app that already exists
     /// here, raises `InvalidArchive` and imports nothing.
-    fn import_tenant(&self, py: Python<'_>, archive: &Bound<'_, PyAny>) -> PyResult<String> {
+    ///
+    /// The app lands on the default tier with fresh usage unless
+    /// `keep_tier` (the archive's tier, which must be one of this platform's,
+    /// else `UnknownTier`) or `keep_usage` (the archive's usage months) say
+    /// otherwise.
+    #[pyo3(signature = (archive, keep_tier = false, keep_usage = false))]
+    fn import_tenant(
+        &self,
+        py: Python<'_>,
+        archive: &Bound<'_, PyAny>,
+        keep_tier: bool,
+        keep_usage: bool,
+    ) -> PyResult<String> {
         if archive.is_instance_of::<PyString>() {
             return Err(PyTypeError::new_err(
                 "archive must be bytes or os.PathLike (a file to read), not str",
@@ -489,11 +501,14 @@ impl PyPlatform {
         let archive = self::source(archive)?;
         let platform = self.platform()?;
         let shared = &self.shared;
+        let options = ImportOptions::new()
+            .keep_tier(keep_tier)
+            .keep_usage(keep_usage);
         let result = py.detach(|| -> Result<_, Result<PlatformError, std::io::Error>> {
             let bytes = archive.read().map_err(Err)?;
             shared
                 .runtime()
-                .block_on(platform.import_tenant(bytes))
+                .block_on(platform.import_tenant(bytes, options))
                 .map_err(Ok)
         });
         match result {

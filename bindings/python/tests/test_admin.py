@@ -86,7 +86,7 @@ def test_export_then_import_into_another_data_dir(tmp_path: pathlib.Path) -> Non
     path = tmp_path / "notes.corral"
     path.write_bytes(archive)
     with roomy(tmp_path / "b") as b:
-        assert b.import_tenant(path) == "notes"
+        assert b.import_tenant(path, keep_tier=True, keep_usage=True) == "notes"
         assert b.invoke("notes").text == before
         assert b.usage("notes")["usage"]["requests"] == 3  # 2 in a, 1 here
         assert b.apps()[0]["tier"] == "test"
@@ -113,3 +113,39 @@ def test_a_damaged_archive_imports_nothing(tmp_path: pathlib.Path) -> None:
         assert [app["name"] for app in b.apps()] == ["hello"]
         with pytest.raises(TypeError, match="not str"):
             b.import_tenant(archive.decode("latin-1"))  # type: ignore[arg-type]
+
+
+def test_import_keeps_the_archives_tier_and_usage_only_when_asked(
+    tmp_path: pathlib.Path,
+) -> None:
+    rated = tier(rate_per_minute=1, burst=1)
+    with corral.Platform(
+        data_dir=tmp_path / "a", config=config(tiers={"rated": rated}, runtime_slots=16)
+    ) as a:
+        a.deploy("notes", NOTES, tier="rated")
+        a.invoke("notes", method="POST", body="hi")
+        for _ in range(2):
+            with pytest.raises(corral.RateLimited):
+                a.invoke("notes")
+        usage = a.usage("notes")["usage"]
+        # Refused requests are counted apart and never spend the quota.
+        assert (usage["requests"], usage["refused"]) == (1, {"rate_limited": 2})
+        archive = a.export_tenant("notes")
+
+    with roomy(tmp_path / "b") as b:  # has no "rated" tier
+        assert b.import_tenant(archive) == "notes"
+        assert b.apps()[0]["tier"] == "free"  # the default, not the archive's
+        fresh = b.usage("notes")["usage"]
+        assert (fresh["requests"], fresh["refused"]) == (0, {})
+        assert b.remove("notes")
+
+        with pytest.raises(corral.UnknownTier) as err:
+            b.import_tenant(archive, keep_tier=True)
+        assert (err.value.code, err.value.status) == ("unknown_tier", 400)
+        assert b.apps() == []
+
+        assert b.import_tenant(archive, keep_usage=True) == "notes"
+        assert b.apps()[0]["tier"] == "free"
+        kept = b.usage("notes")["usage"]
+        assert (kept["requests"], kept["refused"]) == (1, {"rate_limited": 2})
+        assert b.invoke("notes").text == "kv=hi"

@@ -277,7 +277,7 @@ impl Warm {
         apply_limits(&self.runtime, &cx.limits);
         self.host.enter(Scope {
             tenant: cx.tenant.clone(),
-            log: cx.log.clone(),
+            log: cx.log.writer(),
             kv: cx.kv.clone(),
         });
         self.budget.arm(budget.fuel, budget.wall);
@@ -316,11 +316,9 @@ impl Warm {
         let body = if body.is_empty() {
             None
         } else {
-            Some(
-                TypedArray::<u8>::new(ctx.clone(), body.to_vec())
-                    .catch(ctx)
-                    .map_err(fail)?,
-            )
+            // In the QuickJS heap, so the memory limit counts what the
+            // guest keeps of it.
+            Some(host::bytes_to_js(ctx, &body).catch(ctx).map_err(fail)?)
         };
         let run: Function<'js> = internals.get("run").catch(ctx).map_err(fail)?;
         let promise: Promise<'js> = run
@@ -665,12 +663,13 @@ fn to_response<'js>(
     let pairs: Vec<String> = triple.get(1).map_err(shape)?;
     let body: Option<TypedArray<'js, u8>> = triple.get(2).map_err(shape)?;
     let streamed: bool = triple.get(3).map_err(shape)?;
-    let body = body.as_ref().map(host::copy_bytes).unwrap_or_default();
-    if body.len() as u64 > limits.max_output_bytes {
+    // Measured before it is copied: an oversized body never reaches the host.
+    if body.as_ref().map_or(0, |b| b.len()) as u64 > limits.max_output_bytes {
         return Err(SandboxError::OutputTooLarge {
             limit: limits.max_output_bytes,
         });
     }
+    let body = body.as_ref().map(host::copy_bytes).unwrap_or_default();
     let mut response = http::Response::new(Bytes::from(body));
     *response.status_mut() = crate::response::guest_status(status)?;
     *response.headers_mut() =

@@ -1,14 +1,20 @@
 //! The host functions behind the prelude: UTF-8, randomness, the tenant log
 //! and the tenant KV. They reach the current request through [`HostState`].
+//!
+//! Every buffer they hand to the guest is allocated in the QuickJS heap
+//! ([`bytes_to_js`]), so the runtime's memory limit counts it: a tenant that
+//! keeps encoder output, random bytes or KV values in a global runs into its
+//! tier's memory like with any other object.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use corral_limits::TenantId;
 use parking_lot::Mutex;
 use rand::RngCore;
-use rquickjs::{Ctx, Exception, Function, Object, TypedArray};
+use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, TypedArray};
 
-use crate::{TenantKv, TenantLog};
+use crate::{LogWriter, TenantKv};
 
 /// Largest `crypto.getRandomValues` request, as in the Web Crypto spec.
 const MAX_RANDOM_BYTES: usize = 65_536;
@@ -17,7 +23,8 @@ const MAX_RANDOM_BYTES: usize = 65_536;
 #[derive(Debug)]
 pub(crate) struct Scope {
     pub(crate) tenant: TenantId,
-    pub(crate) log: Arc<TenantLog>,
+    /// This request's way into the tenant log (one full log per request).
+    pub(crate) log: LogWriter,
     pub(crate) kv: Option<Arc<dyn TenantKv>>,
 }
 
@@ -39,6 +46,89 @@ impl HostState {
     pub(crate) fn with_scope<R>(&self, f: impl FnOnce(Option<&Scope>) -> R) -> R {
         f(self.scope.lock().as_ref())
     }
+}
+
+/// A `Uint8Array` holding a copy of `bytes`, allocated in the QuickJS heap
+/// (`JS_NewArrayBufferCopy`), where the runtime's memory limit counts it.
+/// Never `TypedArray::new(ctx, Vec)`: that wraps a Rust allocation the limit
+/// does not see, and the guest could keep any amount of it.
+pub(crate) fn bytes_to_js<'js>(
+    ctx: &Ctx<'js>,
+    bytes: &[u8],
+) -> rquickjs::Result<TypedArray<'js, u8>> {
+    TypedArray::from_arraybuffer(ArrayBuffer::new_copy(ctx.clone(), bytes)?)
+}
+
+/// The UTF-8 of a guest string as a `Uint8Array` in the QuickJS heap, with
+/// each lone surrogate written as U+FFFD (as `TextEncoder` does). The string
+/// is read through QuickJS's own UTF-8 conversion, also in its heap: the host
+/// keeps no copy of it.
+#[allow(unsafe_code)]
+fn encode_utf8<'js>(
+    ctx: &Ctx<'js>,
+    s: rquickjs::String<'js>,
+) -> rquickjs::Result<TypedArray<'js, u8>> {
+    let text = s.to_cstring()?;
+    // SAFETY: `as_ptr` and `len` describe the buffer QuickJS allocated for
+    // `text`; it lives until `text` is dropped, after this slice's last use.
+    // It is read as bytes, not `&str`: QuickJS keeps lone surrogates
+    // (WTF-8), which are not valid UTF-8.
+    let wtf8 = unsafe { std::slice::from_raw_parts(text.as_ptr().cast::<u8>(), text.len()) };
+    let array = bytes_to_js(ctx, wtf8)?;
+    if std::str::from_utf8(wtf8).is_err() {
+        let buffer = array.arraybuffer()?;
+        let mut raw = buffer.as_raw().ok_or(rquickjs::Error::Unknown)?;
+        // SAFETY: the buffer was just created (nothing else refers to its
+        // bytes), is not detached, and no JavaScript runs while this slice
+        // lives.
+        let out = unsafe { raw.as_mut() };
+        replace_lone_surrogates(out);
+    }
+    Ok(array)
+}
+
+/// Overwrites each lone surrogate in WTF-8 (`ED A0..BF xx`: QuickJS writes a
+/// paired surrogate as one 4-byte code point) with U+FFFD, which also takes
+/// three bytes.
+fn replace_lone_surrogates(bytes: &mut [u8]) {
+    let mut i = 0;
+    while i + 2 < bytes.len() {
+        if bytes[i] == 0xED && (0xA0..=0xBF).contains(&bytes[i + 1]) {
+            bytes[i..i + 3].copy_from_slice("\u{FFFD}".as_bytes());
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Appends a guest string to the request's log writer. Once the request has
+/// written its share, the line is only counted: its text is never read.
+#[allow(unsafe_code)]
+fn log_line<'js>(log: &LogWriter, line: rquickjs::String<'js>) -> rquickjs::Result<()> {
+    if !log.accepts() {
+        log.refuse(1);
+        return Ok(());
+    }
+    let text = line.to_cstring()?;
+    // SAFETY: as in `encode_utf8`: QuickJS's buffer for `text`, alive until
+    // `text` drops after this slice's last use; read as (WTF-8) bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(text.as_ptr().cast::<u8>(), text.len()) };
+    // Only what the log keeps is converted; the rest never leaves QuickJS.
+    let kept = &bytes[..bytes.len().min(log.max_line_len())];
+    log.push(&String::from_utf8_lossy(kept));
+    Ok(())
+}
+
+/// Runs `f` over the bytes a typed array views, without copying them. `f`
+/// must not run JavaScript (it may allocate in QuickJS: the array is held
+/// and its buffer does not move).
+#[allow(unsafe_code)]
+pub(crate) fn with_bytes<R>(array: &TypedArray<'_, u8>, f: impl FnOnce(&[u8]) -> R) -> R {
+    // SAFETY: `as_bytes` aliases memory owned by QuickJS, valid while no
+    // JavaScript runs (which could detach or resize the buffer); `f` runs
+    // none, and the slice does not outlive this call.
+    f(unsafe { array.as_bytes() }.unwrap_or_default())
 }
 
 /// Copies the bytes a typed array views.
@@ -78,7 +168,7 @@ fn kv<'js>(
 }
 
 enum KvOut {
-    Value(Option<Vec<u8>>),
+    Value(Option<Bytes>),
     Done,
     Deleted(bool),
     Keys(Vec<String>),
@@ -90,8 +180,8 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
 
     host.set(
         "encodeUtf8",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>, s: String| {
-            TypedArray::<u8>::new(ctx, s.into_bytes())
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, s: rquickjs::String<'js>| {
+            encode_utf8(&ctx, s)
         })?,
     )?;
     host.set(
@@ -99,12 +189,15 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
         Function::new(
             ctx.clone(),
             |ctx: Ctx<'js>, bytes: TypedArray<'js, u8>, fatal: bool| {
-                let bytes = copy_bytes(&bytes);
-                match String::from_utf8(bytes) {
-                    Ok(s) => Ok(s),
+                with_bytes(&bytes, |view| match std::str::from_utf8(view) {
+                    // Straight from the guest's buffer into a QuickJS string:
+                    // valid UTF-8 is never copied into the host.
+                    Ok(s) => rquickjs::String::from_str(ctx.clone(), s),
                     Err(_) if fatal => Err(Exception::throw_type(&ctx, "invalid UTF-8")),
-                    Err(e) => Ok(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                }
+                    Err(_) => {
+                        rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(view))
+                    }
+                })
             },
         )?,
     )?;
@@ -116,17 +209,16 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
             }
             let mut buf = vec![0u8; n];
             rand::rng().fill_bytes(&mut buf);
-            TypedArray::<u8>::new(ctx, buf)
+            bytes_to_js(&ctx, &buf)
         })?,
     )?;
     let st = state.clone();
     host.set(
         "log",
-        Function::new(ctx.clone(), move |line: String| {
-            st.with_scope(|scope| {
-                if let Some(scope) = scope {
-                    scope.log.push(&line);
-                }
+        Function::new(ctx.clone(), move |line: rquickjs::String<'js>| {
+            st.with_scope(|scope| match scope {
+                Some(scope) => log_line(&scope.log, line),
+                None => Ok(()),
             })
         })?,
     )?;
@@ -136,11 +228,9 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>, key: String| -> rquickjs::Result<Option<TypedArray<'js, u8>>> {
-                let out = kv(&ctx, &st, |kv, t| {
-                    kv.get(t, &key).map(|v| KvOut::Value(v.map(|b| b.to_vec())))
-                })?;
+                let out = kv(&ctx, &st, |kv, t| kv.get(t, &key).map(KvOut::Value))?;
                 match out {
-                    KvOut::Value(Some(bytes)) => Ok(Some(TypedArray::<u8>::new(ctx, bytes)?)),
+                    KvOut::Value(Some(bytes)) => Ok(Some(bytes_to_js(&ctx, &bytes)?)),
                     _ => Ok(None),
                 }
             },
@@ -152,9 +242,10 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>, key: String, value: TypedArray<'js, u8>| -> rquickjs::Result<()> {
-                let value = copy_bytes(&value);
-                kv(&ctx, &st, |kv, t| {
-                    kv.put(t, &key, &value).map(|()| KvOut::Done)
+                with_bytes(&value, |value| {
+                    kv(&ctx, &st, |kv, t| {
+                        kv.put(t, &key, value).map(|()| KvOut::Done)
+                    })
                 })?;
                 Ok(())
             },

@@ -634,6 +634,33 @@ impl Platform {
         .await
     }
 
+    /// The tier an app runs on, from memory (no storage read, no lock held
+    /// past the lookup): cheap enough to call on every request head, for
+    /// example to refuse a body over the tier's `max_body_bytes` before
+    /// reading it. `None` for an app that is not deployed.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use corral::{Kind, TenantId, platform::{Bundle, Platform, PlatformConfig}};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let p = Platform::builder().config(PlatformConfig::with_data_dir(dir.path())).build().unwrap();
+    /// let name = TenantId::new("hello").unwrap();
+    /// assert!(p.app_tier(&name).is_none());
+    /// let js = b"export default { fetch() { return new Response('hi'); } };".to_vec();
+    /// p.deploy(&name, Some("pro"), Bundle::code(Kind::Js, js)).await.unwrap();
+    /// let tier = p.app_tier(&name).unwrap();
+    /// assert_eq!(tier.max_body_bytes, p.tiers()["pro"].max_body_bytes);
+    /// # p.shutdown().await;
+    /// # });
+    /// ```
+    pub fn app_tier(&self, name: &TenantId) -> Option<Arc<Tier>> {
+        self.inner
+            .contexts
+            .read()
+            .get(name)
+            .map(|c| c.tier().clone())
+    }
+
     /// One app, or `None`.
     pub fn app(&self, name: &TenantId) -> Result<Option<AppInfo>, PlatformError> {
         match self.inner.store.tenant(name)? {

@@ -18,6 +18,13 @@
 //! - `memory_bytes` is the isolate's heap limit; near it, a callback terminates
 //!   the running script and the request fails with `MemoryLimit` (V8 would
 //!   otherwise abort the whole process);
+//! - `ArrayBuffer` contents live outside that heap, so each isolate gets its
+//!   own allocator ([`BufferBudget`]) that refuses a buffer when the buffers
+//!   held plus the heap in use (sampled between requests) would pass
+//!   `memory_bytes`: the guest's allocation throws `RangeError`, which ends the
+//!   request as `MemoryLimit` when uncaught. Buffers the host hands to the
+//!   guest (request bodies, encoder output, random bytes, KV values) come
+//!   from the same allocator;
 //! - `wall_clock` is a watchdog that terminates the script at the deadline
 //!   (`Deadline`); V8 counts no instructions, so `fuel_per_request` is not
 //!   enforced and the fuel reported is 0;
@@ -39,7 +46,7 @@
 #![allow(unsafe_code)] // v8's scope macros pin on the stack; the heap-limit callback takes a raw pointer.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Once, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -262,6 +269,123 @@ extern "C" fn near_heap_limit(data: *mut c_void, current: usize, _initial: usize
     current.saturating_mul(2)
 }
 
+/// One isolate's `ArrayBuffer` allocator: it counts the bytes of every
+/// backing store and refuses one that would take the buffers plus the heap
+/// in use past the tenant's memory. V8 frees backing stores from its
+/// background threads too, hence the atomics.
+#[derive(Debug)]
+struct BufferBudget {
+    limit: usize,
+    /// Bytes of live backing stores.
+    used: AtomicUsize,
+    /// The isolate's used heap as of its last sample (after boot and after
+    /// each request): what the heap takes of the tenant's memory.
+    heap: AtomicUsize,
+}
+
+/// Alignment of backing stores (what `calloc` guarantees on 64-bit hosts).
+const BUFFER_ALIGN: usize = 16;
+
+impl BufferBudget {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+            heap: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether `len` more bytes of buffers would fit now.
+    fn fits(&self, len: usize) -> bool {
+        let held = self.used.load(Ordering::SeqCst) + self.heap.load(Ordering::SeqCst);
+        held.saturating_add(len) <= self.limit
+    }
+
+    /// Takes `len` bytes of the budget, or says no.
+    fn reserve(&self, len: usize) -> bool {
+        let heap = self.heap.load(Ordering::SeqCst);
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                let total = used.checked_add(len)?;
+                (total.saturating_add(heap) <= self.limit).then_some(total)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, len: usize) {
+        self.used.fetch_sub(len, Ordering::SeqCst);
+    }
+
+    /// A V8 allocator drawing on this budget (the budget lives as long as
+    /// the allocator: V8 drops its reference through `vtable.drop`).
+    fn allocator(self: &Arc<Self>) -> v8::UniqueRef<v8::Allocator> {
+        static VTABLE: v8::RustAllocatorVtable<BufferBudget> = v8::RustAllocatorVtable {
+            allocate: buffer_allocate,
+            allocate_uninitialized: buffer_allocate_uninitialized,
+            free: buffer_free,
+            drop: buffer_budget_drop,
+        };
+        // SAFETY: the handle is a strong `Arc` reference, given back by
+        // `buffer_budget_drop` when V8 drops the allocator; every vtable
+        // function takes it as a `BufferBudget`.
+        unsafe { v8::new_rust_allocator(Arc::into_raw(self.clone()), &VTABLE) }
+    }
+}
+
+fn buffer_layout(len: usize) -> Option<std::alloc::Layout> {
+    std::alloc::Layout::from_size_align(len.max(1), BUFFER_ALIGN).ok()
+}
+
+fn buffer_alloc(budget: &BufferBudget, len: usize, zeroed: bool) -> *mut c_void {
+    let Some(layout) = buffer_layout(len) else {
+        return std::ptr::null_mut();
+    };
+    if !budget.reserve(len) {
+        // V8 collects garbage and retries, then throws `RangeError`.
+        return std::ptr::null_mut();
+    }
+    // SAFETY: `layout` has a non-zero size.
+    let ptr = unsafe {
+        if zeroed {
+            std::alloc::alloc_zeroed(layout)
+        } else {
+            std::alloc::alloc(layout)
+        }
+    };
+    if ptr.is_null() {
+        budget.release(len);
+    }
+    ptr.cast()
+}
+
+unsafe extern "C" fn buffer_allocate(budget: &BufferBudget, len: usize) -> *mut c_void {
+    buffer_alloc(budget, len, true)
+}
+
+unsafe extern "C" fn buffer_allocate_uninitialized(
+    budget: &BufferBudget,
+    len: usize,
+) -> *mut c_void {
+    buffer_alloc(budget, len, false)
+}
+
+unsafe extern "C" fn buffer_free(budget: &BufferBudget, data: *mut c_void, len: usize) {
+    if data.is_null() {
+        return;
+    }
+    if let Some(layout) = buffer_layout(len) {
+        // SAFETY: V8 frees what `buffer_alloc` returned for this `len`, with
+        // the same layout.
+        unsafe { std::alloc::dealloc(data.cast(), layout) };
+        budget.release(len);
+    }
+}
+
+unsafe extern "C" fn buffer_budget_drop(budget: *const BufferBudget) {
+    // SAFETY: the reference `BufferBudget::allocator` leaked for V8.
+    drop(unsafe { Arc::from_raw(budget) });
+}
+
 /// Why a script stopped, besides what it threw.
 struct Stops {
     heap: Box<HeapGuard>,
@@ -335,7 +459,12 @@ fn isolate_thread(
         deadline: Arc::new(AtomicBool::new(false)),
     };
     let heap_max = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
-    let isolate = &mut v8::Isolate::new(v8::CreateParams::default().heap_limits(0, heap_max));
+    let buffers = Arc::new(BufferBudget::new(heap_max));
+    let isolate = &mut v8::Isolate::new(
+        v8::CreateParams::default()
+            .heap_limits(0, heap_max)
+            .array_buffer_allocator(buffers.allocator()),
+    );
     let _ = stops.heap.handle.set(isolate.thread_safe_handle());
     let data = std::ptr::from_ref::<HeapGuard>(&stops.heap)
         .cast_mut()
@@ -343,6 +472,7 @@ fn isolate_thread(
     isolate.add_near_heap_limit_callback(near_heap_limit, data);
     let host = Arc::new(HostState::default());
     isolate.set_slot(host.clone());
+    isolate.set_slot(buffers.clone());
     let handle = isolate.thread_safe_handle();
 
     v8::scope!(let scope, isolate);
@@ -364,11 +494,12 @@ fn isolate_thread(
         }
     };
     let internals = v8::Global::new(scope, internals);
+    sample_heap(scope, &buffers);
     for job in jobs {
         let limits = job.cx.limits.clone();
         host.enter(Scope {
             tenant: job.cx.tenant.clone(),
-            log: job.cx.log.clone(),
+            log: job.cx.log.writer(),
             kv: job.cx.kv.clone(),
         });
         stops.deadline.store(false, Ordering::SeqCst);
@@ -381,6 +512,7 @@ fn isolate_thread(
             run(request_scope, internals, &job, &limits, &stops)
         };
         host.leave();
+        sample_heap(scope, &buffers);
         let result = result.map(|mut response| {
             let mut stats = InvocationStats::default();
             stats.wall_time = started.elapsed();
@@ -609,7 +741,14 @@ fn run<'s>(
     let body: v8::Local<'s, v8::Value> = if job.body.is_empty() {
         v8::null(scope).into()
     } else {
-        bytes_to_js(scope, job.body.to_vec()).into()
+        match bytes_to_js(scope, &job.body) {
+            Some(body) => body.into(),
+            None => {
+                return Err(SandboxError::MemoryLimit {
+                    limit: limits.memory_bytes,
+                });
+            }
+        }
     };
     let has_kv = v8::Boolean::new(scope, job.cx.kv.is_some());
     let only = v8::Number::new(scope, ONLY_SCOPE);
@@ -681,12 +820,43 @@ fn to_response<'s>(
     Ok(response)
 }
 
-fn bytes_to_js<'s>(scope: &v8::PinScope<'s, '_>, bytes: Vec<u8>) -> v8::Local<'s, v8::Uint8Array> {
-    let len = bytes.len();
-    let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes).make_shared();
-    let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
-    v8::Uint8Array::new(scope, buffer, 0, len).expect("a Uint8Array over a fresh buffer")
+/// Records the isolate's used heap in its buffer budget.
+fn sample_heap(isolate: &mut v8::Isolate, buffers: &BufferBudget) {
+    let used = isolate.get_heap_statistics().used_heap_size();
+    buffers.heap.store(used, Ordering::SeqCst);
 }
+
+/// A `Uint8Array` holding a copy of `bytes`, allocated by the isolate's
+/// [`BufferBudget`] like any buffer the guest makes. `None` when the
+/// tenant's memory has no room for it even after a full collection.
+/// Never `new_backing_store_from_vec`: that wraps a Rust allocation no
+/// budget sees.
+fn bytes_to_js<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    bytes: &[u8],
+) -> Option<v8::Local<'s, v8::Uint8Array>> {
+    let budget = scope.get_slot::<Arc<BufferBudget>>().cloned()?;
+    if !budget.fits(bytes.len()) {
+        scope.low_memory_notification();
+        if !budget.fits(bytes.len()) {
+            return None;
+        }
+    }
+    // `ArrayBuffer::new` draws on the budget checked above; V8 aborts the
+    // process if it fails, hence the check.
+    let buffer = v8::ArrayBuffer::new(scope, bytes.len());
+    if let Some(data) = buffer.data() {
+        // SAFETY: `data` is the fresh buffer's `bytes.len()` bytes, which
+        // nothing else refers to yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.as_ptr().cast::<u8>(), bytes.len());
+        }
+    }
+    v8::Uint8Array::new(scope, buffer, 0, bytes.len())
+}
+
+/// What V8 throws when an `ArrayBuffer`'s allocation is refused.
+const BUFFER_REFUSED: &str = "Array buffer allocation failed";
 
 fn js_to_bytes(array: v8::Local<'_, v8::Uint8Array>) -> Vec<u8> {
     let mut out = vec![0; array.byte_length()];
@@ -729,7 +899,6 @@ fn classify<'s>(
     stack: Option<String>,
     limits: &Limits,
 ) -> SandboxError {
-    let _ = limits;
     let (name, message, stack) = match value.to_object(scope) {
         Some(obj) if value.is_native_error() || value.is_object() => {
             let read = |scope: &mut v8::PinScope<'s, '_>, key: &str| {
@@ -749,6 +918,11 @@ fn classify<'s>(
     {
         return SandboxError::StackOverflow;
     }
+    if name.as_deref() == Some("RangeError") && message.contains(BUFFER_REFUSED) {
+        return SandboxError::MemoryLimit {
+            limit: limits.memory_bytes,
+        };
+    }
     if name.as_deref() == Some("CorralBadResponse") {
         return SandboxError::BadResponse { reason: message };
     }
@@ -763,6 +937,23 @@ fn classify<'s>(
 
 fn host_state(scope: &v8::PinScope<'_, '_>) -> Option<Arc<HostState>> {
     scope.get_slot::<Arc<HostState>>().cloned()
+}
+
+/// [`bytes_to_js`] for a host function: when the tenant's memory has no
+/// room, it throws the `RangeError` V8 throws for the guest's own buffers
+/// (which ends the request as `MemoryLimit` unless the guest catches it).
+fn host_bytes<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    bytes: &[u8],
+) -> Option<v8::Local<'s, v8::Uint8Array>> {
+    let array = bytes_to_js(scope, bytes);
+    if array.is_none()
+        && let Some(msg) = v8::String::new(scope, BUFFER_REFUSED)
+    {
+        let err = v8::Exception::range_error(scope, msg);
+        scope.throw_exception(err);
+    }
+    array
 }
 
 fn throw(scope: &mut v8::PinScope<'_, '_>, message: &str) {
@@ -830,7 +1021,9 @@ fn encode_utf8(
     mut rv: v8::ReturnValue,
 ) {
     let s = arg_string(scope, &args, 0);
-    rv.set(bytes_to_js(scope, s.into_bytes()).into());
+    if let Some(bytes) = host_bytes(scope, s.as_bytes()) {
+        rv.set(bytes.into());
+    }
 }
 
 fn decode_utf8(
@@ -865,24 +1058,43 @@ fn random_bytes(
     }
     let mut buf = vec![0u8; n];
     rand::rng().fill_bytes(&mut buf);
-    rv.set(bytes_to_js(scope, buf).into());
+    if let Some(bytes) = host_bytes(scope, &buf) {
+        rv.set(bytes.into());
+    }
 }
 
 fn log(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, _rv: v8::ReturnValue) {
-    let line = arg_string(scope, &args, 0);
-    if let Some(state) = host_state(scope) {
-        state.with_scope(|s| {
-            if let Some(s) = s {
-                s.log.push(&line);
-            }
-        });
+    let Some(state) = host_state(scope) else {
+        return;
+    };
+    // A line past the request's share of the log is counted, never read.
+    let accepts = state.with_scope(|s| match s {
+        Some(s) if s.log.accepts() => true,
+        Some(s) => {
+            s.log.refuse(1);
+            false
+        }
+        None => false,
+    });
+    if !accepts {
+        return;
     }
+    let line = arg_string(scope, &args, 0);
+    state.with_scope(|s| {
+        if let Some(s) = s {
+            s.log.push(&line);
+        }
+    });
 }
 
 fn kv_get(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue) {
     let key = arg_string(scope, &args, 0);
     match with_kv(scope, |kv, t| kv.get(t, &key)) {
-        Some(Some(bytes)) => rv.set(bytes_to_js(scope, bytes.to_vec()).into()),
+        Some(Some(bytes)) => {
+            if let Some(bytes) = host_bytes(scope, &bytes) {
+                rv.set(bytes.into());
+            }
+        }
         Some(None) => rv.set_null(),
         None => {}
     }

@@ -278,7 +278,7 @@ impl WasmProgram {
         let env = wagi::cgi_env(&request);
         let (head_tx, mut head_rx) = tokio::sync::oneshot::channel();
         let stdout = wagi::CappedOutput::new(limits.max_output_bytes, head_tx);
-        let stderr = wagi::LogOutput::new(cx.log.clone(), limits.max_log_bytes);
+        let stderr = wagi::LogOutput::new(&cx.log, limits.max_log_bytes);
         // No preopens, no network, no inherited environment: only the CGI set.
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(request.into_body()))

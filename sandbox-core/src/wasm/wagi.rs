@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 use crate::body::TrySend;
 use crate::response::{GuestHeaders, guest_status};
-use crate::{Body, BodySender, SandboxError, TenantLog};
+use crate::{Body, BodySender, LogWriter, SandboxError, TenantLog};
 
 /// The CGI variables for `req` (and nothing else: no host environment).
 pub(crate) fn cgi_env(req: &Request<Bytes>) -> Vec<(String, String)> {
@@ -397,28 +397,41 @@ impl StdoutStream for CappedOutput {
     }
 }
 
-/// Guest stderr, split into lines for the tenant's bounded log. A partial
-/// line is kept up to the log's size and flushed at the end of the request.
+/// Guest stderr, split into lines for the tenant's bounded log through the
+/// request's [`LogWriter`]. A partial line is kept up to `cap` bytes and
+/// flushed at the end of the request. Once the request has written its share
+/// of the log, the rest of its stderr is only scanned for newlines to count
+/// the dropped lines: a guest writing megabytes of `\n` costs the host one
+/// pass over the bytes, not an allocation per line.
 #[derive(Debug, Clone)]
 pub(crate) struct LogOutput {
-    log: Arc<TenantLog>,
+    writer: Arc<LogWriter>,
     partial: Arc<Mutex<Vec<u8>>>,
     cap: usize,
 }
 
 impl LogOutput {
-    pub(crate) fn new(log: Arc<TenantLog>, cap: usize) -> Self {
+    pub(crate) fn new(log: &Arc<TenantLog>, cap: usize) -> Self {
         Self {
-            log,
+            writer: Arc::new(log.writer()),
             partial: Arc::default(),
-            cap,
+            cap: cap.min(log.max_line_len()),
         }
     }
 
     fn push(&self, mut bytes: &[u8]) {
         let mut partial = self.partial.lock();
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
-            partial.extend_from_slice(&bytes[..nl]);
+            if !self.writer.accepts() {
+                let lines = bytes[nl..].iter().filter(|&&b| b == b'\n').count();
+                self.writer.refuse(lines as u64);
+                partial.clear();
+                let last = nl + bytes[nl..].iter().rposition(|&b| b == b'\n').unwrap_or(0);
+                bytes = &bytes[last + 1..];
+                break;
+            }
+            let room = self.cap.saturating_sub(partial.len());
+            partial.extend_from_slice(&bytes[..nl.min(room)]);
             self.emit(&mut partial);
             bytes = &bytes[nl + 1..];
         }
@@ -429,7 +442,7 @@ impl LogOutput {
     fn emit(&self, partial: &mut Vec<u8>) {
         let line = String::from_utf8_lossy(partial);
         let line = line.strip_suffix('\r').unwrap_or(&line);
-        self.log.push(line);
+        self.writer.push(line);
         partial.clear();
     }
 
@@ -652,7 +665,7 @@ mod tests {
     #[test]
     fn stderr_is_split_into_log_lines() {
         let log = Arc::new(TenantLog::new(1024));
-        let out = LogOutput::new(log.clone(), 8);
+        let out = LogOutput::new(&log, 8);
         out.push(b"one\r\ntw");
         out.push(b"o\nthree-is-long");
         out.finish();

@@ -126,3 +126,43 @@ async fn allocation_bomb_hits_the_memory_limit() {
     assert_eq!(err.code(), "memory_limit");
     assert_eq!(t.text("/").await, "ok 0");
 }
+
+#[tokio::test]
+async fn a_console_log_flood_of_empty_lines_keeps_the_log_within_its_caps() {
+    let t = Tenant::new(
+        "chatty",
+        r#"export default { fetch(req) {
+            if (new URL(req.url).pathname === "/forever") { for (;;) console.log(""); }
+            for (let i = 0; i < 20000; i++) console.log("");
+            return new Response("ok");
+        } }"#,
+        Limits::builder()
+            .max_log_bytes(16 << 10)
+            .wall_clock(Duration::from_millis(300))
+            .build(),
+    );
+    let log = &t.cx.log;
+    assert_eq!(log.max_lines(), 256);
+    assert_eq!(t.text("/").await, "ok");
+    // One log's worth of empty lines, less the two the note pushed out.
+    let lines = log.lines();
+    assert_eq!(lines.len(), 254 + 1);
+    assert!(lines[..254].iter().all(String::is_empty));
+    assert_eq!(
+        lines[254],
+        "[corral] 19744 more log lines from this request were dropped"
+    );
+    assert_eq!(log.dropped(), 19_744 + 2);
+    // The endless flood (the issue's `for (;;) console.log("")`) ends at the
+    // deadline with the log still within both caps.
+    let err = t.get("/forever").await.unwrap_err();
+    assert!(matches!(err, SandboxError::Deadline { .. }), "{err:?}");
+    assert!(log.len() <= log.max_lines());
+    assert!(log.bytes() <= log.max_bytes());
+    assert!(
+        log.dropped() > 19_744 + 2 + 256,
+        "the flood ran: {}",
+        log.dropped()
+    );
+    assert!(log.lines().last().unwrap().starts_with("[corral] "));
+}

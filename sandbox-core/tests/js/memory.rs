@@ -1,11 +1,15 @@
 //! Host memory under an allocation bomb, measured in a fresh process so no
-//! other test's allocations blur the figure.
+//! other test's allocations blur the figure; and buffers the host hands to
+//! the guest (encoder output, random bytes, KV values, request bodies),
+//! which count against the tenant's memory like anything else it keeps.
 
 use std::process::Command;
+use std::sync::Arc;
 
-use corral::{Limits, SandboxError};
+use bytes::Bytes;
+use corral::{Limits, SandboxError, TenantKv};
 
-use crate::Tenant;
+use crate::{MemKv, Tenant};
 
 const CHILD_ENV: &str = "CORRAL_JS_RSS_CHILD";
 const LIMIT: u64 = 32 << 20;
@@ -30,11 +34,12 @@ fn status_kib(field: &str) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn allocation_bomb_grows_host_rss_no_more_than_the_limit() {
+/// Runs `rss_child` with `mode` in a fresh process; returns how much its RSS
+/// grew over the run of the mode's requests.
+fn child_rss_growth(mode: &str) -> u64 {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "memory::rss_child", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, "1")
+        .env(CHILD_ENV, mode)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -47,7 +52,12 @@ fn allocation_bomb_grows_host_rss_no_more_than_the_limit() {
         .lines()
         .find(|l| l.starts_with("rss-growth-bytes="))
         .unwrap_or_else(|| panic!("no figure from the child: {stdout}"));
-    let growth: u64 = line["rss-growth-bytes=".len()..].trim().parse().unwrap();
+    line["rss-growth-bytes=".len()..].trim().parse().unwrap()
+}
+
+#[test]
+fn allocation_bomb_grows_host_rss_no_more_than_the_limit() {
+    let growth = child_rss_growth("bomb");
     assert!(
         growth <= LIMIT + MARGIN,
         "host RSS grew {growth} bytes under a {LIMIT}-byte limit"
@@ -57,10 +67,23 @@ fn allocation_bomb_grows_host_rss_no_more_than_the_limit() {
 }
 
 #[test]
+fn hoarding_encoder_output_across_requests_grows_host_rss_no_more_than_the_limit() {
+    let growth = child_rss_growth("hoard");
+    assert!(
+        growth <= LIMIT + MARGIN,
+        "host RSS grew {growth} bytes under a {LIMIT}-byte limit"
+    );
+    assert!(growth >= LIMIT / 2, "RSS grew only {growth} bytes");
+}
+
+#[test]
 #[ignore = "runs in a child process of allocation_bomb_grows_host_rss_no_more_than_the_limit"]
 fn rss_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    let Some(mode) = std::env::var_os(CHILD_ENV) else {
         return;
+    };
+    if mode == "hoard" {
+        return hoard_child();
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,4 +110,128 @@ fn rss_child() {
         println!("rss-peak-bytes={peak}");
         println!("rss-growth-bytes={}", peak.saturating_sub(baseline));
     });
+}
+
+/// The "hoard" child: 1 MiB of `TextEncoder` output kept per request until
+/// the tenant's memory says no.
+fn hoard_child() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = Tenant::new(
+            "hoard",
+            HOARDER,
+            Limits::builder().memory_bytes(LIMIT).build(),
+        );
+        assert_eq!(t.text("/").await, "0");
+        let baseline = status_kib("VmRSS:") * 1024;
+        let kept = hoard_until_refused(&t, "/encode").await;
+        let peak = status_kib("VmHWM:") * 1024;
+        println!("kept-mib={kept}");
+        println!("rss-baseline-bytes={baseline}");
+        println!("rss-peak-bytes={peak}");
+        println!("rss-growth-bytes={}", peak.saturating_sub(baseline));
+    });
+}
+
+/// A tenant keeping, in a global, 1 MiB a request of what the host hands it.
+const HOARDER: &str = r#"
+const kept = [];
+export default { async fetch(req, env) {
+    switch (new URL(req.url).pathname) {
+        case "/encode":
+            kept.push(new TextEncoder().encode("x".repeat(1 << 20)));
+            break;
+        case "/random":
+            for (let i = 0; i < 16; i++) kept.push(crypto.getRandomValues(new Uint8Array(65536)));
+            break;
+        case "/kv":
+            for (let i = 0; i < 1024; i++) kept.push(await env.KV.get("k", "bytes"));
+            break;
+        case "/body":
+            kept.push(await req.bytes());
+            break;
+    }
+    return new Response(String(kept.length));
+} }"#;
+
+/// Sends `path` (with a 1 MiB body for `/body`) until the tenant fails;
+/// the failure must be `MemoryLimit`. Returns how many requests (MiB kept)
+/// succeeded before it.
+async fn hoard_until_refused(t: &Tenant, path: &str) -> u64 {
+    let limit_mib = t.cx.limits.memory_bytes >> 20;
+    for sent in 0..3 * limit_mib {
+        let body = if path == "/body" {
+            Bytes::from(vec![7u8; 1 << 20])
+        } else {
+            Bytes::new()
+        };
+        let req = http::Request::post(path)
+            .header("host", "app.example")
+            .body(body)
+            .unwrap();
+        match t.send(req).await {
+            Ok(resp) => assert_eq!(resp.status(), 200),
+            Err(SandboxError::MemoryLimit { limit }) => {
+                assert_eq!(limit, t.cx.limits.memory_bytes);
+                return sent;
+            }
+            Err(other) => panic!("{path}: request {sent} failed with {other:?}"),
+        }
+    }
+    panic!(
+        "{path}: the tenant kept {} MiB under a {limit_mib} MiB limit",
+        3 * limit_mib
+    );
+}
+
+fn hoarder(name: &str) -> Tenant {
+    let limits = Limits::builder().memory_bytes(16 << 20).build();
+    let kv = Arc::new(MemKv::default());
+    kv.put(&name.parse().unwrap(), "k", &[7; 1024]).unwrap();
+    Tenant::new(name, HOARDER, limits).with_kv(kv)
+}
+
+/// What a hoarder must have kept before its memory ran out: most of its
+/// 16 MiB (the prelude and the tenant module take the rest).
+const MIN_KEPT_MIB: u64 = 8;
+
+#[tokio::test]
+async fn encoder_output_kept_across_requests_counts_against_memory() {
+    let kept = hoard_until_refused(&hoarder("enc"), "/encode").await;
+    assert!(kept >= MIN_KEPT_MIB, "refused after {kept} MiB");
+}
+
+#[tokio::test]
+async fn random_bytes_kept_across_requests_count_against_memory() {
+    let kept = hoard_until_refused(&hoarder("rnd"), "/random").await;
+    assert!(kept >= MIN_KEPT_MIB, "refused after {kept} MiB");
+}
+
+#[tokio::test]
+async fn kv_values_kept_across_requests_count_against_memory() {
+    let kept = hoard_until_refused(&hoarder("kvh"), "/kv").await;
+    assert!(kept >= MIN_KEPT_MIB, "refused after {kept} MiB");
+}
+
+#[tokio::test]
+async fn request_bodies_kept_across_requests_count_against_memory() {
+    let kept = hoard_until_refused(&hoarder("bod"), "/body").await;
+    assert!(kept >= MIN_KEPT_MIB, "refused after {kept} MiB");
+}
+
+#[tokio::test]
+async fn text_encoder_writes_lone_surrogates_as_replacement_characters() {
+    let t = Tenant::new(
+        "wtf",
+        r#"export default { fetch() {
+            const b = new TextEncoder().encode("a\ud800b\udc00\ud83d\ude00");
+            return new Response(Array.from(b, (x) => x.toString(16)).join(" "));
+        } }"#,
+        Limits::default(),
+    );
+    // a, U+FFFD, b, U+FFFD, then the paired surrogates as one code point.
+    assert_eq!(t.text("/").await, "61 ef bf bd 62 ef bf bd f0 9f 98 80");
 }

@@ -320,6 +320,30 @@ async fn restart_keeps_apps_and_usage_without_recompiling() {
     assert_eq!(p.registry().stats().compiles, 0);
 }
 
+/// `app_tier` answers from memory and follows deploy, re-tier, restart and
+/// removal, so a frontend can size a body before reading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_tier_follows_deploy_retier_restart_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = id("sized");
+    {
+        let p = open(dir.path());
+        assert!(p.app_tier(&app).is_none());
+        p.deploy(&app, Some("tight"), wasm(HELLO)).await.unwrap();
+        assert_eq!(p.app_tier(&app).unwrap().max_body_bytes, 1024);
+        p.set_tier(&app, "pro").await.unwrap();
+        assert_eq!(
+            p.app_tier(&app).unwrap().max_body_bytes,
+            Tier::pro().max_body_bytes
+        );
+        p.shutdown().await;
+    }
+    let p = open(dir.path());
+    assert_eq!(*p.app_tier(&app).unwrap(), p.tiers()["pro"]);
+    assert!(p.remove(&app).unwrap());
+    assert!(p.app_tier(&app).is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_import_round_trip_and_corrupt_archives_import_nothing() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

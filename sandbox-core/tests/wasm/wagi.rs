@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use corral::{InvocationStats, Kind, Limits, SandboxError, SandboxService};
+use corral::{InvocationStats, Kind, LINE_OVERHEAD, Limits, SandboxError, SandboxService};
 use tower_service::Service;
 
-use crate::{chaos, registry, text, tid};
+use crate::{chaos, fixture, registry, text, tid};
 
 #[tokio::test]
 async fn guest_sees_exactly_the_cgi_variables_and_no_host_environment() {
@@ -98,13 +98,16 @@ async fn stderr_lines_land_in_the_bounded_tenant_log() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
     let id = tid("chatty");
-    let limits = Limits::builder().max_log_bytes(20).build();
+    // Room for two 8-byte lines, each charged LINE_OVERHEAD on top.
+    let limits = Limits::builder()
+        .max_log_bytes(2 * (LINE_OVERHEAD + 8))
+        .build();
     reg.deploy(&id, Kind::Wasm, &chaos(), limits).unwrap();
     assert_eq!(text(&reg, &id, b"w").await, "hello\n");
     let log = reg.log(&id).unwrap();
     assert_eq!(log.lines(), vec!["line one", "line two"]);
     assert_eq!(text(&reg, &id, b"w").await, "hello\n");
-    // 20 bytes hold two 8-byte lines: the oldest two were dropped.
+    // The log holds two 8-byte lines: the oldest two were dropped.
     assert_eq!(log.lines(), vec!["line one", "line two"]);
     assert_eq!(log.dropped(), 2);
 }
@@ -131,4 +134,65 @@ async fn sandbox_service_routes_by_the_tenant_extension() {
     let err = svc.call(req).await.unwrap_err();
     assert!(matches!(&err, SandboxError::TenantNotFound { tenant } if tenant.as_str() == "absent"));
     assert_eq!(err.status(), http::StatusCode::NOT_FOUND);
+}
+
+/// 16 MiB of stderr in 64 KiB writes, as the `logflood.wat` fixture writes it.
+const FLOOD_BYTES: u64 = 256 * 65_536;
+
+#[tokio::test]
+async fn a_stderr_flood_of_empty_lines_keeps_the_log_within_its_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let id = tid("flood");
+    reg.deploy(&id, Kind::Wasm, &fixture("logflood.wat"), Limits::default())
+        .unwrap();
+    let log = reg.log(&id).unwrap();
+    // 64 KiB by default: 1,024 lines of LINE_OVERHEAD bytes each.
+    assert_eq!(log.max_lines(), 1024);
+    for round in 1..=2u64 {
+        assert_eq!(text(&reg, &id, b"n").await, "ok");
+        assert!(log.len() <= log.max_lines());
+        assert!(log.bytes() <= log.max_bytes());
+        // Each request kept one log's worth of empty lines and counted the
+        // rest; its note pushed two of them out (and, from the second
+        // request on, its lines pushed out the first request's).
+        let lines = log.lines();
+        assert_eq!(lines.len(), 1022 + 1);
+        assert!(lines[..1022].iter().all(String::is_empty));
+        let refused = FLOOD_BYTES - 1024;
+        assert_eq!(
+            lines[1022],
+            format!("[corral] {refused} more log lines from this request were dropped")
+        );
+        assert_eq!(log.dropped(), round * (refused + 2) + (round - 1) * 1023);
+    }
+}
+
+#[tokio::test]
+async fn a_stderr_flood_of_tiny_lines_keeps_the_log_within_its_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let id = tid("tiny");
+    let limits = Limits::builder().max_log_bytes(16 << 10).build();
+    reg.deploy(&id, Kind::Wasm, &fixture("logflood.wat"), limits)
+        .unwrap();
+    assert_eq!(text(&reg, &id, b"t").await, "ok");
+    let log = reg.log(&id).unwrap();
+    assert!(log.bytes() <= 16 << 10);
+    // "x" costs 1 + LINE_OVERHEAD: 16 KiB take 252 of them; the note's
+    // 64 + 63 bytes push out two.
+    let accepted = (16 << 10) / (1 + LINE_OVERHEAD as u64);
+    assert_eq!(accepted, 252);
+    let lines = log.lines();
+    assert_eq!(lines.len(), 250 + 1);
+    assert!(lines[..250].iter().all(|l| l == "x"));
+    let refused = FLOOD_BYTES / 2 - accepted;
+    assert_eq!(
+        lines[250],
+        format!("[corral] {refused} more log lines from this request were dropped")
+    );
+    assert_eq!(log.dropped(), refused + 2);
+    // No flood: the log is unchanged.
+    assert_eq!(text(&reg, &id, b"").await, "ok");
+    assert_eq!(log.lines(), lines);
 }

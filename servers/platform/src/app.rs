@@ -6,12 +6,15 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use corral::platform::{Bundle, Platform, PlatformConfig, PlatformError, PlatformService};
+use corral::platform::{
+    Bundle, ImportOptions, Platform, PlatformConfig, PlatformError, PlatformService,
+};
 use corral::{Kind, TenantId};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -20,9 +23,11 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::auth::{AdminAuth, AuthError, bearer};
+use crate::auth::{AdminAuth, AdminGate, AuthError};
 use crate::config::ServerConfig;
-use crate::http::{Body, BodyError, collect_limited, error, full, json};
+use crate::http::{
+    Body, BodyBudget, BodyError, GuardedBody, Peer, collect_limited, discard, error, full, json,
+};
 use crate::routes::{Op, Route, RouteError, Router};
 
 /// The app deployed as `demo` on first start.
@@ -136,21 +141,15 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
         })?;
     }
     let service = platform.service();
-    let max_body = platform
-        .tiers()
-        .values()
-        .map(|t| t.max_body_bytes.max(t.max_bundle_bytes))
-        .max()
-        .unwrap_or(0);
     let app = App {
         inner: Arc::new(Inner {
             router: Router::new(cfg.base_domain.as_deref()).routing(&cfg.routing),
             base_domain: cfg.base_domain.clone(),
-            auth,
+            auth: AdminGate::new(auth),
             admin: Semaphore::new(cfg.admin.max_concurrent),
             max_uri_bytes: cfg.http.max_uri_bytes,
             max_admin_body: cfg.http.max_admin_body_bytes,
-            max_tier_body: max_body,
+            bodies: BodyBudget::new(cfg.http.max_buffered_body_bytes, cfg.http.body_read_timeout),
             draining: AtomicBool::new(false),
             service,
             platform,
@@ -174,14 +173,19 @@ struct Inner {
     service: PlatformService,
     router: Router,
     base_domain: Option<String>,
-    auth: AdminAuth,
+    auth: AdminGate,
     /// The admin reserve: admin requests run apart from tenant limits, at most this many at once.
     admin: Semaphore,
     max_uri_bytes: usize,
     max_admin_body: u64,
-    max_tier_body: u64,
+    /// Whole-body deadline and host-wide cap on buffered body bytes.
+    bodies: BodyBudget,
     draining: AtomicBool,
 }
+
+/// A request body as handlers see it: under the body deadline and the
+/// host-wide buffered-bytes cap ([`BodyBudget`]).
+pub type RequestBody = GuardedBody<Incoming>;
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -209,6 +213,12 @@ impl App {
     }
 
     /// Handles one request.
+    ///
+    /// Everything that can refuse a request is decided from its head before
+    /// a body byte is read: an unknown app is 404, a declared body over the
+    /// app's tier cap is 413, a bad admin token is 401 or 429. Health and
+    /// readiness (`/healthz`, `/readyz`, `/api/tls-ask`) never queue behind
+    /// admin work or argon2.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
@@ -219,8 +229,13 @@ impl App {
                 format!("request target exceeds {} bytes", self.inner.max_uri_bytes),
             );
         }
+        // Body bytes stay counted host-wide until the response head is out.
+        let (body, _held) = self.inner.bodies.guard(body);
         match self.inner.router.route(&parts) {
-            Err(e) => route_error(&e),
+            Err(e) => {
+                discard(&parts.headers, body);
+                route_error(&e)
+            }
             Ok(Route::Tenant {
                 tenant,
                 via,
@@ -230,8 +245,15 @@ impl App {
                 let resp = self.tenant(parts, body, tenant, &path_and_query).await;
                 crate::hygiene::confine(resp, via, &app)
             }
-            Ok(Route::Api { op, name, auth }) => {
-                if auth && let Err(r) = self.authorize(&parts.headers).await {
+            // Unauthenticated system routes: no admin slot, no argon2.
+            Ok(Route::Api {
+                op,
+                name,
+                auth: false,
+            }) => self.api(op, name, parts, body).await,
+            Ok(Route::Api { op, name, .. }) => {
+                if let Err(r) = self.authorize(&parts).await {
+                    discard(&parts.headers, body);
                     return r;
                 }
                 let Ok(_permit) = self.inner.admin.acquire().await else {
@@ -246,44 +268,44 @@ impl App {
         }
     }
 
-    async fn authorize(&self, headers: &http::HeaderMap) -> Result<(), Response<Body>> {
-        let unauthorized = |msg: &str| {
-            let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", msg);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
-        };
-        let Some(token) = bearer(headers) else {
-            return Err(unauthorized("missing Authorization: Bearer <admin token>"));
-        };
-        // argon2 costs tens of milliseconds: hold an admin slot and run it off the executor.
-        let _permit = self.inner.admin.acquire().await;
-        let auth = self.inner.auth.clone();
-        let token = token.to_owned();
-        let ok = tokio::task::spawn_blocking(move || auth.verify(&token))
+    /// Checks the admin token: from RAM once argon2 has accepted it; argon2
+    /// otherwise, throttled per client address and bounded host-wide, never
+    /// holding an admin slot.
+    async fn authorize(&self, parts: &http::request::Parts) -> Result<(), Response<Body>> {
+        let client = parts
+            .extensions
+            .get::<Peer>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
+        self.inner
+            .auth
+            .check(&parts.headers, client)
             .await
-            .unwrap_or(false);
-        if ok {
-            Ok(())
-        } else {
-            Err(unauthorized("wrong admin token"))
-        }
+            .map_err(|denied| denied.to_response())
     }
 
     async fn tenant(
         &self,
         parts: http::request::Parts,
-        body: Incoming,
+        body: RequestBody,
         tenant: TenantId,
         path_and_query: &str,
     ) -> Response<Body> {
         use http_body::Body as _;
+        // The app and its tier come from memory, before any body byte is read.
+        let Some(tier) = self.inner.platform.app_tier(&tenant) else {
+            discard(&parts.headers, body);
+            return not_found(&tenant);
+        };
+        let limit = tier.max_body_bytes;
+        if declared_length(&parts.headers).is_some_and(|len| len > limit) {
+            discard(&parts.headers, body);
+            return BodyError::TooLarge { limit }.to_response();
+        }
         let bytes = if body.is_end_stream() {
             Bytes::new()
         } else {
-            // Cap the read at the largest any tier allows; the platform then
-            // answers 413 for this tenant's own tier cap.
-            match collect_limited(&parts.headers, body, self.inner.max_tier_body).await {
+            // A body without a declared length is cut at this tier's cap.
+            match collect_limited(&parts.headers, body, limit).await {
                 Ok(b) => b,
                 Err(e) => return e.to_response(),
             }
@@ -305,7 +327,7 @@ impl App {
         op: Op,
         name: Option<TenantId>,
         parts: http::request::Parts,
-        body: Incoming,
+        body: RequestBody,
     ) -> Response<Body> {
         let p = &self.inner.platform;
         let need_name = || name.clone().expect("route has {name}");
@@ -365,6 +387,33 @@ impl App {
                 }
                 Op::AppUsage => ok_json(&p.usage(&need_name()).map_err(|e| platform_error(&e))?),
                 Op::AppStatus => ok_json(&p.status(&need_name()).map_err(|e| platform_error(&e))?),
+                Op::ExportApp => {
+                    let n = need_name();
+                    let p2 = p.clone();
+                    let archive = tokio::task::spawn_blocking(move || p2.export_tenant(&n))
+                        .await
+                        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?
+                        .map_err(|e| platform_error(&e))?;
+                    let mut r = Response::new(full(archive));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-tar"),
+                    );
+                    r
+                }
+                Op::Import => {
+                    let options = import_options(&parts.uri)
+                        .map_err(|m| error(StatusCode::BAD_REQUEST, "bad_request", m))?;
+                    let archive = collect_limited(&parts.headers, body, self.inner.max_admin_body)
+                        .await
+                        .map_err(|e| e.to_response())?;
+                    let name = p
+                        .import_tenant(archive.to_vec(), options)
+                        .await
+                        .map_err(|e| platform_error(&e))?;
+                    let info = p.app(&name).map_err(|e| platform_error(&e))?;
+                    ok_json(&json!({"imported": name, "app": info}))
+                }
                 Op::Host => ok_json(&p.host()),
                 Op::Recalibrate => {
                     let p2 = p.clone();
@@ -431,7 +480,7 @@ impl App {
     async fn json_body(
         &self,
         headers: &http::HeaderMap,
-        body: Incoming,
+        body: RequestBody,
     ) -> Result<serde_json::Value, Response<Body>> {
         let bytes = collect_limited(headers, body, self.inner.max_admin_body.min(1 << 20))
             .await
@@ -455,7 +504,8 @@ impl App {
                 .strip_suffix(base.as_str())
                 .and_then(|l| l.strip_suffix('.'))
                 .and_then(|l| TenantId::new(l).ok())
-                .is_some_and(|id| matches!(self.inner.platform.app(&id), Ok(Some(_)))),
+                // From memory: the TLS ask must stay cheap however busy the store is.
+                .is_some_and(|id| self.inner.platform.app_tier(&id).is_some()),
             None => false,
         };
         if allowed {
@@ -526,6 +576,32 @@ fn route_error(e: &RouteError) -> Response<Body> {
         r.headers_mut().insert(header::ALLOW, v);
     }
     r
+}
+
+/// `keep_tier` and `keep_usage` of `POST /api/import`: `true`/`1` or
+/// `false`/`0`, absent = false; anything else is a 400 `bad_request`.
+fn import_options(uri: &http::Uri) -> Result<ImportOptions, String> {
+    let flag = |key: &str| match query_param(uri, key).as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(format!(
+            "{key} must be true or false, not {:?}",
+            other.chars().take(32).collect::<String>()
+        )),
+    };
+    Ok(ImportOptions::new()
+        .keep_tier(flag("keep_tier")?)
+        .keep_usage(flag("keep_usage")?))
+}
+
+/// The `Content-Length` of a request, when it has a valid one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn query_param(uri: &http::Uri, key: &str) -> Option<String> {

@@ -1,6 +1,13 @@
 //! The admin token: generated on first start, printed once, stored only as an
 //! argon2 hash, verified with argon2 against `Authorization: Bearer <token>`.
 //!
+//! [`AdminGate`] is what the server asks: it verifies a token with argon2
+//! once and then recognises it from RAM (a keyed hash, compared in constant
+//! time), throttles attempts that need argon2 per client address (429
+//! `too_many_attempts`), and runs argon2 on the blocking pool with its own
+//! small concurrency bound, so bogus tokens cannot take the CPU or the admin
+//! slots from anyone else.
+//!
 //! ```
 //! use corral_server::auth::AdminAuth;
 //!
@@ -15,11 +22,21 @@
 //! ```
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use blake2::Blake2bMac512;
+use blake2::digest::{KeyInit, Mac};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{HeaderValue, Response, StatusCode, header};
 
 /// File under the data dir holding the token's argon2 hash.
 pub const TOKEN_HASH_FILE: &str = "admin-token.argon2";
@@ -175,6 +192,289 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// Attempts needing argon2 that one client address may make at once
+/// (the burst) before it is throttled.
+pub const FAILED_ATTEMPTS_BURST: u32 = 30;
+
+/// After the burst, one more attempt per client address per this interval.
+pub const FAILED_ATTEMPT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Client addresses the throttle tracks at most; while it is full (after
+/// dropping addresses whose allowance has refilled), every address shares
+/// one allowance, so many or spoofed addresses cannot grow memory. A token
+/// already verified is never throttled, so this only delays a first login
+/// during such a flood.
+pub const MAX_TRACKED_CLIENTS: usize = 10_000;
+
+/// argon2 verifications running at once, host-wide (each takes one core for
+/// tens of milliseconds and about 19 MiB).
+pub const ARGON2_CONCURRENCY: usize = 1;
+
+/// argon2 verifications waiting at most; past that an attempt is refused
+/// with 429 `too_many_attempts` at once instead of queueing.
+pub const ARGON2_QUEUE: usize = 16;
+
+/// Why an admin request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// No `Authorization: Bearer <token>` → 401 `unauthorized`.
+    #[error("missing Authorization: Bearer <admin token>")]
+    Missing,
+    /// The token is wrong → 401 `unauthorized`.
+    #[error("wrong admin token")]
+    Wrong,
+    /// Too many attempts from this client (or too many verifications queued
+    /// host-wide) → 429 `too_many_attempts` with `Retry-After`.
+    #[error("too many admin token attempts; retry in {} s", retry_after.as_secs())]
+    TooManyAttempts {
+        /// When to try again (whole seconds, at least 1).
+        retry_after: Duration,
+    },
+}
+
+impl Denied {
+    /// The stable JSON error response.
+    ///
+    /// ```
+    /// use corral_server::auth::Denied;
+    /// let r = Denied::Wrong.to_response();
+    /// assert_eq!(r.status(), 401);
+    /// assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    /// let r = Denied::TooManyAttempts { retry_after: std::time::Duration::from_secs(2) }.to_response();
+    /// assert_eq!(r.status(), 429);
+    /// assert_eq!(r.headers()["retry-after"], "2");
+    /// ```
+    pub fn to_response(&self) -> Response<crate::http::Body> {
+        match self {
+            Self::Missing | Self::Wrong => {
+                let mut r = crate::http::error(StatusCode::UNAUTHORIZED, "unauthorized", self);
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            Self::TooManyAttempts { retry_after } => {
+                let mut r = crate::http::json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &serde_json::json!({
+                        "error": "too_many_attempts",
+                        "retry_after": retry_after.as_secs(),
+                        "message": self.to_string(),
+                    }),
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs()),
+                );
+                r
+            }
+        }
+    }
+}
+
+/// The admin check the server runs on every guarded request.
+///
+/// A token argon2 has accepted is remembered as a keyed BLAKE2b hash (a
+/// random key per process, so the RAM copy is useless elsewhere) and
+/// recognised from then on with one hash and a constant-time compare.
+/// Anything else needs argon2, which is throttled per client address
+/// ([`FAILED_ATTEMPTS_BURST`], [`FAILED_ATTEMPT_INTERVAL`]) and runs on the
+/// blocking pool, [`ARGON2_CONCURRENCY`] at a time with at most
+/// [`ARGON2_QUEUE`] waiting.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::net::{IpAddr, Ipv4Addr};
+/// use corral_server::auth::{AdminAuth, AdminGate, Denied};
+///
+/// let gate = AdminGate::new(AdminAuth::hash_token("s3cret"));
+/// let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// let mut h = http::HeaderMap::new();
+/// h.insert("authorization", "Bearer s3cret".parse().unwrap());
+/// gate.check(&h, client).await.unwrap();
+/// gate.check(&h, client).await.unwrap();
+/// assert_eq!(gate.argon2_runs(), 1); // the second time came from RAM
+/// h.insert("authorization", "Bearer guess".parse().unwrap());
+/// assert_eq!(gate.check(&h, client).await, Err(Denied::Wrong));
+/// # });
+/// ```
+pub struct AdminGate {
+    auth: AdminAuth,
+    /// The MAC key, random per process.
+    key: [u8; 64],
+    /// The MAC of the token argon2 accepted (one hash has one token).
+    verified: RwLock<Option<Vec<u8>>>,
+    throttle: Throttle,
+    argon2: Arc<tokio::sync::Semaphore>,
+    waiting: AtomicUsize,
+    argon2_runs: AtomicU64,
+}
+
+impl std::fmt::Debug for AdminGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminGate")
+            .field("argon2_runs", &self.argon2_runs())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminGate {
+    /// A gate over `auth`'s hash, with the default throttle.
+    pub fn new(auth: AdminAuth) -> Self {
+        let quota = Quota::with_period(FAILED_ATTEMPT_INTERVAL)
+            .expect("a positive interval")
+            .allow_burst(NonZeroU32::new(FAILED_ATTEMPTS_BURST).expect("a positive burst"));
+        let mut key = [0u8; 64];
+        OsRng.fill_bytes(&mut key);
+        Self {
+            auth,
+            key,
+            verified: RwLock::new(None),
+            throttle: Throttle::new(quota, MAX_TRACKED_CLIENTS),
+            argon2: Arc::new(tokio::sync::Semaphore::new(ARGON2_CONCURRENCY)),
+            waiting: AtomicUsize::new(0),
+            argon2_runs: AtomicU64::new(0),
+        }
+    }
+
+    /// A gate with its own throttle (tests use a small one).
+    #[cfg(test)]
+    fn with_throttle(auth: AdminAuth, throttle: Throttle) -> Self {
+        Self {
+            throttle,
+            ..Self::new(auth)
+        }
+    }
+
+    /// argon2 verifications run so far (each costs tens of milliseconds).
+    pub fn argon2_runs(&self) -> u64 {
+        self.argon2_runs.load(Ordering::Relaxed)
+    }
+
+    /// Checks the bearer token of `headers` for a request from `client`.
+    pub async fn check(&self, headers: &http::HeaderMap, client: IpAddr) -> Result<(), Denied> {
+        let token = bearer(headers).ok_or(Denied::Missing)?;
+        if self.known(token) {
+            return Ok(());
+        }
+        self.throttle.attempt(client)?;
+        // Bound the queue as well as the work: past it, refuse at once.
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= ARGON2_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Denied::TooManyAttempts {
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        let permit = self.argon2.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let permit = permit.expect("the argon2 semaphore is never closed");
+        self.argon2_runs.fetch_add(1, Ordering::Relaxed);
+        let auth = self.auth.clone();
+        let owned = token.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            auth.verify(&owned)
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Err(Denied::Wrong);
+        }
+        let mac = self.mac(token).finalize().into_bytes().to_vec();
+        *self.verified.write().unwrap_or_else(|e| e.into_inner()) = Some(mac);
+        Ok(())
+    }
+
+    fn mac(&self, token: &str) -> Blake2bMac512 {
+        let mut mac =
+            <Blake2bMac512 as KeyInit>::new_from_slice(&self.key).expect("a 64-byte key fits");
+        mac.update(token.as_bytes());
+        mac
+    }
+
+    /// Whether `token` is the one argon2 already accepted (constant-time compare).
+    fn known(&self, token: &str) -> bool {
+        let verified = self.verified.read().unwrap_or_else(|e| e.into_inner());
+        verified
+            .as_deref()
+            .is_some_and(|want| self.mac(token).verify_slice(want).is_ok())
+    }
+}
+
+/// Per-client allowance of attempts that need argon2, over a bounded table.
+struct Throttle {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    max_keys: usize,
+    last_sweep: Mutex<Instant>,
+}
+
+/// The key every client shares once the table is full.
+const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+impl Throttle {
+    fn new(quota: Quota, max_keys: usize) -> Self {
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            max_keys,
+            last_sweep: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Spends one attempt of `client`'s allowance.
+    fn attempt(&self, client: IpAddr) -> Result<(), Denied> {
+        let key = self.key_for(client);
+        self.limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            Denied::TooManyAttempts {
+                retry_after: Duration::from_secs(wait.as_secs_f64().ceil().max(1.0) as u64),
+            }
+        })
+    }
+
+    /// The client's own key while the table has room, else the shared one.
+    fn key_for(&self, client: IpAddr) -> IpAddr {
+        let key = client_key(client);
+        if self.limiter.len() < self.max_keys {
+            return key;
+        }
+        // Full: drop addresses whose allowance has refilled, at most once a
+        // second (the sweep walks the whole table).
+        if let Ok(mut last) = self.last_sweep.try_lock()
+            && last.elapsed() >= Duration::from_secs(1)
+        {
+            *last = Instant::now();
+            self.limiter.retain_recent();
+        }
+        if self.limiter.len() < self.max_keys {
+            key
+        } else {
+            OVERFLOW
+        }
+    }
+}
+
+/// The throttle key of a client address: IPv4 as is, IPv6 by its /64 (one
+/// host usually holds a whole /64), IPv4-mapped IPv6 as IPv4.
+///
+/// ```
+/// # use std::net::IpAddr;
+/// use corral_server::auth::client_key;
+/// let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+/// let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+/// assert_eq!(client_key(a), client_key(b));
+/// let v4: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+/// assert_eq!(client_key(v4), "192.0.2.7".parse::<IpAddr>().unwrap());
+/// ```
+pub fn client_key(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +526,112 @@ mod tests {
         assert_eq!(bearer(&h), None);
         h.insert("authorization", "Bearertok".parse().unwrap());
         assert_eq!(bearer(&h), None);
+    }
+    fn headers(token: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn small(burst: u32, max_keys: usize) -> Throttle {
+        let quota = Quota::with_period(Duration::from_secs(3600))
+            .unwrap()
+            .allow_burst(NonZeroU32::new(burst).unwrap());
+        Throttle::new(quota, max_keys)
+    }
+
+    #[tokio::test]
+    async fn a_correct_token_costs_argon2_once_then_comes_from_ram() {
+        let gate = AdminGate::new(AdminAuth::hash_token("right"));
+        let me = ip("192.0.2.1");
+        for _ in 0..20 {
+            gate.check(&headers("right"), me).await.unwrap();
+        }
+        assert_eq!(gate.argon2_runs(), 1);
+        // Near misses are not mistaken for the remembered token, and each
+        // costs a verification of its own.
+        for wrong in ["righ", "right!", "rightt", "RIGHT"] {
+            assert_eq!(
+                gate.check(&headers(wrong), me).await,
+                Err(Denied::Wrong),
+                "{wrong:?}"
+            );
+        }
+        assert_eq!(gate.argon2_runs(), 5);
+        gate.check(&headers("right"), me).await.unwrap();
+        assert_eq!(gate.argon2_runs(), 5);
+        assert_eq!(
+            gate.check(&http::HeaderMap::new(), me).await,
+            Err(Denied::Missing)
+        );
+        assert_eq!(gate.argon2_runs(), 5);
+    }
+
+    #[tokio::test]
+    async fn failed_attempts_are_throttled_per_client() {
+        let gate = AdminGate::with_throttle(AdminAuth::hash_token("right"), small(3, 100));
+        gate.check(&headers("right"), ip("192.0.2.1"))
+            .await
+            .unwrap();
+        let attacker = ip("198.51.100.7");
+        for _ in 0..3 {
+            assert_eq!(
+                gate.check(&headers("guess"), attacker).await,
+                Err(Denied::Wrong)
+            );
+        }
+        let runs = gate.argon2_runs();
+        for _ in 0..5 {
+            let denied = gate.check(&headers("guess"), attacker).await;
+            assert!(
+                matches!(denied, Err(Denied::TooManyAttempts { retry_after }) if retry_after >= Duration::from_secs(1)),
+                "{denied:?}"
+            );
+        }
+        // A throttled attempt costs no argon2 at all.
+        assert_eq!(gate.argon2_runs(), runs);
+        // Other clients keep their own allowance, and a token already
+        // verified is accepted from RAM even for the throttled address.
+        assert_eq!(
+            gate.check(&headers("guess"), ip("203.0.113.9")).await,
+            Err(Denied::Wrong)
+        );
+        gate.check(&headers("right"), attacker).await.unwrap();
+    }
+
+    #[test]
+    fn the_throttle_table_is_bounded_and_overflow_shares_one_allowance() {
+        let t = small(2, 4);
+        for i in 0..4 {
+            t.attempt(ip(&format!("10.0.0.{i}"))).unwrap();
+        }
+        // Full, and nothing has refilled (one cell an hour): new addresses
+        // share one allowance of two attempts.
+        t.attempt(ip("10.0.1.1")).unwrap();
+        t.attempt(ip("10.0.1.2")).unwrap();
+        assert!(matches!(
+            t.attempt(ip("10.0.1.3")),
+            Err(Denied::TooManyAttempts { .. })
+        ));
+        for i in 0..1000 {
+            let _ = t.attempt(ip(&format!("10.1.{}.{}", i / 256, i % 256)));
+        }
+        assert!(t.limiter.len() <= 5, "{} keys", t.limiter.len());
+    }
+
+    #[test]
+    fn one_ipv6_host_is_one_client() {
+        let t = small(2, 100);
+        t.attempt(ip("2001:db8::1")).unwrap();
+        t.attempt(ip("2001:db8::ffff:2")).unwrap();
+        assert!(matches!(
+            t.attempt(ip("2001:db8::abcd:3")),
+            Err(Denied::TooManyAttempts { .. })
+        ));
+        t.attempt(ip("2001:db8:0:1::1")).unwrap();
     }
 }

@@ -81,10 +81,19 @@ pub enum TenantCommand {
         name: String,
     },
     /// Import an archive written by `tenant export`. Everything is verified
-    /// before anything is written; a corrupt archive imports nothing.
+    /// before anything is written; a corrupt archive imports nothing. The app
+    /// lands on the default tier with fresh usage unless the flags keep the
+    /// archive's.
     Import {
         /// The archive file.
         file: PathBuf,
+        /// Keep the archive's tier (it must be one of this node's tiers,
+        /// else the import fails with unknown_tier).
+        #[arg(long)]
+        keep_tier: bool,
+        /// Keep the archive's usage months.
+        #[arg(long)]
+        keep_usage: bool,
     },
 }
 
@@ -163,8 +172,27 @@ mod tests {
         let import =
             Cli::try_parse_from(["corral-server", "tenant", "import", "a.corral"]).unwrap();
         assert!(
-            matches!(import.action(), Command::Tenant { command: TenantCommand::Import { file } } if file == std::path::Path::new("a.corral"))
+            matches!(import.action(), Command::Tenant { command: TenantCommand::Import { file, keep_tier: false, keep_usage: false } } if file == std::path::Path::new("a.corral"))
         );
+        let keep = Cli::try_parse_from([
+            "corral-server",
+            "tenant",
+            "import",
+            "a.corral",
+            "--keep-tier",
+            "--keep-usage",
+        ])
+        .unwrap();
+        assert!(matches!(
+            keep.action(),
+            Command::Tenant {
+                command: TenantCommand::Import {
+                    keep_tier: true,
+                    keep_usage: true,
+                    ..
+                }
+            }
+        ));
         assert!(Cli::try_parse_from(["corral-server", "tenant", "export"]).is_err());
     }
 }

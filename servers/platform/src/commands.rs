@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use corral::TenantId;
+use corral::platform::ImportOptions;
 
 use crate::app::{ServerError, platform};
 use crate::cli::{Command, TenantCommand};
@@ -59,11 +60,20 @@ pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, Serve
             ExitCode::SUCCESS
         }
         Command::Tenant {
-            command: TenantCommand::Import { file },
+            command:
+                TenantCommand::Import {
+                    file,
+                    keep_tier,
+                    keep_usage,
+                },
         } => {
             let bytes = std::fs::read(&file).map_err(io(format!("reading {}", file.display())))?;
-            let id = p.import_tenant(bytes).await?;
-            print_json(&serde_json::json!({"imported": id}))?;
+            let options = ImportOptions::new()
+                .keep_tier(keep_tier)
+                .keep_usage(keep_usage);
+            let id = p.import_tenant(bytes, options).await?;
+            let app = p.app(&id)?;
+            print_json(&serde_json::json!({"imported": id, "app": app}))?;
             ExitCode::SUCCESS
         }
         _ => ExitCode::SUCCESS,

@@ -161,6 +161,25 @@ pub struct HttpLimits {
     /// Largest request body for admin uploads when no tier cap applies, in bytes.
     /// Default: 64 MiB.
     pub max_admin_body_bytes: u64,
+    /// Time a client has to send a whole request body, counted from the
+    /// first read of it (one deadline for the body, not per chunk, so a byte
+    /// a minute is cut too); later → 408 `body_timeout`. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/1.1 keep-alive and HTTP/2 alike; HTTP/2 gets a GOAWAY first).
+    /// Default: 60 s.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further clients wait in the listen
+    /// backlog until one closes. Default: 4096.
+    pub max_connections: u32,
+    /// Host-wide cap on request-body bytes held in memory at once, across
+    /// every request (tenant and admin); a body that would pass it →
+    /// 503 `body_buffer_full`. Default: 256 MiB.
+    pub max_buffered_body_bytes: u64,
+    /// Most concurrent streams (requests) on one HTTP/2 connection. Default: 100.
+    pub h2_max_concurrent_streams: u32,
 }
 
 /// Admin API settings.
@@ -326,6 +345,26 @@ impl ServerConfig {
                 reason: "must be positive",
             });
         }
+        if self.http.max_connections == 0
+            || self.http.max_connections as usize > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err(ConfigError::Range {
+                key: "http.max_connections",
+                reason: "must be positive",
+            });
+        }
+        if self.http.h2_max_concurrent_streams == 0 {
+            return Err(ConfigError::Range {
+                key: "http.h2_max_concurrent_streams",
+                reason: "must be positive",
+            });
+        }
+        if self.http.body_read_timeout.is_zero() || self.http.idle_timeout.is_zero() {
+            return Err(ConfigError::Range {
+                key: "http.body_read_timeout / http.idle_timeout",
+                reason: "must be positive",
+            });
+        }
         if self.admin.max_concurrent == 0 {
             return Err(ConfigError::Range {
                 key: "admin.max_concurrent",
@@ -387,7 +426,11 @@ fn documented_settings() -> std::collections::BTreeSet<String> {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
             continue;
         }
-        let path = if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") };
+        let path = if table.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{table}.{key}")
+        };
         // An inline table (`ram = { fire = 0.8, rearm = 0.75 }`) documents its keys too.
         if let Some(inner) = rest.trim().strip_prefix('{') {
             for part in inner.trim_end_matches('}').split(',') {
@@ -404,7 +447,11 @@ fn documented_settings() -> std::collections::BTreeSet<String> {
 /// Adds the dotted path of every key in `table` (tables and leaves).
 fn leaf_paths(table: &toml::Table, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
     for (k, v) in table {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if let toml::Value::Table(t) = v {
             leaf_paths(t, &path, out);
         }
@@ -446,7 +493,12 @@ fn unknown_env_warning(var: &str, known: &std::collections::BTreeSet<String>) ->
         .map(|k| (strsim::levenshtein(k, &path), k))
         .filter(|(d, k)| *d <= k.len().max(path.len()) / 2)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k.split('.').collect::<Vec<_>>().join("__").to_ascii_uppercase());
+        .map(|(_, k)| {
+            k.split('.')
+                .collect::<Vec<_>>()
+                .join("__")
+                .to_ascii_uppercase()
+        });
     match closest {
         Some(c) => format!(
             "environment variable {var} names no setting and is ignored (did you mean {ENV_PREFIX}{c}?)"
@@ -544,6 +596,11 @@ mod tests {
         assert_eq!(cfg.http.drain_timeout, Duration::from_secs(30));
         assert!(cfg.http.keep_alive);
         assert_eq!(cfg.http.max_admin_body_bytes, 64 << 20);
+        assert_eq!(cfg.http.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.http.idle_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.http.max_connections, 4096);
+        assert_eq!(cfg.http.max_buffered_body_bytes, 256 << 20);
+        assert_eq!(cfg.http.h2_max_concurrent_streams, 100);
         assert_eq!(cfg.admin.token_hash, None);
         assert_eq!(cfg.admin.max_concurrent, 8);
         assert!(cfg.routing.path);
@@ -618,6 +675,24 @@ mod tests {
             ),
             "{small:?}"
         );
+        for (var, key) in [
+            ("CORRAL_HTTP__MAX_CONNECTIONS", "http.max_connections"),
+            (
+                "CORRAL_HTTP__H2_MAX_CONCURRENT_STREAMS",
+                "http.h2_max_concurrent_streams",
+            ),
+        ] {
+            let zero = ServerConfig::load(None, &env(&[(var, "0")]));
+            assert!(
+                matches!(&zero, Err(ConfigError::Range { key: k, .. }) if *k == key),
+                "{zero:?}"
+            );
+        }
+        let instant = ServerConfig::load(None, &env(&[("CORRAL_HTTP__BODY_READ_TIMEOUT", "0s")]));
+        assert!(
+            matches!(instant, Err(ConfigError::Range { .. })),
+            "{instant:?}"
+        );
         let addr = ServerConfig::load(None, &env(&[("CORRAL_LISTEN", "nowhere")]));
         assert!(matches!(addr, Err(ConfigError::Invalid { .. })), "{addr:?}");
         let domain = ServerConfig::load(Some("base_domain = \".example.com\""), &env(&[]));
@@ -684,20 +759,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.env_warnings.len(), 3, "{:?}", cfg.env_warnings);
-        assert!(cfg.env_warnings[0].contains("CORRAL_FOO"), "{:?}", cfg.env_warnings);
+        assert!(
+            cfg.env_warnings[0].contains("CORRAL_FOO"),
+            "{:?}",
+            cfg.env_warnings
+        );
         assert!(
             cfg.env_warnings[1].contains("did you mean CORRAL_HTTP__DRAIN_TIMEOUT?"),
             "{:?}",
             cfg.env_warnings
         );
-        assert!(cfg.env_warnings[2].contains("CORRAL_SERVER"), "{:?}", cfg.env_warnings);
-        assert!(!cfg.env_warnings.iter().any(|w| w.contains("TOKEN") || w.contains("URL")));
+        assert!(
+            cfg.env_warnings[2].contains("CORRAL_SERVER"),
+            "{:?}",
+            cfg.env_warnings
+        );
+        assert!(
+            !cfg.env_warnings
+                .iter()
+                .any(|w| w.contains("TOKEN") || w.contains("URL"))
+        );
         assert_eq!(cfg.http.drain_timeout, Duration::from_secs(30));
         assert_eq!(
             cfg.platform["tiers"]["gold"]["memory_bytes"],
             toml::Value::Integer(1 << 20)
         );
-        assert_eq!(cfg.platform["thresholds"]["ram"]["fire"], toml::Value::Float(0.9));
+        assert_eq!(
+            cfg.platform["thresholds"]["ram"]["fire"],
+            toml::Value::Float(0.9)
+        );
         assert!(!cfg.platform.contains_key("token") && !cfg.platform.contains_key("foo"));
     }
 

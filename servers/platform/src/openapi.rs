@@ -91,6 +91,10 @@ fn responses(auth: bool, produces: &str) -> Value {
     if auth {
         r["401"] =
             json!({"description": "Missing or wrong admin token", "content": err["content"]});
+        r["429"] = json!({
+            "description": "Too many admin token attempts from this address (`too_many_attempts`, with Retry-After)",
+            "content": err["content"],
+        });
     }
     r
 }
@@ -128,9 +132,10 @@ mod tests {
                 assert_eq!(auth, op.get("security") != Some(&json!([])), "{path}");
                 assert_eq!(name.is_some(), path.contains("{name}"));
                 assert_eq!(op["responses"].get("401").is_some(), auth);
+                assert_eq!(op["responses"].get("429").is_some(), auth);
             }
         }
         assert_eq!(count, ROUTES.len());
-        assert_eq!(count, 16);
+        assert_eq!(count, 18);
     }
 }

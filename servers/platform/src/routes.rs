@@ -52,6 +52,10 @@ pub enum Op {
     AppUsage,
     /// `GET /api/apps/{name}/status`
     AppStatus,
+    /// `GET /api/apps/{name}/export` (the app's CRC-checked archive)
+    ExportApp,
+    /// `POST /api/import?keep_tier=…&keep_usage=…` (an archive as the body)
+    Import,
     /// `GET /api/host`
     Host,
     /// `POST /api/admin/recalibrate`
@@ -173,6 +177,36 @@ pub const ROUTES: &[RouteSpec] = &[
         true,
         "Lifecycle state: warm or parked, in flight, streams, idle seconds, cold starts",
     ),
+    RouteSpec {
+        produces: "application/x-tar",
+        ..spec(
+            "GET",
+            "/api/apps/{name}/export",
+            Op::ExportApp,
+            true,
+            "The app's archive: bundle, KV and usage, every entry CRC-checked",
+        )
+    },
+    RouteSpec {
+        body: &["application/x-tar", "application/octet-stream"],
+        query: &[
+            (
+                "keep_tier",
+                "true: keep the archive's tier, which must be one of this node's (else 400 unknown_tier); default false: the default tier",
+            ),
+            (
+                "keep_usage",
+                "true: keep the archive's usage months; default false: fresh usage",
+            ),
+        ],
+        ..spec(
+            "POST",
+            "/api/import",
+            Op::Import,
+            true,
+            "Import an archive from /api/apps/{name}/export as a new app (body capped by http.max_admin_body_bytes)",
+        )
+    },
     spec(
         "GET",
         "/api/host",
@@ -413,16 +447,15 @@ impl Router {
         let host = host(parts).map(str::to_ascii_lowercase);
         // The admin host is the admin API's own origin: no tenant answers there.
         let on_admin_host = self.admin_host.is_some() && host == self.admin_host;
-        if let (Some(suffix), Some(host), false) = (&self.suffix, &host, on_admin_host) {
-            if let Some(label) = host.strip_suffix(suffix.as_str())
-                && !label.is_empty()
-            {
-                return Ok(Route::Tenant {
-                    tenant: app_name(label)?,
-                    via: Via::Host,
-                    path_and_query: with_query(path),
-                });
-            }
+        if let (Some(suffix), Some(host), false) = (&self.suffix, &host, on_admin_host)
+            && let Some(label) = host.strip_suffix(suffix.as_str())
+            && !label.is_empty()
+        {
+            return Ok(Route::Tenant {
+                tenant: app_name(label)?,
+                via: Via::Host,
+                path_and_query: with_query(path),
+            });
         }
         if let Some(rest) = path.strip_prefix("/apps/")
             && self.path
@@ -760,6 +793,28 @@ mod tests {
             })
         ));
         assert!(matches!(
+            r(Method::GET, "/api/apps/demo/export"),
+            Ok(Route::Api {
+                op: Op::ExportApp,
+                auth: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            r(Method::POST, "/api/import?keep_tier=true&keep_usage=true"),
+            Ok(Route::Api {
+                op: Op::Import,
+                name: None,
+                auth: true
+            })
+        ));
+        assert_eq!(
+            r(Method::GET, "/api/import"),
+            Err(RouteError::MethodNotAllowed {
+                allow: vec!["POST"]
+            })
+        );
+        assert!(matches!(
             r(Method::HEAD, "/healthz"),
             Ok(Route::Api {
                 op: Op::Healthz,
@@ -799,9 +854,10 @@ mod tests {
         uri: &str,
         host: &str,
     ) -> Result<Route, RouteError> {
-        let mut cfg = crate::config::RoutingConfig::default();
-        cfg.path = routing.0;
-        cfg.admin_host = routing.1.map(str::to_owned);
+        let cfg = crate::config::RoutingConfig {
+            path: routing.0,
+            admin_host: routing.1.map(str::to_owned),
+        };
         Router::new(domain)
             .routing(&cfg)
             .route(&parts(Method::GET, uri, &[("host", host)]))
@@ -910,7 +966,7 @@ mod tests {
         for s in ROUTES {
             *seen.entry(s.op).or_default() += 1;
         }
-        assert_eq!(seen.len(), 16);
+        assert_eq!(seen.len(), 18);
         assert!(seen.values().all(|&n| n == 1));
         let public: Vec<_> = ROUTES.iter().filter(|s| !s.auth).map(|s| s.path).collect();
         assert_eq!(public, ["/api/tls-ask", "/healthz", "/readyz"]);

@@ -125,10 +125,16 @@ class Platform:
     def export_tenant(self, name: str) -> bytes:
         """The app's bundle, KV and usage as a CRC-checked archive."""
     def import_tenant(
-        self, archive: Union[bytes, bytearray, memoryview, "os.PathLike[str]"]
+        self,
+        archive: Union[bytes, bytearray, memoryview, "os.PathLike[str]"],
+        keep_tier: bool = False,
+        keep_usage: bool = False,
     ) -> str:
         """Imports an ``export_tenant`` archive as a new app; returns its name.
-        Raises ``InvalidArchive`` (importing nothing) if anything is wrong."""
+        Raises ``InvalidArchive`` (importing nothing) if anything is wrong.
+        The app lands on the default tier with fresh usage unless ``keep_tier``
+        (the archive's tier; ``UnknownTier`` if this platform lacks it) or
+        ``keep_usage`` (the archive's usage months) say otherwise."""
     @property
     def tiers(self) -> Dict[str, Dict[str, Any]]:
         """The configured tiers by name, as their settings."""

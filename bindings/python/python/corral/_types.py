@@ -45,6 +45,10 @@ class Usage(TypedDict):
     tenant: str
     period: Dict[str, int]
     requests: int
+    #: Requests refused by a limit, by refusal code (``"rate_limited"``,
+    #: ``"quota_exceeded"``, ``"overloaded"``, ...); only codes with a count.
+    #: They never count toward ``requests`` or the monthly quota.
+    refused: Dict[str, int]
     errors: int
     exec_time_ms: int
     fuel: int

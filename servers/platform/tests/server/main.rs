@@ -439,7 +439,10 @@ fn unknown_corral_variables_are_one_warning_each() {
     assert!(listening, "server did not start: {stderr}");
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("CORRAL_")).collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
-    assert!(warnings[0].contains("WARN") && warnings[0].contains("CORRAL_FOO"), "{stderr}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("CORRAL_FOO"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -729,4 +732,432 @@ async fn a_host_past_its_thresholds_starts_with_its_demo_but_refuses_new_apps() 
     let (status, v) = s.deploy_js("late", "test", &js_text("late")).await;
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"], "not_accepting_tenants", "{v}");
+}
+
+/// Issue 13: refused requests show under `refused` in the usage JSON and never
+/// count toward the quota; export and import over the admin API keep the
+/// archive's tier and usage only when asked, and so does the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn import_over_the_admin_api_and_the_cli_keeps_tier_and_usage_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Server::start(&tmp.path().join("a"), None);
+    assert_eq!(a.deploy_js("metered", "quota3", &js_text("m")).await.0, 200);
+    for _ in 0..3 {
+        assert_eq!(a.get("/apps/metered/").await.0, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(a.get("/apps/metered/").await.0, 429);
+    }
+    let (status, usage) = a
+        .admin(Method::GET, "/api/apps/metered/usage", b"", "text/plain")
+        .await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["usage"]["requests"], 3, "{usage}");
+    assert_eq!(
+        usage["usage"]["refused"],
+        serde_json::json!({"quota_exceeded": 2})
+    );
+
+    let export = |s: &Server, name: &str| {
+        Request::get(s.url(&format!("/api/apps/{name}/export")))
+            .header("authorization", format!("Bearer {}", s.token))
+            .body(Full::default())
+            .unwrap()
+    };
+    let (status, headers, archive) = a.send(export(&a, "metered")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/x-tar");
+    assert!(archive.len() > 1024);
+    let (status, _, body) = a.send(export(&a, "nobody")).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["error"],
+        "not_found"
+    );
+    a.stop();
+
+    // B has no `quota3` tier and takes admin bodies up to 64 KiB.
+    let config_b = common::CONFIG
+        .replace(
+            "drain_timeout = \"20s\"",
+            "drain_timeout = \"20s\"\nmax_admin_body_bytes = 65536",
+        )
+        .replace("[tiers.quota3]", "[tiers.quota3-elsewhere]");
+    let b = Server::start_with(&tmp.path().join("b"), None, &config_b);
+    let import = |query: &'static str, body: &[u8]| post_import(&b, query, body.to_vec());
+    let (status, v) = import("?keep_tier=maybe", &archive).await;
+    assert_eq!(
+        (status.as_u16(), &v["error"]),
+        (400, &"bad_request".into()),
+        "{v}"
+    );
+    let (status, v) = import("", &vec![0u8; 100 << 10]).await;
+    assert_eq!(
+        (status.as_u16(), &v["error"]),
+        (413, &"body_too_large".into()),
+        "{v}"
+    );
+    let (status, v) = import("?keep_tier=true", &archive).await;
+    assert_eq!(
+        (status.as_u16(), &v["error"]),
+        (400, &"unknown_tier".into()),
+        "{v}"
+    );
+    assert_eq!(
+        b.app_names().await,
+        ["demo"],
+        "a refused import wrote nothing"
+    );
+
+    // Default: the node's default tier, fresh usage.
+    let (status, v) = import("", &archive).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (&v["imported"], &v["app"]["tier"]),
+        (&"metered".into(), &"test".into())
+    );
+    let (_, usage) = b
+        .admin(Method::GET, "/api/apps/metered/usage", b"", "text/plain")
+        .await;
+    assert_eq!(usage["usage"]["requests"], 0, "{usage}");
+    assert_eq!(usage["usage"]["refused"], serde_json::json!({}));
+    let (status, v) = import("", &archive).await;
+    assert_eq!(
+        (status.as_u16(), &v["error"]),
+        (400, &"invalid_archive".into()),
+        "{v}"
+    );
+
+    // keep_usage: the months come along (admitted and refused).
+    let (status, _) = b
+        .admin(Method::DELETE, "/api/apps/metered", b"", "text/plain")
+        .await;
+    assert_eq!(status, 200);
+    let (status, v) = import("?keep_usage=true", &archive).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["app"]["tier"], "test");
+    let (_, usage) = b
+        .admin(Method::GET, "/api/apps/metered/usage", b"", "text/plain")
+        .await;
+    assert_eq!(usage["usage"]["requests"], 3, "{usage}");
+    assert_eq!(usage["usage"]["refused"]["quota_exceeded"], 2, "{usage}");
+    assert_eq!(
+        b.get("/apps/metered/").await,
+        (StatusCode::OK, Bytes::from("m"))
+    );
+    b.stop();
+
+    // The CLI: `--keep-tier --keep-usage` keeps both, so the month's quota
+    // of 3 is already used on the new node.
+    let dir_c = tmp.path().join("c");
+    std::fs::create_dir_all(&dir_c).unwrap();
+    std::fs::write(dir_c.join("corral.toml"), common::CONFIG).unwrap();
+    std::fs::write(dir_c.join("m.corral"), &archive).unwrap();
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir_c.join("data"))
+        .arg("--config")
+        .arg(dir_c.join("corral.toml"))
+        .args(["tenant", "import"])
+        .arg(dir_c.join("m.corral"))
+        .args(["--keep-tier", "--keep-usage"])
+        .env("CORRAL_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["app"]["tier"], "quota3", "{printed}");
+    let c = Server::start(&dir_c, None);
+    let (status, body) = c.get("/apps/metered/").await;
+    assert_eq!(status, 429, "{body:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["error"],
+        "quota_exceeded"
+    );
+}
+
+async fn post_import(s: &Server, query: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    s.admin(
+        Method::POST,
+        &format!("/api/import{query}"),
+        &body,
+        "application/x-tar",
+    )
+    .await
+}
+
+/// One HTTP/1.1 exchange over a fresh connection from `source` (any
+/// 127.0.0.0/8 address works on loopback), for tests that need the raw wire.
+mod wire {
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    pub(crate) async fn connect(source: IpAddr, addr: SocketAddr) -> TcpStream {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    /// A response as read off the wire.
+    #[derive(Debug)]
+    pub(crate) struct Answer {
+        pub(crate) status: u16,
+        pub(crate) head: String,
+        pub(crate) json: serde_json::Value,
+    }
+
+    /// Reads one response (head, then a `Content-Length` body) within 10 s.
+    pub(crate) async fn read(s: &mut TcpStream) -> Answer {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_ne!(s.read(&mut byte).await.unwrap(), 0, "closed mid-head");
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+            let status = head[9..12].parse().unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).await.unwrap();
+            Answer {
+                status,
+                head,
+                json: serde_json::from_slice(&body).unwrap_or_default(),
+            }
+        })
+        .await
+        .expect("no response within 10 s")
+    }
+
+    /// Sends `request` on a new connection from `source` and reads the answer.
+    pub(crate) async fn exchange(source: IpAddr, addr: SocketAddr, request: &str) -> Answer {
+        let mut s = connect(source, addr).await;
+        s.write_all(request.as_bytes()).await.unwrap();
+        read(&mut s).await
+    }
+}
+
+fn localhost() -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_are_refused_from_the_head_and_cut_by_size_and_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = common::CONFIG.replace("[http]\n", "[http]\nbody_read_timeout = \"1s\"\n");
+    let s = Server::start_with(tmp.path(), None, &config);
+    let echo = "export default { async fetch(req) { return new Response(String((await req.text()).length)); } };";
+    assert_eq!(s.deploy_js("echo", "test", echo).await.0, 200);
+
+    // An unknown app with a declared 1 GiB body: 404 while the client has
+    // sent only the head.
+    let a = wire::exchange(
+        localhost(),
+        s.addr,
+        "POST /apps/no-such-app/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json["error"].as_str()),
+        (404, Some("not_found")),
+        "{a:?}"
+    );
+
+    // Over the app's own tier cap (1024): 413 from the head alone, whether
+    // the declared body is huge or small.
+    for len in [1u64 << 30, 2048] {
+        let a = wire::exchange(
+            localhost(),
+            s.addr,
+            &format!("POST /apps/echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(a.status, 413, "{a:?}");
+        assert_eq!(a.json["error"], "body_too_large");
+        assert_eq!(a.json["limit"], 1024);
+    }
+
+    // A chunked body (no length) is cut at the tier's cap, not the largest tier's.
+    let chunk = "x".repeat(2048);
+    let a = wire::exchange(
+        localhost(),
+        s.addr,
+        &format!(
+            "POST /apps/echo/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{chunk}\r\n0\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json["limit"].as_u64()),
+        (413, Some(1024)),
+        "{a:?}"
+    );
+    let a = wire::exchange(
+        localhost(),
+        s.addr,
+        &format!(
+            "POST /apps/echo/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n{}\r\n0\r\n\r\n",
+            "y".repeat(1024)
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+
+    // A body trickling a byte every 300 ms is cut at body_read_timeout (1 s)
+    // though no single byte is ever late: 408, and the connection closes.
+    let mut conn = wire::connect(localhost(), s.addr).await;
+    conn.write_all(b"POST /apps/echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    let trickle = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < 100 && wr.write_all(b"x").await.is_ok() {
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        sent
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out))
+        .await
+        .expect("the trickling connection was not closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("\"body_timeout\""), "{text}");
+    let sent = trickle.await.unwrap();
+    assert!(sent < 20, "{sent} bytes accepted before the cut");
+
+    // The server still serves.
+    let ok = Request::post(s.url("/apps/echo/"))
+        .body(Full::new(Bytes::from(vec![b'z'; 1000])))
+        .unwrap();
+    let (status, _, body) = s.send(ok).await;
+    assert_eq!((status, body), (StatusCode::OK, Bytes::from("1000")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_are_capped_and_idle_ones_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = common::CONFIG.replace(
+        "[http]\n",
+        "[http]\nmax_connections = 2\nidle_timeout = \"3s\"\nheader_read_timeout = \"60s\"\n",
+    );
+    let s = Server::start_with(tmp.path(), None, &config);
+    const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = wire::connect(localhost(), s.addr).await;
+        c.write_all(HEALTHZ.as_bytes()).await.unwrap();
+        assert_eq!(wire::read(&mut c).await.status, 200);
+        held.push(c);
+    }
+    // A third client is not served while two connections are open...
+    let mut third = wire::connect(localhost(), s.addr).await;
+    third.write_all(HEALTHZ.as_bytes()).await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
+    assert!(early.is_err(), "served over max_connections: {early:?}");
+    // ...and is served once one closes.
+    drop(held.pop());
+    assert_eq!(wire::read(&mut third).await.status, 200);
+
+    // Idle keep-alive connections are closed after idle_timeout (the head
+    // timeout is 60 s, so only the idle timeout can do it).
+    for mut c in held.into_iter().chain([third]) {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    }
+    assert_eq!(s.get("/healthz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bogus_tokens_are_throttled_per_client_and_health_checks_never_wait() {
+    use corral_server::auth::FAILED_ATTEMPTS_BURST;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Arc::new(Server::start(tmp.path(), None));
+    // The right token, verified once, is known from RAM from then on.
+    assert_eq!(s.app_names().await, ["demo"]);
+    let bogus = |from: [u8; 4]| {
+        let s = s.clone();
+        async move {
+            wire::exchange(
+                std::net::IpAddr::from(from),
+                s.addr,
+                "GET /api/apps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer corral_wrong\r\nConnection: close\r\n\r\n",
+            )
+            .await
+        }
+    };
+
+    // While a crowd of bogus tokens queues for argon2, health and readiness
+    // answer at once: they wait for neither argon2 nor an admin slot.
+    let crowd: Vec<_> = (0..12u8)
+        .map(|i| tokio::spawn(bogus([127, 0, 1, i])))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for path in ["/healthz", "/readyz"] {
+        let a = wire::exchange(
+            localhost(),
+            s.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{path}");
+    }
+    let pending = crowd.iter().filter(|t| !t.is_finished()).count();
+    assert!(pending > 0, "the crowd finished before the health checks");
+    for t in crowd {
+        assert!([401, 429].contains(&t.await.unwrap().status));
+    }
+
+    // One client: 401 for its allowance, then 429 too_many_attempts with Retry-After.
+    let mut unauthorized = 0;
+    let throttled = loop {
+        let a = bogus([127, 0, 0, 3]).await;
+        match a.status {
+            401 => unauthorized += 1,
+            429 => break a,
+            other => panic!("{other}: {a:?}"),
+        }
+        assert!(
+            unauthorized <= FAILED_ATTEMPTS_BURST + 10,
+            "never throttled"
+        );
+    };
+    assert!(
+        unauthorized >= FAILED_ATTEMPTS_BURST,
+        "throttled after {unauthorized}"
+    );
+    assert_eq!(
+        throttled.json["error"], "too_many_attempts",
+        "{throttled:?}"
+    );
+    let retry: u64 = throttled
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .expect("no Retry-After")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    // Another client still gets its own answer, and the admin's token works.
+    assert_eq!(bogus([127, 0, 0, 4]).await.status, 401);
+    assert_eq!(s.app_names().await, ["demo"]);
 }
