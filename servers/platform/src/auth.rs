@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use blake2::Blake2bMac512;
 use blake2::digest::{KeyInit, Mac};
 use governor::clock::Clock;
@@ -114,12 +114,55 @@ impl AdminAuth {
     /// This costs tens of milliseconds by design: call it off the async
     /// executor, for example in `spawn_blocking`.
     pub fn verify(&self, token: &str) -> bool {
+        self.verify_in(token, &mut Vec::new())
+    }
+
+    /// [`verify`](Self::verify), with argon2's working memory (about 19 MiB
+    /// at the default cost) in `scratch`, grown once and reused. The server
+    /// keeps one scratch: a fresh block per attempt would be freed into the
+    /// arena of whichever blocking thread ran it, and a burst of wrong tokens
+    /// would leave one block behind per thread.
+    ///
+    /// ```
+    /// use corral_server::auth::AdminAuth;
+    /// let auth = AdminAuth::hash_token("s3cret");
+    /// let mut scratch = Vec::new();
+    /// assert!(!auth.verify_in("guess", &mut scratch));
+    /// let grown = scratch.len();
+    /// assert!(auth.verify_in("s3cret", &mut scratch));
+    /// assert_eq!(scratch.len(), grown); // reused, not grown again
+    /// ```
+    pub fn verify_in(&self, token: &str, scratch: &mut Vec<argon2::Block>) -> bool {
         let Ok(hash) = PasswordHash::new(&self.phc) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(token.as_bytes(), &hash)
+        let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+            return false;
+        };
+        let (Ok(params), Ok(algorithm)) = (
+            argon2::Params::try_from(&hash),
+            argon2::Algorithm::try_from(hash.algorithm),
+        ) else {
+            return false;
+        };
+        let version = match hash.version.map(argon2::Version::try_from) {
+            None => argon2::Version::default(),
+            Some(Ok(v)) => v,
+            Some(Err(_)) => return false,
+        };
+        let mut salt_buf = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+            return false;
+        };
+        if scratch.len() < params.block_count() {
+            scratch.resize(params.block_count(), argon2::Block::default());
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(token.as_bytes(), salt, &mut out, &mut scratch[..])
             .is_ok()
+            // `Output`'s equality is constant-time.
+            && argon2::password_hash::Output::new(&out).is_ok_and(|got| got == expected)
     }
 
     /// Uses `configured` when set; otherwise reads `<data_dir>/admin-token.argon2`,
@@ -306,6 +349,8 @@ pub struct AdminGate {
     verified: RwLock<Option<Vec<u8>>>,
     throttle: Throttle,
     argon2: Arc<tokio::sync::Semaphore>,
+    /// argon2's working memory, shared by the (one at a time) verifications.
+    scratch: Arc<Mutex<Vec<argon2::Block>>>,
     waiting: AtomicUsize,
     argon2_runs: AtomicU64,
 }
@@ -332,6 +377,7 @@ impl AdminGate {
             verified: RwLock::new(None),
             throttle: Throttle::new(quota, MAX_TRACKED_CLIENTS),
             argon2: Arc::new(tokio::sync::Semaphore::new(ARGON2_CONCURRENCY)),
+            scratch: Arc::default(),
             waiting: AtomicUsize::new(0),
             argon2_runs: AtomicU64::new(0),
         }
@@ -371,9 +417,11 @@ impl AdminGate {
         self.argon2_runs.fetch_add(1, Ordering::Relaxed);
         let auth = self.auth.clone();
         let owned = token.to_owned();
+        let scratch = self.scratch.clone();
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            auth.verify(&owned)
+            let mut scratch = scratch.lock().unwrap_or_else(|e| e.into_inner());
+            auth.verify_in(&owned, &mut scratch)
         })
         .await
         .unwrap_or(false);

@@ -1079,6 +1079,7 @@ async fn bogus_tokens_are_throttled_and_healthz_stays_fast() {
         const ATTEMPTS: usize = 2000;
         let tmp = tempfile::tempdir().unwrap();
         let s = Arc::new(start(tmp.path()).await);
+        let before = s.memory();
         let done = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut flood = Vec::new();
@@ -1144,9 +1145,12 @@ async fn bogus_tokens_are_throttled_and_healthz_stays_fast() {
             .map(|(_, n)| n)
             .sum::<usize>();
         let health_p99 = if health.is_empty() { Duration::ZERO } else { p99(&health) };
+        let after = s.memory();
         eprintln!(
-            "adversarial: bogus tokens: {sent} sent in {took:?}: {counts:?}; healthz p99 {health_p99:?} over {} samples",
-            health.len()
+            "adversarial: bogus tokens: {sent} sent in {took:?}: {counts:?}; healthz p99 {health_p99:?} over {} samples; VmRSS {:.0} MiB before, VmHWM {:.0} MiB after",
+            health.len(),
+            mib(before.rss),
+            mib(after.hwm)
         );
         assert_eq!(sent, ATTEMPTS, "the flood did not finish within 30 s");
         assert!(
@@ -1161,6 +1165,14 @@ async fn bogus_tokens_are_throttled_and_healthz_stays_fast() {
         assert!(
             health_p99 < Duration::from_millis(50),
             "healthz p99 {health_p99:?} during the flood"
+        );
+        // argon2 runs in one reused ~19 MiB block (allocated at the first
+        // deploy already); a block per blocking thread that ever ran it
+        // shows here as +40 MiB and more.
+        assert!(
+            after.hwm.saturating_sub(before.rss) < 24 << 20,
+            "VmHWM grew by {:.0} MiB under the flood",
+            mib(after.hwm.saturating_sub(before.rss))
         );
         victim_answers(&s).await;
     })
