@@ -81,8 +81,7 @@ fn bench(c: &mut Criterion) {
             .tenant_quota(NoUsage)
             .tenant_concurrency(&limits)
             .runtime_slots(&slots)
-            .tenant_body_limit()
-            .service_fn(|_: Request<tower_http::body::Limited<()>>| async {
+            .service_fn(|_: Request<()>| async {
                 Ok::<_, Infallible>(Response::new(String::new()))
             })
     };

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use chrono::{DateTime, Utc};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
 use crate::TenantId;
@@ -158,88 +158,12 @@ impl Maintenance {
 #[non_exhaustive]
 pub struct MissingTenant;
 
-/// A memory reservation would take the tenant past its tier's memory.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("tenant {tenant} asked for {requested} more bytes with {used} of {limit} in use")]
-#[non_exhaustive]
-pub struct MemoryBudgetExceeded {
-    /// The tenant refused.
-    pub tenant: TenantId,
-    /// Bytes asked for.
-    pub requested: u64,
-    /// Bytes reserved by all the tenant's instances when refused.
-    pub used: u64,
-    /// The tenant's budget.
-    pub limit: u64,
-}
-
-#[derive(serde::Serialize)]
-struct Body<'a> {
-    error: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tenant: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<Limit>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    quota: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    used: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    requested: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resets_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_after_ms: Option<u64>,
-}
-
-/// The `limit` key: the name of the limit reached (`quota_exceeded`), or the
-/// figure of a count limit (`too_many_streams`).
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum Limit {
-    Name(&'static str),
-    Count(u32),
-}
-
-impl Body<'_> {
-    fn new(error: &'static str) -> Self {
-        Body {
-            error,
-            tenant: None,
-            limit: None,
-            quota: None,
-            used: None,
-            requested: None,
-            limit_bytes: None,
-            resets_at: None,
-            retry_after_ms: None,
-        }
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The HTTP form of a limit error: status, headers (`content-type:
-/// application/json`, and `retry-after` in whole seconds rounded up when there
-/// is a hint) and a stable JSON body, or `None` when neither `err` nor any
-/// error in its `source()` chain is one of this crate's (or a body-size error
-/// from tower-http's limit).
-///
-/// | error | status | body |
-/// |---|---|---|
-/// | [`Overloaded`] | 429 | `{"error":"overloaded","tenant":"a","retry_after_ms":250}` |
-/// | [`RateLimited`] | 429 | `{"error":"rate_limited","tenant":"a","retry_after_ms":1000}` |
-/// | [`QuotaExceeded`] | 429 | `{"error":"quota_exceeded","tenant":"a","limit":"requests_per_month","quota":10,"used":10,"resets_at":"2026-12-01T00:00:00Z","retry_after_ms":…}` |
-/// | [`TooManyStreams`] | 429 | `{"error":"too_many_streams","tenant":"a","limit":2,"retry_after_ms":1000}` |
-/// | [`RuntimeBusy`] | 503 | `{"error":"runtime_busy","retry_after_ms":1000}` |
-/// | [`Maintenance`] | 503 | `{"error":"maintenance","tenant":"a"}` (+ `retry_after_ms` when set) |
-/// | [`MemoryBudgetExceeded`] | 503 | `{"error":"memory_budget_exceeded","tenant":"a","used":…,"requested":…,"limit_bytes":…}` |
-/// | body over the limit (`http_body_util::LengthLimitError`) | 413 | `{"error":"payload_too_large"}` |
-/// | [`MissingTenant`] | 500 | `{"error":"missing_tenant"}` |
+/// The HTTP form of a limit error: the [`Refused`](crate::Refused) found in
+/// `err` or its `source()` chain, as [`Refused::to_http`](crate::Refused::to_http)
+/// renders it (status, `content-type: application/json`, `retry-after` in
+/// whole seconds rounded up when there is a hint, and a stable JSON body; the
+/// table on [`Refused`](crate::Refused) lists them), or 500 `missing_tenant`
+/// for [`MissingTenant`]; `None` for anything else.
 ///
 /// ```
 /// use std::time::Duration;
@@ -249,17 +173,37 @@ fn millis(d: Duration) -> u64 {
 /// let (status, headers, body) = error_response(&err).unwrap();
 /// assert_eq!(status, 429);
 /// assert_eq!(headers["retry-after"], "1");
-/// assert_eq!(&body[..], br#"{"error":"overloaded","tenant":"a","retry_after_ms":250}"#);
+/// let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+/// assert_eq!((v["error"].as_str(), v["tenant"].as_str()), (Some("overloaded"), Some("a")));
+/// assert_eq!(v["retry_after_ms"], 250);
 ///
 /// let other: BoxError = "something else".into();
 /// assert!(error_response(&other).is_none());
 /// ```
 pub fn error_response(err: &BoxError) -> Option<(StatusCode, HeaderMap, Bytes)> {
-    chain(err).find_map(respond)
+    if let Some(r) = crate::Refused::of(&**err) {
+        return Some(r.to_http());
+    }
+    let missing = std::iter::successors(
+        Some(err.as_ref() as &(dyn std::error::Error + 'static)),
+        |e| e.source(),
+    )
+    .any(|e| e.is::<MissingTenant>());
+    missing.then(|| {
+        let mut headers = HeaderMap::with_capacity(1);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let body =
+            serde_json::json!({"error": "missing_tenant", "message": MissingTenant.to_string()});
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            headers,
+            Bytes::from(body.to_string()),
+        )
+    })
 }
 
-/// The stable `error` code [`error_response`] would put in the JSON body
-/// (`"overloaded"`, `"too_many_streams"`, …), without building the body.
+/// The stable `error` code of the refusal in `err` ([`Refused::of`](crate::Refused::of)),
+/// without building the body.
 ///
 /// ```
 /// use std::time::Duration;
@@ -270,86 +214,5 @@ pub fn error_response(err: &BoxError) -> Option<(StatusCode, HeaderMap, Bytes)> 
 /// assert_eq!(error_code(&BoxError::from("something else")), None);
 /// ```
 pub fn error_code(err: &BoxError) -> Option<&'static str> {
-    chain(err).find_map(|e| describe(e).map(|(_, body, _)| body.error))
-}
-
-/// `err` and every error in its `source()` chain.
-fn chain(err: &BoxError) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-    std::iter::successors(
-        Some(err.as_ref() as &(dyn std::error::Error + 'static)),
-        |e| e.source(),
-    )
-}
-
-/// The status, JSON body and retry hint of `e` if it is one of ours.
-fn describe<'e>(
-    e: &'e (dyn std::error::Error + 'static),
-) -> Option<(StatusCode, Body<'e>, Option<Duration>)> {
-    let found = if let Some(e) = e.downcast_ref::<Overloaded>() {
-        let mut b = Body::new("overloaded");
-        b.tenant = Some(e.tenant.as_str());
-        b.retry_after_ms = Some(millis(e.retry_after));
-        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
-    } else if let Some(e) = e.downcast_ref::<RateLimited>() {
-        let mut b = Body::new("rate_limited");
-        b.tenant = Some(e.tenant.as_str());
-        b.retry_after_ms = Some(millis(e.retry_after));
-        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
-    } else if let Some(e) = e.downcast_ref::<QuotaExceeded>() {
-        let mut b = Body::new("quota_exceeded");
-        b.tenant = Some(e.tenant.as_str());
-        b.limit = Some(Limit::Name("requests_per_month"));
-        b.quota = Some(e.quota);
-        b.used = Some(e.used);
-        b.resets_at = Some(e.resets_at.to_rfc3339_opts(SecondsFormat::Secs, true));
-        b.retry_after_ms = Some(millis(e.retry_after));
-        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
-    } else if let Some(e) = e.downcast_ref::<TooManyStreams>() {
-        let mut b = Body::new("too_many_streams");
-        b.tenant = Some(e.tenant.as_str());
-        b.limit = Some(Limit::Count(e.limit));
-        b.retry_after_ms = Some(millis(e.retry_after));
-        (StatusCode::TOO_MANY_REQUESTS, b, Some(e.retry_after))
-    } else if let Some(e) = e.downcast_ref::<RuntimeBusy>() {
-        let mut b = Body::new("runtime_busy");
-        b.retry_after_ms = Some(millis(e.retry_after));
-        (StatusCode::SERVICE_UNAVAILABLE, b, Some(e.retry_after))
-    } else if let Some(e) = e.downcast_ref::<Maintenance>() {
-        let mut b = Body::new("maintenance");
-        b.tenant = e.tenant.as_ref().map(TenantId::as_str);
-        b.retry_after_ms = e.retry_after.map(millis);
-        (StatusCode::SERVICE_UNAVAILABLE, b, e.retry_after)
-    } else if let Some(e) = e.downcast_ref::<MemoryBudgetExceeded>() {
-        let mut b = Body::new("memory_budget_exceeded");
-        b.tenant = Some(e.tenant.as_str());
-        b.used = Some(e.used);
-        b.requested = Some(e.requested);
-        b.limit_bytes = Some(e.limit);
-        (StatusCode::SERVICE_UNAVAILABLE, b, None)
-    } else if e.is::<http_body_util::LengthLimitError>() {
-        let b = Body::new("payload_too_large");
-        (StatusCode::PAYLOAD_TOO_LARGE, b, None)
-    } else if e.is::<MissingTenant>() {
-        let b = Body::new("missing_tenant");
-        (StatusCode::INTERNAL_SERVER_ERROR, b, None)
-    } else {
-        return None;
-    };
-    Some(found)
-}
-
-fn respond(e: &(dyn std::error::Error + 'static)) -> Option<(StatusCode, HeaderMap, Bytes)> {
-    let (status, body, retry_after) = describe(e)?;
-    let body = to_json(&body);
-    let mut headers = HeaderMap::with_capacity(2);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(d) = retry_after {
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-    Some((status, headers, body))
-}
-
-fn to_json(b: &Body<'_>) -> Bytes {
-    Bytes::from(serde_json::to_vec(b).expect("error bodies always serialize"))
+    crate::Refusal::of(&**err).map(crate::Refusal::code)
 }

@@ -12,12 +12,11 @@
 //! | [`TenantConcurrencyLayer`] | tier `compute_shares` | [`Overloaded`], 429 |
 //! | [`RuntimeSlotsLayer`] | host-wide [`RuntimeSlots`], resizable | [`RuntimeBusy`], 503 |
 //! | [`TenantStreamsLayer`] | tier `max_streams` (open event streams) | [`TooManyStreams`], 429 |
-//! | [`TenantBodyLimitLayer`] | tier `max_body_bytes` (tower-http) | 413 |
-//! | [`MemoryBudget`] (called by the sandbox) | tier `memory_bytes`, all instances together | [`MemoryBudgetExceeded`] |
 //!
-//! Every refusal is a typed error boxed as [`BoxError`]; [`error_response`]
-//! turns it into a status, `Retry-After` and a stable JSON body, and
-//! [`Refusal::of`] names its kind (metering counts refused requests apart
+//! Every refusal is a typed error boxed as [`BoxError`]; [`Refused::of`]
+//! reads any of them as the one [`Refused`] (kind, code, status, retry hint,
+//! fields), [`error_response`] turns it into a status, `Retry-After` and a
+//! stable JSON body, and [`Refusal::of`] names its kind (metering counts refused requests apart
 //! from admitted ones, so a refusal never uses up the monthly quota). The stateful
 //! layers share one [`TenantLimits`] registry (a concurrent map, no task or
 //! timer per tenant); [`ServiceBuilderExt`] adds them to a `ServiceBuilder`,
@@ -43,14 +42,12 @@ mod detached;
 mod error;
 mod gate_future;
 mod guarded;
-mod memory;
 mod refusal;
 mod registry;
 mod tenant;
 mod tier;
 mod usage;
 
-pub mod body_limit;
 pub mod concurrency;
 pub mod maintenance;
 pub mod quota;
@@ -59,21 +56,19 @@ pub mod runtime;
 pub mod streams;
 
 pub use body::GuardedBody;
-pub use body_limit::TenantBodyLimitLayer;
 pub use builder::ServiceBuilderExt;
 pub use concurrency::TenantConcurrencyLayer;
 pub use context::TenantContext;
 pub use detached::{Attached, Detached};
 pub use error::{
-    BoxError, Maintenance, MemoryBudgetExceeded, MissingTenant, Overloaded, QuotaExceeded,
-    RateLimited, RuntimeBusy, TooManyStreams, error_code, error_response,
+    BoxError, Maintenance, MissingTenant, Overloaded, QuotaExceeded, RateLimited, RuntimeBusy,
+    TooManyStreams, error_code, error_response,
 };
 pub use gate_future::GateFuture;
 pub use maintenance::{MaintenanceLayer, MaintenanceSwitch};
-pub use memory::{MemoryBudget, MemoryReservation};
 pub use quota::QuotaLayer;
 pub use rate::RateLimitLayer;
-pub use refusal::Refusal;
+pub use refusal::{Refusal, Refused};
 pub use registry::{TenantLimits, TenantLoad};
 pub use runtime::{RuntimeSlot, RuntimeSlots, RuntimeSlotsLayer};
 pub use streams::{TenantStreamsLayer, is_event_stream};

@@ -1,15 +1,30 @@
-//! [`Refusal`]: the kinds of "not admitted", one stable code each.
+//! [`Refused`]: the one description of "not admitted" — its kind
+//! ([`Refusal`], one stable code and one HTTP status each), retry hint and
+//! fields — that every frontend renders.
 //!
 //! A request refused by a limit never reached the tenant's code, so usage
 //! counts it apart from admitted requests (and the monthly quota never sees
-//! it). Metering finds the kind with [`Refusal::of`] on a layer's error, or
-//! as a `Refusal` extension on a response a frontend built itself.
+//! it). Each layer fails with its own small error struct ([`RateLimited`],
+//! [`QuotaExceeded`], …); [`Refused::of`] is the one place that reads any of
+//! them (or a `Refused` itself) out of a boxed error. Metering, the platform
+//! error, the JSON body and the Python exceptions all start from it.
 
-use crate::{Maintenance, Overloaded, QuotaExceeded, RateLimited, RuntimeBusy, TooManyStreams};
+use std::time::Duration;
 
-/// Why a request was refused before (or instead of) being served.
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, StatusCode};
+
+use crate::{
+    Maintenance, Overloaded, QuotaExceeded, RateLimited, RuntimeBusy, TenantId, TooManyStreams,
+};
+
+/// Why a request was refused before (or instead of) being served: the kind
+/// of a [`Refused`], for counters kept per kind.
 ///
-/// The [`code`](Self::code) is the `error` code of the refusal's JSON body.
+/// The [`code`](Self::code) is the `error` code of the refusal's JSON body and
+/// [`status`](Self::status) its HTTP status; each code has one status.
 ///
 /// ```
 /// use std::time::Duration;
@@ -18,6 +33,7 @@ use crate::{Maintenance, Overloaded, QuotaExceeded, RateLimited, RuntimeBusy, To
 /// let err: BoxError = RateLimited::new("a".parse().unwrap(), Duration::from_secs(1)).into();
 /// assert_eq!(Refusal::of(&*err), Some(Refusal::RateLimited));
 /// assert_eq!(Refusal::RateLimited.code(), "rate_limited");
+/// assert_eq!(Refusal::RateLimited.status(), 429);
 /// assert_eq!(Refusal::from_code("quota_exceeded"), Some(Refusal::QuotaExceeded));
 /// assert_eq!(Refusal::of(&*BoxError::from("a guest trap")), None);
 /// ```
@@ -37,7 +53,7 @@ pub enum Refusal {
     /// [`Maintenance`]: the host serves no tenant traffic.
     Maintenance,
     /// The request body is over the tier's `max_body_bytes`.
-    BodyTooLarge,
+    PayloadTooLarge,
 }
 
 impl Refusal {
@@ -52,7 +68,7 @@ impl Refusal {
         Refusal::RuntimeBusy,
         Refusal::TooManyStreams,
         Refusal::Maintenance,
-        Refusal::BodyTooLarge,
+        Refusal::PayloadTooLarge,
     ];
 
     /// The stable code, as in the JSON error body (`"rate_limited"`, …).
@@ -64,12 +80,31 @@ impl Refusal {
             Refusal::RuntimeBusy => "runtime_busy",
             Refusal::TooManyStreams => "too_many_streams",
             Refusal::Maintenance => "maintenance",
-            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::PayloadTooLarge => "payload_too_large",
         }
     }
 
-    /// The kind whose [`code`](Self::code) is `code`.
+    /// The HTTP status: 429 when the tenant is over one of its own limits,
+    /// 503 when the host is busy or in maintenance, 413 for a body over the
+    /// tier's size.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Refusal::RateLimited
+            | Refusal::QuotaExceeded
+            | Refusal::Overloaded
+            | Refusal::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::RuntimeBusy | Refusal::Maintenance => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The kind whose [`code`](Self::code) is `code`. Also reads
+    /// `body_too_large`, the code usage rows stored for
+    /// [`PayloadTooLarge`](Self::PayloadTooLarge) before it had one name.
     pub fn from_code(code: &str) -> Option<Self> {
+        if code == "body_too_large" {
+            return Some(Refusal::PayloadTooLarge);
+        }
         Self::ALL.into_iter().find(|r| r.code() == code)
     }
 
@@ -78,36 +113,240 @@ impl Refusal {
         self as usize
     }
 
-    /// The refusal in `err` or its `source()` chain, if it is one of this
-    /// crate's refusals (a body-size error from tower-http's limit counts as
-    /// [`BodyTooLarge`](Self::BodyTooLarge)). Failures while serving (memory
-    /// budget, guest traps) are not refusals.
+    /// The kind of the refusal in `err` or its `source()` chain
+    /// ([`Refused::of`]).
     pub fn of(err: &(dyn std::error::Error + 'static)) -> Option<Self> {
-        let mut cur = Some(err);
-        while let Some(e) = cur {
-            let found = if e.is::<RateLimited>() {
-                Some(Refusal::RateLimited)
-            } else if e.is::<QuotaExceeded>() {
-                Some(Refusal::QuotaExceeded)
-            } else if e.is::<Overloaded>() {
-                Some(Refusal::Overloaded)
-            } else if e.is::<RuntimeBusy>() {
-                Some(Refusal::RuntimeBusy)
-            } else if e.is::<TooManyStreams>() {
-                Some(Refusal::TooManyStreams)
-            } else if e.is::<Maintenance>() {
-                Some(Refusal::Maintenance)
-            } else if e.is::<http_body_util::LengthLimitError>() {
-                Some(Refusal::BodyTooLarge)
-            } else {
-                None
-            };
-            if found.is_some() {
-                return found;
-            }
-            cur = e.source();
+        Refused::of(err).map(|r| r.kind)
+    }
+}
+
+/// A refusal with everything a frontend shows of it: kind, tenant, retry
+/// hint and the kind's figures. Build one from a layer's error with
+/// [`Refused::of`]; answer with [`to_http`](Self::to_http) (status,
+/// `Retry-After`, JSON body) or read [`fields`](Self::fields).
+///
+/// | kind | status | body (besides `error` and `message`) |
+/// |---|---|---|
+/// | [`Overloaded`] | 429 | `tenant`, `retry_after_ms` |
+/// | [`RateLimited`] | 429 | `tenant`, `retry_after_ms` |
+/// | [`QuotaExceeded`] | 429 | `tenant`, `limit: "requests_per_month"`, `quota`, `used`, `resets_at`, `retry_after_ms` |
+/// | [`TooManyStreams`] | 429 | `tenant`, `limit` (open streams allowed), `retry_after_ms` |
+/// | [`RuntimeBusy`] | 503 | `retry_after_ms` |
+/// | [`Maintenance`] | 503 | `tenant`, `retry_after_ms` when set |
+/// | payload too large | 413 | `tenant`, `limit` and `size` in bytes when known |
+///
+/// ```
+/// use std::time::Duration;
+/// use corral_limits::{BoxError, Refusal, Refused, TooManyStreams};
+///
+/// let err: BoxError = TooManyStreams::new("a".parse().unwrap(), 2, Duration::from_millis(1500)).into();
+/// let r = Refused::of(&*err).unwrap();
+/// assert_eq!((r.kind, r.limit), (Refusal::TooManyStreams, Some(2)));
+/// let (status, headers, body) = r.to_http();
+/// assert_eq!(status, 429);
+/// assert_eq!(headers["retry-after"], "2"); // whole seconds, rounded up
+/// let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+/// assert_eq!(v["error"], "too_many_streams");
+/// assert_eq!(v["limit"], 2);
+/// assert_eq!(v["retry_after_ms"], 1500);
+///
+/// let big = Refused::payload_too_large(None, 10, Some(11));
+/// assert_eq!(big.code(), "payload_too_large");
+/// assert_eq!(Refused::of(&big), Some(big.clone())); // a `Refused` reads as itself
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct Refused {
+    /// What refused the request.
+    pub kind: Refusal,
+    /// The tenant refused, when known.
+    pub tenant: Option<TenantId>,
+    /// When a retry is worth trying.
+    pub retry_after: Option<Duration>,
+    /// A count or byte limit: open streams for [`Refusal::TooManyStreams`],
+    /// bytes for [`Refusal::PayloadTooLarge`].
+    pub limit: Option<u64>,
+    /// The body's size in bytes ([`Refusal::PayloadTooLarge`], when declared).
+    pub size: Option<u64>,
+    /// Requests allowed a month ([`Refusal::QuotaExceeded`]).
+    pub quota: Option<u64>,
+    /// Requests counted this month ([`Refusal::QuotaExceeded`]).
+    pub used: Option<u64>,
+    /// When the quota resets ([`Refusal::QuotaExceeded`]).
+    pub resets_at: Option<DateTime<Utc>>,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl Refused {
+    fn new(kind: Refusal, message: String) -> Self {
+        Self {
+            kind,
+            tenant: None,
+            retry_after: None,
+            limit: None,
+            size: None,
+            quota: None,
+            used: None,
+            resets_at: None,
+            message,
         }
-        None
+    }
+
+    /// A body over `limit` bytes (`size` when its length was declared).
+    pub fn payload_too_large(tenant: Option<TenantId>, limit: u64, size: Option<u64>) -> Self {
+        let message = match size {
+            Some(size) => {
+                format!("request body of {size} bytes exceeds the tier's limit of {limit} bytes")
+            }
+            None => format!("request body exceeds the tier's limit of {limit} bytes"),
+        };
+        Self {
+            tenant,
+            limit: Some(limit),
+            size,
+            ..Self::new(Refusal::PayloadTooLarge, message)
+        }
+    }
+
+    /// The refusal in `err` or its `source()` chain: one of this crate's
+    /// layer errors, a `Refused`, or a body-size error from tower-http's
+    /// limit ([`Refusal::PayloadTooLarge`]). Failures while serving (guest
+    /// traps, the sandbox's memory limit) are not refusals.
+    pub fn of(err: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        std::iter::successors(Some(err), |e| e.source()).find_map(Self::one)
+    }
+
+    fn one(e: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        let msg = || e.to_string();
+        let r = if let Some(r) = e.downcast_ref::<Refused>() {
+            r.clone()
+        } else if let Some(e) = e.downcast_ref::<RateLimited>() {
+            Self {
+                tenant: Some(e.tenant.clone()),
+                retry_after: Some(e.retry_after),
+                ..Self::new(Refusal::RateLimited, msg())
+            }
+        } else if let Some(e) = e.downcast_ref::<QuotaExceeded>() {
+            Self {
+                tenant: Some(e.tenant.clone()),
+                retry_after: Some(e.retry_after),
+                quota: Some(e.quota),
+                used: Some(e.used),
+                resets_at: Some(e.resets_at),
+                ..Self::new(Refusal::QuotaExceeded, msg())
+            }
+        } else if let Some(e) = e.downcast_ref::<Overloaded>() {
+            Self {
+                tenant: Some(e.tenant.clone()),
+                retry_after: Some(e.retry_after),
+                ..Self::new(Refusal::Overloaded, msg())
+            }
+        } else if let Some(e) = e.downcast_ref::<RuntimeBusy>() {
+            Self {
+                retry_after: Some(e.retry_after),
+                ..Self::new(Refusal::RuntimeBusy, msg())
+            }
+        } else if let Some(e) = e.downcast_ref::<TooManyStreams>() {
+            Self {
+                tenant: Some(e.tenant.clone()),
+                retry_after: Some(e.retry_after),
+                limit: Some(u64::from(e.limit)),
+                ..Self::new(Refusal::TooManyStreams, msg())
+            }
+        } else if let Some(e) = e.downcast_ref::<Maintenance>() {
+            Self {
+                tenant: e.tenant.clone(),
+                retry_after: e.retry_after,
+                ..Self::new(Refusal::Maintenance, msg())
+            }
+        } else if e.is::<http_body_util::LengthLimitError>() {
+            Self::new(Refusal::PayloadTooLarge, msg())
+        } else {
+            return None;
+        };
+        Some(r)
+    }
+
+    /// The stable code ([`Refusal::code`]).
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// The HTTP status ([`Refusal::status`]).
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The JSON body's fields besides `error` and `message`, in a stable
+    /// order (see the table on [`Refused`]).
+    pub fn fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        use serde_json::json;
+        let mut out = Vec::new();
+        if let Some(t) = &self.tenant {
+            out.push(("tenant", json!(t.as_str())));
+        }
+        if self.kind == Refusal::QuotaExceeded {
+            out.push(("limit", json!("requests_per_month")));
+        } else if let Some(limit) = self.limit {
+            out.push(("limit", json!(limit)));
+        }
+        if let Some(size) = self.size {
+            out.push(("size", json!(size)));
+        }
+        if let Some(quota) = self.quota {
+            out.push(("quota", json!(quota)));
+        }
+        if let Some(used) = self.used {
+            out.push(("used", json!(used)));
+        }
+        if let Some(at) = self.resets_at {
+            out.push((
+                "resets_at",
+                json!(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            ));
+        }
+        if let Some(d) = self.retry_after {
+            out.push((
+                "retry_after_ms",
+                json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ));
+        }
+        out
+    }
+
+    /// Status, headers (`content-type: application/json`, and `retry-after`
+    /// in whole seconds rounded up when there is a hint) and the JSON body
+    /// `{"error": code, "message": …, …fields}`.
+    pub fn to_http(&self) -> (StatusCode, HeaderMap, Bytes) {
+        let mut body = vec![
+            ("error", serde_json::Value::from(self.code())),
+            ("message", self.message.clone().into()),
+        ];
+        body.extend(self.fields());
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(d) = self.retry_after {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        let bytes = serde_json::to_vec(&Ordered(&body)).expect("a JSON map always serializes");
+        (self.status(), headers, Bytes::from(bytes))
+    }
+}
+
+/// A JSON object whose keys keep their order (`error` first, as people read it).
+struct Ordered<'a>(&'a [(&'static str, serde_json::Value)]);
+
+impl serde::Serialize for Ordered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -153,18 +392,18 @@ mod tests {
         for (e, want) in &errs {
             assert_eq!(Refusal::of(&**e), Some(*want));
             assert_eq!(crate::error_code(e), Some(want.code()));
+            let (status, _, _) = crate::error_response(e).unwrap();
+            assert_eq!(status, want.status());
         }
         for (i, r) in Refusal::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
             assert_eq!(Refusal::from_code(r.code()), Some(*r));
         }
-        let mem: crate::BoxError = crate::MemoryBudgetExceeded {
-            tenant: t,
-            requested: 1,
-            used: 1,
-            limit: 1,
-        }
-        .into();
-        assert_eq!(Refusal::of(&*mem), None);
+        assert_eq!(
+            Refusal::from_code("body_too_large"),
+            Some(Refusal::PayloadTooLarge)
+        );
+        let missing: crate::BoxError = crate::MissingTenant.into();
+        assert_eq!(Refusal::of(&*missing), None);
     }
 }

@@ -11,7 +11,6 @@ use governor::state::{InMemoryState, NotKeyed};
 use tokio::sync::Semaphore;
 
 use crate::clock::{TokioClock, TokioInstant};
-use crate::memory::{BudgetState, MemoryBudget};
 use crate::{TenantContext, TenantId, Tier};
 
 pub(crate) type DirectLimiter =
@@ -23,11 +22,10 @@ pub(crate) struct TenantState {
     pub(crate) shares: Arc<Semaphore>,
     pub(crate) streams: Arc<Semaphore>,
     pub(crate) rate: Option<DirectLimiter>,
-    pub(crate) memory: Arc<BudgetState>,
 }
 
 impl TenantState {
-    fn new(tier: Arc<Tier>, memory: Arc<BudgetState>) -> Self {
+    fn new(tier: Arc<Tier>) -> Self {
         let shares = Arc::new(Semaphore::new(tier.compute_shares.max(1) as usize));
         let streams = Arc::new(Semaphore::new(stream_capacity(&tier)));
         let rate = tier
@@ -38,7 +36,6 @@ impl TenantState {
             shares,
             streams,
             rate,
-            memory,
         }
     }
 
@@ -55,20 +52,18 @@ fn stream_capacity(tier: &Tier) -> usize {
 }
 
 /// The registry of per-tenant limit state (compute-share and stream
-/// semaphores, GCRA rate state, memory budgets) that the tenant layers share.
+/// semaphores, GCRA rate state) that the tenant layers share.
 ///
 /// Make one per host and hand clones (one `Arc`) to
 /// [`TenantConcurrencyLayer`](crate::TenantConcurrencyLayer),
 /// [`TenantStreamsLayer`](crate::TenantStreamsLayer),
-/// [`RateLimitLayer`](crate::RateLimitLayer) and the sandbox (for
-/// [`memory_budget`](Self::memory_budget)). A tenant's entry is made on its
+/// [`RateLimitLayer`](crate::RateLimitLayer). A tenant's entry is made on its
 /// first request from the tier in its [`TenantContext`]; the state is passive
 /// (no task, no timer per tenant), so 100,000 tenants are 100,000 small map
 /// entries. [`forget`](Self::forget) drops a removed tenant's entry.
 ///
 /// When a tenant's tier changes, its next request starts fresh semaphores and
-/// rate state from the new tier (requests in flight keep what they hold); its
-/// memory budget keeps its reservations and takes the new limit.
+/// rate state from the new tier (requests in flight keep what they hold).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -76,8 +71,8 @@ fn stream_capacity(tier: &Tier) -> usize {
 ///
 /// let limits = TenantLimits::new();
 /// let ctx = TenantContext::new("a".parse().unwrap(), Arc::new(Tier::pro()));
-/// let budget = limits.memory_budget(&ctx);
-/// assert_eq!(budget.limit(), 256 << 20);
+/// assert!(limits.is_empty()); // nothing until the tenant's first request
+/// assert_eq!(limits.prepare(&ctx).shares, 2);
 /// assert_eq!(limits.len(), 1);
 /// assert!(limits.forget(ctx.id()));
 /// assert!(limits.is_empty());
@@ -101,10 +96,6 @@ pub struct TenantLoad {
     pub max_streams: u32,
     /// Event streams open now, each holding a stream permit.
     pub streams_open: u32,
-    /// The memory budget in bytes.
-    pub memory_limit: u64,
-    /// Bytes reserved by the tenant's instances.
-    pub memory_used: u64,
 }
 
 impl TenantLimits {
@@ -123,23 +114,21 @@ impl TenantLimits {
         match self.tenants.entry(ctx.id().clone()) {
             Entry::Occupied(mut e) => {
                 if !e.get().same_tier(ctx.tier()) {
-                    let memory = e.get().memory.clone();
-                    memory.set_limit(ctx.tier().memory_bytes);
-                    e.insert(Arc::new(TenantState::new(ctx.tier().clone(), memory)));
+                    e.insert(Arc::new(TenantState::new(ctx.tier().clone())));
                 }
                 e.get().clone()
             }
-            Entry::Vacant(e) => {
-                let memory = Arc::new(BudgetState::new(ctx.id().clone(), ctx.tier().memory_bytes));
-                e.insert(Arc::new(TenantState::new(ctx.tier().clone(), memory)))
-                    .clone()
-            }
+            Entry::Vacant(e) => e
+                .insert(Arc::new(TenantState::new(ctx.tier().clone())))
+                .clone(),
         }
     }
 
-    /// The tenant's shared memory budget (limit: the tier's `memory_bytes`).
-    pub fn memory_budget(&self, ctx: &TenantContext) -> MemoryBudget {
-        MemoryBudget::from_state(self.state(ctx).memory.clone())
+    /// Makes `ctx`'s entry as its first request would (or remakes it after a
+    /// tier change) and returns its load.
+    pub fn prepare(&self, ctx: &TenantContext) -> TenantLoad {
+        let s = self.state(ctx);
+        Self::load_of(&s)
     }
 
     /// The tenant's current load, or `None` if it has no entry.
@@ -149,29 +138,32 @@ impl TenantLimits {
     /// # use corral_limits::{TenantContext, TenantLimits, Tier};
     /// let limits = TenantLimits::new();
     /// let ctx = TenantContext::new("a".parse().unwrap(), Arc::new(Tier::scale()));
-    /// let _r = limits.memory_budget(&ctx).reserve(1024).unwrap();
+    /// assert!(limits.load(ctx.id()).is_none());
+    /// limits.prepare(&ctx);
     /// let load = limits.load(ctx.id()).unwrap();
-    /// assert_eq!((load.shares, load.shares_in_use, load.memory_used), (4, 0, 1024));
+    /// assert_eq!((load.shares, load.shares_in_use), (4, 0));
     /// assert_eq!((load.max_streams, load.streams_open), (200, 0));
     /// ```
     pub fn load(&self, tenant: &TenantId) -> Option<TenantLoad> {
         let s = self.tenants.get(tenant)?;
+        Some(Self::load_of(&s))
+    }
+
+    fn load_of(s: &TenantState) -> TenantLoad {
         let shares = s.tier.compute_shares.max(1);
         let free = u32::try_from(s.shares.available_permits()).unwrap_or(u32::MAX);
         let max_streams = s.tier.max_streams;
         let open = stream_capacity(&s.tier).saturating_sub(s.streams.available_permits());
-        Some(TenantLoad {
+        TenantLoad {
             shares,
             shares_in_use: shares.saturating_sub(free),
             max_streams,
             streams_open: u32::try_from(open).unwrap_or(u32::MAX),
-            memory_limit: s.tier.memory_bytes,
-            memory_used: s.memory.used(),
-        })
+        }
     }
 
     /// Drops `tenant`'s entry (call when the tenant is removed). Requests in
-    /// flight keep their permits and reservations until they end. Returns
+    /// flight keep their permits until they end. Returns
     /// whether there was an entry.
     pub fn forget(&self, tenant: &TenantId) -> bool {
         self.tenants.remove(tenant).is_some()

@@ -664,18 +664,17 @@ impl Tier {
     }
 
     /// tower-http's [`RequestBodyLimitLayer`](tower_http::limit::RequestBodyLimitLayer)
-    /// set to `max_body_bytes`, for a stack that serves a single tier.
-    /// Multi-tier stacks use [`TenantBodyLimitLayer`](crate::TenantBodyLimitLayer).
+    /// set to `max_body_bytes`, for a stack that serves a single tier (its
+    /// refusal reads as [`Refusal::PayloadTooLarge`](crate::Refusal::PayloadTooLarge)).
+    /// Corral's platform checks each tenant's tier before it reads the body.
     ///
     /// ```
     /// let _layer = corral_limits::Tier::free().body_limit_layer();
     /// ```
     pub fn body_limit_layer(&self) -> tower_http::limit::RequestBodyLimitLayer {
-        tower_http::limit::RequestBodyLimitLayer::new(self.max_body_limit())
-    }
-
-    pub(crate) fn max_body_limit(&self) -> usize {
-        usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX)
+        tower_http::limit::RequestBodyLimitLayer::new(
+            usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+        )
     }
 
     /// The GCRA quota for the rate limiter, if rate limited.

@@ -66,6 +66,27 @@ impl ErrorKind {
         }
     }
 
+    /// The kind a refusal is counted under: the one mapping from
+    /// [`Refusal`] that every stack uses.
+    ///
+    /// ```
+    /// use corral_limits::Refusal;
+    /// use corral_metering::ErrorKind;
+    /// assert_eq!(ErrorKind::of_refusal(Refusal::RuntimeBusy), ErrorKind::Overloaded);
+    /// assert_eq!(ErrorKind::of_refusal(Refusal::QuotaExceeded), ErrorKind::Quota);
+    /// ```
+    pub fn of_refusal(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Overloaded | Refusal::RuntimeBusy | Refusal::TooManyStreams => {
+                ErrorKind::Overloaded
+            }
+            Refusal::RateLimited => ErrorKind::Rate,
+            Refusal::QuotaExceeded => ErrorKind::Quota,
+            // Maintenance, a body over the tier's size, and kinds added later.
+            _ => ErrorKind::Other,
+        }
+    }
+
     pub(crate) fn index(self) -> usize {
         match self {
             ErrorKind::Fuel => 0,

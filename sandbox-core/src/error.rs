@@ -145,10 +145,12 @@ impl SandboxError {
             Self::BadResponse { .. } => "bad_response",
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InvalidModule { .. } => "invalid_module",
-            Self::TenantNotFound { .. } => "tenant_not_found",
+            Self::TenantNotFound { .. } => "not_found",
             Self::InitialMemoryTooLarge { .. } => "initial_memory_too_large",
             Self::CorruptArtifact { .. } => "corrupt_artifact",
-            Self::Overloaded { .. } => "overloaded",
+            // The host's instance pool is full: the same refusal as a full
+            // set of runtime slots, one code with one status.
+            Self::Overloaded { .. } => "runtime_busy",
             Self::MissingTenant => "missing_tenant",
             Self::Internal { .. } => "internal",
         }
@@ -172,7 +174,9 @@ impl SandboxError {
             | Self::BadResponse { .. }
             | Self::OutputTooLarge { .. } => S::BAD_GATEWAY,
             Self::InvalidModule { .. } | Self::InitialMemoryTooLarge { .. } => S::BAD_REQUEST,
-            Self::TenantNotFound { .. } | Self::MissingTenant => S::NOT_FOUND,
+            Self::TenantNotFound { .. } => S::NOT_FOUND,
+            // A frontend that sent no tenant has a bug: not the client's fault.
+            Self::MissingTenant => S::INTERNAL_SERVER_ERROR,
             Self::Overloaded { .. } => S::SERVICE_UNAVAILABLE,
             Self::CorruptArtifact { .. } => S::INTERNAL_SERVER_ERROR,
             Self::Internal { .. } => S::INTERNAL_SERVER_ERROR,

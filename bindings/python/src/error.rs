@@ -4,9 +4,12 @@
 //! typed keyword attributes and pickle; this module only picks the class and
 //! passes the Rust error's fields through unchanged.
 
+use std::time::Duration;
+
+use corral::limits_layers::{Refusal, Refused};
 use corral::platform::PlatformError;
 use corral::storage::StorageError;
-use corral::{InvalidTenantId, SandboxError};
+use corral::{InvalidTenantId, SandboxError, TenantId};
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -116,20 +119,24 @@ pub(crate) fn sandbox_error(py: Python<'_>, err: &SandboxError) -> PyErrorSpec {
             .field(py, "declared", *declared)
             .field(py, "limit", *limit),
         SandboxError::CorruptArtifact { .. } => spec("CorruptArtifact"),
-        SandboxError::Overloaded { .. } => spec("Overloaded"),
+        SandboxError::Overloaded { .. } => spec("RuntimeBusy"),
         SandboxError::TenantNotFound { tenant } => {
             spec("TenantNotFound").field(py, "tenant", tenant.as_str())
         }
-        // MissingTenant (a routing bug), Internal, and variants added later.
+        SandboxError::MissingTenant => spec("MissingTenant"),
+        // Internal, and variants added later.
         _ => spec("InternalError"),
     }
 }
 
 /// The Python exception for an invalid tenant name (also a `ValueError`).
 pub(crate) fn invalid_tenant(py: Python<'_>, name: &str, err: &InvalidTenantId) -> PyErr {
+    invalid_tenant_spec(py, name, err).into_pyerr(py)
+}
+
+fn invalid_tenant_spec(py: Python<'_>, name: &str, err: &InvalidTenantId) -> PyErrorSpec {
     PyErrorSpec::new("InvalidTenantName", err.to_string(), "invalid_tenant", 400)
         .field(py, "name", name)
-        .into_pyerr(py)
 }
 
 /// The Python exception for a platform failure.
@@ -143,7 +150,7 @@ fn platform_spec(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
     let spec = |class: &'static str| PyErrorSpec::new(class, err.to_string(), code, status);
     match err {
         PlatformError::Sandbox(e) => sandbox_error(py, e),
-        PlatformError::Limit(_) => limit_error(py, err),
+        PlatformError::Refused(r) => refused(py, r),
         PlatformError::Storage(StorageError::Integrity {
             key,
             expected,
@@ -170,48 +177,143 @@ fn platform_spec(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
         PlatformError::BundleTooLarge { limit, size } => spec("BundleTooLarge")
             .field(py, "limit", *limit)
             .field(py, "size", *size),
-        PlatformError::BodyTooLarge { limit, size } => spec("BodyTooLarge")
-            .field(py, "limit", *limit)
-            .field(py, "size", *size),
         PlatformError::InvalidBundle { .. } => spec("InvalidBundle"),
         PlatformError::NotAcceptingTenants => spec("NotAcceptingTenants"),
         PlatformError::InvalidArchive { .. } => spec("InvalidArchive"),
         PlatformError::Config(_) => spec("ConfigError"),
-        // Other storage failures, Internal, and variants added later.
+        PlatformError::MissingTenant => spec("MissingTenant"),
+        PlatformError::Storage(_) => spec("StorageError"),
+        // Internal, and variants added later.
         _ => spec("InternalError"),
     }
 }
 
-/// A refusal from a limit layer, read from the stable fields the platform
-/// reports for it (the same ones as the HTTP JSON body).
-fn limit_error(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
-    let code = err.code();
-    let status = err.status().as_u16();
-    let fields = err.fields();
-    let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
-    let uint = |name: &str| get(name).and_then(serde_json::Value::as_u64);
-    let retry_after = uint("retry_after_ms").map(|ms| ms as f64 / 1000.0);
-    let spec = |class: &'static str| PyErrorSpec::new(class, err.to_string(), code, status);
-    match code {
-        "overloaded" | "runtime_busy" | "too_many_streams" => {
-            spec("Overloaded").field(py, "retry_after", retry_after)
+/// A refusal, from the typed [`Refused`]: one class per kind.
+fn refused(py: Python<'_>, r: &Refused) -> PyErrorSpec {
+    let retry_after = r.retry_after.map(|d| d.as_secs_f64());
+    let spec =
+        |class: &'static str| PyErrorSpec::new(class, r.to_string(), r.code(), r.status().as_u16());
+    match r.kind {
+        Refusal::Overloaded => spec("Overloaded").field(py, "retry_after", retry_after),
+        Refusal::RuntimeBusy => spec("RuntimeBusy").field(py, "retry_after", retry_after),
+        Refusal::TooManyStreams => spec("TooManyStreams")
+            .field(py, "retry_after", retry_after)
+            .field(py, "limit", r.limit),
+        Refusal::RateLimited => {
+            spec("RateLimited").field(py, "retry_after", retry_after.unwrap_or(0.0))
         }
-        "rate_limited" => spec("RateLimited").field(py, "retry_after", retry_after.unwrap_or(0.0)),
-        "quota_exceeded" => spec("QuotaExceeded")
-            .field(py, "quota", uint("quota").unwrap_or(0))
-            .field(py, "used", uint("used").unwrap_or(0))
+        Refusal::QuotaExceeded => spec("QuotaExceeded")
+            .field(py, "quota", r.quota.unwrap_or(0))
+            .field(py, "used", r.used.unwrap_or(0))
             .field(
                 py,
                 "resets_at",
-                get("resets_at").and_then(serde_json::Value::as_str),
+                r.resets_at
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             ),
-        "maintenance" => spec("Maintenance").field(py, "retry_after", retry_after),
-        "memory_budget_exceeded" => {
-            spec("MemoryLimitExceeded").field(py, "limit", uint("limit_bytes").unwrap_or(0))
-        }
-        "payload_too_large" | "body_too_large" => spec("BodyTooLarge")
-            .field(py, "limit", uint("limit"))
-            .field(py, "size", uint("size")),
+        Refusal::Maintenance => spec("Maintenance").field(py, "retry_after", retry_after),
+        Refusal::PayloadTooLarge => spec("PayloadTooLarge")
+            .field(py, "limit", r.limit)
+            .field(py, "size", r.size),
+        // Kinds added later.
         _ => spec("InternalError"),
     }
+}
+
+/// One error of every kind the bindings raise, as `(code, status, class)`
+/// from the same mapping `invoke` and friends use, so Python's test can
+/// check that each code has its class and that both agree on the status.
+#[pyfunction(name = "_error_table")]
+pub(crate) fn error_table(py: Python<'_>) -> Vec<(&'static str, u16, &'static str)> {
+    let t = TenantId::new("t").expect("a valid name");
+    let d = Duration::from_secs(1);
+    let boxed: Vec<corral::limits_layers::BoxError> = vec![
+        corral::limits_layers::RateLimited::new(t.clone(), d).into(),
+        corral::limits_layers::QuotaExceeded::new(t.clone(), 1, 1, chrono::Utc::now()).into(),
+        corral::limits_layers::Overloaded::new(t.clone(), d).into(),
+        corral::limits_layers::RuntimeBusy::new(d).into(),
+        corral::limits_layers::TooManyStreams::new(t.clone(), 1, d).into(),
+        corral::limits_layers::Maintenance::new(None, None).into(),
+        Box::new(Refused::payload_too_large(None, 1, Some(2))),
+    ];
+    let mut errors: Vec<PlatformError> = boxed
+        .iter()
+        .filter_map(|e| Refused::of(&**e))
+        .map(|r| PlatformError::Refused(Box::new(r)))
+        .collect();
+    // A kind without a sample shows as a code with no class.
+    for kind in Refusal::ALL {
+        if !errors
+            .iter()
+            .any(|e| matches!(e, PlatformError::Refused(r) if r.kind == kind))
+        {
+            return vec![(kind.code(), kind.status().as_u16(), "")];
+        }
+    }
+    let sandbox = [
+        SandboxError::FuelExhausted {
+            limit: 1,
+            consumed: 1,
+        },
+        SandboxError::MemoryLimit { limit: 1 },
+        SandboxError::Deadline { limit: d },
+        SandboxError::StackOverflow,
+        SandboxError::Trap {
+            message: "t".into(),
+        },
+        SandboxError::ScriptError {
+            message: "s".into(),
+            stack: None,
+        },
+        SandboxError::BadResponse { reason: "b".into() },
+        SandboxError::OutputTooLarge { limit: 1 },
+        SandboxError::InvalidModule { reason: "i".into() },
+        SandboxError::InitialMemoryTooLarge {
+            declared: 2,
+            limit: 1,
+        },
+        SandboxError::CorruptArtifact { reason: "c".into() },
+        SandboxError::Overloaded { reason: "o".into() },
+        SandboxError::MissingTenant,
+        SandboxError::TenantNotFound { tenant: t.clone() },
+        SandboxError::Internal {
+            message: "x".into(),
+            source: None,
+        },
+    ];
+    errors.extend(sandbox.into_iter().map(PlatformError::Sandbox));
+    errors.extend([
+        PlatformError::Storage(StorageError::Integrity {
+            key: "k".into(),
+            expected: 1,
+            actual: 2,
+        }),
+        PlatformError::Storage(StorageError::Quarantined { key: "k".into() }),
+        PlatformError::Storage(StorageError::StorageQuotaExceeded {
+            limit: 1,
+            used: 1,
+            needed: 1,
+        }),
+        PlatformError::Storage(StorageError::NotFound { key: "k".into() }),
+        PlatformError::NotFound { tenant: t.clone() },
+        PlatformError::UnknownTier {
+            tier: "gold".into(),
+        },
+        PlatformError::BundleTooLarge { limit: 1, size: 2 },
+        PlatformError::InvalidBundle { reason: "r".into() },
+        PlatformError::NotAcceptingTenants,
+        PlatformError::InvalidArchive { reason: "r".into() },
+        PlatformError::MissingTenant,
+        PlatformError::Internal("x".into()),
+    ]);
+    let mut table: Vec<_> = errors
+        .iter()
+        .map(|e| {
+            let spec = platform_spec(py, e);
+            (spec.code, spec.status, spec.class)
+        })
+        .collect();
+    let name = invalid_tenant_spec(py, "Bad", &TenantId::new("Bad").unwrap_err());
+    table.push((name.code, name.status, name.class));
+    table
 }

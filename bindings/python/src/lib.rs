@@ -23,5 +23,6 @@ fn _corral(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyPlatform>()?;
     m.add_class::<PyResponse>()?;
+    m.add_function(wrap_pyfunction!(error::error_table, m)?)?;
     Ok(())
 }

@@ -13,10 +13,11 @@ import corral._errors
 ERRORS = [
     "CorralError", "LimitExceeded", "FuelExhausted", "MemoryLimitExceeded", "DeadlineExceeded",
     "StackOverflow", "OutputTooLarge", "Trap", "ScriptError", "BadResponse", "InvalidBundle",
-    "InvalidModule", "InitialMemoryTooLarge", "BundleTooLarge", "BodyTooLarge", "IntegrityError",
-    "CorruptArtifact", "Overloaded", "RateLimited", "QuotaExceeded", "Maintenance",
-    "NotAcceptingTenants", "StorageQuotaExceeded", "TenantNotFound", "InvalidTenantName",
-    "UnknownTier", "InvalidArchive", "ConfigError", "InternalError",
+    "InvalidModule", "InitialMemoryTooLarge", "BundleTooLarge", "PayloadTooLarge", "BodyTooLarge",
+    "IntegrityError", "CorruptArtifact", "Overloaded", "RuntimeBusy", "TooManyStreams",
+    "RateLimited", "QuotaExceeded", "Maintenance", "NotAcceptingTenants", "StorageQuotaExceeded",
+    "TenantNotFound", "InvalidTenantName", "UnknownTier", "InvalidArchive", "ConfigError",
+    "InternalError", "StorageError", "MissingTenant",
 ]
 
 
@@ -84,7 +85,12 @@ def test_hierarchy_and_builtin_bases() -> None:
             {"key": "kv/a/k", "expected": 1, "actual": 2},
         ),
         (corral.InvalidBundle("i"), "invalid_bundle", 400, {}),
-        (corral.BodyTooLarge("b", limit=1, size=2), "body_too_large", 413, {"limit": 1, "size": 2}),
+        (
+            corral.PayloadTooLarge("b", limit=1, size=2),
+            "payload_too_large",
+            413,
+            {"limit": 1, "size": 2},
+        ),
         (corral.Maintenance("m", retry_after=5.0), "maintenance", 503, {"retry_after": 5.0}),
         (corral.NotAcceptingTenants("n"), "not_accepting_tenants", 503, {}),
         (
@@ -97,7 +103,14 @@ def test_hierarchy_and_builtin_bases() -> None:
         (corral.InvalidArchive("a"), "invalid_archive", 400, {}),
         (corral.ConfigError("c"), "invalid_config", 400, {}),
         (corral.CorruptArtifact("x"), "corrupt_artifact", 500, {}),
-        (corral.Overloaded("o", retry_after=1.5), "overloaded", 503, {"retry_after": 1.5}),
+        (corral.Overloaded("o", retry_after=1.5), "overloaded", 429, {"retry_after": 1.5}),
+        (corral.RuntimeBusy("b", retry_after=1.0), "runtime_busy", 503, {"retry_after": 1.0}),
+        (
+            corral.TooManyStreams("t", retry_after=1.0, limit=2),
+            "too_many_streams",
+            429,
+            {"retry_after": 1.0, "limit": 2},
+        ),
         (corral.RateLimited("r", retry_after=2.0), "rate_limited", 429, {"retry_after": 2.0}),
         (
             corral.QuotaExceeded("q", quota=10, used=10, resets_at="2026-12-01T00:00:00Z"),
@@ -136,3 +149,27 @@ def test_fields_are_keyword_only_and_required() -> None:
         corral.FuelExhausted("f", 1, 2)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         corral.TenantNotFound("n")  # type: ignore[call-arg]
+
+
+def test_every_rust_error_code_has_its_class_with_the_same_status() -> None:
+    """Each code the Rust side raises maps to the class made for it (its
+    ``default_code``), and both sides agree on the HTTP status."""
+    table = corral._corral._error_table()
+    assert len(table) > 20
+    for code, status, class_name in table:
+        assert class_name, f"{code} ({status}) has no Python class"
+        cls = getattr(corral, class_name)
+        assert issubclass(cls, corral.CorralError)
+        assert (cls.default_code, cls.default_status) == (code, status), (
+            f"Rust raises {code} ({status}) as {class_name}, "
+            f"which is {cls.default_code} ({cls.default_status})"
+        )
+    codes = {code for code, _, _ in table}
+    # One code for an oversized body, and every refusal kind is there.
+    assert "payload_too_large" in codes and "body_too_large" not in codes
+    assert {"rate_limited", "quota_exceeded", "overloaded", "runtime_busy",
+            "too_many_streams", "maintenance"} <= codes
+
+
+def test_body_too_large_is_the_old_name_of_payload_too_large() -> None:
+    assert corral.BodyTooLarge is corral.PayloadTooLarge

@@ -95,7 +95,7 @@ def test_invalid_module_bundle_and_initial_memory(platform: corral.Platform) -> 
     assert platform.apps() == []
 
 
-def test_bundle_and_body_too_large(tmp_path: pathlib.Path) -> None:
+def test_bundle_and_payload_too_large(tmp_path: pathlib.Path) -> None:
     with limited(tmp_path, max_bundle_bytes=1000, max_body_bytes=10) as p:
         with pytest.raises(corral.BundleTooLarge) as bundle:
             p.deploy("chaos", CHAOS, tier="t")
@@ -105,7 +105,7 @@ def test_bundle_and_body_too_large(tmp_path: pathlib.Path) -> None:
             413,
         )
         p.deploy("hello", HELLO, tier="t")
-        with pytest.raises(corral.BodyTooLarge) as body:
+        with pytest.raises(corral.PayloadTooLarge) as body:
             p.invoke("hello", body=b"x" * 11)
         assert (body.value.limit, body.value.size, body.value.status) == (10, 11, 413)
 

@@ -53,10 +53,8 @@
 //! let err = svc.ready().await.unwrap().call(req("sse")).await.unwrap_err();
 //! let (status, headers, body) = error_response(&err).unwrap();
 //! assert_eq!((status.as_u16(), headers["retry-after"].to_str().unwrap()), (429, "1"));
-//! assert_eq!(
-//!     &body[..],
-//!     br#"{"error":"too_many_streams","tenant":"a","limit":2,"retry_after_ms":500}"#
-//! );
+//! let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!((v["error"].as_str(), v["limit"].as_u64()), (Some("too_many_streams"), Some(2)));
 //! // Other responses are served meanwhile.
 //! assert!(svc.ready().await.unwrap().call(req("page")).await.is_ok());
 //!

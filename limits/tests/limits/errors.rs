@@ -1,22 +1,40 @@
 use std::time::Duration;
 
 use corral_limits::{
-    BoxError, Maintenance, MemoryBudget, Overloaded, RateLimited, RuntimeBusy, TooManyStreams,
+    BoxError, Maintenance, Overloaded, RateLimited, Refusal, Refused, RuntimeBusy, TooManyStreams,
     error_response,
 };
 
 use crate::support::{id, ms};
 
+/// Status, `Retry-After` and the JSON body without its `message` (a
+/// sentence for people, checked to be there), re-serialized with sorted keys.
 fn render(err: impl Into<BoxError>) -> (u16, Option<String>, String) {
     let (status, headers, body) = error_response(&err.into()).unwrap();
     assert_eq!(headers["content-type"], "application/json");
+    let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let message = v.as_object_mut().unwrap().remove("message");
+    assert!(
+        message
+            .as_ref()
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| !m.is_empty()),
+        "no message in {v}"
+    );
     (
         status.as_u16(),
         headers
             .get("retry-after")
             .map(|v| v.to_str().unwrap().to_owned()),
-        String::from_utf8(body.to_vec()).unwrap(),
+        v.to_string(),
     )
+}
+
+/// `json` with sorted keys, as [`render`] prints bodies.
+fn sorted(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -26,7 +44,7 @@ fn stable_bodies_statuses_and_retry_after() {
         (
             429,
             Some("1".into()),
-            r#"{"error":"overloaded","tenant":"a","retry_after_ms":250}"#.into()
+            sorted(r#"{"error":"overloaded","tenant":"a","retry_after_ms":250}"#)
         )
     );
     assert_eq!(
@@ -34,7 +52,7 @@ fn stable_bodies_statuses_and_retry_after() {
         (
             429,
             Some("2".into()),
-            r#"{"error":"rate_limited","tenant":"shop-1","retry_after_ms":1500}"#.into()
+            sorted(r#"{"error":"rate_limited","tenant":"shop-1","retry_after_ms":1500}"#)
         )
     );
     assert_eq!(
@@ -42,7 +60,7 @@ fn stable_bodies_statuses_and_retry_after() {
         (
             429,
             Some("2".into()),
-            r#"{"error":"too_many_streams","tenant":"a","limit":20,"retry_after_ms":1001}"#.into()
+            sorted(r#"{"error":"too_many_streams","tenant":"a","limit":20,"retry_after_ms":1001}"#)
         )
     );
     assert_eq!(
@@ -50,26 +68,24 @@ fn stable_bodies_statuses_and_retry_after() {
         (
             503,
             Some("3".into()),
-            r#"{"error":"runtime_busy","retry_after_ms":3000}"#.into()
+            sorted(r#"{"error":"runtime_busy","retry_after_ms":3000}"#)
         )
     );
     assert_eq!(
         render(Maintenance::new(None, None)),
-        (503, None, r#"{"error":"maintenance"}"#.into())
+        (503, None, sorted(r#"{"error":"maintenance"}"#))
     );
-    let err = MemoryBudget::new(id("a"), 10).reserve(11).unwrap_err();
     assert_eq!(
-        render(err),
+        render(Refused::payload_too_large(Some(id("a")), 10, Some(11))),
         (
-            503,
+            413,
             None,
-            r#"{"error":"memory_budget_exceeded","tenant":"a","used":0,"requested":11,"limit_bytes":10}"#
-                .into()
+            sorted(r#"{"error":"payload_too_large","tenant":"a","limit":10,"size":11}"#)
         )
     );
     assert_eq!(
         render(length_limit_error()),
-        (413, None, r#"{"error":"payload_too_large"}"#.into())
+        (413, None, sorted(r#"{"error":"payload_too_large"}"#))
     );
 }
 
@@ -101,7 +117,22 @@ fn missing_tenant_is_a_500_and_foreign_errors_are_none() {
     let err: BoxError = Box::new(missing);
     let (status, _, body) = error_response(&err).unwrap();
     assert_eq!(status, 500);
-    assert_eq!(&body[..], br#"{"error":"missing_tenant"}"#);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "missing_tenant");
+    assert_eq!(Refused::of(&*err), None);
     let other: BoxError = "not ours".into();
     assert!(error_response(&other).is_none());
+}
+
+#[test]
+fn every_kind_has_one_code_and_one_status() {
+    let mut codes = std::collections::HashSet::new();
+    for kind in Refusal::ALL {
+        assert!(codes.insert(kind.code()), "{} twice", kind.code());
+        assert!(kind.status().is_client_error() || kind.status().is_server_error());
+    }
+    assert_eq!(
+        Refusal::of(&*length_limit_error()),
+        Some(Refusal::PayloadTooLarge)
+    );
 }

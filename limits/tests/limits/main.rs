@@ -1,10 +1,8 @@
 //! Integration tests for corral-limits: one binary, one module per area.
 
-mod body_limit;
 mod concurrency;
 mod errors;
 mod maintenance;
-mod memory;
 mod quota;
 mod rate;
 mod registry;

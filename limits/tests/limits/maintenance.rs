@@ -35,8 +35,8 @@ async fn switch_on_refuses_with_503_and_off_serves_again() {
     assert_eq!(status, 503);
     assert_eq!(headers["retry-after"], "30");
     assert_eq!(
-        &body[..],
-        br#"{"error":"maintenance","tenant":"a","retry_after_ms":30000}"#
+        crate::support::body_fields(&body),
+        crate::support::json(r#"{"error":"maintenance","tenant":"a","retry_after_ms":30000}"#)
     );
     // Without a tenant context (the layer does not need one) it still refuses.
     let err = svc

@@ -66,8 +66,10 @@ async fn refuses_exactly_at_used_equals_quota() {
     assert_eq!(status, 429);
     assert_eq!(headers["retry-after"], "775800");
     assert_eq!(
-        std::str::from_utf8(&body).unwrap(),
-        r#"{"error":"quota_exceeded","tenant":"a","limit":"requests_per_month","quota":10,"used":10,"resets_at":"2026-12-01T00:00:00Z","retry_after_ms":775800000}"#
+        crate::support::body_fields(&body),
+        crate::support::json(
+            r#"{"error":"quota_exceeded","tenant":"a","limit":"requests_per_month","quota":10,"used":10,"resets_at":"2026-12-01T00:00:00Z","retry_after_ms":775800000}"#
+        )
     );
 
     usage.set("a", 11);

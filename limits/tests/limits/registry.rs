@@ -11,7 +11,7 @@ fn forget_removes_a_tenant_entry() {
     let limits = TenantLimits::new();
     let free = Arc::new(Tier::free());
     for name in ["a", "b", "c"] {
-        let _ = limits.memory_budget(&TenantContext::new(id(name), free.clone()));
+        let _ = limits.prepare(&TenantContext::new(id(name), free.clone()));
     }
     assert_eq!(limits.len(), 3);
     assert!(limits.forget(&id("b")));
@@ -26,11 +26,11 @@ fn a_hundred_thousand_tenants_are_map_entries_only() {
     let limits = TenantLimits::new();
     let free = Arc::new(Tier::free());
     for i in 0..100_000 {
-        let _ = limits.memory_budget(&TenantContext::new(id(&format!("t{i}")), free.clone()));
+        let _ = limits.prepare(&TenantContext::new(id(&format!("t{i}")), free.clone()));
     }
     assert_eq!(limits.len(), 100_000);
     // The same context again does not add an entry.
-    let _ = limits.memory_budget(&TenantContext::new(id("t99999"), free));
+    let _ = limits.prepare(&TenantContext::new(id("t99999"), free));
     assert_eq!(limits.len(), 100_000);
 }
 

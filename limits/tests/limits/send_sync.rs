@@ -47,16 +47,10 @@ fn layers_services_futures_and_guards_are_send_sync() {
     send_sync::<streams::TenantStreams<Inner>>();
     send_sync::<streams::ResponseFuture<Fut>>();
 
-    send_sync::<TenantBodyLimitLayer>();
-    send_sync::<body_limit::TenantBodyLimit<Inner>>();
-    send_sync::<body_limit::ResponseFuture<tower_http::limit::ResponseFuture<Fut>>>();
-
     send_sync::<GuardedBody<String, tokio::sync::OwnedSemaphorePermit>>();
     send_sync::<GuardedBody<String, RuntimeSlot>>();
     send_sync::<TenantLimits>();
     send_sync::<TenantContext>();
-    send_sync::<MemoryBudget>();
-    send_sync::<MemoryReservation>();
     send_sync::<Tier>();
     send_sync::<TierName>();
     send_sync::<TierError>();
@@ -66,7 +60,7 @@ fn layers_services_futures_and_guards_are_send_sync() {
     send_sync::<RuntimeBusy>();
     send_sync::<Maintenance>();
     send_sync::<MissingTenant>();
-    send_sync::<MemoryBudgetExceeded>();
+    send_sync::<Refused>();
     send_sync::<TooManyStreams>();
     send_sync::<Detached>();
 }

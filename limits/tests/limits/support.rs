@@ -77,3 +77,23 @@ impl UsageSource for MemUsage {
         self.0.lock().unwrap().get(tenant).copied().unwrap_or(0)
     }
 }
+
+/// A refusal's JSON body without its `message` (a sentence for people,
+/// checked to be there), for comparing with [`json`].
+pub(crate) fn body_fields(body: &[u8]) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let message = v.as_object_mut().unwrap().remove("message");
+    assert!(
+        message
+            .as_ref()
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| !m.is_empty()),
+        "no message in {v}"
+    );
+    v
+}
+
+/// `text` parsed as JSON.
+pub(crate) fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}

@@ -68,10 +68,7 @@ pub use body::MeteredBody;
 pub use future::ResponseFuture;
 pub use service::MeteringService;
 
-use corral_limits::{
-    BoxError, MemoryBudgetExceeded, Overloaded, QuotaExceeded, RateLimited, Refusal, RuntimeBusy,
-    TenantContext, TenantId, TooManyStreams,
-};
+use corral_limits::{BoxError, Refusal, TenantContext, TenantId};
 
 use crate::{ErrorKind, Meter};
 
@@ -161,8 +158,8 @@ impl TenantOf for TenantFromExtensions {
     }
 }
 
-/// The [`ErrorKind`] of one of corral-limits' layer errors found in `error`
-/// or its sources; `None` for anything else.
+/// The [`ErrorKind`] of the refusal found in `error` or its sources
+/// ([`Refusal::of`], [`ErrorKind::of_refusal`]); `None` for anything else.
 ///
 /// ```
 /// use std::time::Duration;
@@ -173,23 +170,7 @@ impl TenantOf for TenantFromExtensions {
 /// assert_eq!(limit_error_kind(&*BoxError::from("boom")), None);
 /// ```
 pub fn limit_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
-    let mut cur = Some(error);
-    while let Some(e) = cur {
-        if e.is::<Overloaded>() || e.is::<RuntimeBusy>() || e.is::<TooManyStreams>() {
-            return Some(ErrorKind::Overloaded);
-        }
-        if e.is::<RateLimited>() {
-            return Some(ErrorKind::Rate);
-        }
-        if e.is::<QuotaExceeded>() {
-            return Some(ErrorKind::Quota);
-        }
-        if e.is::<MemoryBudgetExceeded>() {
-            return Some(ErrorKind::Memory);
-        }
-        cur = e.source();
-    }
-    None
+    Refusal::of(error).map(ErrorKind::of_refusal)
 }
 
 /// Classifies corral-limits' errors in a `BoxError` ([`limit_error_kind`]),

@@ -1,7 +1,7 @@
 //! The platform's one error type, with a stable HTTP mapping.
 
 use bytes::Bytes;
-use corral_limits::{BoxError, TenantId};
+use corral_limits::{BoxError, Refused, TenantId};
 use corral_storage::StorageError;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -18,10 +18,13 @@ pub enum PlatformError {
     /// The sandbox refused or failed the request (fuel, memory, deadline, …).
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    /// A limit layer refused the request (overloaded, rate, quota,
-    /// maintenance, runtime busy, body too large).
-    #[error("{0}")]
-    Limit(BoxError),
+    /// A limit refused the request (overloaded, rate, quota, maintenance,
+    /// runtime busy, too many streams, a body over the tier's size): the one
+    /// refusal type of corral-limits, which gives the code, status, retry
+    /// hint and fields.
+    /// Boxed: it is the largest variant, and errors travel by value.
+    #[error(transparent)]
+    Refused(Box<Refused>),
     /// Storage failed, including a blob that failed its CRC32 check. (A
     /// storage "tenant not found" becomes [`NotFound`](Self::NotFound).)
     #[error(transparent)]
@@ -44,14 +47,6 @@ pub enum PlatformError {
         /// The tier's `max_bundle_bytes`.
         limit: u64,
         /// The bundle's size.
-        size: u64,
-    },
-    /// The request body is larger than the tier allows.
-    #[error("request body of {size} bytes exceeds the tier's limit of {limit} bytes")]
-    BodyTooLarge {
-        /// The tier's `max_body_bytes`.
-        limit: u64,
-        /// The body's size.
         size: u64,
     },
     /// The bundle could not be read (bad tar, no `app.wasm`/`app.js`, …).
@@ -107,7 +102,14 @@ impl PlatformError {
             Ok(e) => return Self::Storage(*e),
             Err(e) => e,
         };
-        Self::Limit(err)
+        if let Some(r) = Refused::of(&*err) {
+            return Self::Refused(Box::new(r));
+        }
+        if corral_limits::error_response(&err).is_some() {
+            // corral-limits' `MissingTenant`: a frontend bug, as ours.
+            return Self::MissingTenant;
+        }
+        Self::Internal(err.to_string())
     }
 
     /// The stable machine-readable code, e.g. `"not_found"`.
@@ -119,14 +121,16 @@ impl PlatformError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Sandbox(e) => e.code(),
-            Self::Limit(e) => limit_parts(e).map_or("limit", |(_, _, code, _)| code),
-            Self::Storage(StorageError::Integrity { .. }) => "integrity_error",
+            Self::Refused(r) => r.code(),
+            // A blob that failed its CRC32, now or on an earlier read.
+            Self::Storage(StorageError::Integrity { .. } | StorageError::Quarantined { .. }) => {
+                "integrity_error"
+            }
             Self::Storage(StorageError::StorageQuotaExceeded { .. }) => "storage_quota_exceeded",
             Self::Storage(_) => "storage_error",
             Self::NotFound { .. } => "not_found",
             Self::UnknownTier { .. } => "unknown_tier",
             Self::BundleTooLarge { .. } => "bundle_too_large",
-            Self::BodyTooLarge { .. } => "body_too_large",
             Self::InvalidBundle { .. } => "invalid_bundle",
             Self::NotAcceptingTenants => "not_accepting_tenants",
             Self::InvalidArchive { .. } => "invalid_archive",
@@ -145,7 +149,7 @@ impl PlatformError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Sandbox(e) => e.status(),
-            Self::Limit(e) => limit_parts(e).map_or(StatusCode::SERVICE_UNAVAILABLE, |p| p.0),
+            Self::Refused(r) => r.status(),
             Self::Storage(StorageError::StorageQuotaExceeded { .. }) => {
                 StatusCode::INSUFFICIENT_STORAGE
             }
@@ -156,9 +160,7 @@ impl PlatformError {
             | Self::InvalidBundle { .. }
             | Self::InvalidArchive { .. }
             | Self::Config(_) => StatusCode::BAD_REQUEST,
-            Self::BundleTooLarge { .. } | Self::BodyTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::BundleTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotAcceptingTenants => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::MissingTenant => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -169,18 +171,22 @@ impl PlatformError {
     ///
     /// ```
     /// use corral::platform::PlatformError;
-    /// let (status, headers, body) = PlatformError::BodyTooLarge { limit: 10, size: 11 }.to_http();
+    /// let (status, headers, body) = PlatformError::BundleTooLarge { limit: 10, size: 11 }.to_http();
     /// assert_eq!(status, 413);
     /// assert_eq!(headers["content-type"], "application/json");
     /// let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    /// assert_eq!(v["error"], "body_too_large");
+    /// assert_eq!(v["error"], "bundle_too_large");
     /// assert_eq!(v["limit"], 10);
+    ///
+    /// let big = corral_limits::Refused::payload_too_large(None, 10, Some(11));
+    /// let (status, _, body) = PlatformError::Refused(Box::new(big)).to_http();
+    /// assert_eq!(status, 413);
+    /// let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    /// assert_eq!((v["error"].as_str(), v["size"].as_u64()), (Some("payload_too_large"), Some(11)));
     /// ```
     pub fn to_http(&self) -> (StatusCode, HeaderMap, Bytes) {
-        if let Self::Limit(e) = self
-            && let Some((status, headers, _, body)) = limit_parts(e)
-        {
-            return (status, headers, body);
+        if let Self::Refused(r) = self {
+            return r.to_http();
         }
         let mut body = serde_json::Map::new();
         body.insert("error".into(), self.code().into());
@@ -217,16 +223,7 @@ impl PlatformError {
                 SandboxError::TenantNotFound { tenant } => vec![("tenant", json!(tenant))],
                 _ => vec![],
             },
-            Self::Limit(e) => limit_parts(e)
-                .and_then(|(_, _, _, body)| serde_json::from_slice::<serde_json::Value>(&body).ok())
-                .and_then(|v| v.as_object().cloned())
-                .map(|o| {
-                    o.into_iter()
-                        .filter(|(k, _)| k != "error")
-                        .filter_map(|(k, v)| FIELD_NAMES.iter().find(|n| **n == k).map(|n| (*n, v)))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Self::Refused(r) => r.fields(),
             Self::Storage(StorageError::Integrity {
                 key,
                 expected,
@@ -238,30 +235,10 @@ impl PlatformError {
             ],
             Self::NotFound { tenant } => vec![("tenant", json!(tenant))],
             Self::UnknownTier { tier } => vec![("tier", json!(tier))],
-            Self::BundleTooLarge { limit, size } | Self::BodyTooLarge { limit, size } => {
+            Self::BundleTooLarge { limit, size } => {
                 vec![("limit", json!(limit)), ("size", json!(size))]
             }
             _ => vec![],
         }
     }
-}
-
-/// The keys a limit error's JSON body may carry, kept as `'static` names.
-const FIELD_NAMES: &[&str] = &[
-    "tenant",
-    "retry_after_ms",
-    "quota",
-    "used",
-    "resets_at",
-    "limit",
-    "needed",
-    "requested",
-    "limit_bytes",
-    "message",
-];
-
-/// A limit error's status, headers, code and JSON body, from corral-limits.
-fn limit_parts(e: &BoxError) -> Option<(StatusCode, HeaderMap, &'static str, Bytes)> {
-    let (status, headers, body) = corral_limits::error_response(e)?;
-    Some((status, headers, corral_limits::error_code(e)?, body))
 }

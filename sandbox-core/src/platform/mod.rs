@@ -710,10 +710,10 @@ impl Platform {
     /// let code = b"export default { fetch() { return new Response('hi') } }".to_vec();
     /// platform.deploy(&app, None, Bundle::code(Kind::Js, code)).await.unwrap();
     ///
-    /// assert!(platform.count_refusal(&app, Refusal::BodyTooLarge));
-    /// assert!(!platform.count_refusal(&TenantId::new("nobody").unwrap(), Refusal::BodyTooLarge));
+    /// assert!(platform.count_refusal(&app, Refusal::PayloadTooLarge));
+    /// assert!(!platform.count_refusal(&TenantId::new("nobody").unwrap(), Refusal::PayloadTooLarge));
     /// let usage = platform.usage(&app).unwrap().usage;
-    /// assert_eq!((usage.requests, usage.refused[&Refusal::BodyTooLarge]), (0, 1));
+    /// assert_eq!((usage.requests, usage.refused[&Refusal::PayloadTooLarge]), (0, 1));
     /// # platform.shutdown().await;
     /// # }
     /// ```

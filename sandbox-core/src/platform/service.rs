@@ -4,10 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use corral_limits::{
-    BoxError, Overloaded, QuotaExceeded, RateLimited, Refusal, ServiceBuilderExt, TenantContext,
-    TenantId, TooManyStreams,
-};
+use corral_limits::{BoxError, Refusal, ServiceBuilderExt, TenantContext, TenantId};
 use corral_metering::{ClassifyError, ErrorKind, InvocationFigures, MeteringLayer};
 use corral_storage::AssetCacheLayer;
 use http_body_util::{BodyExt, Full};
@@ -71,15 +68,7 @@ impl ClassifyError<BoxError> for Classify {
         if let Some(s) = e.downcast_ref::<SandboxError>() {
             return s.error_kind();
         }
-        if e.is::<Overloaded>() || e.is::<TooManyStreams>() {
-            ErrorKind::Overloaded
-        } else if e.is::<RateLimited>() {
-            ErrorKind::Rate
-        } else if e.is::<QuotaExceeded>() {
-            ErrorKind::Quota
-        } else {
-            ErrorKind::Other
-        }
+        Refusal::of(&**e).map_or(ErrorKind::Other, ErrorKind::of_refusal)
     }
 
     fn refusal(&self, e: &BoxError) -> Option<Refusal> {
@@ -179,8 +168,15 @@ impl super::Inner {
         let size = req.body().len() as u64;
         if size > limit {
             // Refused before metering: counted here, under `refused` only.
-            self.meter.tenant(ctx.id()).refused(Refusal::BodyTooLarge);
-            return Err(PlatformError::BodyTooLarge { limit, size });
+            self.meter
+                .tenant(ctx.id())
+                .refused(Refusal::PayloadTooLarge);
+            let refused = corral_limits::Refused::payload_too_large(
+                Some(ctx.id().clone()),
+                limit,
+                Some(size),
+            );
+            return Err(PlatformError::Refused(Box::new(refused)));
         }
         ctx.insert_into(req);
         Ok(())

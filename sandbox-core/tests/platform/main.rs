@@ -189,17 +189,17 @@ async fn quota_rate_body_bundle_and_maintenance_refusals() {
     let t = id("t");
     p.deploy(&t, Some("tight"), wasm(HELLO)).await.unwrap();
     let err = p.invoke(&t, req(&"x".repeat(1025))).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PlatformError::BodyTooLarge {
-                limit: 1024,
-                size: 1025
-            }
-        ),
-        "{err:?}"
+    let PlatformError::Refused(refused) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (refused.kind, refused.limit, refused.size),
+        (Refusal::PayloadTooLarge, Some(1024), Some(1025))
     );
-    assert_eq!(err.status(), 413);
+    assert_eq!(
+        (err.code(), err.status().as_u16()),
+        ("payload_too_large", 413)
+    );
     let big = Bundle::code(Kind::Js, vec![b' '; 64 << 10]).with_static("a.txt", vec![1]);
     let err = p.deploy(&t, None, big).await.unwrap_err();
     assert!(
@@ -773,12 +773,12 @@ async fn refused_requests_never_spend_the_monthly_quota() {
         );
     }
     let err = p.invoke(&q, req(&"x".repeat(1025))).await.unwrap_err();
-    assert_eq!(err.code(), "body_too_large");
+    assert_eq!(err.code(), "payload_too_large");
     let u = p.usage(&q).unwrap().usage;
     assert_eq!(u.requests, 3);
     assert_eq!(
         serde_json::to_value(&u.refused).unwrap(),
-        serde_json::json!({"quota_exceeded": 5, "body_too_large": 1})
+        serde_json::json!({"quota_exceeded": 5, "payload_too_large": 1})
     );
 
     // Refused counts survive a restart like the rest of the month.

@@ -297,9 +297,9 @@ impl App {
             return not_found(&tenant);
         };
         let limit = tier.max_body_bytes;
-        if declared_length(&parts.headers).is_some_and(|len| len > limit) {
+        if let Some(len) = declared_length(&parts.headers).filter(|len| *len > limit) {
             discard(&parts.headers, body);
-            return BodyError::TooLarge { limit }.to_response();
+            return self.payload_too_large(&tenant, limit, Some(len));
         }
         let bytes = if body.is_end_stream() {
             Bytes::new()
@@ -307,6 +307,9 @@ impl App {
             // A body without a declared length is cut at this tier's cap.
             match collect_limited(&parts.headers, body, limit).await {
                 Ok(b) => b,
+                Err(BodyError::TooLarge { limit }) => {
+                    return self.payload_too_large(&tenant, limit, None);
+                }
                 Err(e) => return e.to_response(),
             }
         };
@@ -320,6 +323,22 @@ impl App {
             Ok(resp) => resp,
             Err(e) => platform_error(&e),
         }
+    }
+
+    /// 413 `payload_too_large` for `tenant`, counted under its refusals
+    /// (never against its quota), as the platform counts its own.
+    fn payload_too_large(
+        &self,
+        tenant: &TenantId,
+        limit: u64,
+        size: Option<u64>,
+    ) -> Response<Body> {
+        self.inner
+            .platform
+            .count_refusal(tenant, corral::limits_layers::Refusal::PayloadTooLarge);
+        let refused =
+            corral::limits_layers::Refused::payload_too_large(Some(tenant.clone()), limit, size);
+        platform_error(&PlatformError::Refused(Box::new(refused)))
     }
 
     async fn api(

@@ -84,7 +84,7 @@ pub fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) ->
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BodyError {
-    /// The body is larger than the cap → 413 `body_too_large`.
+    /// The body is larger than the cap → 413 `payload_too_large`.
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge {
         /// The cap in bytes.
@@ -123,10 +123,14 @@ impl BodyError {
     /// ```
     pub fn to_response(&self) -> Response<Body> {
         match self {
-            Self::TooLarge { limit } => json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &serde_json::json!({"error": "body_too_large", "limit": limit, "message": self.to_string()}),
-            ),
+            Self::TooLarge { limit } => {
+                let (status, headers, body) =
+                    corral::limits_layers::Refused::payload_too_large(None, *limit, None).to_http();
+                let mut r = Response::new(full(body));
+                *r.status_mut() = status;
+                *r.headers_mut() = headers;
+                r
+            }
             Self::Read(_) => error(StatusCode::BAD_REQUEST, "bad_body", self),
             Self::Timeout { .. } => {
                 let mut r = error(StatusCode::REQUEST_TIMEOUT, "body_timeout", self);
@@ -951,7 +955,7 @@ mod tests {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let body = r.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["error"], "body_too_large");
+        assert_eq!(v["error"], "payload_too_large");
         assert_eq!(v["limit"], 5);
     }
     /// A body that sends one byte every `every`, forever.

@@ -26,7 +26,7 @@ from corral._types import (
     UsageReport,
 )
 
-__all__ = ["__version__", "Platform", "Response"]
+__all__ = ["__version__", "Platform", "Response", "_error_table"]
 
 __version__: str
 
@@ -157,3 +157,8 @@ class Platform:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
+
+def _error_table() -> List[Tuple[str, int, str]]:
+    """One error of each kind the bindings raise, as ``(code, status, class
+    name)``, from the mapping the bindings use (for the error-table test)."""
+    ...

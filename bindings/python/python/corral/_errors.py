@@ -26,10 +26,13 @@ __all__ = [
     "InvalidModule",
     "InitialMemoryTooLarge",
     "BundleTooLarge",
+    "PayloadTooLarge",
     "BodyTooLarge",
     "IntegrityError",
     "CorruptArtifact",
     "Overloaded",
+    "RuntimeBusy",
+    "TooManyStreams",
     "RateLimited",
     "QuotaExceeded",
     "Maintenance",
@@ -41,6 +44,8 @@ __all__ = [
     "InvalidArchive",
     "ConfigError",
     "InternalError",
+    "StorageError",
+    "MissingTenant",
 ]
 
 
@@ -274,10 +279,10 @@ class BundleTooLarge(CorralError, ValueError):
         self.size = size
 
 
-class BodyTooLarge(CorralError, ValueError):
+class PayloadTooLarge(CorralError, ValueError):
     """The request body is larger than the tier allows."""
 
-    default_code = "body_too_large"
+    default_code = "payload_too_large"
     default_status = 413
     #: The tier's body limit in bytes, when known.
     limit: Optional[int]
@@ -296,6 +301,11 @@ class BodyTooLarge(CorralError, ValueError):
         super().__init__(message, code=code, status=status)
         self.limit = limit
         self.size = size
+
+
+#: The name :class:`PayloadTooLarge` had before the code was ``payload_too_large``
+#: everywhere; kept so that ``except corral.BodyTooLarge`` still works.
+BodyTooLarge = PayloadTooLarge
 
 
 class IntegrityError(CorralError):
@@ -333,10 +343,11 @@ class CorruptArtifact(IntegrityError):
 
 
 class Overloaded(CorralError):
-    """No capacity right now (compute shares, host slots or open streams); retry later."""
+    """No capacity right now: every compute share of the tenant is busy (the
+    subclasses: host slots, open streams); retry later."""
 
     default_code = "overloaded"
-    default_status = 503
+    default_status = 429
     #: Seconds to wait before retrying, when known.
     retry_after: Optional[float]
 
@@ -350,6 +361,35 @@ class Overloaded(CorralError):
     ) -> None:
         super().__init__(message, code=code, status=status)
         self.retry_after = retry_after
+
+
+class RuntimeBusy(Overloaded):
+    """Every host-wide runtime slot or instance is busy: the host, not the
+    tenant, is at capacity."""
+
+    default_code = "runtime_busy"
+    default_status = 503
+
+
+class TooManyStreams(Overloaded):
+    """The tenant already holds open as many event streams as its tier allows."""
+
+    default_code = "too_many_streams"
+    default_status = 429
+    #: Event streams the tier allows open at once, when known.
+    limit: Optional[int]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: Optional[float] = None,
+        limit: Optional[int] = None,
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, code=code, status=status)
+        self.limit = limit
 
 
 class RateLimited(CorralError):
@@ -533,4 +573,18 @@ class InternalError(CorralError):
     """The host failed (I/O, storage, ...); not the guest's fault."""
 
     default_code = "internal"
+    default_status = 500
+
+
+class StorageError(InternalError):
+    """Storage failed on the host (I/O, SQLite); not the guest's fault."""
+
+    default_code = "storage_error"
+    default_status = 500
+
+
+class MissingTenant(InternalError):
+    """A request reached the platform naming no tenant: a bug in the caller."""
+
+    default_code = "missing_tenant"
     default_status = 500

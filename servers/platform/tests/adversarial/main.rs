@@ -473,7 +473,7 @@ export default {
 }
 
 /// Four clients each declaring a 1 GiB body to an unknown app and four to a
-/// free app: 404 `not_found` and 413 `body_too_large` before the body is read,
+/// free app: 404 `not_found` and 413 `payload_too_large` before the body is read,
 /// and the server stays under 200 MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gigabyte_bodies_are_refused_before_they_are_read() {
@@ -502,7 +502,7 @@ async fn gigabyte_bodies_are_refused_before_they_are_read() {
             let want = if path == "/apps/nosuchapp/" {
                 (404, "not_found")
             } else {
-                (413, "body_too_large")
+                (413, "payload_too_large")
             };
             match &out.response {
                 Ok(r) if (r.status, error_code(&r.body).as_str()) == want => {}

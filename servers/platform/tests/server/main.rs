@@ -214,7 +214,7 @@ async fn limits_over_http() {
     assert_eq!(status, 413);
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["error"],
-        "body_too_large"
+        "payload_too_large"
     );
     let ok = Request::post(s.url("/apps/fast/"))
         .body(Full::new(Bytes::from(vec![b'x'; 1024])))
@@ -794,7 +794,7 @@ async fn import_over_the_admin_api_and_the_cli_keeps_tier_and_usage_only_when_as
     let (status, v) = import("", &vec![0u8; 100 << 10]).await;
     assert_eq!(
         (status.as_u16(), &v["error"]),
-        (413, &"body_too_large".into()),
+        (413, &"payload_too_large".into()),
         "{v}"
     );
     let (status, v) = import("?keep_tier=true", &archive).await;
@@ -985,7 +985,7 @@ async fn bodies_are_refused_from_the_head_and_cut_by_size_and_time() {
         )
         .await;
         assert_eq!(a.status, 413, "{a:?}");
-        assert_eq!(a.json["error"], "body_too_large");
+        assert_eq!(a.json["error"], "payload_too_large");
         assert_eq!(a.json["limit"], 1024);
     }
 
