@@ -34,12 +34,16 @@
 //! whose checksum does not match.
 //!
 //! ```
-//! use corral_storage::{Store, StoreConfig, StorageError};
+//! use corral_storage::{AppKind, Store, StoreConfig, StorageError, TenantRecord};
 //! use corral_limits::TenantId;
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = Store::open(dir.path().join("corral.db"), StoreConfig::default()).unwrap();
 //! let t = TenantId::new("acme").unwrap();
+//! // Writes for a tenant the store does not hold are refused.
+//! let none = store.kv_put_with_limit(&t, "greeting", b"hello", Some(64)).unwrap_err();
+//! assert!(matches!(none, StorageError::TenantNotFound { .. }));
+//! store.create_tenant(&TenantRecord::new(t.clone(), "free".parse().unwrap(), AppKind::Js)).unwrap();
 //! store.kv_put_with_limit(&t, "greeting", b"hello", Some(64)).unwrap();
 //! let blob = store.kv_get(&t, "greeting").unwrap().unwrap();
 //! assert_eq!(&blob.bytes[..], b"hello");

@@ -641,6 +641,11 @@ impl Store {
 
     /// Stores `value` under `key` with an explicit byte limit for the tenant
     /// (key + value bytes of all its entries); `None` falls back like [`kv_put`](Self::kv_put).
+    ///
+    /// Only for a tenant the store holds (checked in the write's own
+    /// transaction): otherwise [`StorageError::TenantNotFound`], so a guest
+    /// request still running after its app was removed cannot leave KV
+    /// behind for a later app of the same name.
     pub fn kv_put_with_limit(
         &self,
         tenant: &TenantId,
@@ -648,16 +653,20 @@ impl Store {
         value: &[u8],
         limit: Option<u64>,
     ) -> Result<(), StorageError> {
-        self.kv_put_inner(tenant, key.as_ref(), value, limit)
+        self.kv_put_inner(tenant, key.as_ref(), value, Some(limit))
     }
 
+    /// `limit`: `None` for [`kv_put`](Self::kv_put) (any tenant name, the
+    /// stored or default limit); `Some` for [`kv_put_with_limit`](Self::kv_put_with_limit).
     fn kv_put_inner(
         &self,
         tenant: &TenantId,
         key: &[u8],
         value: &[u8],
-        limit: Option<u64>,
+        limit: Option<Option<u64>>,
     ) -> Result<(), StorageError> {
+        let require_tenant = limit.is_some();
+        let limit = limit.flatten();
         let key = validate_key(key)?;
         let max = self.inner.cfg.max_kv_value;
         if value.len() as u64 > max {
@@ -669,6 +678,20 @@ impl Store {
         let full = kv_key(tenant, key);
         let cfg = &self.inner.cfg;
         self.write(|tx| {
+            if require_tenant
+                && tx
+                    .query_row(
+                        "SELECT 1 FROM tenants WHERE name = ?1",
+                        [tenant.as_str()],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_none()
+            {
+                return Err(StorageError::TenantNotFound {
+                    tenant: tenant.clone(),
+                });
+            }
             let used = kv_used_tx(tx, tenant)?;
             let old: Option<i64> = tx
                 .query_row("SELECT len FROM blobs WHERE key = ?1", [&full], |r| {

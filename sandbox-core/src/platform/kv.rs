@@ -1,13 +1,9 @@
 //! Tenant KV for guests (`env.KV`), over the SQLite store, within each
 //! tenant's storage quota.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use bytes::Bytes;
-use corral_limits::{TenantContext, TenantId};
+use corral_limits::TenantId;
 use corral_storage::{StorageError, Store};
-use parking_lot::RwLock;
 
 use crate::{KvError, TenantKv};
 
@@ -15,7 +11,7 @@ use crate::{KvError, TenantKv};
 #[derive(Debug, Clone)]
 pub(crate) struct StoreKv {
     pub(crate) store: Store,
-    pub(crate) contexts: Arc<RwLock<HashMap<TenantId, TenantContext>>>,
+    pub(crate) contexts: super::table::Contexts,
     pub(crate) meter: corral_metering::Meter,
 }
 

@@ -36,19 +36,20 @@ mod error;
 mod import;
 mod kv;
 mod service;
+mod table;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_limits::{MaintenanceSwitch, RuntimeSlots, TenantContext, TenantId, TenantLimits, Tier};
+use corral_limits::{MaintenanceSwitch, RuntimeSlots, TenantContext, TenantId, Tier};
 use corral_metering::{
     Budget, CacheStats, ExpansionHook, Flusher, HookConfig, HostProbe, LiveGauges, Meter, Monitor,
     NodeStatus, Probe, SysinfoProbe, Thresholds, Usage,
 };
 use corral_storage::{ByteCache, CacheConfig, Store, StoreConfig, TenantRecord};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -219,7 +220,7 @@ impl PlatformBuilder {
         meter
             .restore(&store)
             .map_err(|e| PlatformError::Internal(format!("restoring usage: {e}")))?;
-        let contexts: Arc<RwLock<HashMap<TenantId, TenantContext>>> = Arc::default();
+        let contexts: table::Contexts = Arc::default();
         let kv = kv::StoreKv {
             store: store.clone(),
             contexts: contexts.clone(),
@@ -275,13 +276,12 @@ impl PlatformBuilder {
         let inner = Arc::new(Inner {
             tiers,
             store,
+            apps: table::TenantTable::new(contexts, registry.clone(), cache.clone()),
             registry,
             meter,
-            limits: TenantLimits::new(),
             slots,
             maintenance: MaintenanceSwitch::new(),
             cache,
-            contexts,
             node,
             last_probe: Mutex::new((probe, budget)),
             gauges,
@@ -310,13 +310,13 @@ pub(crate) struct Inner {
     config: PlatformConfig,
     tiers: BTreeMap<String, Arc<Tier>>,
     store: Store,
+    /// Every app's in-memory state; the only place it is made or dropped.
+    apps: table::TenantTable,
     registry: Registry,
     meter: Meter,
-    limits: TenantLimits,
     slots: RuntimeSlots,
     maintenance: MaintenanceSwitch,
     cache: Arc<ByteCache>,
-    contexts: Arc<RwLock<HashMap<TenantId, TenantContext>>>,
     node: NodeStatus,
     last_probe: Mutex<(Probe, Budget)>,
     gauges: watch::Receiver<LiveGauges>,
@@ -355,9 +355,7 @@ impl Inner {
                     continue;
                 }
             }
-            self.contexts
-                .write()
-                .insert(rec.id.clone(), TenantContext::new(rec.id, tier));
+            self.apps.install(&rec.id, tier);
         }
         Ok(())
     }
@@ -397,7 +395,7 @@ impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Platform")
             .field("data_dir", &self.inner.config.data_dir)
-            .field("tenants", &self.inner.contexts.read().len())
+            .field("tenants", &self.inner.apps.len())
             .finish_non_exhaustive()
     }
 }
@@ -525,16 +523,12 @@ impl Platform {
             Ok(info) => info,
             Err(e) => {
                 if existing.is_none() {
-                    let _ = inner.registry.remove(name);
+                    let _ = inner.apps.forget(name);
                 }
                 return Err(e.into());
             }
         };
-        inner.limits.forget(name);
-        inner
-            .contexts
-            .write()
-            .insert(name.clone(), TenantContext::new(name.clone(), tier));
+        inner.apps.install(name, tier);
         Ok(DeployInfo {
             name: name.clone(),
             tier: tier_name,
@@ -571,8 +565,7 @@ impl Platform {
         }
         let wall = self
             .inner
-            .contexts
-            .read()
+            .apps
             .get(name)
             .map_or(crate::Limits::default().wall_clock, |c| c.tier().wall_clock);
         tokio::time::timeout(wall, service::collect(resp))
@@ -582,15 +575,16 @@ impl Platform {
             })))
     }
 
-    /// Removes an app: its code, static files, KV, limits state and counters.
-    /// `false` if it did not exist.
+    /// Removes an app: its code, static files and KV from the store, and its
+    /// context, limit state, program and cached files from memory. Its
+    /// month's usage survives (in usage reports and the quota): deleting
+    /// and redeploying an app does not give it a fresh month. `false` if it
+    /// did not exist.
     pub fn remove(&self, name: &TenantId) -> Result<bool, PlatformError> {
         let inner = &*self.inner;
+        // Memory first: from here on new requests get 404.
+        let in_registry = inner.apps.forget(name)?;
         let in_store = inner.store.delete_tenant(name)?;
-        let in_registry = inner.registry.remove(name)?;
-        inner.contexts.write().remove(name);
-        inner.limits.forget(name);
-        inner.cache.remove_prefix(&format!("{name}/"));
         Ok(in_store || in_registry)
     }
 
@@ -622,11 +616,7 @@ impl Platform {
             )?;
             inner.store.set_tenant_tier(&name, &tier_name_of(&tier)?)?;
             inner.store.set_storage_limit(&name, t.storage_bytes)?;
-            inner.limits.forget(&name);
-            inner
-                .contexts
-                .write()
-                .insert(name.clone(), TenantContext::new(name.clone(), t));
+            inner.apps.install(&name, t);
             this.app(&name)?.ok_or_else(|| PlatformError::NotFound {
                 tenant: name.clone(),
             })
@@ -654,11 +644,7 @@ impl Platform {
     /// # });
     /// ```
     pub fn app_tier(&self, name: &TenantId) -> Option<Arc<Tier>> {
-        self.inner
-            .contexts
-            .read()
-            .get(name)
-            .map(|c| c.tier().clone())
+        self.inner.apps.get(name).map(|c| c.tier().clone())
     }
 
     /// One app, or `None`.
@@ -718,7 +704,7 @@ impl Platform {
     /// # }
     /// ```
     pub fn count_refusal(&self, name: &TenantId, refusal: corral_limits::Refusal) -> bool {
-        if !self.inner.contexts.read().contains_key(name) {
+        if !self.inner.apps.contains(name) {
             return false;
         }
         self.inner.meter.tenant(name).refused(refusal);
@@ -749,10 +735,8 @@ impl Platform {
 
     fn context(&self, name: &TenantId) -> Result<TenantContext, PlatformError> {
         self.inner
-            .contexts
-            .read()
+            .apps
             .get(name)
-            .cloned()
             .ok_or_else(|| PlatformError::NotFound {
                 tenant: name.clone(),
             })
@@ -1001,16 +985,13 @@ impl Platform {
                 limits_for(&tier),
             )?;
             if let Err(e) = inner.store.import_tenant(&ex) {
-                let _ = inner.registry.remove(&id);
+                let _ = inner.apps.forget(&id);
                 return Err(e.into());
             }
             for u in &ex.usage {
                 inner.meter.restore_tenant(u);
             }
-            inner
-                .contexts
-                .write()
-                .insert(id.clone(), TenantContext::new(id.clone(), tier));
+            inner.apps.install(&id, tier);
             Ok(id)
         })
         .await

@@ -81,13 +81,13 @@ impl PlatformService {
         let stack = ServiceBuilder::new()
             .layer(MeteringLayer::new(inner.meter.clone()).classify(Classify))
             .tenant_maintenance(inner.maintenance.clone())
-            .tenant_rate_limit(&inner.limits)
+            .tenant_rate_limit(inner.apps.limits())
             .tenant_quota(EarlierRequests(inner.meter.clone()))
-            .layer(share_gate(&inner.limits, inner.config.queue_wait))
+            .layer(share_gate(inner.apps.limits(), inner.config.queue_wait))
             .layer(slot_gate(&inner.slots, inner.config.queue_wait))
             // Innermost of the limits, so the share and slot gates see a
             // stream's `Detached` mark and let go when its head is out.
-            .tenant_streams(&inner.limits)
+            .tenant_streams(inner.apps.limits())
             .layer(AssetCacheLayer::new(
                 inner.store.clone(),
                 inner.cache.clone(),
@@ -159,10 +159,8 @@ impl super::Inner {
             .cloned()
             .ok_or(PlatformError::MissingTenant)?;
         let ctx = self
-            .contexts
-            .read()
+            .apps
             .get(&id)
-            .cloned()
             .ok_or(PlatformError::NotFound { tenant: id })?;
         let limit = ctx.tier().max_body_bytes;
         let size = req.body().len() as u64;

@@ -948,3 +948,138 @@ async fn import_keeps_the_archives_tier_and_usage_only_when_asked() {
         p.shutdown().await;
     }
 }
+
+/// A JS app that names its version, keeps a KV key and, at `/kv`, reads it.
+fn versioned(version: &str) -> Bundle {
+    let src = format!(
+        r#"export default {{ async fetch(req, env) {{
+            if (new URL(req.url).pathname === "/kv") {{
+                const v = await env.KV.get("k");
+                return new Response(v === null ? "<none>" : v);
+            }}
+            await env.KV.put("k", "{version}");
+            return new Response("{version}");
+        }} }};"#
+    );
+    Bundle::code(Kind::Js, src.into_bytes())
+}
+
+/// Deploy, re-tier, remove and redeploy under load: requests in flight
+/// finish or get a clean refusal or 404, and after the redeploy nothing of
+/// the old app is left but its month's usage (the documented survivor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_retier_remove_redeploy_under_load_leaves_only_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let app = id("cycle");
+    p.deploy(
+        &app,
+        Some("rate2"),
+        versioned("v1").with_static("old.txt", b"old".to_vec()),
+    )
+    .await
+    .unwrap();
+    let get = |path: &str| http::Request::get(path).body(Bytes::new()).unwrap();
+
+    // Load: four tasks send requests until told to stop; every answer is a
+    // response or a typed error, never a hang or a panic.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (p, app, stop) = (p.clone(), app.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut codes = std::collections::BTreeMap::<String, usize>::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let got =
+                        tokio::time::timeout(Duration::from_secs(10), p.invoke(&app, req("")))
+                            .await
+                            .expect("a request hung");
+                    let key = match got {
+                        Ok(r) => text(&r).to_owned(),
+                        Err(e) => e.code().to_owned(),
+                    };
+                    *codes.entry(key).or_default() += 1;
+                    tokio::task::yield_now().await;
+                }
+                codes
+            })
+        })
+        .collect();
+
+    // rate2 allows a burst of two: the old app's rate cell runs dry.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        p.invoke(&app, req("")).await.unwrap_err().code(),
+        "rate_limited"
+    );
+    // Re-tier: the next request gets a fresh rate cell from the new tier.
+    p.set_tier(&app, "tight").await.unwrap();
+    assert_eq!(
+        p.app_tier(&app).unwrap().rate_per_minute,
+        tight().rate_per_minute
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = p.usage(&app).unwrap().usage;
+    assert!(before.requests >= 2, "{before:?}");
+
+    assert!(p.remove(&app).unwrap());
+    assert!(p.app_tier(&app).is_none());
+    assert!(matches!(
+        p.status(&app),
+        Err(PlatformError::NotFound { .. })
+    ));
+    assert_eq!(
+        p.invoke(&app, req("")).await.unwrap_err().code(),
+        "not_found"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for t in load {
+        for (k, n) in t.await.unwrap() {
+            *seen.entry(k).or_default() += n;
+        }
+    }
+    assert!(seen.get("v1").is_some_and(|n| *n >= 2), "{seen:?}");
+    assert!(
+        seen.contains_key("not_found"),
+        "no request saw the removal: {seen:?}"
+    );
+    // A request in flight while its app is removed may find its KV write
+    // refused (the store no longer holds the app): the guest's `put` throws.
+    for code in seen.keys() {
+        assert!(
+            [
+                "v1",
+                "rate_limited",
+                "not_found",
+                "overloaded",
+                "script_error"
+            ]
+            .contains(&code.as_str()),
+            "unexpected outcome under load: {seen:?}"
+        );
+    }
+
+    // Redeploy on the rate-limited tier whose cell ran dry: a fresh cell (a
+    // burst of two), no KV, no old static file.
+    p.deploy(&app, Some("rate2"), versioned("v2"))
+        .await
+        .unwrap();
+    assert_eq!(text(&p.invoke(&app, get("/kv")).await.unwrap()), "<none>");
+    // The old file is gone: the request reaches the new code (the second
+    // of the burst), which answers with its version.
+    assert_eq!(text(&p.invoke(&app, get("/old.txt")).await.unwrap()), "v2");
+    assert_eq!(
+        p.invoke(&app, req("")).await.unwrap_err().code(),
+        "rate_limited"
+    );
+    // What the docs say survives: the month's usage, still counting.
+    let after = p.usage(&app).unwrap().usage;
+    assert!(
+        after.requests >= before.requests,
+        "{before:?} then {after:?}"
+    );
+    assert_eq!(after.period, before.period);
+    p.shutdown().await;
+}

@@ -1,0 +1,88 @@
+//! [`TenantTable`]: the one owner of every deployed app's in-memory state.
+//!
+//! An app's state in memory is its [`TenantContext`] (name and tier, what
+//! every request carries), its limit state in [`TenantLimits`] (compute-share
+//! and stream semaphores, rate cell; made on the app's first request, so a
+//! parked app with no traffic holds none), its program in the [`Registry`]
+//! (warm or parked), its cached static files, and its meter counters. Deploy,
+//! re-tier, import and restore end in [`TenantTable::install`]; remove is
+//! [`TenantTable::forget`]. Nothing else creates or drops any of it.
+//!
+//! What survives a remove: the month's usage (the meter's counters and the
+//! stored usage row), so that deleting and redeploying an app never resets
+//! its quota. Everything else goes: context, limit state, program, cached
+//! files here; code, static files and KV in the store (`Platform::remove`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use corral_limits::{TenantContext, TenantId, TenantLimits, Tier};
+use corral_storage::ByteCache;
+use parking_lot::RwLock;
+
+use crate::{Registry, SandboxError};
+
+/// The contexts by app, shared with the KV host functions (which read a
+/// tier's storage quota) without sharing the rest of the table.
+pub(crate) type Contexts = Arc<RwLock<HashMap<TenantId, TenantContext>>>;
+
+/// Every deployed app's in-memory state, created, re-tiered and removed in
+/// one place each.
+pub(crate) struct TenantTable {
+    contexts: Contexts,
+    limits: TenantLimits,
+    registry: Registry,
+    cache: Arc<ByteCache>,
+}
+
+impl TenantTable {
+    pub(crate) fn new(contexts: Contexts, registry: Registry, cache: Arc<ByteCache>) -> Self {
+        Self {
+            contexts,
+            limits: TenantLimits::new(),
+            registry,
+            cache,
+        }
+    }
+
+    /// Makes `name` live on `tier`, or moves it there: its program is
+    /// already in the registry (compiled under the tier's limits). Its limit
+    /// state starts again from the new tier on its next request; requests
+    /// in flight keep what they hold.
+    pub(crate) fn install(&self, name: &TenantId, tier: Arc<Tier>) {
+        self.limits.forget(name);
+        self.contexts
+            .write()
+            .insert(name.clone(), TenantContext::new(name.clone(), tier));
+    }
+
+    /// Drops `name`'s context, limit state, program and cached files (see
+    /// the module docs for what survives). Whether the registry held it.
+    pub(crate) fn forget(&self, name: &TenantId) -> Result<bool, SandboxError> {
+        // Context first: from here on, new requests get 404.
+        self.contexts.write().remove(name);
+        self.limits.forget(name);
+        self.cache.remove_prefix(&format!("{name}/"));
+        self.registry.remove(name)
+    }
+
+    /// The app's context (name and tier), if it is deployed.
+    pub(crate) fn get(&self, name: &TenantId) -> Option<TenantContext> {
+        self.contexts.read().get(name).cloned()
+    }
+
+    /// Whether `name` is deployed.
+    pub(crate) fn contains(&self, name: &TenantId) -> bool {
+        self.contexts.read().contains_key(name)
+    }
+
+    /// Deployed apps.
+    pub(crate) fn len(&self) -> usize {
+        self.contexts.read().len()
+    }
+
+    /// The limit state the tenant layers share.
+    pub(crate) fn limits(&self) -> &TenantLimits {
+        &self.limits
+    }
+}
