@@ -405,6 +405,10 @@ impl App {
                     }
                 }
                 Op::AppUsage => ok_json(&p.usage(&need_name()).map_err(|e| platform_error(&e))?),
+                Op::AppLogs => {
+                    let lines = p.logs(&need_name()).map_err(|e| platform_error(&e))?;
+                    ok_json(&json!({ "lines": lines }))
+                }
                 Op::AppStatus => ok_json(&p.status(&need_name()).map_err(|e| platform_error(&e))?),
                 Op::ExportApp => {
                     let n = need_name();

@@ -136,6 +136,6 @@ mod tests {
             }
         }
         assert_eq!(count, ROUTES.len());
-        assert_eq!(count, 18);
+        assert_eq!(count, 19);
     }
 }

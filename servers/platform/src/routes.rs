@@ -52,6 +52,8 @@ pub enum Op {
     AppUsage,
     /// `GET /api/apps/{name}/status`
     AppStatus,
+    /// `GET /api/apps/{name}/logs` (the app's recent log lines)
+    AppLogs,
     /// `GET /api/apps/{name}/export` (the app's CRC-checked archive)
     ExportApp,
     /// `POST /api/import?keep_tier=…&keep_usage=…` (an archive as the body)
@@ -176,6 +178,13 @@ pub const ROUTES: &[RouteSpec] = &[
         Op::AppStatus,
         true,
         "Lifecycle state: warm or parked, in flight, streams, idle seconds, cold starts",
+    ),
+    spec(
+        "GET",
+        "/api/apps/{name}/logs",
+        Op::AppLogs,
+        true,
+        "The app's recent log lines (console.log, guest stderr), oldest first, bounded by the per-app log cap: {\"lines\": [...]}",
     ),
     RouteSpec {
         produces: "application/x-tar",

@@ -116,6 +116,41 @@ async fn demo_deploy_invoke_usage_redeploy_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apps_console_log_lines_are_read_over_the_admin_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), None);
+    let js = r#"export default { fetch(req) {
+        console.log("served " + new URL(req.url).pathname);
+        return new Response("ok");
+    } };"#;
+    let (status, info) = s.deploy_js("logger", "test", js).await;
+    assert_eq!(status, 200, "{info}");
+    for path in ["/apps/logger/a", "/apps/logger/b"] {
+        assert_eq!(s.get(path).await.0, StatusCode::OK);
+    }
+    let (status, logs) = s
+        .admin(Method::GET, "/api/apps/logger/logs", b"", "text/plain")
+        .await;
+    assert_eq!(status, 200, "{logs}");
+    let lines: Vec<&str> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let a = lines.iter().position(|l| l.contains("served /a"));
+    let b = lines.iter().position(|l| l.contains("served /b"));
+    assert!(a.is_some() && b.is_some() && a < b, "{lines:?}");
+    let (status, err) = s
+        .admin(Method::GET, "/api/apps/nosuch/logs", b"", "text/plain")
+        .await;
+    assert_eq!(
+        (status, &err["error"]),
+        (StatusCode::NOT_FOUND, &"not_found".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_admin_route_needs_the_token() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(tmp.path(), None);
