@@ -585,6 +585,10 @@ impl Platform {
         // Memory first: from here on new requests get 404.
         let in_registry = inner.apps.forget(name)?;
         let in_store = inner.store.delete_tenant(name)?;
+        if in_store || in_registry {
+            // Its KV is gone: the usage that survives says so.
+            inner.meter.tenant(name).set_storage_bytes(0);
+        }
         Ok(in_store || in_registry)
     }
 

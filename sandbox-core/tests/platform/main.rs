@@ -1021,7 +1021,9 @@ async fn deploy_retier_remove_redeploy_under_load_leaves_only_usage() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = p.usage(&app).unwrap().usage;
     assert!(before.requests >= 2, "{before:?}");
+    assert!(before.storage_bytes > 0, "{before:?}");
 
+    assert!(before.storage_bytes > 0, "{before:?}");
     assert!(p.remove(&app).unwrap());
     assert!(p.app_tier(&app).is_none());
     assert!(matches!(
