@@ -975,7 +975,7 @@ mod tests {
         for s in ROUTES {
             *seen.entry(s.op).or_default() += 1;
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19, "one route per Op variant");
         assert!(seen.values().all(|&n| n == 1));
         let public: Vec<_> = ROUTES.iter().filter(|s| !s.auth).map(|s| s.path).collect();
         assert_eq!(public, ["/api/tls-ask", "/healthz", "/readyz"]);
