@@ -39,8 +39,11 @@ pub use js::js_deploy;
 pub use keys::kv_keys;
 pub use router_target::router;
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/corpus/<name>/` names its corpus.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("cgi_response", cgi_response),
     ("bundle", bundle),
     ("archive_import", archive_import),
