@@ -586,8 +586,12 @@ impl Platform {
         let in_registry = inner.apps.forget(name)?;
         let in_store = inner.store.delete_tenant(name)?;
         if in_store || in_registry {
-            // Its KV is gone: the usage that survives says so.
-            inner.meter.tenant(name).set_storage_bytes(0);
+            // Its KV is gone: the usage that survives says so. (Only if
+            // it was metered: a new zero entry would keep a later import's
+            // `keep_usage` from restoring the archive's month.)
+            if let Some(t) = inner.meter.get(name) {
+                t.set_storage_bytes(0);
+            }
         }
         Ok(in_store || in_registry)
     }

@@ -22,6 +22,8 @@
 //! # }
 //! ```
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod wagi;
 
 use std::future::Future;

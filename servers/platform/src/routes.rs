@@ -6,7 +6,8 @@
 //! else is matched against [`ROUTES`], the one table that both the router and
 //! the OpenAPI document ([`crate::openapi`]) are built from.
 //!
-//! Path traversal (`..` segments in any encoding, encoded slashes or
+//! A target that is no absolute path (`*`, authority-form) and path traversal
+//! (`..` segments in any encoding, encoded slashes or
 //! backslashes, NUL) is refused with [`RouteError::BadPath`] before any lookup.
 //!
 //! ```
@@ -570,6 +571,11 @@ fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> 
 /// Refuses traversal and forbidden bytes in the request target.
 fn check_target(path: &str, query: Option<&str>) -> Result<(), RouteError> {
     let bad = |reason| Err(RouteError::BadPath { reason });
+    // `*` (OPTIONS) and authority-form (CONNECT) targets are no path: a
+    // tenant would otherwise see one that does not start with `/` (fuzzing).
+    if !path.starts_with('/') {
+        return bad("not an absolute path");
+    }
     for part in [Some(path), query].into_iter().flatten() {
         if part.contains('\0') || contains_ci(part, "%00") {
             return bad("NUL byte");
@@ -599,7 +605,8 @@ fn decode_dots(seg: &str) -> Option<String> {
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('.') {
             rest = r;
-        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("%2e") {
+        } else if rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%2e")) {
+            // `get`: byte 3 may fall inside a multi-byte character (fuzzing).
             rest = &rest[3..];
         } else {
             return None;
@@ -758,6 +765,18 @@ mod tests {
             assert!(matches!(r, Err(RouteError::BadPath { .. })), "{uri}: {r:?}");
             assert_eq!(r.unwrap_err().status(), http::StatusCode::BAD_REQUEST);
         }
+        // Found by fuzzing (fuzz/regressions/router): targets that are no
+        // path reached a tenant as its path.
+        for uri in ["*", "de", "example.com:80"] {
+            let r = get(uri, &[("x-corral-app", "demo")], None);
+            assert!(matches!(r, Err(RouteError::BadPath { .. })), "{uri}: {r:?}");
+        }
+        // Found by fuzzing: a multi-byte character at byte 3 of a segment
+        // panicked the traversal check (hyper passes such bytes through).
+        assert_eq!(
+            get("/apps/demo/xo\u{2d3}ao/h", &[], None),
+            Ok(tenant("demo", Via::Path, "/xo\u{2d3}ao/h"))
+        );
         // Dots inside names are fine.
         assert_eq!(
             get("/apps/demo/a..b/.well-known/x.", &[], None),
