@@ -31,13 +31,36 @@ pub struct TenantContext(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     id: TenantId,
+    account: TenantId,
     tier: Arc<Tier>,
 }
 
 impl TenantContext {
-    /// A context for `id` on `tier`.
+    /// A context for `id` on `tier`, in an account of its own (named `id`).
     pub fn new(id: TenantId, tier: Arc<Tier>) -> Self {
-        Self(Arc::new(Inner { id, tier }))
+        Self::in_account(id.clone(), id, tier)
+    }
+
+    /// A context for `id` in `account`, on the account's `tier`. The
+    /// account's apps share its monthly quota (see
+    /// [`QuotaLayer`](crate::QuotaLayer)); every other limit is per app.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use corral_limits::{TenantContext, Tier};
+    /// let ctx = TenantContext::in_account("blog".parse()?, "acme".parse()?, Arc::new(Tier::pro()));
+    /// assert_eq!((ctx.id().as_str(), ctx.account().as_str()), ("blog", "acme"));
+    /// let own = TenantContext::new("shop".parse()?, Arc::new(Tier::free()));
+    /// assert_eq!(own.account().as_str(), "shop");
+    /// # Ok::<(), corral_limits::InvalidTenantId>(())
+    /// ```
+    pub fn in_account(id: TenantId, account: TenantId, tier: Arc<Tier>) -> Self {
+        Self(Arc::new(Inner { id, account, tier }))
+    }
+
+    /// The account the app belongs to (account names follow app-name rules).
+    pub fn account(&self) -> &TenantId {
+        &self.0.account
     }
 
     /// The tenant.

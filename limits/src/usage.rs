@@ -18,6 +18,8 @@ use crate::TenantId;
 /// ```
 pub trait UsageSource: Send + Sync + 'static {
     /// Requests admitted for `tenant` in the current calendar month (UTC),
+    /// where the [`QuotaLayer`](crate::QuotaLayer) asks about the request's
+    /// account ([`TenantContext::account`](crate::TenantContext::account)),
     /// including the ones persisted before a restart. Requests refused by a
     /// limit ([`Refusal`](crate::Refusal)) are not counted; a source may count
     /// requests still in flight, which errs on the side of the quota.

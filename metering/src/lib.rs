@@ -42,8 +42,8 @@ pub use counters::{
 };
 pub use hook::{ExpansionHook, HookConfig, HookError, HookPayload, HookStats, HookTarget};
 pub use layer::{
-    AsOther, ClassifyError, LimitErrors, MeteredBody, MeteringLayer, MeteringService,
-    ResponseFuture, TenantFromExtensions, TenantOf, limit_error_kind,
+    AccountFromExtensions, AsOther, ClassifyError, LimitErrors, MeteredBody, MeteringLayer,
+    MeteringService, ResponseFuture, TenantFromExtensions, TenantOf, limit_error_kind,
 };
 pub use meter::{
     DEFAULT_EXPORT_TOP, Flusher, Meter, MeterBuilder, MeterError, StreamGuard, TenantMeter,

@@ -103,6 +103,36 @@ pub enum StorageError {
         /// The tenant.
         tenant: TenantId,
     },
+    /// The account does not exist.
+    #[error("account {account} not found")]
+    AccountNotFound {
+        /// The account.
+        account: TenantId,
+    },
+    /// The account exists already.
+    #[error("account {account} already exists")]
+    AccountExists {
+        /// The account.
+        account: TenantId,
+    },
+    /// The account still holds apps (remove or move them first).
+    #[error("account {account} still holds {apps} app(s)")]
+    AccountNotEmpty {
+        /// The account.
+        account: TenantId,
+        /// How many apps it holds.
+        apps: u64,
+    },
+    /// The account holds as many apps as its tier allows.
+    #[error("account {account} holds {apps} app(s); its tier allows {max}")]
+    AppLimit {
+        /// The account.
+        account: TenantId,
+        /// Apps it holds.
+        apps: u64,
+        /// The tier's `max_apps`.
+        max: u32,
+    },
     /// The write would take the tenant past its storage limit.
     #[error("storage quota exceeded: limit {limit} B, used {used} B, write needs {needed} B more")]
     StorageQuotaExceeded {

@@ -74,6 +74,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 
+mod account;
 pub mod asset;
 mod blob;
 mod cache;
@@ -83,6 +84,7 @@ mod key;
 mod store;
 mod tenant;
 
+pub use account::{AccountRecord, AccountUsageSink, TokenRecord};
 pub use asset::{AssetBody, AssetCacheLayer, AssetCacheService};
 pub use blob::{Blob, BlobMeta, BlobReader, ScrubReport};
 pub use cache::{ByteCache, CacheConfig, CacheError, CacheStats, CachedObject};

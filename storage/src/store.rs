@@ -78,6 +78,46 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE usage ADD COLUMN refused TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 3: accounts. Every app belongs to one; an app from before accounts
+    // gets an account of its own, of its name and tier. `account_usage`
+    // holds each account's monthly totals (all its apps together, the
+    // figures its quota reads), rows shaped like `usage`; `account_tokens`
+    // the hashes of the API tokens scoped to an account.
+    r#"
+    CREATE TABLE accounts (
+        name    TEXT PRIMARY KEY,
+        tier    TEXT    NOT NULL,
+        created INTEGER NOT NULL
+    );
+    ALTER TABLE tenants ADD COLUMN account TEXT;
+    INSERT OR IGNORE INTO accounts (name, tier, created) SELECT name, tier, created FROM tenants;
+    UPDATE tenants SET account = name WHERE account IS NULL;
+    CREATE INDEX tenants_by_account ON tenants (account);
+    CREATE TABLE account_usage (
+        tenant        TEXT    NOT NULL,
+        year          INTEGER NOT NULL,
+        month         INTEGER NOT NULL,
+        requests      INTEGER NOT NULL,
+        errors        INTEGER NOT NULL,
+        exec_time_ms  INTEGER NOT NULL,
+        fuel          INTEGER NOT NULL,
+        peak_memory   INTEGER NOT NULL,
+        peak_streams  INTEGER NOT NULL,
+        storage_bytes INTEGER NOT NULL,
+        bytes_in      INTEGER NOT NULL,
+        bytes_out     INTEGER NOT NULL,
+        cold_starts   INTEGER NOT NULL,
+        refused       TEXT    NOT NULL DEFAULT '{}',
+        PRIMARY KEY (tenant, year, month)
+    );
+    CREATE TABLE account_tokens (
+        id      TEXT    PRIMARY KEY,
+        account TEXT    NOT NULL,
+        hash    BLOB    NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX account_tokens_by_account ON account_tokens (account);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -205,7 +245,7 @@ impl Store {
     /// # use corral_storage::{Store, StoreConfig};
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
-    /// assert_eq!(store.schema_version().unwrap(), 2);
+    /// assert_eq!(store.schema_version().unwrap(), 3);
     /// ```
     pub fn schema_version(&self) -> Result<i64, StorageError> {
         self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))

@@ -61,6 +61,12 @@ pub struct TenantRecord {
     pub created: i64,
     /// KV byte limit stored for this tenant (`None`: the caller's or the store default).
     pub storage_limit: Option<u64>,
+    /// The account the app belongs to; `None` in a new record means an
+    /// account of its own (named after the app), made with it by
+    /// [`Store::create_tenant`]. An archive's account is not kept by an
+    /// import: the imported app gets an account of its own.
+    #[serde(default)]
+    pub account: Option<TenantId>,
 }
 
 impl TenantRecord {
@@ -78,7 +84,22 @@ impl TenantRecord {
             kind,
             created: now_secs(),
             storage_limit: None,
+            account: None,
         }
+    }
+
+    /// Puts the app in `account` (which must exist when the record is created).
+    ///
+    /// ```
+    /// use corral_storage::{AppKind, TenantRecord};
+    /// let r = TenantRecord::new("blog".parse().unwrap(), "pro".parse().unwrap(), AppKind::Js)
+    ///     .in_account("acme".parse().unwrap());
+    /// assert_eq!(r.account.unwrap().as_str(), "acme");
+    /// ```
+    #[must_use]
+    pub fn in_account(mut self, account: TenantId) -> Self {
+        self.account = Some(account);
+        self
     }
     /// Sets the stored storage limit.
     #[must_use]
@@ -234,14 +255,24 @@ fn list_under(
     Ok(keys)
 }
 
-fn tenant_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, i64, Option<i64>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+/// The columns [`tenant_row`] reads.
+pub(crate) const TENANT_COLS: &str = "name, tier, kind, created, storage_limit, account";
+
+type TenantRow = (String, String, String, i64, Option<i64>, Option<String>);
+
+pub(crate) fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-fn to_record(
-    (name, tier, kind, created, limit): (String, String, String, i64, Option<i64>),
+pub(crate) fn to_record(
+    (name, tier, kind, created, limit, account): TenantRow,
 ) -> Result<TenantRecord, StorageError> {
     let id = TenantId::new(&name).map_err(|_| StorageError::Corrupt {
         key: format!("tenants/{name}"),
@@ -255,19 +286,45 @@ fn to_record(
         key: format!("tenants/{name}"),
         what: "unknown app kind",
     })?;
+    let account = account
+        .map(|a| TenantId::new(&a))
+        .transpose()
+        .map_err(|_| StorageError::Corrupt {
+            key: format!("tenants/{name}"),
+            what: "invalid account name",
+        })?;
     Ok(TenantRecord {
         id,
         tier,
         kind,
         created,
         storage_limit: limit.map(u),
+        account,
     })
 }
 
-fn insert_tenant_tx(tx: &Transaction<'_>, rec: &TenantRecord) -> Result<(), StorageError> {
+/// Inserts the app into its account (made, of the app's name and tier, when
+/// the record names none and no account of that name exists). `max_apps`:
+/// the account's tier's limit, checked in this transaction.
+pub(crate) fn insert_tenant_tx(
+    tx: &Transaction<'_>,
+    rec: &TenantRecord,
+    max_apps: Option<u32>,
+) -> Result<(), StorageError> {
+    let account = rec.account.clone().unwrap_or_else(|| rec.id.clone());
+    if rec.account.is_none() {
+        tx.execute(
+            "INSERT OR IGNORE INTO accounts (name, tier, created) VALUES (?1, ?2, ?3)",
+            params![account.as_str(), rec.tier.as_str(), rec.created],
+        )?;
+    }
+    crate::account::check_room_tx(tx, &account, max_apps)?;
+    // An app runs on its account's tier, whatever the record said.
+    let tier = crate::account::account_tier_tx(tx, &account)?
+        .unwrap_or_else(|| rec.tier.as_str().to_owned());
     let n = tx.execute(
-        "INSERT OR IGNORE INTO tenants (name, tier, kind, created, storage_limit) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![rec.id.as_str(), rec.tier.as_str(), rec.kind.as_str(), rec.created, rec.storage_limit.map(i)],
+        "INSERT OR IGNORE INTO tenants (name, tier, kind, created, storage_limit, account) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![rec.id.as_str(), tier, rec.kind.as_str(), rec.created, rec.storage_limit.map(i), account.as_str()],
     )?;
     if n == 0 {
         return Err(StorageError::TenantExists {
@@ -277,9 +334,14 @@ fn insert_tenant_tx(tx: &Transaction<'_>, rec: &TenantRecord) -> Result<(), Stor
     Ok(())
 }
 
-fn upsert_usage_tx(tx: &Transaction<'_>, batch: &[Usage]) -> Result<(), StorageError> {
-    let mut st = tx.prepare_cached(
-        "INSERT INTO usage (tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory,
+/// `table`: `usage` (apps) or `account_usage` (accounts), same columns.
+pub(crate) fn upsert_usage_tx(
+    tx: &Transaction<'_>,
+    table: &str,
+    batch: &[Usage],
+) -> Result<(), StorageError> {
+    let mut st = tx.prepare_cached(&format!(
+        "INSERT INTO {table} (tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory,
             peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (tenant, year, month) DO UPDATE SET
@@ -288,8 +350,8 @@ fn upsert_usage_tx(tx: &Transaction<'_>, batch: &[Usage]) -> Result<(), StorageE
             peak_memory = excluded.peak_memory, peak_streams = excluded.peak_streams,
             storage_bytes = excluded.storage_bytes, bytes_in = excluded.bytes_in,
             bytes_out = excluded.bytes_out, cold_starts = excluded.cold_starts,
-            refused = excluded.refused",
-    )?;
+            refused = excluded.refused"
+    ))?;
     for u in batch {
         st.execute(params![
             u.tenant.as_str(),
@@ -311,7 +373,7 @@ fn upsert_usage_tx(tx: &Transaction<'_>, batch: &[Usage]) -> Result<(), StorageE
     Ok(())
 }
 
-fn usage_rows(
+pub(crate) fn usage_rows(
     c: &rusqlite::Connection,
     sql: &str,
     p: impl rusqlite::Params,
@@ -368,7 +430,7 @@ fn usage_rows(
         .collect()
 }
 
-const USAGE_COLS: &str = "tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory, peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused";
+pub(crate) const USAGE_COLS: &str = "tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory, peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused";
 
 /// A usage row's refused counts as stored: a JSON object from refusal code
 /// to count, zero counts left out.
@@ -404,14 +466,38 @@ impl Store {
     /// assert!(matches!(store.create_tenant(&rec), Err(StorageError::TenantExists { .. })));
     /// ```
     pub fn create_tenant(&self, rec: &TenantRecord) -> Result<(), StorageError> {
-        self.write(|tx| insert_tenant_tx(tx, rec))
+        self.write(|tx| insert_tenant_tx(tx, rec, None))
+    }
+
+    /// [`create_tenant`](Self::create_tenant) into an account that may hold
+    /// at most `max_apps` apps ([`StorageError::AppLimit`] when it is full,
+    /// [`StorageError::AccountNotFound`] when the record names an account
+    /// that does not exist), checked in the insert's own transaction.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig, AppKind, TenantRecord, StorageError, AccountRecord};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// store.create_account(&AccountRecord::new("acme".parse().unwrap(), "free".parse().unwrap())).unwrap();
+    /// let app = |n: &str| TenantRecord::new(n.parse().unwrap(), "free".parse().unwrap(), AppKind::Js)
+    ///     .in_account("acme".parse().unwrap());
+    /// store.create_tenant_within(&app("one"), Some(1)).unwrap();
+    /// assert!(matches!(store.create_tenant_within(&app("two"), Some(1)),
+    ///     Err(StorageError::AppLimit { apps: 1, max: 1, .. })));
+    /// ```
+    pub fn create_tenant_within(
+        &self,
+        rec: &TenantRecord,
+        max_apps: Option<u32>,
+    ) -> Result<(), StorageError> {
+        self.write(|tx| insert_tenant_tx(tx, rec, max_apps))
     }
 
     /// The tenant's record, if registered.
     pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StorageError> {
         let row = self.read(|c| {
             Ok(c.query_row(
-                "SELECT name, tier, kind, created, storage_limit FROM tenants WHERE name = ?1",
+                &format!("SELECT {TENANT_COLS} FROM tenants WHERE name = ?1"),
                 [id.as_str()],
                 tenant_row,
             )
@@ -423,9 +509,7 @@ impl Store {
     /// All registered tenants in name order.
     pub fn list_tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
         let rows = self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT name, tier, kind, created, storage_limit FROM tenants ORDER BY name",
-            )?;
+            let mut st = c.prepare(&format!("SELECT {TENANT_COLS} FROM tenants ORDER BY name"))?;
             let rows = st
                 .query_map([], tenant_row)?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -692,7 +776,9 @@ impl Store {
                     tenant: tenant.clone(),
                 });
             }
+            // The quota is the account's: its other apps' bytes count too.
             let used = kv_used_tx(tx, tenant)?;
+            let others = crate::account::account_kv_others_tx(tx, tenant)?;
             let old: Option<i64> = tx
                 .query_row("SELECT len FROM blobs WHERE key = ?1", [&full], |r| {
                     r.get(0)
@@ -716,11 +802,11 @@ impl Store {
             let after = used.saturating_sub(old) + new;
             if let Some(limit) = limit
                 && new > old
-                && after > limit
+                && others + after > limit
             {
                 return Err(StorageError::StorageQuotaExceeded {
                     limit,
-                    used,
+                    used: others + used,
                     needed: new - old,
                 });
             }
@@ -787,7 +873,7 @@ impl Store {
 
     /// Upserts usage totals (absolute, idempotent).
     pub fn store_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
-        self.write(|tx| upsert_usage_tx(tx, batch))
+        self.write(|tx| upsert_usage_tx(tx, "usage", batch))
     }
 
     /// Every tenant's totals for `period`, in tenant order.
@@ -1009,7 +1095,12 @@ impl Store {
         }
         let cfg = &self.inner.cfg;
         self.write(|tx| {
-            insert_tenant_tx(tx, &ex.tenant)?;
+            // The archive's account is the other node's business: the app gets
+            // an account of its own name here.
+            let mut rec = ex.tenant.clone();
+            rec.account = None;
+            let new_account = crate::account::account_tier_tx(tx, id)?.is_none();
+            insert_tenant_tx(tx, &rec, None)?;
             delete_prefix_tx(tx, &format!("bundle/{id}/"))?;
             delete_prefix_tx(tx, &format!("kv/{id}/"))?;
             if let Some(b) = &ex.bundle {
@@ -1035,7 +1126,14 @@ impl Store {
                 insert_bytes_tx(tx, cfg, &kv_key(id, &e.key), &e.bytes)?;
             }
             set_kv_used_tx(tx, id, kv_total)?;
-            upsert_usage_tx(tx, &ex.usage)
+            upsert_usage_tx(tx, "usage", &ex.usage)?;
+            // The app's months are its new account's (one of its own, made
+            // here): what that account's quota reads. An account of that name
+            // that existed already keeps its own months.
+            if new_account {
+                upsert_usage_tx(tx, "account_usage", &ex.usage)?;
+            }
+            Ok(())
         })?;
         self.bundle_changed(id);
         Ok(())

@@ -174,6 +174,22 @@ fn platform_spec(py: Python<'_>, err: &PlatformError) -> PyErrorSpec {
             spec("TenantNotFound").field(py, "tenant", tenant.as_str())
         }
         PlatformError::UnknownTier { tier } => spec("UnknownTier").field(py, "tier", tier.as_str()),
+        PlatformError::AccountNotFound { account } => {
+            spec("AccountNotFound").field(py, "account", account.as_str())
+        }
+        PlatformError::AccountExists { account } => {
+            spec("AccountExists").field(py, "account", account.as_str())
+        }
+        PlatformError::AccountTier { account } => {
+            spec("AccountTier").field(py, "account", account.as_str())
+        }
+        PlatformError::AccountNotEmpty { account, apps } => spec("AccountNotEmpty")
+            .field(py, "account", account.as_str())
+            .field(py, "apps", *apps),
+        PlatformError::AppLimit { account, apps, max } => spec("AppLimit")
+            .field(py, "account", account.as_str())
+            .field(py, "apps", *apps)
+            .field(py, "max_apps", *max),
         PlatformError::BundleTooLarge { limit, size } => spec("BundleTooLarge")
             .field(py, "limit", *limit)
             .field(py, "size", *size),
@@ -298,6 +314,18 @@ pub(crate) fn error_table(py: Python<'_>) -> Vec<(&'static str, u16, &'static st
         PlatformError::NotFound { tenant: t.clone() },
         PlatformError::UnknownTier {
             tier: "gold".into(),
+        },
+        PlatformError::AccountNotFound { account: t.clone() },
+        PlatformError::AccountExists { account: t.clone() },
+        PlatformError::AccountTier { account: t.clone() },
+        PlatformError::AccountNotEmpty {
+            account: t.clone(),
+            apps: 1,
+        },
+        PlatformError::AppLimit {
+            account: t.clone(),
+            apps: 1,
+            max: 1,
         },
         PlatformError::BundleTooLarge { limit: 1, size: 2 },
         PlatformError::InvalidBundle { reason: "r".into() },

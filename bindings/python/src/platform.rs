@@ -275,8 +275,10 @@ impl PyPlatform {
     /// bytes (a module, a script or a tar bundle), str (source text) or a
     /// path-like object to read. `tier` None keeps an existing app's tier or
     /// gives a new app the default tier; `kind` ("wasm", "js", "tar") skips
-    /// detection. Returns what was deployed.
-    #[pyo3(signature = (name, source, tier=None, kind=None))]
+    /// detection. `account` deploys into an account made with
+    /// `create_account` (the app runs on the account's tier; give `tier` or
+    /// `account`, not both). Returns what was deployed.
+    #[pyo3(signature = (name, source, tier=None, kind=None, account=None))]
     fn deploy<'py>(
         &self,
         py: Python<'py>,
@@ -284,8 +286,15 @@ impl PyPlatform {
         source: &Bound<'py, PyAny>,
         tier: Option<&str>,
         kind: Option<&str>,
+        account: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let id = tenant(py, name)?;
+        let account = account.map(|a| tenant(py, a)).transpose()?;
+        if account.is_some() && tier.is_some() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "give tier or account, not both: an app runs on its account's tier",
+            ));
+        }
         let code = self::source(source)?;
         let content_type = content_type(kind)?;
         let platform = self.platform()?;
@@ -293,10 +302,12 @@ impl PyPlatform {
         let result = py.detach(|| -> Result<_, Result<PlatformError, std::io::Error>> {
             let bytes = code.read().map_err(Err)?;
             let bundle = Bundle::detect(bytes, content_type).map_err(Ok)?;
-            shared
-                .runtime()
-                .block_on(platform.deploy(&id, tier, bundle))
-                .map_err(Ok)
+            let rt = shared.runtime();
+            match &account {
+                Some(a) => rt.block_on(platform.deploy_in(&id, a, bundle)),
+                None => rt.block_on(platform.deploy(&id, tier, bundle)),
+            }
+            .map_err(Ok)
         });
         match result {
             Ok(info) => to_py(py, &info),
@@ -412,6 +423,104 @@ impl PyPlatform {
             .detach(|| shared.runtime().block_on(platform.set_tier(&id, tier)))
             .map_err(|e| platform_error(py, &e))?;
         to_py(py, &info)
+    }
+
+    /// Creates an account on `tier`: its apps run on that tier and share its
+    /// monthly requests, storage and `max_apps`.
+    fn create_account<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        tier: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        let info = py
+            .detach(|| {
+                shared
+                    .runtime()
+                    .block_on(platform.create_account(&id, tier))
+            })
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &info)
+    }
+
+    /// One account (tier, apps, max_apps), or None.
+    fn account<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let info = py
+            .detach(|| platform.account(&id))
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &info)
+    }
+
+    /// Every account, by name.
+    fn accounts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let platform = self.platform()?;
+        let all = py
+            .detach(|| platform.accounts())
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &all)
+    }
+
+    /// Moves the account and every app in it to `tier`.
+    fn set_account_tier<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        tier: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        let info = py
+            .detach(|| {
+                shared
+                    .runtime()
+                    .block_on(platform.set_account_tier(&id, tier))
+            })
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &info)
+    }
+
+    /// Deletes an account that holds no apps (`AccountNotEmpty` otherwise).
+    /// False if it did not exist.
+    fn delete_account(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        py.detach(|| platform.delete_account(&id))
+            .map_err(|e| platform_error(py, &e))
+    }
+
+    /// Moves the app into `account`: it takes the account's tier and counts
+    /// toward its quotas and `max_apps` from now on.
+    fn move_app<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        account: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let acct = tenant(py, account)?;
+        let platform = self.platform()?;
+        let shared = &self.shared;
+        let info = py
+            .detach(|| shared.runtime().block_on(platform.move_app(&id, &acct)))
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &info)
+    }
+
+    /// This month's usage of all the account's apps together beside its
+    /// tier's quotas (`usage["tenant"]` is the account's name).
+    fn account_usage<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let id = tenant(py, name)?;
+        let platform = self.platform()?;
+        let report = py
+            .detach(|| platform.account_usage(&id))
+            .map_err(|e| platform_error(py, &e))?;
+        to_py(py, &report)
     }
 
     /// Every deployed app.

@@ -17,7 +17,8 @@ ERRORS = [
     "IntegrityError", "CorruptArtifact", "Overloaded", "RuntimeBusy", "TooManyStreams",
     "RateLimited", "QuotaExceeded", "Maintenance", "NotAcceptingTenants", "StorageQuotaExceeded",
     "TenantNotFound", "InvalidTenantName", "UnknownTier", "InvalidArchive", "ConfigError",
-    "InternalError", "StorageError", "MissingTenant",
+    "InternalError", "StorageError", "MissingTenant", "AccountNotFound", "AccountExists",
+    "AccountNotEmpty", "AccountTier", "AppLimit",
 ]
 
 

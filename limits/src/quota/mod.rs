@@ -1,5 +1,7 @@
 //! Monthly request quota: refuses a tenant's request once the requests counted
-//! this calendar month (UTC) by a [`UsageSource`](crate::UsageSource) reach the
+//! this calendar month (UTC) by a [`UsageSource`](crate::UsageSource) for the
+//! tenant's *account* ([`TenantContext::account`](crate::TenantContext::account);
+//! an app in an account of its own is its own account) reach the
 //! tier's `requests_per_month` — exactly at `used == quota` — with
 //! [`QuotaExceeded`](crate::QuotaExceeded) (429, `Retry-After` until the first
 //! second of next month). Tiers without a monthly quota are not checked.

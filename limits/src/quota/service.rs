@@ -58,7 +58,8 @@ where
             Err(e) => return ResponseFuture::failed(e),
         };
         if let Some(quota) = ctx.tier().requests_per_month {
-            let used = self.layer.usage.requests_this_month(ctx.id());
+            // The quota is the account's: all its apps' requests count.
+            let used = self.layer.usage.requests_this_month(ctx.account());
             if used >= quota {
                 let now = (self.layer.now)();
                 return ResponseFuture::failed(QuotaExceeded::new(

@@ -158,6 +158,32 @@ impl TenantOf for TenantFromExtensions {
     }
 }
 
+/// Reads the *account* of a `corral_limits::TenantContext` extension: a
+/// second [`MeteringLayer`] on a meter of its own, with this as its
+/// [`tenant_from`](MeteringLayer::tenant_from), meters every account (all
+/// its apps' requests together), which is what an account-wide monthly
+/// quota reads.
+///
+/// ```
+/// use std::sync::Arc;
+/// use corral_limits::{TenantContext, Tier};
+/// use corral_metering::{AccountFromExtensions, TenantOf};
+/// let mut ext = http::Extensions::new();
+/// ext.insert(TenantContext::in_account("blog".parse()?, "acme".parse()?, Arc::new(Tier::pro())));
+/// assert_eq!(AccountFromExtensions.tenant(&ext).unwrap().as_str(), "acme");
+/// # Ok::<(), corral_limits::InvalidTenantId>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccountFromExtensions;
+
+impl TenantOf for AccountFromExtensions {
+    fn tenant<'a>(&self, extensions: &'a http::Extensions) -> Option<&'a TenantId> {
+        extensions
+            .get::<TenantContext>()
+            .map(TenantContext::account)
+    }
+}
+
 /// The [`ErrorKind`] of the refusal found in `error` or its sources
 /// ([`Refusal::of`], [`ErrorKind::of_refusal`]); `None` for anything else.
 ///

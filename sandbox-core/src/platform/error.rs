@@ -35,6 +35,43 @@ pub enum PlatformError {
         /// The name asked for.
         tenant: TenantId,
     },
+    /// No account of that name.
+    #[error("account {account} not found")]
+    AccountNotFound {
+        /// The name asked for.
+        account: TenantId,
+    },
+    /// An account of that name exists already.
+    #[error("account {account} already exists")]
+    AccountExists {
+        /// The name asked for.
+        account: TenantId,
+    },
+    /// The account still holds apps: remove or move them first.
+    #[error("account {account} still holds {apps} app(s)")]
+    AccountNotEmpty {
+        /// The account.
+        account: TenantId,
+        /// Apps it holds.
+        apps: u64,
+    },
+    /// A new app would take the account past its tier's `max_apps`.
+    #[error("account {account} holds {apps} app(s), as many as its tier allows ({max})")]
+    AppLimit {
+        /// The account.
+        account: TenantId,
+        /// Apps it holds.
+        apps: u64,
+        /// The tier's `max_apps`.
+        max: u32,
+    },
+    /// An app shares its tier with the other apps of its account: re-tier
+    /// the account instead.
+    #[error("app is in account {account} with other apps; its tier is the account's")]
+    AccountTier {
+        /// The app's account.
+        account: TenantId,
+    },
     /// The tier named does not exist.
     #[error("unknown tier {tier:?}")]
     UnknownTier {
@@ -82,6 +119,12 @@ impl From<StorageError> for PlatformError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::TenantNotFound { tenant } => Self::NotFound { tenant },
+            StorageError::AccountNotFound { account } => Self::AccountNotFound { account },
+            StorageError::AccountExists { account } => Self::AccountExists { account },
+            StorageError::AccountNotEmpty { account, apps } => {
+                Self::AccountNotEmpty { account, apps }
+            }
+            StorageError::AppLimit { account, apps, max } => Self::AppLimit { account, apps, max },
             e => Self::Storage(e),
         }
     }
@@ -129,6 +172,11 @@ impl PlatformError {
             Self::Storage(StorageError::StorageQuotaExceeded { .. }) => "storage_quota_exceeded",
             Self::Storage(_) => "storage_error",
             Self::NotFound { .. } => "not_found",
+            Self::AccountNotFound { .. } => "account_not_found",
+            Self::AccountExists { .. } => "account_exists",
+            Self::AccountNotEmpty { .. } => "account_not_empty",
+            Self::AppLimit { .. } => "app_limit",
+            Self::AccountTier { .. } => "account_tier",
             Self::UnknownTier { .. } => "unknown_tier",
             Self::BundleTooLarge { .. } => "bundle_too_large",
             Self::InvalidBundle { .. } => "invalid_bundle",
@@ -155,7 +203,11 @@ impl PlatformError {
             }
             Self::Storage(StorageError::InvalidKey(_)) => StatusCode::BAD_REQUEST,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::NotFound { .. } | Self::AccountNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::AccountExists { .. }
+            | Self::AccountNotEmpty { .. }
+            | Self::AccountTier { .. } => StatusCode::CONFLICT,
+            Self::AppLimit { .. } => StatusCode::FORBIDDEN,
             Self::UnknownTier { .. }
             | Self::InvalidBundle { .. }
             | Self::InvalidArchive { .. }
@@ -234,6 +286,17 @@ impl PlatformError {
                 ("actual", json!(actual)),
             ],
             Self::NotFound { tenant } => vec![("tenant", json!(tenant))],
+            Self::AccountNotFound { account }
+            | Self::AccountExists { account }
+            | Self::AccountTier { account } => vec![("account", json!(account))],
+            Self::AccountNotEmpty { account, apps } => {
+                vec![("account", json!(account)), ("apps", json!(apps))]
+            }
+            Self::AppLimit { account, apps, max } => vec![
+                ("account", json!(account)),
+                ("apps", json!(apps)),
+                ("max_apps", json!(max)),
+            ],
             Self::UnknownTier { tier } => vec![("tier", json!(tier))],
             Self::BundleTooLarge { limit, size } => {
                 vec![("limit", json!(limit)), ("size", json!(size))]

@@ -29,6 +29,7 @@
 //! # }
 //! ```
 
+mod accounts;
 mod archive;
 mod bundle;
 mod config;
@@ -48,12 +49,13 @@ use corral_metering::{
     Budget, CacheStats, ExpansionHook, Flusher, HookConfig, HostProbe, LiveGauges, Meter, Monitor,
     NodeStatus, Probe, SysinfoProbe, Thresholds, Usage,
 };
-use corral_storage::{ByteCache, CacheConfig, Store, StoreConfig, TenantRecord};
+use corral_storage::{AccountRecord, ByteCache, CacheConfig, Store, StoreConfig, TenantRecord};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+pub use accounts::AccountInfo;
 pub use archive::MAX_ARCHIVE_BYTES;
 pub use bundle::{Bundle, MAX_BUNDLE_FILES};
 pub use config::{ConfigError, PlatformConfig};
@@ -92,6 +94,8 @@ pub struct DeployInfo {
 pub struct AppInfo {
     /// The app.
     pub name: TenantId,
+    /// The account it belongs to (its tier is the account's).
+    pub account: TenantId,
     /// Its tier.
     pub tier: String,
     /// What it runs.
@@ -220,6 +224,12 @@ impl PlatformBuilder {
         meter
             .restore(&store)
             .map_err(|e| PlatformError::Internal(format!("restoring usage: {e}")))?;
+        // Keyed by account: all of an account's apps together, what its
+        // monthly quota reads. Not exported to Prometheus (the app meter is).
+        let account_meter = Meter::builder().export_top(0).build();
+        account_meter
+            .restore(&store.account_usage_sink())
+            .map_err(|e| PlatformError::Internal(format!("restoring account usage: {e}")))?;
         let contexts: table::Contexts = Arc::default();
         let kv = kv::StoreKv {
             store: store.clone(),
@@ -272,6 +282,10 @@ impl PlatformBuilder {
         let node = monitor.status();
         let (gauges, monitor_task) = monitor.spawn(Duration::from_secs(1));
         let flusher = meter.spawn_flusher(Arc::new(store.clone()), config.usage_flush_interval);
+        let account_flusher = account_meter.spawn_flusher(
+            Arc::new(store.account_usage_sink()),
+            config.usage_flush_interval,
+        );
 
         let inner = Arc::new(Inner {
             tiers,
@@ -279,6 +293,7 @@ impl PlatformBuilder {
             apps: table::TenantTable::new(contexts, registry.clone(), cache.clone()),
             registry,
             meter,
+            account_meter,
             slots,
             maintenance: MaintenanceSwitch::new(),
             cache,
@@ -287,6 +302,7 @@ impl PlatformBuilder {
             gauges,
             monitor_task: Mutex::new(Some(monitor_task)),
             flusher: Mutex::new(Some(flusher)),
+            account_flusher: Mutex::new(Some(account_flusher)),
             config,
         });
         inner.restore_tenants()?;
@@ -314,6 +330,8 @@ pub(crate) struct Inner {
     apps: table::TenantTable,
     registry: Registry,
     meter: Meter,
+    /// Keyed by account (all its apps together): the monthly quota's figures.
+    account_meter: Meter,
     slots: RuntimeSlots,
     maintenance: MaintenanceSwitch,
     cache: Arc<ByteCache>,
@@ -322,6 +340,7 @@ pub(crate) struct Inner {
     gauges: watch::Receiver<LiveGauges>,
     monitor_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     flusher: Mutex<Option<Flusher>>,
+    account_flusher: Mutex<Option<Flusher>>,
 }
 
 impl Inner {
@@ -355,7 +374,8 @@ impl Inner {
                     continue;
                 }
             }
-            self.apps.install(&rec.id, tier);
+            let account = rec.account.clone().unwrap_or_else(|| rec.id.clone());
+            self.apps.install(&rec.id, &account, tier);
         }
         Ok(())
     }
@@ -459,6 +479,44 @@ impl Platform {
         self.deploy_off_thread(name, tier, bundle, false).await
     }
 
+    /// Deploys (or replaces) an app in `account`, an account made with
+    /// [`create_account`](Self::create_account): the app runs on the
+    /// account's tier and shares its monthly requests, storage and
+    /// `max_apps` (a new app past it: [`PlatformError::AppLimit`], 403
+    /// `app_limit`). An app already in another account stays there
+    /// ([`PlatformError::AccountTier`]); move it with
+    /// [`move_app`](Self::move_app).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use corral::{Kind, TenantId, platform::{Bundle, Platform, PlatformConfig, PlatformError}};
+    /// # let never = corral::metering::Level::new(1.0, 1.0);
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut config = PlatformConfig::with_data_dir(dir.path());
+    /// # (config.thresholds.ram, config.thresholds.disk, config.thresholds.cpu) = (never, never, never);
+    /// let p = Platform::builder().config(config).build().unwrap();
+    /// let acme = TenantId::new("acme").unwrap();
+    /// p.create_account(&acme, "free").await.unwrap(); // free: one app
+    /// let js = || Bundle::code(Kind::Js, b"export default { fetch() { return new Response('hi') } }".to_vec());
+    /// let info = p.deploy_in(&TenantId::new("blog").unwrap(), &acme, js()).await.unwrap();
+    /// assert_eq!(info.tier, "free");
+    /// let err = p.deploy_in(&TenantId::new("shop").unwrap(), &acme, js()).await.unwrap_err();
+    /// assert!(matches!(err, PlatformError::AppLimit { max: 1, .. }));
+    /// assert_eq!((err.status().as_u16(), err.code()), (403, "app_limit"));
+    /// # p.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn deploy_in(
+        &self,
+        name: &TenantId,
+        account: &TenantId,
+        bundle: Bundle,
+    ) -> Result<DeployInfo, PlatformError> {
+        let this = self.clone();
+        let (name, account) = (name.clone(), account.clone());
+        blocking(move || this.deploy_blocking(&name, None, Some(&account), &bundle, true)).await
+    }
+
     /// Validating and compiling blocks: run the deploy on the blocking pool.
     async fn deploy_off_thread(
         &self,
@@ -470,13 +528,61 @@ impl Platform {
         let this = self.clone();
         let name = name.clone();
         let tier = tier.map(str::to_owned);
-        blocking(move || this.deploy_blocking(&name, tier.as_deref(), &bundle, check_host)).await
+        blocking(move || this.deploy_blocking(&name, tier.as_deref(), None, &bundle, check_host))
+            .await
+    }
+
+    /// Which account an app deploys into and on which tier: the account
+    /// named, else the app's current one, else an account of its own (of
+    /// its name, made with the app). The tier is the account's; a `tier`
+    /// given re-tiers an account only the app is in (or a new one) and is
+    /// refused for an account shared with other apps.
+    fn deploy_target(
+        &self,
+        name: &TenantId,
+        tier: Option<&str>,
+        account: Option<&TenantId>,
+        existing: Option<&TenantRecord>,
+    ) -> Result<(TenantId, String, bool), PlatformError> {
+        let inner = &*self.inner;
+        let current = existing.map(|r| r.account.clone().unwrap_or_else(|| r.id.clone()));
+        let account = match (account, current) {
+            (Some(a), Some(c)) if *a != c => {
+                return Err(PlatformError::AccountTier { account: c });
+            }
+            (Some(a), _) => a.clone(),
+            (None, Some(c)) => c,
+            (None, None) => name.clone(),
+        };
+        let explicit = existing.is_none() && account != *name;
+        let Some(rec) = inner.store.account(&account)? else {
+            if explicit {
+                return Err(PlatformError::AccountNotFound { account });
+            }
+            let tier = tier.map_or_else(|| inner.config.default_tier.clone(), str::to_owned);
+            return Ok((account, tier, false));
+        };
+        match tier {
+            Some(t) if t != rec.tier.as_str() => {
+                let others = inner
+                    .store
+                    .account_apps(&account)?
+                    .into_iter()
+                    .any(|a| a != *name);
+                if others {
+                    return Err(PlatformError::AccountTier { account });
+                }
+                Ok((account, t.to_owned(), true))
+            }
+            _ => Ok((account, rec.tier.as_str().to_owned(), false)),
+        }
     }
 
     fn deploy_blocking(
         &self,
         name: &TenantId,
         tier: Option<&str>,
+        account: Option<&TenantId>,
         bundle: &Bundle,
         check_host: bool,
     ) -> Result<DeployInfo, PlatformError> {
@@ -485,10 +591,8 @@ impl Platform {
         if check_host && existing.is_none() && !inner.node.accepting_new_tenants() {
             return Err(PlatformError::NotAcceptingTenants);
         }
-        let tier_name = tier
-            .map(str::to_owned)
-            .or_else(|| existing.as_ref().map(|r| r.tier.as_str().to_owned()))
-            .unwrap_or_else(|| inner.config.default_tier.clone());
+        let (account, tier_name, retier) =
+            self.deploy_target(name, tier, account, existing.as_ref())?;
         let tier = inner.tier(&tier_name)?;
         let size = bundle.size();
         if size > tier.max_bundle_bytes {
@@ -508,14 +612,19 @@ impl Platform {
             typed_tier.clone(),
             bundle::app_kind(bundle.kind()),
         )
-        .with_storage_limit(tier.storage_bytes);
+        .with_storage_limit(tier.storage_bytes)
+        .in_account(account.clone());
         let stored = (|| {
+            if retier {
+                inner.store.set_account_tier(&account, &typed_tier)?;
+            } else if existing.is_none() && inner.store.account(&account)?.is_none() {
+                inner
+                    .store
+                    .create_account(&AccountRecord::new(account.clone(), typed_tier.clone()))?;
+            }
             match &existing {
-                None => inner.store.create_tenant(&record)?,
-                Some(_) => {
-                    inner.store.set_tenant_tier(name, &typed_tier)?;
-                    inner.store.set_storage_limit(name, tier.storage_bytes)?;
-                }
+                None => inner.store.create_tenant_within(&record, tier.max_apps)?,
+                Some(_) => inner.store.set_storage_limit(name, tier.storage_bytes)?,
             }
             inner.store.put_bundle(name, &bundle.to_stored())
         })();
@@ -528,7 +637,7 @@ impl Platform {
                 return Err(e.into());
             }
         };
-        inner.apps.install(name, tier);
+        inner.apps.install(name, &account, tier);
         Ok(DeployInfo {
             name: name.clone(),
             tier: tier_name,
@@ -597,39 +706,32 @@ impl Platform {
     }
 
     /// Moves an app to another tier; the code is recompiled under the new
-    /// tier's limits from the stored bundle.
+    /// tier's limits from the stored bundle. An app's tier is its
+    /// account's: this re-tiers an account the app is alone in, and is
+    /// refused ([`PlatformError::AccountTier`], 409) for an account shared
+    /// with other apps (use [`set_account_tier`](Self::set_account_tier)).
     pub async fn set_tier(&self, name: &TenantId, tier: &str) -> Result<AppInfo, PlatformError> {
-        let this = self.clone();
-        let (name, tier) = (name.clone(), tier.to_owned());
-        blocking(move || {
-            let inner = &*this.inner;
-            let t = inner.tier(&tier)?;
-            let rec = inner
-                .store
-                .tenant(&name)?
-                .ok_or_else(|| PlatformError::NotFound {
-                    tenant: name.clone(),
-                })?;
-            let code = inner
-                .store
-                .bundle_code(&name)?
-                .ok_or_else(|| PlatformError::NotFound {
-                    tenant: name.clone(),
-                })?;
-            inner.registry.deploy(
-                &name,
-                bundle::kind_of(rec.kind),
-                &code.bytes,
-                limits_for(&t),
-            )?;
-            inner.store.set_tenant_tier(&name, &tier_name_of(&tier)?)?;
-            inner.store.set_storage_limit(&name, t.storage_bytes)?;
-            inner.apps.install(&name, t);
-            this.app(&name)?.ok_or_else(|| PlatformError::NotFound {
+        let rec = self
+            .inner
+            .store
+            .tenant(name)?
+            .ok_or_else(|| PlatformError::NotFound {
                 tenant: name.clone(),
-            })
+            })?;
+        let account = rec.account.clone().unwrap_or_else(|| name.clone());
+        if self
+            .inner
+            .store
+            .account_apps(&account)?
+            .iter()
+            .any(|a| a != name)
+        {
+            return Err(PlatformError::AccountTier { account });
+        }
+        self.set_account_tier(&account, tier).await?;
+        self.app(name)?.ok_or_else(|| PlatformError::NotFound {
+            tenant: name.clone(),
         })
-        .await
     }
 
     /// The tier an app runs on, from memory (no storage read, no lock held
@@ -641,7 +743,10 @@ impl Platform {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use corral::{Kind, TenantId, platform::{Bundle, Platform, PlatformConfig}};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let p = Platform::builder().config(PlatformConfig::with_data_dir(dir.path())).build().unwrap();
+    /// # let never = corral::metering::Level::new(1.0, 1.0);
+    /// let mut config = PlatformConfig::with_data_dir(dir.path());
+    /// # (config.thresholds.ram, config.thresholds.disk, config.thresholds.cpu) = (never, never, never);
+    /// let p = Platform::builder().config(config).build().unwrap();
     /// let name = TenantId::new("hello").unwrap();
     /// assert!(p.app_tier(&name).is_none());
     /// let js = b"export default { fetch() { return new Response('hi'); } };".to_vec();
@@ -653,6 +758,13 @@ impl Platform {
     /// ```
     pub fn app_tier(&self, name: &TenantId) -> Option<Arc<Tier>> {
         self.inner.apps.get(name).map(|c| c.tier().clone())
+    }
+
+    /// The account an app belongs to, from memory (like
+    /// [`app_tier`](Self::app_tier): cheap on every request). `None` for an
+    /// app that is not deployed.
+    pub fn app_account(&self, name: &TenantId) -> Option<TenantId> {
+        self.inner.apps.get(name).map(|c| c.account().clone())
     }
 
     /// One app, or `None`.
@@ -676,6 +788,7 @@ impl Platform {
     fn app_info(&self, rec: TenantRecord) -> Result<AppInfo, PlatformError> {
         let info = self.inner.store.bundle_info(&rec.id)?;
         Ok(AppInfo {
+            account: rec.account.clone().unwrap_or_else(|| rec.id.clone()),
             tier: rec.tier.as_str().to_owned(),
             kind: bundle::kind_of(rec.kind),
             bytes: info.as_ref().map_or(0, |i| i.bytes),
@@ -992,14 +1105,33 @@ impl Platform {
                 &bundle.code.bytes,
                 limits_for(&tier),
             )?;
+            let had_account = inner.store.account(&id)?.is_some();
             if let Err(e) = inner.store.import_tenant(&ex) {
                 let _ = inner.apps.forget(&id);
                 return Err(e.into());
             }
             for u in &ex.usage {
                 inner.meter.restore_tenant(u);
+                if !had_account {
+                    // The store wrote the app's months as its new account's.
+                    inner.account_meter.restore_tenant(u);
+                }
             }
-            inner.apps.install(&id, tier);
+            // In an account of its own name; one that existed already keeps
+            // its tier (the app runs on it) and its months.
+            let rec = inner
+                .store
+                .tenant(&id)?
+                .ok_or_else(|| PlatformError::NotFound { tenant: id.clone() })?;
+            let account = rec.account.clone().unwrap_or_else(|| id.clone());
+            let tier = if rec.tier == ex.tenant.tier {
+                tier
+            } else {
+                let t = inner.tier(rec.tier.as_str())?;
+                this.recompile(&id, &t)?;
+                t
+            };
+            inner.apps.install(&id, &account, tier);
             Ok(id)
         })
         .await
@@ -1012,8 +1144,14 @@ impl Platform {
         if let Some(f) = inner.flusher.lock().take() {
             f.stop();
         }
+        if let Some(f) = inner.account_flusher.lock().take() {
+            f.stop();
+        }
         if let Err(e) = inner.meter.flush(&inner.store) {
             tracing::error!("final usage flush failed: {e}");
+        }
+        if let Err(e) = inner.account_meter.flush(&inner.store.account_usage_sink()) {
+            tracing::error!("final account usage flush failed: {e}");
         }
         if let Some(t) = inner.monitor_task.lock().take() {
             t.abort();

@@ -5,7 +5,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use corral_limits::{BoxError, Refusal, ServiceBuilderExt, TenantContext, TenantId};
-use corral_metering::{ClassifyError, ErrorKind, InvocationFigures, MeteringLayer};
+use corral_metering::{
+    AccountFromExtensions, ClassifyError, ErrorKind, InvocationFigures, MeteringLayer,
+};
 use corral_storage::AssetCacheLayer;
 use http_body_util::{BodyExt, Full};
 use tower::util::BoxCloneSyncService;
@@ -39,7 +41,8 @@ impl std::fmt::Debug for PlatformService {
     }
 }
 
-/// The quota's view of usage: the requests counted *before* this one.
+/// The quota's view of usage: the requests counted *before* this one, by
+/// the account meter (the quota layer asks about the request's account).
 ///
 /// Metering sits outermost and counts a request in flight as it enters; it
 /// becomes an admitted request (what the quota counts) when the stack
@@ -53,8 +56,8 @@ impl std::fmt::Debug for PlatformService {
 struct EarlierRequests(corral_metering::Meter);
 
 impl corral_limits::UsageSource for EarlierRequests {
-    fn requests_this_month(&self, tenant: &TenantId) -> u64 {
-        self.0.requests_this_month(tenant).saturating_sub(1)
+    fn requests_this_month(&self, account: &TenantId) -> u64 {
+        self.0.requests_this_month(account).saturating_sub(1)
     }
 }
 
@@ -80,9 +83,15 @@ impl PlatformService {
     pub(super) fn new(inner: Arc<Inner>) -> Self {
         let stack = ServiceBuilder::new()
             .layer(MeteringLayer::new(inner.meter.clone()).classify(Classify))
+            // The same request again, by account: what the quota reads.
+            .layer(
+                MeteringLayer::new(inner.account_meter.clone())
+                    .classify(Classify)
+                    .tenant_from(AccountFromExtensions),
+            )
             .tenant_maintenance(inner.maintenance.clone())
             .tenant_rate_limit(inner.apps.limits())
-            .tenant_quota(EarlierRequests(inner.meter.clone()))
+            .tenant_quota(EarlierRequests(inner.account_meter.clone()))
             .layer(share_gate(inner.apps.limits(), inner.config.queue_wait))
             .layer(slot_gate(&inner.slots, inner.config.queue_wait))
             // Innermost of the limits, so the share and slot gates see a

@@ -1,7 +1,7 @@
 //! [`TenantTable`]: the one owner of every deployed app's in-memory state.
 //!
-//! An app's state in memory is its [`TenantContext`] (name and tier, what
-//! every request carries), its limit state in [`TenantLimits`] (compute-share
+//! An app's state in memory is its [`TenantContext`] (name, account and
+//! tier, what every request carries), its limit state in [`TenantLimits`] (compute-share
 //! and stream semaphores, rate cell; made on the app's first request, so a
 //! parked app with no traffic holds none), its program in the [`Registry`]
 //! (warm or parked), its cached static files, and its meter counters. Deploy,
@@ -49,11 +49,12 @@ impl TenantTable {
     /// already in the registry (compiled under the tier's limits). Its limit
     /// state starts again from the new tier on its next request; requests
     /// in flight keep what they hold.
-    pub(crate) fn install(&self, name: &TenantId, tier: Arc<Tier>) {
+    pub(crate) fn install(&self, name: &TenantId, account: &TenantId, tier: Arc<Tier>) {
         self.limits.forget(name);
-        self.contexts
-            .write()
-            .insert(name.clone(), TenantContext::new(name.clone(), tier));
+        self.contexts.write().insert(
+            name.clone(),
+            TenantContext::in_account(name.clone(), account.clone(), tier),
+        );
     }
 
     /// Drops `name`'s context, limit state, program and cached files (see

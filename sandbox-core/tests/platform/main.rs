@@ -904,6 +904,8 @@ async fn import_keeps_the_archives_tier_and_usage_only_when_asked() {
     third.import_tenant(archive.clone(), keep).await.unwrap();
     assert_eq!(third.app(&app).unwrap().unwrap().tier, "tight");
     assert_eq!(third.usage(&app).unwrap().usage.requests, 4);
+    // The months are its new account's too: what the quota reads.
+    assert_eq!(third.account_usage(&app).unwrap().usage.requests, 4);
     assert_eq!(
         third.store().tenant_usage(&app).unwrap(),
         src.store().tenant_usage(&app).unwrap()
@@ -1083,5 +1085,115 @@ async fn deploy_retier_remove_redeploy_under_load_leaves_only_usage() {
         "{before:?} then {after:?}"
     );
     assert_eq!(after.period, before.period);
+    p.shutdown().await;
+}
+
+/// Accounts: `max_apps` refuses a deploy past it, an account's apps share
+/// its monthly requests (the quota refuses at the account's total, and a
+/// removed app's requests still count), a shared account's tier is moved
+/// for all its apps at once, and an account with apps cannot be deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_apps_share_its_quota_and_its_app_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let mut team = tight();
+    team.requests_per_month = Some(5);
+    team.max_apps = Some(2);
+    cfg.tiers.insert("team5".into(), team);
+    let mut solo = tight();
+    solo.max_apps = Some(1);
+    cfg.tiers.insert("solo".into(), solo);
+    let p = Platform::builder().config(cfg).build().unwrap();
+
+    // A one-app account: the second app is refused and not deployed.
+    let one = id("one");
+    p.create_account(&one, "solo").await.unwrap();
+    p.deploy_in(&id("first"), &one, wasm(HELLO)).await.unwrap();
+    let err = p
+        .deploy_in(&id("second"), &one, wasm(HELLO))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PlatformError::AppLimit {
+                apps: 1,
+                max: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!((err.status().as_u16(), err.code()), (403, "app_limit"));
+    assert!(p.app(&id("second")).unwrap().is_none());
+    assert!(p.invoke(&id("second"), req("")).await.is_err());
+    // Redeploying the app it has is no new app.
+    p.deploy_in(&id("first"), &one, wasm(HELLO)).await.unwrap();
+
+    // Two apps of one account share its 5 requests a month.
+    let acme = id("acme");
+    p.create_account(&acme, "team5").await.unwrap();
+    let (a, b) = (id("acme-a"), id("acme-b"));
+    p.deploy_in(&a, &acme, wasm(HELLO)).await.unwrap();
+    p.deploy_in(&b, &acme, wasm(HELLO)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(p.invoke(&a, req("")).await.unwrap().status(), 200);
+    }
+    assert_eq!(p.invoke(&b, req("")).await.unwrap().status(), 200);
+    // One app of a shared account cannot change the account's tier.
+    for err in [
+        p.deploy(&b, Some("tight"), wasm(HELLO)).await.unwrap_err(),
+        p.set_tier(&b, "tight").await.unwrap_err(),
+    ] {
+        assert!(matches!(err, PlatformError::AccountTier { .. }), "{err:?}");
+        assert_eq!((err.status().as_u16(), err.code()), (409, "account_tier"));
+    }
+    // Removing an app gives back none of the account's month.
+    assert!(p.remove(&a).unwrap());
+    assert_eq!(p.invoke(&b, req("")).await.unwrap().status(), 200);
+    let err = p.invoke(&b, req("")).await.unwrap_err();
+    assert!(
+        matches!(&err, PlatformError::Refused(r) if r.kind == Refusal::QuotaExceeded),
+        "{err:?}"
+    );
+    let usage = p.account_usage(&acme).unwrap();
+    assert_eq!((usage.usage.requests, usage.requests_quota), (5, Some(5)));
+    assert_eq!(p.usage(&b).unwrap().usage.requests, 2);
+    // Another account is not touched by acme's month.
+    assert_eq!(p.invoke(&id("first"), req("")).await.unwrap().status(), 200);
+
+    // An app's tier is its account's.
+    let info = p.set_account_tier(&acme, "tight").await.unwrap();
+    assert_eq!(
+        (info.tier.as_str(), info.apps.clone()),
+        ("tight", vec![b.clone()])
+    );
+    assert_eq!(p.app_tier(&b).unwrap().requests_per_month, Some(1_000));
+    assert_eq!(p.invoke(&b, req("")).await.unwrap().status(), 200);
+
+    // Moving an app: it takes the new account's tier.
+    let moved = p.move_app(&b, &one).await;
+    assert!(
+        matches!(moved, Err(PlatformError::AppLimit { .. })),
+        "{moved:?}"
+    );
+    p.create_account(&id("big"), "team5").await.unwrap();
+    let app = p.move_app(&b, &id("big")).await.unwrap();
+    assert_eq!((app.account.as_str(), app.tier.as_str()), ("big", "team5"));
+    assert_eq!(p.app_tier(&b).unwrap().requests_per_month, Some(5));
+
+    // Accounts with apps stay; empty ones go.
+    assert!(matches!(
+        p.delete_account(&id("big")),
+        Err(PlatformError::AccountNotEmpty { apps: 1, .. })
+    ));
+    assert!(p.delete_account(&acme).unwrap());
+    let names: Vec<_> = p
+        .accounts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    assert_eq!(names, ["big", "one"]);
     p.shutdown().await;
 }

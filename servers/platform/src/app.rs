@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use crate::auth::{AdminAuth, AdminGate, AuthError};
+use crate::auth::{AccountTokens, AdminAuth, AdminGate, AuthError, Denied, Principal};
 use crate::config::ServerConfig;
 use crate::http::{
     Body, BodyBudget, BodyError, GuardedBody, Peer, collect_limited, discard, error, full, json,
@@ -145,7 +145,9 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
         inner: Arc::new(Inner {
             router: Router::new(cfg.base_domain.as_deref()).routing(&cfg.routing),
             base_domain: cfg.base_domain.clone(),
-            auth: AdminGate::new(auth),
+            auth: AdminGate::new(auth).with_account_tokens(AccountTokens::load(
+                platform.store().tokens().map_err(PlatformError::from)?,
+            )),
             admin: Semaphore::new(cfg.admin.max_concurrent),
             max_uri_bytes: cfg.http.max_uri_bytes,
             max_admin_body: cfg.http.max_admin_body_bytes,
@@ -250,11 +252,18 @@ impl App {
                 op,
                 name,
                 auth: false,
-            }) => self.api(op, name, parts, body).await,
+            }) => self.api(op, name, Principal::Admin, parts, body).await,
             Ok(Route::Api { op, name, .. }) => {
-                if let Err(r) = self.authorize(&parts).await {
+                let principal = match self.authorize(&parts).await {
+                    Ok(p) => p,
+                    Err(r) => {
+                        discard(&parts.headers, body);
+                        return r;
+                    }
+                };
+                if let Err(denied) = self.permit(&principal, op, name.as_ref(), &parts.uri) {
                     discard(&parts.headers, body);
-                    return r;
+                    return denied.to_response();
                 }
                 let Ok(_permit) = self.inner.admin.acquire().await else {
                     return error(
@@ -263,15 +272,58 @@ impl App {
                         "server is shutting down",
                     );
                 };
-                self.api(op, name, parts, body).await
+                self.api(op, name, principal, parts, body).await
             }
+        }
+    }
+
+    /// Whether `principal` may run `op` on `name`: the admin token may run
+    /// everything; an account token only the routes marked for accounts
+    /// ([`RouteSpec::account`](crate::routes::RouteSpec)), on its own apps
+    /// (or a new app, which it deploys into its account) and its own
+    /// account, and never with a `tier` or another `account` (the
+    /// operator's to set). From memory: no storage read.
+    fn permit(
+        &self,
+        principal: &Principal,
+        op: Op,
+        name: Option<&TenantId>,
+        uri: &http::Uri,
+    ) -> Result<(), Denied> {
+        let Principal::Account(account) = principal else {
+            return Ok(());
+        };
+        let forbidden = || Denied::Forbidden {
+            account: account.clone(),
+        };
+        if !crate::routes::spec_of(op).account {
+            return Err(forbidden());
+        }
+        match (op, name) {
+            (Op::GetAccount | Op::AccountUsage, Some(n)) if n != account => Err(forbidden()),
+            (Op::GetAccount | Op::AccountUsage | Op::ListApps, _) => Ok(()),
+            (_, Some(app)) => {
+                if op == Op::PutApp
+                    && (query_param(uri, "tier").is_some()
+                        || query_param(uri, "account").is_some_and(|a| a != account.as_str()))
+                {
+                    return Err(forbidden());
+                }
+                match self.inner.platform.app_account(app) {
+                    Some(owner) if owner != *account => Err(forbidden()),
+                    // Its own app, or none of that name (a deploy makes it
+                    // in the token's account; a read answers 404).
+                    _ => Ok(()),
+                }
+            }
+            (_, None) => Err(forbidden()),
         }
     }
 
     /// Checks the admin token: from RAM once argon2 has accepted it; argon2
     /// otherwise, throttled per client address and bounded host-wide, never
     /// holding an admin slot.
-    async fn authorize(&self, parts: &http::request::Parts) -> Result<(), Response<Body>> {
+    async fn authorize(&self, parts: &http::request::Parts) -> Result<Principal, Response<Body>> {
         let client = parts
             .extensions
             .get::<Peer>()
@@ -345,6 +397,7 @@ impl App {
         &self,
         op: Op,
         name: Option<TenantId>,
+        principal: Principal,
         parts: http::request::Parts,
         body: RequestBody,
     ) -> Response<Body> {
@@ -352,7 +405,13 @@ impl App {
         let need_name = || name.clone().expect("route has {name}");
         let result: Result<Response<Body>, Response<Body>> = async {
             Ok(match op {
-                Op::ListApps => ok_json(&p.apps().map_err(|e| platform_error(&e))?),
+                Op::ListApps => {
+                    let mut apps = p.apps().map_err(|e| platform_error(&e))?;
+                    if let Principal::Account(a) = &principal {
+                        apps.retain(|app| app.account == *a);
+                    }
+                    ok_json(&apps)
+                }
                 Op::GetApp => {
                     let n = need_name();
                     match p.app(&n).map_err(|e| platform_error(&e))? {
@@ -363,8 +422,17 @@ impl App {
                 Op::PutApp => {
                     let n = need_name();
                     let tier = query_param(&parts.uri, "tier");
+                    let account = match (query_param(&parts.uri, "account"), &principal) {
+                        (None, Principal::Admin) => None,
+                        // An account token deploys into its account (permit
+                        // refused any other).
+                        (_, Principal::Account(a)) => Some(a.clone()),
+                        (Some(a), _) => Some(TenantId::new(&a).map_err(|_| {
+                            error(StatusCode::BAD_REQUEST, "bad_request", "account: not a valid name")
+                        })?),
+                    };
                     let cap = self
-                        .bundle_cap(&n, tier.as_deref())
+                        .bundle_cap(&n, tier.as_deref(), account.as_ref())
                         .map_err(|e| platform_error(&e))?;
                     let bytes = match collect_limited(&parts.headers, body, cap).await {
                         Ok(b) => b,
@@ -382,19 +450,108 @@ impl App {
                         .get(header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok());
                     let bundle = Bundle::detect(bytes.to_vec(), ct).map_err(|e| platform_error(&e))?;
-                    let info = p
-                        .deploy(&n, tier.as_deref(), bundle)
-                        .await
-                        .map_err(|e| platform_error(&e))?;
-                    ok_json(&info)
+                    let deployed = match (&account, &tier) {
+                        (Some(a), None) => p.deploy_in(&n, a, bundle).await,
+                        (Some(_), Some(_)) => {
+                            return Err(error(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                "give tier or account, not both: an app runs on its account's tier",
+                            ));
+                        }
+                        (None, _) => p.deploy(&n, tier.as_deref(), bundle).await,
+                    };
+                    ok_json(&deployed.map_err(|e| platform_error(&e))?)
                 }
                 Op::PatchApp => {
+                    let n = need_name();
+                    let v = self.json_body(&parts.headers, body).await?;
+                    let tier = v.get("tier").and_then(|t| t.as_str());
+                    let account = v.get("account").and_then(|t| t.as_str());
+                    let moved = match (tier, account) {
+                        (Some(tier), None) => p.set_tier(&n, tier).await,
+                        (None, Some(a)) => {
+                            let a = TenantId::new(a).map_err(|_| {
+                                error(StatusCode::BAD_REQUEST, "bad_request", "account: not a valid name")
+                            })?;
+                            p.move_app(&n, &a).await
+                        }
+                        _ => {
+                            return Err(error(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                "expected {\"tier\": \"<name>\"} or {\"account\": \"<name>\"}",
+                            ));
+                        }
+                    };
+                    ok_json(&moved.map_err(|e| platform_error(&e))?)
+                }
+                Op::ListAccounts => ok_json(&p.accounts().map_err(|e| platform_error(&e))?),
+                Op::GetAccount => {
+                    let n = need_name();
+                    match p.account(&n).map_err(|e| platform_error(&e))? {
+                        Some(a) => ok_json(&a),
+                        None => platform_error(&PlatformError::AccountNotFound { account: n }),
+                    }
+                }
+                Op::PutAccount => {
                     let n = need_name();
                     let v = self.json_body(&parts.headers, body).await?;
                     let Some(tier) = v.get("tier").and_then(|t| t.as_str()) else {
                         return Err(error(StatusCode::BAD_REQUEST, "bad_request", "expected {\"tier\": \"<name>\"}"));
                     };
-                    ok_json(&p.set_tier(&n, tier).await.map_err(|e| platform_error(&e))?)
+                    let exists = p.account(&n).map_err(|e| platform_error(&e))?.is_some();
+                    let info = if exists {
+                        p.set_account_tier(&n, tier).await
+                    } else {
+                        p.create_account(&n, tier).await
+                    };
+                    ok_json(&info.map_err(|e| platform_error(&e))?)
+                }
+                Op::DeleteAccount => {
+                    let n = need_name();
+                    if p.delete_account(&n).map_err(|e| platform_error(&e))? {
+                        self.inner.auth.account_tokens().remove_account(&n);
+                        ok_json(&json!({"name": n, "deleted": true}))
+                    } else {
+                        platform_error(&PlatformError::AccountNotFound { account: n })
+                    }
+                }
+                Op::AccountUsage => {
+                    ok_json(&p.account_usage(&need_name()).map_err(|e| platform_error(&e))?)
+                }
+                Op::IssueToken => {
+                    let n = need_name();
+                    if p.account(&n).map_err(|e| platform_error(&e))?.is_none() {
+                        return Err(platform_error(&PlatformError::AccountNotFound { account: n }));
+                    }
+                    let (rec, token) = AccountTokens::issue(&n);
+                    p.store().create_token(&rec).map_err(|e| platform_error(&e.into()))?;
+                    self.inner.auth.account_tokens().insert(&rec);
+                    ok_json(&json!({
+                        "id": rec.id,
+                        "account": n,
+                        "created": rec.created,
+                        "token": token,
+                        "message": "store this token now: it is shown once",
+                    }))
+                }
+                Op::ListTokens => {
+                    let n = need_name();
+                    if p.account(&n).map_err(|e| platform_error(&e))?.is_none() {
+                        return Err(platform_error(&PlatformError::AccountNotFound { account: n }));
+                    }
+                    ok_json(&p.store().account_tokens(&n).map_err(|e| platform_error(&e.into()))?)
+                }
+                Op::RevokeToken => {
+                    let id = need_name();
+                    match p.store().delete_token(id.as_str()).map_err(|e| platform_error(&e.into()))? {
+                        Some(account) => {
+                            self.inner.auth.account_tokens().remove(id.as_str());
+                            ok_json(&json!({"id": id, "account": account, "revoked": true}))
+                        }
+                        None => error(StatusCode::NOT_FOUND, "not_found", format!("no token {id}")),
+                    }
                 }
                 Op::DeleteApp => {
                     let n = need_name();
@@ -485,11 +642,21 @@ impl App {
 
     /// The bundle cap for a deploy of `name`: the requested tier's, else the
     /// existing app's tier's, else the default tier's.
-    fn bundle_cap(&self, name: &TenantId, tier: Option<&str>) -> Result<u64, PlatformError> {
+    fn bundle_cap(
+        &self,
+        name: &TenantId,
+        tier: Option<&str>,
+        account: Option<&TenantId>,
+    ) -> Result<u64, PlatformError> {
         let p = &self.inner.platform;
-        let tier_name = match tier {
-            Some(t) => t.to_owned(),
-            None => match p.app(name)? {
+        let tier_name = match (tier, account) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(a)) => {
+                p.account(a)?
+                    .ok_or_else(|| PlatformError::AccountNotFound { account: a.clone() })?
+                    .tier
+            }
+            (None, None) => match p.app(name)? {
                 Some(a) => a.tier,
                 None => p.config().default_tier.clone(),
             },

@@ -1,6 +1,12 @@
 //! The admin token: generated on first start, printed once, stored only as an
 //! argon2 hash, verified with argon2 against `Authorization: Bearer <token>`.
 //!
+//! Accounts hold API tokens of their own ([`AccountTokens`]):
+//! `corral_acct_<id>_<secret>`, 256 random bits of secret stored only as a
+//! BLAKE2b hash (a fast hash is enough for a random secret; argon2 is for
+//! tokens a person might choose), shown once, revocable, checked from RAM.
+//! An account token acts for its account's apps only ([`Principal`]).
+//!
 //! [`AdminGate`] is what the server asks: it verifies a token with argon2
 //! once and then recognises it from RAM (a keyed hash, compared in constant
 //! time), throttles attempts that need argon2 per client address (429
@@ -32,11 +38,17 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
-use blake2::Blake2bMac512;
-use blake2::digest::{KeyInit, Mac};
+use std::collections::HashMap;
+
+use blake2::digest::consts::U32;
+use blake2::digest::{Digest, KeyInit, Mac};
+use blake2::{Blake2b, Blake2bMac512};
+use corral::TenantId;
+use corral::storage::TokenRecord;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{HeaderValue, Response, StatusCode, header};
+use subtle::ConstantTimeEq;
 
 /// File under the data dir holding the token's argon2 hash.
 pub const TOKEN_HASH_FILE: &str = "admin-token.argon2";
@@ -257,6 +269,113 @@ pub const ARGON2_CONCURRENCY: usize = 1;
 /// with 429 `too_many_attempts` at once instead of queueing.
 pub const ARGON2_QUEUE: usize = 16;
 
+/// Prefix of account tokens: `corral_acct_<id>_<secret>` (id: 12 hex
+/// digits, secret: 64). Admin tokens are `corral_` and hex only, so the two
+/// never look alike.
+pub const ACCOUNT_TOKEN_PREFIX: &str = "corral_acct_";
+
+/// Who a request acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Principal {
+    /// The operator's admin token: every route.
+    Admin,
+    /// An account token: the account's own apps and the account itself.
+    Account(TenantId),
+}
+
+type SecretHash = [u8; 32];
+
+fn secret_hash(secret: &str) -> SecretHash {
+    Blake2b::<U32>::digest(secret.as_bytes()).into()
+}
+
+/// The account tokens, in RAM: id → (account, hash of the secret). Loaded
+/// from the store at start and kept in step by the admin routes that issue
+/// and revoke tokens.
+///
+/// ```
+/// use corral_server::auth::AccountTokens;
+/// let tokens = AccountTokens::default();
+/// let (rec, token) = AccountTokens::issue(&"acme".parse().unwrap());
+/// assert!(token.starts_with("corral_acct_"));
+/// tokens.insert(&rec);
+/// assert_eq!(tokens.check(&token), Some(Some("acme".parse().unwrap())));
+/// let forged = format!("{}0", &token[..token.len() - 1]);
+/// assert_eq!(tokens.check(&forged), Some(None), "known id, wrong secret");
+/// assert_eq!(tokens.check("corral_0123"), None, "not an account token");
+/// tokens.remove(&rec.id);
+/// assert_eq!(tokens.check(&token), None);
+/// ```
+#[derive(Debug, Default)]
+pub struct AccountTokens {
+    by_id: RwLock<HashMap<String, (TenantId, SecretHash)>>,
+}
+
+impl AccountTokens {
+    /// The tokens of `records` (from [`Store::tokens`](corral::storage::Store::tokens)).
+    pub fn load(records: impl IntoIterator<Item = TokenRecord>) -> Self {
+        let t = Self::default();
+        for r in records {
+            t.insert(&r);
+        }
+        t
+    }
+
+    /// A new token for `account`: the record to store and the token to show
+    /// once (it is nowhere else).
+    pub fn issue(account: &TenantId) -> (TokenRecord, String) {
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut id);
+        OsRng.fill_bytes(&mut secret);
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let (id, secret) = (hex(&id), hex(&secret));
+        let token = format!("{ACCOUNT_TOKEN_PREFIX}{id}_{secret}");
+        let rec = TokenRecord::new(id, account.clone(), secret_hash(&secret).to_vec());
+        (rec, token)
+    }
+
+    /// Remembers a stored token (a hash of the wrong length never matches).
+    pub fn insert(&self, rec: &TokenRecord) {
+        let Ok(hash) = SecretHash::try_from(rec.hash.as_slice()) else {
+            return;
+        };
+        self.by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.id.clone(), (rec.account.clone(), hash));
+    }
+
+    /// Forgets a revoked token.
+    pub fn remove(&self, id: &str) {
+        self.by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Forgets every token of a deleted account.
+    pub fn remove_account(&self, account: &TenantId) {
+        self.by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (a, _)| a != account);
+    }
+
+    /// `None`: not an account token, or an id this node does not know (the
+    /// caller may still try it as the admin token). `Some(None)`: a known
+    /// id with the wrong secret. `Some(Some(account))`: valid.
+    pub fn check(&self, token: &str) -> Option<Option<TenantId>> {
+        let rest = token.strip_prefix(ACCOUNT_TOKEN_PREFIX)?;
+        let (id, secret) = rest.split_once('_')?;
+        let by_id = self.by_id.read().unwrap_or_else(|e| e.into_inner());
+        let (account, want) = by_id.get(id)?;
+        let ok: bool = secret_hash(secret).ct_eq(want).into();
+        Some(ok.then(|| account.clone()))
+    }
+}
+
 /// Why an admin request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -267,6 +386,13 @@ pub enum Denied {
     /// The token is wrong → 401 `unauthorized`.
     #[error("wrong admin token")]
     Wrong,
+    /// A valid account token on a route or app outside its account → 403
+    /// `forbidden`.
+    #[error("this token acts for account {account} only")]
+    Forbidden {
+        /// The token's account.
+        account: TenantId,
+    },
     /// Too many attempts from this client (or too many verifications queued
     /// host-wide) → 429 `too_many_attempts` with `Retry-After`.
     #[error("too many admin token attempts; retry in {} s", retry_after.as_secs())]
@@ -296,6 +422,14 @@ impl Denied {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 r
             }
+            Self::Forbidden { account } => crate::http::json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({
+                    "error": "forbidden",
+                    "account": account,
+                    "message": self.to_string(),
+                }),
+            ),
             Self::TooManyAttempts { retry_after } => {
                 let mut r = crate::http::json(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -343,6 +477,7 @@ impl Denied {
 /// ```
 pub struct AdminGate {
     auth: AdminAuth,
+    tokens: AccountTokens,
     /// The MAC key, random per process.
     key: [u8; 64],
     /// The MAC of the token argon2 accepted (one hash has one token).
@@ -373,6 +508,7 @@ impl AdminGate {
         OsRng.fill_bytes(&mut key);
         Self {
             auth,
+            tokens: AccountTokens::default(),
             key,
             verified: RwLock::new(None),
             throttle: Throttle::new(quota, MAX_TRACKED_CLIENTS),
@@ -392,16 +528,42 @@ impl AdminGate {
         }
     }
 
+    /// The gate with `tokens` as its account tokens.
+    #[must_use]
+    pub fn with_account_tokens(mut self, tokens: AccountTokens) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// The account tokens, to add to and revoke from.
+    pub fn account_tokens(&self) -> &AccountTokens {
+        &self.tokens
+    }
+
     /// argon2 verifications run so far (each costs tens of milliseconds).
     pub fn argon2_runs(&self) -> u64 {
         self.argon2_runs.load(Ordering::Relaxed)
     }
 
-    /// Checks the bearer token of `headers` for a request from `client`.
-    pub async fn check(&self, headers: &http::HeaderMap, client: IpAddr) -> Result<(), Denied> {
+    /// Checks the bearer token of `headers` for a request from `client`:
+    /// who it acts for.
+    pub async fn check(
+        &self,
+        headers: &http::HeaderMap,
+        client: IpAddr,
+    ) -> Result<Principal, Denied> {
         let token = bearer(headers).ok_or(Denied::Missing)?;
         if self.known(token) {
-            return Ok(());
+            return Ok(Principal::Admin);
+        }
+        match self.tokens.check(token) {
+            Some(Some(account)) => return Ok(Principal::Account(account)),
+            Some(None) => {
+                // A known id with a wrong secret: a guess, throttled like one.
+                self.throttle.attempt(client)?;
+                return Err(Denied::Wrong);
+            }
+            None => {}
         }
         self.throttle.attempt(client)?;
         // Bound the queue as well as the work: past it, refuse at once.
@@ -430,7 +592,7 @@ impl AdminGate {
         }
         let mac = self.mac(token).finalize().into_bytes().to_vec();
         *self.verified.write().unwrap_or_else(|e| e.into_inner()) = Some(mac);
-        Ok(())
+        Ok(Principal::Admin)
     }
 
     fn mac(&self, token: &str) -> Blake2bMac512 {

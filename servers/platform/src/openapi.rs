@@ -20,7 +20,7 @@ pub fn document() -> Value {
         if spec.path.contains("{name}") {
             params.push(json!({
                 "name": "name", "in": "path", "required": true,
-                "description": "App name: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'",
+                "description": "App, account or token id: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'",
                 "schema": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
             }));
         }
@@ -35,6 +35,9 @@ pub fn document() -> Value {
             "summary": spec.summary,
             "parameters": params,
             "responses": responses(spec.auth, spec.produces),
+            // Which token a route needs: none, the admin token, or an
+            // account token (for its own apps and account) or the admin's.
+            "x-corral-scope": scope(spec.auth, spec.account),
         });
         if !spec.auth {
             op["security"] = json!([]);
@@ -64,7 +67,9 @@ pub fn document() -> Value {
         "info": {
             "title": "Corral platform server",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Admin API of corral-server. Tenant apps are served at <app>.<base_domain>, \
+            "description": "Admin API of corral-server. Every route says the token it needs in x-corral-scope: \
+                            public (none), admin (the operator's admin token) or account (an account token, \
+                            for its own account and apps, or the admin token). Tenant apps are served at <app>.<base_domain>, \
                             under /apps/<app>/ (unless routing.path = false), or with the X-Corral-App \
                             header. When routing.admin_host is set, /api/* answers only on that host \
                             (404 elsewhere), except /api/tls-ask."
@@ -81,6 +86,15 @@ pub fn document() -> Value {
     })
 }
 
+/// The scope name of a route: `public`, `admin` or `account`.
+pub fn scope(auth: bool, account: bool) -> &'static str {
+    match (auth, account) {
+        (false, _) => "public",
+        (true, false) => "admin",
+        (true, true) => "account",
+    }
+}
+
 fn responses(auth: bool, produces: &str) -> Value {
     let err = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let mut r = json!({
@@ -91,6 +105,10 @@ fn responses(auth: bool, produces: &str) -> Value {
     if auth {
         r["401"] =
             json!({"description": "Missing or wrong admin token", "content": err["content"]});
+        r["403"] = json!({
+            "description": "An account token outside its account (`forbidden`): another account's app, a tier, or an admin-only route",
+            "content": err["content"],
+        });
         r["429"] = json!({
             "description": "Too many admin token attempts from this address (`too_many_attempts`, with Retry-After)",
             "content": err["content"],
@@ -133,9 +151,11 @@ mod tests {
                 assert_eq!(name.is_some(), path.contains("{name}"));
                 assert_eq!(op["responses"].get("401").is_some(), auth);
                 assert_eq!(op["responses"].get("429").is_some(), auth);
+                let spec = crate::routes::spec_of(got);
+                assert_eq!(op["x-corral-scope"], scope(spec.auth, spec.account));
             }
         }
         assert_eq!(count, ROUTES.len());
-        assert_eq!(count, 19);
+        assert_eq!(count, 27);
     }
 }

@@ -57,6 +57,22 @@ pub enum Op {
     AppLogs,
     /// `GET /api/apps/{name}/export` (the app's CRC-checked archive)
     ExportApp,
+    /// `GET /api/accounts`
+    ListAccounts,
+    /// `PUT /api/accounts/{name}` (create, or move to a tier: `{"tier": "pro"}`)
+    PutAccount,
+    /// `GET /api/accounts/{name}`
+    GetAccount,
+    /// `DELETE /api/accounts/{name}` (an account with no apps)
+    DeleteAccount,
+    /// `GET /api/accounts/{name}/usage` (all its apps together)
+    AccountUsage,
+    /// `POST /api/accounts/{name}/tokens` (a new account token, shown once)
+    IssueToken,
+    /// `GET /api/accounts/{name}/tokens` (ids and dates, never the tokens)
+    ListTokens,
+    /// `DELETE /api/tokens/{name}` (revoke the token of that id)
+    RevokeToken,
     /// `POST /api/import?keep_tier=…&keep_usage=…` (an archive as the body)
     Import,
     /// `GET /api/host`
@@ -85,12 +101,15 @@ pub enum Op {
 pub struct RouteSpec {
     /// The HTTP method (`"GET"`, …).
     pub method: &'static str,
-    /// The path template; `{name}` is an app name.
+    /// The path template; `{name}` is an app or account name.
     pub path: &'static str,
     /// The operation.
     pub op: Op,
-    /// Whether `Authorization: Bearer <admin token>` is required.
+    /// Whether `Authorization: Bearer <token>` is required.
     pub auth: bool,
+    /// Whether an account token may call it, for its own apps or its own
+    /// account (403 `forbidden` elsewhere); otherwise admin only.
+    pub account: bool,
     /// One-line summary (OpenAPI `summary`).
     pub summary: &'static str,
     /// Request body media types accepted, if the route takes a body.
@@ -113,6 +132,7 @@ const fn spec(
         path,
         op,
         auth,
+        account: false,
         summary,
         body: &[],
         query: &[],
@@ -123,17 +143,33 @@ const fn spec(
 /// Every admin and system route. The router and the OpenAPI document both read
 /// this table, so they cannot disagree.
 pub const ROUTES: &[RouteSpec] = &[
-    spec("GET", "/api/apps", Op::ListApps, true, "List deployed apps"),
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/apps",
+            Op::ListApps,
+            true,
+            "List deployed apps (an account token: its account's apps)",
+        )
+    },
     RouteSpec {
         body: &[
             "application/wasm",
             "application/javascript",
             "application/x-tar",
         ],
-        query: &[(
-            "tier",
-            "Tier of the app (default: the configured default tier)",
-        )],
+        query: &[
+            (
+                "tier",
+                "Tier of the app's account (default: the account's tier; for a new app in an account of its own, the configured default tier); 409 account_tier for an account shared with other apps",
+            ),
+            (
+                "account",
+                "Account to deploy the app into (made with PUT /api/accounts/{name}); default: the app's account, or a new account of the app's name. 403 app_limit when the account holds its tier's max_apps",
+            ),
+        ],
+        account: true,
         ..spec(
             "PUT",
             "/api/apps/{name}",
@@ -142,13 +178,16 @@ pub const ROUTES: &[RouteSpec] = &[
             "Deploy or atomically replace an app",
         )
     },
-    spec(
-        "GET",
-        "/api/apps/{name}",
-        Op::GetApp,
-        true,
-        "Describe one app",
-    ),
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/apps/{name}",
+            Op::GetApp,
+            true,
+            "Describe one app",
+        )
+    },
     RouteSpec {
         body: &["application/json"],
         ..spec(
@@ -156,37 +195,49 @@ pub const ROUTES: &[RouteSpec] = &[
             "/api/apps/{name}",
             Op::PatchApp,
             true,
-            "Change an app's tier ({\"tier\": \"pro\"})",
+            "Change an app's tier ({\"tier\": \"pro\"}; the account's, so only for an app alone in its account) or move it to another account ({\"account\": \"acme\"})",
         )
     },
-    spec(
-        "DELETE",
-        "/api/apps/{name}",
-        Op::DeleteApp,
-        true,
-        "Remove an app",
-    ),
-    spec(
-        "GET",
-        "/api/apps/{name}/usage",
-        Op::AppUsage,
-        true,
-        "This month's usage beside the tier's quotas",
-    ),
-    spec(
-        "GET",
-        "/api/apps/{name}/status",
-        Op::AppStatus,
-        true,
-        "Lifecycle state: warm or parked, in flight, streams, idle seconds, cold starts",
-    ),
-    spec(
-        "GET",
-        "/api/apps/{name}/logs",
-        Op::AppLogs,
-        true,
-        "The app's recent log lines (console.log, guest stderr), oldest first, bounded by the per-app log cap: {\"lines\": [...]}",
-    ),
+    RouteSpec {
+        account: true,
+        ..spec(
+            "DELETE",
+            "/api/apps/{name}",
+            Op::DeleteApp,
+            true,
+            "Remove an app",
+        )
+    },
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/apps/{name}/usage",
+            Op::AppUsage,
+            true,
+            "This month's usage beside the tier's quotas",
+        )
+    },
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/apps/{name}/status",
+            Op::AppStatus,
+            true,
+            "Lifecycle state: warm or parked, in flight, streams, idle seconds, cold starts",
+        )
+    },
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/apps/{name}/logs",
+            Op::AppLogs,
+            true,
+            "The app's recent log lines (console.log, guest stderr), oldest first, bounded by the per-app log cap: {\"lines\": [...]}",
+        )
+    },
     RouteSpec {
         produces: "application/x-tar",
         ..spec(
@@ -197,6 +248,71 @@ pub const ROUTES: &[RouteSpec] = &[
             "The app's archive: bundle, KV and usage, every entry CRC-checked",
         )
     },
+    spec(
+        "GET",
+        "/api/accounts",
+        Op::ListAccounts,
+        true,
+        "List accounts",
+    ),
+    RouteSpec {
+        body: &["application/json"],
+        ..spec(
+            "PUT",
+            "/api/accounts/{name}",
+            Op::PutAccount,
+            true,
+            "Create an account, or move it and all its apps to a tier ({\"tier\": \"pro\"})",
+        )
+    },
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/accounts/{name}",
+            Op::GetAccount,
+            true,
+            "Describe one account: tier, apps, max_apps",
+        )
+    },
+    spec(
+        "DELETE",
+        "/api/accounts/{name}",
+        Op::DeleteAccount,
+        true,
+        "Remove an account that holds no apps (409 account_not_empty otherwise)",
+    ),
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/accounts/{name}/usage",
+            Op::AccountUsage,
+            true,
+            "This month's usage of all the account's apps together beside its tier's quotas",
+        )
+    },
+    spec(
+        "POST",
+        "/api/accounts/{name}/tokens",
+        Op::IssueToken,
+        true,
+        "A new API token for the account, shown once in the answer ({\"id\", \"token\"}): it deploys, updates, deletes and reads usage, status and logs of the account's own apps, nothing else",
+    ),
+    spec(
+        "GET",
+        "/api/accounts/{name}/tokens",
+        Op::ListTokens,
+        true,
+        "The account's tokens: ids and creation times, never the tokens",
+    ),
+    spec(
+        "DELETE",
+        "/api/tokens/{name}",
+        Op::RevokeToken,
+        true,
+        "Revoke the token of this id (the part after corral_acct_ and before the next _)",
+    ),
     RouteSpec {
         body: &["application/x-tar", "application/octet-stream"],
         query: &[
@@ -288,6 +404,20 @@ pub const ROUTES: &[RouteSpec] = &[
         )
     },
 ];
+
+/// The table row of `op`.
+///
+/// ```
+/// use corral_server::routes::{Op, spec_of};
+/// assert!(spec_of(Op::AppUsage).account);
+/// assert!(!spec_of(Op::Host).account);
+/// ```
+pub fn spec_of(op: Op) -> &'static RouteSpec {
+    ROUTES
+        .iter()
+        .find(|s| s.op == op)
+        .expect("every Op has a route (tested)")
+}
 
 /// How a tenant was named in the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -994,7 +1124,7 @@ mod tests {
         for s in ROUTES {
             *seen.entry(s.op).or_default() += 1;
         }
-        assert_eq!(seen.len(), 19, "one route per Op variant");
+        assert_eq!(seen.len(), 27, "one route per Op variant");
         assert!(seen.values().all(|&n| n == 1));
         let public: Vec<_> = ROUTES.iter().filter(|s| !s.auth).map(|s| s.path).collect();
         assert_eq!(public, ["/api/tls-ask", "/healthz", "/readyz"]);

@@ -19,7 +19,14 @@ fn tenants_crud() {
     assert!(
         matches!(store.create_tenant(&a), Err(StorageError::TenantExists { tenant }) if tenant == a.id)
     );
-    assert_eq!(store.list_tenants().unwrap(), [a.clone(), b.clone()]);
+    // Each is in an account of its own, of its name.
+    assert_eq!(
+        store.list_tenants().unwrap(),
+        [
+            a.clone().in_account(tid("alpha")),
+            b.clone().in_account(tid("beta"))
+        ]
+    );
     store
         .set_tenant_tier(&a.id, &"scale".parse().unwrap())
         .unwrap();
@@ -407,12 +414,12 @@ fn migrations_are_versioned() {
     let path = dir.path().join("m.db");
     {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
         store.kv_put(&tid("a"), "k", b"v").unwrap();
     }
     // Reopening applies nothing twice and keeps the data.
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(
         &store.kv_get(&tid("a"), "k").unwrap().unwrap().bytes[..],
         b"v"
@@ -427,9 +434,42 @@ fn migrations_are_versioned() {
         Store::open(&path, StoreConfig::default()),
         Err(StorageError::SchemaTooNew {
             found: 99,
-            supported: 2
+            supported: 3
         })
     ));
+}
+
+/// Takes a fresh file back to schema version 2 (before accounts).
+const DROP_V3: &str = "
+    DROP INDEX tenants_by_account;
+    ALTER TABLE tenants DROP COLUMN account;
+    DROP TABLE accounts;
+    DROP TABLE account_usage;
+    DROP TABLE account_tokens;";
+
+#[test]
+fn a_version_2_database_gives_every_app_an_account_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let store = Store::open(&path, StoreConfig::default()).unwrap();
+        drop(store);
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(DROP_V3).unwrap();
+        c.execute(
+            "INSERT INTO tenants (name, tier, kind, created) VALUES ('old', 'pro', 'js', 5)",
+            [],
+        )
+        .unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+    }
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let rec = store.tenant(&tid("old")).unwrap().unwrap();
+    assert_eq!(rec.account.as_ref().map(|a| a.as_str()), Some("old"));
+    let acct = store.account(&tid("old")).unwrap().unwrap();
+    assert_eq!((acct.tier.as_str(), acct.created), ("pro", 5));
+    assert_eq!(store.account_apps(&tid("old")).unwrap(), [tid("old")]);
 }
 
 /// The usage table as schema version 1 wrote it (before `refused`).
@@ -463,6 +503,7 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
         drop(store);
         let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(DROP_V3).unwrap();
         c.execute_batch("DROP TABLE usage;").unwrap();
         c.execute_batch(USAGE_V1).unwrap();
         c.execute(
@@ -473,7 +514,7 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
         c.pragma_update(None, "user_version", 1).unwrap();
     }
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let nov = Period::new(2026, 11).unwrap();
     let rows = store.load_usage(nov).unwrap();
     assert_eq!(rows.len(), 1);
@@ -535,4 +576,74 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
             ..
         })
     ));
+}
+
+#[test]
+fn an_accounts_apps_share_its_storage_quota_and_its_app_limit() {
+    use corral_storage::AccountRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create_account(&AccountRecord::new(tid("acme"), "pro".parse().unwrap()))
+        .unwrap();
+    let app = |n: &str| {
+        TenantRecord::new(tid(n), "free".parse().unwrap(), AppKind::Js).in_account(tid("acme"))
+    };
+    store.create_tenant_within(&app("one"), Some(2)).unwrap();
+    store.create_tenant_within(&app("two"), Some(2)).unwrap();
+    assert!(matches!(
+        store.create_tenant_within(&app("three"), Some(2)),
+        Err(StorageError::AppLimit {
+            apps: 2,
+            max: 2,
+            ..
+        })
+    ));
+    // The app took its account's tier, not the record's.
+    assert_eq!(
+        store.tenant(&tid("one")).unwrap().unwrap().tier.as_str(),
+        "pro"
+    );
+
+    // 100 bytes for the account: 60 in one leave 40 for two.
+    store
+        .kv_put_with_limit(&tid("one"), "k", &[0; 59], Some(100))
+        .unwrap();
+    let err = store
+        .kv_put_with_limit(&tid("two"), "k", &[0; 40], Some(100))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::StorageQuotaExceeded {
+                limit: 100,
+                used: 60,
+                needed: 41
+            }
+        ),
+        "{err:?}"
+    );
+    store
+        .kv_put_with_limit(&tid("two"), "k", &[0; 39], Some(100))
+        .unwrap();
+    // An app of its own account is not charged for acme's bytes.
+    store
+        .create_tenant(&TenantRecord::new(
+            tid("solo"),
+            "pro".parse().unwrap(),
+            AppKind::Js,
+        ))
+        .unwrap();
+    store
+        .kv_put_with_limit(&tid("solo"), "k", &[0; 99], Some(100))
+        .unwrap();
+
+    assert!(matches!(
+        store.delete_account(&tid("acme")),
+        Err(StorageError::AccountNotEmpty { apps: 2, .. })
+    ));
+    assert!(store.delete_tenant(&tid("one")).unwrap());
+    assert!(store.delete_tenant(&tid("two")).unwrap());
+    assert!(store.delete_account(&tid("acme")).unwrap());
+    assert!(store.account(&tid("acme")).unwrap().is_none());
 }

@@ -18,6 +18,7 @@ from typing import (
 )
 
 from corral._types import (
+    AccountInfo,
     AppInfo,
     AppStatus,
     DeployInfo,
@@ -78,6 +79,7 @@ class Platform:
         source: Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"],
         tier: Optional[str] = None,
         kind: Optional[str] = None,
+        account: Optional[str] = None,
     ) -> DeployInfo:
         """Deploys (or replaces) the app ``name``; ``str`` is source text,
         a path-like object is a file to read; ``kind`` is "wasm", "js", "tar"
@@ -110,6 +112,21 @@ class Platform:
         """Parks the app now; True if it was warm."""
     def set_tier(self, name: str, tier: str) -> AppInfo:
         """Moves the app to another tier."""
+    def create_account(self, name: str, tier: str) -> AccountInfo:
+        """Creates an account on ``tier``; its apps share the tier's monthly
+        requests, storage and ``max_apps``."""
+    def account(self, name: str) -> Optional[AccountInfo]:
+        """One account, or None."""
+    def accounts(self) -> List[AccountInfo]:
+        """Every account, by name."""
+    def set_account_tier(self, name: str, tier: str) -> AccountInfo:
+        """Moves the account and every app in it to ``tier``."""
+    def delete_account(self, name: str) -> bool:
+        """Deletes an account with no apps (``AccountNotEmpty`` otherwise)."""
+    def move_app(self, name: str, account: str) -> AppInfo:
+        """Moves the app into ``account`` (it takes the account's tier)."""
+    def account_usage(self, name: str) -> UsageReport:
+        """This month's usage of all the account's apps together."""
     def apps(self) -> List[AppInfo]:
         """Every deployed app."""
     def logs(self, name: str) -> List[str]:

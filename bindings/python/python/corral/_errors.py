@@ -41,6 +41,11 @@ __all__ = [
     "TenantNotFound",
     "InvalidTenantName",
     "UnknownTier",
+    "AccountNotFound",
+    "AccountExists",
+    "AccountNotEmpty",
+    "AccountTier",
+    "AppLimit",
     "InvalidArchive",
     "ConfigError",
     "InternalError",
@@ -553,6 +558,92 @@ class UnknownTier(CorralError, ValueError):
     ) -> None:
         super().__init__(message, code=code, status=status)
         self.tier = tier
+
+
+class _AccountError(CorralError):
+    """An error about one account (its name in ``account``)."""
+
+    #: The account.
+    account: str
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account: str,
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        self.account = account
+
+
+class AccountNotFound(_AccountError, LookupError):
+    """No account of that name."""
+
+    default_code = "account_not_found"
+    default_status = 404
+
+
+class AccountExists(_AccountError):
+    """An account of that name exists already."""
+
+    default_code = "account_exists"
+    default_status = 409
+
+
+class AccountTier(_AccountError):
+    """The app shares its account's tier with other apps: re-tier the
+    account (``set_account_tier``) or move the app (``move_app``)."""
+
+    default_code = "account_tier"
+    default_status = 409
+
+
+class AccountNotEmpty(_AccountError):
+    """The account still holds apps; remove or move them first."""
+
+    default_code = "account_not_empty"
+    default_status = 409
+    #: Apps it holds.
+    apps: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account: str,
+        apps: int,
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, account=account, code=code, status=status)
+        self.apps = apps
+
+
+class AppLimit(_AccountError):
+    """A new app would take the account past its tier's ``max_apps``."""
+
+    default_code = "app_limit"
+    default_status = 403
+    #: Apps the account holds.
+    apps: int
+    #: The tier's ``max_apps``.
+    max_apps: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account: str,
+        apps: int,
+        max_apps: int,
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, account=account, code=code, status=status)
+        self.apps = apps
+        self.max_apps = max_apps
 
 
 class InvalidArchive(CorralError, ValueError):

@@ -33,10 +33,20 @@ class AppInfo(TypedDict):
     """A deployed app."""
 
     name: str
+    account: str
     tier: str
     kind: str
     bytes: int
     version: int
+    created: int
+
+class AccountInfo(TypedDict):
+    """An account: its tier, its apps and how many its tier allows."""
+
+    name: str
+    tier: str
+    apps: List[str]
+    max_apps: Optional[int]
     created: int
 
 class Usage(TypedDict):

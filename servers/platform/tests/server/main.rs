@@ -11,6 +11,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
+mod accounts;
 #[path = "../common/mod.rs"]
 mod common;
 mod hygiene;
