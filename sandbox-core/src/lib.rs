@@ -34,7 +34,7 @@ pub mod v8_engine;
 pub use limits::{Limits, LimitsBuilder};
 pub use log::{LINE_OVERHEAD, LogWriter, TenantLog};
 pub use registry::{
-    DeployInfo, Registry, RegistryBuilder, RegistryStats, TenantState, TenantStatus,
+    AppHandle, DeployInfo, Registry, RegistryBuilder, RegistryStats, TenantState, TenantStatus,
 };
 pub use service::SandboxService;
 #[cfg(feature = "v8")]

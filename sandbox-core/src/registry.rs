@@ -332,6 +332,29 @@ impl Drop for Inner {
     }
 }
 
+/// A deployed tenant, resolved once ([`Registry::handle`]): cheap to clone
+/// (a name and a reference count), usable until the tenant is removed.
+#[derive(Clone)]
+pub struct AppHandle {
+    id: TenantId,
+    t: Arc<Tenant>,
+}
+
+impl std::fmt::Debug for AppHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppHandle")
+            .field("tenant", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppHandle {
+    /// The tenant.
+    pub fn id(&self) -> &TenantId {
+        &self.id
+    }
+}
+
 struct Tenant {
     log: Arc<TenantLog>,
     current: RwLock<Arc<Version>>,
@@ -659,21 +682,82 @@ impl Registry {
         result
     }
 
+    /// The handle of a deployed tenant, or `None`: resolve the tenant once
+    /// and [`invoke_handle`](Self::invoke_handle) it without looking it up
+    /// again. A handle follows redeploys (requests get the current version)
+    /// and refuses requests once the tenant is removed.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use corral::{Kind, Limits, Registry, TenantId};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let reg = Registry::open(dir.path()).unwrap();
+    /// let id = TenantId::new("hello").unwrap();
+    /// assert!(reg.handle(&id).is_none());
+    /// let js = b"export default { fetch() { return new Response('hi') } }";
+    /// reg.deploy(&id, Kind::Js, js, Limits::default()).unwrap();
+    /// let h = reg.handle(&id).unwrap();
+    /// let req = http::Request::new(bytes::Bytes::new());
+    /// assert_eq!(reg.invoke_handle(&h, req).await.unwrap().status(), 200);
+    /// reg.remove(&id).unwrap();
+    /// let req = http::Request::new(bytes::Bytes::new());
+    /// assert!(reg.invoke_handle(&h, req).await.is_err());
+    /// # });
+    /// ```
+    pub fn handle(&self, tenant: &TenantId) -> Option<AppHandle> {
+        let t = self.inner.tenants.read().get(tenant).cloned()?;
+        Some(AppHandle {
+            id: tenant.clone(),
+            t,
+        })
+    }
+
+    /// [`invoke`](Self::invoke) on a tenant resolved with [`handle`](Self::handle).
+    pub async fn invoke_handle(
+        &self,
+        handle: &AppHandle,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Body>, SandboxError> {
+        let result = if *handle.t.removed.borrow() {
+            Err(SandboxError::TenantNotFound {
+                tenant: handle.id.clone(),
+            })
+        } else {
+            self.invoke_tenant(&handle.id, handle.t.clone(), request)
+                .await
+        };
+        let c = &self.inner.counters;
+        match &result {
+            Ok(_) => c.invocations.fetch_add(1, Ordering::Relaxed),
+            Err(_) => c.failures.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
     async fn invoke_inner(
         &self,
         tenant: &TenantId,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Body>, SandboxError> {
-        let inner = &*self.inner;
-        let not_found = || SandboxError::TenantNotFound {
-            tenant: tenant.clone(),
-        };
-        let t = inner
+        let t = self
+            .inner
             .tenants
             .read()
             .get(tenant)
             .cloned()
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| SandboxError::TenantNotFound {
+                tenant: tenant.clone(),
+            })?;
+        self.invoke_tenant(tenant, t, request).await
+    }
+
+    async fn invoke_tenant(
+        &self,
+        tenant: &TenantId,
+        t: Arc<Tenant>,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Body>, SandboxError> {
+        let inner = &*self.inner;
         let mut v = t.current.read().clone();
         let mut guard = InFlight::enter(inner, &v);
         let loaded = match inner.program(&t, &v).await {

@@ -62,6 +62,7 @@ pub use config::{ConfigError, PlatformConfig};
 pub use error::PlatformError;
 pub use import::ImportOptions;
 pub use service::{PlatformBody, PlatformService};
+pub use table::AppRef;
 
 use crate::{EngineConfig, Kind, Limits, Registry, TenantState};
 
@@ -532,6 +533,34 @@ impl Platform {
             .await
     }
 
+    /// The largest bundle a deploy of `name` with these arguments may send
+    /// (its tier's `max_bundle_bytes`), decided as the deploy decides the
+    /// tier, so a frontend can cap the upload before reading it. Errors as
+    /// the deploy would (unknown tier or account, `account_tier`).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use corral::{TenantId, platform::{Platform, PlatformConfig}};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let p = Platform::builder().config(PlatformConfig::with_data_dir(dir.path())).build().unwrap();
+    /// let app = TenantId::new("new").unwrap();
+    /// let pro = p.deploy_bundle_limit(&app, Some("pro"), None).unwrap();
+    /// assert_eq!(pro, p.tiers()["pro"].max_bundle_bytes);
+    /// assert!(p.deploy_bundle_limit(&app, None, Some(&TenantId::new("nobody").unwrap())).is_err());
+    /// # p.shutdown().await;
+    /// # });
+    /// ```
+    pub fn deploy_bundle_limit(
+        &self,
+        name: &TenantId,
+        tier: Option<&str>,
+        account: Option<&TenantId>,
+    ) -> Result<u64, PlatformError> {
+        let existing = self.inner.store.tenant(name)?;
+        let (_, tier, _) = self.deploy_target(name, tier, account, existing.as_ref())?;
+        Ok(self.inner.tier(&tier)?.max_bundle_bytes)
+    }
+
     /// Which account an app deploys into and on which tier: the account
     /// named, else the app's current one, else an account of its own (of
     /// its name, made with the app). The tier is the account's; a `tier`
@@ -760,11 +789,45 @@ impl Platform {
         self.inner.apps.get(name).map(|c| c.tier().clone())
     }
 
+    /// The app's in-memory record (context and program), with one lookup:
+    /// what a frontend finds from the request head and hands down in the
+    /// request ([`AppRef::insert_into`]), so that nothing on the way to the
+    /// engine looks the app up again. `None` for an app that is not deployed.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use bytes::Bytes;
+    /// use corral::{Kind, TenantId, platform::{Bundle, Platform, PlatformConfig}};
+    /// use tower::ServiceExt;
+    /// # let never = corral::metering::Level::new(1.0, 1.0);
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut config = PlatformConfig::with_data_dir(dir.path());
+    /// # (config.thresholds.ram, config.thresholds.disk, config.thresholds.cpu) = (never, never, never);
+    /// let p = Platform::builder().config(config).build().unwrap();
+    /// let name = TenantId::new("hello").unwrap();
+    /// let js = b"export default { fetch() { return new Response('hi'); } };".to_vec();
+    /// p.deploy(&name, None, Bundle::code(Kind::Js, js)).await.unwrap();
+    /// let app = p.resolve_app(&name).unwrap();
+    /// assert_eq!(app.context().account().as_str(), "hello");
+    /// let mut req = http::Request::new(Bytes::new());
+    /// app.insert_into(&mut req);
+    /// let resp = p.service().oneshot(req).await.unwrap();
+    /// assert_eq!(resp.status(), 200);
+    /// # p.shutdown().await;
+    /// # });
+    /// ```
+    pub fn resolve_app(&self, name: &TenantId) -> Option<AppRef> {
+        self.inner.apps.get(name)
+    }
+
     /// The account an app belongs to, from memory (like
     /// [`app_tier`](Self::app_tier): cheap on every request). `None` for an
     /// app that is not deployed.
     pub fn app_account(&self, name: &TenantId) -> Option<TenantId> {
-        self.inner.apps.get(name).map(|c| c.account().clone())
+        self.inner
+            .apps
+            .get(name)
+            .map(|c| c.context().account().clone())
     }
 
     /// One app, or `None`.
@@ -858,6 +921,7 @@ impl Platform {
         self.inner
             .apps
             .get(name)
+            .map(|app| app.context().clone())
             .ok_or_else(|| PlatformError::NotFound {
                 tenant: name.clone(),
             })

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use corral_limits::{BoxError, Refusal, ServiceBuilderExt, TenantContext, TenantId};
+use corral_limits::{BoxError, Refusal, ServiceBuilderExt, TenantId};
 use corral_metering::{
     AccountFromExtensions, ClassifyError, ErrorKind, InvocationFigures, MeteringLayer,
 };
@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Full};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use super::{Inner, PlatformError};
-use crate::{BoxFuture, InvocationStats, Registry, SandboxError};
+use super::{AppRef, Inner, PlatformError};
+use crate::{AppHandle, BoxFuture, InvocationStats, Registry, SandboxError};
 
 /// The body of a platform response: a boxed `http_body::Body` of `Bytes`.
 pub type PlatformBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -160,17 +160,25 @@ impl Service<http::Request<Bytes>> for PlatformService {
 }
 
 impl super::Inner {
-    /// Finds the tenant's tier and checks the body size before any layer runs.
+    /// Finds the app (the [`AppRef`] a frontend resolved, else by the
+    /// request's [`TenantId`]: one table lookup either way) and checks the
+    /// body size before any layer runs. The layers read the app's
+    /// [`TenantContext`], the sandbox its program handle, both put in the
+    /// request's extensions here: nothing below looks the app up again.
     fn resolve(&self, req: &mut http::Request<Bytes>) -> Result<(), PlatformError> {
-        let id = req
-            .extensions()
-            .get::<TenantId>()
-            .cloned()
-            .ok_or(PlatformError::MissingTenant)?;
-        let ctx = self
-            .apps
-            .get(&id)
-            .ok_or(PlatformError::NotFound { tenant: id })?;
+        let app = match req.extensions_mut().remove::<AppRef>() {
+            Some(app) => app,
+            None => {
+                let id = req
+                    .extensions()
+                    .get::<TenantId>()
+                    .ok_or(PlatformError::MissingTenant)?;
+                self.apps
+                    .get(id)
+                    .ok_or_else(|| PlatformError::NotFound { tenant: id.clone() })?
+            }
+        };
+        let ctx = app.context();
         let limit = ctx.tier().max_body_bytes;
         let size = req.body().len() as u64;
         if size > limit {
@@ -185,7 +193,8 @@ impl super::Inner {
             );
             return Err(PlatformError::Refused(Box::new(refused)));
         }
-        ctx.insert_into(req);
+        ctx.clone().insert_into(req);
+        req.extensions_mut().insert(app.program().clone());
         Ok(())
     }
 }
@@ -207,12 +216,17 @@ impl Service<http::Request<Full<Bytes>>> for SandboxAdapter {
     fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
         let registry = self.0.clone();
         Box::pin(async move {
-            let tenant = TenantContext::of(&req)?.id().clone();
+            // The handle `resolve` put in: no lookup by name here.
+            let program = req
+                .extensions()
+                .get::<AppHandle>()
+                .cloned()
+                .ok_or(SandboxError::MissingTenant)?;
             let (parts, body) = req.into_parts();
             // `Full` holds the bytes already: this collect does not wait.
             let body = body.collect().await?.to_bytes();
             let req = http::Request::from_parts(parts, body);
-            let mut resp = registry.invoke(&tenant, req).await?;
+            let mut resp = registry.invoke_handle(&program, req).await?;
             if let Some(s) = resp.extensions().get::<InvocationStats>().copied() {
                 resp.extensions_mut().insert(InvocationFigures::new(
                     s.fuel_consumed,

@@ -20,11 +20,46 @@ use corral_limits::{TenantContext, TenantId, TenantLimits, Tier};
 use corral_storage::ByteCache;
 use parking_lot::RwLock;
 
-use crate::{Registry, SandboxError};
+use crate::{AppHandle, Registry, SandboxError};
 
-/// The contexts by app, shared with the KV host functions (which read a
+/// One app's in-memory record as a request needs it: its context (name,
+/// account, tier) and its program in the registry, found with one lookup
+/// ([`Platform::resolve_app`](super::Platform::resolve_app)). Cheap to clone.
+/// A frontend that puts it in a request's extensions
+/// ([`insert_into`](Self::insert_into)) spares the platform every further
+/// lookup of the app on that request's way to the engine.
+#[derive(Clone, Debug)]
+pub struct AppRef {
+    ctx: TenantContext,
+    program: AppHandle,
+}
+
+impl AppRef {
+    /// Name, account and tier.
+    pub fn context(&self) -> &TenantContext {
+        &self.ctx
+    }
+
+    /// The app's tier (the account's).
+    pub fn tier(&self) -> &Arc<Tier> {
+        self.ctx.tier()
+    }
+
+    /// The app's program in the registry.
+    pub fn program(&self) -> &AppHandle {
+        &self.program
+    }
+
+    /// Puts the record into `req`'s extensions, for
+    /// [`PlatformService`](super::PlatformService) to use as it is.
+    pub fn insert_into<B>(self, req: &mut http::Request<B>) {
+        req.extensions_mut().insert(self);
+    }
+}
+
+/// The records by app, shared with the KV host functions (which read a
 /// tier's storage quota) without sharing the rest of the table.
-pub(crate) type Contexts = Arc<RwLock<HashMap<TenantId, TenantContext>>>;
+pub(crate) type Contexts = Arc<RwLock<HashMap<TenantId, AppRef>>>;
 
 /// Every deployed app's in-memory state, created, re-tiered and removed in
 /// one place each.
@@ -51,10 +86,15 @@ impl TenantTable {
     /// in flight keep what they hold.
     pub(crate) fn install(&self, name: &TenantId, account: &TenantId, tier: Arc<Tier>) {
         self.limits.forget(name);
-        self.contexts.write().insert(
-            name.clone(),
-            TenantContext::in_account(name.clone(), account.clone(), tier),
-        );
+        let Some(program) = self.registry.handle(name) else {
+            // Every caller deploys into the registry first.
+            tracing::error!(app = %name, "install without a program; the app stays unreachable");
+            return;
+        };
+        let ctx = TenantContext::in_account(name.clone(), account.clone(), tier);
+        self.contexts
+            .write()
+            .insert(name.clone(), AppRef { ctx, program });
     }
 
     /// Drops `name`'s context, limit state, program and cached files (see
@@ -67,8 +107,8 @@ impl TenantTable {
         self.registry.remove(name)
     }
 
-    /// The app's context (name and tier), if it is deployed.
-    pub(crate) fn get(&self, name: &TenantId) -> Option<TenantContext> {
+    /// The app's record (context and program), if it is deployed.
+    pub(crate) fn get(&self, name: &TenantId) -> Option<AppRef> {
         self.contexts.read().get(name).cloned()
     }
 

@@ -344,11 +344,13 @@ impl App {
     ) -> Response<Body> {
         use http_body::Body as _;
         // The app and its tier come from memory, before any body byte is read.
-        let Some(tier) = self.inner.platform.app_tier(&tenant) else {
+        // The one lookup of the app on this request's way to the engine:
+        // the record goes down in the request (`AppRef::insert_into`).
+        let Some(app) = self.inner.platform.resolve_app(&tenant) else {
             discard(&parts.headers, body);
             return not_found(&tenant);
         };
-        let limit = tier.max_body_bytes;
+        let limit = app.tier().max_body_bytes;
         if let Some(len) = declared_length(&parts.headers).filter(|len| *len > limit) {
             discard(&parts.headers, body);
             return self.payload_too_large(&tenant, limit, Some(len));
@@ -370,7 +372,7 @@ impl App {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return error(StatusCode::BAD_REQUEST, "bad_path", "unparsable path"),
         }
-        req.extensions_mut().insert(tenant);
+        app.insert_into(&mut req);
         match self.inner.service.clone().oneshot(req).await {
             Ok(resp) => resp,
             Err(e) => platform_error(&e),
@@ -431,8 +433,8 @@ impl App {
                             error(StatusCode::BAD_REQUEST, "bad_request", "account: not a valid name")
                         })?),
                     };
-                    let cap = self
-                        .bundle_cap(&n, tier.as_deref(), account.as_ref())
+                    let cap = p
+                        .deploy_bundle_limit(&n, tier.as_deref(), account.as_ref())
                         .map_err(|e| platform_error(&e))?;
                     let bytes = match collect_limited(&parts.headers, body, cap).await {
                         Ok(b) => b,
@@ -638,33 +640,6 @@ impl App {
             *resp.body_mut() = full(Bytes::new());
         }
         resp
-    }
-
-    /// The bundle cap for a deploy of `name`: the requested tier's, else the
-    /// existing app's tier's, else the default tier's.
-    fn bundle_cap(
-        &self,
-        name: &TenantId,
-        tier: Option<&str>,
-        account: Option<&TenantId>,
-    ) -> Result<u64, PlatformError> {
-        let p = &self.inner.platform;
-        let tier_name = match (tier, account) {
-            (Some(t), _) => t.to_owned(),
-            (None, Some(a)) => {
-                p.account(a)?
-                    .ok_or_else(|| PlatformError::AccountNotFound { account: a.clone() })?
-                    .tier
-            }
-            (None, None) => match p.app(name)? {
-                Some(a) => a.tier,
-                None => p.config().default_tier.clone(),
-            },
-        };
-        p.tiers()
-            .get(&tier_name)
-            .map(|t| t.max_bundle_bytes)
-            .ok_or(PlatformError::UnknownTier { tier: tier_name })
     }
 
     async fn json_body(
