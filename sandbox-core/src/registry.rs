@@ -51,7 +51,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::artifact;
 use crate::{
-    Backend, Body, EngineConfig, InvocationStats, InvokeContext, Kind, Limits, Program,
+    Backend, Body, EngineConfig, InvocationStats, InvokeContext, Kind, KvError, Limits, Program,
     SandboxError, TenantKv, TenantLog, WasmBackend, WasmEngine,
 };
 
@@ -359,8 +359,11 @@ struct Tenant {
     log: Arc<TenantLog>,
     current: RwLock<Arc<Version>>,
     cold_starts: AtomicU64,
-    /// Turns true when the tenant is removed: its open streams end.
+    /// Turns true when the tenant is removed: its open streams end, its
+    /// requests' KV calls are refused.
     removed: tokio::sync::watch::Sender<bool>,
+    /// The registry's KV as this deployment sees it ([`LiveKv`]).
+    kv: Option<Arc<dyn TenantKv>>,
 }
 
 /// One deployed version of a tenant. Requests hold it while they run, so a
@@ -443,7 +446,7 @@ impl Inner {
                 file.crc32,
                 bytes.len() as u64,
             );
-            tenants.insert(id, Arc::new(Tenant::new(version)));
+            tenants.insert(id, Arc::new(Tenant::new(version, self.kv.as_ref())));
         }
         Ok(())
     }
@@ -535,13 +538,60 @@ impl Inner {
 }
 
 impl Tenant {
-    fn new(version: Version) -> Self {
+    fn new(version: Version, kv: Option<&Arc<dyn TenantKv>>) -> Self {
+        let removed = tokio::sync::watch::Sender::new(false);
+        let kv = kv.map(|kv| {
+            Arc::new(LiveKv {
+                kv: kv.clone(),
+                removed: removed.subscribe(),
+            }) as Arc<dyn TenantKv>
+        });
         Self {
             log: Arc::new(TenantLog::new(version.limits.max_log_bytes)),
             current: RwLock::new(Arc::new(version)),
             cold_starts: AtomicU64::new(0),
-            removed: tokio::sync::watch::Sender::new(false),
+            removed,
+            kv,
         }
+    }
+}
+
+/// The KV store as one deployment of a tenant sees it: refused once that
+/// deployment is removed. A request still running after its app was removed
+/// (and perhaps deployed again under the same name, which makes a new
+/// deployment with a new `LiveKv`) can then neither read nor write the KV
+/// of whatever holds the name now. Made once per deployment, not per request.
+#[derive(Debug)]
+struct LiveKv {
+    kv: Arc<dyn TenantKv>,
+    removed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl LiveKv {
+    fn live(&self) -> Result<(), KvError> {
+        if *self.removed.borrow() {
+            return Err(KvError::Other("the app was removed".into()));
+        }
+        Ok(())
+    }
+}
+
+impl TenantKv for LiveKv {
+    fn get(&self, tenant: &TenantId, key: &str) -> Result<Option<Bytes>, KvError> {
+        self.live()?;
+        self.kv.get(tenant, key)
+    }
+    fn put(&self, tenant: &TenantId, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.live()?;
+        self.kv.put(tenant, key, value)
+    }
+    fn delete(&self, tenant: &TenantId, key: &str) -> Result<bool, KvError> {
+        self.live()?;
+        self.kv.delete(tenant, key)
+    }
+    fn list(&self, tenant: &TenantId, prefix: &str, limit: usize) -> Result<Vec<String>, KvError> {
+        self.live()?;
+        self.kv.list(tenant, prefix, limit)
     }
 }
 
@@ -647,7 +697,10 @@ impl Registry {
                     true
                 }
                 None => {
-                    tenants.insert(tenant.clone(), Arc::new(Tenant::new(version)));
+                    tenants.insert(
+                        tenant.clone(),
+                        Arc::new(Tenant::new(version, inner.kv.as_ref())),
+                    );
                     false
                 }
             }
@@ -777,7 +830,7 @@ impl Registry {
         };
         let (program, cold) = loaded;
         let mut cx = InvokeContext::new(tenant.clone(), v.limits.clone(), t.log.clone());
-        if let Some(kv) = &inner.kv {
+        if let Some(kv) = &t.kv {
             cx = cx.with_kv(kv.clone());
         }
         // A dedicated tier runs outside the shared slots (as its requests do

@@ -9,9 +9,13 @@
 //! [`TenantTable::forget`]. Nothing else creates or drops any of it.
 //!
 //! What survives a remove: the month's usage (the meter's counters and the
-//! stored usage row), so that deleting and redeploying an app never resets
-//! its quota. Everything else goes: context, limit state, program, cached
-//! files here; code, static files and KV in the store (`Platform::remove`).
+//! stored usage row, the app's and its account's), so that deleting and
+//! redeploying an app never resets its quota. Everything else goes: context,
+//! limit state, program, cached files here; code, static files and KV in the
+//! store (`Platform::remove`). A request still running on the removed app
+//! has its KV refused from the remove on (the registry gives each
+//! deployment its own view of the KV), so it cannot write into a later app
+//! of the same name.
 
 use std::collections::HashMap;
 use std::sync::Arc;

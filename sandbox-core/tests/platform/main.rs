@@ -1197,3 +1197,33 @@ async fn an_accounts_apps_share_its_quota_and_its_app_limit() {
     assert_eq!(names, ["big", "one"]);
     p.shutdown().await;
 }
+
+/// A request still running when its app is removed and deployed again under
+/// the same name cannot touch the new app's KV: its deployment's KV is
+/// refused from the remove on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outliving_its_app_cannot_touch_the_next_apps_kv() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let app = id("reborn");
+    let slow = r#"export default { async fetch(req, env) {
+        await new Promise((r) => setTimeout(r, 400));
+        try { await env.KV.put("k", "old"); } catch (e) { return new Response("refused: " + e.message); }
+        return new Response("wrote");
+    } };"#;
+    p.deploy(&app, None, Bundle::code(Kind::Js, slow.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let in_flight = {
+        let (p, app) = (p.clone(), app.clone());
+        tokio::spawn(async move { p.invoke(&app, req("")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(p.remove(&app).unwrap());
+    p.deploy(&app, None, versioned("v2")).await.unwrap();
+    let old = in_flight.await.unwrap().unwrap();
+    assert!(text(&old).starts_with("refused: "), "{}", text(&old));
+    let kv = http::Request::get("/kv").body(Bytes::new()).unwrap();
+    assert_eq!(text(&p.invoke(&app, kv).await.unwrap()), "<none>");
+    p.shutdown().await;
+}
