@@ -1227,3 +1227,45 @@ async fn a_request_outliving_its_app_cannot_touch_the_next_apps_kv() {
     assert_eq!(text(&p.invoke(&app, kv).await.unwrap()), "<none>");
     p.shutdown().await;
 }
+
+/// JavaScript work shows in usage: fuel is interrupt ticks (one per
+/// `POLLS_PER_TICK` interpreter poll points), so a request that computes has
+/// nonzero fuel in the app's usage, as a WebAssembly one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_work_is_metered_as_fuel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let mut norate = tight();
+    norate.rate_per_minute = None;
+    cfg.tiers.insert("norate".into(), norate);
+    let p = Platform::builder().config(cfg).build().unwrap();
+    let app = id("busy-js");
+    let js = r#"export default { fetch() {
+        let x = 0;
+        for (let i = 0; i < 1000000; i++) x += i % 7;
+        return new Response(String(x));
+    } };"#;
+    p.deploy(&app, None, Bundle::code(Kind::Js, js.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let r = p.invoke(&app, req("")).await.unwrap();
+    let fuel = r.extensions().get::<InvocationStats>().unwrap().fuel_consumed;
+    assert!(fuel >= 50, "a million iterations took {fuel} ticks");
+    let usage = p.usage(&app).unwrap().usage;
+    assert_eq!((usage.requests, usage.fuel), (1, fuel));
+
+    // A request shorter than a tick may show none, but the interpreter's
+    // poll counter runs on across requests, so many short ones add up.
+    let hello = id("short-js");
+    let js = b"export default { fetch(req) { return new Response(new URL(req.url).pathname); } };";
+    p.deploy(&hello, Some("norate"), Bundle::code(Kind::Js, js.to_vec()))
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        p.invoke(&hello, req("")).await.unwrap();
+    }
+    let usage = p.usage(&hello).unwrap().usage;
+    println!("500 short requests: {} ticks", usage.fuel);
+    assert!(usage.fuel >= 1, "500 short requests took no tick at all");
+    p.shutdown().await;
+}
