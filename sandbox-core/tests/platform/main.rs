@@ -1249,7 +1249,11 @@ async fn javascript_work_is_metered_as_fuel() {
         .await
         .unwrap();
     let r = p.invoke(&app, req("")).await.unwrap();
-    let fuel = r.extensions().get::<InvocationStats>().unwrap().fuel_consumed;
+    let fuel = r
+        .extensions()
+        .get::<InvocationStats>()
+        .unwrap()
+        .fuel_consumed;
     assert!(fuel >= 50, "a million iterations took {fuel} ticks");
     let usage = p.usage(&app).unwrap().usage;
     assert_eq!((usage.requests, usage.fuel), (1, fuel));
