@@ -133,6 +133,10 @@ pub struct StoreStats {
     pub integrity_failures: u64,
     /// Blobs verified by reads and scrubs since open.
     pub blobs_verified: u64,
+    /// Read transactions since open (every query through the reader pool).
+    pub reads: u64,
+    /// Bundle-change hooks registered ([`Store::on_bundle_change`]).
+    pub bundle_listeners: usize,
 }
 
 pub(crate) struct Inner {
@@ -144,6 +148,7 @@ pub(crate) struct Inner {
     readers_cv: Condvar,
     pub(crate) integrity_failures: AtomicU64,
     pub(crate) blobs_verified: AtomicU64,
+    reads: AtomicU64,
     pub(crate) bundle_generation: AtomicU64,
     listeners: Mutex<Vec<BundleListener>>,
 }
@@ -223,6 +228,7 @@ impl Store {
                 readers_cv: Condvar::new(),
                 integrity_failures: AtomicU64::new(0),
                 blobs_verified: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
                 bundle_generation: AtomicU64::new(0),
                 listeners: Mutex::new(Vec::new()),
             }),
@@ -256,6 +262,8 @@ impl Store {
         StoreStats {
             integrity_failures: self.inner.integrity_failures.load(Ordering::Relaxed),
             blobs_verified: self.inner.blobs_verified.load(Ordering::Relaxed),
+            reads: self.inner.reads.load(Ordering::Relaxed),
+            bundle_listeners: self.inner.listeners.lock().len(),
         }
     }
 
@@ -310,6 +318,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        self.inner.reads.fetch_add(1, Ordering::Relaxed);
         let conn = self.checkout()?;
         let out = f(&conn);
         self.checkin(conn);

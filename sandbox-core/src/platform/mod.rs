@@ -288,6 +288,7 @@ impl PlatformBuilder {
             config.usage_flush_interval,
         );
 
+        let assets = corral_storage::AssetCacheLayer::new(store.clone(), cache.clone());
         let inner = Arc::new(Inner {
             tiers,
             store,
@@ -297,6 +298,7 @@ impl PlatformBuilder {
             account_meter,
             slots,
             maintenance: MaintenanceSwitch::new(),
+            assets,
             cache,
             node,
             last_probe: Mutex::new((probe, budget)),
@@ -336,6 +338,9 @@ pub(crate) struct Inner {
     slots: RuntimeSlots,
     maintenance: MaintenanceSwitch,
     cache: Arc<ByteCache>,
+    /// The asset layer, made once: it registers a bundle-change hook on the
+    /// store, and every service built from this platform shares it.
+    assets: corral_storage::AssetCacheLayer,
     node: NodeStatus,
     last_probe: Mutex<(Probe, Budget)>,
     gauges: watch::Receiver<LiveGauges>,

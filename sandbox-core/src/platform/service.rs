@@ -8,7 +8,6 @@ use corral_limits::{BoxError, Refusal, ServiceBuilderExt, TenantId};
 use corral_metering::{
     AccountFromExtensions, ClassifyError, ErrorKind, InvocationFigures, MeteringLayer,
 };
-use corral_storage::AssetCacheLayer;
 use http_body_util::{BodyExt, Full};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -97,10 +96,7 @@ impl PlatformService {
             // Innermost of the limits, so the share and slot gates see a
             // stream's `Detached` mark and let go when its head is out.
             .tenant_streams(inner.apps.limits())
-            .layer(AssetCacheLayer::new(
-                inner.store.clone(),
-                inner.cache.clone(),
-            ))
+            .layer(inner.assets.clone())
             .service(SandboxAdapter(inner.registry.clone()))
             .map_response(|r| r.map(|b| b.map_err(Into::<BoxError>::into).boxed_unsync()));
         Self {

@@ -1273,3 +1273,56 @@ async fn javascript_work_is_metered_as_fuel() {
     assert!(usage.fuel >= 1, "500 short requests took no tick at all");
     p.shutdown().await;
 }
+
+/// A warm request to a path that is no static file reads no SQLite: the
+/// asset layer knows the app's static paths from RAM (read once, dropped
+/// when the bundle changes). And building the stack again, as every
+/// `Platform::invoke` does, registers no new store hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_dynamic_request_reads_no_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let mut norate = tight();
+    norate.rate_per_minute = None;
+    cfg.tiers.insert("norate".into(), norate);
+    let p = Platform::builder().config(cfg).build().unwrap();
+    let app = id("dyn");
+    let bundle = wasm(HELLO).with_static("index.html", b"<h1>hi</h1>".to_vec());
+    p.deploy(&app, Some("norate"), bundle).await.unwrap();
+    let get = |path: &str| http::Request::get(path).body(Bytes::new()).unwrap();
+    // The first request reads the app's static paths; the static file
+    // itself comes from the store once, then from the cache.
+    assert_eq!(
+        text(&p.invoke(&app, get("/dynamic")).await.unwrap()),
+        "Hello from Corral!\n"
+    );
+    assert_eq!(
+        text(&p.invoke(&app, get("/")).await.unwrap()),
+        "<h1>hi</h1>"
+    );
+    let before = p.store().stats();
+    for _ in 0..50 {
+        let r = p.invoke(&app, get("/dynamic")).await.unwrap();
+        assert_eq!(text(&r), "Hello from Corral!\n");
+        assert_eq!(
+            text(&p.invoke(&app, get("/")).await.unwrap()),
+            "<h1>hi</h1>"
+        );
+    }
+    let after = p.store().stats();
+    assert_eq!(after.reads, before.reads, "warm requests read SQLite");
+    assert_eq!(after.bundle_listeners, before.bundle_listeners);
+
+    // A new bundle is seen at once: the index and the cache were dropped.
+    let v2 = wasm(HELLO).with_static("dynamic", b"now static".to_vec());
+    p.deploy(&app, Some("norate"), v2).await.unwrap();
+    assert_eq!(
+        text(&p.invoke(&app, get("/dynamic")).await.unwrap()),
+        "now static"
+    );
+    assert_eq!(
+        text(&p.invoke(&app, get("/")).await.unwrap()),
+        "Hello from Corral!\n"
+    );
+    p.shutdown().await;
+}

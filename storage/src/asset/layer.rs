@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::AssetCacheService;
+use super::index::{STATIC_INDEX_BYTES, StaticIndex};
 use crate::{ByteCache, Store};
 
 /// Serves tenants' static files from a [`ByteCache`] in front of a [`Store`].
@@ -13,16 +14,24 @@ use crate::{ByteCache, Store};
 pub struct AssetCacheLayer {
     pub(crate) store: Store,
     pub(crate) cache: Arc<ByteCache>,
+    pub(crate) index: Arc<StaticIndex>,
     pub(crate) mount: Arc<str>,
 }
 
 impl AssetCacheLayer {
     /// Serves from `cache`, filling it from `store`, at mount prefix `/`.
     /// Registers a bundle-change hook on `store` that drops the tenant's
-    /// cached files whenever its bundle is replaced or deleted.
+    /// cached files, and its index of static paths, whenever its bundle is
+    /// replaced or deleted. The index (byte-capped) answers "no static file
+    /// here" from RAM, so a dynamic request reads no SQLite.
     pub fn new(store: Store, cache: Arc<ByteCache>) -> Self {
         let weak = Arc::downgrade(&cache);
+        let index = Arc::new(StaticIndex::new(STATIC_INDEX_BYTES));
+        let weak_index = Arc::downgrade(&index);
         store.on_bundle_change(move |t| {
+            if let Some(i) = weak_index.upgrade() {
+                i.forget(t);
+            }
             if let Some(c) = weak.upgrade() {
                 c.remove_prefix(&format!("{t}/"));
             }
@@ -30,6 +39,7 @@ impl AssetCacheLayer {
         Self {
             store,
             cache,
+            index,
             mount: Arc::from("/"),
         }
     }
@@ -57,6 +67,7 @@ impl<S> Layer<S> for AssetCacheLayer {
             inner,
             store: self.store.clone(),
             cache: self.cache.clone(),
+            index: self.index.clone(),
             mount: self.mount.clone(),
         }
     }

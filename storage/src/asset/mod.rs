@@ -56,6 +56,7 @@
 
 mod body;
 mod future;
+mod index;
 mod layer;
 mod service;
 

@@ -18,6 +18,7 @@ pub struct AssetCacheService<S> {
     pub(crate) inner: S,
     pub(crate) store: Store,
     pub(crate) cache: Arc<ByteCache>,
+    pub(crate) index: Arc<super::index::StaticIndex>,
     pub(crate) mount: Arc<str>,
 }
 
@@ -45,6 +46,12 @@ impl<S> AssetCacheService<S> {
         let key = format!("{tenant}/{path}");
         if let Some(obj) = self.cache.get(&key) {
             return Found::Hit(obj);
+        }
+        // Most requests are for no static file: answered from RAM.
+        match self.index.contains(&self.store, tenant, path) {
+            Ok(true) => {}
+            Ok(false) => return Found::NotStatic,
+            Err(_) => return Found::Broken,
         }
         let meta = match self.store.static_file_meta(tenant, path) {
             Ok(Some(m)) => m,
