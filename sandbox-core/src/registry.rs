@@ -23,6 +23,8 @@
 //! let id = "hello".parse().unwrap();
 //! let limits = Limits::builder().idle_timeout(Duration::from_millis(1)).build();
 //! registry.deploy(&id, Kind::Wasm, hello, limits).unwrap();
+//! // A deploy leaves the tenant parked; the first request wakes it.
+//! assert_eq!(registry.status(&id).unwrap().state, TenantState::Parked);
 //! let resp = registry.invoke(&id, http::Request::new(Bytes::new())).await.unwrap();
 //! assert_eq!(resp.into_body().to_bytes().await.unwrap(), "hi");
 //!
@@ -31,7 +33,7 @@
 //! assert_eq!(registry.park_idle(), 1);
 //! assert_eq!(registry.status(&id).unwrap().state, TenantState::Parked);
 //! registry.invoke(&id, http::Request::new(Bytes::new())).await.unwrap();
-//! assert_eq!(registry.stats().cold_starts, 1);
+//! assert_eq!(registry.stats().cold_starts, 2);
 //!
 //! let other = "nobody".parse().unwrap();
 //! let err = registry.invoke(&other, http::Request::new(Bytes::new())).await.unwrap_err();
@@ -667,7 +669,9 @@ impl Registry {
     /// Validates and precompiles `source`, writes its artifact atomically
     /// under `data_dir/artifacts/`, and swaps it in: requests already running
     /// finish on the old version, new requests get the new one. The tenant
-    /// is warm afterwards.
+    /// is parked afterwards: its program was loaded once, to check the
+    /// artifact, and dropped, so deploying many apps holds no engine state
+    /// for them; the first request is a cold start.
     pub fn deploy(
         &self,
         tenant: &TenantId,
@@ -684,8 +688,9 @@ impl Registry {
         let program = backend.load(&payload, &limits)?;
         let (file, crc32) = artifact::encode(kind, &limits, &payload);
         let path = inner.path_for(tenant);
-        let mut version = inner.new_version(kind, limits, path.clone(), crc32, file.len() as u64);
-        *version.warm.get_mut() = Some(program);
+        let version = inner.new_version(kind, limits, path.clone(), crc32, file.len() as u64);
+        // Loaded to check it, not kept: a deployed app is parked until asked.
+        drop(program);
         let replaced = {
             let _serial = inner.deploy_lock.lock();
             artifact::write_atomic(&path, &file)

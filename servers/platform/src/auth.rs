@@ -301,7 +301,8 @@ fn secret_hash(secret: &str) -> SecretHash {
 /// assert!(token.starts_with("corral_acct_"));
 /// tokens.insert(&rec);
 /// assert_eq!(tokens.check(&token), Some(Some("acme".parse().unwrap())));
-/// let forged = format!("{}0", &token[..token.len() - 1]);
+/// let last = if token.ends_with('0') { "1" } else { "0" };
+/// let forged = format!("{}{last}", &token[..token.len() - 1]);
 /// assert_eq!(tokens.check(&forged), Some(None), "known id, wrong secret");
 /// assert_eq!(tokens.check("corral_0123"), None, "not an account token");
 /// tokens.remove(&rec.id);
