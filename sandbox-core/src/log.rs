@@ -57,6 +57,9 @@ struct Inner {
     lines: VecDeque<String>,
     /// Charged bytes: text plus [`LINE_OVERHEAD`] per line.
     bytes: usize,
+    /// Lines ever kept (evicted ones included): the sequence number of the
+    /// next line, for readers that follow the log.
+    appended: u64,
 }
 
 impl TenantLog {
@@ -109,6 +112,7 @@ impl TenantLog {
         }
         g.bytes += cost;
         g.lines.push_back(line.to_owned());
+        g.appended += 1;
         drop(g);
         if evicted > 0 {
             self.dropped.fetch_add(evicted, Ordering::Relaxed);
@@ -118,6 +122,36 @@ impl TenantLog {
     /// The kept lines, oldest first.
     pub fn lines(&self) -> Vec<String> {
         self.inner.lock().lines.iter().cloned().collect()
+    }
+
+    /// The kept lines appended after the first `seen` lines this log ever
+    /// kept, oldest first, and how many it has kept so far: pass that as
+    /// `seen` next time to follow the log. Lines evicted before the reader
+    /// saw them are skipped ([`dropped`](Self::dropped) counts them); a
+    /// `seen` past the count (another log's) reads every kept line.
+    ///
+    /// ```
+    /// use corral::{LINE_OVERHEAD, TenantLog};
+    /// let log = TenantLog::new(2 * LINE_OVERHEAD + 16);
+    /// log.push("a");
+    /// let (lines, seen) = log.lines_after(0);
+    /// assert_eq!((lines, seen), (vec!["a".to_string()], 1));
+    /// log.push("b");
+    /// log.push("c"); // evicts "a"
+    /// assert_eq!(log.lines_after(seen), (vec!["b".to_string(), "c".to_string()], 3));
+    /// log.push("d"); // evicts "b", unseen by a reader at 1
+    /// assert_eq!(log.lines_after(1), (vec!["c".to_string(), "d".to_string()], 4));
+    /// assert_eq!(log.lines_after(4), (vec![], 4));
+    /// ```
+    pub fn lines_after(&self, seen: u64) -> (Vec<String>, u64) {
+        let g = self.inner.lock();
+        let first = g.appended - g.lines.len() as u64;
+        let skip = if seen > g.appended {
+            0
+        } else {
+            usize::try_from(seen.saturating_sub(first)).unwrap_or(usize::MAX)
+        };
+        (g.lines.iter().skip(skip).cloned().collect(), g.appended)
     }
 
     /// How many lines are kept.

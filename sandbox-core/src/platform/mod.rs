@@ -974,6 +974,23 @@ impl Platform {
             })
     }
 
+    /// The app's log lines appended after the first `seen` (oldest first)
+    /// and the count to pass next time: [`TenantLog::lines_after`](crate::TenantLog::lines_after), for a
+    /// reader that follows the log.
+    pub fn logs_after(
+        &self,
+        name: &TenantId,
+        seen: u64,
+    ) -> Result<(Vec<String>, u64), PlatformError> {
+        self.inner
+            .registry
+            .log(name)
+            .map(|l| l.lines_after(seen))
+            .ok_or_else(|| PlatformError::NotFound {
+                tenant: name.clone(),
+            })
+    }
+
     /// The tenant registry (engines, parking, counters).
     pub fn registry(&self) -> &Registry {
         &self.inner.registry

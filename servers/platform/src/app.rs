@@ -30,6 +30,17 @@ use crate::http::{
 };
 use crate::routes::{Op, Route, RouteError, Router};
 
+/// Most `GET /api/apps/{name}/logs?follow=1` streams open at once on a
+/// node; more get 429 `too_many_log_streams`.
+pub const MAX_LOG_FOLLOWERS: usize = 64;
+
+/// How often a followed log is checked for new lines.
+pub const LOG_FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A followed log with nothing new sends an SSE comment this often, so a
+/// stream whose client has gone is noticed and closed.
+pub const LOG_FOLLOW_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The app deployed as `demo` on first start.
 pub const DEMO_JS: &str = include_str!("demo.js");
 
@@ -153,6 +164,7 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
             max_admin_body: cfg.http.max_admin_body_bytes,
             bodies: BodyBudget::new(cfg.http.max_buffered_body_bytes, cfg.http.body_read_timeout),
             draining: AtomicBool::new(false),
+            log_followers: Arc::new(Semaphore::new(MAX_LOG_FOLLOWERS)),
             service,
             platform,
         }),
@@ -183,6 +195,8 @@ struct Inner {
     /// Whole-body deadline and host-wide cap on buffered body bytes.
     bodies: BodyBudget,
     draining: AtomicBool,
+    /// Open log follows (`?follow=1`), at most [`MAX_LOG_FOLLOWERS`].
+    log_followers: Arc<Semaphore>,
 }
 
 /// A request body as handlers see it: under the body deadline and the
@@ -565,8 +579,17 @@ impl App {
                 }
                 Op::AppUsage => ok_json(&p.usage(&need_name()).map_err(|e| platform_error(&e))?),
                 Op::AppLogs => {
-                    let lines = p.logs(&need_name()).map_err(|e| platform_error(&e))?;
-                    ok_json(&json!({ "lines": lines }))
+                    let n = need_name();
+                    match query_param(&parts.uri, "follow").as_deref() {
+                        None | Some("0" | "false") => {
+                            let lines = p.logs(&n).map_err(|e| platform_error(&e))?;
+                            ok_json(&json!({ "lines": lines }))
+                        }
+                        Some("1" | "true") => self.follow_logs(n)?,
+                        Some(_) => {
+                            return Err(error(StatusCode::BAD_REQUEST, "bad_request", "follow must be 1 or 0"));
+                        }
+                    }
                 }
                 Op::AppStatus => ok_json(&p.status(&need_name()).map_err(|e| platform_error(&e))?),
                 Op::ExportApp => {
@@ -640,6 +663,95 @@ impl App {
             *resp.body_mut() = full(Bytes::new());
         }
         resp
+    }
+
+    /// `GET /api/apps/{name}/logs?follow=1`: server-sent events, one
+    /// `data:` line per log line: the kept lines first, then new ones as
+    /// they arrive (checked every [`LOG_FOLLOW_POLL`]). The stream ends when
+    /// the app is removed (`event: end`), and when the server shuts down.
+    #[allow(clippy::result_large_err)]
+    fn follow_logs(&self, name: TenantId) -> Result<Response<Body>, Response<Body>> {
+        use futures_util::StreamExt;
+        let p = self.inner.platform.clone();
+        // 404 for an unknown app before the stream starts.
+        let (first, seen) = p.logs_after(&name, 0).map_err(|e| platform_error(&e))?;
+        let Ok(permit) = self.inner.log_followers.clone().try_acquire_owned() else {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_log_streams",
+                format!("{MAX_LOG_FOLLOWERS} log streams are open on this node; try again later"),
+            ));
+        };
+        struct Follow {
+            p: Platform,
+            name: TenantId,
+            seen: u64,
+            pending: Option<Vec<String>>,
+            quiet: std::time::Duration,
+            done: bool,
+            _permit: tokio::sync::OwnedSemaphorePermit,
+        }
+        let state = Follow {
+            p,
+            name,
+            seen,
+            // A first frame even with no lines: the client sees the stream open.
+            pending: Some(first),
+            quiet: std::time::Duration::ZERO,
+            done: false,
+            _permit: permit,
+        };
+        let stream = futures_util::stream::unfold(state, |mut f| async move {
+            if f.done {
+                return None;
+            }
+            loop {
+                if let Some(lines) = f.pending.take() {
+                    let mut frame = String::new();
+                    for line in &lines {
+                        // One `data:` per line; a line holds no newline, but
+                        // a stray carriage return must not end the field.
+                        frame.push_str("data: ");
+                        frame.push_str(&line.replace('\r', ""));
+                        frame.push('\n');
+                    }
+                    frame.push_str(if lines.is_empty() {
+                        ": following\n\n"
+                    } else {
+                        "\n"
+                    });
+                    return Some((frame, f));
+                }
+                tokio::time::sleep(LOG_FOLLOW_POLL).await;
+                match f.p.logs_after(&f.name, f.seen) {
+                    Ok((lines, seen)) if !lines.is_empty() => {
+                        f.seen = seen;
+                        f.quiet = std::time::Duration::ZERO;
+                        f.pending = Some(lines);
+                    }
+                    Ok(_) => {
+                        f.quiet += LOG_FOLLOW_POLL;
+                        if f.quiet >= LOG_FOLLOW_KEEPALIVE {
+                            f.quiet = std::time::Duration::ZERO;
+                            return Some((": keepalive\n\n".to_owned(), f));
+                        }
+                    }
+                    Err(_) => {
+                        f.done = true;
+                        return Some(("event: end\ndata: the app was removed\n\n".to_owned(), f));
+                    }
+                }
+            }
+        })
+        .map(|s| Ok::<_, crate::http::BoxError>(hyper::body::Frame::data(Bytes::from(s))));
+        let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(r)
     }
 
     async fn json_body(

@@ -7,6 +7,7 @@
 //! - [`routes`]: tenant and admin routing as a pure function over the request head.
 //! - [`hygiene`]: what path-routed apps may not send (origin-wide headers, cookies outside their path).
 //! - [`openapi`]: the admin API document, built from the router's own table.
+//! - [`client`]: the `corral` client CLI for app developers (init, dev, deploy, logs, …).
 //! - [`http`]: the hyper server (HTTP/1.1 + h2c, limits, graceful drain) and response helpers.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
@@ -16,6 +17,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod http;

@@ -230,6 +230,10 @@ pub const ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         account: true,
+        query: &[(
+            "follow",
+            "1: a text/event-stream instead, one `data:` line per log line, the kept lines first, then new ones as they arrive (checked every 500 ms); `event: end` when the app is removed; at most 64 such streams per node (429 too_many_log_streams)",
+        )],
         ..spec(
             "GET",
             "/api/apps/{name}/logs",

@@ -152,6 +152,80 @@ async fn an_apps_console_log_lines_are_read_over_the_admin_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followed_log_streams_kept_then_new_lines_and_ends_on_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), None);
+    let js = r#"export default { fetch(req) {
+        console.log("served " + new URL(req.url).pathname);
+        return new Response("ok");
+    } };"#;
+    let (status, info) = s.deploy_js("tail", "test", js).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(s.get("/apps/tail/a").await.0, StatusCode::OK);
+    let open = |path: &str| {
+        Request::get(s.url(path))
+            .header("authorization", format!("Bearer {}", s.token))
+            .body(Full::default())
+            .unwrap()
+    };
+    let resp = s
+        .client
+        .request(open("/api/apps/tail/logs?follow=1"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut next = async || {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a frame within 10 s");
+        frame.map(|f| String::from_utf8(f.unwrap().into_data().unwrap().to_vec()).unwrap())
+    };
+    // The kept line first, then each new one as it arrives.
+    assert_eq!(next().await.as_deref(), Some("data: served /a\n\n"));
+    assert_eq!(s.get("/apps/tail/b").await.0, StatusCode::OK);
+    assert_eq!(next().await.as_deref(), Some("data: served /b\n\n"));
+    // Removing the app ends the stream.
+    let (status, _) = s
+        .admin(Method::DELETE, "/api/apps/tail", b"", "text/plain")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        next().await.as_deref(),
+        Some("event: end\ndata: the app was removed\n\n")
+    );
+    assert_eq!(next().await, None);
+
+    // An unknown app is 404 before any stream; a bad follow value is 400.
+    let (status, err) = s
+        .admin(
+            Method::GET,
+            "/api/apps/nosuch/logs?follow=1",
+            b"",
+            "text/plain",
+        )
+        .await;
+    assert_eq!(
+        (status, &err["error"]),
+        (StatusCode::NOT_FOUND, &"not_found".into())
+    );
+    assert_eq!(s.deploy_js("tail", "test", js).await.0, 200);
+    let (status, err) = s
+        .admin(
+            Method::GET,
+            "/api/apps/tail/logs?follow=yes",
+            b"",
+            "text/plain",
+        )
+        .await;
+    assert_eq!(
+        (status, &err["error"]),
+        (StatusCode::BAD_REQUEST, &"bad_request".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_admin_route_needs_the_token() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(tmp.path(), None);
