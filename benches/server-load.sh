@@ -4,18 +4,36 @@
 #   1. a bare hyper hello-world server (servers/platform/examples/bare_hello.rs),
 #   2. corral-server serving a warm JavaScript hello tenant (the demo app),
 #   3. corral-server serving a warm WebAssembly hello tenant (WAGI),
-#   4. the bare server again (brackets the run: the machine is shared and noisy),
+#   4. Cloudflare's workerd (npm package `workerd`, installed by this script into
+#      ${XDG_CACHE_HOME:-~/.cache}/corral-bench) serving the same JS module,
+#   5. the bare server again (brackets the run: the machine is shared and noisy),
 # all release builds, same wrk settings, one after another in the same run.
-# The figure that matters is corral / bare.
+# The figures that matter are corral / bare and corral JS / workerd.
 #
 #   benches/server-load.sh [seconds per run, default 10] [connections, default 16]
 #
-# Needs wrk (Debian: apt-get install wrk). Loopback only; bounded in time.
+# Needs wrk (installed from Debian with apt-get when missing and we may) and npm.
+# Loopback only; bounded in time.
+# SKIP_WORKERD=1 leaves workerd out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-16}
-command -v wrk >/dev/null || { echo "server-load: wrk not found (apt-get install wrk)" >&2; exit 1; }
+if ! command -v wrk >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  { $sudo apt-get install -y -qq wrk >/dev/null 2>&1 ||
+    { $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } ||
+    { echo "server-load: wrk not found and apt-get could not install it" >&2; exit 1; }
+fi
+workerd=""
+if [ -z "${SKIP_WORKERD:-}" ]; then
+  cache=${XDG_CACHE_HOME:-$HOME/.cache}/corral-bench
+  mkdir -p "$cache"
+  [ -x "$cache/node_modules/.bin/workerd" ] ||
+    npm install --prefix "$cache" --no-audit --no-fund --silent workerd >&2
+  workerd=$(readlink -f "$cache/node_modules/@cloudflare/workerd-linux-64/bin/workerd")
+  [ -x "$workerd" ] || { echo "server-load: no workerd binary under $cache" >&2; exit 1; }
+fi
 
 cargo build --release -q -p corral-server --bin corral-server --example bare_hello
 target=${CARGO_TARGET_DIR:-target}/release
@@ -61,7 +79,32 @@ token=$(grep -o 'corral_[0-9a-f]*' "$tmp/corral.out")
 curl -sf -X PUT --data-binary @bindings/python/tests/fixtures/hello.wasm \
   -H 'content-type: application/wasm' -H "authorization: Bearer $token" \
   "http://$corral/api/apps/hello-wasm" > /dev/null
-for url in "http://$corral/apps/demo/" "http://$corral/apps/hello-wasm/"; do
+# The JS module both Corral and workerd serve.
+cat > "$tmp/hello.js" <<'JS'
+export default { fetch() { return new Response("Hello, world!\n") } }
+JS
+curl -sf -X PUT --data-binary @"$tmp/hello.js" \
+  -H 'content-type: application/javascript' -H "authorization: Bearer $token" \
+  "http://$corral/api/apps/hello-js" > /dev/null
+if [ -n "$workerd" ]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$tmp/workerd.capnp" <<CAPNP
+using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = .hello) ],
+  sockets = [ (name = "http", address = "127.0.0.1:$port", http = (), service = "main") ],
+);
+const hello :Workerd.Worker = (
+  modules = [ (name = "hello.js", esModule = embed "hello.js") ],
+  compatibilityDate = "2024-09-23",
+);
+CAPNP
+  "$workerd" serve "$tmp/workerd.capnp" > "$tmp/workerd.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" > /dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$port/" > /dev/null || { echo "server-load: workerd did not start" >&2; cat "$tmp/workerd.out" >&2; exit 1; }
+fi
+for url in "http://$corral/apps/hello-js/" "http://$corral/apps/hello-wasm/"; do
   curl -sf "$url" > /dev/null   # warm: compiled and instantiated before measuring
 done
 
@@ -85,12 +128,16 @@ echo
 echo "| server | requests/s | p50 | p99 |"
 echo "|---|---|---|---|"
 run bare-1 "http://$bare/"
-run corral-js "http://$corral/apps/demo/"
+run corral-js "http://$corral/apps/hello-js/"
 run corral-wasm "http://$corral/apps/hello-wasm/"
+[ -n "$workerd" ] && run workerd "http://127.0.0.1:$port/"
 run bare-2 "http://$bare/"
 echo
 awk -v b1="$(cat "$tmp/rps.bare-1")" -v b2="$(cat "$tmp/rps.bare-2")" \
-    -v js="$(cat "$tmp/rps.corral-js")" -v wasm="$(cat "$tmp/rps.corral-wasm")" 'BEGIN {
+    -v js="$(cat "$tmp/rps.corral-js")" -v wasm="$(cat "$tmp/rps.corral-wasm")" \
+    -v wd="$(cat "$tmp/rps.workerd" 2>/dev/null || echo 0)" 'BEGIN {
   bare = (b1 + b2) / 2
-  printf "requests/s ratio to bare hyper (mean of both bare runs, %.0f/s): JS %.3f, WebAssembly %.3f\n", bare, js / bare, wasm / bare
+  printf "requests/s ratio to bare hyper (mean of both bare runs, %.0f/s): JS %.3f, WebAssembly %.3f", bare, js / bare, wasm / bare
+  if (wd > 0) printf ", workerd %.3f; Corral JS / workerd %.2f", wd / bare, js / wd
+  printf "\n"
 }'

@@ -50,6 +50,6 @@ pub use meter::{
 };
 pub use monitor::{CacheStats, CacheStatsSource, LiveGauges, Monitor, NodeStatus, TenantGauge};
 pub use probe::{HostProbe, Probe, SysinfoProbe};
-pub use prometheus::{HostReport, MeterCollector};
+pub use prometheus::{AppCounts, HostReport, MeterCollector};
 pub use thresholds::{HostEvent, Level, Resource, ThresholdError, ThresholdTracker, Thresholds};
 pub use usage::{Period, SinkError, Usage, UsageSink};

@@ -27,8 +27,15 @@ pub struct Probe {
     pub load_5: f64,
     /// Load average over 15 minutes.
     pub load_15: f64,
-    /// CPU use across all CPUs since the previous probe, 0.0–1.0.
+    /// CPU use across all CPUs since the previous probe, 0.0–1.0, less the
+    /// node's own work for its operator (`operator_cpu_usage`): what the CPU
+    /// threshold reads, so that deploying many apps does not make the node
+    /// refuse apps.
     pub cpu_usage: f64,
+    /// The part of the host's CPU use since the previous probe that was the
+    /// node compiling deploys for its operator, 0.0–1.0 (already taken out
+    /// of `cpu_usage`).
+    pub operator_cpu_usage: f64,
     /// Size of the disk holding the data dir, bytes.
     pub disk_total: u64,
     /// Free space on that disk for this user, bytes.
@@ -122,13 +129,31 @@ impl<F: FnMut() -> Probe + Send + 'static> HostProbe for F {
 /// assert!(p.ram_total > 0 && p.cpus > 0);
 /// assert!(p.ram_available <= p.ram_total);
 /// ```
-#[derive(Debug)]
 pub struct SysinfoProbe {
     sys: System,
     disks: Disks,
     data_dir: PathBuf,
     db_file: Option<PathBuf>,
     pid: Option<Pid>,
+    operator: Option<OperatorCpu>,
+}
+
+/// CPU time to take out of the host's CPU use: a running total and where it
+/// stood at the previous probe.
+struct OperatorCpu {
+    total: Box<dyn Fn() -> std::time::Duration + Send>,
+    last: Option<(std::time::Instant, std::time::Duration)>,
+}
+
+impl std::fmt::Debug for SysinfoProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SysinfoProbe")
+            .field("data_dir", &self.data_dir)
+            .field("db_file", &self.db_file)
+            .field("pid", &self.pid)
+            .field("operator_cpu", &self.operator.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SysinfoProbe {
@@ -144,7 +169,36 @@ impl SysinfoProbe {
             data_dir,
             db_file: None,
             pid: sysinfo::get_current_pid().ok(),
+            operator: None,
         }
+    }
+
+    /// Takes the CPU time `total` reports (a running total, such as
+    /// [`corral::Registry`]'s compile time) out of `cpu_usage`, and reports
+    /// it as `operator_cpu_usage`: work the operator asked for is not load.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corral_metering::{HostProbe, SysinfoProbe};
+    /// let mut probe = SysinfoProbe::new(std::env::temp_dir())
+    ///     .with_operator_cpu(|| Duration::from_secs(3600));
+    /// let _ = probe.probe();
+    /// let p = probe.probe();
+    /// assert_eq!(p.operator_cpu_usage, 0.0, "the total did not move");
+    /// assert!((0.0..=1.0).contains(&p.cpu_usage));
+    /// ```
+    ///
+    /// [`corral::Registry`]: https://docs.rs/corral
+    #[must_use]
+    pub fn with_operator_cpu(
+        mut self,
+        total: impl Fn() -> std::time::Duration + Send + 'static,
+    ) -> Self {
+        self.operator = Some(OperatorCpu {
+            total: Box::new(total),
+            last: None,
+        });
+        self
     }
 
     /// Also measures the SQLite database at `path` (the file plus its `-wal`).
@@ -220,6 +274,12 @@ impl HostProbe for SysinfoProbe {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let host_cpu = f64::from(self.sys.global_cpu_usage() / 100.0).clamp(0.0, 1.0);
+        let operator_cpu = self
+            .operator
+            .as_mut()
+            .map_or(0.0, |o| o.usage_since_last(cpus))
+            .min(host_cpu);
         Probe {
             ram_total: self.sys.total_memory(),
             ram_available: self.sys.available_memory(),
@@ -227,12 +287,60 @@ impl HostProbe for SysinfoProbe {
             load_1: load.one,
             load_5: load.five,
             load_15: load.fifteen,
-            cpu_usage: f64::from(self.sys.global_cpu_usage() / 100.0).clamp(0.0, 1.0),
+            cpu_usage: host_cpu - operator_cpu,
+            operator_cpu_usage: operator_cpu,
             disk_total,
             disk_available,
             disk_used,
             process_rss,
             db_bytes,
         }
+    }
+}
+
+impl OperatorCpu {
+    /// The total's growth since the previous call over the wall time since
+    /// then times the CPUs, 0.0–1.0; 0 at the first call.
+    fn usage_since_last(&mut self, cpus: usize) -> f64 {
+        let now = std::time::Instant::now();
+        let total = (self.total)();
+        let usage = self.last.map_or(0.0, |(at, before)| {
+            let wall = now.saturating_duration_since(at).as_secs_f64() * cpus.max(1) as f64;
+            if wall <= 0.0 {
+                0.0
+            } else {
+                (total.saturating_sub(before).as_secs_f64() / wall).clamp(0.0, 1.0)
+            }
+        });
+        self.last = Some((now, total));
+        usage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_cpu_is_its_growth_over_wall_time_and_cpus() {
+        let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let t = total.clone();
+        let mut o = OperatorCpu {
+            total: Box::new(move || {
+                std::time::Duration::from_millis(t.load(std::sync::atomic::Ordering::Relaxed))
+            }),
+            last: None,
+        };
+        assert_eq!(o.usage_since_last(2), 0.0, "no previous reading");
+        let start = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // A whole CPU of compiling for as long as the sleep, on a 2-CPU box.
+        let slept = start.elapsed().as_millis() as u64;
+        total.store(slept, std::sync::atomic::Ordering::Relaxed);
+        let u = o.usage_since_last(2);
+        assert!((0.4..=0.5).contains(&u), "{u}");
+        // More than the wall time allows is clamped to all of it.
+        total.fetch_add(100_000, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(o.usage_since_last(2), 1.0);
     }
 }

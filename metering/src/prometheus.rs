@@ -45,6 +45,26 @@ pub struct HostReport {
     pub accepting_new_tenants: bool,
     /// Whether maintenance is required.
     pub maintenance_required: bool,
+    /// Apps deployed and apps warm now, when the reporter knows them
+    /// (`corral_apps`, `corral_apps_warm`).
+    pub apps: Option<AppCounts>,
+}
+
+/// How many apps a node holds, and how many of them are warm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppCounts {
+    /// Apps deployed.
+    pub deployed: u64,
+    /// Apps with a loaded program (the rest are parked).
+    pub warm: u64,
+}
+
+impl AppCounts {
+    /// The counts.
+    pub fn new(deployed: u64, warm: u64) -> Self {
+        Self { deployed, warm }
+    }
 }
 
 impl HostReport {
@@ -54,7 +74,23 @@ impl HostReport {
             probe,
             accepting_new_tenants,
             maintenance_required,
+            apps: None,
         }
+    }
+
+    /// The same report with the node's app counts.
+    ///
+    /// ```
+    /// use corral_metering::{AppCounts, HostReport, Meter, Probe};
+    /// let meter = Meter::new();
+    /// meter.record_host(HostReport::new(Probe::default(), true, false).with_apps(AppCounts::new(3, 1)));
+    /// let text = meter.render();
+    /// assert!(text.contains("corral_apps 3") && text.contains("corral_apps_warm 1"), "{text}");
+    /// ```
+    #[must_use]
+    pub fn with_apps(mut self, apps: AppCounts) -> Self {
+        self.apps = Some(apps);
+        self
     }
 }
 
@@ -327,8 +363,14 @@ impl Collector for MeterCollector {
             gauge(
                 &mut enc,
                 "corral_host_cpu_usage_ratio",
-                "CPU use, 0-1.",
+                "CPU use, 0-1, less the node's compiling for its operator (what the CPU threshold reads).",
                 p.cpu_usage,
+            )?;
+            gauge(
+                &mut enc,
+                "corral_host_operator_cpu_usage_ratio",
+                "CPU use, 0-1, of the node compiling deploys for its operator.",
+                p.operator_cpu_usage,
             )?;
             gauge(
                 &mut enc,
@@ -367,6 +409,15 @@ impl Collector for MeterCollector {
                 "1 while the database/RAM ratio is over its limit.",
                 u64::from(h.maintenance_required),
             )?;
+            if let Some(a) = h.apps {
+                gauge(&mut enc, "corral_apps", "Apps deployed.", a.deployed)?;
+                gauge(
+                    &mut enc,
+                    "corral_apps_warm",
+                    "Apps with a loaded program; the rest are parked.",
+                    a.warm,
+                )?;
+            }
         }
 
         let top = meter.exported(meter.inner.export_top);

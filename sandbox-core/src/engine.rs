@@ -151,7 +151,11 @@ impl WasmEngine {
             .epoch_interruption(metered)
             .max_wasm_stack(config.max_wasm_stack)
             .async_stack_size(config.max_wasm_stack + HOST_STACK_HEADROOM)
-            .cranelift_opt_level(OptLevel::Speed);
+            .cranelift_opt_level(OptLevel::Speed)
+            // A deploy compiles on its own thread only: it takes one core from
+            // the tenants at most, and its CPU time is measured exactly (see
+            // `Registry::compile_cpu`), so the CPU threshold can leave it out.
+            .parallel_compilation(false);
         if config.memory_per_instance > 4 << 30 {
             cfg.memory_reservation(config.memory_per_instance);
         }

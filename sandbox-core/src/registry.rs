@@ -304,6 +304,7 @@ impl std::fmt::Debug for Registry {
 struct Counters {
     deploys: AtomicU64,
     compiles: AtomicU64,
+    compile_cpu_nanos: AtomicU64,
     cold_starts: AtomicU64,
     cold_start_nanos: AtomicU64,
     parks: AtomicU64,
@@ -682,10 +683,21 @@ impl Registry {
         let inner = &*self.inner;
         let backend = inner.backend(kind)?;
         let started = Instant::now();
-        let payload = backend.precompile(source, &limits)?;
-        inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
+        let cpu_before = thread_cpu_time();
+        let compiled = backend.precompile(source, &limits);
         let compile_time = started.elapsed();
-        let program = backend.load(&payload, &limits)?;
+        let program = compiled.and_then(|payload| {
+            let program = backend.load(&payload, &limits)?;
+            Ok((payload, program))
+        });
+        // Counted whether or not it compiled: a refused upload cost the CPU too.
+        let cpu = thread_cpu_time().saturating_sub(cpu_before);
+        inner.counters.compile_cpu_nanos.fetch_add(
+            u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let (payload, program) = program?;
+        inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
         let (file, crc32) = artifact::encode(kind, &limits, &payload);
         let path = inner.path_for(tenant);
         let version = inner.new_version(kind, limits, path.clone(), crc32, file.len() as u64);
@@ -720,6 +732,34 @@ impl Registry {
             compile_time,
             replaced,
         })
+    }
+
+    /// CPU time spent compiling and checking deploys since the registry
+    /// opened (compilation runs on the deploying thread alone, so this is
+    /// all of it). The platform's CPU threshold takes it out of the host's
+    /// CPU use: work the operator asked for is not tenant load.
+    ///
+    /// ```
+    /// use corral::{Kind, Limits, Registry, TenantId};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let reg = Registry::open(dir.path()).unwrap();
+    /// let js = b"export default { fetch() { return new Response('hi') } }";
+    /// reg.deploy(&TenantId::new("a").unwrap(), Kind::Js, js, Limits::default()).unwrap();
+    /// assert!(reg.compile_cpu() > std::time::Duration::ZERO);
+    /// ```
+    pub fn compile_cpu(&self) -> Duration {
+        Duration::from_nanos(self.inner.counters.compile_cpu_nanos.load(Ordering::Relaxed))
+    }
+
+    /// [`compile_cpu`](Self::compile_cpu) as a closure that does not keep
+    /// the registry alive (for the host probe; zero once it is gone).
+    pub(crate) fn compile_cpu_source(&self) -> impl Fn() -> Duration + Send + 'static {
+        let inner = Arc::downgrade(&self.inner);
+        move || {
+            inner.upgrade().map_or(Duration::ZERO, |i| {
+                Duration::from_nanos(i.counters.compile_cpu_nanos.load(Ordering::Relaxed))
+            })
+        }
     }
 
     /// Runs one request on `tenant`, waking it first if it is parked. The
@@ -974,6 +1014,77 @@ impl Registry {
             invocations: c.invocations.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
             corrupt_artifacts: c.corrupt.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// CPU time of the calling thread (zero where the platform has no such clock).
+fn thread_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        Duration::ZERO
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(reg: &Registry, id: &TenantId) -> Arc<Version> {
+        reg.inner.tenants.read()[id].current.read().clone()
+    }
+
+    /// A parked app is its record alone: the program (a QuickJS runtime, a
+    /// compiled WebAssembly module) is dropped, not kept by anything else,
+    /// and what is left names the artifact on disk.
+    #[tokio::test]
+    async fn parking_drops_the_program_and_leaves_no_engine_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::builder(dir.path())
+            .park_sweep_interval(None)
+            .open()
+            .unwrap();
+        let js = TenantId::new("js").unwrap();
+        let wasm = TenantId::new("wasm").unwrap();
+        let hello_js = b"export default { fetch() { return new Response('hi') } }";
+        let hello_wat = include_str!("../tests/fixtures/hello.wat");
+        reg.deploy(&js, Kind::Js, hello_js, Limits::default())
+            .unwrap();
+        reg.deploy(&wasm, Kind::Wasm, hello_wat.as_bytes(), Limits::default())
+            .unwrap();
+        for id in [&js, &wasm] {
+            let v = version(&reg, id);
+            assert!(v.warm.lock().is_none(), "{id}: a deploy leaves the app parked");
+            let resp = reg.invoke(id, http::Request::new(Bytes::new())).await.unwrap();
+            assert_eq!(resp.status(), 200, "{id}");
+            drop(resp);
+            let program = Arc::downgrade(v.warm.lock().as_ref().expect("warm after a request"));
+            assert_eq!(reg.status(id).unwrap().state, TenantState::Warm);
+
+            assert!(reg.park(id).unwrap(), "{id}: nothing in flight, so it parks");
+            assert!(
+                program.upgrade().is_none(),
+                "{id}: the program outlived parking"
+            );
+            assert!(v.warm.lock().is_none());
+            assert_eq!(reg.status(id).unwrap().state, TenantState::Parked);
+            assert_eq!(reg.stats().warm, 0);
+
+            // And it wakes again from the artifact, without compiling.
+            let compiles = reg.stats().compiles;
+            let resp = reg.invoke(id, http::Request::new(Bytes::new())).await.unwrap();
+            assert_eq!(resp.status(), 200, "{id}");
+            assert_eq!(reg.stats().compiles, compiles, "{id}: a wake never compiles");
+            drop(resp);
+            assert!(reg.park(id).unwrap());
         }
     }
 }

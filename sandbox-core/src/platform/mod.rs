@@ -260,6 +260,10 @@ impl PlatformBuilder {
             .collect();
 
         let cache_for_monitor = cache.clone();
+        // Deploys compile on the admin API's threads: the CPU threshold
+        // measures tenant load, so the operator's own deploys never make the
+        // node refuse apps.
+        let host = host.with_operator_cpu(registry.compile_cpu_source());
         let mut monitor = Monitor::new(meter.clone(), host, config.thresholds)
             .map_err(|e| PlatformError::Internal(format!("thresholds: {e}")))?
             .with_cache(Arc::new(move || {
@@ -1066,13 +1070,18 @@ impl Platform {
     /// Prometheus text exposition of the meter and host.
     pub fn metrics(&self) -> String {
         let host = self.host();
-        self.inner
-            .meter
-            .record_host(corral_metering::HostReport::new(
+        let apps = self.inner.registry.stats();
+        self.inner.meter.record_host(
+            corral_metering::HostReport::new(
                 host.probe,
                 host.accepting_new_tenants,
                 host.maintenance_required,
-            ));
+            )
+            .with_apps(corral_metering::AppCounts::new(
+                apps.tenants as u64,
+                apps.warm as u64,
+            )),
+        );
         self.inner.meter.render()
     }
 

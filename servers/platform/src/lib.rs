@@ -14,6 +14,19 @@
 #![doc(test(attr(deny(warnings))))]
 #![forbid(unsafe_code)]
 
+/// jemalloc, with background threads purging freed pages after its decay
+/// time (10 s): when a wave of apps parks, their runtimes' memory goes back to
+/// the OS. glibc's malloc keeps freed memory in per-thread arenas, and RSS
+/// never came down after parking. Figures: BENCHMARKS.md, "Density".
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// mimalloc, for comparison (`--no-default-features --features mimalloc`).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod app;
 pub mod auth;
 pub mod cli;
