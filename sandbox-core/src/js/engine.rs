@@ -777,7 +777,13 @@ fn classify(thrown: Thrown, budget: &Budget, limits: &Limits) -> SandboxError {
     if let Some(err) = budget.error() {
         return err;
     }
-    if thrown.allocation || thrown.is("InternalError", "out of memory") {
+    // At the very edge of the heap QuickJS may have no room for its "out of
+    // memory" message: the error comes with an empty one. QuickJS throws no
+    // other InternalError without a message.
+    if thrown.allocation
+        || thrown.is("InternalError", "out of memory")
+        || thrown.is("InternalError", "")
+    {
         return SandboxError::MemoryLimit {
             limit: limits.memory_bytes,
         };

@@ -86,6 +86,8 @@ const MapPrototypeForEach = uncurryThis(Map.prototype.forEach);
 const MapPrototypeGet = uncurryThis(Map.prototype.get);
 const MapPrototypeHas = uncurryThis(Map.prototype.has);
 const MapPrototypeSet = uncurryThis(Map.prototype.set);
+const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
+const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
 const MathMax = Math.max;
 const MathMin = Math.min;
 const NumberIsInteger = Number.isInteger;
@@ -904,10 +906,64 @@ let headersAppend;
 let headersHas;
 let headersSet;
 let headersWirePairs; // every (name, value) as sent on the wire
+let headersFreeze; // makes a Headers immutable (its guard, in the Fetch standard)
+
+// The pairs a Headers iterates over, as the Fetch standard sorts and
+// combines them: names in order, a name's values joined with ", ", except
+// set-cookie, whose values stay apart.
+function sortAndCombine(map) {
+  const names = [];
+  MapPrototypeForEach(map, (_vs, k) => ArrayPrototypePush(names, k));
+  ArrayPrototypeSort(names);
+  const out = [];
+  for (let i = 0; i < names.length; i++) {
+    const k = names[i];
+    const vs = MapPrototypeGet(map, k);
+    if (k === "set-cookie") for (let j = 0; j < vs.length; j++) ArrayPrototypePush(out, [k, vs[j]]);
+    else ArrayPrototypePush(out, [k, ArrayPrototypeJoin(vs, ", ")]);
+  }
+  return out;
+}
+
+const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
+let headersPairs; // (headers) -> sortAndCombine of its list, now
+
+// The Headers Iterator of WebIDL's pair iterators: it keeps an index into
+// the headers' sorted list, recomputed at each step, so a header added or
+// removed while iterating is seen or skipped as the standard says.
+const HeadersIteratorPrototype = Object.create(IteratorPrototype, {
+  next: {
+    value: function next() {
+      const it = WeakMapPrototypeGet(headersIterators, this);
+      if (it === undefined) throw new TypeError("next called on an object that is not a Headers Iterator");
+      const pairs = headersPairs(it.headers);
+      if (it.index >= pairs.length) return { value: undefined, done: true };
+      const pair = pairs[it.index++];
+      const value = it.kind === "key" ? pair[0] : it.kind === "value" ? pair[1] : pair;
+      return { value, done: false };
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  },
+  [Symbol.toStringTag]: { value: "Headers Iterator", configurable: true },
+});
+const headersIterators = new WeakMap();
+
+function headersIterator(headers, kind) {
+  const it = Object.create(HeadersIteratorPrototype);
+  WeakMapPrototypeSet(headersIterators, it, { headers, kind, index: 0 });
+  return it;
+}
 
 class Headers {
   #map = new Map(); // lowercased name -> array of values
+  #immutable = false;
   static {
+    headersFreeze = (h) => {
+      h.#immutable = true;
+    };
+    headersPairs = (h) => sortAndCombine(h.#map);
     isHeaders = (x) => {
       try {
         x.#map;
@@ -934,8 +990,13 @@ class Headers {
     };
   }
   constructor(init) {
-    if (init === undefined || init === null) return;
-    if (isHeaders(init)) {
+    if (init === undefined) return;
+    // HeadersInit is a sequence or a record: WebIDL takes no null or primitive.
+    if (init === null || (typeof init !== "object" && typeof init !== "function")) {
+      throw new TypeError("Headers: init must be an object, a sequence of pairs or a Headers");
+    }
+    if (isHeaders(init) && init[Symbol.iterator] === HeadersPrototypeIterator) {
+      // The fast path, only while the Headers iterates as built-in ones do.
       MapPrototypeForEach(init.#map, (vs, k) => MapPrototypeSet(this.#map, k, ArrayPrototypeSlice(vs)));
     } else if (typeof init[Symbol.iterator] === "function") {
       for (const pair of init) {
@@ -951,9 +1012,11 @@ class Headers {
     }
   }
   append(name, value) {
+    if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
     headersAppend(this, name, value);
   }
   set(name, value) {
+    if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
     headersSet(this, name, value);
   }
   get(name) {
@@ -967,32 +1030,41 @@ class Headers {
     return this.#map.has(normName(name));
   }
   delete(name) {
+    if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
     this.#map.delete(normName(name));
   }
   forEach(cb, thisArg) {
-    for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this);
-  }
-  *entries() {
-    const names = Array.from(this.#map.keys()).sort();
-    for (const k of names) {
-      const vs = this.#map.get(k);
-      if (k === "set-cookie") for (const v of vs) yield [k, v];
-      else yield [k, vs.join(", ")];
+    if (typeof cb !== "function") throw new TypeError("Headers.forEach: the callback is not a function");
+    // Live, as the iterators are: the list is sorted again at each step.
+    for (let i = 0; ; i++) {
+      const pairs = sortAndCombine(this.#map);
+      if (i >= pairs.length) break;
+      ReflectApply(cb, thisArg, [pairs[i][1], pairs[i][0], this]);
     }
   }
-  *keys() {
-    for (const [k] of this.entries()) yield k;
+  entries() {
+    headersPairs(this);
+    return headersIterator(this, "key+value");
   }
-  *values() {
-    for (const [, v] of this.entries()) yield v;
+  keys() {
+    headersPairs(this);
+    return headersIterator(this, "key");
   }
-  [Symbol.iterator]() {
-    return this.entries();
+  values() {
+    headersPairs(this);
+    return headersIterator(this, "value");
   }
   get [Symbol.toStringTag]() {
     return "Headers";
   }
 }
+// WebIDL: @@iterator is the same function as entries.
+ObjectDefineProperty(Headers.prototype, Symbol.iterator, {
+  value: Headers.prototype.entries,
+  writable: true,
+  configurable: true,
+});
+const HeadersPrototypeIterator = Headers.prototype.entries;
 
 // ---------------------------------------------------------------- streams --
 // WHATWG streams, the default (non-byte) kind, after the spec's algorithms
@@ -2333,23 +2405,16 @@ class Request extends Body {
 
 // --------------------------------------------------------------- Response --
 
-const STATUS_TEXT = {
-  200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently",
-  302: "Found", 303: "See Other", 304: "Not Modified", 307: "Temporary Redirect",
-  308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-  404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
-  418: "I'm a teapot", 429: "Too Many Requests", 500: "Internal Server Error",
-  502: "Bad Gateway", 503: "Service Unavailable",
-};
-
 // The prelude's own view of a Response: [status, headers], or undefined
 // when `x` is not one (by its private fields, not instanceof or getters).
 let responseHead;
+let responseMakeError; // turns a fresh Response into a network error
 
 class Response extends Body {
   #status;
   #statusText;
   #headers;
+  #type = "default";
   constructor(body = null, init = {}) {
     super();
     init = init || {};
@@ -2366,6 +2431,12 @@ class Response extends Body {
     bodyInit(this, body, this.#headers);
   }
   static {
+    responseMakeError = (r) => {
+      r.#status = 0;
+      r.#type = "error";
+      headersFreeze(r.#headers);
+      return r;
+    };
     responseHead = (x) => {
       try {
         return [x.#status, x.#headers];
@@ -2377,7 +2448,7 @@ class Response extends Body {
   static json(data, init = {}) {
     const text = JSON.stringify(data);
     if (text === undefined) throw new TypeError("Response.json: value is not JSON-serializable");
-    const headers = new Headers(init && init.headers);
+    const headers = new Headers(init ? init.headers : undefined);
     if (!headers.has("content-type")) headers.set("content-type", "application/json");
     return new Response(text, { ...(init || {}), headers });
   }
@@ -2387,14 +2458,18 @@ class Response extends Body {
     }
     return new Response(null, { status, headers: { location: new URL(String(url)).href } });
   }
+  // A network error: status 0, type "error", no body, immutable headers.
+  // A fetch handler that returns one fails its request.
   static error() {
-    throw new TypeError("Response.error() is not supported");
+    return responseMakeError(new Response(null));
   }
   get status() {
     return this.#status;
   }
+  // As given, "" by default (the Fetch standard); the wire's reason phrase
+  // is the host's business.
   get statusText() {
-    return this.#statusText || STATUS_TEXT[this.#status] || "";
+    return this.#statusText;
   }
   get ok() {
     return this.#status >= 200 && this.#status <= 299;
@@ -2406,7 +2481,7 @@ class Response extends Body {
     return false;
   }
   get type() {
-    return "default";
+    return this.#type;
   }
   get url() {
     return "";
@@ -2583,6 +2658,7 @@ const internals = {
         if (head === undefined) {
           throw badResponse(`fetch() must return a Response, got ${inspect(response)}`);
         }
+        if (head[0] === 0) throw badResponse("fetch() returned Response.error(), a network error");
         const pairs = headersWirePairs(head[1]);
         const stream = bodyStreamOf(response);
         if (stream !== null) {

@@ -427,3 +427,41 @@ async fn tar_bundles_deploy_their_app_js() {
     let body = resp.into_body().to_bytes().await.unwrap();
     assert_eq!(body, "from tar");
 }
+
+/// Headers and Response as the Fetch standard has them (issue 16): a null
+/// init throws, iteration is live over the sorted list through a real
+/// Headers Iterator, `statusText` defaults to "", and `Response.error()` is
+/// a network error with immutable headers that fails the request it answers.
+#[tokio::test]
+async fn headers_and_response_follow_the_fetch_standard() {
+    let t = Tenant::new(
+        "fetchstd",
+        r#"export default { async fetch(req) {
+            if (new URL(req.url).pathname === "/error") return Response.error();
+            const out = [];
+            try { new Headers(null); out.push("null accepted"); } catch (e) { out.push(e.constructor.name); }
+            const h = new Headers({ foo: "2", baz: "1", BAR: "0", quux: "3" });
+            const seen = [];
+            for (const [k] of h) { seen.push(k); if (k === "baz") { h.delete("bar"); h.append("x-yz", "4"); } }
+            out.push(seen.join(","));
+            const it = h.keys();
+            out.push(Object.prototype.toString.call(it));
+            out.push(Object.getPrototypeOf(Object.getPrototypeOf(it)) === Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())));
+            out.push(JSON.stringify(new Response("x", { status: 404 }).statusText));
+            const e = Response.error();
+            out.push(e.type, e.status, e.body);
+            try { e.headers.append("a", "b"); out.push("mutable"); } catch (err) { out.push(err.constructor.name); }
+            return new Response(out.join("|"));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "TypeError|bar,baz,quux,x-yz|[object Headers Iterator]|true|\"\"|error|0||TypeError"
+    );
+    let err = t.get("/error").await.unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::BadResponse { reason } if reason.contains("Response.error()")),
+        "{err:?}"
+    );
+}
