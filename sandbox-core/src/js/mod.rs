@@ -57,7 +57,9 @@
 //! `TextDecoder`, the WHATWG streams (`ReadableStream`, `WritableStream`,
 //! `TransformStream`, `TextEncoderStream`, `TextDecoderStream`, queuing
 //! strategies), `console` (into the tenant's [`TenantLog`](crate::TenantLog)),
-//! `crypto.getRandomValues` / `crypto.randomUUID`, Promises and `async`,
+//! `crypto.getRandomValues` / `crypto.randomUUID`, `EventTarget`, `Event`,
+//! `CustomEvent`, `AbortController`, `AbortSignal`, `DOMException`, `self`,
+//! Promises and `async`,
 //! `setTimeout`/`setInterval` that never outlive their request (or its
 //! stream), and `env.KV` (`get`, `put`, `delete`, `list`) when the
 //! [`InvokeContext`](crate::InvokeContext) carries a

@@ -1,6 +1,6 @@
 // Corral's JavaScript prelude: the Workers-style web classes every tenant
 // sees (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, streams, console, crypto, timers), written over a handful of
+// TextDecoder, streams, events and abort signals, console, crypto, timers), written over a handful of
 // host functions. It is compiled to QuickJS bytecode once per process and
 // evaluated into every tenant runtime before the tenant's module.
 //
@@ -2500,7 +2500,424 @@ class Response extends Body {
   }
 }
 
+// ----------------------------------------------------------------- events --
+// DOMException, Event, CustomEvent, EventTarget, AbortSignal and
+// AbortController after the DOM standard. A tenant has one kind of event
+// target (no tree), so dispatch is the at-target part of the algorithm:
+// capturing listeners, then the others, in the order they were added.
+
+const DOM_EXCEPTION_CODES = {
+  __proto__: null, IndexSizeError: 1, HierarchyRequestError: 3, WrongDocumentError: 4,
+  InvalidCharacterError: 5, NoModificationAllowedError: 7, NotFoundError: 8, NotSupportedError: 9,
+  InvalidStateError: 11, SyntaxError: 12, InvalidModificationError: 13, NamespaceError: 14,
+  InvalidAccessError: 15, TypeMismatchError: 17, SecurityError: 18, NetworkError: 19,
+  AbortError: 20, URLMismatchError: 21, QuotaExceededError: 22, TimeoutError: 23,
+  InvalidNodeTypeError: 24, DataCloneError: 25,
+};
+
+class DOMException extends Error {
+  #name;
+  constructor(message = "", name = "Error") {
+    super(String(message));
+    this.#name = String(name);
+  }
+  get name() {
+    return this.#name;
+  }
+  get code() {
+    return DOM_EXCEPTION_CODES[this.#name] || 0;
+  }
+  get [Symbol.toStringTag]() {
+    return "DOMException";
+  }
+}
+
+let eventRecord; // Event -> its internal state (throws on anything else)
+
+class Event {
+  #s;
+  static {
+    eventRecord = (e) => e.#s;
+  }
+  constructor(type, init = undefined) {
+    if (arguments.length === 0) throw new TypeError("Event: the type is required");
+    if (init !== undefined && init !== null && typeof init !== "object" && typeof init !== "function") {
+      throw new TypeError("Event: init must be an object");
+    }
+    init = init || {};
+    this.#s = {
+      __proto__: null,
+      type: String(type),
+      bubbles: !!init.bubbles,
+      cancelable: !!init.cancelable,
+      composed: !!init.composed,
+      target: null,
+      currentTarget: null,
+      phase: 0,
+      stop: false,
+      stopImmediate: false,
+      canceled: false,
+      inPassive: false,
+      dispatching: false,
+      trusted: false,
+      timeStamp: DateNow(),
+    };
+  }
+  get type() {
+    return this.#s.type;
+  }
+  get target() {
+    return this.#s.target;
+  }
+  get srcElement() {
+    return this.#s.target;
+  }
+  get currentTarget() {
+    return this.#s.currentTarget;
+  }
+  get eventPhase() {
+    return this.#s.phase;
+  }
+  get bubbles() {
+    return this.#s.bubbles;
+  }
+  get cancelable() {
+    return this.#s.cancelable;
+  }
+  get composed() {
+    return this.#s.composed;
+  }
+  get defaultPrevented() {
+    return this.#s.canceled;
+  }
+  get isTrusted() {
+    return this.#s.trusted;
+  }
+  get timeStamp() {
+    return this.#s.timeStamp;
+  }
+  get returnValue() {
+    return !this.#s.canceled;
+  }
+  set returnValue(v) {
+    if (!v) this.preventDefault();
+  }
+  get cancelBubble() {
+    return this.#s.stop;
+  }
+  set cancelBubble(v) {
+    if (v) this.#s.stop = true;
+  }
+  composedPath() {
+    return this.#s.dispatching && this.#s.currentTarget !== null ? [this.#s.currentTarget] : [];
+  }
+  stopPropagation() {
+    this.#s.stop = true;
+  }
+  stopImmediatePropagation() {
+    this.#s.stop = true;
+    this.#s.stopImmediate = true;
+  }
+  preventDefault() {
+    if (this.#s.cancelable && !this.#s.inPassive) this.#s.canceled = true;
+  }
+  initEvent(type, bubbles = false, cancelable = false) {
+    if (arguments.length === 0) throw new TypeError("initEvent: the type is required");
+    const s = this.#s;
+    if (s.dispatching) return;
+    s.type = String(type);
+    s.bubbles = !!bubbles;
+    s.cancelable = !!cancelable;
+    s.stop = s.stopImmediate = s.canceled = false;
+    s.trusted = false;
+    s.target = null;
+  }
+  get [Symbol.toStringTag]() {
+    return "Event";
+  }
+}
+for (const [name, value] of [["NONE", 0], ["CAPTURING_PHASE", 1], ["AT_TARGET", 2], ["BUBBLING_PHASE", 3]]) {
+  const desc = { __proto__: null, value, enumerable: true };
+  ObjectDefineProperty(Event, name, desc);
+  ObjectDefineProperty(Event.prototype, name, desc);
+}
+
+class CustomEvent extends Event {
+  #detail;
+  constructor(type, init = undefined) {
+    if (arguments.length === 0) throw new TypeError("CustomEvent: the type is required");
+    super(type, init);
+    this.#detail = init && init.detail !== undefined ? init.detail : null;
+  }
+  get detail() {
+    return this.#detail;
+  }
+  initCustomEvent(type, bubbles = false, cancelable = false, detail = null) {
+    if (eventRecord(this).dispatching) return;
+    this.initEvent(type, bubbles, cancelable);
+    this.#detail = detail;
+  }
+  get [Symbol.toStringTag]() {
+    return "CustomEvent";
+  }
+}
+
+let targetListeners; // EventTarget -> its listener list
+let addAbortAlgorithm; // (signal, fn): runs fn when the signal aborts
+
+// { capture } of addEventListener's or removeEventListener's options.
+const flattenCapture = (options) =>
+  typeof options === "object" && options !== null ? !!options.capture : !!options;
+
+// Runs `event`'s listeners on `target` (the DOM's dispatch, at target only).
+function dispatch(target, event, trusted) {
+  const s = eventRecord(event);
+  if (s.dispatching) throw new DOMException("the event is already being dispatched", "InvalidStateError");
+  s.dispatching = true;
+  s.trusted = trusted;
+  s.target = target;
+  s.currentTarget = target;
+  s.phase = 2;
+  const list = ArrayPrototypeSlice(targetListeners(target));
+  for (let pass = 0; pass < 2 && !s.stop; pass++) {
+    const capture = pass === 0;
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i];
+      if (l.removed || l.type !== s.type || l.capture !== capture) continue;
+      if (l.once) removeListener(target, l);
+      s.inPassive = l.passive;
+      try {
+        const cb = l.callback;
+        if (typeof cb === "function") ReflectApply(cb, target, [event]);
+        else {
+          const handle = cb.handleEvent;
+          if (typeof handle !== "function") throw new TypeError("the listener has no handleEvent method");
+          ReflectApply(handle, cb, [event]);
+        }
+      } catch (e) {
+        reportError(e);
+      }
+      s.inPassive = false;
+      if (s.stopImmediate) break;
+    }
+  }
+  s.phase = 0;
+  s.currentTarget = null;
+  s.dispatching = false;
+  s.stop = false;
+  s.stopImmediate = false;
+  return !s.canceled;
+}
+
+function removeListener(target, l) {
+  l.removed = true;
+  const list = targetListeners(target);
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] === l) {
+      ArrayPrototypeSplice(list, i, 1);
+      return;
+    }
+  }
+}
+
+// An error thrown by a listener does not stop the dispatch: it goes to the
+// tenant's log, as an uncaught error would.
+function reportError(e) {
+  logger("error: ")(e);
+}
+
+class EventTarget {
+  #listeners = [];
+  static {
+    targetListeners = (t) => t.#listeners;
+  }
+  addEventListener(type, callback, options = undefined) {
+    const list = this.#listeners;
+    if (callback === null || callback === undefined) return;
+    if (typeof callback !== "function" && typeof callback !== "object") {
+      throw new TypeError("addEventListener: the listener must be a function or an object");
+    }
+    let capture = false;
+    let passive = false;
+    let once = false;
+    let signal = null;
+    if (typeof options === "object" && options !== null) {
+      capture = !!options.capture;
+      once = !!options.once;
+      passive = !!options.passive;
+      if (options.signal !== undefined) {
+        signal = options.signal;
+        if (!isAbortSignal(signal)) throw new TypeError("addEventListener: signal is not an AbortSignal");
+      }
+    } else {
+      capture = !!options;
+    }
+    if (signal !== null && signal.aborted) return;
+    type = String(type);
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i];
+      if (l.type === type && l.callback === callback && l.capture === capture) return;
+    }
+    const l = { __proto__: null, type, callback, capture, passive, once, removed: false };
+    ArrayPrototypePush(list, l);
+    if (signal !== null) addAbortAlgorithm(signal, () => removeListener(this, l));
+  }
+  removeEventListener(type, callback, options = undefined) {
+    const list = this.#listeners;
+    const capture = flattenCapture(options);
+    type = String(type);
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i];
+      if (l.type === type && l.callback === callback && l.capture === capture) {
+        removeListener(this, l);
+        return;
+      }
+    }
+  }
+  dispatchEvent(event) {
+    this.#listeners;
+    eventRecord(event); // a TypeError for anything but an Event
+    return dispatch(this, event, false);
+  }
+  get [Symbol.toStringTag]() {
+    return "EventTarget";
+  }
+}
+
+// An `on<type>` event handler attribute on `proto`: its listener is added
+// the first time it is set, and calls whatever the attribute holds then.
+function defineEventHandler(proto, type, handlers) {
+  ObjectDefineProperty(proto, "on" + type, {
+    __proto__: null,
+    configurable: true,
+    enumerable: true,
+    get() {
+      targetListeners(this);
+      const h = WeakMapPrototypeGet(handlers, this);
+      return h === undefined ? null : h.value;
+    },
+    set(value) {
+      targetListeners(this);
+      const v = typeof value === "function" || (typeof value === "object" && value !== null) ? value : null;
+      let h = WeakMapPrototypeGet(handlers, this);
+      if (h === undefined) {
+        if (v === null) return;
+        h = { value: v };
+        WeakMapPrototypeSet(handlers, this, h);
+        const target = this;
+        this.addEventListener(type, function (event) {
+          const f = h.value;
+          if (typeof f === "function") return ReflectApply(f, target, [event]);
+        });
+      } else {
+        h.value = v;
+      }
+    },
+  });
+}
+
+let isAbortSignal;
+let signalAbort;
+let newSignal;
+
+class AbortSignal extends EventTarget {
+  #aborted = false;
+  #reason = undefined;
+  #algorithms = [];
+  #dependents = [];
+  static {
+    isAbortSignal = (x) => {
+      try {
+        x.#aborted;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    addAbortAlgorithm = (s, fn) => void ArrayPrototypePush(s.#algorithms, fn);
+    signalAbort = (s, reason) => {
+      if (s.#aborted) return;
+      s.#aborted = true;
+      s.#reason = reason === undefined ? new DOMException("signal is aborted without reason", "AbortError") : reason;
+      const algorithms = s.#algorithms;
+      s.#algorithms = [];
+      for (let i = 0; i < algorithms.length; i++) algorithms[i]();
+      dispatch(s, new Event("abort"), true);
+      const deps = s.#dependents;
+      s.#dependents = [];
+      for (let i = 0; i < deps.length; i++) signalAbort(deps[i], s.#reason);
+    };
+    newSignal = () => new AbortSignal(INTERNAL);
+  }
+  // A signal that aborts with the first of `signals` to abort.
+  static any(signals) {
+      const out = newSignal();
+      const list = ArrayFrom(signals);
+      for (let i = 0; i < list.length; i++) {
+        if (!isAbortSignal(list[i])) throw new TypeError("AbortSignal.any: not an AbortSignal");
+      }
+      for (let i = 0; i < list.length; i++) {
+        if (list[i].#aborted) {
+          out.#aborted = true;
+          out.#reason = list[i].#reason;
+          return out;
+        }
+      }
+      for (let i = 0; i < list.length; i++) ArrayPrototypePush(list[i].#dependents, out);
+      return out;
+  }
+  constructor(key) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+    super();
+  }
+  static abort(reason = undefined) {
+    const s = newSignal();
+    signalAbort(s, reason);
+    return s;
+  }
+  static timeout(ms) {
+    ms = Number(ms);
+    if (!(ms >= 0) || ms > Number.MAX_SAFE_INTEGER) throw new TypeError("AbortSignal.timeout: bad delay");
+    const s = newSignal();
+    setTimeout(() => signalAbort(s, new DOMException("signal timed out", "TimeoutError")), ms);
+    return s;
+  }
+  get aborted() {
+    return this.#aborted;
+  }
+  get reason() {
+    return this.#reason;
+  }
+  throwIfAborted() {
+    if (this.#aborted) throw this.#reason;
+  }
+  get [Symbol.toStringTag]() {
+    return "AbortSignal";
+  }
+}
+defineEventHandler(AbortSignal.prototype, "abort", new WeakMap());
+
+class AbortController {
+  #signal = newSignal();
+  get signal() {
+    return this.#signal;
+  }
+  abort(reason = undefined) {
+    signalAbort(this.#signal, reason);
+  }
+  get [Symbol.toStringTag]() {
+    return "AbortController";
+  }
+}
+
 define("TextEncoder", TextEncoder);
+define("DOMException", DOMException);
+define("Event", Event);
+define("CustomEvent", CustomEvent);
+define("EventTarget", EventTarget);
+define("AbortSignal", AbortSignal);
+define("AbortController", AbortController);
+define("self", globalThis);
 define("TextDecoder", TextDecoder);
 define("URLSearchParams", URLSearchParams);
 define("URL", URL);

@@ -465,3 +465,43 @@ async fn headers_and_response_follow_the_fetch_standard() {
         "{err:?}"
     );
 }
+
+/// EventTarget, Event, CustomEvent, AbortController and AbortSignal after
+/// the DOM standard (issue 16): listeners in order with capture first,
+/// `once`, removal through a signal, handler attributes, a synchronous
+/// trusted abort event, `AbortSignal.any` and `timeout`, brand checks.
+#[tokio::test]
+async fn events_and_abort_signals_follow_the_dom_standard() {
+    let t = Tenant::new(
+        "events",
+        r#"export default { async fetch() {
+            const out = [];
+            const et = new EventTarget();
+            et.addEventListener("x", () => out.push("bubble"));
+            et.addEventListener("x", () => out.push("capture"), true);
+            et.addEventListener("x", { handleEvent(e) { out.push("obj:" + e.detail); } }, { once: true });
+            const ac0 = new AbortController();
+            et.addEventListener("x", () => out.push("until-abort"), { signal: ac0.signal });
+            out.push(et.dispatchEvent(new CustomEvent("x", { detail: 7 })));
+            ac0.abort();
+            et.dispatchEvent(new Event("x"));
+            const ac = new AbortController();
+            let fired = 0;
+            ac.signal.onabort = (e) => { fired++; out.push(e.isTrusted, e.target === ac.signal); };
+            const any = AbortSignal.any([ac.signal, new AbortController().signal]);
+            ac.abort();
+            ac.abort();
+            out.push(fired, ac.signal.aborted, ac.signal.reason.name, ac.signal.reason instanceof DOMException, any.aborted);
+            try { Object.getOwnPropertyDescriptor(AbortController.prototype, "signal").get.call({}); } catch (e) { out.push(e.constructor.name); }
+            try { new AbortSignal(); } catch (e) { out.push(e.constructor.name); }
+            const reason = await new Promise((resolve) => { AbortSignal.timeout(5).onabort = function () { resolve(this.reason.name); }; });
+            out.push(reason, self === globalThis);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "capture,bubble,obj:7,until-abort,true,capture,bubble,true,true,1,true,AbortError,true,true,TypeError,TypeError,TimeoutError,true"
+    );
+}
