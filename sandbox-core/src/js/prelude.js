@@ -316,15 +316,21 @@ function randomUUID() {
 
 define("crypto", {
   getRandomValues(array) {
-    const kind = typedArrayName(array);
-    if (kind === undefined || kind === "Float32Array" || kind === "Float64Array") {
+    // WebIDL takes any ArrayBufferView (else a TypeError); Web Crypto then
+    // refuses the non-integer ones with a TypeMismatchError DOMException.
+    if (!ArrayBufferIsView(array)) {
       throw new TypeError("crypto.getRandomValues: expected an integer typed array");
+    }
+    const kind = typedArrayName(array);
+    if (kind === undefined || kind === "Float16Array" || kind === "Float32Array" || kind === "Float64Array") {
+      throw new DOMException("crypto.getRandomValues: expected an integer typed array", "TypeMismatchError");
     }
     const range = viewRange(array);
     if (range[2] > 65536) {
-      const e = new Error(`crypto.getRandomValues: ${range[2]} bytes requested; the limit is 65536`);
-      e.name = "QuotaExceededError";
-      throw e;
+      throw new DOMException(
+        `crypto.getRandomValues: ${range[2]} bytes requested; the limit is 65536`,
+        "QuotaExceededError",
+      );
     }
     const bytes = host.randomBytes(range[2]);
     TypedArrayPrototypeSet(new Uint8Array(range[0], range[1], range[2]), bytes);

@@ -505,3 +505,27 @@ async fn events_and_abort_signals_follow_the_dom_standard() {
         "capture,bubble,obj:7,until-abort,true,capture,bubble,true,true,1,true,AbortError,true,true,TypeError,TypeError,TimeoutError,true"
     );
 }
+
+/// `crypto.getRandomValues` throws what Web Crypto says (issue 16): a
+/// TypeError for a non-view, a TypeMismatchError DOMException for float
+/// arrays and DataViews, a QuotaExceededError DOMException past 65,536 bytes.
+#[tokio::test]
+async fn get_random_values_throws_the_standard_errors() {
+    let t = Tenant::new(
+        "rng",
+        r#"export default { async fetch() {
+            const out = [];
+            for (const arg of [{}, new Float32Array(4), new DataView(new ArrayBuffer(4)), new Uint32Array(16385)]) {
+                try { crypto.getRandomValues(arg); out.push("ok"); }
+                catch (e) { out.push(e instanceof DOMException ? e.name + ":" + e.code : e.constructor.name); }
+            }
+            out.push(crypto.getRandomValues(new BigInt64Array(2)).constructor.name);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "TypeError,TypeMismatchError:17,TypeMismatchError:17,QuotaExceededError:22,BigInt64Array"
+    );
+}
