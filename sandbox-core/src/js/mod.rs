@@ -58,7 +58,8 @@
 //! `TransformStream`, `TextEncoderStream`, `TextDecoderStream`, queuing
 //! strategies), `console` (into the tenant's [`TenantLog`](crate::TenantLog)),
 //! `crypto.getRandomValues` / `crypto.randomUUID`, `EventTarget`, `Event`,
-//! `CustomEvent`, `AbortController`, `AbortSignal`, `DOMException`, `self`,
+//! `CustomEvent`, `AbortController`, `AbortSignal`, `DOMException`,
+//! `structuredClone`, `self`,
 //! Promises and `async`,
 //! `setTimeout`/`setInterval` that never outlive their request (or its
 //! stream), and `env.KV` (`get`, `put`, `delete`, `list`) when the

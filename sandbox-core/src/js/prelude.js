@@ -81,6 +81,7 @@ const DataViewPrototypeGetBuffer = getter(DataView.prototype, "buffer");
 const DataViewPrototypeGetByteLength = getter(DataView.prototype, "byteLength");
 const DataViewPrototypeGetByteOffset = getter(DataView.prototype, "byteOffset");
 const DateNow = Date.now;
+const DatePrototypeGetTime = uncurryThis(Date.prototype.getTime);
 const MapPrototypeDelete = uncurryThis(Map.prototype.delete);
 const MapPrototypeForEach = uncurryThis(Map.prototype.forEach);
 const MapPrototypeGet = uncurryThis(Map.prototype.get);
@@ -2916,7 +2917,101 @@ class AbortController {
   }
 }
 
+// --------------------------------------------------------- structuredClone --
+// The HTML structured clone of the values a tenant can make: primitives
+// (not symbols), plain objects and arrays (own enumerable string keys),
+// Date, RegExp, Map, Set, ArrayBuffer and its views, Error, the wrapper
+// objects, and cycles among them. Functions, symbols, and anything else
+// are a DataCloneError; `transfer` is not supported.
+function structuredClone(value, options = undefined) {
+  if (options !== undefined && options !== null && options.transfer !== undefined && ArrayFrom(options.transfer).length > 0) {
+    throw new DOMException("structuredClone: transfer is not supported", "DataCloneError");
+  }
+  const memory = new Map();
+  const clone = (v) => {
+    if (typeof v === "symbol") throw new DOMException("structuredClone: a Symbol cannot be cloned", "DataCloneError");
+    if (typeof v === "function") throw new DOMException("structuredClone: a function cannot be cloned", "DataCloneError");
+    if (typeof v !== "object" || v === null) return v;
+    if (MapPrototypeHas(memory, v)) return MapPrototypeGet(memory, v);
+    const tag = ReflectApply(ObjectPrototypeToString, v, []);
+    let out;
+    if (isArrayBuffer(v)) {
+      out = copyBytes(v).buffer;
+      MapPrototypeSet(memory, v, out);
+      return out;
+    }
+    if (ArrayBufferIsView(v)) {
+      const range = viewRange(v);
+      const buffer = clone(range[0]);
+      const kind = typedArrayName(v);
+      if (kind === undefined) out = new DataView(buffer, range[1], range[2]);
+      else out = new globalThis[kind](buffer, range[1], TypedArrayPrototypeGetLength(v));
+      MapPrototypeSet(memory, v, out);
+      return out;
+    }
+    switch (tag) {
+      case "[object Date]":
+        out = new Date(DatePrototypeGetTime(v));
+        break;
+      case "[object RegExp]":
+        out = new RegExp(v.source, v.flags);
+        break;
+      case "[object Boolean]":
+      case "[object Number]":
+      case "[object String]":
+      case "[object BigInt]":
+        out = Object(v.valueOf());
+        break;
+      case "[object Map]":
+        out = new Map();
+        MapPrototypeSet(memory, v, out);
+        MapPrototypeForEach(v, (val, key) => MapPrototypeSet(out, clone(key), clone(val)));
+        return out;
+      case "[object Set]": {
+        out = new Set();
+        MapPrototypeSet(memory, v, out);
+        const items = ArrayFrom(v);
+        for (let i = 0; i < items.length; i++) out.add(clone(items[i]));
+        return out;
+      }
+      case "[object Error]": {
+        const name = v.name;
+        const ctor = ["EvalError", "RangeError", "ReferenceError", "SyntaxError", "TypeError", "URIError"].includes(name) ? globalThis[name] : Error;
+        out = new ctor(v.message === undefined ? undefined : String(v.message));
+        if (v.stack !== undefined) out.stack = String(v.stack);
+        break;
+      }
+      case "[object Array]":
+        out = new Array(v.length);
+        break;
+      case "[object Object]":
+        if (isPlain(v)) {
+          out = {};
+          break;
+        }
+      // falls through: a class instance or a platform object
+      default:
+        throw new DOMException(`structuredClone: ${tag} cannot be cloned`, "DataCloneError");
+    }
+    MapPrototypeSet(memory, v, out);
+    if (tag === "[object Array]" || tag === "[object Object]") {
+      const keys = ObjectKeys(v);
+      for (let i = 0; i < keys.length; i++) out[keys[i]] = clone(v[keys[i]]);
+    }
+    return out;
+  };
+  return clone(value);
+}
+
+// An object literal or Object.create(null): what structuredClone takes as
+// an ordinary object (instances of the prelude's classes are refused).
+function isPlain(v) {
+  const proto = Object.getPrototypeOf(v);
+  return proto === null || proto === Object.prototype;
+}
+
 define("TextEncoder", TextEncoder);
+define("structuredClone", structuredClone);
 define("DOMException", DOMException);
 define("Event", Event);
 define("CustomEvent", CustomEvent);

@@ -529,3 +529,32 @@ async fn get_random_values_throws_the_standard_errors() {
         "TypeError,TypeMismatchError:17,TypeMismatchError:17,QuotaExceededError:22,BigInt64Array"
     );
 }
+
+/// `structuredClone` (issue 16): a deep copy that keeps cycles, shared
+/// references, Maps, Sets, Dates and typed arrays over a copied buffer, and
+/// refuses functions with a DataCloneError.
+#[tokio::test]
+async fn structured_clone_copies_deeply_and_refuses_functions() {
+    let t = Tenant::new(
+        "clone",
+        r#"export default { async fetch() {
+            const bytes = new Uint8Array([1, 2, 3]);
+            const src = { n: 1, d: new Date(5), m: new Map([["k", [1, 2]]]), s: new Set([3]), bytes, view: bytes.subarray(1) };
+            src.self = src;
+            const c = structuredClone(src);
+            c.bytes[1] = 9;
+            const out = [
+                c !== src, c.self === c, c.d.getTime(), c.m.get("k").join("+"), c.s.has(3),
+                bytes[1], c.view[0], c.view.buffer === c.bytes.buffer,
+            ];
+            try { structuredClone({ f() {} }); out.push("cloned a function"); }
+            catch (e) { out.push(e.name); }
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "true,true,5,1+2,true,2,9,true,DataCloneError"
+    );
+}
