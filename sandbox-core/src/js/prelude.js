@@ -1529,6 +1529,10 @@ function pipeTo(source, dest, options) {
     const w = wsOf(dest);
     if (s.reader !== null) throw new TypeError("pipeTo: the source stream is locked");
     if (w.writer !== null) throw new TypeError("pipeTo: the destination stream is locked");
+    const signal = options == null ? undefined : options.signal;
+    if (signal !== undefined && !isAbortSignal(signal)) {
+      throw new TypeError("pipeTo: options.signal is not an AbortSignal");
+    }
     return pipe(rsAcquireReader(s), wsAcquireWriter(w), options ?? {});
   } catch (e) {
     return PromiseReject(e);
@@ -1655,12 +1659,20 @@ async function pipe(r, wr, options) {
   const destClosed = () => fail("dest")(new TypeError("the destination stream is closed"));
   const destFailed = PromisePrototypeThen(wr.closed.promise, destClosed, fail("dest"));
   let end = w.closeRequest !== null || w.state === "closed" ? destClosed() : null;
+  // options.signal: aborting it ends the pipe with its reason, told to both
+  // sides as the prevent* options allow.
+  const signal = options.signal;
+  const aborted = deferred();
+  if (signal !== undefined) {
+    if (signal.aborted) end = fail("abort")(signal.reason);
+    else addAbortAlgorithm(signal, () => aborted.resolve(fail("abort")(signal.reason)));
+  }
   let lastWrite = PromiseResolve();
   while (end === null) {
     const ready = PromisePrototypeThen(wr.ready.promise, () => null, fail("dest"));
-    end = await race([ready, sourceFailed, destFailed]);
+    end = await race([ready, sourceFailed, destFailed, aborted.promise]);
     if (end !== null) break;
-    const read = await race([PromisePrototypeCatch(rsReadRecord(r.stream), fail("source")), destFailed]);
+    const read = await race([PromisePrototypeCatch(rsReadRecord(r.stream), fail("source")), destFailed, aborted.promise]);
     if (read.side !== undefined) end = read;
     else if (read.done) end = { __proto__: null, side: "done" };
     else lastWrite = PromisePrototypeCatch(wsWrite(w, read.value), noop);
@@ -1670,7 +1682,13 @@ async function pipe(r, wr, options) {
       if (!preventClose) await (wr.stream ? wsClose(wr.stream) : PromiseReject(released()));
       return;
     }
-    if (end.side === "source") {
+    if (end.side === "abort") {
+      await lastWrite;
+      const actions = [];
+      if (!preventAbort && wr.stream) ArrayPrototypePush(actions, wsAbort(wr.stream, end.error));
+      if (!preventCancel && r.stream) ArrayPrototypePush(actions, rsCancel(r.stream, end.error));
+      for (let i = 0; i < actions.length; i++) await actions[i];
+    } else if (end.side === "source") {
       await lastWrite;
       if (!preventAbort) await (wr.stream ? wsAbort(wr.stream, end.error) : PromiseReject(released()));
     } else if (!preventCancel) {
@@ -3012,6 +3030,9 @@ function isPlain(v) {
 
 define("TextEncoder", TextEncoder);
 define("structuredClone", structuredClone);
+// What the tenant runs on, for code that asks (as Workers answer
+// "Cloudflare-Workers").
+define("navigator", ObjectFreeze({ __proto__: null, userAgent: "Corral" }));
 define("DOMException", DOMException);
 define("Event", Event);
 define("CustomEvent", CustomEvent);

@@ -558,3 +558,38 @@ async fn structured_clone_copies_deeply_and_refuses_functions() {
         "true,true,5,1+2,true,2,9,true,DataCloneError"
     );
 }
+
+/// `pipeTo(dest, { signal })` (issue 16): aborting the signal rejects the
+/// pipe with its reason, aborts the destination and cancels the source; an
+/// already aborted signal stops the pipe before any chunk moves.
+#[tokio::test]
+async fn pipe_to_stops_when_its_signal_aborts() {
+    let t = Tenant::new(
+        "pipeabort",
+        r#"export default { async fetch() {
+            const out = [];
+            const written = [];
+            let cancelled, abortedWith;
+            const source = new ReadableStream({ pull(c) { c.enqueue("x"); return new Promise((r) => setTimeout(r, 1)); }, cancel(r) { cancelled = r; } });
+            const dest = new WritableStream({ write(chunk) { written.push(chunk); }, abort(r) { abortedWith = r; } });
+            const ac = new AbortController();
+            const piped = source.pipeTo(dest, { signal: ac.signal });
+            await new Promise((r) => setTimeout(r, 20));
+            ac.abort("stop");
+            try { await piped; out.push("resolved"); } catch (e) { out.push("rejected:" + e); }
+            out.push(written.length > 0, cancelled, abortedWith);
+            const w2 = [];
+            const again = new ReadableStream({ start(c) { c.enqueue("y"); } })
+                .pipeTo(new WritableStream({ write(c) { w2.push(c); } }), { signal: AbortSignal.abort("early") });
+            try { await again; } catch (e) { out.push(e, w2.length); }
+            try { await new ReadableStream().pipeTo(new WritableStream(), { signal: {} }); } catch (e) { out.push(e.constructor.name); }
+            out.push(navigator.userAgent);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "rejected:stop,true,stop,stop,early,0,TypeError,Corral"
+    );
+}
