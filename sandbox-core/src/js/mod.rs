@@ -59,7 +59,7 @@
 //! strategies), `console` (into the tenant's [`TenantLog`](crate::TenantLog)),
 //! `crypto.getRandomValues` / `crypto.randomUUID`, `EventTarget`, `Event`,
 //! `CustomEvent`, `AbortController`, `AbortSignal`, `DOMException`,
-//! `structuredClone`, `self`, `navigator.userAgent`,
+//! `structuredClone`, `Blob`, `File`, `self`, `navigator.userAgent`,
 //! Promises and `async`,
 //! `setTimeout`/`setInterval` that never outlive their request (or its
 //! stream), and `env.KV` (`get`, `put`, `delete`, `list`) when the

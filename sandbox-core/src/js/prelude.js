@@ -2219,6 +2219,121 @@ class TextDecoderStream {
   }
 }
 
+// ------------------------------------------------------------- Blob, File --
+// The File API's Blob and File over bytes in the QuickJS heap: a part is a
+// string (as UTF-8), a BufferSource (copied) or another Blob.
+
+let blobBytes; // Blob -> its Uint8Array (throws on anything else)
+
+// A Blob's type: lowercased, or "" when it has a character outside U+0020..U+007E.
+function blobType(type) {
+  type = String(type);
+  for (let i = 0; i < type.length; i++) {
+    const c = StringPrototypeCharCodeAt(type, i);
+    if (c < 0x20 || c > 0x7e) return "";
+  }
+  return StringPrototypeToLowerCase(type);
+}
+
+class Blob {
+  #bytes;
+  #type;
+  static {
+    blobBytes = (b) => b.#bytes;
+  }
+  constructor(parts = undefined, options = undefined) {
+    const chunks = [];
+    let size = 0;
+    if (parts !== undefined) {
+      if (parts === null || typeof parts !== "object" || typeof parts[Symbol.iterator] !== "function") {
+        throw new TypeError("Blob: parts must be a sequence");
+      }
+      for (const part of parts) {
+        let bytes;
+        try {
+          bytes = part.#bytes;
+        } catch {
+          bytes = isBufferSource(part) ? copyBytes(part) : utf8Encode(String(part));
+        }
+        ArrayPrototypePush(chunks, bytes);
+        size += TypedArrayPrototypeGetLength(bytes);
+      }
+    }
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      TypedArrayPrototypeSet(out, chunks[i], at);
+      at += TypedArrayPrototypeGetLength(chunks[i]);
+    }
+    this.#bytes = out;
+    this.#type = options && options.type !== undefined ? blobType(options.type) : "";
+  }
+  get size() {
+    return TypedArrayPrototypeGetLength(this.#bytes);
+  }
+  get type() {
+    return this.#type;
+  }
+  slice(start = undefined, end = undefined, contentType = undefined) {
+    const size = TypedArrayPrototypeGetLength(this.#bytes);
+    const clamp = (v, dflt) => {
+      if (v === undefined) return dflt;
+      v = Math.trunc(Number(v)) || 0;
+      return v < 0 ? MathMax(size + v, 0) : MathMin(v, size);
+    };
+    const from = clamp(start, 0);
+    const to = clamp(end, size);
+    const b = new Blob([TypedArrayPrototypeSubarray(this.#bytes, from, MathMax(from, to))]);
+    b.#type = contentType === undefined ? "" : blobType(contentType);
+    return b;
+  }
+  async arrayBuffer() {
+    return TypedArrayPrototypeGetBuffer(copyBytes(this.#bytes));
+  }
+  async bytes() {
+    return copyBytes(this.#bytes);
+  }
+  async text() {
+    return utf8Decode(this.#bytes, false);
+  }
+  stream() {
+    return bytesStream(this.#bytes);
+  }
+  get [Symbol.toStringTag]() {
+    return "Blob";
+  }
+}
+
+class File extends Blob {
+  #name;
+  #lastModified;
+  constructor(bits, name, options = undefined) {
+    if (arguments.length < 2) throw new TypeError("File: bits and name are required");
+    super(bits, options);
+    this.#name = String(name);
+    this.#lastModified = options && options.lastModified !== undefined ? Number(options.lastModified) : DateNow();
+  }
+  get name() {
+    return this.#name;
+  }
+  get lastModified() {
+    return this.#lastModified;
+  }
+  get [Symbol.toStringTag]() {
+    return "File";
+  }
+}
+
+// Whether `v` is a Blob (by its private field).
+function isBlob(v) {
+  try {
+    blobBytes(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ------------------------------------------------------------------- Body --
 
 // Returns [bytes, a ReadableStream or null; default content-type or null].
@@ -2226,6 +2341,7 @@ function extractBody(body) {
   if (body === undefined || body === null) return [null, null];
   if (typeof body === "string") return [utf8Encode(body), "text/plain;charset=UTF-8"];
   if (isBufferSource(body)) return [copyBytes(body), null];
+  if (isBlob(body)) return [copyBytes(blobBytes(body)), body.type === "" ? null : body.type];
   if (isURLSearchParams(body)) {
     return [utf8Encode(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
   }
@@ -2357,7 +2473,9 @@ class Body {
     throw new TypeError("formData() is not supported");
   }
   async blob() {
-    throw new TypeError("blob() is not supported");
+    const bytes = await this.#consume();
+    const type = this.headers.get("content-type");
+    return new Blob([bytes], { type: type === null ? "" : type });
   }
 }
 
@@ -3030,6 +3148,8 @@ function isPlain(v) {
 
 define("TextEncoder", TextEncoder);
 define("structuredClone", structuredClone);
+define("Blob", Blob);
+define("File", File);
 // What the tenant runs on, for code that asks (as Workers answer
 // "Cloudflare-Workers").
 define("navigator", ObjectFreeze({ __proto__: null, userAgent: "Corral" }));

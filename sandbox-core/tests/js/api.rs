@@ -593,3 +593,32 @@ async fn pipe_to_stops_when_its_signal_aborts() {
         "rejected:stop,true,stop,stop,early,0,TypeError,Corral"
     );
 }
+
+/// Blob and File (issue 16): parts of strings, buffers and other blobs,
+/// `slice` with negative indices, `text`/`bytes`/`stream`, a lowercased
+/// type, and a Blob as a Response body (its type the content-type) read
+/// back with `blob()`.
+#[tokio::test]
+async fn blobs_and_files_hold_their_parts() {
+    let t = Tenant::new(
+        "blob",
+        r#"export default { async fetch() {
+            const inner = new Blob(["é"]);
+            const b = new Blob(["ab", new Uint8Array([99]), inner], { type: "Text/Plain" });
+            const out = [b.size, b.type, await b.text(), await b.slice(-3).text(), (await b.slice(-3, -1).bytes()).length, b.slice(1, 2, "x/y").type];
+            const f = new File(["hi"], "a.txt", { lastModified: 7 });
+            out.push(f.name, f.lastModified, f.size, f instanceof Blob);
+            const chunks = [];
+            for await (const c of b.stream()) chunks.push(c.length);
+            out.push(chunks.join("+"));
+            const back = await new Response(b).blob();
+            out.push(back.type, back.size);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "5,text/plain,abcé,cé,2,x/y,a.txt,7,2,true,5,text/plain,5"
+    );
+}
