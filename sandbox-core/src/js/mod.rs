@@ -125,6 +125,7 @@ mod artifact;
 mod budget;
 pub(crate) mod engine;
 pub(crate) mod host;
+pub(crate) mod web;
 
 use std::collections::HashMap;
 use std::io::Read as _;

@@ -27,6 +27,7 @@ const {
   DataView,
   Date,
   Error,
+  FinalizationRegistry,
   Float32Array,
   Float64Array,
   Function,
@@ -54,6 +55,13 @@ const uncurryThis = Function.prototype.bind.bind(Function.prototype.call);
 const getter = (proto, name) => uncurryThis(Object.getOwnPropertyDescriptor(proto, name).get);
 
 const ReflectApply = Reflect.apply;
+const ReflectOwnKeys = Reflect.ownKeys;
+const ReflectGetOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
+const FinalizationRegistryPrototypeRegister = uncurryThis(FinalizationRegistry.prototype.register);
+const FinalizationRegistryPrototypeUnregister = uncurryThis(FinalizationRegistry.prototype.unregister);
+const SharedArrayBufferPrototypeGetByteLength =
+  typeof SharedArrayBuffer === "function" ? getter(SharedArrayBuffer.prototype, "byteLength") : undefined;
 const ObjectDefineProperty = Object.defineProperty;
 const ObjectFreeze = Object.freeze;
 const ObjectKeys = Object.keys;
@@ -101,6 +109,7 @@ const StringPrototypeIndexOf = uncurryThis(String.prototype.indexOf);
 const StringPrototypeSlice = uncurryThis(String.prototype.slice);
 const StringPrototypeSplit = uncurryThis(String.prototype.split);
 const StringPrototypeToLowerCase = uncurryThis(String.prototype.toLowerCase);
+const StringPrototypeToWellFormed = uncurryThis(String.prototype.toWellFormed);
 // exec, not test: `test` looks up `exec` on the regular expression.
 const RegExpPrototypeExec = uncurryThis(RegExp.prototype.exec);
 const ObjectSetPrototypeOf = Object.setPrototypeOf;
@@ -115,6 +124,18 @@ function isArrayBuffer(v) {
   if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
   try {
     ArrayBufferPrototypeGetByteLength(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Whether `v` is a SharedArrayBuffer (by its internal slot).
+function isSharedArrayBuffer(v) {
+  if (SharedArrayBufferPrototypeGetByteLength === undefined) return false;
+  if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
+  try {
+    SharedArrayBufferPrototypeGetByteLength(v);
     return true;
   } catch {
     return false;
@@ -170,55 +191,79 @@ function copyBytes(src) {
 }
 
 function isBufferSource(v) {
-  return isArrayBuffer(v) || ArrayBufferIsView(v);
+  return isArrayBuffer(v) || isSharedArrayBuffer(v) || ArrayBufferIsView(v);
+}
+
+// A Uint8Array over the bytes a BufferSource (shared or not) views: no copy.
+function bytesView(src) {
+  if (isArrayBuffer(src) || isSharedArrayBuffer(src)) return new Uint8Array(src);
+  if (ArrayBufferIsView(src)) {
+    const range = viewRange(src);
+    return new Uint8Array(range[0], range[1], range[2]);
+  }
+  throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
+}
+
+// WebIDL's DOMString and USVString conversions (a template literal is
+// ToString: a Symbol is a TypeError).
+const domString = (v) => `${v}`;
+const usvString = (v) => StringPrototypeToWellFormed(`${v}`);
+
+function requireArgs(count, need, what) {
+  if (count < need) throw new TypeError(`${what}: ${need} argument${need === 1 ? "" : "s"} required`);
 }
 
 // ------------------------------------------------------ TextEncoder/Decoder --
+// The encodings are encoding_rs's (every WHATWG label, UTF-16, the legacy
+// single- and multi-byte ones), behind host functions.
 
 class TextEncoder {
   get encoding() {
     return "utf-8";
   }
   encode(input = "") {
-    return utf8Encode(input);
+    return utf8Encode(usvString(input));
   }
-  encodeInto(input, dest) {
-    const bytes = utf8Encode(input);
-    // Only write whole characters: back off to a UTF-8 boundary.
-    let n = Math.min(bytes.length, dest.length);
-    while (n > 0 && n < bytes.length && (bytes[n] & 0xc0) === 0x80) n--;
-    dest.set(bytes.subarray(0, n));
-    const read = utf8Decode(bytes.subarray(0, n), false).length;
-    return { read, written: n };
+  encodeInto(source, destination) {
+    requireArgs(arguments.length, 2, "TextEncoder.encodeInto");
+    source = domString(source);
+    if (!isUint8Array(destination)) throw new TypeError("TextEncoder.encodeInto: the destination must be a Uint8Array");
+    // The host writes whole characters only, as many as fit.
+    const out = host.encodeInto(source, TypedArrayPrototypeGetLength(destination));
+    TypedArrayPrototypeSet(destination, out[1]);
+    return { read: out[0], written: TypedArrayPrototypeGetLength(out[1]) };
+  }
+  get [Symbol.toStringTag]() {
+    return "TextEncoder";
   }
 }
 
-// How many bytes at the end of `b` begin a UTF-8 sequence still incomplete.
-function utf8Tail(b) {
-  for (let i = 1; i <= 3 && i <= b.length; i++) {
-    const c = b[b.length - i];
-    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back
-    const need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 1;
-    return need > i ? i : 0;
-  }
-  return 0;
-}
+// A stream's decoder lives in the host while the stream is open; one whose
+// TextDecoder is collected mid-stream is freed here.
+const decoderStreams = new FinalizationRegistry((handle) => host.decoderClose(handle));
+
+let textDecode; // (decoder, input, stream) -> string: what decode() does
 
 class TextDecoder {
+  #encoding;
   #fatal;
   #ignoreBOM;
-  #pending = null; // the incomplete tail held back by decode(…, { stream: true })
-  #bomSeen = false;
-  constructor(label = "utf-8", options = {}) {
-    const l = String(label).trim().toLowerCase();
-    if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
-      throw new RangeError(`TextDecoder: unsupported encoding ${label}`);
+  #stream = -1; // the host decoder of a stream in progress, or -1
+  constructor(label = "utf-8", options = undefined) {
+    label = domString(label);
+    if (options !== undefined && options !== null && typeof options !== "object" && typeof options !== "function") {
+      throw new TypeError("TextDecoder: options must be an object");
     }
-    this.#fatal = !!(options && options.fatal);
-    this.#ignoreBOM = !!(options && options.ignoreBOM);
+    const fatal = options == null ? false : !!options.fatal;
+    const ignoreBOM = options == null ? false : !!options.ignoreBOM;
+    const encoding = host.encodingName(label);
+    if (encoding == null) throw new RangeError(`TextDecoder: unsupported encoding ${label}`);
+    this.#encoding = encoding;
+    this.#fatal = fatal;
+    this.#ignoreBOM = ignoreBOM;
   }
   get encoding() {
-    return "utf-8";
+    return this.#encoding;
   }
   get fatal() {
     return this.#fatal;
@@ -226,41 +271,53 @@ class TextDecoder {
   get ignoreBOM() {
     return this.#ignoreBOM;
   }
-  decode(input, options) {
-    const stream = !!(options && options.stream);
-    let bytes =
-      input === undefined
-        ? new Uint8Array(0)
-        : isUint8Array(input) && TypedArrayPrototypeGetByteOffset(input) === 0
-          ? input
-          : copyBytes(input);
-    // In stream mode a character split across calls waits for its end.
-    if (this.#pending !== null) {
-      const joined = new Uint8Array(this.#pending.length + bytes.length);
-      joined.set(this.#pending);
-      joined.set(bytes, this.#pending.length);
-      bytes = joined;
-      this.#pending = null;
+  decode(input = undefined, options = undefined) {
+    if (options !== undefined && options !== null && typeof options !== "object" && typeof options !== "function") {
+      throw new TypeError("TextDecoder.decode: options must be an object");
     }
-    const tail = stream ? utf8Tail(bytes) : 0;
-    if (tail > 0) {
-      this.#pending = bytes.slice(bytes.length - tail);
-      bytes = bytes.subarray(0, bytes.length - tail);
-    }
-    // Only the stream's first bytes can be a BOM.
-    if (!this.#bomSeen && bytes.length > 0) {
-      this.#bomSeen = true;
-      if (!this.#ignoreBOM && bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
-        bytes = bytes.subarray(3);
-      }
-    }
-    if (!stream) this.#bomSeen = false;
-    try {
-      return utf8Decode(bytes, this.#fatal);
-    } catch (e) {
-      throw new TypeError("TextDecoder: the data is not valid UTF-8");
-    }
+    const stream = options == null ? false : !!options.stream;
+    return textDecode(this, input, stream);
   }
+  get [Symbol.toStringTag]() {
+    return "TextDecoder";
+  }
+  static {
+    textDecode = (d, input, stream) => {
+      const bytes = input === undefined ? new Uint8Array(0) : bytesView(input);
+      if (d.#stream < 0) {
+        if (!stream) return host.decode(d.#encoding, d.#ignoreBOM, bytes, d.#fatal);
+        d.#stream = host.decoderOpen(d.#encoding, d.#ignoreBOM);
+        FinalizationRegistryPrototypeRegister(decoderStreams, d, d.#stream, d);
+      }
+      const handle = d.#stream;
+      if (stream) return host.decoderDecode(handle, bytes, d.#fatal, false);
+      // The stream ends: flush and free its decoder, whatever the result.
+      d.#stream = -1;
+      FinalizationRegistryPrototypeUnregister(decoderStreams, d);
+      try {
+        return host.decoderDecode(handle, bytes, d.#fatal, true);
+      } finally {
+        host.decoderClose(handle);
+      }
+    };
+  }
+}
+
+// ----------------------------------------------------------------- base64 --
+// The forgiving-base64 of the HTML standard, from the `base64` crate.
+
+function atob(data) {
+  requireArgs(arguments.length, 1, "atob");
+  const out = host.atob(domString(data));
+  if (out == null) throw new DOMException("atob: the string is not correctly encoded", "InvalidCharacterError");
+  return out;
+}
+
+function btoa(data) {
+  requireArgs(arguments.length, 1, "btoa");
+  const out = host.btoa(domString(data));
+  if (out == null) throw new DOMException("btoa: the string contains characters outside of Latin1", "InvalidCharacterError");
+  return out;
 }
 
 // ---------------------------------------------------------------- console --
@@ -391,27 +448,42 @@ function clearScopeTimers(scope) {
 }
 
 // ---------------------------------------------------------- URLSearchParams --
-
-function formEncode(s) {
-  return encodeURIComponent(s)
-    .replace(/%20/g, "+")
-    .replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
-}
-
-function formDecode(s) {
-  const t = s.replace(/\+/g, " ");
-  try {
-    return decodeURIComponent(t);
-  } catch (_) {
-    return t.replace(/%([0-9a-fA-F]{2})/g, (_m, h) => String.fromCharCode(parseInt(h, 16)));
-  }
-}
+// application/x-www-form-urlencoded parsing and serializing are the
+// `form_urlencoded` crate's (percent-decoding as UTF-8), behind host
+// functions. The list is flat: [name0, value0, name1, value1, …].
 
 let isURLSearchParams; // by its private field, not instanceof
 // The links between a URL and its searchParams (set in static blocks).
-let paramsAttach;
-let paramsReparse;
-let urlSetQuery;
+let paramsAttach; // (params, url, query): the params of `url`
+let paramsReparse; // (params, query): the URL's query changed
+let paramsEntry; // (params, index) -> [name, value] or undefined
+let urlSetQuery; // (url, serialized): the params changed
+
+const ParamsIteratorPrototype = Object.create(IteratorPrototype, {
+  next: {
+    value: function next() {
+      const it = WeakMapPrototypeGet(paramsIterators, this);
+      if (it === undefined) throw new TypeError("next called on an object that is not a URLSearchParams Iterator");
+      // Live: each step reads the list as it is now.
+      const pair = paramsEntry(it.params, it.index);
+      if (pair === undefined) return { value: undefined, done: true };
+      it.index++;
+      const value = it.kind === "key" ? pair[0] : it.kind === "value" ? pair[1] : pair;
+      return { value, done: false };
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  },
+  [Symbol.toStringTag]: { value: "URLSearchParams Iterator", configurable: true },
+});
+const paramsIterators = new WeakMap();
+
+function paramsIterator(params, kind) {
+  const it = Object.create(ParamsIteratorPrototype);
+  WeakMapPrototypeSet(paramsIterators, it, { __proto__: null, params, kind, index: 0 });
+  return it;
+}
 
 class URLSearchParams {
   #list = [];
@@ -425,465 +497,291 @@ class URLSearchParams {
         return false;
       }
     };
+    paramsAttach = (params, url, query) => {
+      params.#url = url;
+      params.#list = host.formParse(query);
+    };
+    paramsReparse = (params, query) => {
+      params.#list = host.formParse(query);
+    };
+    paramsEntry = (params, index) => {
+      const list = params.#list;
+      return 2 * index < list.length ? [list[2 * index], list[2 * index + 1]] : undefined;
+    };
   }
   constructor(init = "") {
     if (isURLSearchParams(init)) {
-      const list = init.#list;
-      for (let i = 0; i < list.length; i++) ArrayPrototypePush(this.#list, [list[i][0], list[i][1]]);
-    } else if (typeof init === "object" && init !== null) {
-      if (typeof init[Symbol.iterator] === "function") {
-        for (const pair of init) {
-          const p = Array.from(pair);
+      this.#list = ArrayPrototypeSlice(init.#list);
+    } else if (init !== null && (typeof init === "object" || typeof init === "function")) {
+      const method = init[Symbol.iterator];
+      if (method !== undefined && method !== null) {
+        if (typeof method !== "function") throw new TypeError("URLSearchParams: init is not iterable");
+        // sequence<sequence<USVString>>: the tenant's own iterables.
+        for (const pair of { [Symbol.iterator]: () => ReflectApply(method, init, []) }) {
+          if (pair === null || (typeof pair !== "object" && typeof pair !== "function")) {
+            throw new TypeError("URLSearchParams: each pair must be a sequence");
+          }
+          const p = ArrayFrom(pair);
           if (p.length !== 2) throw new TypeError("URLSearchParams: each pair needs two items");
-          this.#list.push([String(p[0]), String(p[1])]);
+          ArrayPrototypePush(this.#list, usvString(p[0]), usvString(p[1]));
         }
       } else {
-        const keys = ObjectKeys(init);
-        for (let i = 0; i < keys.length; i++) ArrayPrototypePush(this.#list, [keys[i], String(init[keys[i]])]);
+        // record<USVString, USVString>: own enumerable string keys.
+        const keys = ReflectOwnKeys(init);
+        for (let i = 0; i < keys.length; i++) {
+          const key = keys[i];
+          if (typeof key !== "string") continue;
+          const desc = ReflectGetOwnPropertyDescriptor(init, key);
+          if (desc === undefined || !desc.enumerable) continue;
+          const name = usvString(key);
+          const value = usvString(init[key]);
+          // A later key that converts to the same name replaces the value.
+          let at = -1;
+          for (let j = 0; j < this.#list.length; j += 2) if (this.#list[j] === name) at = j;
+          if (at < 0) ArrayPrototypePush(this.#list, name, value);
+          else this.#list[at + 1] = value;
+        }
       }
     } else {
-      this.#parse(String(init));
+      const s = usvString(init);
+      this.#list = host.formParse(s[0] === "?" ? StringPrototypeSlice(s, 1) : s);
     }
-  }
-  #parse(s) {
-    this.#list = [];
-    let at = s[0] === "?" ? 1 : 0;
-    while (at <= s.length) {
-      let end = StringPrototypeIndexOf(s, "&", at);
-      if (end < 0) end = s.length;
-      const part = StringPrototypeSlice(s, at, end);
-      at = end + 1;
-      if (part === "") continue;
-      const eq = StringPrototypeIndexOf(part, "=");
-      const k = eq < 0 ? part : StringPrototypeSlice(part, 0, eq);
-      const v = eq < 0 ? "" : StringPrototypeSlice(part, eq + 1);
-      ArrayPrototypePush(this.#list, [formDecode(k), formDecode(v)]);
-    }
-  }
-  static {
-    paramsAttach = (params, url, query) => {
-      params.#url = url;
-      params.#parse(query);
-    };
-    paramsReparse = (params, query) => params.#parse(query);
   }
   #update() {
-    if (this.#url) urlSetQuery(this.#url, this.toString());
+    if (this.#url !== null) urlSetQuery(this.#url, host.formSerialize(this.#list));
   }
   get size() {
-    return this.#list.length;
+    return this.#list.length / 2;
   }
-  append(k, v) {
-    this.#list.push([String(k), String(v)]);
+  append(name, value) {
+    requireArgs(arguments.length, 2, "URLSearchParams.append");
+    ArrayPrototypePush(this.#list, usvString(name), usvString(value));
     this.#update();
   }
-  delete(k, v) {
-    k = String(k);
-    this.#list = this.#list.filter(([a, b]) => !(a === k && (v === undefined || b === String(v))));
-    this.#update();
-  }
-  get(k) {
-    k = String(k);
-    const e = this.#list.find(([a]) => a === k);
-    return e ? e[1] : null;
-  }
-  getAll(k) {
-    k = String(k);
-    return this.#list.filter(([a]) => a === k).map(([, b]) => b);
-  }
-  has(k, v) {
-    k = String(k);
-    return this.#list.some(([a, b]) => a === k && (v === undefined || b === String(v)));
-  }
-  set(k, v) {
-    k = String(k);
-    v = String(v);
-    const i = this.#list.findIndex(([a]) => a === k);
-    if (i < 0) {
-      this.#list.push([k, v]);
-    } else {
-      this.#list[i][1] = v;
-      this.#list = this.#list.filter(([a], j) => j <= i || a !== k);
+  delete(name, value = undefined) {
+    requireArgs(arguments.length, 1, "URLSearchParams.delete");
+    name = usvString(name);
+    if (value !== undefined) value = usvString(value);
+    const list = this.#list;
+    const kept = [];
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] === name && (value === undefined || list[i + 1] === value)) continue;
+      ArrayPrototypePush(kept, list[i], list[i + 1]);
     }
+    this.#list = kept;
+    this.#update();
+  }
+  get(name) {
+    requireArgs(arguments.length, 1, "URLSearchParams.get");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i += 2) if (list[i] === name) return list[i + 1];
+    return null;
+  }
+  getAll(name) {
+    requireArgs(arguments.length, 1, "URLSearchParams.getAll");
+    name = usvString(name);
+    const list = this.#list;
+    const out = [];
+    for (let i = 0; i < list.length; i += 2) if (list[i] === name) ArrayPrototypePush(out, list[i + 1]);
+    return out;
+  }
+  has(name, value = undefined) {
+    requireArgs(arguments.length, 1, "URLSearchParams.has");
+    name = usvString(name);
+    if (value !== undefined) value = usvString(value);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] === name && (value === undefined || list[i + 1] === value)) return true;
+    }
+    return false;
+  }
+  set(name, value) {
+    requireArgs(arguments.length, 2, "URLSearchParams.set");
+    name = usvString(name);
+    value = usvString(value);
+    const list = this.#list;
+    const kept = [];
+    let found = false;
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] !== name) ArrayPrototypePush(kept, list[i], list[i + 1]);
+      else if (!found) {
+        found = true;
+        ArrayPrototypePush(kept, name, value);
+      }
+    }
+    if (!found) ArrayPrototypePush(kept, name, value);
+    this.#list = kept;
     this.#update();
   }
   sort() {
-    this.#list = this.#list
-      .map((e, i) => [e, i])
-      .sort((x, y) => (x[0][0] < y[0][0] ? -1 : x[0][0] > y[0][0] ? 1 : x[1] - y[1]))
-      .map(([e]) => e);
+    this.#list = host.formSort(this.#list);
     this.#update();
   }
-  forEach(cb, thisArg) {
-    for (const [k, v] of this.#list) cb.call(thisArg, v, k, this);
+  forEach(callback, thisArg = undefined) {
+    requireArgs(arguments.length, 1, "URLSearchParams.forEach");
+    if (typeof callback !== "function") throw new TypeError("URLSearchParams.forEach: the callback must be a function");
+    for (let i = 0; i < this.#list.length; i += 2) {
+      ReflectApply(callback, thisArg, [this.#list[i + 1], this.#list[i], this]);
+    }
   }
-  *entries() {
-    for (const [k, v] of this.#list) yield [k, v];
+  entries() {
+    this.#list; // a brand check
+    return paramsIterator(this, "key+value");
   }
-  *keys() {
-    for (const [k] of this.#list) yield k;
+  keys() {
+    this.#list;
+    return paramsIterator(this, "key");
   }
-  *values() {
-    for (const [, v] of this.#list) yield v;
-  }
-  [Symbol.iterator]() {
-    return this.entries();
+  values() {
+    this.#list;
+    return paramsIterator(this, "value");
   }
   toString() {
-    return this.#list.map(([k, v]) => `${formEncode(k)}=${formEncode(v)}`).join("&");
+    return host.formSerialize(this.#list);
   }
   get [Symbol.toStringTag]() {
     return "URLSearchParams";
   }
 }
+ObjectDefineProperty(URLSearchParams.prototype, Symbol.iterator, {
+  __proto__: null,
+  value: URLSearchParams.prototype.entries,
+  writable: true,
+  configurable: true,
+  enumerable: false,
+});
 
 // -------------------------------------------------------------------- URL --
-
-const SPECIAL = { "http:": 80, "https:": 443, "ws:": 80, "wss:": 443, "ftp:": 21, "file:": null };
-
-const HEX = "0123456789ABCDEF";
-
-function pctEncode(s, keep) {
-  let out = "";
-  for (let i = 0; i < s.length; i++) {
-    // One code point: a surrogate pair stays whole.
-    const c = StringPrototypeCharCodeAt(s, i);
-    const wide = c >= 0xd800 && c <= 0xdbff && i + 1 < s.length;
-    const next = wide ? StringPrototypeCharCodeAt(s, i + 1) : 0;
-    const ch = wide && next >= 0xdc00 && next <= 0xdfff ? StringPrototypeSlice(s, i, ++i + 1) : s[i];
-    if (RegExpPrototypeExec(keep, ch) !== null) {
-      out += ch;
-    } else {
-      const bytes = utf8Encode(ch);
-      for (let j = 0; j < TypedArrayPrototypeGetLength(bytes); j++) out += "%" + HEX[bytes[j] >> 4] + HEX[bytes[j] & 15];
-    }
-  }
-  return out;
-}
-
-const PATH_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/%\[\]]/;
-const QUERY_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/?%\[\]{}|\\^`]/;
-const FRAGMENT_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/?%\[\]{}|\\^#]/;
-const USER_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=%]/;
-
-// Every request's URL goes through here (internals.run builds a Request),
-// so it uses captured built-ins only.
-function normalizePath(path, special) {
-  const segs = StringPrototypeSplit(path, "/");
-  const out = [];
-  for (let i = 1; i < segs.length; i++) {
-    const s = segs[i];
-    const low = StringPrototypeToLowerCase(s);
-    const last = i === segs.length - 1;
-    if (s === ".." || low === "%2e%2e" || low === ".%2e" || low === "%2e.") {
-      ArrayPrototypePop(out);
-      if (last) ArrayPrototypePush(out, "");
-    } else if (s === "." || low === "%2e") {
-      if (last) ArrayPrototypePush(out, "");
-    } else {
-      ArrayPrototypePush(out, s);
-    }
-  }
-  return "/" + ArrayPrototypeJoin(out, "/");
-}
-
-function parseAuthority(rest, special) {
-  // rest starts right after "//"; returns { user, pass, host, port, remainder }
-  let end = rest.search(special ? /[\/\\?#]/ : /[\/?#]/);
-  if (end < 0) end = rest.length;
-  let auth = rest.slice(0, end);
-  const remainder = rest.slice(end);
-  let user = "";
-  let pass = "";
-  const at = auth.lastIndexOf("@");
-  if (at >= 0) {
-    const cred = auth.slice(0, at);
-    auth = auth.slice(at + 1);
-    const colon = cred.indexOf(":");
-    user = pctEncode(colon < 0 ? cred : cred.slice(0, colon), USER_KEEP);
-    pass = colon < 0 ? "" : pctEncode(cred.slice(colon + 1), USER_KEEP);
-  }
-  let host = auth;
-  let port = "";
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(auth);
-  if (m) {
-    host = m[1];
-    if (m[2] !== undefined) {
-      if (!/^[0-9]*$/.test(m[2])) throw new TypeError(`Invalid URL port: ${m[2]}`);
-      port = m[2] === "" ? "" : String(parseInt(m[2], 10));
-      if (port !== "" && Number(port) > 65535) throw new TypeError(`Invalid URL port: ${m[2]}`);
-    }
-  }
-  if (special) {
-    if (/[\s<>^|%]/.test(host.replace(/%[0-9a-fA-F]{2}/g, ""))) {
-      throw new TypeError(`Invalid URL host: ${host}`);
-    }
-    host = host.toLowerCase();
-  }
-  return { __proto__: null, user, pass, host, port, remainder };
-}
+// The WHATWG URL parser, getters and setters are the `url` crate's (its
+// `quirks` module), behind host functions. A URL keeps the components the
+// host hands back, in this order:
+const HREF = 0;
+const ORIGIN = 1;
+const PROTOCOL = 2;
+const USERNAME = 3;
+const PASSWORD = 4;
+const HOST = 5;
+const HOSTNAME = 6;
+const PORT = 7;
+const PATHNAME = 8;
+const SEARCH = 9;
+const HASH = 10;
 
 class URL {
-  #protocol = "";
-  #username = "";
-  #password = "";
-  #hostname = "";
-  #port = "";
-  #pathname = "";
-  #search = "";
-  #hash = "";
-  #opaque = false;
-  #hasAuthority = false;
-  #params;
+  #parts;
+  #params = null; // made on first use
 
-  constructor(input, base) {
-    input = String(input).replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, "").replace(/[\t\n\r]/g, "");
-    const m = /^([A-Za-z][A-Za-z0-9+\-.]*):(.*)$/s.exec(input);
-    if (m) {
-      this.#parseAbsolute(m[1].toLowerCase() + ":", m[2]);
-    } else {
-      if (base === undefined) throw new TypeError(`Invalid URL: ${input}`);
-      const b = base instanceof URL ? base : new URL(base);
-      this.#resolve(input, b);
-    }
-    this.#params = new URLSearchParams();
-    paramsAttach(this.#params, this, this.#search);
+  constructor(url, base = undefined) {
+    requireArgs(arguments.length, 1, "URL");
+    url = usvString(url);
+    const parts = host.urlParse(url, base === undefined ? undefined : usvString(base));
+    if (parts == null) throw new TypeError(`Invalid URL: ${url}`);
+    this.#parts = parts;
   }
 
-  static canParse(input, base) {
-    try {
-      new URL(input, base);
-      return true;
-    } catch (_) {
-      return false;
-    }
+  static canParse(url, base = undefined) {
+    requireArgs(arguments.length, 1, "URL.canParse");
+    return host.urlParse(usvString(url), base === undefined ? undefined : usvString(base)) != null;
   }
 
-  static parse(input, base) {
-    try {
-      return new URL(input, base);
-    } catch (_) {
-      return null;
-    }
+  static parse(url, base = undefined) {
+    requireArgs(arguments.length, 1, "URL.parse");
+    const parts = host.urlParse(usvString(url), base === undefined ? undefined : usvString(base));
+    return parts == null ? null : new URL(parts[HREF]);
   }
 
   static {
     urlSetQuery = (url, query) => {
-      url.#search = query === "" ? "" : "?" + query;
+      url.#parts = host.urlSet(url.#parts[HREF], SEARCH, query);
     };
   }
 
-  #splitTail(rest) {
-    // rest: path?query#fragment
-    let hash = "";
-    const h = rest.indexOf("#");
-    if (h >= 0) {
-      hash = rest.slice(h);
-      rest = rest.slice(0, h);
-    }
-    let search = "";
-    const q = rest.indexOf("?");
-    if (q >= 0) {
-      search = rest.slice(q);
-      rest = rest.slice(0, q);
-    }
-    this.#search = search.length > 1 ? "?" + pctEncode(search.slice(1), QUERY_KEEP) : "";
-    this.#hash = hash.length > 1 ? "#" + pctEncode(hash.slice(1), FRAGMENT_KEEP) : "";
-    return rest;
-  }
-
-  #setPath(path) {
-    const special = this.#protocol in SPECIAL;
-    if (special) path = path.replace(/\\/g, "/");
-    if (this.#opaque) {
-      this.#pathname = path;
-      return;
-    }
-    if (path === "" && special) path = "/";
-    if (path !== "" && !path.startsWith("/")) path = "/" + path;
-    this.#pathname = path === "" ? "" : normalizePath(pctEncode(path, PATH_KEEP), special);
-  }
-
-  #parseAbsolute(protocol, rest) {
-    this.#protocol = protocol;
-    const special = protocol in SPECIAL;
-    if (special) rest = rest.replace(/^[\\\/]*/, (s) => (s.length >= 2 ? "//" : s));
-    if (rest.startsWith("//") || (special && protocol !== "file:")) {
-      if (!rest.startsWith("//")) rest = "//" + rest.replace(/^[\\\/]*/, "");
-      const { user, pass, host, port, remainder } = parseAuthority(rest.slice(2), special);
-      if (special && protocol !== "file:" && host === "") throw new TypeError(`Invalid URL: ${protocol}${rest}`);
-      this.#username = user;
-      this.#password = pass;
-      this.#hostname = host;
-      this.#port = port !== "" && SPECIAL[protocol] === Number(port) ? "" : port;
-      this.#hasAuthority = true;
-      this.#setPath(this.#splitTail(remainder));
-    } else if (rest.startsWith("/")) {
-      this.#setPath(this.#splitTail(rest));
-    } else {
-      this.#opaque = true;
-      this.#pathname = this.#splitTail(rest);
+  #set(field, value) {
+    value = usvString(value);
+    const parts = host.urlSet(this.#parts[HREF], field, value);
+    if (parts == null) throw new TypeError(`Invalid URL: ${value}`);
+    this.#parts = parts;
+    if ((field === HREF || field === SEARCH) && this.#params !== null) {
+      paramsReparse(this.#params, StringPrototypeSlice(parts[SEARCH], 1));
     }
   }
 
-  #resolve(input, b) {
-    if (b.#opaque) {
-      if (input.startsWith("#")) {
-        this.#copy(b);
-        this.#splitTail(input);
-        this.#search = b.#search;
-        return;
-      }
-      throw new TypeError(`Invalid URL: ${input}`);
-    }
-    const special = b.#protocol in SPECIAL;
-    if (special) input = input.replace(/\\/g, "/");
-    if (input.startsWith("//")) {
-      this.#parseAbsolute(b.#protocol, input);
-      return;
-    }
-    this.#copy(b);
-    if (input === "") {
-      this.#hash = "";
-      return;
-    }
-    if (input.startsWith("#")) {
-      this.#splitTail(input);
-      this.#search = b.#search;
-      return;
-    }
-    if (input.startsWith("?")) {
-      this.#splitTail(input);
-      return;
-    }
-    const path = this.#splitTail(input);
-    if (path.startsWith("/")) {
-      this.#setPath(path);
-    } else {
-      const dir = b.#pathname.slice(0, b.#pathname.lastIndexOf("/") + 1) || "/";
-      this.#setPath(dir + path);
-    }
+  get href() {
+    return this.#parts[HREF];
   }
-
-  #copy(b) {
-    this.#protocol = b.#protocol;
-    this.#username = b.#username;
-    this.#password = b.#password;
-    this.#hostname = b.#hostname;
-    this.#port = b.#port;
-    this.#pathname = b.#pathname;
-    this.#search = b.#search;
-    this.#hash = b.#hash;
-    this.#opaque = b.#opaque;
-    this.#hasAuthority = b.#hasAuthority;
-  }
-
-  get protocol() {
-    return this.#protocol;
-  }
-  set protocol(v) {
-    v = String(v).replace(/:.*$/, "").toLowerCase() + ":";
-    if (/^[a-z][a-z0-9+\-.]*:$/.test(v) && (v in SPECIAL) === (this.#protocol in SPECIAL)) {
-      this.#protocol = v;
-      if (SPECIAL[v] === Number(this.#port)) this.#port = "";
-    }
-  }
-  get username() {
-    return this.#username;
-  }
-  set username(v) {
-    if (this.#hasAuthority) this.#username = pctEncode(String(v), USER_KEEP);
-  }
-  get password() {
-    return this.#password;
-  }
-  set password(v) {
-    if (this.#hasAuthority) this.#password = pctEncode(String(v), USER_KEEP);
-  }
-  get hostname() {
-    return this.#hostname;
-  }
-  set hostname(v) {
-    if (!this.#opaque) this.#hostname = String(v).toLowerCase();
-  }
-  get port() {
-    return this.#port;
-  }
-  set port(v) {
-    v = String(v);
-    if (v === "") {
-      this.#port = "";
-      return;
-    }
-    const m = /^[0-9]+/.exec(v);
-    if (m && Number(m[0]) <= 65535) {
-      this.#port = SPECIAL[this.#protocol] === Number(m[0]) ? "" : String(Number(m[0]));
-    }
-  }
-  get host() {
-    return this.#port === "" ? this.#hostname : `${this.#hostname}:${this.#port}`;
-  }
-  set host(v) {
-    if (this.#opaque) return;
-    const { host, port } = parseAuthority(String(v), this.#protocol in SPECIAL);
-    this.#hostname = host;
-    if (port !== "") this.#port = SPECIAL[this.#protocol] === Number(port) ? "" : port;
+  set href(v) {
+    this.#set(HREF, v);
   }
   get origin() {
-    if (this.#protocol in SPECIAL && this.#protocol !== "file:") {
-      return `${this.#protocol}//${this.host}`;
-    }
-    return "null";
+    return this.#parts[ORIGIN];
+  }
+  get protocol() {
+    return this.#parts[PROTOCOL];
+  }
+  set protocol(v) {
+    this.#set(PROTOCOL, v);
+  }
+  get username() {
+    return this.#parts[USERNAME];
+  }
+  set username(v) {
+    this.#set(USERNAME, v);
+  }
+  get password() {
+    return this.#parts[PASSWORD];
+  }
+  set password(v) {
+    this.#set(PASSWORD, v);
+  }
+  get host() {
+    return this.#parts[HOST];
+  }
+  set host(v) {
+    this.#set(HOST, v);
+  }
+  get hostname() {
+    return this.#parts[HOSTNAME];
+  }
+  set hostname(v) {
+    this.#set(HOSTNAME, v);
+  }
+  get port() {
+    return this.#parts[PORT];
+  }
+  set port(v) {
+    this.#set(PORT, v);
   }
   get pathname() {
-    return this.#pathname;
+    return this.#parts[PATHNAME];
   }
   set pathname(v) {
-    if (!this.#opaque) this.#setPath(String(v));
+    this.#set(PATHNAME, v);
   }
   get search() {
-    return this.#search === "?" ? "" : this.#search;
+    return this.#parts[SEARCH];
   }
   set search(v) {
-    v = String(v);
-    if (v.startsWith("?")) v = v.slice(1);
-    this.#search = v === "" ? "" : "?" + pctEncode(v, QUERY_KEEP);
-    paramsReparse(this.#params, this.#search);
+    this.#set(SEARCH, v);
   }
   get searchParams() {
+    if (this.#params === null) {
+      this.#params = new URLSearchParams();
+      paramsAttach(this.#params, this, StringPrototypeSlice(this.#parts[SEARCH], 1));
+    }
     return this.#params;
   }
   get hash() {
-    return this.#hash === "#" ? "" : this.#hash;
+    return this.#parts[HASH];
   }
   set hash(v) {
-    v = String(v);
-    if (v.startsWith("#")) v = v.slice(1);
-    this.#hash = v === "" ? "" : "#" + pctEncode(v, FRAGMENT_KEEP);
-  }
-  get href() {
-    let s = this.#protocol;
-    if (this.#hasAuthority) {
-      s += "//";
-      if (this.#username !== "" || this.#password !== "") {
-        s += this.#username;
-        if (this.#password !== "") s += ":" + this.#password;
-        s += "@";
-      }
-      s += this.host;
-    }
-    return s + this.#pathname + this.#search + this.#hash;
-  }
-  set href(v) {
-    const u = new URL(v);
-    this.#copy(u);
-    paramsReparse(this.#params, this.#search);
+    this.#set(HASH, v);
   }
   toString() {
-    return this.href;
+    return this.#parts[HREF];
   }
   toJSON() {
-    return this.href;
+    return this.#parts[HREF];
   }
   get [Symbol.toStringTag]() {
     return "URL";
@@ -932,7 +830,6 @@ function sortAndCombine(map) {
   return out;
 }
 
-const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
 let headersPairs; // (headers) -> sortAndCombine of its list, now
 
 // The Headers Iterator of WebIDL's pair iterators: it keeps an index into
@@ -2193,17 +2090,17 @@ class TextDecoderStream {
     this.#ts = new TransformStream({
       transform(chunk, c) {
         if (!isBufferSource(chunk)) throw new TypeError("TextDecoderStream: chunks must be BufferSources");
-        const s = decoder.decode(chunk, { stream: true });
+        const s = textDecode(decoder, chunk, true);
         if (s !== "") c.enqueue(s);
       },
       flush(c) {
-        const s = decoder.decode();
+        const s = textDecode(decoder, undefined, false);
         if (s !== "") c.enqueue(s);
       },
     });
   }
   get encoding() {
-    return "utf-8";
+    return this.#decoder.encoding;
   }
   get fatal() {
     return this.#decoder.fatal;
@@ -3161,6 +3058,8 @@ define("AbortSignal", AbortSignal);
 define("AbortController", AbortController);
 define("self", globalThis);
 define("TextDecoder", TextDecoder);
+define("atob", atob);
+define("btoa", btoa);
 define("URLSearchParams", URLSearchParams);
 define("URL", URL);
 define("Headers", Headers);

@@ -199,7 +199,8 @@ async fn run_module(module: &str) -> FileResult {
         Err(e) => return error(format!("reading the results: {e}")),
     };
     serde_json::from_slice(&body).unwrap_or_else(|e| {
-        let head = String::from_utf8_lossy(&body[body.len().min(1000)..body.len().min(1300)]).into_owned();
+        let head =
+            String::from_utf8_lossy(&body[body.len().min(1000)..body.len().min(1300)]).into_owned();
         error(format!("the results: {e}: {head}"))
     })
 }
@@ -236,7 +237,11 @@ async fn wpt_conformance() {
     let manifest: Manifest = read_toml("manifest.toml");
     let expectations: Expectations = read_toml("expectations.toml");
     let baseline: Baseline = read_toml("baseline.toml");
-    println!("WPT at upstream {}, from {}", manifest.commit, root.display());
+    println!(
+        "WPT at upstream {}, from {}",
+        manifest.commit,
+        root.display()
+    );
 
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut report = serde_json::Map::new();
