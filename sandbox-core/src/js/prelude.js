@@ -510,9 +510,7 @@ class URLSearchParams {
     };
   }
   constructor(init = "") {
-    if (isURLSearchParams(init)) {
-      this.#list = ArrayPrototypeSlice(init.#list);
-    } else if (init !== null && (typeof init === "object" || typeof init === "function")) {
+    if (init !== null && (typeof init === "object" || typeof init === "function")) {
       const method = init[Symbol.iterator];
       if (method !== undefined && method !== null) {
         if (typeof method !== "function") throw new TypeError("URLSearchParams: init is not iterable");
@@ -798,8 +796,17 @@ function normName(name) {
   return StringPrototypeToLowerCase(name);
 }
 
+// HTTP whitespace: tab, line feed, carriage return, space.
+const isHttpSpace = (c) => c === 0x09 || c === 0x0a || c === 0x0d || c === 0x20;
+
 function normValue(value) {
-  value = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
+  value = String(value);
+  // Trimmed by index (not `replace`, which a tenant could reach).
+  let start = 0;
+  let end = value.length;
+  while (start < end && isHttpSpace(StringPrototypeCharCodeAt(value, start))) start++;
+  while (end > start && isHttpSpace(StringPrototypeCharCodeAt(value, end - 1))) end--;
+  value = StringPrototypeSlice(value, start, end);
   if (RegExpPrototypeExec(/[\0\r\n]/, value) !== null) throw new TypeError("Invalid header value");
   return value;
 }

@@ -26,6 +26,10 @@ function dataFetch(input) {
   return Promise.reject(new TypeError(`the WPT runner has no ${path}`));
 }
 
+// Test names and messages may hold lone surrogates (encoding tests name
+// their inputs): the results travel as UTF-8 JSON, so those become U+FFFD.
+const wellFormed = (s) => (s == null ? null : String(s).toWellFormed());
+
 async function runWpt() {
   if (typeof globalThis.self === "undefined") globalThis.self = globalThis;
   globalThis.GLOBAL = { isWindow: () => false, isWorker: () => false, isShadowRealm: () => false };
@@ -41,7 +45,7 @@ async function runWpt() {
   const done = new Promise((resolve) => { finish = resolve; });
   const hook = () => {
     add_result_callback((t) => {
-      results.push({ name: t.name, status: STATUS[t.status] ?? String(t.status), message: t.message ?? null });
+      results.push({ name: wellFormed(t.name), status: STATUS[t.status] ?? String(t.status), message: wellFormed(t.message) });
     });
     add_completion_callback((_tests, h) => finish({ status: HARNESS[h.status] ?? String(h.status), message: h.message ?? null }));
   };
