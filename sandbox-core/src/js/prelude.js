@@ -1,8 +1,11 @@
 // Corral's JavaScript prelude: the Workers-style web classes every tenant
 // sees (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, streams, events and abort signals, console, crypto, timers), written over a handful of
-// host functions. It is compiled to QuickJS bytecode once per process and
-// evaluated into every tenant runtime before the tenant's module.
+// TextDecoder, atob/btoa, streams, events and abort signals, console, crypto,
+// timers), written over a handful of host functions. The URL parser, the
+// form encoding, the text encodings and base64 are not written here: they
+// are host functions over the `url`, `form_urlencoded`, `encoding_rs` and
+// `base64` crates (js/web.rs). It is compiled to QuickJS bytecode once per
+// process and evaluated into every tenant runtime before the tenant's module.
 //
 // The host functions arrive on `globalThis.__corral_host`; this module takes
 // them and deletes the global, so tenant code never sees them directly.
@@ -44,9 +47,6 @@ const {
   Symbol,
   TypeError,
   Uint8Array,
-  decodeURIComponent,
-  encodeURIComponent,
-  parseInt,
 } = globalThis;
 
 // uncurryThis(f)(self, ...args) is f.call(self, ...args), with the `call`
@@ -2073,7 +2073,8 @@ class TextEncoderStream {
         if (s !== "") c.enqueue(utf8Encode(s));
       },
       flush(c) {
-        if (pending !== "") c.enqueue(new Uint8Array([0xef, 0xbf, 0xbd]));
+        // A lone lead surrogate: the host writes it as U+FFFD.
+        if (pending !== "") c.enqueue(utf8Encode(pending));
       },
     });
   }
