@@ -666,11 +666,19 @@ const PATHNAME = 8;
 const SEARCH = 9;
 const HASH = 10;
 
+// What URL.parse passes the constructor with the components it already has
+// (so a URL is never parsed twice); unreachable from tenant code.
+const URL_PARTS = { __proto__: null };
+
 class URL {
   #parts;
   #params = null; // made on first use
 
   constructor(url, base = undefined) {
+    if (url === URL_PARTS) {
+      this.#parts = base;
+      return;
+    }
     requireArgs(arguments.length, 1, "URL");
     url = usvString(url);
     const parts = host.urlParse(url, base === undefined ? undefined : usvString(base));
@@ -686,7 +694,7 @@ class URL {
   static parse(url, base = undefined) {
     requireArgs(arguments.length, 1, "URL.parse");
     const parts = host.urlParse(usvString(url), base === undefined ? undefined : usvString(base));
-    return parts == null ? null : new URL(parts[HREF]);
+    return parts == null ? null : new URL(URL_PARTS, parts);
   }
 
   static {
