@@ -174,7 +174,9 @@ impl Warm {
     pub(crate) fn build(bytecode: &[u8], limits: &Limits) -> Result<Self, SandboxError> {
         let prelude = prelude_bytecode();
         let budget = Arc::new(Budget::new());
-        let host = Arc::new(HostState::default());
+        let host = Arc::new(HostState::new(
+            usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+        ));
         let runtime = new_runtime(limits, Some(budget.clone()))?;
         let context = Context::full(&runtime)
             .map_err(|e| SandboxError::internal("creating a QuickJS context", e))?;
@@ -677,6 +679,26 @@ fn to_response<'js>(
     Ok((response, streamed))
 }
 
+/// How close to its limit a heap must be for a thrown `null` to be taken
+/// for QuickJS's out-of-memory: the throw's own frames are released by the
+/// time it is read, so the heap is a little below the limit again.
+const HEAP_EDGE: i64 = 256 * 1024;
+
+/// Whether the heap of `ctx`'s runtime is within [`HEAP_EDGE`] of its limit.
+#[allow(unsafe_code)]
+fn heap_nearly_full(ctx: &Ctx<'_>) -> bool {
+    let mut usage = std::mem::MaybeUninit::<rquickjs::qjs::JSMemoryUsage>::uninit();
+    // SAFETY: `ctx` is a live context (we are inside `Context::with`), its
+    // runtime lives as long, and `JS_ComputeMemoryUsage` fills all of
+    // `usage` without running JavaScript.
+    let usage = unsafe {
+        let rt = rquickjs::qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        rquickjs::qjs::JS_ComputeMemoryUsage(rt, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.malloc_limit > 0 && usage.malloc_size + HEAP_EDGE >= usage.malloc_limit
+}
+
 /// What a guest threw, read out of QuickJS.
 #[derive(Debug, Default)]
 struct Thrown {
@@ -685,6 +707,9 @@ struct Thrown {
     stack: Option<String>,
     /// rquickjs reported an allocation failure directly.
     allocation: bool,
+    /// `null` was thrown with the heap (nearly) full: QuickJS throws that
+    /// when it has no room left even for its "out of memory" error.
+    null: bool,
     /// A host-side failure, not something the guest threw.
     internal: Option<String>,
 }
@@ -724,6 +749,7 @@ impl Thrown {
                 ..Self::default()
             };
         }
+        let null = v.is_null() && heap_nearly_full(v.ctx());
         let message = match v.as_string() {
             Some(s) => s.to_string().unwrap_or_default(),
             None => v
@@ -736,6 +762,7 @@ impl Thrown {
         };
         Self {
             message,
+            null,
             ..Self::default()
         }
     }
@@ -777,7 +804,14 @@ fn classify(thrown: Thrown, budget: &Budget, limits: &Limits) -> SandboxError {
     if let Some(err) = budget.error() {
         return err;
     }
-    if thrown.allocation || thrown.is("InternalError", "out of memory") {
+    // At the very edge of the heap QuickJS may have no room for its "out of
+    // memory" message: the error comes with an empty one. QuickJS throws no
+    // other InternalError without a message.
+    if thrown.allocation
+        || thrown.is("InternalError", "out of memory")
+        || thrown.is("InternalError", "")
+        || thrown.null
+    {
         return SandboxError::MemoryLimit {
             limit: limits.memory_bytes,
         };

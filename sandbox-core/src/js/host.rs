@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, TypedArray};
 
+use super::web;
 use crate::{LogWriter, TenantKv};
 
 /// Largest `crypto.getRandomValues` request, as in the Web Crypto spec.
@@ -28,13 +29,39 @@ pub(crate) struct Scope {
     pub(crate) kv: Option<Arc<dyn TenantKv>>,
 }
 
-/// The request currently running in a tenant's runtime, if any.
-#[derive(Debug, Default)]
+/// The request currently running in a tenant's runtime, if any, and what
+/// the host keeps for the runtime between requests.
+#[derive(Debug)]
 pub(crate) struct HostState {
     scope: Mutex<Option<Scope>>,
+    /// The runtime's memory limit: no host function builds anything larger
+    /// for its guest (decoded text, for one).
+    memory_limit: usize,
+    /// The decoders of the `TextDecoder`s in the middle of a stream.
+    pub(crate) decoders: Mutex<web::Decoders>,
+}
+
+impl Default for HostState {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
 }
 
 impl HostState {
+    /// The state of a runtime whose heap holds at most `memory_limit` bytes.
+    pub(crate) fn new(memory_limit: usize) -> Self {
+        Self {
+            scope: Mutex::new(None),
+            memory_limit,
+            decoders: Mutex::new(web::Decoders::default()),
+        }
+    }
+
+    /// The runtime's memory limit in bytes.
+    pub(crate) fn memory_limit(&self) -> usize {
+        self.memory_limit
+    }
+
     pub(crate) fn enter(&self, scope: Scope) {
         *self.scope.lock() = Some(scope);
     }
@@ -174,6 +201,245 @@ enum KvOut {
     Keys(Vec<String>),
 }
 
+/// A guest string's UTF-8 (WTF-8) in the QuickJS heap. QuickJS fails it
+/// only when that allocation fails, its out-of-memory error pending: that
+/// is the error to rethrow, not rquickjs's `Unknown`.
+fn cstring<'js>(s: &rquickjs::String<'js>) -> rquickjs::Result<rquickjs::CString<'js>> {
+    s.clone().to_cstring().map_err(|e| match e {
+        rquickjs::Error::Unknown => rquickjs::Error::Exception,
+        e => e,
+    })
+}
+
+/// A guest string as a USVString (WebIDL): its UTF-8 with each lone
+/// surrogate U+FFFD. The copy is the size of a string already in the heap.
+#[allow(unsafe_code)]
+fn usv(s: &rquickjs::String<'_>) -> rquickjs::Result<String> {
+    let text = cstring(s)?;
+    // SAFETY: as in `encode_utf8`: QuickJS's buffer for `text`, alive until
+    // `text` drops after this slice's last use; read as (WTF-8) bytes.
+    let wtf8 = unsafe { std::slice::from_raw_parts(text.as_ptr().cast::<u8>(), text.len()) };
+    Ok(match std::str::from_utf8(wtf8) {
+        Ok(s) => s.to_owned(),
+        Err(_) => {
+            let mut bytes = wtf8.to_vec();
+            replace_lone_surrogates(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    })
+}
+
+/// Runs `f` over a guest string's WTF-8 (lone surrogates kept), without
+/// copying it. `f` must not run JavaScript.
+#[allow(unsafe_code)]
+fn with_wtf8<R>(s: &rquickjs::String<'_>, f: impl FnOnce(&[u8]) -> R) -> rquickjs::Result<R> {
+    let text = cstring(s)?;
+    // SAFETY: as in `encode_utf8`.
+    let wtf8 = unsafe { std::slice::from_raw_parts(text.as_ptr().cast::<u8>(), text.len()) };
+    Ok(f(wtf8))
+}
+
+/// A list of strings as a guest array (in the QuickJS heap).
+fn strings_to_js<'js>(
+    ctx: &Ctx<'js>,
+    items: Vec<String>,
+) -> rquickjs::Result<rquickjs::Array<'js>> {
+    let fill = || {
+        let array = rquickjs::Array::new(ctx.clone())?;
+        for (i, item) in items.into_iter().enumerate() {
+            array.set(i, rquickjs::String::from_str(ctx.clone(), &item)?)?;
+        }
+        Ok(array)
+    };
+    fill()
+}
+
+/// A guest string of `text`, in the QuickJS heap.
+fn string_to_js<'js>(ctx: &Ctx<'js>, text: &str) -> rquickjs::Result<rquickjs::String<'js>> {
+    rquickjs::String::from_str(ctx.clone(), text)
+}
+
+/// The strings of a guest array the prelude built (its own list, by index).
+fn strings_from_js(array: &rquickjs::Array<'_>) -> rquickjs::Result<Vec<String>> {
+    let mut out = Vec::with_capacity(array.len());
+    for i in 0..array.len() {
+        let s: rquickjs::String<'_> = array.get(i)?;
+        out.push(usv(&s)?);
+    }
+    Ok(out)
+}
+
+fn decode_error(ctx: &Ctx<'_>, e: web::DecodeError) -> rquickjs::Error {
+    if e.is_range() {
+        Exception::throw_range(ctx, e.message())
+    } else {
+        Exception::throw_type(ctx, e.message())
+    }
+}
+
+/// The host functions behind `URL`, `URLSearchParams`, `TextDecoder`'s
+/// encodings, `TextEncoder.encodeInto`, `atob` and `btoa` ([`web`]).
+fn install_web<'js>(
+    ctx: &Ctx<'js>,
+    host: &Object<'js>,
+    state: &Arc<HostState>,
+) -> rquickjs::Result<()> {
+    host.set(
+        "urlParse",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  input: rquickjs::String<'js>,
+                  base: Option<rquickjs::String<'js>>|
+                  -> rquickjs::Result<Option<rquickjs::Array<'js>>> {
+                let base = base.as_ref().map(usv).transpose()?;
+                match web::url_parse(&usv(&input)?, base.as_deref()) {
+                    Some(parts) => Ok(Some(strings_to_js(&ctx, parts)?)),
+                    None => Ok(None),
+                }
+            },
+        )?,
+    )?;
+    host.set(
+        "urlSet",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  href: rquickjs::String<'js>,
+                  field: u32,
+                  value: rquickjs::String<'js>|
+                  -> rquickjs::Result<Option<rquickjs::Array<'js>>> {
+                match web::url_set(&usv(&href)?, field, &usv(&value)?) {
+                    Some(parts) => Ok(Some(strings_to_js(&ctx, parts)?)),
+                    None => Ok(None),
+                }
+            },
+        )?,
+    )?;
+    host.set(
+        "formParse",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, input: rquickjs::String<'js>| {
+                strings_to_js(&ctx, web::form_parse(&usv(&input)?))
+            },
+        )?,
+    )?;
+    host.set(
+        "formSerialize",
+        Function::new(ctx.clone(), move |list: rquickjs::Array<'js>| {
+            Ok::<_, rquickjs::Error>(web::form_serialize(&strings_from_js(&list)?))
+        })?,
+    )?;
+    host.set(
+        "formSort",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, list: rquickjs::Array<'js>| {
+                strings_to_js(&ctx, web::form_sort(&strings_from_js(&list)?))
+            },
+        )?,
+    )?;
+    host.set(
+        "encodingName",
+        Function::new(ctx.clone(), move |label: rquickjs::String<'js>| {
+            Ok::<_, rquickjs::Error>(web::encoding_name(&usv(&label)?))
+        })?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "decode",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  name: String,
+                  ignore_bom: bool,
+                  bytes: TypedArray<'js, u8>,
+                  fatal: bool| {
+                let text = with_bytes(&bytes, |src| {
+                    web::decode(&name, ignore_bom, src, fatal, st.memory_limit())
+                })
+                .map_err(|e| decode_error(&ctx, e))?;
+                string_to_js(&ctx, &text)
+            },
+        )?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "decoderOpen",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, name: String, ignore_bom: bool| {
+                st.decoders
+                    .lock()
+                    .open(&name, ignore_bom)
+                    .map_err(|e| decode_error(&ctx, e))
+            },
+        )?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "decoderDecode",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  handle: u32,
+                  bytes: TypedArray<'js, u8>,
+                  fatal: bool,
+                  last: bool| {
+                let text = with_bytes(&bytes, |src| {
+                    st.decoders
+                        .lock()
+                        .decode(handle, src, fatal, last, st.memory_limit())
+                })
+                .map_err(|e| decode_error(&ctx, e))?;
+                string_to_js(&ctx, &text)
+            },
+        )?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "decoderClose",
+        Function::new(ctx.clone(), move |handle: u32| {
+            st.decoders.lock().close(handle);
+        })?,
+    )?;
+    host.set(
+        "encodeInto",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, s: rquickjs::String<'js>, room: usize| {
+                let (read, bytes) = with_wtf8(&s, |wtf8| web::encode_into(wtf8, room))?;
+                let out = rquickjs::Array::new(ctx.clone())?;
+                out.set(0, read)?;
+                out.set(1, bytes_to_js(&ctx, &bytes)?)?;
+                Ok::<_, rquickjs::Error>(out)
+            },
+        )?,
+    )?;
+    host.set(
+        "atob",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, s: rquickjs::String<'js>| {
+                let out = with_wtf8(&s, |b| std::str::from_utf8(b).ok().and_then(web::atob))?;
+                out.map(|text| string_to_js(&ctx, &text)).transpose()
+            },
+        )?,
+    )?;
+    host.set(
+        "btoa",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, s: rquickjs::String<'js>| {
+                let out = with_wtf8(&s, web::btoa)?;
+                out.map(|text| string_to_js(&ctx, &text)).transpose()
+            },
+        )?,
+    )?;
+    Ok(())
+}
+
 /// Builds the `__corral_host` object the prelude takes its host functions from.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
@@ -279,6 +545,8 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
             },
         )?,
     )?;
+
+    install_web(ctx, &host, state)?;
 
     ctx.globals().set("__corral_host", host)
 }

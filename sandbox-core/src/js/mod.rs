@@ -57,7 +57,10 @@
 //! `TextDecoder`, the WHATWG streams (`ReadableStream`, `WritableStream`,
 //! `TransformStream`, `TextEncoderStream`, `TextDecoderStream`, queuing
 //! strategies), `console` (into the tenant's [`TenantLog`](crate::TenantLog)),
-//! `crypto.getRandomValues` / `crypto.randomUUID`, Promises and `async`,
+//! `crypto.getRandomValues` / `crypto.randomUUID`, `EventTarget`, `Event`,
+//! `CustomEvent`, `AbortController`, `AbortSignal`, `DOMException`,
+//! `structuredClone`, `Blob`, `File`, `self`, `navigator.userAgent`,
+//! Promises and `async`,
 //! `setTimeout`/`setInterval` that never outlive their request (or its
 //! stream), and `env.KV` (`get`, `put`, `delete`, `list`) when the
 //! [`InvokeContext`](crate::InvokeContext) carries a
@@ -122,6 +125,7 @@ mod artifact;
 mod budget;
 pub(crate) mod engine;
 pub(crate) mod host;
+pub(crate) mod web;
 
 use std::collections::HashMap;
 use std::io::Read as _;

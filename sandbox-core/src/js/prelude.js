@@ -1,8 +1,11 @@
 // Corral's JavaScript prelude: the Workers-style web classes every tenant
 // sees (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, streams, console, crypto, timers), written over a handful of
-// host functions. It is compiled to QuickJS bytecode once per process and
-// evaluated into every tenant runtime before the tenant's module.
+// TextDecoder, atob/btoa, streams, events and abort signals, console, crypto,
+// timers), written over a handful of host functions. The URL parser, the
+// form encoding, the text encodings and base64 are not written here: they
+// are host functions over the `url`, `form_urlencoded`, `encoding_rs` and
+// `base64` crates (js/web.rs). It is compiled to QuickJS bytecode once per
+// process and evaluated into every tenant runtime before the tenant's module.
 //
 // The host functions arrive on `globalThis.__corral_host`; this module takes
 // them and deletes the global, so tenant code never sees them directly.
@@ -27,6 +30,7 @@ const {
   DataView,
   Date,
   Error,
+  FinalizationRegistry,
   Float32Array,
   Float64Array,
   Function,
@@ -43,9 +47,6 @@ const {
   Symbol,
   TypeError,
   Uint8Array,
-  decodeURIComponent,
-  encodeURIComponent,
-  parseInt,
 } = globalThis;
 
 // uncurryThis(f)(self, ...args) is f.call(self, ...args), with the `call`
@@ -54,6 +55,13 @@ const uncurryThis = Function.prototype.bind.bind(Function.prototype.call);
 const getter = (proto, name) => uncurryThis(Object.getOwnPropertyDescriptor(proto, name).get);
 
 const ReflectApply = Reflect.apply;
+const ReflectOwnKeys = Reflect.ownKeys;
+const ReflectGetOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
+const FinalizationRegistryPrototypeRegister = uncurryThis(FinalizationRegistry.prototype.register);
+const FinalizationRegistryPrototypeUnregister = uncurryThis(FinalizationRegistry.prototype.unregister);
+const SharedArrayBufferPrototypeGetByteLength =
+  typeof SharedArrayBuffer === "function" ? getter(SharedArrayBuffer.prototype, "byteLength") : undefined;
 const ObjectDefineProperty = Object.defineProperty;
 const ObjectFreeze = Object.freeze;
 const ObjectKeys = Object.keys;
@@ -81,11 +89,14 @@ const DataViewPrototypeGetBuffer = getter(DataView.prototype, "buffer");
 const DataViewPrototypeGetByteLength = getter(DataView.prototype, "byteLength");
 const DataViewPrototypeGetByteOffset = getter(DataView.prototype, "byteOffset");
 const DateNow = Date.now;
+const DatePrototypeGetTime = uncurryThis(Date.prototype.getTime);
 const MapPrototypeDelete = uncurryThis(Map.prototype.delete);
 const MapPrototypeForEach = uncurryThis(Map.prototype.forEach);
 const MapPrototypeGet = uncurryThis(Map.prototype.get);
 const MapPrototypeHas = uncurryThis(Map.prototype.has);
 const MapPrototypeSet = uncurryThis(Map.prototype.set);
+const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
+const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
 const MathMax = Math.max;
 const MathMin = Math.min;
 const NumberIsInteger = Number.isInteger;
@@ -98,6 +109,7 @@ const StringPrototypeIndexOf = uncurryThis(String.prototype.indexOf);
 const StringPrototypeSlice = uncurryThis(String.prototype.slice);
 const StringPrototypeSplit = uncurryThis(String.prototype.split);
 const StringPrototypeToLowerCase = uncurryThis(String.prototype.toLowerCase);
+const StringPrototypeToWellFormed = uncurryThis(String.prototype.toWellFormed);
 // exec, not test: `test` looks up `exec` on the regular expression.
 const RegExpPrototypeExec = uncurryThis(RegExp.prototype.exec);
 const ObjectSetPrototypeOf = Object.setPrototypeOf;
@@ -112,6 +124,18 @@ function isArrayBuffer(v) {
   if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
   try {
     ArrayBufferPrototypeGetByteLength(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Whether `v` is a SharedArrayBuffer (by its internal slot).
+function isSharedArrayBuffer(v) {
+  if (SharedArrayBufferPrototypeGetByteLength === undefined) return false;
+  if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
+  try {
+    SharedArrayBufferPrototypeGetByteLength(v);
     return true;
   } catch {
     return false;
@@ -167,55 +191,79 @@ function copyBytes(src) {
 }
 
 function isBufferSource(v) {
-  return isArrayBuffer(v) || ArrayBufferIsView(v);
+  return isArrayBuffer(v) || isSharedArrayBuffer(v) || ArrayBufferIsView(v);
+}
+
+// A Uint8Array over the bytes a BufferSource (shared or not) views: no copy.
+function bytesView(src) {
+  if (isArrayBuffer(src) || isSharedArrayBuffer(src)) return new Uint8Array(src);
+  if (ArrayBufferIsView(src)) {
+    const range = viewRange(src);
+    return new Uint8Array(range[0], range[1], range[2]);
+  }
+  throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
+}
+
+// WebIDL's DOMString and USVString conversions (a template literal is
+// ToString: a Symbol is a TypeError).
+const domString = (v) => `${v}`;
+const usvString = (v) => StringPrototypeToWellFormed(`${v}`);
+
+function requireArgs(count, need, what) {
+  if (count < need) throw new TypeError(`${what}: ${need} argument${need === 1 ? "" : "s"} required`);
 }
 
 // ------------------------------------------------------ TextEncoder/Decoder --
+// The encodings are encoding_rs's (every WHATWG label, UTF-16, the legacy
+// single- and multi-byte ones), behind host functions.
 
 class TextEncoder {
   get encoding() {
     return "utf-8";
   }
   encode(input = "") {
-    return utf8Encode(input);
+    return utf8Encode(usvString(input));
   }
-  encodeInto(input, dest) {
-    const bytes = utf8Encode(input);
-    // Only write whole characters: back off to a UTF-8 boundary.
-    let n = Math.min(bytes.length, dest.length);
-    while (n > 0 && n < bytes.length && (bytes[n] & 0xc0) === 0x80) n--;
-    dest.set(bytes.subarray(0, n));
-    const read = utf8Decode(bytes.subarray(0, n), false).length;
-    return { read, written: n };
+  encodeInto(source, destination) {
+    requireArgs(arguments.length, 2, "TextEncoder.encodeInto");
+    source = domString(source);
+    if (!isUint8Array(destination)) throw new TypeError("TextEncoder.encodeInto: the destination must be a Uint8Array");
+    // The host writes whole characters only, as many as fit.
+    const out = host.encodeInto(source, TypedArrayPrototypeGetLength(destination));
+    TypedArrayPrototypeSet(destination, out[1]);
+    return { read: out[0], written: TypedArrayPrototypeGetLength(out[1]) };
+  }
+  get [Symbol.toStringTag]() {
+    return "TextEncoder";
   }
 }
 
-// How many bytes at the end of `b` begin a UTF-8 sequence still incomplete.
-function utf8Tail(b) {
-  for (let i = 1; i <= 3 && i <= b.length; i++) {
-    const c = b[b.length - i];
-    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back
-    const need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 1;
-    return need > i ? i : 0;
-  }
-  return 0;
-}
+// A stream's decoder lives in the host while the stream is open; one whose
+// TextDecoder is collected mid-stream is freed here.
+const decoderStreams = new FinalizationRegistry((handle) => host.decoderClose(handle));
+
+let textDecode; // (decoder, input, stream) -> string: what decode() does
 
 class TextDecoder {
+  #encoding;
   #fatal;
   #ignoreBOM;
-  #pending = null; // the incomplete tail held back by decode(…, { stream: true })
-  #bomSeen = false;
-  constructor(label = "utf-8", options = {}) {
-    const l = String(label).trim().toLowerCase();
-    if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
-      throw new RangeError(`TextDecoder: unsupported encoding ${label}`);
+  #stream = -1; // the host decoder of a stream in progress, or -1
+  constructor(label = "utf-8", options = undefined) {
+    label = domString(label);
+    if (options !== undefined && options !== null && typeof options !== "object" && typeof options !== "function") {
+      throw new TypeError("TextDecoder: options must be an object");
     }
-    this.#fatal = !!(options && options.fatal);
-    this.#ignoreBOM = !!(options && options.ignoreBOM);
+    const fatal = options == null ? false : !!options.fatal;
+    const ignoreBOM = options == null ? false : !!options.ignoreBOM;
+    const encoding = host.encodingName(label);
+    if (encoding == null) throw new RangeError(`TextDecoder: unsupported encoding ${label}`);
+    this.#encoding = encoding;
+    this.#fatal = fatal;
+    this.#ignoreBOM = ignoreBOM;
   }
   get encoding() {
-    return "utf-8";
+    return this.#encoding;
   }
   get fatal() {
     return this.#fatal;
@@ -223,41 +271,53 @@ class TextDecoder {
   get ignoreBOM() {
     return this.#ignoreBOM;
   }
-  decode(input, options) {
-    const stream = !!(options && options.stream);
-    let bytes =
-      input === undefined
-        ? new Uint8Array(0)
-        : isUint8Array(input) && TypedArrayPrototypeGetByteOffset(input) === 0
-          ? input
-          : copyBytes(input);
-    // In stream mode a character split across calls waits for its end.
-    if (this.#pending !== null) {
-      const joined = new Uint8Array(this.#pending.length + bytes.length);
-      joined.set(this.#pending);
-      joined.set(bytes, this.#pending.length);
-      bytes = joined;
-      this.#pending = null;
+  decode(input = undefined, options = undefined) {
+    if (options !== undefined && options !== null && typeof options !== "object" && typeof options !== "function") {
+      throw new TypeError("TextDecoder.decode: options must be an object");
     }
-    const tail = stream ? utf8Tail(bytes) : 0;
-    if (tail > 0) {
-      this.#pending = bytes.slice(bytes.length - tail);
-      bytes = bytes.subarray(0, bytes.length - tail);
-    }
-    // Only the stream's first bytes can be a BOM.
-    if (!this.#bomSeen && bytes.length > 0) {
-      this.#bomSeen = true;
-      if (!this.#ignoreBOM && bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
-        bytes = bytes.subarray(3);
-      }
-    }
-    if (!stream) this.#bomSeen = false;
-    try {
-      return utf8Decode(bytes, this.#fatal);
-    } catch (e) {
-      throw new TypeError("TextDecoder: the data is not valid UTF-8");
-    }
+    const stream = options == null ? false : !!options.stream;
+    return textDecode(this, input, stream);
   }
+  get [Symbol.toStringTag]() {
+    return "TextDecoder";
+  }
+  static {
+    textDecode = (d, input, stream) => {
+      const bytes = input === undefined ? new Uint8Array(0) : bytesView(input);
+      if (d.#stream < 0) {
+        if (!stream) return host.decode(d.#encoding, d.#ignoreBOM, bytes, d.#fatal);
+        d.#stream = host.decoderOpen(d.#encoding, d.#ignoreBOM);
+        FinalizationRegistryPrototypeRegister(decoderStreams, d, d.#stream, d);
+      }
+      const handle = d.#stream;
+      if (stream) return host.decoderDecode(handle, bytes, d.#fatal, false);
+      // The stream ends: flush and free its decoder, whatever the result.
+      d.#stream = -1;
+      FinalizationRegistryPrototypeUnregister(decoderStreams, d);
+      try {
+        return host.decoderDecode(handle, bytes, d.#fatal, true);
+      } finally {
+        host.decoderClose(handle);
+      }
+    };
+  }
+}
+
+// ----------------------------------------------------------------- base64 --
+// The forgiving-base64 of the HTML standard, from the `base64` crate.
+
+function atob(data) {
+  requireArgs(arguments.length, 1, "atob");
+  const out = host.atob(domString(data));
+  if (out == null) throw new DOMException("atob: the string is not correctly encoded", "InvalidCharacterError");
+  return out;
+}
+
+function btoa(data) {
+  requireArgs(arguments.length, 1, "btoa");
+  const out = host.btoa(domString(data));
+  if (out == null) throw new DOMException("btoa: the string contains characters outside of Latin1", "InvalidCharacterError");
+  return out;
 }
 
 // ---------------------------------------------------------------- console --
@@ -314,15 +374,21 @@ function randomUUID() {
 
 define("crypto", {
   getRandomValues(array) {
-    const kind = typedArrayName(array);
-    if (kind === undefined || kind === "Float32Array" || kind === "Float64Array") {
+    // WebIDL takes any ArrayBufferView (else a TypeError); Web Crypto then
+    // refuses the non-integer ones with a TypeMismatchError DOMException.
+    if (!ArrayBufferIsView(array)) {
       throw new TypeError("crypto.getRandomValues: expected an integer typed array");
+    }
+    const kind = typedArrayName(array);
+    if (kind === undefined || kind === "Float16Array" || kind === "Float32Array" || kind === "Float64Array") {
+      throw new DOMException("crypto.getRandomValues: expected an integer typed array", "TypeMismatchError");
     }
     const range = viewRange(array);
     if (range[2] > 65536) {
-      const e = new Error(`crypto.getRandomValues: ${range[2]} bytes requested; the limit is 65536`);
-      e.name = "QuotaExceededError";
-      throw e;
+      throw new DOMException(
+        `crypto.getRandomValues: ${range[2]} bytes requested; the limit is 65536`,
+        "QuotaExceededError",
+      );
     }
     const bytes = host.randomBytes(range[2]);
     TypedArrayPrototypeSet(new Uint8Array(range[0], range[1], range[2]), bytes);
@@ -382,27 +448,42 @@ function clearScopeTimers(scope) {
 }
 
 // ---------------------------------------------------------- URLSearchParams --
-
-function formEncode(s) {
-  return encodeURIComponent(s)
-    .replace(/%20/g, "+")
-    .replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
-}
-
-function formDecode(s) {
-  const t = s.replace(/\+/g, " ");
-  try {
-    return decodeURIComponent(t);
-  } catch (_) {
-    return t.replace(/%([0-9a-fA-F]{2})/g, (_m, h) => String.fromCharCode(parseInt(h, 16)));
-  }
-}
+// application/x-www-form-urlencoded parsing and serializing are the
+// `form_urlencoded` crate's (percent-decoding as UTF-8), behind host
+// functions. The list is flat: [name0, value0, name1, value1, …].
 
 let isURLSearchParams; // by its private field, not instanceof
 // The links between a URL and its searchParams (set in static blocks).
-let paramsAttach;
-let paramsReparse;
-let urlSetQuery;
+let paramsAttach; // (params, url, query): the params of `url`
+let paramsReparse; // (params, query): the URL's query changed
+let paramsEntry; // (params, index) -> [name, value] or undefined
+let urlSetQuery; // (url, serialized): the params changed
+
+const ParamsIteratorPrototype = Object.create(IteratorPrototype, {
+  next: {
+    value: function next() {
+      const it = WeakMapPrototypeGet(paramsIterators, this);
+      if (it === undefined) throw new TypeError("next called on an object that is not a URLSearchParams Iterator");
+      // Live: each step reads the list as it is now.
+      const pair = paramsEntry(it.params, it.index);
+      if (pair === undefined) return { value: undefined, done: true };
+      it.index++;
+      const value = it.kind === "key" ? pair[0] : it.kind === "value" ? pair[1] : pair;
+      return { value, done: false };
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  },
+  [Symbol.toStringTag]: { value: "URLSearchParams Iterator", configurable: true },
+});
+const paramsIterators = new WeakMap();
+
+function paramsIterator(params, kind) {
+  const it = Object.create(ParamsIteratorPrototype);
+  WeakMapPrototypeSet(paramsIterators, it, { __proto__: null, params, kind, index: 0 });
+  return it;
+}
 
 class URLSearchParams {
   #list = [];
@@ -416,465 +497,297 @@ class URLSearchParams {
         return false;
       }
     };
-  }
-  constructor(init = "") {
-    if (isURLSearchParams(init)) {
-      const list = init.#list;
-      for (let i = 0; i < list.length; i++) ArrayPrototypePush(this.#list, [list[i][0], list[i][1]]);
-    } else if (typeof init === "object" && init !== null) {
-      if (typeof init[Symbol.iterator] === "function") {
-        for (const pair of init) {
-          const p = Array.from(pair);
-          if (p.length !== 2) throw new TypeError("URLSearchParams: each pair needs two items");
-          this.#list.push([String(p[0]), String(p[1])]);
-        }
-      } else {
-        const keys = ObjectKeys(init);
-        for (let i = 0; i < keys.length; i++) ArrayPrototypePush(this.#list, [keys[i], String(init[keys[i]])]);
-      }
-    } else {
-      this.#parse(String(init));
-    }
-  }
-  #parse(s) {
-    this.#list = [];
-    let at = s[0] === "?" ? 1 : 0;
-    while (at <= s.length) {
-      let end = StringPrototypeIndexOf(s, "&", at);
-      if (end < 0) end = s.length;
-      const part = StringPrototypeSlice(s, at, end);
-      at = end + 1;
-      if (part === "") continue;
-      const eq = StringPrototypeIndexOf(part, "=");
-      const k = eq < 0 ? part : StringPrototypeSlice(part, 0, eq);
-      const v = eq < 0 ? "" : StringPrototypeSlice(part, eq + 1);
-      ArrayPrototypePush(this.#list, [formDecode(k), formDecode(v)]);
-    }
-  }
-  static {
     paramsAttach = (params, url, query) => {
       params.#url = url;
-      params.#parse(query);
+      params.#list = host.formParse(query);
     };
-    paramsReparse = (params, query) => params.#parse(query);
+    paramsReparse = (params, query) => {
+      params.#list = host.formParse(query);
+    };
+    paramsEntry = (params, index) => {
+      const list = params.#list;
+      return 2 * index < list.length ? [list[2 * index], list[2 * index + 1]] : undefined;
+    };
+  }
+  constructor(init = "") {
+    if (init !== null && (typeof init === "object" || typeof init === "function")) {
+      const method = init[Symbol.iterator];
+      if (method !== undefined && method !== null) {
+        if (typeof method !== "function") throw new TypeError("URLSearchParams: init is not iterable");
+        // sequence<sequence<USVString>>: the tenant's own iterables.
+        for (const pair of { [Symbol.iterator]: () => ReflectApply(method, init, []) }) {
+          if (pair === null || (typeof pair !== "object" && typeof pair !== "function")) {
+            throw new TypeError("URLSearchParams: each pair must be a sequence");
+          }
+          const p = ArrayFrom(pair);
+          if (p.length !== 2) throw new TypeError("URLSearchParams: each pair needs two items");
+          ArrayPrototypePush(this.#list, usvString(p[0]), usvString(p[1]));
+        }
+      } else {
+        // record<USVString, USVString>: own enumerable string keys.
+        const keys = ReflectOwnKeys(init);
+        for (let i = 0; i < keys.length; i++) {
+          const key = keys[i];
+          if (typeof key !== "string") continue;
+          const desc = ReflectGetOwnPropertyDescriptor(init, key);
+          if (desc === undefined || !desc.enumerable) continue;
+          const name = usvString(key);
+          const value = usvString(init[key]);
+          // A later key that converts to the same name replaces the value.
+          let at = -1;
+          for (let j = 0; j < this.#list.length; j += 2) if (this.#list[j] === name) at = j;
+          if (at < 0) ArrayPrototypePush(this.#list, name, value);
+          else this.#list[at + 1] = value;
+        }
+      }
+    } else {
+      const s = usvString(init);
+      this.#list = host.formParse(s[0] === "?" ? StringPrototypeSlice(s, 1) : s);
+    }
   }
   #update() {
-    if (this.#url) urlSetQuery(this.#url, this.toString());
+    if (this.#url !== null) urlSetQuery(this.#url, host.formSerialize(this.#list));
   }
   get size() {
-    return this.#list.length;
+    return this.#list.length / 2;
   }
-  append(k, v) {
-    this.#list.push([String(k), String(v)]);
+  append(name, value) {
+    requireArgs(arguments.length, 2, "URLSearchParams.append");
+    ArrayPrototypePush(this.#list, usvString(name), usvString(value));
     this.#update();
   }
-  delete(k, v) {
-    k = String(k);
-    this.#list = this.#list.filter(([a, b]) => !(a === k && (v === undefined || b === String(v))));
-    this.#update();
-  }
-  get(k) {
-    k = String(k);
-    const e = this.#list.find(([a]) => a === k);
-    return e ? e[1] : null;
-  }
-  getAll(k) {
-    k = String(k);
-    return this.#list.filter(([a]) => a === k).map(([, b]) => b);
-  }
-  has(k, v) {
-    k = String(k);
-    return this.#list.some(([a, b]) => a === k && (v === undefined || b === String(v)));
-  }
-  set(k, v) {
-    k = String(k);
-    v = String(v);
-    const i = this.#list.findIndex(([a]) => a === k);
-    if (i < 0) {
-      this.#list.push([k, v]);
-    } else {
-      this.#list[i][1] = v;
-      this.#list = this.#list.filter(([a], j) => j <= i || a !== k);
+  delete(name, value = undefined) {
+    requireArgs(arguments.length, 1, "URLSearchParams.delete");
+    name = usvString(name);
+    if (value !== undefined) value = usvString(value);
+    const list = this.#list;
+    const kept = [];
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] === name && (value === undefined || list[i + 1] === value)) continue;
+      ArrayPrototypePush(kept, list[i], list[i + 1]);
     }
+    this.#list = kept;
+    this.#update();
+  }
+  get(name) {
+    requireArgs(arguments.length, 1, "URLSearchParams.get");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i += 2) if (list[i] === name) return list[i + 1];
+    return null;
+  }
+  getAll(name) {
+    requireArgs(arguments.length, 1, "URLSearchParams.getAll");
+    name = usvString(name);
+    const list = this.#list;
+    const out = [];
+    for (let i = 0; i < list.length; i += 2) if (list[i] === name) ArrayPrototypePush(out, list[i + 1]);
+    return out;
+  }
+  has(name, value = undefined) {
+    requireArgs(arguments.length, 1, "URLSearchParams.has");
+    name = usvString(name);
+    if (value !== undefined) value = usvString(value);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] === name && (value === undefined || list[i + 1] === value)) return true;
+    }
+    return false;
+  }
+  set(name, value) {
+    requireArgs(arguments.length, 2, "URLSearchParams.set");
+    name = usvString(name);
+    value = usvString(value);
+    const list = this.#list;
+    const kept = [];
+    let found = false;
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] !== name) ArrayPrototypePush(kept, list[i], list[i + 1]);
+      else if (!found) {
+        found = true;
+        ArrayPrototypePush(kept, name, value);
+      }
+    }
+    if (!found) ArrayPrototypePush(kept, name, value);
+    this.#list = kept;
     this.#update();
   }
   sort() {
-    this.#list = this.#list
-      .map((e, i) => [e, i])
-      .sort((x, y) => (x[0][0] < y[0][0] ? -1 : x[0][0] > y[0][0] ? 1 : x[1] - y[1]))
-      .map(([e]) => e);
+    this.#list = host.formSort(this.#list);
     this.#update();
   }
-  forEach(cb, thisArg) {
-    for (const [k, v] of this.#list) cb.call(thisArg, v, k, this);
+  forEach(callback, thisArg = undefined) {
+    requireArgs(arguments.length, 1, "URLSearchParams.forEach");
+    if (typeof callback !== "function") throw new TypeError("URLSearchParams.forEach: the callback must be a function");
+    for (let i = 0; i < this.#list.length; i += 2) {
+      ReflectApply(callback, thisArg, [this.#list[i + 1], this.#list[i], this]);
+    }
   }
-  *entries() {
-    for (const [k, v] of this.#list) yield [k, v];
+  entries() {
+    this.#list; // a brand check
+    return paramsIterator(this, "key+value");
   }
-  *keys() {
-    for (const [k] of this.#list) yield k;
+  keys() {
+    this.#list;
+    return paramsIterator(this, "key");
   }
-  *values() {
-    for (const [, v] of this.#list) yield v;
-  }
-  [Symbol.iterator]() {
-    return this.entries();
+  values() {
+    this.#list;
+    return paramsIterator(this, "value");
   }
   toString() {
-    return this.#list.map(([k, v]) => `${formEncode(k)}=${formEncode(v)}`).join("&");
+    return host.formSerialize(this.#list);
   }
   get [Symbol.toStringTag]() {
     return "URLSearchParams";
   }
 }
+ObjectDefineProperty(URLSearchParams.prototype, Symbol.iterator, {
+  __proto__: null,
+  value: URLSearchParams.prototype.entries,
+  writable: true,
+  configurable: true,
+  enumerable: false,
+});
 
 // -------------------------------------------------------------------- URL --
+// The WHATWG URL parser, getters and setters are the `url` crate's (its
+// `quirks` module), behind host functions. A URL keeps the components the
+// host hands back, in this order:
+const HREF = 0;
+const ORIGIN = 1;
+const PROTOCOL = 2;
+const USERNAME = 3;
+const PASSWORD = 4;
+const HOST = 5;
+const HOSTNAME = 6;
+const PORT = 7;
+const PATHNAME = 8;
+const SEARCH = 9;
+const HASH = 10;
 
-const SPECIAL = { "http:": 80, "https:": 443, "ws:": 80, "wss:": 443, "ftp:": 21, "file:": null };
-
-const HEX = "0123456789ABCDEF";
-
-function pctEncode(s, keep) {
-  let out = "";
-  for (let i = 0; i < s.length; i++) {
-    // One code point: a surrogate pair stays whole.
-    const c = StringPrototypeCharCodeAt(s, i);
-    const wide = c >= 0xd800 && c <= 0xdbff && i + 1 < s.length;
-    const next = wide ? StringPrototypeCharCodeAt(s, i + 1) : 0;
-    const ch = wide && next >= 0xdc00 && next <= 0xdfff ? StringPrototypeSlice(s, i, ++i + 1) : s[i];
-    if (RegExpPrototypeExec(keep, ch) !== null) {
-      out += ch;
-    } else {
-      const bytes = utf8Encode(ch);
-      for (let j = 0; j < TypedArrayPrototypeGetLength(bytes); j++) out += "%" + HEX[bytes[j] >> 4] + HEX[bytes[j] & 15];
-    }
-  }
-  return out;
-}
-
-const PATH_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/%\[\]]/;
-const QUERY_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/?%\[\]{}|\\^`]/;
-const FRAGMENT_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@\/?%\[\]{}|\\^#]/;
-const USER_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=%]/;
-
-// Every request's URL goes through here (internals.run builds a Request),
-// so it uses captured built-ins only.
-function normalizePath(path, special) {
-  const segs = StringPrototypeSplit(path, "/");
-  const out = [];
-  for (let i = 1; i < segs.length; i++) {
-    const s = segs[i];
-    const low = StringPrototypeToLowerCase(s);
-    const last = i === segs.length - 1;
-    if (s === ".." || low === "%2e%2e" || low === ".%2e" || low === "%2e.") {
-      ArrayPrototypePop(out);
-      if (last) ArrayPrototypePush(out, "");
-    } else if (s === "." || low === "%2e") {
-      if (last) ArrayPrototypePush(out, "");
-    } else {
-      ArrayPrototypePush(out, s);
-    }
-  }
-  return "/" + ArrayPrototypeJoin(out, "/");
-}
-
-function parseAuthority(rest, special) {
-  // rest starts right after "//"; returns { user, pass, host, port, remainder }
-  let end = rest.search(special ? /[\/\\?#]/ : /[\/?#]/);
-  if (end < 0) end = rest.length;
-  let auth = rest.slice(0, end);
-  const remainder = rest.slice(end);
-  let user = "";
-  let pass = "";
-  const at = auth.lastIndexOf("@");
-  if (at >= 0) {
-    const cred = auth.slice(0, at);
-    auth = auth.slice(at + 1);
-    const colon = cred.indexOf(":");
-    user = pctEncode(colon < 0 ? cred : cred.slice(0, colon), USER_KEEP);
-    pass = colon < 0 ? "" : pctEncode(cred.slice(colon + 1), USER_KEEP);
-  }
-  let host = auth;
-  let port = "";
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(auth);
-  if (m) {
-    host = m[1];
-    if (m[2] !== undefined) {
-      if (!/^[0-9]*$/.test(m[2])) throw new TypeError(`Invalid URL port: ${m[2]}`);
-      port = m[2] === "" ? "" : String(parseInt(m[2], 10));
-      if (port !== "" && Number(port) > 65535) throw new TypeError(`Invalid URL port: ${m[2]}`);
-    }
-  }
-  if (special) {
-    if (/[\s<>^|%]/.test(host.replace(/%[0-9a-fA-F]{2}/g, ""))) {
-      throw new TypeError(`Invalid URL host: ${host}`);
-    }
-    host = host.toLowerCase();
-  }
-  return { __proto__: null, user, pass, host, port, remainder };
-}
+// What URL.parse passes the constructor with the components it already has
+// (so a URL is never parsed twice); unreachable from tenant code.
+const URL_PARTS = { __proto__: null };
 
 class URL {
-  #protocol = "";
-  #username = "";
-  #password = "";
-  #hostname = "";
-  #port = "";
-  #pathname = "";
-  #search = "";
-  #hash = "";
-  #opaque = false;
-  #hasAuthority = false;
-  #params;
+  #parts;
+  #params = null; // made on first use
 
-  constructor(input, base) {
-    input = String(input).replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, "").replace(/[\t\n\r]/g, "");
-    const m = /^([A-Za-z][A-Za-z0-9+\-.]*):(.*)$/s.exec(input);
-    if (m) {
-      this.#parseAbsolute(m[1].toLowerCase() + ":", m[2]);
-    } else {
-      if (base === undefined) throw new TypeError(`Invalid URL: ${input}`);
-      const b = base instanceof URL ? base : new URL(base);
-      this.#resolve(input, b);
+  constructor(url, base = undefined) {
+    if (url === URL_PARTS) {
+      this.#parts = base;
+      return;
     }
-    this.#params = new URLSearchParams();
-    paramsAttach(this.#params, this, this.#search);
+    requireArgs(arguments.length, 1, "URL");
+    url = usvString(url);
+    const parts = host.urlParse(url, base === undefined ? undefined : usvString(base));
+    if (parts == null) throw new TypeError(`Invalid URL: ${url}`);
+    this.#parts = parts;
   }
 
-  static canParse(input, base) {
-    try {
-      new URL(input, base);
-      return true;
-    } catch (_) {
-      return false;
-    }
+  static canParse(url, base = undefined) {
+    requireArgs(arguments.length, 1, "URL.canParse");
+    return host.urlParse(usvString(url), base === undefined ? undefined : usvString(base)) != null;
   }
 
-  static parse(input, base) {
-    try {
-      return new URL(input, base);
-    } catch (_) {
-      return null;
-    }
+  static parse(url, base = undefined) {
+    requireArgs(arguments.length, 1, "URL.parse");
+    const parts = host.urlParse(usvString(url), base === undefined ? undefined : usvString(base));
+    return parts == null ? null : new URL(URL_PARTS, parts);
   }
 
   static {
     urlSetQuery = (url, query) => {
-      url.#search = query === "" ? "" : "?" + query;
+      url.#parts = host.urlSet(url.#parts[HREF], SEARCH, query);
     };
   }
 
-  #splitTail(rest) {
-    // rest: path?query#fragment
-    let hash = "";
-    const h = rest.indexOf("#");
-    if (h >= 0) {
-      hash = rest.slice(h);
-      rest = rest.slice(0, h);
-    }
-    let search = "";
-    const q = rest.indexOf("?");
-    if (q >= 0) {
-      search = rest.slice(q);
-      rest = rest.slice(0, q);
-    }
-    this.#search = search.length > 1 ? "?" + pctEncode(search.slice(1), QUERY_KEEP) : "";
-    this.#hash = hash.length > 1 ? "#" + pctEncode(hash.slice(1), FRAGMENT_KEEP) : "";
-    return rest;
-  }
-
-  #setPath(path) {
-    const special = this.#protocol in SPECIAL;
-    if (special) path = path.replace(/\\/g, "/");
-    if (this.#opaque) {
-      this.#pathname = path;
-      return;
-    }
-    if (path === "" && special) path = "/";
-    if (path !== "" && !path.startsWith("/")) path = "/" + path;
-    this.#pathname = path === "" ? "" : normalizePath(pctEncode(path, PATH_KEEP), special);
-  }
-
-  #parseAbsolute(protocol, rest) {
-    this.#protocol = protocol;
-    const special = protocol in SPECIAL;
-    if (special) rest = rest.replace(/^[\\\/]*/, (s) => (s.length >= 2 ? "//" : s));
-    if (rest.startsWith("//") || (special && protocol !== "file:")) {
-      if (!rest.startsWith("//")) rest = "//" + rest.replace(/^[\\\/]*/, "");
-      const { user, pass, host, port, remainder } = parseAuthority(rest.slice(2), special);
-      if (special && protocol !== "file:" && host === "") throw new TypeError(`Invalid URL: ${protocol}${rest}`);
-      this.#username = user;
-      this.#password = pass;
-      this.#hostname = host;
-      this.#port = port !== "" && SPECIAL[protocol] === Number(port) ? "" : port;
-      this.#hasAuthority = true;
-      this.#setPath(this.#splitTail(remainder));
-    } else if (rest.startsWith("/")) {
-      this.#setPath(this.#splitTail(rest));
-    } else {
-      this.#opaque = true;
-      this.#pathname = this.#splitTail(rest);
+  #set(field, value) {
+    value = usvString(value);
+    const parts = host.urlSet(this.#parts[HREF], field, value);
+    if (parts == null) throw new TypeError(`Invalid URL: ${value}`);
+    this.#parts = parts;
+    if ((field === HREF || field === SEARCH) && this.#params !== null) {
+      paramsReparse(this.#params, StringPrototypeSlice(parts[SEARCH], 1));
     }
   }
 
-  #resolve(input, b) {
-    if (b.#opaque) {
-      if (input.startsWith("#")) {
-        this.#copy(b);
-        this.#splitTail(input);
-        this.#search = b.#search;
-        return;
-      }
-      throw new TypeError(`Invalid URL: ${input}`);
-    }
-    const special = b.#protocol in SPECIAL;
-    if (special) input = input.replace(/\\/g, "/");
-    if (input.startsWith("//")) {
-      this.#parseAbsolute(b.#protocol, input);
-      return;
-    }
-    this.#copy(b);
-    if (input === "") {
-      this.#hash = "";
-      return;
-    }
-    if (input.startsWith("#")) {
-      this.#splitTail(input);
-      this.#search = b.#search;
-      return;
-    }
-    if (input.startsWith("?")) {
-      this.#splitTail(input);
-      return;
-    }
-    const path = this.#splitTail(input);
-    if (path.startsWith("/")) {
-      this.#setPath(path);
-    } else {
-      const dir = b.#pathname.slice(0, b.#pathname.lastIndexOf("/") + 1) || "/";
-      this.#setPath(dir + path);
-    }
+  get href() {
+    return this.#parts[HREF];
   }
-
-  #copy(b) {
-    this.#protocol = b.#protocol;
-    this.#username = b.#username;
-    this.#password = b.#password;
-    this.#hostname = b.#hostname;
-    this.#port = b.#port;
-    this.#pathname = b.#pathname;
-    this.#search = b.#search;
-    this.#hash = b.#hash;
-    this.#opaque = b.#opaque;
-    this.#hasAuthority = b.#hasAuthority;
-  }
-
-  get protocol() {
-    return this.#protocol;
-  }
-  set protocol(v) {
-    v = String(v).replace(/:.*$/, "").toLowerCase() + ":";
-    if (/^[a-z][a-z0-9+\-.]*:$/.test(v) && (v in SPECIAL) === (this.#protocol in SPECIAL)) {
-      this.#protocol = v;
-      if (SPECIAL[v] === Number(this.#port)) this.#port = "";
-    }
-  }
-  get username() {
-    return this.#username;
-  }
-  set username(v) {
-    if (this.#hasAuthority) this.#username = pctEncode(String(v), USER_KEEP);
-  }
-  get password() {
-    return this.#password;
-  }
-  set password(v) {
-    if (this.#hasAuthority) this.#password = pctEncode(String(v), USER_KEEP);
-  }
-  get hostname() {
-    return this.#hostname;
-  }
-  set hostname(v) {
-    if (!this.#opaque) this.#hostname = String(v).toLowerCase();
-  }
-  get port() {
-    return this.#port;
-  }
-  set port(v) {
-    v = String(v);
-    if (v === "") {
-      this.#port = "";
-      return;
-    }
-    const m = /^[0-9]+/.exec(v);
-    if (m && Number(m[0]) <= 65535) {
-      this.#port = SPECIAL[this.#protocol] === Number(m[0]) ? "" : String(Number(m[0]));
-    }
-  }
-  get host() {
-    return this.#port === "" ? this.#hostname : `${this.#hostname}:${this.#port}`;
-  }
-  set host(v) {
-    if (this.#opaque) return;
-    const { host, port } = parseAuthority(String(v), this.#protocol in SPECIAL);
-    this.#hostname = host;
-    if (port !== "") this.#port = SPECIAL[this.#protocol] === Number(port) ? "" : port;
+  set href(v) {
+    this.#set(HREF, v);
   }
   get origin() {
-    if (this.#protocol in SPECIAL && this.#protocol !== "file:") {
-      return `${this.#protocol}//${this.host}`;
-    }
-    return "null";
+    return this.#parts[ORIGIN];
+  }
+  get protocol() {
+    return this.#parts[PROTOCOL];
+  }
+  set protocol(v) {
+    this.#set(PROTOCOL, v);
+  }
+  get username() {
+    return this.#parts[USERNAME];
+  }
+  set username(v) {
+    this.#set(USERNAME, v);
+  }
+  get password() {
+    return this.#parts[PASSWORD];
+  }
+  set password(v) {
+    this.#set(PASSWORD, v);
+  }
+  get host() {
+    return this.#parts[HOST];
+  }
+  set host(v) {
+    this.#set(HOST, v);
+  }
+  get hostname() {
+    return this.#parts[HOSTNAME];
+  }
+  set hostname(v) {
+    this.#set(HOSTNAME, v);
+  }
+  get port() {
+    return this.#parts[PORT];
+  }
+  set port(v) {
+    this.#set(PORT, v);
   }
   get pathname() {
-    return this.#pathname;
+    return this.#parts[PATHNAME];
   }
   set pathname(v) {
-    if (!this.#opaque) this.#setPath(String(v));
+    this.#set(PATHNAME, v);
   }
   get search() {
-    return this.#search === "?" ? "" : this.#search;
+    return this.#parts[SEARCH];
   }
   set search(v) {
-    v = String(v);
-    if (v.startsWith("?")) v = v.slice(1);
-    this.#search = v === "" ? "" : "?" + pctEncode(v, QUERY_KEEP);
-    paramsReparse(this.#params, this.#search);
+    this.#set(SEARCH, v);
   }
   get searchParams() {
+    if (this.#params === null) {
+      this.#params = new URLSearchParams();
+      paramsAttach(this.#params, this, StringPrototypeSlice(this.#parts[SEARCH], 1));
+    }
     return this.#params;
   }
   get hash() {
-    return this.#hash === "#" ? "" : this.#hash;
+    return this.#parts[HASH];
   }
   set hash(v) {
-    v = String(v);
-    if (v.startsWith("#")) v = v.slice(1);
-    this.#hash = v === "" ? "" : "#" + pctEncode(v, FRAGMENT_KEEP);
-  }
-  get href() {
-    let s = this.#protocol;
-    if (this.#hasAuthority) {
-      s += "//";
-      if (this.#username !== "" || this.#password !== "") {
-        s += this.#username;
-        if (this.#password !== "") s += ":" + this.#password;
-        s += "@";
-      }
-      s += this.host;
-    }
-    return s + this.#pathname + this.#search + this.#hash;
-  }
-  set href(v) {
-    const u = new URL(v);
-    this.#copy(u);
-    paramsReparse(this.#params, this.#search);
+    this.#set(HASH, v);
   }
   toString() {
-    return this.href;
+    return this.#parts[HREF];
   }
   toJSON() {
-    return this.href;
+    return this.#parts[HREF];
   }
   get [Symbol.toStringTag]() {
     return "URL";
@@ -891,8 +804,17 @@ function normName(name) {
   return StringPrototypeToLowerCase(name);
 }
 
+// HTTP whitespace: tab, line feed, carriage return, space.
+const isHttpSpace = (c) => c === 0x09 || c === 0x0a || c === 0x0d || c === 0x20;
+
 function normValue(value) {
-  value = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
+  value = String(value);
+  // Trimmed by index (not `replace`, which a tenant could reach).
+  let start = 0;
+  let end = value.length;
+  while (start < end && isHttpSpace(StringPrototypeCharCodeAt(value, start))) start++;
+  while (end > start && isHttpSpace(StringPrototypeCharCodeAt(value, end - 1))) end--;
+  value = StringPrototypeSlice(value, start, end);
   if (RegExpPrototypeExec(/[\0\r\n]/, value) !== null) throw new TypeError("Invalid header value");
   return value;
 }
@@ -904,10 +826,63 @@ let headersAppend;
 let headersHas;
 let headersSet;
 let headersWirePairs; // every (name, value) as sent on the wire
+let headersFreeze; // makes a Headers immutable (its guard, in the Fetch standard)
+
+// The pairs a Headers iterates over, as the Fetch standard sorts and
+// combines them: names in order, a name's values joined with ", ", except
+// set-cookie, whose values stay apart.
+function sortAndCombine(map) {
+  const names = [];
+  MapPrototypeForEach(map, (_vs, k) => ArrayPrototypePush(names, k));
+  ArrayPrototypeSort(names);
+  const out = [];
+  for (let i = 0; i < names.length; i++) {
+    const k = names[i];
+    const vs = MapPrototypeGet(map, k);
+    if (k === "set-cookie") for (let j = 0; j < vs.length; j++) ArrayPrototypePush(out, [k, vs[j]]);
+    else ArrayPrototypePush(out, [k, ArrayPrototypeJoin(vs, ", ")]);
+  }
+  return out;
+}
+
+let headersPairs; // (headers) -> sortAndCombine of its list, now
+
+// The Headers Iterator of WebIDL's pair iterators: it keeps an index into
+// the headers' sorted list, recomputed at each step, so a header added or
+// removed while iterating is seen or skipped as the standard says.
+const HeadersIteratorPrototype = Object.create(IteratorPrototype, {
+  next: {
+    value: function next() {
+      const it = WeakMapPrototypeGet(headersIterators, this);
+      if (it === undefined) throw new TypeError("next called on an object that is not a Headers Iterator");
+      const pairs = headersPairs(it.headers);
+      if (it.index >= pairs.length) return { value: undefined, done: true };
+      const pair = pairs[it.index++];
+      const value = it.kind === "key" ? pair[0] : it.kind === "value" ? pair[1] : pair;
+      return { value, done: false };
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  },
+  [Symbol.toStringTag]: { value: "Headers Iterator", configurable: true },
+});
+const headersIterators = new WeakMap();
+
+function headersIterator(headers, kind) {
+  const it = Object.create(HeadersIteratorPrototype);
+  WeakMapPrototypeSet(headersIterators, it, { headers, kind, index: 0 });
+  return it;
+}
 
 class Headers {
   #map = new Map(); // lowercased name -> array of values
+  #immutable = false;
   static {
+    headersFreeze = (h) => {
+      h.#immutable = true;
+    };
+    headersPairs = (h) => sortAndCombine(h.#map);
     isHeaders = (x) => {
       try {
         x.#map;
@@ -934,8 +909,13 @@ class Headers {
     };
   }
   constructor(init) {
-    if (init === undefined || init === null) return;
-    if (isHeaders(init)) {
+    if (init === undefined) return;
+    // HeadersInit is a sequence or a record: WebIDL takes no null or primitive.
+    if (init === null || (typeof init !== "object" && typeof init !== "function")) {
+      throw new TypeError("Headers: init must be an object, a sequence of pairs or a Headers");
+    }
+    if (isHeaders(init) && init[Symbol.iterator] === HeadersPrototypeIterator) {
+      // The fast path, only while the Headers iterates as built-in ones do.
       MapPrototypeForEach(init.#map, (vs, k) => MapPrototypeSet(this.#map, k, ArrayPrototypeSlice(vs)));
     } else if (typeof init[Symbol.iterator] === "function") {
       for (const pair of init) {
@@ -951,9 +931,11 @@ class Headers {
     }
   }
   append(name, value) {
+    if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
     headersAppend(this, name, value);
   }
   set(name, value) {
+    if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
     headersSet(this, name, value);
   }
   get(name) {
@@ -967,32 +949,41 @@ class Headers {
     return this.#map.has(normName(name));
   }
   delete(name) {
+    if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
     this.#map.delete(normName(name));
   }
   forEach(cb, thisArg) {
-    for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this);
-  }
-  *entries() {
-    const names = Array.from(this.#map.keys()).sort();
-    for (const k of names) {
-      const vs = this.#map.get(k);
-      if (k === "set-cookie") for (const v of vs) yield [k, v];
-      else yield [k, vs.join(", ")];
+    if (typeof cb !== "function") throw new TypeError("Headers.forEach: the callback is not a function");
+    // Live, as the iterators are: the list is sorted again at each step.
+    for (let i = 0; ; i++) {
+      const pairs = sortAndCombine(this.#map);
+      if (i >= pairs.length) break;
+      ReflectApply(cb, thisArg, [pairs[i][1], pairs[i][0], this]);
     }
   }
-  *keys() {
-    for (const [k] of this.entries()) yield k;
+  entries() {
+    headersPairs(this);
+    return headersIterator(this, "key+value");
   }
-  *values() {
-    for (const [, v] of this.entries()) yield v;
+  keys() {
+    headersPairs(this);
+    return headersIterator(this, "key");
   }
-  [Symbol.iterator]() {
-    return this.entries();
+  values() {
+    headersPairs(this);
+    return headersIterator(this, "value");
   }
   get [Symbol.toStringTag]() {
     return "Headers";
   }
 }
+// WebIDL: @@iterator is the same function as entries.
+ObjectDefineProperty(Headers.prototype, Symbol.iterator, {
+  value: Headers.prototype.entries,
+  writable: true,
+  configurable: true,
+});
+const HeadersPrototypeIterator = Headers.prototype.entries;
 
 // ---------------------------------------------------------------- streams --
 // WHATWG streams, the default (non-byte) kind, after the spec's algorithms
@@ -1450,6 +1441,10 @@ function pipeTo(source, dest, options) {
     const w = wsOf(dest);
     if (s.reader !== null) throw new TypeError("pipeTo: the source stream is locked");
     if (w.writer !== null) throw new TypeError("pipeTo: the destination stream is locked");
+    const signal = options == null ? undefined : options.signal;
+    if (signal !== undefined && !isAbortSignal(signal)) {
+      throw new TypeError("pipeTo: options.signal is not an AbortSignal");
+    }
     return pipe(rsAcquireReader(s), wsAcquireWriter(w), options ?? {});
   } catch (e) {
     return PromiseReject(e);
@@ -1576,12 +1571,20 @@ async function pipe(r, wr, options) {
   const destClosed = () => fail("dest")(new TypeError("the destination stream is closed"));
   const destFailed = PromisePrototypeThen(wr.closed.promise, destClosed, fail("dest"));
   let end = w.closeRequest !== null || w.state === "closed" ? destClosed() : null;
+  // options.signal: aborting it ends the pipe with its reason, told to both
+  // sides as the prevent* options allow.
+  const signal = options.signal;
+  const aborted = deferred();
+  if (signal !== undefined) {
+    if (signal.aborted) end = fail("abort")(signal.reason);
+    else addAbortAlgorithm(signal, () => aborted.resolve(fail("abort")(signal.reason)));
+  }
   let lastWrite = PromiseResolve();
   while (end === null) {
     const ready = PromisePrototypeThen(wr.ready.promise, () => null, fail("dest"));
-    end = await race([ready, sourceFailed, destFailed]);
+    end = await race([ready, sourceFailed, destFailed, aborted.promise]);
     if (end !== null) break;
-    const read = await race([PromisePrototypeCatch(rsReadRecord(r.stream), fail("source")), destFailed]);
+    const read = await race([PromisePrototypeCatch(rsReadRecord(r.stream), fail("source")), destFailed, aborted.promise]);
     if (read.side !== undefined) end = read;
     else if (read.done) end = { __proto__: null, side: "done" };
     else lastWrite = PromisePrototypeCatch(wsWrite(w, read.value), noop);
@@ -1591,7 +1594,13 @@ async function pipe(r, wr, options) {
       if (!preventClose) await (wr.stream ? wsClose(wr.stream) : PromiseReject(released()));
       return;
     }
-    if (end.side === "source") {
+    if (end.side === "abort") {
+      await lastWrite;
+      const actions = [];
+      if (!preventAbort && wr.stream) ArrayPrototypePush(actions, wsAbort(wr.stream, end.error));
+      if (!preventCancel && r.stream) ArrayPrototypePush(actions, rsCancel(r.stream, end.error));
+      for (let i = 0; i < actions.length; i++) await actions[i];
+    } else if (end.side === "source") {
       await lastWrite;
       if (!preventAbort) await (wr.stream ? wsAbort(wr.stream, end.error) : PromiseReject(released()));
     } else if (!preventCancel) {
@@ -2072,7 +2081,8 @@ class TextEncoderStream {
         if (s !== "") c.enqueue(utf8Encode(s));
       },
       flush(c) {
-        if (pending !== "") c.enqueue(new Uint8Array([0xef, 0xbf, 0xbd]));
+        // A lone lead surrogate: the host writes it as U+FFFD.
+        if (pending !== "") c.enqueue(utf8Encode(pending));
       },
     });
   }
@@ -2096,17 +2106,17 @@ class TextDecoderStream {
     this.#ts = new TransformStream({
       transform(chunk, c) {
         if (!isBufferSource(chunk)) throw new TypeError("TextDecoderStream: chunks must be BufferSources");
-        const s = decoder.decode(chunk, { stream: true });
+        const s = textDecode(decoder, chunk, true);
         if (s !== "") c.enqueue(s);
       },
       flush(c) {
-        const s = decoder.decode();
+        const s = textDecode(decoder, undefined, false);
         if (s !== "") c.enqueue(s);
       },
     });
   }
   get encoding() {
-    return "utf-8";
+    return this.#decoder.encoding;
   }
   get fatal() {
     return this.#decoder.fatal;
@@ -2122,6 +2132,121 @@ class TextDecoderStream {
   }
 }
 
+// ------------------------------------------------------------- Blob, File --
+// The File API's Blob and File over bytes in the QuickJS heap: a part is a
+// string (as UTF-8), a BufferSource (copied) or another Blob.
+
+let blobBytes; // Blob -> its Uint8Array (throws on anything else)
+
+// A Blob's type: lowercased, or "" when it has a character outside U+0020..U+007E.
+function blobType(type) {
+  type = String(type);
+  for (let i = 0; i < type.length; i++) {
+    const c = StringPrototypeCharCodeAt(type, i);
+    if (c < 0x20 || c > 0x7e) return "";
+  }
+  return StringPrototypeToLowerCase(type);
+}
+
+class Blob {
+  #bytes;
+  #type;
+  static {
+    blobBytes = (b) => b.#bytes;
+  }
+  constructor(parts = undefined, options = undefined) {
+    const chunks = [];
+    let size = 0;
+    if (parts !== undefined) {
+      if (parts === null || typeof parts !== "object" || typeof parts[Symbol.iterator] !== "function") {
+        throw new TypeError("Blob: parts must be a sequence");
+      }
+      for (const part of parts) {
+        let bytes;
+        try {
+          bytes = part.#bytes;
+        } catch {
+          bytes = isBufferSource(part) ? copyBytes(part) : utf8Encode(String(part));
+        }
+        ArrayPrototypePush(chunks, bytes);
+        size += TypedArrayPrototypeGetLength(bytes);
+      }
+    }
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      TypedArrayPrototypeSet(out, chunks[i], at);
+      at += TypedArrayPrototypeGetLength(chunks[i]);
+    }
+    this.#bytes = out;
+    this.#type = options && options.type !== undefined ? blobType(options.type) : "";
+  }
+  get size() {
+    return TypedArrayPrototypeGetLength(this.#bytes);
+  }
+  get type() {
+    return this.#type;
+  }
+  slice(start = undefined, end = undefined, contentType = undefined) {
+    const size = TypedArrayPrototypeGetLength(this.#bytes);
+    const clamp = (v, dflt) => {
+      if (v === undefined) return dflt;
+      v = Math.trunc(Number(v)) || 0;
+      return v < 0 ? MathMax(size + v, 0) : MathMin(v, size);
+    };
+    const from = clamp(start, 0);
+    const to = clamp(end, size);
+    const b = new Blob([TypedArrayPrototypeSubarray(this.#bytes, from, MathMax(from, to))]);
+    b.#type = contentType === undefined ? "" : blobType(contentType);
+    return b;
+  }
+  async arrayBuffer() {
+    return TypedArrayPrototypeGetBuffer(copyBytes(this.#bytes));
+  }
+  async bytes() {
+    return copyBytes(this.#bytes);
+  }
+  async text() {
+    return utf8Decode(this.#bytes, false);
+  }
+  stream() {
+    return bytesStream(this.#bytes);
+  }
+  get [Symbol.toStringTag]() {
+    return "Blob";
+  }
+}
+
+class File extends Blob {
+  #name;
+  #lastModified;
+  constructor(bits, name, options = undefined) {
+    if (arguments.length < 2) throw new TypeError("File: bits and name are required");
+    super(bits, options);
+    this.#name = String(name);
+    this.#lastModified = options && options.lastModified !== undefined ? Number(options.lastModified) : DateNow();
+  }
+  get name() {
+    return this.#name;
+  }
+  get lastModified() {
+    return this.#lastModified;
+  }
+  get [Symbol.toStringTag]() {
+    return "File";
+  }
+}
+
+// Whether `v` is a Blob (by its private field).
+function isBlob(v) {
+  try {
+    blobBytes(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ------------------------------------------------------------------- Body --
 
 // Returns [bytes, a ReadableStream or null; default content-type or null].
@@ -2129,6 +2254,7 @@ function extractBody(body) {
   if (body === undefined || body === null) return [null, null];
   if (typeof body === "string") return [utf8Encode(body), "text/plain;charset=UTF-8"];
   if (isBufferSource(body)) return [copyBytes(body), null];
+  if (isBlob(body)) return [copyBytes(blobBytes(body)), body.type === "" ? null : body.type];
   if (isURLSearchParams(body)) {
     return [utf8Encode(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
   }
@@ -2260,7 +2386,9 @@ class Body {
     throw new TypeError("formData() is not supported");
   }
   async blob() {
-    throw new TypeError("blob() is not supported");
+    const bytes = await this.#consume();
+    const type = this.headers.get("content-type");
+    return new Blob([bytes], { type: type === null ? "" : type });
   }
 }
 
@@ -2333,23 +2461,16 @@ class Request extends Body {
 
 // --------------------------------------------------------------- Response --
 
-const STATUS_TEXT = {
-  200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently",
-  302: "Found", 303: "See Other", 304: "Not Modified", 307: "Temporary Redirect",
-  308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-  404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
-  418: "I'm a teapot", 429: "Too Many Requests", 500: "Internal Server Error",
-  502: "Bad Gateway", 503: "Service Unavailable",
-};
-
 // The prelude's own view of a Response: [status, headers], or undefined
 // when `x` is not one (by its private fields, not instanceof or getters).
 let responseHead;
+let responseMakeError; // turns a fresh Response into a network error
 
 class Response extends Body {
   #status;
   #statusText;
   #headers;
+  #type = "default";
   constructor(body = null, init = {}) {
     super();
     init = init || {};
@@ -2366,6 +2487,12 @@ class Response extends Body {
     bodyInit(this, body, this.#headers);
   }
   static {
+    responseMakeError = (r) => {
+      r.#status = 0;
+      r.#type = "error";
+      headersFreeze(r.#headers);
+      return r;
+    };
     responseHead = (x) => {
       try {
         return [x.#status, x.#headers];
@@ -2377,7 +2504,7 @@ class Response extends Body {
   static json(data, init = {}) {
     const text = JSON.stringify(data);
     if (text === undefined) throw new TypeError("Response.json: value is not JSON-serializable");
-    const headers = new Headers(init && init.headers);
+    const headers = new Headers(init ? init.headers : undefined);
     if (!headers.has("content-type")) headers.set("content-type", "application/json");
     return new Response(text, { ...(init || {}), headers });
   }
@@ -2387,14 +2514,18 @@ class Response extends Body {
     }
     return new Response(null, { status, headers: { location: new URL(String(url)).href } });
   }
+  // A network error: status 0, type "error", no body, immutable headers.
+  // A fetch handler that returns one fails its request.
   static error() {
-    throw new TypeError("Response.error() is not supported");
+    return responseMakeError(new Response(null));
   }
   get status() {
     return this.#status;
   }
+  // As given, "" by default (the Fetch standard); the wire's reason phrase
+  // is the host's business.
   get statusText() {
-    return this.#statusText || STATUS_TEXT[this.#status] || "";
+    return this.#statusText;
   }
   get ok() {
     return this.#status >= 200 && this.#status <= 299;
@@ -2406,7 +2537,7 @@ class Response extends Body {
     return false;
   }
   get type() {
-    return "default";
+    return this.#type;
   }
   get url() {
     return "";
@@ -2425,8 +2556,526 @@ class Response extends Body {
   }
 }
 
+// ----------------------------------------------------------------- events --
+// DOMException, Event, CustomEvent, EventTarget, AbortSignal and
+// AbortController after the DOM standard. A tenant has one kind of event
+// target (no tree), so dispatch is the at-target part of the algorithm:
+// capturing listeners, then the others, in the order they were added.
+
+const DOM_EXCEPTION_CODES = {
+  __proto__: null, IndexSizeError: 1, HierarchyRequestError: 3, WrongDocumentError: 4,
+  InvalidCharacterError: 5, NoModificationAllowedError: 7, NotFoundError: 8, NotSupportedError: 9,
+  InvalidStateError: 11, SyntaxError: 12, InvalidModificationError: 13, NamespaceError: 14,
+  InvalidAccessError: 15, TypeMismatchError: 17, SecurityError: 18, NetworkError: 19,
+  AbortError: 20, URLMismatchError: 21, QuotaExceededError: 22, TimeoutError: 23,
+  InvalidNodeTypeError: 24, DataCloneError: 25,
+};
+
+class DOMException extends Error {
+  #name;
+  constructor(message = "", name = "Error") {
+    super(String(message));
+    this.#name = String(name);
+  }
+  get name() {
+    return this.#name;
+  }
+  get code() {
+    return DOM_EXCEPTION_CODES[this.#name] || 0;
+  }
+  get [Symbol.toStringTag]() {
+    return "DOMException";
+  }
+}
+
+let eventRecord; // Event -> its internal state (throws on anything else)
+
+class Event {
+  #s;
+  static {
+    eventRecord = (e) => e.#s;
+  }
+  constructor(type, init = undefined) {
+    if (arguments.length === 0) throw new TypeError("Event: the type is required");
+    if (init !== undefined && init !== null && typeof init !== "object" && typeof init !== "function") {
+      throw new TypeError("Event: init must be an object");
+    }
+    init = init || {};
+    this.#s = {
+      __proto__: null,
+      type: String(type),
+      bubbles: !!init.bubbles,
+      cancelable: !!init.cancelable,
+      composed: !!init.composed,
+      target: null,
+      currentTarget: null,
+      phase: 0,
+      stop: false,
+      stopImmediate: false,
+      canceled: false,
+      inPassive: false,
+      dispatching: false,
+      trusted: false,
+      timeStamp: DateNow(),
+    };
+  }
+  get type() {
+    return this.#s.type;
+  }
+  get target() {
+    return this.#s.target;
+  }
+  get srcElement() {
+    return this.#s.target;
+  }
+  get currentTarget() {
+    return this.#s.currentTarget;
+  }
+  get eventPhase() {
+    return this.#s.phase;
+  }
+  get bubbles() {
+    return this.#s.bubbles;
+  }
+  get cancelable() {
+    return this.#s.cancelable;
+  }
+  get composed() {
+    return this.#s.composed;
+  }
+  get defaultPrevented() {
+    return this.#s.canceled;
+  }
+  get isTrusted() {
+    return this.#s.trusted;
+  }
+  get timeStamp() {
+    return this.#s.timeStamp;
+  }
+  get returnValue() {
+    return !this.#s.canceled;
+  }
+  set returnValue(v) {
+    if (!v) this.preventDefault();
+  }
+  get cancelBubble() {
+    return this.#s.stop;
+  }
+  set cancelBubble(v) {
+    if (v) this.#s.stop = true;
+  }
+  composedPath() {
+    return this.#s.dispatching && this.#s.currentTarget !== null ? [this.#s.currentTarget] : [];
+  }
+  stopPropagation() {
+    this.#s.stop = true;
+  }
+  stopImmediatePropagation() {
+    this.#s.stop = true;
+    this.#s.stopImmediate = true;
+  }
+  preventDefault() {
+    if (this.#s.cancelable && !this.#s.inPassive) this.#s.canceled = true;
+  }
+  initEvent(type, bubbles = false, cancelable = false) {
+    if (arguments.length === 0) throw new TypeError("initEvent: the type is required");
+    const s = this.#s;
+    if (s.dispatching) return;
+    s.type = String(type);
+    s.bubbles = !!bubbles;
+    s.cancelable = !!cancelable;
+    s.stop = s.stopImmediate = s.canceled = false;
+    s.trusted = false;
+    s.target = null;
+  }
+  get [Symbol.toStringTag]() {
+    return "Event";
+  }
+}
+for (const [name, value] of [["NONE", 0], ["CAPTURING_PHASE", 1], ["AT_TARGET", 2], ["BUBBLING_PHASE", 3]]) {
+  const desc = { __proto__: null, value, enumerable: true };
+  ObjectDefineProperty(Event, name, desc);
+  ObjectDefineProperty(Event.prototype, name, desc);
+}
+
+class CustomEvent extends Event {
+  #detail;
+  constructor(type, init = undefined) {
+    if (arguments.length === 0) throw new TypeError("CustomEvent: the type is required");
+    super(type, init);
+    this.#detail = init && init.detail !== undefined ? init.detail : null;
+  }
+  get detail() {
+    return this.#detail;
+  }
+  initCustomEvent(type, bubbles = false, cancelable = false, detail = null) {
+    if (eventRecord(this).dispatching) return;
+    this.initEvent(type, bubbles, cancelable);
+    this.#detail = detail;
+  }
+  get [Symbol.toStringTag]() {
+    return "CustomEvent";
+  }
+}
+
+let targetListeners; // EventTarget -> its listener list
+let addAbortAlgorithm; // (signal, fn): runs fn when the signal aborts
+
+// { capture } of addEventListener's or removeEventListener's options.
+const flattenCapture = (options) =>
+  typeof options === "object" && options !== null ? !!options.capture : !!options;
+
+// Runs `event`'s listeners on `target` (the DOM's dispatch, at target only).
+function dispatch(target, event, trusted) {
+  const s = eventRecord(event);
+  if (s.dispatching) throw new DOMException("the event is already being dispatched", "InvalidStateError");
+  s.dispatching = true;
+  s.trusted = trusted;
+  s.target = target;
+  s.currentTarget = target;
+  s.phase = 2;
+  const list = ArrayPrototypeSlice(targetListeners(target));
+  for (let pass = 0; pass < 2 && !s.stop; pass++) {
+    const capture = pass === 0;
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i];
+      if (l.removed || l.type !== s.type || l.capture !== capture) continue;
+      if (l.once) removeListener(target, l);
+      s.inPassive = l.passive;
+      try {
+        const cb = l.callback;
+        if (typeof cb === "function") ReflectApply(cb, target, [event]);
+        else {
+          const handle = cb.handleEvent;
+          if (typeof handle !== "function") throw new TypeError("the listener has no handleEvent method");
+          ReflectApply(handle, cb, [event]);
+        }
+      } catch (e) {
+        reportError(e);
+      }
+      s.inPassive = false;
+      if (s.stopImmediate) break;
+    }
+  }
+  s.phase = 0;
+  s.currentTarget = null;
+  s.dispatching = false;
+  s.stop = false;
+  s.stopImmediate = false;
+  return !s.canceled;
+}
+
+function removeListener(target, l) {
+  l.removed = true;
+  const list = targetListeners(target);
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] === l) {
+      ArrayPrototypeSplice(list, i, 1);
+      return;
+    }
+  }
+}
+
+// An error thrown by a listener does not stop the dispatch: it goes to the
+// tenant's log, as an uncaught error would.
+function reportError(e) {
+  logger("error: ")(e);
+}
+
+class EventTarget {
+  #listeners = [];
+  static {
+    targetListeners = (t) => t.#listeners;
+  }
+  addEventListener(type, callback, options = undefined) {
+    const list = this.#listeners;
+    if (callback === null || callback === undefined) return;
+    if (typeof callback !== "function" && typeof callback !== "object") {
+      throw new TypeError("addEventListener: the listener must be a function or an object");
+    }
+    let capture = false;
+    let passive = false;
+    let once = false;
+    let signal = null;
+    if (typeof options === "object" && options !== null) {
+      capture = !!options.capture;
+      once = !!options.once;
+      passive = !!options.passive;
+      if (options.signal !== undefined) {
+        signal = options.signal;
+        if (!isAbortSignal(signal)) throw new TypeError("addEventListener: signal is not an AbortSignal");
+      }
+    } else {
+      capture = !!options;
+    }
+    if (signal !== null && signal.aborted) return;
+    type = String(type);
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i];
+      if (l.type === type && l.callback === callback && l.capture === capture) return;
+    }
+    const l = { __proto__: null, type, callback, capture, passive, once, removed: false };
+    ArrayPrototypePush(list, l);
+    if (signal !== null) addAbortAlgorithm(signal, () => removeListener(this, l));
+  }
+  removeEventListener(type, callback, options = undefined) {
+    const list = this.#listeners;
+    const capture = flattenCapture(options);
+    type = String(type);
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i];
+      if (l.type === type && l.callback === callback && l.capture === capture) {
+        removeListener(this, l);
+        return;
+      }
+    }
+  }
+  dispatchEvent(event) {
+    this.#listeners;
+    eventRecord(event); // a TypeError for anything but an Event
+    return dispatch(this, event, false);
+  }
+  get [Symbol.toStringTag]() {
+    return "EventTarget";
+  }
+}
+
+// An `on<type>` event handler attribute on `proto`: its listener is added
+// the first time it is set, and calls whatever the attribute holds then.
+function defineEventHandler(proto, type, handlers) {
+  ObjectDefineProperty(proto, "on" + type, {
+    __proto__: null,
+    configurable: true,
+    enumerable: true,
+    get() {
+      targetListeners(this);
+      const h = WeakMapPrototypeGet(handlers, this);
+      return h === undefined ? null : h.value;
+    },
+    set(value) {
+      targetListeners(this);
+      const v = typeof value === "function" || (typeof value === "object" && value !== null) ? value : null;
+      let h = WeakMapPrototypeGet(handlers, this);
+      if (h === undefined) {
+        if (v === null) return;
+        h = { value: v };
+        WeakMapPrototypeSet(handlers, this, h);
+        const target = this;
+        this.addEventListener(type, function (event) {
+          const f = h.value;
+          if (typeof f === "function") return ReflectApply(f, target, [event]);
+        });
+      } else {
+        h.value = v;
+      }
+    },
+  });
+}
+
+let isAbortSignal;
+let signalAbort;
+let newSignal;
+
+class AbortSignal extends EventTarget {
+  #aborted = false;
+  #reason = undefined;
+  #algorithms = [];
+  #dependents = [];
+  static {
+    isAbortSignal = (x) => {
+      try {
+        x.#aborted;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    addAbortAlgorithm = (s, fn) => void ArrayPrototypePush(s.#algorithms, fn);
+    signalAbort = (s, reason) => {
+      if (s.#aborted) return;
+      s.#aborted = true;
+      s.#reason = reason === undefined ? new DOMException("signal is aborted without reason", "AbortError") : reason;
+      const algorithms = s.#algorithms;
+      s.#algorithms = [];
+      for (let i = 0; i < algorithms.length; i++) algorithms[i]();
+      dispatch(s, new Event("abort"), true);
+      const deps = s.#dependents;
+      s.#dependents = [];
+      for (let i = 0; i < deps.length; i++) signalAbort(deps[i], s.#reason);
+    };
+    newSignal = () => new AbortSignal(INTERNAL);
+  }
+  // A signal that aborts with the first of `signals` to abort.
+  static any(signals) {
+      const out = newSignal();
+      const list = ArrayFrom(signals);
+      for (let i = 0; i < list.length; i++) {
+        if (!isAbortSignal(list[i])) throw new TypeError("AbortSignal.any: not an AbortSignal");
+      }
+      for (let i = 0; i < list.length; i++) {
+        if (list[i].#aborted) {
+          out.#aborted = true;
+          out.#reason = list[i].#reason;
+          return out;
+        }
+      }
+      for (let i = 0; i < list.length; i++) ArrayPrototypePush(list[i].#dependents, out);
+      return out;
+  }
+  constructor(key) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+    super();
+  }
+  static abort(reason = undefined) {
+    const s = newSignal();
+    signalAbort(s, reason);
+    return s;
+  }
+  static timeout(ms) {
+    ms = Number(ms);
+    if (!(ms >= 0) || ms > Number.MAX_SAFE_INTEGER) throw new TypeError("AbortSignal.timeout: bad delay");
+    const s = newSignal();
+    setTimeout(() => signalAbort(s, new DOMException("signal timed out", "TimeoutError")), ms);
+    return s;
+  }
+  get aborted() {
+    return this.#aborted;
+  }
+  get reason() {
+    return this.#reason;
+  }
+  throwIfAborted() {
+    if (this.#aborted) throw this.#reason;
+  }
+  get [Symbol.toStringTag]() {
+    return "AbortSignal";
+  }
+}
+defineEventHandler(AbortSignal.prototype, "abort", new WeakMap());
+
+class AbortController {
+  #signal = newSignal();
+  get signal() {
+    return this.#signal;
+  }
+  abort(reason = undefined) {
+    signalAbort(this.#signal, reason);
+  }
+  get [Symbol.toStringTag]() {
+    return "AbortController";
+  }
+}
+
+// --------------------------------------------------------- structuredClone --
+// The HTML structured clone of the values a tenant can make: primitives
+// (not symbols), plain objects and arrays (own enumerable string keys),
+// Date, RegExp, Map, Set, ArrayBuffer and its views, Error, the wrapper
+// objects, and cycles among them. Functions, symbols, and anything else
+// are a DataCloneError; `transfer` is not supported.
+function structuredClone(value, options = undefined) {
+  if (options !== undefined && options !== null && options.transfer !== undefined && ArrayFrom(options.transfer).length > 0) {
+    throw new DOMException("structuredClone: transfer is not supported", "DataCloneError");
+  }
+  const memory = new Map();
+  const clone = (v) => {
+    if (typeof v === "symbol") throw new DOMException("structuredClone: a Symbol cannot be cloned", "DataCloneError");
+    if (typeof v === "function") throw new DOMException("structuredClone: a function cannot be cloned", "DataCloneError");
+    if (typeof v !== "object" || v === null) return v;
+    if (MapPrototypeHas(memory, v)) return MapPrototypeGet(memory, v);
+    const tag = ReflectApply(ObjectPrototypeToString, v, []);
+    let out;
+    if (isArrayBuffer(v)) {
+      out = copyBytes(v).buffer;
+      MapPrototypeSet(memory, v, out);
+      return out;
+    }
+    if (ArrayBufferIsView(v)) {
+      const range = viewRange(v);
+      const buffer = clone(range[0]);
+      const kind = typedArrayName(v);
+      if (kind === undefined) out = new DataView(buffer, range[1], range[2]);
+      else out = new globalThis[kind](buffer, range[1], TypedArrayPrototypeGetLength(v));
+      MapPrototypeSet(memory, v, out);
+      return out;
+    }
+    switch (tag) {
+      case "[object Date]":
+        out = new Date(DatePrototypeGetTime(v));
+        break;
+      case "[object RegExp]":
+        out = new RegExp(v.source, v.flags);
+        break;
+      case "[object Boolean]":
+      case "[object Number]":
+      case "[object String]":
+      case "[object BigInt]":
+        out = Object(v.valueOf());
+        break;
+      case "[object Map]":
+        out = new Map();
+        MapPrototypeSet(memory, v, out);
+        MapPrototypeForEach(v, (val, key) => MapPrototypeSet(out, clone(key), clone(val)));
+        return out;
+      case "[object Set]": {
+        out = new Set();
+        MapPrototypeSet(memory, v, out);
+        const items = ArrayFrom(v);
+        for (let i = 0; i < items.length; i++) out.add(clone(items[i]));
+        return out;
+      }
+      case "[object Error]": {
+        const name = v.name;
+        const ctor = ["EvalError", "RangeError", "ReferenceError", "SyntaxError", "TypeError", "URIError"].includes(name) ? globalThis[name] : Error;
+        out = new ctor(v.message === undefined ? undefined : String(v.message));
+        if (v.stack !== undefined) out.stack = String(v.stack);
+        break;
+      }
+      case "[object Array]":
+        out = new Array(v.length);
+        break;
+      case "[object Object]":
+        if (isPlain(v)) {
+          out = {};
+          break;
+        }
+      // falls through: a class instance or a platform object
+      default:
+        throw new DOMException(`structuredClone: ${tag} cannot be cloned`, "DataCloneError");
+    }
+    MapPrototypeSet(memory, v, out);
+    if (tag === "[object Array]" || tag === "[object Object]") {
+      const keys = ObjectKeys(v);
+      for (let i = 0; i < keys.length; i++) out[keys[i]] = clone(v[keys[i]]);
+    }
+    return out;
+  };
+  return clone(value);
+}
+
+// An object literal or Object.create(null): what structuredClone takes as
+// an ordinary object (instances of the prelude's classes are refused).
+function isPlain(v) {
+  const proto = Object.getPrototypeOf(v);
+  return proto === null || proto === Object.prototype;
+}
+
 define("TextEncoder", TextEncoder);
+define("structuredClone", structuredClone);
+define("Blob", Blob);
+define("File", File);
+// What the tenant runs on, for code that asks (as Workers answer
+// "Cloudflare-Workers").
+define("navigator", ObjectFreeze({ __proto__: null, userAgent: "Corral" }));
+define("DOMException", DOMException);
+define("Event", Event);
+define("CustomEvent", CustomEvent);
+define("EventTarget", EventTarget);
+define("AbortSignal", AbortSignal);
+define("AbortController", AbortController);
+define("self", globalThis);
 define("TextDecoder", TextDecoder);
+define("atob", atob);
+define("btoa", btoa);
 define("URLSearchParams", URLSearchParams);
 define("URL", URL);
 define("Headers", Headers);
@@ -2583,6 +3232,7 @@ const internals = {
         if (head === undefined) {
           throw badResponse(`fetch() must return a Response, got ${inspect(response)}`);
         }
+        if (head[0] === 0) throw badResponse("fetch() returned Response.error(), a network error");
         const pairs = headersWirePairs(head[1]);
         const stream = bodyStreamOf(response);
         if (stream !== null) {

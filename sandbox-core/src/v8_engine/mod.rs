@@ -57,6 +57,7 @@ use parking_lot::Mutex;
 use crate::js::engine::{PRELUDE_SOURCE, request_url};
 use crate::js::entry_source;
 use crate::js::host::{HostState, Scope, kv_op};
+use crate::js::web;
 use crate::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
 };
@@ -470,7 +471,7 @@ fn isolate_thread(
         .cast_mut()
         .cast::<c_void>();
     isolate.add_near_heap_limit_callback(near_heap_limit, data);
-    let host = Arc::new(HostState::default());
+    let host = Arc::new(HostState::new(heap_max));
     isolate.set_slot(host.clone());
     isolate.set_slot(buffers.clone());
     let handle = isolate.thread_safe_handle();
@@ -991,7 +992,7 @@ fn with_kv<T>(
 
 fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
     let host = v8::Object::new(scope);
-    let functions: [(&str, v8::FunctionCallback); 8] = [
+    let functions: [(&str, v8::FunctionCallback); 21] = [
         ("encodeUtf8", encode_utf8.map_fn_to()),
         ("decodeUtf8", decode_utf8.map_fn_to()),
         ("randomBytes", random_bytes.map_fn_to()),
@@ -1000,6 +1001,19 @@ fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
         ("kvPut", kv_put.map_fn_to()),
         ("kvDelete", kv_delete.map_fn_to()),
         ("kvList", kv_list.map_fn_to()),
+        ("urlParse", url_parse.map_fn_to()),
+        ("urlSet", url_set.map_fn_to()),
+        ("formParse", form_parse.map_fn_to()),
+        ("formSerialize", form_serialize.map_fn_to()),
+        ("formSort", form_sort.map_fn_to()),
+        ("encodingName", encoding_name.map_fn_to()),
+        ("decode", decode.map_fn_to()),
+        ("decoderOpen", decoder_open.map_fn_to()),
+        ("decoderDecode", decoder_decode.map_fn_to()),
+        ("decoderClose", decoder_close.map_fn_to()),
+        ("encodeInto", encode_into.map_fn_to()),
+        ("atob", atob.map_fn_to()),
+        ("btoa", btoa.map_fn_to()),
     ];
     for (name, callback) in functions {
         let f = v8::Function::new_raw(scope, callback)
@@ -1129,5 +1143,215 @@ fn kv_list(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv
             .filter_map(|k| v8::String::new(scope, k).map(Into::into))
             .collect();
         rv.set(v8::Array::new_with_elements(scope, &names).into());
+    }
+}
+
+// ------------------------------------------------------------------ web --
+// The same host functions as QuickJS's (`crate::js::web`): strings arrive
+// through `to_rust_string_lossy`, a USVString already.
+
+fn strings_to_js<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    items: &[String],
+) -> v8::Local<'s, v8::Array> {
+    let items: Vec<v8::Local<'_, v8::Value>> = items
+        .iter()
+        .filter_map(|k| v8::String::new(scope, k).map(Into::into))
+        .collect();
+    v8::Array::new_with_elements(scope, &items)
+}
+
+fn strings_from_js(
+    scope: &mut v8::PinScope<'_, '_>,
+    value: v8::Local<'_, v8::Value>,
+) -> Vec<String> {
+    let Ok(array) = v8::Local::<v8::Array>::try_from(value) else {
+        return Vec::new();
+    };
+    (0..array.length())
+        .filter_map(|i| array.get_index(scope, i))
+        .map(|v| v.to_rust_string_lossy(scope))
+        .collect()
+}
+
+fn set_string(scope: &mut v8::PinScope<'_, '_>, rv: &mut v8::ReturnValue, text: &str) {
+    if let Some(s) = v8::String::new(scope, text) {
+        rv.set(s.into());
+    }
+}
+
+fn throw_decode(scope: &mut v8::PinScope<'_, '_>, e: web::DecodeError) {
+    if let Some(msg) = v8::String::new(scope, e.message()) {
+        let err = if e.is_range() {
+            v8::Exception::range_error(scope, msg)
+        } else {
+            v8::Exception::type_error(scope, msg)
+        };
+        scope.throw_exception(err);
+    }
+}
+
+fn memory_limit(scope: &v8::PinScope<'_, '_>) -> usize {
+    host_state(scope).map_or(0, |state| state.memory_limit())
+}
+
+fn arg_bytes(args: &v8::FunctionCallbackArguments, i: i32) -> Vec<u8> {
+    v8::Local::<v8::Uint8Array>::try_from(args.get(i)).map_or_else(|_| Vec::new(), js_to_bytes)
+}
+
+fn url_parse(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let input = arg_string(scope, &args, 0);
+    let base = (!args.get(1).is_undefined()).then(|| arg_string(scope, &args, 1));
+    match web::url_parse(&input, base.as_deref()) {
+        Some(parts) => rv.set(strings_to_js(scope, &parts).into()),
+        None => rv.set_null(),
+    }
+}
+
+fn url_set(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue) {
+    let href = arg_string(scope, &args, 0);
+    let field = args.get(1).uint32_value(scope).unwrap_or(u32::MAX);
+    let value = arg_string(scope, &args, 2);
+    match web::url_set(&href, field, &value) {
+        Some(parts) => rv.set(strings_to_js(scope, &parts).into()),
+        None => rv.set_null(),
+    }
+}
+
+fn form_parse(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let input = arg_string(scope, &args, 0);
+    let list = web::form_parse(&input);
+    rv.set(strings_to_js(scope, &list).into());
+}
+
+fn form_serialize(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let list = strings_from_js(scope, args.get(0));
+    set_string(scope, &mut rv, &web::form_serialize(&list));
+}
+
+fn form_sort(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let list = strings_from_js(scope, args.get(0));
+    let sorted = web::form_sort(&list);
+    rv.set(strings_to_js(scope, &sorted).into());
+}
+
+fn encoding_name(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let label = arg_string(scope, &args, 0);
+    match web::encoding_name(&label) {
+        Some(name) => set_string(scope, &mut rv, &name),
+        None => rv.set_null(),
+    }
+}
+
+fn decode(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue) {
+    let name = arg_string(scope, &args, 0);
+    let ignore_bom = args.get(1).boolean_value(scope);
+    let bytes = arg_bytes(&args, 2);
+    let fatal = args.get(3).boolean_value(scope);
+    match web::decode(&name, ignore_bom, &bytes, fatal, memory_limit(scope)) {
+        Ok(text) => set_string(scope, &mut rv, &text),
+        Err(e) => throw_decode(scope, e),
+    }
+}
+
+fn decoder_open(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let name = arg_string(scope, &args, 0);
+    let ignore_bom = args.get(1).boolean_value(scope);
+    let Some(state) = host_state(scope) else {
+        return throw(scope, "TextDecoder: no host state");
+    };
+    let opened = state.decoders.lock().open(&name, ignore_bom);
+    match opened {
+        Ok(handle) => rv.set_uint32(handle),
+        Err(e) => throw_decode(scope, e),
+    }
+}
+
+fn decoder_decode(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    let bytes = arg_bytes(&args, 1);
+    let fatal = args.get(2).boolean_value(scope);
+    let last = args.get(3).boolean_value(scope);
+    let Some(state) = host_state(scope) else {
+        return throw(scope, "TextDecoder: no host state");
+    };
+    let decoded = state
+        .decoders
+        .lock()
+        .decode(handle, &bytes, fatal, last, state.memory_limit());
+    match decoded {
+        Ok(text) => set_string(scope, &mut rv, &text),
+        Err(e) => throw_decode(scope, e),
+    }
+}
+
+fn decoder_close(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    if let Some(state) = host_state(scope) {
+        state.decoders.lock().close(handle);
+    }
+}
+
+fn encode_into(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let text = arg_string(scope, &args, 0);
+    let room = args.get(1).uint32_value(scope).unwrap_or(0) as usize;
+    let (read, bytes) = web::encode_into(text.as_bytes(), room);
+    let Some(bytes) = host_bytes(scope, &bytes) else {
+        return;
+    };
+    let read = v8::Number::new(scope, read as f64);
+    let out: [v8::Local<'_, v8::Value>; 2] = [read.into(), bytes.into()];
+    rv.set(v8::Array::new_with_elements(scope, &out).into());
+}
+
+fn atob(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue) {
+    let data = arg_string(scope, &args, 0);
+    match web::atob(&data) {
+        Some(text) => set_string(scope, &mut rv, &text),
+        None => rv.set_null(),
+    }
+}
+
+fn btoa(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue) {
+    let data = arg_string(scope, &args, 0);
+    match web::btoa(data.as_bytes()) {
+        Some(text) => set_string(scope, &mut rv, &text),
+        None => rv.set_null(),
     }
 }

@@ -427,3 +427,198 @@ async fn tar_bundles_deploy_their_app_js() {
     let body = resp.into_body().to_bytes().await.unwrap();
     assert_eq!(body, "from tar");
 }
+
+/// Headers and Response as the Fetch standard has them (issue 16): a null
+/// init throws, iteration is live over the sorted list through a real
+/// Headers Iterator, `statusText` defaults to "", and `Response.error()` is
+/// a network error with immutable headers that fails the request it answers.
+#[tokio::test]
+async fn headers_and_response_follow_the_fetch_standard() {
+    let t = Tenant::new(
+        "fetchstd",
+        r#"export default { async fetch(req) {
+            if (new URL(req.url).pathname === "/error") return Response.error();
+            const out = [];
+            try { new Headers(null); out.push("null accepted"); } catch (e) { out.push(e.constructor.name); }
+            const h = new Headers({ foo: "2", baz: "1", BAR: "0", quux: "3" });
+            const seen = [];
+            for (const [k] of h) { seen.push(k); if (k === "baz") { h.delete("bar"); h.append("x-yz", "4"); } }
+            out.push(seen.join(","));
+            const it = h.keys();
+            out.push(Object.prototype.toString.call(it));
+            out.push(Object.getPrototypeOf(Object.getPrototypeOf(it)) === Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())));
+            out.push(JSON.stringify(new Response("x", { status: 404 }).statusText));
+            const e = Response.error();
+            out.push(e.type, e.status, e.body);
+            try { e.headers.append("a", "b"); out.push("mutable"); } catch (err) { out.push(err.constructor.name); }
+            return new Response(out.join("|"));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "TypeError|bar,baz,quux,x-yz|[object Headers Iterator]|true|\"\"|error|0||TypeError"
+    );
+    let err = t.get("/error").await.unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::BadResponse { reason } if reason.contains("Response.error()")),
+        "{err:?}"
+    );
+}
+
+/// EventTarget, Event, CustomEvent, AbortController and AbortSignal after
+/// the DOM standard (issue 16): listeners in order with capture first,
+/// `once`, removal through a signal, handler attributes, a synchronous
+/// trusted abort event, `AbortSignal.any` and `timeout`, brand checks.
+#[tokio::test]
+async fn events_and_abort_signals_follow_the_dom_standard() {
+    let t = Tenant::new(
+        "events",
+        r#"export default { async fetch() {
+            const out = [];
+            const et = new EventTarget();
+            et.addEventListener("x", () => out.push("bubble"));
+            et.addEventListener("x", () => out.push("capture"), true);
+            et.addEventListener("x", { handleEvent(e) { out.push("obj:" + e.detail); } }, { once: true });
+            const ac0 = new AbortController();
+            et.addEventListener("x", () => out.push("until-abort"), { signal: ac0.signal });
+            out.push(et.dispatchEvent(new CustomEvent("x", { detail: 7 })));
+            ac0.abort();
+            et.dispatchEvent(new Event("x"));
+            const ac = new AbortController();
+            let fired = 0;
+            ac.signal.onabort = (e) => { fired++; out.push(e.isTrusted, e.target === ac.signal); };
+            const any = AbortSignal.any([ac.signal, new AbortController().signal]);
+            ac.abort();
+            ac.abort();
+            out.push(fired, ac.signal.aborted, ac.signal.reason.name, ac.signal.reason instanceof DOMException, any.aborted);
+            try { Object.getOwnPropertyDescriptor(AbortController.prototype, "signal").get.call({}); } catch (e) { out.push(e.constructor.name); }
+            try { new AbortSignal(); } catch (e) { out.push(e.constructor.name); }
+            const reason = await new Promise((resolve) => { AbortSignal.timeout(5).onabort = function () { resolve(this.reason.name); }; });
+            out.push(reason, self === globalThis);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "capture,bubble,obj:7,until-abort,true,capture,bubble,true,true,1,true,AbortError,true,true,TypeError,TypeError,TimeoutError,true"
+    );
+}
+
+/// `crypto.getRandomValues` throws what Web Crypto says (issue 16): a
+/// TypeError for a non-view, a TypeMismatchError DOMException for float
+/// arrays and DataViews, a QuotaExceededError DOMException past 65,536 bytes.
+#[tokio::test]
+async fn get_random_values_throws_the_standard_errors() {
+    let t = Tenant::new(
+        "rng",
+        r#"export default { async fetch() {
+            const out = [];
+            for (const arg of [{}, new Float32Array(4), new DataView(new ArrayBuffer(4)), new Uint32Array(16385)]) {
+                try { crypto.getRandomValues(arg); out.push("ok"); }
+                catch (e) { out.push(e instanceof DOMException ? e.name + ":" + e.code : e.constructor.name); }
+            }
+            out.push(crypto.getRandomValues(new BigInt64Array(2)).constructor.name);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "TypeError,TypeMismatchError:17,TypeMismatchError:17,QuotaExceededError:22,BigInt64Array"
+    );
+}
+
+/// `structuredClone` (issue 16): a deep copy that keeps cycles, shared
+/// references, Maps, Sets, Dates and typed arrays over a copied buffer, and
+/// refuses functions with a DataCloneError.
+#[tokio::test]
+async fn structured_clone_copies_deeply_and_refuses_functions() {
+    let t = Tenant::new(
+        "clone",
+        r#"export default { async fetch() {
+            const bytes = new Uint8Array([1, 2, 3]);
+            const src = { n: 1, d: new Date(5), m: new Map([["k", [1, 2]]]), s: new Set([3]), bytes, view: bytes.subarray(1) };
+            src.self = src;
+            const c = structuredClone(src);
+            c.bytes[1] = 9;
+            const out = [
+                c !== src, c.self === c, c.d.getTime(), c.m.get("k").join("+"), c.s.has(3),
+                bytes[1], c.view[0], c.view.buffer === c.bytes.buffer,
+            ];
+            try { structuredClone({ f() {} }); out.push("cloned a function"); }
+            catch (e) { out.push(e.name); }
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "true,true,5,1+2,true,2,9,true,DataCloneError"
+    );
+}
+
+/// `pipeTo(dest, { signal })` (issue 16): aborting the signal rejects the
+/// pipe with its reason, aborts the destination and cancels the source; an
+/// already aborted signal stops the pipe before any chunk moves.
+#[tokio::test]
+async fn pipe_to_stops_when_its_signal_aborts() {
+    let t = Tenant::new(
+        "pipeabort",
+        r#"export default { async fetch() {
+            const out = [];
+            const written = [];
+            let cancelled, abortedWith;
+            const source = new ReadableStream({ pull(c) { c.enqueue("x"); return new Promise((r) => setTimeout(r, 1)); }, cancel(r) { cancelled = r; } });
+            const dest = new WritableStream({ write(chunk) { written.push(chunk); }, abort(r) { abortedWith = r; } });
+            const ac = new AbortController();
+            const piped = source.pipeTo(dest, { signal: ac.signal });
+            await new Promise((r) => setTimeout(r, 20));
+            ac.abort("stop");
+            try { await piped; out.push("resolved"); } catch (e) { out.push("rejected:" + e); }
+            out.push(written.length > 0, cancelled, abortedWith);
+            const w2 = [];
+            const again = new ReadableStream({ start(c) { c.enqueue("y"); } })
+                .pipeTo(new WritableStream({ write(c) { w2.push(c); } }), { signal: AbortSignal.abort("early") });
+            try { await again; } catch (e) { out.push(e, w2.length); }
+            try { await new ReadableStream().pipeTo(new WritableStream(), { signal: {} }); } catch (e) { out.push(e.constructor.name); }
+            out.push(navigator.userAgent);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "rejected:stop,true,stop,stop,early,0,TypeError,Corral"
+    );
+}
+
+/// Blob and File (issue 16): parts of strings, buffers and other blobs,
+/// `slice` with negative indices, `text`/`bytes`/`stream`, a lowercased
+/// type, and a Blob as a Response body (its type the content-type) read
+/// back with `blob()`.
+#[tokio::test]
+async fn blobs_and_files_hold_their_parts() {
+    let t = Tenant::new(
+        "blob",
+        r#"export default { async fetch() {
+            const inner = new Blob(["é"]);
+            const b = new Blob(["ab", new Uint8Array([99]), inner], { type: "Text/Plain" });
+            const out = [b.size, b.type, await b.text(), await b.slice(-3).text(), (await b.slice(-3, -1).bytes()).length, b.slice(1, 2, "x/y").type];
+            const f = new File(["hi"], "a.txt", { lastModified: 7 });
+            out.push(f.name, f.lastModified, f.size, f instanceof Blob);
+            const chunks = [];
+            for await (const c of b.stream()) chunks.push(c.length);
+            out.push(chunks.join("+"));
+            const back = await new Response(b).blob();
+            out.push(back.type, back.size);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "5,text/plain,abcé,cé,2,x/y,a.txt,7,2,true,5,text/plain,5"
+    );
+}

@@ -10,6 +10,7 @@ mod limits;
 mod memory;
 mod streaming;
 mod streams;
+mod web;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,463 @@
+//! The web platform pieces the prelude takes from well-kept crates instead
+//! of carrying its own: `URL` and `URLSearchParams` (the WHATWG URL standard
+//! as the `url` crate implements it, its `quirks` module being the standard's
+//! getters and setters, and `form_urlencoded`), `TextDecoder`'s encodings
+//! (`encoding_rs`, every WHATWG label) and `atob`/`btoa` (`base64`, with the
+//! standard's forgiving-base64 rules).
+//!
+//! Engine-neutral: the QuickJS host functions ([`super::host`]) and the V8
+//! ones wrap these. Strings arrive as UTF-8 (a lone surrogate already
+//! U+FFFD, as WebIDL's USVString asks) or, where the standard tells a lone
+//! surrogate apart, as QuickJS's WTF-8. Every input is a guest value already
+//! inside the tenant's heap, and the work is linear in it; what could grow
+//! past it (decoded text) is capped by the runtime's memory limit.
+
+use base64::Engine as _;
+use encoding_rs::{DecoderResult, Encoding};
+use url::{Url, quirks};
+
+/// A URL's components, in the order the prelude's `URL` keeps them: href,
+/// origin, protocol, username, password, host, hostname, port, pathname,
+/// search, hash.
+fn components(url: &Url) -> Vec<String> {
+    vec![
+        quirks::href(url).to_owned(),
+        quirks::origin(url),
+        quirks::protocol(url).to_owned(),
+        quirks::username(url).to_owned(),
+        quirks::password(url).to_owned(),
+        quirks::host(url).to_owned(),
+        quirks::hostname(url).to_owned(),
+        quirks::port(url).to_owned(),
+        quirks::pathname(url).to_owned(),
+        quirks::search(url).to_owned(),
+        quirks::hash(url).to_owned(),
+    ]
+}
+
+/// The URL parser: `input` against `base`, or `None` where the standard
+/// returns failure (a bad base fails too).
+pub(crate) fn url_parse(input: &str, base: Option<&str>) -> Option<Vec<String>> {
+    let base = match base {
+        Some(base) => Some(Url::parse(base).ok()?),
+        None => None,
+    };
+    Url::options()
+        .base_url(base.as_ref())
+        .parse(input)
+        .ok()
+        .map(|url| components(&url))
+}
+
+/// The setter `field` (an index into the components; `origin` has none)
+/// applied to the URL `href` serializes, with the standard's rules: a value
+/// a setter refuses leaves the URL as it was. `None` when `href` itself is
+/// refused (the `href` setter throws then) or `field` is not a setter.
+pub(crate) fn url_set(href: &str, field: u32, value: &str) -> Option<Vec<String>> {
+    let mut url = Url::parse(href).ok()?;
+    // The setters' `Err(())` means "ignored", as in the standard.
+    match field {
+        0 => quirks::set_href(&mut url, value).ok()?,
+        2 => drop(quirks::set_protocol(&mut url, value)),
+        3 => drop(quirks::set_username(&mut url, value)),
+        4 => drop(quirks::set_password(&mut url, value)),
+        5 => drop(quirks::set_host(&mut url, value)),
+        6 => drop(quirks::set_hostname(&mut url, value)),
+        7 => drop(quirks::set_port(&mut url, value)),
+        8 => quirks::set_pathname(&mut url, value),
+        9 => quirks::set_search(&mut url, value),
+        10 => quirks::set_hash(&mut url, value),
+        _ => return None,
+    }
+    Some(components(&url))
+}
+
+/// application/x-www-form-urlencoded parsing: names and values, flattened
+/// (`[name0, value0, name1, value1, …]`), percent-decoded as UTF-8.
+pub(crate) fn form_parse(input: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, value) in form_urlencoded::parse(input.as_bytes()) {
+        out.push(name.into_owned());
+        out.push(value.into_owned());
+    }
+    out
+}
+
+/// application/x-www-form-urlencoded serializing of a flattened list (an
+/// odd last item is ignored).
+pub(crate) fn form_serialize(list: &[String]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for pair in list.chunks_exact(2) {
+        out.append_pair(&pair[0], &pair[1]);
+    }
+    out.finish()
+}
+
+/// `URLSearchParams.sort`: a stable sort of a flattened list by name, in
+/// UTF-16 code unit order.
+pub(crate) fn form_sort(list: &[String]) -> Vec<String> {
+    let mut pairs: Vec<&[String]> = list.chunks_exact(2).collect();
+    pairs.sort_by(|a, b| a[0].encode_utf16().cmp(b[0].encode_utf16()));
+    pairs.concat()
+}
+
+/// The encoding a `TextDecoder` label names (any WHATWG label, after ASCII
+/// whitespace is trimmed, in any case), as its lowercased name. `None` for an
+/// unknown label and for the replacement encoding, which `TextDecoder`
+/// refuses.
+pub(crate) fn encoding_name(label: &str) -> Option<String> {
+    Encoding::for_label_no_replacement(label.as_bytes()).map(|e| e.name().to_ascii_lowercase())
+}
+
+fn encoding(name: &str) -> Option<&'static Encoding> {
+    Encoding::for_label_no_replacement(name.as_bytes())
+}
+
+/// Why a decode gave no text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// `fatal` and the bytes are not valid in the encoding (a TypeError).
+    Malformed,
+    /// The text would not fit in the tenant's memory (a RangeError).
+    TooLarge,
+    /// No such encoding or stream (a TypeError; the prelude never asks).
+    Unknown,
+    /// Too many streams decoding at once (a RangeError).
+    TooManyStreams,
+}
+
+impl DecodeError {
+    /// The message the guest's exception carries.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::Malformed => "TextDecoder: the data is not valid in its encoding",
+            Self::TooLarge => "TextDecoder: the text would not fit in the tenant's memory",
+            Self::Unknown => "TextDecoder: no such encoding",
+            Self::TooManyStreams => "TextDecoder: too many streams decoding at once",
+        }
+    }
+
+    /// Whether the guest sees a RangeError (else a TypeError).
+    pub(crate) fn is_range(self) -> bool {
+        matches!(self, Self::TooLarge | Self::TooManyStreams)
+    }
+}
+
+/// Input bytes decoded per step, so the text grows in steps the memory cap
+/// checks, never in one allocation sized by the input.
+const DECODE_STEP: usize = 64 * 1024;
+
+/// Decodes `src` with `decoder` (`last`: the stream ends here), the text
+/// never longer than `limit` bytes of UTF-8 (nor its buffer larger).
+fn decode_with(
+    decoder: &mut encoding_rs::Decoder,
+    src: &[u8],
+    fatal: bool,
+    last: bool,
+    limit: usize,
+) -> Result<String, DecodeError> {
+    let mut out = String::new();
+    let mut rest = src;
+    loop {
+        let step = rest.len().min(DECODE_STEP);
+        let end = last && step == rest.len();
+        let need = if fatal {
+            decoder.max_utf8_buffer_length_without_replacement(step)
+        } else {
+            decoder.max_utf8_buffer_length(step)
+        }
+        .ok_or(DecodeError::TooLarge)?;
+        let spare = out.capacity() - out.len();
+        if spare < need {
+            // Grow by doubling, never past the cap: a step that finds no
+            // room left ends with TooLarge below.
+            let want = (out.capacity() * 2)
+                .max(out.len() + need)
+                .min(limit.max(out.capacity()));
+            out.reserve_exact(want - out.len());
+        }
+        let room = out.capacity() - out.len() >= need;
+        let (full, read) = if fatal {
+            let (result, read) =
+                decoder.decode_to_string_without_replacement(&rest[..step], &mut out, end);
+            match result {
+                DecoderResult::Malformed(..) => return Err(DecodeError::Malformed),
+                DecoderResult::OutputFull => (true, read),
+                DecoderResult::InputEmpty => (false, read),
+            }
+        } else {
+            let (result, read, _) = decoder.decode_to_string(&rest[..step], &mut out, end);
+            (result == encoding_rs::CoderResult::OutputFull, read)
+        };
+        rest = &rest[read..];
+        if full {
+            if room || out.capacity() >= limit {
+                return Err(DecodeError::TooLarge);
+            }
+        } else if rest.is_empty() {
+            return Ok(out);
+        }
+    }
+}
+
+fn new_decoder(name: &str, ignore_bom: bool) -> Result<encoding_rs::Decoder, DecodeError> {
+    let encoding = encoding(name).ok_or(DecodeError::Unknown)?;
+    // TextDecoder strips its own encoding's BOM, never sniffs another one.
+    Ok(if ignore_bom {
+        encoding.new_decoder_without_bom_handling()
+    } else {
+        encoding.new_decoder_with_bom_removal()
+    })
+}
+
+/// `TextDecoder.decode` outside a stream: all of `src`, then the end.
+pub(crate) fn decode(
+    name: &str,
+    ignore_bom: bool,
+    src: &[u8],
+    fatal: bool,
+    limit: usize,
+) -> Result<String, DecodeError> {
+    decode_with(&mut new_decoder(name, ignore_bom)?, src, fatal, true, limit)
+}
+
+/// Most streams a runtime decodes at once (each an `encoding_rs` decoder of
+/// a few dozen bytes in the host): a fixed cap, so a tenant opening streams
+/// without end gets a RangeError, never host growth.
+pub(crate) const MAX_DECODER_STREAMS: usize = 1024;
+
+/// The decoders of `TextDecoder`s in the middle of a stream (`decode(…,
+/// { stream: true })`), by handle. A decoder outside a stream keeps none.
+#[derive(Default)]
+pub(crate) struct Decoders {
+    slots: Vec<Option<encoding_rs::Decoder>>,
+    free: Vec<u32>,
+}
+
+impl std::fmt::Debug for Decoders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoders")
+            .field("open", &(self.slots.len() - self.free.len()))
+            .finish()
+    }
+}
+
+impl Decoders {
+    /// A new stream's decoder, by handle.
+    pub(crate) fn open(&mut self, name: &str, ignore_bom: bool) -> Result<u32, DecodeError> {
+        let decoder = new_decoder(name, ignore_bom)?;
+        if let Some(handle) = self.free.pop() {
+            self.slots[handle as usize] = Some(decoder);
+            return Ok(handle);
+        }
+        if self.slots.len() >= MAX_DECODER_STREAMS {
+            return Err(DecodeError::TooManyStreams);
+        }
+        self.slots.push(Some(decoder));
+        Ok(u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// The next part of stream `handle`'s text (`last`: the stream ends).
+    pub(crate) fn decode(
+        &mut self,
+        handle: u32,
+        src: &[u8],
+        fatal: bool,
+        last: bool,
+        limit: usize,
+    ) -> Result<String, DecodeError> {
+        let decoder = self
+            .slots
+            .get_mut(handle as usize)
+            .and_then(Option::as_mut)
+            .ok_or(DecodeError::Unknown)?;
+        decode_with(decoder, src, fatal, last, limit)
+    }
+
+    /// Frees stream `handle`'s decoder (an unknown handle is ignored).
+    pub(crate) fn close(&mut self, handle: u32) {
+        if let Some(slot) = self.slots.get_mut(handle as usize)
+            && slot.take().is_some()
+        {
+            self.free.push(handle);
+        }
+    }
+}
+
+/// `TextEncoder.encodeInto`: as much of `wtf8` (a guest string; a lone
+/// surrogate is written as U+FFFD) as fits whole in `room` bytes of UTF-8,
+/// and how many UTF-16 code units of the string that is.
+pub(crate) fn encode_into(wtf8: &[u8], room: usize) -> (usize, Vec<u8>) {
+    let mut out = Vec::with_capacity(room.min(wtf8.len()));
+    let mut read = 0;
+    let mut i = 0;
+    while i < wtf8.len() {
+        let lead = wtf8[i];
+        let len = match lead {
+            0x00..=0x7F => 1,
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            _ => 4,
+        }
+        .min(wtf8.len() - i);
+        if out.len() + len > room {
+            break;
+        }
+        let seq = &wtf8[i..i + len];
+        if len == 3 && lead == 0xED && seq[1] >= 0xA0 {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        } else {
+            out.extend_from_slice(seq);
+        }
+        read += if len == 4 { 2 } else { 1 };
+        i += len;
+    }
+    (read, out)
+}
+
+/// The forgiving-base64 decode `atob` uses: ASCII whitespace is skipped,
+/// padding is optional where the length allows it; `None` (an
+/// InvalidCharacterError) for anything else. The bytes come back as a
+/// string of code points U+0000..U+00FF.
+pub(crate) fn atob(input: &str) -> Option<String> {
+    let mut data: Vec<u8> = input
+        .bytes()
+        .filter(|b| !matches!(b, b'\t' | b'\n' | b'\x0C' | b'\r' | b' '))
+        .collect();
+    if data.len().is_multiple_of(4) {
+        for _ in 0..2 {
+            if data.last() == Some(&b'=') {
+                data.pop();
+            }
+        }
+    }
+    if data.len() % 4 == 1
+        || !data
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+    {
+        return None;
+    }
+    const FORGIVING: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+    );
+    let bytes = FORGIVING.decode(&data).ok()?;
+    Some(bytes.iter().map(|&b| char::from(b)).collect())
+}
+
+/// `btoa`: the base64 of a string's code points, each a byte; `None` (an
+/// InvalidCharacterError) when one is past U+00FF. `text` is WTF-8 or UTF-8.
+pub(crate) fn btoa(text: &[u8]) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b @ 0x00..=0x7F => {
+                bytes.push(b);
+                i += 1;
+            }
+            // U+0080..U+00FF: C2 80..BF or C3 80..BF.
+            lead @ (0xC2 | 0xC3) if i + 1 < text.len() => {
+                bytes.push(((lead & 0x03) << 6) | (text[i + 1] & 0x3F));
+                i += 2;
+            }
+            _ => return None,
+        }
+    }
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_components_and_setters() {
+        let parts = url_parse("../b?x=1#f", Some("HTTP://Ex.com:80/a/c")).unwrap();
+        assert_eq!(parts[0], "http://ex.com/b?x=1#f");
+        assert_eq!(parts[1], "http://ex.com");
+        assert!(url_parse("http://[::1", None).is_none());
+        assert!(url_parse("not a url", None).is_none());
+        let set = url_set("http://a.com/", 7, "8080").unwrap();
+        assert_eq!(set[0], "http://a.com:8080/");
+        let ignored = url_set("http://a.com/", 7, "99999").unwrap();
+        assert_eq!(ignored[0], "http://a.com/");
+        assert!(url_set("http://a.com/", 0, "nope").is_none());
+    }
+
+    #[test]
+    fn forms() {
+        let list = form_parse("a=%FE%FF&b+c=d%20e&&=x");
+        assert_eq!(list, ["a", "\u{FFFD}\u{FFFD}", "b c", "d e", "", "x"]);
+        assert_eq!(form_serialize(&list[2..4]), "b+c=d+e");
+        let sorted = form_sort(&[
+            "\u{FFFD}".into(),
+            "1".into(),
+            "\u{1F600}".into(),
+            "2".into(),
+        ]);
+        assert_eq!(sorted[1], "2", "U+1F600 sorts before U+FFFD in UTF-16");
+    }
+
+    #[test]
+    fn decoding_is_capped_and_streams() {
+        let big = vec![0xFFu8; 10_000];
+        assert_eq!(
+            decode("utf-8", false, &big, false, 1000),
+            Err(DecodeError::TooLarge)
+        );
+        assert_eq!(
+            decode("utf-8", false, &[0xFF], true, 1000),
+            Err(DecodeError::Malformed)
+        );
+        assert_eq!(
+            decode("utf-8", false, b"\xEF\xBB\xBFa", false, 100).unwrap(),
+            "a"
+        );
+        assert_eq!(
+            decode("utf-8", true, b"\xEF\xBB\xBFa", false, 100).unwrap(),
+            "\u{FEFF}a"
+        );
+        assert_eq!(decode("utf-16le", false, b"a\0", false, 100).unwrap(), "a");
+        let mut d = Decoders::default();
+        let h = d.open("utf-8", false).unwrap();
+        assert_eq!(d.decode(h, b"\xE2\x82", false, false, 100).unwrap(), "");
+        assert_eq!(d.decode(h, b"\xAC", false, true, 100).unwrap(), "\u{20AC}");
+        d.close(h);
+        for _ in 0..MAX_DECODER_STREAMS {
+            d.open("utf-8", false).unwrap();
+        }
+        assert_eq!(d.open("utf-8", false), Err(DecodeError::TooManyStreams));
+        assert_eq!(encoding_name(" Latin1 ").as_deref(), Some("windows-1252"));
+        assert_eq!(encoding_name("replacement"), None);
+    }
+
+    #[test]
+    fn encode_into_counts_utf16() {
+        assert_eq!(
+            encode_into("a\u{1F600}b".as_bytes(), 5),
+            (3, "a\u{1F600}".as_bytes().to_vec())
+        );
+        assert_eq!(encode_into("\u{20AC}".as_bytes(), 2), (0, Vec::new()));
+        assert_eq!(
+            encode_into(b"\xED\xA0\x80", 3),
+            (1, "\u{FFFD}".as_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(atob(" YW Jj\n").as_deref(), Some("abc"));
+        assert_eq!(atob("YQ").as_deref(), Some("a"));
+        assert_eq!(atob("YQ==").as_deref(), Some("a"));
+        assert_eq!(atob("YQ="), None);
+        assert_eq!(atob("Y"), None);
+        assert_eq!(atob("YR==").as_deref(), Some("a"));
+        assert_eq!(atob("/w==").as_deref(), Some("\u{FF}"));
+        assert_eq!(btoa("\u{FF}a".as_bytes()).as_deref(), Some("/2E="));
+        assert_eq!(btoa("\u{100}".as_bytes()), None);
+    }
+}
