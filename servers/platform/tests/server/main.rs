@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 mod accounts;
+mod component;
 #[path = "../common/mod.rs"]
 mod common;
 mod hygiene;
