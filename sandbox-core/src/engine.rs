@@ -148,9 +148,17 @@ impl WasmEngine {
         // stack: slots for those are metadata, cheap, so they are sized for
         // components while memories and stacks stay one per instance.
         pool.total_component_instances(config.instances)
-            .total_core_instances(config.instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .total_core_instances(
+                config
+                    .instances
+                    .saturating_mul(CORE_INSTANCES_PER_COMPONENT),
+            )
             .total_memories(config.instances)
-            .total_tables(config.instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .total_tables(
+                config
+                    .instances
+                    .saturating_mul(CORE_INSTANCES_PER_COMPONENT),
+            )
             .total_stacks(config.instances)
             .max_memory_size(mem);
         let mut cfg = Config::new();

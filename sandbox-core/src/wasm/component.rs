@@ -256,11 +256,12 @@ impl Backend for ComponentBackend {
         // CRC32 just verified guards against corruption on disk, and
         // artifacts are written only by the registry, never uploaded.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(self.engine.wasmtime(), body) }.map_err(
-            |e| SandboxError::CorruptArtifact {
-                reason: format!("{e:#}"),
-            },
-        )?;
+        let component =
+            unsafe { Component::deserialize(self.engine.wasmtime(), body) }.map_err(|e| {
+                SandboxError::CorruptArtifact {
+                    reason: format!("{e:#}"),
+                }
+            })?;
         let pre = self.proxy_pre(&component)?;
         Ok(Arc::new(ComponentProgram {
             engine: self.engine.clone(),
@@ -687,7 +688,12 @@ async fn run_to_end(
 }
 
 /// Maps a failed run to its typed error.
-fn classify(err: wasmtime::Error, limits: &Limits, fuel_consumed: u64, state: &State) -> SandboxError {
+fn classify(
+    err: wasmtime::Error,
+    limits: &Limits,
+    fuel_consumed: u64,
+    state: &State,
+) -> SandboxError {
     if err.is::<DeadlinePassed>() {
         return SandboxError::Deadline {
             limit: limits.wall_clock,

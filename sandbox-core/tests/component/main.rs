@@ -72,7 +72,9 @@ async fn hello_answers_and_logs() {
     // stderr went to the tenant's log.
     let lines = reg.log(&id).unwrap().lines();
     assert!(
-        lines.iter().any(|l| l.contains("hello: handling a request")),
+        lines
+            .iter()
+            .any(|l| l.contains("hello: handling a request")),
         "{lines:?}"
     );
 }
@@ -112,7 +114,10 @@ async fn echo_streams_a_large_body() {
         .build();
     let id = deploy(&reg, "echo", limits);
     let size = 64usize << 20;
-    let body: Bytes = (0..size).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
+    let body: Bytes = (0..size)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
     let req = http::Request::builder()
         .method("POST")
         .uri("/")
@@ -207,7 +212,12 @@ async fn parked_component_cold_starts_from_its_artifact() {
     let compiles = reg.stats().compiles;
     for round in 1..=3u64 {
         let resp = reg.invoke(&id, get("/")).await.unwrap();
-        assert!(resp.extensions().get::<InvocationStats>().unwrap().cold_start);
+        assert!(
+            resp.extensions()
+                .get::<InvocationStats>()
+                .unwrap()
+                .cold_start
+        );
         assert_eq!(resp.into_body().to_bytes().await.unwrap(), "Hello from C\n");
         assert_eq!(reg.park_idle(), 1);
         assert_eq!(reg.stats().cold_starts, round);
@@ -233,7 +243,12 @@ async fn not_a_proxy_component_is_refused_at_deploy() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
     let err = reg
-        .deploy(&tid("empty"), Kind::Component, b"(component)", Limits::default())
+        .deploy(
+            &tid("empty"),
+            Kind::Component,
+            b"(component)",
+            Limits::default(),
+        )
         .unwrap_err();
     assert!(matches!(err, SandboxError::InvalidModule { .. }), "{err:?}");
     // A WAGI module is not a component either.
@@ -305,7 +320,10 @@ async fn outbound_http_is_refused_unless_allowed() {
     )
     .unwrap();
     let err = reg.invoke(&other, req()).await.unwrap_err();
-    assert!(matches!(err, SandboxError::OutboundRefused { .. }), "{err:?}");
+    assert!(
+        matches!(err, SandboxError::OutboundRefused { .. }),
+        "{err:?}"
+    );
 
     let open = tid("outbound-open");
     reg.deploy(

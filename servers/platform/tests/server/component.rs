@@ -54,7 +54,12 @@ async fn component_deploys_by_itself_and_serves() {
 
     let hello = fixture("hello");
     let (status, info) = s
-        .admin(Method::PUT, "/api/apps/hello-c?tier=comp", &hello, "application/wasm")
+        .admin(
+            Method::PUT,
+            "/api/apps/hello-c?tier=comp",
+            &hello,
+            "application/wasm",
+        )
         .await;
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["kind"], "component");
@@ -64,7 +69,12 @@ async fn component_deploys_by_itself_and_serves() {
 
     // Headers and the path reach the guest and come back.
     let (_, info) = s
-        .admin(Method::PUT, "/api/apps/headers?tier=comp", &fixture("headers"), "application/wasm")
+        .admin(
+            Method::PUT,
+            "/api/apps/headers?tier=comp",
+            &fixture("headers"),
+            "application/wasm",
+        )
         .await;
     assert_eq!(info["kind"], "component", "{info}");
     let req = Request::get(s.url("/apps/headers/a/b?c=d"))
@@ -77,9 +87,17 @@ async fn component_deploys_by_itself_and_serves() {
     assert!(body.ends_with(b"/a/b?c=d"), "{body:?}");
 
     // A streamed echo of 1 MiB.
-    s.admin(Method::PUT, "/api/apps/echo?tier=comp", &fixture("echo"), "application/wasm")
-        .await;
-    let big: Bytes = (0..1usize << 20).map(|i| (i % 253) as u8).collect::<Vec<_>>().into();
+    s.admin(
+        Method::PUT,
+        "/api/apps/echo?tier=comp",
+        &fixture("echo"),
+        "application/wasm",
+    )
+    .await;
+    let big: Bytes = (0..1usize << 20)
+        .map(|i| (i % 253) as u8)
+        .collect::<Vec<_>>()
+        .into();
     let req = Request::post(s.url("/apps/echo/"))
         .body(Full::new(big.clone()))
         .unwrap();
@@ -90,16 +108,26 @@ async fn component_deploys_by_itself_and_serves() {
     // The spin tier's fuel stops a looping component: the same JSON error
     // as for a module.
     // (`compspin` has the `spin` tier's fuel.)
-    s.admin(Method::PUT, "/api/apps/looper?tier=compspin", &fixture("loop"), "application/wasm")
-        .await;
+    s.admin(
+        Method::PUT,
+        "/api/apps/looper?tier=compspin",
+        &fixture("loop"),
+        "application/wasm",
+    )
+    .await;
     let (status, body) = s.get("/apps/looper/").await;
     assert_eq!(status, 503);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"], "fuel_exhausted", "{v}");
 
     // Outbound HTTP: refused, with its own code.
-    s.admin(Method::PUT, "/api/apps/out?tier=comp", &fixture("outbound"), "application/wasm")
-        .await;
+    s.admin(
+        Method::PUT,
+        "/api/apps/out?tier=comp",
+        &fixture("outbound"),
+        "application/wasm",
+    )
+    .await;
     let req = Request::get(s.url("/apps/out/"))
         .header("x-target", "127.0.0.1:9")
         .body(Full::default())

@@ -12,9 +12,9 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 mod accounts;
-mod component;
 #[path = "../common/mod.rs"]
 mod common;
+mod component;
 mod hygiene;
 use common::{BIN, Server, js_text};
 
