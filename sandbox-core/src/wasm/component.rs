@@ -9,7 +9,8 @@
 //! instantiates (from the pool) and calls `wasi:http/incoming-handler.handle`.
 //!
 //! What a component can reach: `wasi:http/types`, `wasi:io`, clocks, random,
-//! and stdout/stderr (both go to the tenant's log). No preopened
+//! and stdout/stderr (both go to the tenant's log); the rest of WASI
+//! preview 2 is linked (as `wasmtime serve -S cli` does) but inert. No preopened
 //! directories, no sockets, no host environment variables. Outbound HTTP
 //! (`wasi:http/outgoing-handler`) is refused unless the host is in the
 //! tenant's [`Limits::outbound_hosts`]; a component that fails after a
@@ -191,7 +192,13 @@ impl ComponentBackend {
     /// WAGI backend), with the `wasi:http/proxy` imports linked (async).
     pub fn new(engine: WasmEngine) -> Result<Self, SandboxError> {
         let mut linker = Linker::new(engine.wasmtime());
-        wasmtime_wasi_http::p2::add_to_linker_async(&mut linker)
+        // All of WASI preview 2 (as `wasmtime serve -S cli` links it), not
+        // only the proxy world's imports: toolchains such as componentize-js
+        // import wasi:cli's terminal and environment interfaces too. They
+        // stay inert: no preopens, sockets refused, no environment.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| SandboxError::internal("linking WASI", e))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| SandboxError::internal("linking wasi:http", e))?;
         Ok(Self {
             engine,
