@@ -31,6 +31,7 @@ fn kind_from(s: &[u8]) -> Option<Kind> {
     match s {
         b"wasm" => Some(Kind::Wasm),
         b"js" => Some(Kind::Js),
+        b"component" => Some(Kind::Component),
         _ => None,
     }
 }

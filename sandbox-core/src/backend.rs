@@ -24,10 +24,13 @@ pub enum Kind {
     Wasm,
     /// A Workers-style ES module (`export default { fetch }`).
     Js,
+    /// A WebAssembly component serving `wasi:http/proxy` (what Spin and
+    /// `wasmtime serve` run).
+    Component,
 }
 
 impl Kind {
-    /// The name used in APIs and on disk: `"wasm"` or `"js"`.
+    /// The name used in APIs and on disk: `"wasm"`, `"js"` or `"component"`.
     ///
     /// ```
     /// assert_eq!(corral::Kind::Js.as_str(), "js");
@@ -36,6 +39,37 @@ impl Kind {
         match self {
             Kind::Wasm => "wasm",
             Kind::Js => "js",
+            Kind::Component => "component",
+        }
+    }
+
+    /// Which WebAssembly kind `bytes` hold, from the binary's header: a
+    /// component (`\0asm`, then version `0x0d` and layer 1), else a core
+    /// module (WAGI). WebAssembly text starting with `(component` is a
+    /// component too. The header decides, not the upload's content type,
+    /// because both are `application/wasm`.
+    ///
+    /// ```
+    /// use corral::Kind;
+    /// assert_eq!(Kind::of_wasm(b"\0asm\x0d\0\x01\0"), Kind::Component);
+    /// assert_eq!(Kind::of_wasm(b"\0asm\x01\0\0\0"), Kind::Wasm);
+    /// assert_eq!(Kind::of_wasm(b"  (component)"), Kind::Component);
+    /// assert_eq!(Kind::of_wasm(b"(module)"), Kind::Wasm);
+    /// ```
+    pub fn of_wasm(bytes: &[u8]) -> Kind {
+        if bytes.len() >= 8 && bytes.starts_with(b"\0asm") {
+            // Bytes 4..6 are the version, 6..8 the layer (0 module, 1 component).
+            return if bytes[6..8] == [1, 0] {
+                Kind::Component
+            } else {
+                Kind::Wasm
+            };
+        }
+        let text = bytes.trim_ascii_start();
+        if text.starts_with(b"(component") {
+            Kind::Component
+        } else {
+            Kind::Wasm
         }
     }
 }

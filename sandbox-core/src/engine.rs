@@ -87,6 +87,10 @@ impl EngineConfig {
 /// guest's own stack.
 const HOST_STACK_HEADROOM: usize = 1536 << 10;
 
+/// Core instances (and tables) a component typically holds: its module, the
+/// preview-1 adapter, and the adapter's shim and fix-up modules.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 4;
+
 /// Whether an epoch ticker thread is still running.
 #[derive(Debug, Clone)]
 pub struct EpochTicker {
@@ -139,9 +143,22 @@ impl WasmEngine {
     fn with_metering(config: EngineConfig, metered: bool) -> Result<Self, SandboxError> {
         let mut pool = PoolingAllocationConfig::default();
         let mem = usize::try_from(config.memory_per_instance).unwrap_or(usize::MAX);
-        pool.total_core_instances(config.instances)
+        // A component (`Kind::Component`) holds several core instances and
+        // tables (its module, the WASI adapter, shims) but one memory and one
+        // stack: slots for those are metadata, cheap, so they are sized for
+        // components while memories and stacks stay one per instance.
+        pool.total_component_instances(config.instances)
+            .total_core_instances(
+                config
+                    .instances
+                    .saturating_mul(CORE_INSTANCES_PER_COMPONENT),
+            )
             .total_memories(config.instances)
-            .total_tables(config.instances)
+            .total_tables(
+                config
+                    .instances
+                    .saturating_mul(CORE_INSTANCES_PER_COMPONENT),
+            )
             .total_stacks(config.instances)
             .max_memory_size(mem);
         let mut cfg = Config::new();

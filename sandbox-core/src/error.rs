@@ -54,6 +54,14 @@ pub enum SandboxError {
         /// What was wrong with it.
         reason: String,
     },
+    /// A WebAssembly component failed after the host refused its outbound
+    /// HTTP request: the host is not on the tier's allow-list
+    /// ([`Limits::outbound_hosts`](crate::Limits::outbound_hosts)).
+    #[error("outbound HTTP to {authority:?} refused: not on the tier's allow-list")]
+    OutboundRefused {
+        /// The `host[:port]` the guest tried to reach.
+        authority: String,
+    },
     /// The guest wrote more than `max_output_bytes`.
     #[error("guest output exceeded {limit} bytes")]
     OutputTooLarge {
@@ -144,6 +152,7 @@ impl SandboxError {
             Self::ScriptError { .. } => "script_error",
             Self::BadResponse { .. } => "bad_response",
             Self::OutputTooLarge { .. } => "output_too_large",
+            Self::OutboundRefused { .. } => "outbound_refused",
             Self::InvalidModule { .. } => "invalid_module",
             Self::TenantNotFound { .. } => "not_found",
             Self::InitialMemoryTooLarge { .. } => "initial_memory_too_large",
@@ -172,7 +181,8 @@ impl SandboxError {
             Self::Trap { .. }
             | Self::ScriptError { .. }
             | Self::BadResponse { .. }
-            | Self::OutputTooLarge { .. } => S::BAD_GATEWAY,
+            | Self::OutputTooLarge { .. }
+            | Self::OutboundRefused { .. } => S::BAD_GATEWAY,
             Self::InvalidModule { .. } | Self::InitialMemoryTooLarge { .. } => S::BAD_REQUEST,
             Self::TenantNotFound { .. } => S::NOT_FOUND,
             // A frontend that sent no tenant has a bug: not the client's fault.

@@ -2,6 +2,8 @@
 //!
 //! ## Feature flags
 //! - `js` (default): JavaScript tenants on QuickJS.
+//! - `component` (default): WebAssembly components serving `wasi:http/proxy`
+//!   ([`wasm::ComponentBackend`], `Kind::Component`).
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]

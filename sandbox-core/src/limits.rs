@@ -39,6 +39,10 @@ pub struct Limits {
     pub stream_fuel: u64,
     /// Wall clock of one streamed response, from its request's start.
     pub max_stream_duration: Duration,
+    /// Hosts (`host` or `host:port`) a WebAssembly component may reach
+    /// through `wasi:http/outgoing-handler`; any other outbound request is
+    /// refused. Empty: no outbound HTTP at all.
+    pub outbound_hosts: Vec<String>,
 }
 
 impl Default for Limits {
@@ -55,6 +59,7 @@ impl Default for Limits {
             max_stream_duration: corral_limits::default_max_stream_duration(Duration::from_secs(
                 10,
             )),
+            outbound_hosts: Vec::new(),
         }
     }
 }
@@ -140,6 +145,18 @@ impl LimitsBuilder {
     /// ```
     pub fn max_stream_duration(mut self, d: Duration) -> Self {
         self.max_stream_duration = Some(d);
+        self
+    }
+    /// Lets components send outbound HTTP to `host` (`example.com`, or
+    /// `127.0.0.1:8080` for one port only). Default: none, every outbound
+    /// request is refused.
+    ///
+    /// ```
+    /// let limits = corral::Limits::builder().allow_outbound_host("api.example.com").build();
+    /// assert_eq!(limits.outbound_hosts, ["api.example.com"]);
+    /// ```
+    pub fn allow_outbound_host(mut self, host: impl Into<String>) -> Self {
+        self.limits.outbound_hosts.push(host.into());
         self
     }
     /// Finishes the builder.

@@ -240,6 +240,11 @@ impl RegistryBuilder {
             None => WasmEngine::new(self.engine_config)?,
         };
         let mut backends: HashMap<Kind, Arc<dyn Backend>> = HashMap::new();
+        #[cfg(feature = "component")]
+        backends.insert(
+            Kind::Component,
+            Arc::new(crate::wasm::ComponentBackend::new(engine.clone())?),
+        );
         backends.insert(Kind::Wasm, Arc::new(WasmBackend::new(engine)?));
         #[cfg(feature = "js")]
         backends.insert(Kind::Js, Arc::new(crate::QuickJsBackend::new()));

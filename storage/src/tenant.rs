@@ -27,14 +27,17 @@ pub enum AppKind {
     Wasm,
     /// A Workers-style JavaScript module.
     Js,
+    /// A WebAssembly component serving `wasi:http/proxy`.
+    Component,
 }
 
 impl AppKind {
-    /// The stored name: `"wasm"` or `"js"`.
+    /// The stored name: `"wasm"`, `"js"` or `"component"`.
     pub fn as_str(self) -> &'static str {
         match self {
             AppKind::Wasm => "wasm",
             AppKind::Js => "js",
+            AppKind::Component => "component",
         }
     }
     /// Parses a stored name.
@@ -42,6 +45,7 @@ impl AppKind {
         match s {
             "wasm" => Some(AppKind::Wasm),
             "js" => Some(AppKind::Js),
+            "component" => Some(AppKind::Component),
             _ => None,
         }
     }

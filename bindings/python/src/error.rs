@@ -113,6 +113,9 @@ pub(crate) fn sandbox_error(py: Python<'_>, err: &SandboxError) -> PyErrorSpec {
             )
         }
         SandboxError::BadResponse { .. } => spec("BadResponse"),
+        SandboxError::OutboundRefused { authority } => {
+            spec("OutboundRefused").field(py, "authority", authority.as_str())
+        }
         SandboxError::OutputTooLarge { limit } => spec("OutputTooLarge").field(py, "limit", *limit),
         SandboxError::InvalidModule { .. } => spec("InvalidModule"),
         SandboxError::InitialMemoryTooLarge { declared, limit } => spec("InitialMemoryTooLarge")
@@ -282,6 +285,9 @@ pub(crate) fn error_table(py: Python<'_>) -> Vec<(&'static str, u16, &'static st
             stack: None,
         },
         SandboxError::BadResponse { reason: "b".into() },
+        SandboxError::OutboundRefused {
+            authority: "a".into(),
+        },
         SandboxError::OutputTooLarge { limit: 1 },
         SandboxError::InvalidModule { reason: "i".into() },
         SandboxError::InitialMemoryTooLarge {

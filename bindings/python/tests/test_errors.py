@@ -12,7 +12,8 @@ import corral._errors
 
 ERRORS = [
     "CorralError", "LimitExceeded", "FuelExhausted", "MemoryLimitExceeded", "DeadlineExceeded",
-    "StackOverflow", "OutputTooLarge", "Trap", "ScriptError", "BadResponse", "InvalidBundle",
+    "StackOverflow", "OutputTooLarge", "Trap", "ScriptError", "BadResponse", "OutboundRefused",
+    "InvalidBundle",
     "InvalidModule", "InitialMemoryTooLarge", "BundleTooLarge", "PayloadTooLarge", "BodyTooLarge",
     "IntegrityError", "CorruptArtifact", "Overloaded", "RuntimeBusy", "TooManyStreams",
     "RateLimited", "QuotaExceeded", "Maintenance", "NotAcceptingTenants", "StorageQuotaExceeded",
@@ -66,6 +67,12 @@ def test_hierarchy_and_builtin_bases() -> None:
         (corral.Trap("t"), "trap", 502, {}),
         (corral.ScriptError("boom", stack="at f"), "script_error", 502, {"stack": "at f"}),
         (corral.BadResponse("b"), "bad_response", 502, {}),
+        (
+            corral.OutboundRefused("o", authority="example.com"),
+            "outbound_refused",
+            502,
+            {"authority": "example.com"},
+        ),
         (corral.InvalidModule("i"), "invalid_module", 400, {}),
         (
             corral.InitialMemoryTooLarge("i", declared=2, limit=1),

@@ -213,3 +213,21 @@ def test_config_as_toml_and_metrics(tmp_path: pathlib.Path) -> None:
 
 def test_version() -> None:
     assert corral.__version__ == "0.1.0"
+
+
+COMPONENTS = pathlib.Path(__file__).resolve().parents[3] / "sandbox-core/tests/fixtures/components"
+
+
+def test_deploy_picks_the_component_backend_from_the_header(platform: corral.Platform) -> None:
+    """A wasi:http/proxy component deploys like a module (`kind="wasm"` is the
+    content type); the binary's header makes it a component."""
+    info = platform.deploy("hello-c", COMPONENTS / "hello.wasm", tier="test", kind="wasm")
+    assert info["kind"] == "component"
+    resp = platform.invoke("hello-c")
+    assert (resp.status, resp.body) == (200, b"Hello from C\n")
+    assert resp.fuel_used > 0
+    platform.deploy("out", COMPONENTS / "outbound.wasm", tier="test")
+    with pytest.raises(corral.OutboundRefused) as refused:
+        platform.invoke("out", headers={"x-target": "127.0.0.1:9"})
+    assert refused.value.code == "outbound_refused"
+    assert refused.value.authority == "127.0.0.1:9"

@@ -17,6 +17,9 @@ pub const MAX_BUNDLE_FILES: usize = 10_000;
 /// use corral::{Kind, platform::Bundle};
 /// let b = Bundle::detect(b"\0asm\x01\0\0\0".to_vec(), None).unwrap();
 /// assert_eq!(b.kind(), Kind::Wasm);
+/// // A component is told from a module by its header, whatever the content type.
+/// let b = Bundle::detect(b"\0asm\x0d\0\x01\0".to_vec(), Some("application/wasm")).unwrap();
+/// assert_eq!(b.kind(), Kind::Component);
 /// let b = Bundle::detect(b"export default {}".to_vec(), Some("application/javascript")).unwrap();
 /// assert_eq!(b.kind(), Kind::Js);
 /// ```
@@ -50,7 +53,7 @@ impl Bundle {
                 .to_ascii_lowercase()
         });
         match ct.as_deref() {
-            Some("application/wasm") => Ok(Self::code(Kind::Wasm, bytes)),
+            Some("application/wasm") => Ok(Self::code(Kind::of_wasm(&bytes), bytes)),
             Some("application/javascript" | "text/javascript" | "application/ecmascript") => {
                 Ok(Self::code(Kind::Js, bytes))
             }
@@ -66,7 +69,7 @@ impl Bundle {
 
     fn sniff(bytes: Vec<u8>) -> Result<Self, PlatformError> {
         if bytes.starts_with(b"\0asm") {
-            Ok(Self::code(Kind::Wasm, bytes))
+            Ok(Self::code(Kind::of_wasm(&bytes), bytes))
         } else if bytes.len() >= 262 && &bytes[257..262] == b"ustar" {
             Self::from_tar(&bytes)
         } else if std::str::from_utf8(&bytes).is_ok() && !bytes.is_empty() {
@@ -89,6 +92,7 @@ impl Bundle {
             .entries()
             .map_err(|e| bad(format!("not a tar archive: {e}")))?;
         for entry in entries {
+            // `app.wasm` is a module or a component, by its header (below).
             let mut entry = entry.map_err(|e| bad(format!("corrupt tar entry: {e}")))?;
             let path = entry
                 .path()
@@ -121,6 +125,11 @@ impl Bundle {
                         "a bundle holds one of app.wasm or app.js, not both".into()
                     ));
                 }
+                let kind = if kind == Kind::Wasm {
+                    Kind::of_wasm(&data)
+                } else {
+                    kind
+                };
                 code = Some((kind, data));
             } else if let Some(rel) = path.strip_prefix("static/") {
                 // Refused here, not at the store after the code compiled:
@@ -191,12 +200,14 @@ pub(crate) fn app_kind(kind: Kind) -> AppKind {
     match kind {
         Kind::Wasm => AppKind::Wasm,
         Kind::Js => AppKind::Js,
+        Kind::Component => AppKind::Component,
     }
 }
 
 pub(crate) fn kind_of(kind: AppKind) -> Kind {
     match kind {
         AppKind::Wasm => Kind::Wasm,
+        AppKind::Component => Kind::Component,
         _ => Kind::Js,
     }
 }

@@ -22,9 +22,14 @@
 //! # }
 //! ```
 
+#[cfg(feature = "component")]
+mod component;
 #[doc(hidden)]
 pub mod fuzzing;
 mod wagi;
+
+#[cfg(feature = "component")]
+pub use component::ComponentBackend;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ wrapper over it (``corral._corral``) plus the exception classes.
 from corral._corral import Platform, Response, __version__
 from corral._errors import (
     BadResponse,
+    OutboundRefused,
     BundleTooLarge,
     CorralError,
     ConfigError,
@@ -74,6 +75,7 @@ __all__ = [
     "Usage",
     "UsageReport",
     "BadResponse",
+    "OutboundRefused",
     "BundleTooLarge",
     "CorralError",
     "ConfigError",

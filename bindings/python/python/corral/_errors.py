@@ -22,6 +22,7 @@ __all__ = [
     "Trap",
     "ScriptError",
     "BadResponse",
+    "OutboundRefused",
     "InvalidBundle",
     "InvalidModule",
     "InitialMemoryTooLarge",
@@ -221,6 +222,26 @@ class BadResponse(CorralError):
 
     default_code = "bad_response"
     default_status = 502
+
+
+class OutboundRefused(CorralError):
+    """A WebAssembly component failed after the host refused its outbound HTTP
+    request: the host is not on the tier's allow-list. ``authority`` is the
+    ``host[:port]`` it tried to reach."""
+
+    default_code = "outbound_refused"
+    default_status = 502
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        authority: Optional[str] = None,
+        code: Optional[str] = None,
+        status: Optional[int] = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        self.authority = authority
 
 
 class InvalidBundle(CorralError, ValueError):

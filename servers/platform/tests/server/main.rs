@@ -14,6 +14,7 @@ use serde_json::Value;
 mod accounts;
 #[path = "../common/mod.rs"]
 mod common;
+mod component;
 mod hygiene;
 use common::{BIN, Server, js_text};
 
