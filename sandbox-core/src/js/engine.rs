@@ -680,11 +680,16 @@ fn to_response<'js>(
 }
 
 /// How close to its limit a heap must be for a thrown `null` to be taken
-/// for QuickJS's out-of-memory: the throw's own frames are released by the
-/// time it is read, so the heap is a little below the limit again.
-const HEAP_EDGE: i64 = 256 * 1024;
+/// for QuickJS's out-of-memory: the larger of this and a sixteenth of the
+/// limit. The throw's frames and the request's temporaries (its body, a
+/// string being copied) are released by the time it is read, so the heap is
+/// below the limit again by as much as they held: 256 KiB was too little for
+/// a request carrying a 512 KiB body. A deliberate `throw null` in a heap
+/// that full is taken for the memory limit too, which it nearly is.
+const HEAP_EDGE: usize = 256 * 1024;
 
-/// Whether the heap of `ctx`'s runtime is within [`HEAP_EDGE`] of its limit.
+/// Whether the heap of `ctx`'s runtime is within [`HEAP_EDGE`] (or a
+/// sixteenth of its limit, if more) of that limit.
 #[allow(unsafe_code)]
 fn heap_nearly_full(ctx: &Ctx<'_>) -> bool {
     let mut usage = std::mem::MaybeUninit::<rquickjs::qjs::JSMemoryUsage>::uninit();
@@ -696,7 +701,13 @@ fn heap_nearly_full(ctx: &Ctx<'_>) -> bool {
         rquickjs::qjs::JS_ComputeMemoryUsage(rt, usage.as_mut_ptr());
         usage.assume_init()
     };
-    usage.malloc_limit > 0 && usage.malloc_size + HEAP_EDGE >= usage.malloc_limit
+    let (Ok(size), Ok(limit)) = (
+        usize::try_from(usage.malloc_size),
+        usize::try_from(usage.malloc_limit),
+    ) else {
+        return false;
+    };
+    limit > 0 && size.saturating_add(HEAP_EDGE.max(limit / 16)) >= limit
 }
 
 /// What a guest threw, read out of QuickJS.

@@ -79,11 +79,24 @@ impl HostState {
 /// (`JS_NewArrayBufferCopy`), where the runtime's memory limit counts it.
 /// Never `TypedArray::new(ctx, Vec)`: that wraps a Rust allocation the limit
 /// does not see, and the guest could keep any amount of it.
+///
+/// A failed allocation is rethrown as QuickJS's out-of-memory error once
+/// this call's own allocations are freed: at the heap's edge QuickJS may have
+/// had no room for that error and thrown `null` instead.
 pub(crate) fn bytes_to_js<'js>(
     ctx: &Ctx<'js>,
     bytes: &[u8],
 ) -> rquickjs::Result<TypedArray<'js, u8>> {
-    TypedArray::from_arraybuffer(ArrayBuffer::new_copy(ctx.clone(), bytes)?)
+    let buffer = ArrayBuffer::new_copy(ctx.clone(), bytes).map_err(out_of_memory)?;
+    TypedArray::from_arraybuffer(buffer)
+}
+
+/// What a failed allocation in the QuickJS heap becomes: rquickjs's
+/// `Allocation`, which throws QuickJS's "out of memory" `InternalError` after
+/// the host function returns (its temporaries freed), so the failure is
+/// classified as the tenant's memory limit whatever was pending.
+fn out_of_memory(_: rquickjs::Error) -> rquickjs::Error {
+    rquickjs::Error::Allocation
 }
 
 /// The UTF-8 of a guest string as a `Uint8Array` in the QuickJS heap, with
@@ -95,7 +108,7 @@ fn encode_utf8<'js>(
     ctx: &Ctx<'js>,
     s: rquickjs::String<'js>,
 ) -> rquickjs::Result<TypedArray<'js, u8>> {
-    let text = s.to_cstring()?;
+    let text = cstring(&s)?;
     // SAFETY: `as_ptr` and `len` describe the buffer QuickJS allocated for
     // `text`; it lives until `text` is dropped, after this slice's last use.
     // It is read as bytes, not `&str`: QuickJS keeps lone surrogates
@@ -137,7 +150,7 @@ fn log_line<'js>(log: &LogWriter, line: rquickjs::String<'js>) -> rquickjs::Resu
         log.refuse(1);
         return Ok(());
     }
-    let text = line.to_cstring()?;
+    let text = cstring(&line)?;
     // SAFETY: as in `encode_utf8`: QuickJS's buffer for `text`, alive until
     // `text` drops after this slice's last use; read as (WTF-8) bytes.
     let bytes = unsafe { std::slice::from_raw_parts(text.as_ptr().cast::<u8>(), text.len()) };
@@ -202,13 +215,10 @@ enum KvOut {
 }
 
 /// A guest string's UTF-8 (WTF-8) in the QuickJS heap. QuickJS fails it
-/// only when that allocation fails, its out-of-memory error pending: that
-/// is the error to rethrow, not rquickjs's `Unknown`.
+/// only when that allocation fails: rethrown as its out-of-memory error
+/// ([`out_of_memory`]), not rquickjs's `Unknown`.
 fn cstring<'js>(s: &rquickjs::String<'js>) -> rquickjs::Result<rquickjs::CString<'js>> {
-    s.clone().to_cstring().map_err(|e| match e {
-        rquickjs::Error::Unknown => rquickjs::Error::Exception,
-        e => e,
-    })
+    s.clone().to_cstring().map_err(out_of_memory)
 }
 
 /// A guest string as a USVString (WebIDL): its UTF-8 with each lone
