@@ -14,7 +14,8 @@
 #
 # Needs wrk (installed from Debian with apt-get when missing and we may) and npm.
 # Loopback only; bounded in time.
-# SKIP_WORKERD=1 leaves workerd out.
+# SKIP_WORKERD=1 leaves workerd out. PROFILE=1 profiles corral-server with perf
+# during its runs and prints how many samples have a SQLite frame.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -39,7 +40,10 @@ cargo build --release -q -p corral-server --bin corral-server --example bare_hel
 target=${CARGO_TARGET_DIR:-target}/release
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+cleanup() {
+  for p in "${pids[@]}" $(cat "$tmp"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 # A tier with no rate limit and no monthly quota, so every request is served.
@@ -64,7 +68,8 @@ TOML
 start() {
   local name=$1; shift
   "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
-  pids+=($!)
+  # Called in $(...): the pid goes to a file, where cleanup finds it.
+  echo $! > "$tmp/$name.pid"
   for _ in $(seq 100); do
     addr=$(grep -o 'listening on http://[0-9.:]*' "$tmp/$name.out" | head -1 | cut -d/ -f3 || true)
     [ -n "$addr" ] && { echo "$addr"; return; }
@@ -108,10 +113,34 @@ for url in "http://$corral/apps/hello-js/" "http://$corral/apps/hello-wasm/"; do
   curl -sf "$url" > /dev/null   # warm: compiled and instantiated before measuring
 done
 
+# PROFILE=1: `perf record` samples corral-server during its two runs, and the
+# share of samples in SQLite (any frame) is printed after each.
+corral_pid=$(cat "$tmp/corral.pid")
+profile() {
+  local label=$1
+  [ -n "${PROFILE:-}" ] && [[ $label == corral-* ]] && command -v perf >/dev/null || return 0
+  perf record -q -F 999 -g -p "$corral_pid" -o "$tmp/perf.$label" -- sleep "$secs" 2>/dev/null &
+  echo $! > "$tmp/perf.wait"
+}
+profile_report() {
+  local label=$1 total sqlite
+  [ -f "$tmp/perf.wait" ] || return 0
+  wait "$(cat "$tmp/perf.wait")" 2>/dev/null || true
+  rm -f "$tmp/perf.wait"
+  # One line per sample (its stack folded): how many samples, how many touch SQLite.
+  total=$(perf script -i "$tmp/perf.$label" -F ip 2>/dev/null | awk 'NF == 0 {n++} END {print n + 0}')
+  sqlite=$(perf script -i "$tmp/perf.$label" -F ip,sym 2>/dev/null |
+    awk 'NF == 0 { if (hit) n++; hit = 0; next } tolower($0) ~ /sqlite/ { hit = 1 } END {print n + 0}')
+  echo "profile $label: $sqlite of $total samples (perf record -F 999 -g, whole process) have a SQLite frame" >&2
+  cp "$tmp/perf.$label" "${PROFILE_DIR:-/tmp}/corral-$label.perf.data" 2>/dev/null || true
+}
+
 # run LABEL URL: one wrk run; prints a table row and checks every response was 2xx.
 run() {
   local label=$1 url=$2 out
+  profile "$label"
   out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "$url")
+  profile_report "$label"
   if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
     echo "server-load: errors in $label:" >&2; echo "$out" >&2; exit 1
   fi
