@@ -14,11 +14,25 @@ const CONTENT_TYPES: &[Option<&str>] = &[
     Some("text/html"),
 ];
 
+/// What a WebAssembly upload must deploy as, by the binary format's header:
+/// after `\0asm`, bytes 4..6 are the version and 6..8 the layer, 1 for a
+/// component (0 for a core module); text starting with `(component` is a
+/// component too. Written out here, not by calling `Kind::of_wasm`, so the
+/// target checks it.
+fn wasm_kind(upload: &[u8]) -> Kind {
+    let component = match upload {
+        [0, b'a', b's', b'm', _, _, 1, 0, ..] => true,
+        _ => upload.trim_ascii_start().starts_with(b"(component"),
+    };
+    if component { Kind::Component } else { Kind::Wasm }
+}
+
 /// Byte 0 picks the `Content-Type`; the rest is the upload.
 ///
 /// Invariants: a refusal is `invalid_bundle`; an accepted bundle's code is the
 /// upload itself or the tar's `app.wasm`/`app.js`, the kind follows the
-/// content type or the bytes, and every static file path is a valid storage
+/// content type or the bytes (a WebAssembly binary's header tells a component
+/// from a core module), and every static file path is a valid storage
 /// key (no traversal, no empty or dot segment) under the file cap.
 pub fn bundle(data: &[u8]) {
     let Some((&sel, upload)) = data.split_first() else {
@@ -45,9 +59,9 @@ pub fn bundle(data: &[u8]) {
                 assert_eq!(b.code_bytes(), upload);
                 assert!(b.static_files().is_empty());
                 let kind = match ct {
-                    Some("application/wasm") => Kind::Wasm,
+                    Some("application/wasm") => wasm_kind(upload),
                     Some(c) if c.starts_with("application/javascript") => Kind::Js,
-                    _ if upload.starts_with(b"\0asm") => Kind::Wasm,
+                    _ if upload.starts_with(b"\0asm") => wasm_kind(upload),
                     _ => Kind::Js,
                 };
                 assert_eq!(b.kind(), kind);
