@@ -24,7 +24,11 @@ fn wasm_kind(upload: &[u8]) -> Kind {
         [0, b'a', b's', b'm', _, _, 1, 0, ..] => true,
         _ => upload.trim_ascii_start().starts_with(b"(component"),
     };
-    if component { Kind::Component } else { Kind::Wasm }
+    if component {
+        Kind::Component
+    } else {
+        Kind::Wasm
+    }
 }
 
 /// Byte 0 picks the `Content-Type`; the rest is the upload.

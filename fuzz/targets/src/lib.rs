@@ -18,11 +18,13 @@
 //! | [`blob_frames`] | the CRC32-checked blob reader over corrupted rows |
 //! | [`js_deploy`] | module source to bytecode and back under the deploy budget |
 //! | [`http_head`] | the server's head limits and tenant resolution, over TCP |
+//! | [`component`] | a `wasi:http/proxy` component upload to its artifact and back |
 
 mod archive;
 mod blob;
 mod bundle_target;
 mod cgi;
+mod component_target;
 mod config_target;
 mod http_head_target;
 mod js;
@@ -33,6 +35,7 @@ pub use archive::archive_import;
 pub use blob::blob_frames;
 pub use bundle_target::bundle;
 pub use cgi::cgi_response;
+pub use component_target::component;
 pub use config_target::config;
 pub use http_head_target::http_head;
 pub use js::js_deploy;
@@ -53,4 +56,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("blob_frames", blob_frames),
     ("js_deploy", js_deploy),
     ("http_head", http_head),
+    ("component", component),
 ];

@@ -63,4 +63,5 @@ replay_tests!(
     blob_frames,
     js_deploy,
     http_head,
+    component,
 );
