@@ -753,7 +753,12 @@ impl Registry {
     /// assert!(reg.compile_cpu() > std::time::Duration::ZERO);
     /// ```
     pub fn compile_cpu(&self) -> Duration {
-        Duration::from_nanos(self.inner.counters.compile_cpu_nanos.load(Ordering::Relaxed))
+        Duration::from_nanos(
+            self.inner
+                .counters
+                .compile_cpu_nanos
+                .load(Ordering::Relaxed),
+        )
     }
 
     /// [`compile_cpu`](Self::compile_cpu) as a closure that does not keep
@@ -1067,14 +1072,23 @@ mod tests {
             .unwrap();
         for id in [&js, &wasm] {
             let v = version(&reg, id);
-            assert!(v.warm.lock().is_none(), "{id}: a deploy leaves the app parked");
-            let resp = reg.invoke(id, http::Request::new(Bytes::new())).await.unwrap();
+            assert!(
+                v.warm.lock().is_none(),
+                "{id}: a deploy leaves the app parked"
+            );
+            let resp = reg
+                .invoke(id, http::Request::new(Bytes::new()))
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200, "{id}");
             drop(resp);
             let program = Arc::downgrade(v.warm.lock().as_ref().expect("warm after a request"));
             assert_eq!(reg.status(id).unwrap().state, TenantState::Warm);
 
-            assert!(reg.park(id).unwrap(), "{id}: nothing in flight, so it parks");
+            assert!(
+                reg.park(id).unwrap(),
+                "{id}: nothing in flight, so it parks"
+            );
             assert!(
                 program.upgrade().is_none(),
                 "{id}: the program outlived parking"
@@ -1085,9 +1099,16 @@ mod tests {
 
             // And it wakes again from the artifact, without compiling.
             let compiles = reg.stats().compiles;
-            let resp = reg.invoke(id, http::Request::new(Bytes::new())).await.unwrap();
+            let resp = reg
+                .invoke(id, http::Request::new(Bytes::new()))
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200, "{id}");
-            assert_eq!(reg.stats().compiles, compiles, "{id}: a wake never compiles");
+            assert_eq!(
+                reg.stats().compiles,
+                compiles,
+                "{id}: a wake never compiles"
+            );
             drop(resp);
             assert!(reg.park(id).unwrap());
         }
