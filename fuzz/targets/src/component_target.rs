@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use corral::limits_layers::Tier;
 use corral::platform::limits_for;
 use corral::wasm::ComponentBackend;
-use corral::{Backend, EngineConfig, Limits, SandboxError, WasmEngine};
+use corral::{EngineConfig, Limits, WasmEngine};
 
 /// One engine and backend for the process: building an engine reserves its
 /// instance pool, which would be most of each run's time.
@@ -31,29 +31,6 @@ fn limits() -> Limits {
 /// one byte of the compiled component changed is refused as
 /// `corrupt_artifact` before wasmtime reads it.
 pub fn component(data: &[u8]) {
-    let backend = backend();
-    let limits = limits();
-    let artifact = match backend.precompile(data, &limits) {
-        Ok(a) => a,
-        Err(e) => {
-            assert!(
-                matches!(e, SandboxError::InvalidModule { .. }),
-                "deploy refused with {e:?}"
-            );
-            return;
-        }
-    };
-    backend
-        .load(&artifact, &limits)
-        .unwrap_or_else(|e| panic!("a deployed component does not load: {e:?}"));
-    // The header is 8 bytes (magic and CRC32); damage one byte after it.
-    if artifact.len() > 8 {
-        let mut bad = artifact.clone();
-        let at = 8 + (crc32fast::hash(data) as usize) % (artifact.len() - 8);
-        bad[at] ^= 0x5a;
-        match backend.load(&bad, &limits) {
-            Err(SandboxError::CorruptArtifact { .. }) => {}
-            other => panic!("a damaged artifact was not refused: {other:?}"),
-        }
-    }
+    // The artifact's header is 8 bytes (magic and CRC32).
+    crate::deploy::round_trip(backend(), data, &limits(), 8);
 }

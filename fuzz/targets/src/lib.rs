@@ -26,6 +26,7 @@ mod bundle_target;
 mod cgi;
 mod component_target;
 mod config_target;
+mod deploy;
 mod http_head_target;
 mod js;
 mod keys;
