@@ -57,7 +57,6 @@ use crate::{
 /// serialized component (u32 LE), then the component as wasmtime
 /// serialized it.
 const ARTIFACT_MAGIC: &[u8; 4] = b"CRLC";
-const ARTIFACT_HEADER: usize = 8;
 
 /// How long after the response head the host keeps collecting the body
 /// before it starts streaming it. A handler that writes its body and returns
@@ -234,27 +233,11 @@ impl Backend for ComponentBackend {
         let component = Component::new(self.engine.wasmtime(), source).map_err(invalid)?;
         self.proxy_pre(&component)?;
         let serialized = component.serialize().map_err(invalid)?;
-        let mut out = Vec::with_capacity(ARTIFACT_HEADER + serialized.len());
-        out.extend_from_slice(ARTIFACT_MAGIC);
-        out.extend_from_slice(&crc32fast::hash(&serialized).to_le_bytes());
-        out.extend_from_slice(&serialized);
-        Ok(out)
+        Ok(super::seal(ARTIFACT_MAGIC, &serialized))
     }
 
     fn load(&self, artifact: &[u8], _limits: &Limits) -> Result<Arc<dyn Program>, SandboxError> {
-        if artifact.len() < ARTIFACT_HEADER || &artifact[..4] != ARTIFACT_MAGIC {
-            return Err(SandboxError::CorruptArtifact {
-                reason: "not a corral component artifact".into(),
-            });
-        }
-        let expected = u32::from_le_bytes(artifact[4..8].try_into().expect("4 bytes"));
-        let body = &artifact[ARTIFACT_HEADER..];
-        let actual = crc32fast::hash(body);
-        if expected != actual {
-            return Err(SandboxError::CorruptArtifact {
-                reason: format!("checksum mismatch: stored {expected:08x}, computed {actual:08x}"),
-            });
-        }
+        let body = super::unseal(ARTIFACT_MAGIC, "component", artifact)?;
         // SAFETY: as for `Module::deserialize` in the WAGI backend:
         // `Component::deserialize` trusts its input to be machine code this
         // wasmtime produced with a compatible config. `body` is exactly what

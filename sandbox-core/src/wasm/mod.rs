@@ -53,6 +53,40 @@ use crate::{
 /// serialized module (u32 LE), then the module as wasmtime serialized it.
 const ARTIFACT_MAGIC: &[u8; 4] = b"CRLW";
 const ARTIFACT_HEADER: usize = 8;
+
+/// A serialized module or component as an artifact: `magic`, the CRC32 of
+/// `serialized` (u32 LE), then `serialized`.
+pub(super) fn seal(magic: &[u8; 4], serialized: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ARTIFACT_HEADER + serialized.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&crc32fast::hash(serialized).to_le_bytes());
+    out.extend_from_slice(serialized);
+    out
+}
+
+/// The serialized bytes of an artifact [`seal`] wrote with `magic`, once its
+/// CRC32 matches; anything else is [`SandboxError::CorruptArtifact`]
+/// (`what` names the kind in the reason).
+pub(super) fn unseal<'a>(
+    magic: &[u8; 4],
+    what: &str,
+    artifact: &'a [u8],
+) -> Result<&'a [u8], SandboxError> {
+    if artifact.len() < ARTIFACT_HEADER || &artifact[..4] != magic {
+        return Err(SandboxError::CorruptArtifact {
+            reason: format!("not a corral {what} artifact"),
+        });
+    }
+    let expected = u32::from_le_bytes(artifact[4..8].try_into().expect("4 bytes"));
+    let body = &artifact[ARTIFACT_HEADER..];
+    let actual = crc32fast::hash(body);
+    if expected != actual {
+        return Err(SandboxError::CorruptArtifact {
+            reason: format!("checksum mismatch: stored {expected:08x}, computed {actual:08x}"),
+        });
+    }
+    Ok(body)
+}
 /// WebAssembly page size (no custom page sizes are enabled).
 const PAGE: u64 = 64 << 10;
 
@@ -190,27 +224,11 @@ impl Backend for WasmBackend {
         // Every import must be satisfied by WASI preview 1.
         self.instance_pre(&module)?;
         let serialized = module.serialize().map_err(invalid)?;
-        let mut out = Vec::with_capacity(ARTIFACT_HEADER + serialized.len());
-        out.extend_from_slice(ARTIFACT_MAGIC);
-        out.extend_from_slice(&crc32fast::hash(&serialized).to_le_bytes());
-        out.extend_from_slice(&serialized);
-        Ok(out)
+        Ok(seal(ARTIFACT_MAGIC, &serialized))
     }
 
     fn load(&self, artifact: &[u8], limits: &Limits) -> Result<Arc<dyn Program>, SandboxError> {
-        if artifact.len() < ARTIFACT_HEADER || &artifact[..4] != ARTIFACT_MAGIC {
-            return Err(SandboxError::CorruptArtifact {
-                reason: "not a corral WebAssembly artifact".into(),
-            });
-        }
-        let expected = u32::from_le_bytes(artifact[4..8].try_into().expect("4 bytes"));
-        let body = &artifact[ARTIFACT_HEADER..];
-        let actual = crc32fast::hash(body);
-        if expected != actual {
-            return Err(SandboxError::CorruptArtifact {
-                reason: format!("checksum mismatch: stored {expected:08x}, computed {actual:08x}"),
-            });
-        }
+        let body = unseal(ARTIFACT_MAGIC, "WebAssembly", artifact)?;
         // SAFETY: `Module::deserialize` trusts its input to be machine code
         // that this wasmtime version produced with a compatible config. `body`
         // is exactly what `precompile` above got from `Module::serialize` on
