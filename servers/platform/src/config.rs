@@ -141,8 +141,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HttpLimits {
-    /// Largest request head (request line plus headers) in bytes; larger → 431.
-    /// HTTP/1 needs at least 8192. Default: 16384.
+    /// Largest request head (request line plus headers) in bytes; larger → 431,
+    /// to the byte. Heads up to 4096 bytes under it are always served; one
+    /// between that and the limit is served when it arrives in few enough
+    /// reads (see [`crate::http::READ_CHUNK`]). At least 12288. Default: 16384.
     pub max_header_bytes: usize,
     /// Longest request target (path and query) in bytes; longer → 414. Default: 8192.
     pub max_uri_bytes: usize,
@@ -333,10 +335,10 @@ impl ServerConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.http.max_header_bytes < 8192 {
+        if self.http.max_header_bytes < 8192 + crate::http::READ_CHUNK {
             return Err(ConfigError::Range {
                 key: "http.max_header_bytes",
-                reason: "must be at least 8192",
+                reason: "must be at least 12288",
             });
         }
         if self.http.max_uri_bytes == 0 || self.http.max_headers == 0 {

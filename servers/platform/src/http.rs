@@ -544,7 +544,7 @@ where
         });
         let conn = builder
             .serve_connection(
-                TokioIo::new(stream),
+                TokioIo::new(ChunkedReads(stream)),
                 PeerService {
                     inner: service.clone(),
                     peer,
@@ -579,7 +579,7 @@ where
 /// server stops or when it has had no request in flight for `idle_timeout`.
 /// Holds the connection's permit until the connection is gone.
 async fn watch_connection<S>(
-    conn: auto::Connection<'static, TokioIo<tokio::net::TcpStream>, PeerService<S>, TokioExecutor>,
+    conn: auto::Connection<'static, TokioIo<ChunkedReads>, PeerService<S>, TokioExecutor>,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
     mut idle: watch::Receiver<Load>,
@@ -662,13 +662,94 @@ impl Drop for InFlight {
     }
 }
 
+/// The most bytes one read of a connection hands to hyper.
+///
+/// hyper's `max_buf_size` is checked only between reads: a head still
+/// incomplete once its read buffer holds that many bytes is refused (431),
+/// but one read may carry the buffer past it and complete a larger head (a
+/// 17,005-byte head was once served under a 16,384-byte limit). With every
+/// read at most `READ_CHUNK` bytes and hyper's buffer limit set
+/// `READ_CHUNK - 1` below `max_header_bytes` ([`hyper_buf_limit`]), no head
+/// over `max_header_bytes` is ever served, to the byte.
+pub const READ_CHUNK: usize = 4096;
+
+/// hyper's read buffer limit for a head limit: the buffer is refused once it
+/// holds this many bytes without a complete head, so the read that completes
+/// a head starts below it and adds at most [`READ_CHUNK`] bytes, ending at or
+/// under `max_header_bytes`. Heads up to `max_header_bytes - READ_CHUNK` are
+/// always served; larger ones up to the limit are served when they arrive
+/// in few enough reads.
+///
+/// ```
+/// use corral_server::http::{hyper_buf_limit, READ_CHUNK};
+/// let limit = 16384;
+/// assert_eq!(hyper_buf_limit(limit) - 1 + READ_CHUNK, limit);
+/// ```
+pub fn hyper_buf_limit(max_header_bytes: usize) -> usize {
+    // hyper asserts at least 8192; config validation keeps the head limit
+    // at least 8192 + READ_CHUNK so this never rounds up past the limit.
+    (max_header_bytes + 1).saturating_sub(READ_CHUNK).max(8192)
+}
+
+/// A TCP stream whose reads hand hyper at most [`READ_CHUNK`] bytes each,
+/// which makes hyper's head limit exact (see [`READ_CHUNK`]). Writes pass
+/// through unchanged.
+#[derive(Debug)]
+struct ChunkedReads(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for ChunkedReads {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = buf.remaining().min(READ_CHUNK);
+        // Zeroing at most 4 KiB per read keeps this free of `unsafe`.
+        let mut part = tokio::io::ReadBuf::new(buf.initialize_unfilled_to(n));
+        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut part))?;
+        let read = part.filled().len();
+        buf.advance(read);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for ChunkedReads {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 fn builder(limits: &HttpLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .keep_alive(limits.keep_alive)
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
+        .max_buf_size(hyper_buf_limit(limits.max_header_bytes))
         .max_headers(limits.max_headers);
     b.http2()
         .timer(TokioTimer::new())
@@ -902,6 +983,59 @@ mod tests {
         .await;
         assert!(r.starts_with("HTTP/1.1 431 "), "{}", &r[..r.len().min(80)]);
         assert_eq!(done.load(Ordering::SeqCst), 0);
+    }
+
+    /// The fuzzer's finding: a head 621 bytes over the limit, sent in one
+    /// write, was served because one read carried hyper's buffer past its
+    /// limit. Now every head over the limit is refused, and every head at
+    /// or under `max_header_bytes - READ_CHUNK` is served, whole or trickled.
+    #[tokio::test]
+    async fn head_limit_holds_to_the_byte() {
+        let l = limits();
+        let max = l.max_header_bytes;
+        let (addr, _tx, _h, done) = start(l, Duration::ZERO).await;
+        let found = include_bytes!("../../../fuzz/regressions/http_head/head-over-limit-accepted");
+        let r = raw(addr, found).await;
+        assert!(r.starts_with("HTTP/1.1 431 "), "{}", &r[..r.len().min(80)]);
+        let head = |len: usize| {
+            let fixed = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: \r\n\r\n".len();
+            let pad = "a".repeat(len - fixed);
+            let h =
+                format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: {pad}\r\n\r\n");
+            assert_eq!(h.len(), len);
+            h
+        };
+        for len in [max + 1, max + 2, max + READ_CHUNK, 2 * max] {
+            let r = raw(addr, head(len).as_bytes()).await;
+            assert!(
+                r.starts_with("HTTP/1.1 431 "),
+                "{len}: {}",
+                &r[..r.len().min(80)]
+            );
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 0);
+        for len in [max - READ_CHUNK, max - READ_CHUNK - 1, 1000] {
+            let r = raw(addr, head(len).as_bytes()).await;
+            assert!(
+                r.starts_with("HTTP/1.1 200 "),
+                "{len}: {}",
+                &r[..r.len().min(80)]
+            );
+        }
+        // The same largest always-served head, trickled in 100-byte writes.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        for part in head(max - READ_CHUNK).as_bytes().chunks(100) {
+            s.write_all(part).await.unwrap();
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(
+            out.starts_with(b"HTTP/1.1 200 "),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(done.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
