@@ -4,16 +4,22 @@
 //! loopback port, with the `corral` binary of this build on `PATH`.
 //!
 //! What the test changes is only what the README tells a reader to put in:
-//! the token (`corral_...`, "the admin token: line of the first start") and
-//! the server's address (`localhost:8080`, with `CORRAL_URL` set to match,
-//! as the README says for a server on another port). The server runs with
+//! the admin token (`corral_...`, "the admin token: line of the first
+//! start"), the server's address (`localhost:8080`, with `CORRAL_URL` set to
+//! match, as the README says for a server on another port), and an account
+//! token and its id (`corral_acct_...` and `<id>`, "the token just printed"
+//! and "the id printed with it"), taken from what the commands before printed:
+//! so the script is fed to `bash` step by step, a step ending before each
+//! line that needs an earlier line's output. The server runs with
 //! the embedded defaults, as `cargo run --release -p corral-server` does,
 //! except for the RAM and disk thresholds (a shared test machine's disk must
 //! not refuse deploys), and the commands run in a directory holding a copy
 //! of the repository's `deploy/apps`, their "repository root".
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../common/mod.rs"]
@@ -56,6 +62,34 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// What the test's `echo` prints after each step.
+const DONE: &str = "__readme_step_done__";
+
+/// The script cut before each line with a value from an earlier line's
+/// output (`corral_acct_...`, `<id>`), so that output is there to read.
+fn steps(script: &str) -> Vec<String> {
+    let mut steps = vec![String::new()];
+    for line in script.lines() {
+        if line.contains("corral_acct_...") || line.contains("<id>") {
+            steps.push(String::new());
+        }
+        let step = steps.last_mut().unwrap();
+        step.push_str(line);
+        step.push('\n');
+    }
+    steps
+}
+
+/// The last `"key":"value"` string in `output`'s JSON lines.
+fn last_json_str(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v[key].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("<no {key} printed>"))
+}
+
 /// Asserts that `needles` occur in `text` in this order (a needle's
 /// leading newline pins it to the start of a line).
 fn in_order(text: &str, needles: &[&str]) {
@@ -74,7 +108,7 @@ fn readme_deploy_your_first_app_runs_verbatim() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let blocks = marked_blocks(&readme);
-    assert_eq!(blocks.len(), 2, "the CLI walk and its curl form");
+    assert_eq!(blocks.len(), 3, "the CLI walk, its curl form, accounts");
     assert!(blocks[0].contains("corral deploy"), "{}", blocks[0]);
 
     // The quick start's two set-up commands stay exactly two.
@@ -120,23 +154,78 @@ fn readme_deploy_your_first_app_runs_verbatim() {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .unwrap();
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -euo pipefail\n{script}"))
+    let mut bash = Command::new("bash")
         .current_dir(&work)
         .env("PATH", path)
         .env("HOME", &home)
         .env("CORRAL_URL", format!("http://{addr}"))
         .env_remove("CORRAL_TOKEN")
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the README's commands failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    // A hung command (a stream that never ends) fails the test instead of CI.
+    let (finished, watch) = std::sync::mpsc::channel::<()>();
+    // Its own process group: the kill reaches the command that hangs too.
+    let group = format!("-{}", bash.id());
+    std::thread::spawn(move || {
+        if watch.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        }
+    });
+    let mut stdin = bash.stdin.take().unwrap();
+    let mut lines = BufReader::new(bash.stdout.take().unwrap()).lines();
+    let mut stderr = bash.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    writeln!(stdin, "set -euo pipefail").unwrap();
+    let mut stdout = String::new();
+    for step in steps(&script) {
+        let step = step
+            .replace("corral_acct_...", &last_json_str(&stdout, "token"))
+            .replace("<id>", &last_json_str(&stdout, "id"));
+        // A command reading stdin would eat the script: none of them does,
+        // and `< /dev/null` would change what a reader runs.
+        writeln!(stdin, "{step}\necho {DONE}").unwrap();
+        stdin.flush().unwrap();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => match line.strip_suffix(DONE) {
+                    Some(rest) => {
+                        // Output without a final newline (curl's JSON): end its line.
+                        if !rest.is_empty() {
+                            stdout.push_str(rest);
+                            stdout.push('\n');
+                        }
+                        break;
+                    }
+                    None => {
+                        stdout.push_str(&line);
+                        stdout.push('\n');
+                    }
+                },
+                _ => {
+                    drop(stdin);
+                    let status = bash.wait().unwrap();
+                    panic!(
+                        "the README's commands failed ({status}) at:\n{step}\n\
+                         stdout:\n{stdout}\nstderr:\n{}",
+                        stderr.join().unwrap()
+                    );
+                }
+            }
+        }
+    }
+    drop(stdin);
+    assert!(bash.wait().unwrap().success());
+    let _ = finished.send(());
+    let stderr = stderr.join().unwrap();
+    assert!(!stderr.contains("corral: "), "{stderr}");
 
     // What the README's comments say each command prints.
     let app_url = format!("http://{addr}/apps/hello/");
@@ -164,7 +253,8 @@ fn readme_deploy_your_first_app_runs_verbatim() {
             r#""requests":3,"#,
             r#"{"lines":["visit 1 from Corral","visit 2 from world"]}"#,
             r#""name":"site","replaced":false,"static_files":1,"#,
-            "\nHTTP/1.1 200 OK\r\n",
+            // (Read as lines: the headers' CRLF is a newline here.)
+            "\nHTTP/1.1 200 OK\n",
             "\netag: \"",
             "<h1>Served from Corral's asset cache</h1>",
             r#"{"path":"/api/hello","method":"GET"}"#,
@@ -179,15 +269,37 @@ fn readme_deploy_your_first_app_runs_verbatim() {
             r#"{"deleted":true,"name":"hello"}"#,
             r#""imported":"hello"}"#,
             "\nHello, again! (visit 3)",
+            // Accounts.
+            r#"{"apps":[],"#,
+            r#""name":"acme","tier":"pro"}"#,
+            r#""name":"acme-hello","replaced":false,"static_files":0,"tier":"pro"}"#,
+            r#""tier":"pro","usage":{"#,
+            r#""tenant":"acme"}}"#,
+            r#""token":"corral_acct_"#,
+            r#""name":"acme-two","replaced":false,"static_files":0,"tier":"pro"}"#,
+            "\nNAME ",
+            "\nacme-hello  pro   acme ",
+            "\nacme-two    pro   acme ",
+            r#"{"account":"acme","bytes":553,"#,
+            r#""name":"hello","tier":"pro","#,
+            r#""revoked":true}"#,
+            r#"{"error":"unauthorized","#,
         ],
     );
+    // The account token's `corral apps`: the header and acme's two apps only.
+    let apps_of_acme = &stdout[stdout.rfind("\nNAME ").unwrap() + 1..];
+    let apps_of_acme = &apps_of_acme[..apps_of_acme.find("\n{").unwrap()];
+    assert_eq!(apps_of_acme.lines().count(), 3, "{apps_of_acme}");
     assert_eq!(stdout.matches("\nid: ").count(), 5, "five ticks: {stdout}");
     // The walk removed what it said it removed, and the import brought hello back.
     let names = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(s.app_names());
-    assert!(names.contains(&"hello".to_owned()), "{names:?}");
-    assert!(!names.contains(&"site".to_owned()), "{names:?}");
+    assert_eq!(
+        names,
+        ["acme-hello", "acme-two", "clock", "demo", "hello"],
+        "site deleted, hello imported back"
+    );
     assert!(work.join("hello/app.js").is_file());
     assert!(work.join("hello.corral").is_file());
     // Seconds, not minutes: the clock stream is five of them.
