@@ -41,9 +41,19 @@ fn marked_blocks(readme: &str) -> Vec<String> {
         if line.trim() != MARKER {
             continue;
         }
+        // A block in a list item is indented as its marker is.
+        let indent = &line[..line.len() - line.trim_start().len()];
         let fence = lines.next().unwrap_or_default();
-        assert_eq!(fence, "```sh", "{MARKER} must be followed by a ```sh block");
-        let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        assert_eq!(
+            fence.strip_prefix(indent),
+            Some("```sh"),
+            "{MARKER} must be followed by a ```sh block"
+        );
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| l.trim() != "```")
+            .map(|l| l.strip_prefix(indent).unwrap_or(l))
+            .collect();
         blocks.push(body.join("\n") + "\n");
     }
     blocks
@@ -108,7 +118,11 @@ fn readme_deploy_your_first_app_runs_verbatim() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let blocks = marked_blocks(&readme);
-    assert_eq!(blocks.len(), 3, "the CLI walk, its curl form, accounts");
+    assert_eq!(
+        blocks.len(),
+        4,
+        "the CLI walk, its curl form, accounts, components"
+    );
     assert!(blocks[0].contains("corral deploy"), "{}", blocks[0]);
 
     // The quick start's two set-up commands stay exactly two.
@@ -149,6 +163,13 @@ fn readme_deploy_your_first_app_runs_verbatim() {
     let work = tmp.path().join("repo");
     std::fs::create_dir_all(&home).unwrap();
     copy_dir(&root.join("deploy/apps"), &work.join("deploy/apps"));
+    let components = "sandbox-core/tests/fixtures/components";
+    std::fs::create_dir_all(work.join(components)).unwrap();
+    std::fs::copy(
+        root.join(components).join("echo.wasm"),
+        work.join(components).join("echo.wasm"),
+    )
+    .unwrap();
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_corral")).parent().unwrap();
     let path = std::env::join_paths(std::iter::once(bin_dir.to_owned()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
@@ -284,6 +305,13 @@ fn readme_deploy_your_first_app_runs_verbatim() {
             r#""name":"hello","tier":"pro","#,
             r#""revoked":true}"#,
             r#"{"error":"unauthorized","#,
+            // Components.
+            "\ncreated hello-c/ (app.wasm, src/, wit/, build.sh, test.sh, README.md)\n",
+            "\ndeployed hello-c (WebAssembly component, 101762 bytes, tier free)\n",
+            "\nHello from C\n",
+            r#"{"bytes":66003,"#,
+            r#""kind":"component","name":"echo-c","#,
+            "\necho, echo\n",
         ],
     );
     // The account token's `corral apps`: the header and acme's two apps only.
@@ -297,7 +325,15 @@ fn readme_deploy_your_first_app_runs_verbatim() {
         .block_on(s.app_names());
     assert_eq!(
         names,
-        ["acme-hello", "acme-two", "clock", "demo", "hello"],
+        [
+            "acme-hello",
+            "acme-two",
+            "clock",
+            "demo",
+            "echo-c",
+            "hello",
+            "hello-c"
+        ],
         "site deleted, hello imported back"
     );
     assert!(work.join("hello/app.js").is_file());
