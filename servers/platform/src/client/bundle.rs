@@ -152,7 +152,8 @@ impl Payload {
         use corral::platform::Bundle;
         match self {
             Self::Js(b) => Ok(Bundle::code(Kind::Js, b)),
-            Self::Wasm(b) => Ok(Bundle::code(Kind::Wasm, b)),
+            // The header tells a component from a module, as the server does.
+            Self::Wasm(b) => Ok(Bundle::code(Kind::of_wasm(&b), b)),
             Self::Tar { bytes, .. } => Bundle::detect(bytes, Some("application/x-tar")),
         }
     }

@@ -9,6 +9,9 @@
 //! let cli = Cli::try_parse_from(["corral", "init", "--wasm", "hello"]).unwrap();
 //! assert!(matches!(cli.command, Command::Init { wasm: true, .. }));
 //! assert!(Cli::try_parse_from(["corral", "init", "--js", "--wasm", "x"]).is_err());
+//! let cli = Cli::try_parse_from(["corral", "init", "--component", "hello"]).unwrap();
+//! assert!(matches!(cli.command, Command::Init { component: true, .. }));
+//! assert!(Cli::try_parse_from(["corral", "init", "--wasm", "--component", "x"]).is_err());
 //! ```
 
 use std::fmt::Write as _;
@@ -67,14 +70,19 @@ pub struct Cli {
 #[non_exhaustive]
 pub enum Command {
     /// Write a new app into the directory NAME: a JavaScript app with a test
-    /// (the default), or a WebAssembly app in WAT.
+    /// (the default), a WebAssembly app in WAT, or a wasi:http component.
     Init {
         /// A JavaScript app (app.js, app.test.mjs): the default.
-        #[arg(long, conflicts_with = "wasm")]
+        #[arg(long, conflicts_with_all = ["wasm", "component"])]
         js: bool,
-        /// A WebAssembly (WAGI) app: app.wat and the app.wasm built from it.
-        #[arg(long)]
+        /// A WebAssembly (WAGI) app: app.wat, the app.wasm built from it, test.sh.
+        #[arg(long, conflicts_with = "component")]
         wasm: bool,
+        /// A wasi:http/proxy component: app.wasm prebuilt from src/hello.c
+        /// (building C components needs clang, wasi-libc, wasm-tools and the
+        /// proxy adapter: see its build.sh), wit/, test.sh.
+        #[arg(long)]
+        component: bool,
         /// The app's name (lowercase letters, digits, '-'), also its directory.
         name: String,
     },
@@ -187,13 +195,45 @@ pub async fn run(
 ) -> Result<Outcome, ClientError> {
     let api = || ApiClient::new(&cli.url, token.clone());
     match &cli.command {
-        Command::Init { wasm, name, .. } => {
-            let template = if *wasm { Template::Wasm } else { Template::Js };
+        Command::Init {
+            wasm,
+            component,
+            name,
+            ..
+        } => {
+            let template = match (wasm, component) {
+                (true, _) => Template::Wasm,
+                (_, true) => Template::Component,
+                _ => Template::Js,
+            };
             let dir = PathBuf::from(name);
             let files = template::init(&dir, name, template)?;
-            let mut text = format!("created {name}/ ({})\n", files.join(", "));
-            if template == Template::Js {
-                let _ = writeln!(text, "test it:   cd {name} && node --test");
+            // Directories once each (`src/`, `wit/`), in the order written.
+            let mut shown: Vec<String> = Vec::new();
+            for f in &files {
+                let top = match f.split_once('/') {
+                    Some((d, _)) => format!("{d}/"),
+                    None => (*f).to_owned(),
+                };
+                if !shown.contains(&top) {
+                    shown.push(top);
+                }
+            }
+            let mut text = format!("created {name}/ ({})\n", shown.join(", "));
+            match template {
+                Template::Js => {
+                    let _ = writeln!(text, "test it:   cd {name} && node --test");
+                }
+                _ => {
+                    let _ = writeln!(text, "test it:   cd {name} && ./test.sh");
+                }
+            }
+            if template == Template::Component {
+                let _ = writeln!(
+                    text,
+                    "note:      app.wasm is prebuilt from src/hello.c; build.sh rebuilds it \
+                     (clang, wasi-libc, wasm-tools, the proxy adapter)"
+                );
             }
             let _ = writeln!(text, "run it:    cd {name} && corral dev");
             let _ = writeln!(text, "ship it:   cd {name} && corral deploy");
@@ -263,9 +303,11 @@ pub async fn run(
                 )
                 .await?;
             let url = api.app_url(name.as_str());
-            let kind = match source.kind() {
-                AppKind::Js => "JavaScript",
-                AppKind::Wasm => "WebAssembly",
+            // The server tells a component from a module by its header.
+            let kind = match (source.kind(), info["kind"].as_str()) {
+                (_, Some("component")) => "WebAssembly component",
+                (AppKind::Js, _) => "JavaScript",
+                (AppKind::Wasm, _) => "WebAssembly",
             };
             let text = format!(
                 "{} {name} ({kind}, {} bytes{}, tier {})\n{url}\n",

@@ -97,9 +97,28 @@ fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, within: Duration) -> Str
     }
 }
 
+/// The `fuel` row of `corral usage`'s text.
+fn fuel_of(usage: &str) -> u64 {
+    let row = usage
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("fuel "))
+        .unwrap_or_else(|| panic!("no fuel row: {usage}"));
+    row.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{row:?}: {e}"))
+}
+
 /// The whole walk of the issue for one template: init, deploy, request the
 /// printed URL, see the log line, the request in usage, re-tier, delete.
-async fn walk(template: &str, name: &str, query: &str, answer: &str, log_line: &str) {
+/// `requests_for_fuel` requests in all must show nonzero fuel in usage.
+async fn walk(
+    template: &str,
+    name: &str,
+    query: &str,
+    answer: &str,
+    log_line: &str,
+    requests_for_fuel: u64,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("server"), None);
     let work = tmp.path().join("work");
@@ -130,6 +149,24 @@ async fn walk(template: &str, name: &str, query: &str, answer: &str, log_line: &
     let usage: Value =
         serde_json::from_str(&corral_ok(&s, &dir, &["--json", "usage", name])).unwrap();
     assert_eq!(usage["usage"]["requests"], 1, "{usage}");
+    // Fuel shows in usage once the requests have burned one unit of it: at
+    // once for WebAssembly (instructions); for JavaScript, whose unit is an
+    // interrupt tick of 10,000 QuickJS polls, after about 20 of these
+    // greetings (one is ~500 polls; the count is deterministic).
+    for _ in 1..requests_for_fuel {
+        assert_eq!(get(&format!("{url}{query}")).await.0, StatusCode::OK);
+    }
+    let usage = corral_ok(&s, &dir, &["usage", name]);
+    assert!(
+        usage.contains(&format!(
+            "\n  requests     {requests_for_fuel} (no quota)\n"
+        )),
+        "{usage}"
+    );
+    assert!(
+        fuel_of(&usage) > 0,
+        "no fuel after {requests_for_fuel}: {usage}"
+    );
 
     let apps = corral_ok(&s, &dir, &["apps"]);
     assert!(apps.starts_with("NAME"), "{apps}");
@@ -170,6 +207,7 @@ async fn js_init_deploy_request_logs_usage_delete() {
         "?name=Ada",
         "Hello, Ada, from hello!\n",
         "hello: greeted Ada",
+        40,
     )
     .await;
 }
@@ -182,6 +220,7 @@ async fn wasm_init_deploy_request_logs_usage_delete() {
         "",
         "Hello from hello-wasm!\n",
         "hello-wasm: handled a request",
+        1,
     )
     .await;
 }
@@ -441,4 +480,128 @@ async fn dev_serves_a_js_app_and_reloads_an_edit_without_a_restart() {
     assert!(ok.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "corral dev exited with {status}");
+}
+
+/// `corral init --component`: the prebuilt `wasi:http/proxy` component and
+/// its C source, deployed as a component, with its log line and its fuel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_init_deploy_request_logs_usage_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The component is ~100 KB: over the test tier's 64 KiB bundle cap.
+    let config = format!(
+        "{}\n[tiers.comp]\ncompute_shares = 2\nmemory_bytes = 268435456\n\
+         fuel_per_request = 1000000000\nwall_clock = \"5s\"\nburst = 0\n\
+         max_body_bytes = 1024\nmax_bundle_bytes = 1048576\nidle_timeout = \"10m\"\n\
+         max_streams = 1\n",
+        common::CONFIG
+    );
+    let s = Server::start_with(&tmp.path().join("server"), None, &config);
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+
+    let out = corral_ok(&s, &work, &["init", "--component", "hello-c"]);
+    assert!(
+        out.starts_with("created hello-c/ (app.wasm, src/, wit/, build.sh, test.sh, README.md)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("app.wasm is prebuilt from src/hello.c"),
+        "{out}"
+    );
+    let dir = work.join("hello-c");
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sandbox-core/tests/fixtures/components");
+    assert_eq!(
+        std::fs::read(dir.join("app.wasm")).unwrap(),
+        std::fs::read(fixtures.join("hello.wasm")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(dir.join("src/hello.c")).unwrap(),
+        std::fs::read(fixtures.join("c/hello.c")).unwrap()
+    );
+    assert!(dir.join("wit/deps/http.wit").is_file());
+
+    let out = corral_ok(&s, &dir, &["deploy", "--tier", "comp"]);
+    let url = s.url("/apps/hello-c/");
+    assert!(
+        out.starts_with("deployed hello-c (WebAssembly component, ") && out.contains("tier comp)"),
+        "{out}"
+    );
+    assert_eq!(out.lines().last(), Some(url.as_str()), "{out}");
+    let (status, body) = get(&url).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "Hello from C\n"));
+
+    let logs = corral_ok(&s, &dir, &["logs", "hello-c"]);
+    assert_eq!(
+        logs.lines().collect::<Vec<_>>(),
+        ["hello: handling a request"],
+        "{logs}"
+    );
+    let usage = corral_ok(&s, &dir, &["usage", "hello-c"]);
+    assert!(usage.contains("\n  requests     1 (no quota)\n"), "{usage}");
+    assert!(fuel_of(&usage) > 0, "{usage}");
+    assert_eq!(
+        corral_ok(&s, &dir, &["delete", "hello-c"]),
+        "deleted hello-c\n"
+    );
+    assert_eq!(get(&url).await.0, StatusCode::NOT_FOUND);
+}
+
+/// The WebAssembly templates' `test.sh` passes: it serves the app with
+/// `corral dev` (from PATH) and checks its answer (skipped, saying so,
+/// without curl).
+#[test]
+fn wasm_and_component_templates_test_sh_pass() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no curl on PATH");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(CORRAL).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_owned()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    for (flag, name, answer) in [
+        ("--wasm", "tw", "Hello from tw!"),
+        ("--component", "tc", "Hello from C"),
+    ] {
+        let r = corral_at(
+            "http://127.0.0.1:1",
+            tmp.path(),
+            None,
+            &["init", flag, name],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        let out = Command::new(tmp.path().join(name).join("test.sh"))
+            .env("PATH", &path)
+            .env_remove("CORRAL_TOKEN")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{flag}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with("ok: http://127.0.0.1:")
+                && stdout.ends_with(&format!(" answers: {answer}\n")),
+            "{flag}: {stdout}"
+        );
+    }
+    // A changed answer fails the test.
+    let app = tmp.path().join("tw/app.wat");
+    let wat = std::fs::read_to_string(&app).unwrap();
+    std::fs::write(&app, wat.replace("Hello from tw!", "Howdy from tw!")).unwrap();
+    let out = Command::new(tmp.path().join("tw/test.sh"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("answered: Howdy from tw!"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -540,14 +540,26 @@ fn unknown_corral_variables_are_one_warning_each() {
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let listening = stdout
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.starts_with("corral-server listening on"));
+    let addr = stdout.lines().map_while(Result::ok).find_map(|l| {
+        let rest = l.strip_prefix("corral-server listening on http://")?;
+        rest.split_whitespace().next().map(str::to_owned)
+    });
+    // It serves: the demo app answers over a plain HTTP/1.1 exchange.
+    let answer = addr.as_deref().map(|addr| {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.write_all(b"GET /apps/demo/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        text
+    });
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(listening, "server did not start: {stderr}");
+    let answer = answer.unwrap_or_else(|| panic!("server did not start: {stderr}"));
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("Hello from Corral! (GET)\n"), "{answer}");
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("CORRAL_")).collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(
