@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, TypedArray};
 
-use super::web;
+use super::{subtle, web};
 use crate::{LogWriter, TenantKv};
 
 /// Largest `crypto.getRandomValues` request, as in the Web Crypto spec.
@@ -450,6 +450,66 @@ fn install_web<'js>(
     Ok(())
 }
 
+/// The hash a Web Crypto name names; the prelude only passes canonical ones.
+fn hash_named(ctx: &Ctx<'_>, name: &str) -> rquickjs::Result<subtle::Hash> {
+    subtle::Hash::from_name(name)
+        .ok_or_else(|| Exception::throw_type(ctx, "crypto.subtle: unknown hash"))
+}
+
+/// The host functions behind `crypto.subtle` ([`subtle`]).
+fn install_platform<'js>(
+    ctx: &Ctx<'js>,
+    host: &Object<'js>,
+    _state: &Arc<HostState>,
+) -> rquickjs::Result<()> {
+    host.set(
+        "digest",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, name: String, data: TypedArray<'js, u8>| {
+                let hash = hash_named(&ctx, &name)?;
+                let out = with_bytes(&data, |d| subtle::digest(hash, d));
+                bytes_to_js(&ctx, &out)
+            },
+        )?,
+    )?;
+    host.set(
+        "hmacSign",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  name: String,
+                  key: TypedArray<'js, u8>,
+                  data: TypedArray<'js, u8>| {
+                let hash = hash_named(&ctx, &name)?;
+                let out = with_bytes(&key, |k| {
+                    with_bytes(&data, |d| subtle::hmac_sign(hash, k, d))
+                });
+                bytes_to_js(&ctx, &out)
+            },
+        )?,
+    )?;
+    host.set(
+        "hmacVerify",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  name: String,
+                  key: TypedArray<'js, u8>,
+                  data: TypedArray<'js, u8>,
+                  signature: TypedArray<'js, u8>| {
+                let hash = hash_named(&ctx, &name)?;
+                Ok::<_, rquickjs::Error>(with_bytes(&key, |k| {
+                    with_bytes(&data, |d| {
+                        with_bytes(&signature, |s| subtle::hmac_verify(hash, k, d, s))
+                    })
+                }))
+            },
+        )?,
+    )?;
+    Ok(())
+}
+
 /// Builds the `__corral_host` object the prelude takes its host functions from.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
@@ -557,6 +617,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
     )?;
 
     install_web(ctx, &host, state)?;
+    install_platform(ctx, &host, state)?;
 
     ctx.globals().set("__corral_host", host)
 }

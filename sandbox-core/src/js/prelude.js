@@ -99,6 +99,7 @@ const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
 const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
 const MathMax = Math.max;
 const MathMin = Math.min;
+const MathTrunc = Math.trunc;
 const NumberIsInteger = Number.isInteger;
 const NumberIsNaN = Number.isNaN;
 const PromiseReject = Promise.reject.bind(Promise);
@@ -3059,7 +3060,311 @@ function isPlain(v) {
   return proto === null || proto === Object.prototype;
 }
 
+// ---------------------------------------------------------- crypto.subtle --
+// Web Crypto's digest (SHA-1, SHA-256, SHA-384, SHA-512) and HMAC keys,
+// sign and verify. The hashing is the host's (js/subtle.rs, the RustCrypto
+// sha1, sha2 and hmac crates); the algorithm normalization, the keys and
+// the errors are the standard's, here. As the standard orders it, an
+// operation normalizes its algorithm (which may run a tenant's getter)
+// before it copies its data, and copies the data before it returns.
+
+const HASHES = ["SHA-1", "SHA-256", "SHA-384", "SHA-512"];
+// HMAC's default key length (bits): the hash's block size.
+const HASH_BLOCK_BITS = { __proto__: null, "SHA-1": 512, "SHA-256": 512, "SHA-384": 1024, "SHA-512": 1024 };
+const KEY_USAGES = ["encrypt", "decrypt", "sign", "verify", "deriveKey", "deriveBits", "wrapKey", "unwrapKey"];
+
+const notSupported = (what) => new DOMException(`crypto.subtle: ${what} is not supported`, "NotSupportedError");
+
+// The registered name an algorithm name matches, ASCII case-insensitively.
+function registeredName(name, names) {
+  const lower = StringPrototypeToLowerCase(name);
+  for (let i = 0; i < names.length; i++) if (StringPrototypeToLowerCase(names[i]) === lower) return names[i];
+  return undefined;
+}
+
+// The standard's "normalize an algorithm" for the operations Corral has:
+// "digest" (the SHA family), and HMAC for "sign", "verify", "importKey" and
+// "generateKey". Returns a null-prototype record.
+function normalizeAlgorithm(alg, op) {
+  if (typeof alg === "string") return normalizeAlgorithm({ name: alg }, op);
+  if (alg === null || (typeof alg !== "object" && typeof alg !== "function")) {
+    throw new TypeError("crypto.subtle: the algorithm must be an object or a string");
+  }
+  const rawName = alg.name;
+  if (rawName === undefined) throw new TypeError("crypto.subtle: the algorithm has no name");
+  const name = registeredName(domString(rawName), op === "digest" ? HASHES : ["HMAC"]);
+  if (name === undefined) throw notSupported(`${domString(rawName)} for ${op}`);
+  const out = { __proto__: null, name };
+  if (name !== "HMAC") return out;
+  if (op === "importKey" || op === "generateKey") {
+    const hash = alg.hash;
+    if (hash === undefined) throw new TypeError("crypto.subtle: HMAC needs a hash");
+    out.hash = normalizeAlgorithm(hash, "digest").name;
+    const length = alg.length;
+    if (length !== undefined) {
+      const n = Number(length);
+      if (!NumberIsInteger(n) || n < 0 || n > 0xffffffff) throw new TypeError("crypto.subtle: bad HMAC length");
+      out.length = n;
+    }
+  }
+  return out;
+}
+
+// A copy of a BufferSource's bytes, as the standard's "get a copy of the
+// bytes held by the buffer source" (a detached buffer holds none).
+function bufferSourceCopy(v, what) {
+  if (!isBufferSource(v)) throw new TypeError(`crypto.subtle: ${what} must be a BufferSource`);
+  return copyBytes(isSharedArrayBuffer(v) ? new Uint8Array(v) : v);
+}
+
+const arrayBufferOf = (bytes) => TypedArrayPrototypeGetBuffer(bytes);
+
+let keyRecord; // CryptoKey -> its internal slots (throws on anything else)
+let makeKey;
+
+class CryptoKey {
+  #s;
+  constructor(key) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+  }
+  static {
+    keyRecord = (k) => k.#s;
+    makeKey = (s) => {
+      const k = new CryptoKey(INTERNAL);
+      k.#s = s;
+      return k;
+    };
+  }
+  get type() {
+    return this.#s.type;
+  }
+  get extractable() {
+    return this.#s.extractable;
+  }
+  get algorithm() {
+    // The same object each time, as the standard's cached attribute.
+    return this.#s.algorithmObject;
+  }
+  get usages() {
+    return this.#s.usagesObject;
+  }
+  get [Symbol.toStringTag]() {
+    return "CryptoKey";
+  }
+}
+
+// The usages given, checked against those allowed, in the standard's order.
+function keyUsages(usages, allowed) {
+  if (usages === null || typeof usages !== "object" || typeof usages[Symbol.iterator] !== "function") {
+    throw new TypeError("crypto.subtle: keyUsages must be a sequence");
+  }
+  const out = [];
+  for (const u of usages) {
+    const usage = domString(u);
+    if (!KEY_USAGES.includes(usage)) throw new TypeError(`crypto.subtle: ${usage} is not a key usage`);
+    if (!allowed.includes(usage)) throw new DOMException(`crypto.subtle: an HMAC key cannot ${usage}`, "SyntaxError");
+    if (!out.includes(usage)) ArrayPrototypePush(out, usage);
+  }
+  return out;
+}
+
+function hmacKey(hash, bytes, lengthBits, extractable, usages) {
+  if (usages.length === 0) throw new DOMException("crypto.subtle: a secret key needs a usage", "SyntaxError");
+  const algorithm = { name: "HMAC", length: lengthBits, hash: { name: hash } };
+  return makeKey({
+    __proto__: null,
+    type: "secret",
+    extractable: !!extractable,
+    name: "HMAC",
+    hash,
+    bytes,
+    usages,
+    algorithmObject: algorithm,
+    usagesObject: ArrayPrototypeSlice(usages),
+  });
+}
+
+const base64url = {
+  encode(bytes) {
+    let s = "";
+    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+    let b = btoa(s);
+    while (b.endsWith("=")) b = StringPrototypeSlice(b, 0, b.length - 1);
+    return b.replaceAll("+", "-").replaceAll("/", "_");
+  },
+  decode(text) {
+    if (RegExpPrototypeExec(/^[A-Za-z0-9_-]*$/, text) === null) {
+      throw new DOMException("crypto.subtle: the JWK's k is not base64url", "DataError");
+    }
+    const bin = host.atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+    if (bin == null) throw new DOMException("crypto.subtle: the JWK's k is not base64url", "DataError");
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = StringPrototypeCharCodeAt(bin, i);
+    return out;
+  },
+};
+
+const JWK_HMAC_ALG = { __proto__: null, "SHA-1": "HS1", "SHA-256": "HS256", "SHA-384": "HS384", "SHA-512": "HS512" };
+
+// The operations' preconditions on a key.
+function usableKey(key, name, usage) {
+  let s;
+  try {
+    s = keyRecord(key);
+  } catch {
+    throw new TypeError("crypto.subtle: the key is not a CryptoKey");
+  }
+  if (s.name !== name) throw new DOMException(`crypto.subtle: the key is not an ${name} key`, "InvalidAccessError");
+  if (!s.usages.includes(usage)) throw new DOMException(`crypto.subtle: the key cannot ${usage}`, "InvalidAccessError");
+  return s;
+}
+
+class SubtleCrypto {
+  constructor(key) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+  }
+  async digest(algorithm, data) {
+    requireArgs(arguments.length, 2, "SubtleCrypto.digest");
+    const alg = normalizeAlgorithm(algorithm, "digest");
+    const bytes = bufferSourceCopy(data, "data");
+    return arrayBufferOf(host.digest(alg.name, bytes));
+  }
+  async importKey(format, keyData, algorithm, extractable, keyUsages_) {
+    requireArgs(arguments.length, 5, "SubtleCrypto.importKey");
+    format = domString(format);
+    if (format !== "raw" && format !== "jwk" && format !== "spki" && format !== "pkcs8") {
+      throw new TypeError(`crypto.subtle: ${format} is not a key format`);
+    }
+    let bytes;
+    let jwk;
+    if (format === "jwk") {
+      if (keyData === null || typeof keyData !== "object" || isBufferSource(keyData)) {
+        throw new TypeError("crypto.subtle: a jwk key must be a JsonWebKey object");
+      }
+      jwk = keyData;
+    } else {
+      if (!isBufferSource(keyData)) throw new TypeError("crypto.subtle: the key data must be a BufferSource");
+      bytes = bufferSourceCopy(keyData, "keyData");
+    }
+    const alg = normalizeAlgorithm(algorithm, "importKey");
+    const usages = keyUsages(keyUsages_, ["sign", "verify"]);
+    if (format === "jwk") {
+      if (jwk.kty !== "oct") throw new DOMException("crypto.subtle: an HMAC JWK has kty oct", "DataError");
+      if (jwk.k === undefined) throw new DOMException("crypto.subtle: the JWK has no k", "DataError");
+      bytes = base64url.decode(domString(jwk.k));
+      if (jwk.alg !== undefined && jwk.alg !== JWK_HMAC_ALG[alg.hash]) {
+        throw new DOMException("crypto.subtle: the JWK's alg does not match the hash", "DataError");
+      }
+      if (usages.length > 0 && jwk.use !== undefined && jwk.use !== "sig") {
+        throw new DOMException("crypto.subtle: the JWK's use is not sig", "DataError");
+      }
+      if (jwk.key_ops !== undefined) {
+        const ops = ArrayFrom(jwk.key_ops);
+        for (let i = 0; i < usages.length; i++) {
+          if (!ops.includes(usages[i])) throw new DOMException("crypto.subtle: key_ops lacks a usage", "DataError");
+        }
+      }
+      if (jwk.ext === false && extractable) {
+        throw new DOMException("crypto.subtle: the JWK is not extractable", "DataError");
+      }
+    } else if (format !== "raw") {
+      throw notSupported(`the ${format} format for HMAC`);
+    }
+    const bits = TypedArrayPrototypeGetLength(bytes) * 8;
+    if (bits === 0) throw new DOMException("crypto.subtle: an HMAC key cannot be empty", "DataError");
+    let length = bits;
+    if (alg.length !== undefined) {
+      if (alg.length > bits || alg.length <= bits - 8) {
+        throw new DOMException("crypto.subtle: the length does not match the key data", "DataError");
+      }
+      length = alg.length;
+    }
+    return hmacKey(alg.hash, bytes, length, extractable, usages);
+  }
+  async exportKey(format, key) {
+    requireArgs(arguments.length, 2, "SubtleCrypto.exportKey");
+    format = domString(format);
+    if (format !== "raw" && format !== "jwk" && format !== "spki" && format !== "pkcs8") {
+      throw new TypeError(`crypto.subtle: ${format} is not a key format`);
+    }
+    let s;
+    try {
+      s = keyRecord(key);
+    } catch {
+      throw new TypeError("crypto.subtle: the key is not a CryptoKey");
+    }
+    if (!s.extractable) throw new DOMException("crypto.subtle: the key is not extractable", "InvalidAccessError");
+    if (format === "raw") return arrayBufferOf(copyBytes(s.bytes));
+    if (format === "jwk") {
+      return {
+        kty: "oct",
+        k: base64url.encode(s.bytes),
+        alg: JWK_HMAC_ALG[s.hash],
+        key_ops: ArrayPrototypeSlice(s.usages),
+        ext: s.extractable,
+      };
+    }
+    throw notSupported(`the ${format} format for HMAC`);
+  }
+  async generateKey(algorithm, extractable, keyUsages_) {
+    requireArgs(arguments.length, 3, "SubtleCrypto.generateKey");
+    const alg = normalizeAlgorithm(algorithm, "generateKey");
+    const usages = keyUsages(keyUsages_, ["sign", "verify"]);
+    const length = alg.length === undefined ? HASH_BLOCK_BITS[alg.hash] : alg.length;
+    if (length === 0) throw new DOMException("crypto.subtle: an HMAC key cannot be empty", "OperationError");
+    if (length > 65536 * 8) throw new DOMException("crypto.subtle: the key is too long", "OperationError");
+    const bytes = host.randomBytes(MathTrunc((length + 7) / 8));
+    if (length % 8 !== 0) bytes[bytes.length - 1] &= (0xff << (8 - (length % 8))) & 0xff;
+    return hmacKey(alg.hash, bytes, length, extractable, usages);
+  }
+  async sign(algorithm, key, data) {
+    requireArgs(arguments.length, 3, "SubtleCrypto.sign");
+    const alg = normalizeAlgorithm(algorithm, "sign");
+    const bytes = bufferSourceCopy(data, "data");
+    const s = usableKey(key, alg.name, "sign");
+    return arrayBufferOf(host.hmacSign(s.hash, s.bytes, bytes));
+  }
+  async verify(algorithm, key, signature, data) {
+    requireArgs(arguments.length, 4, "SubtleCrypto.verify");
+    const alg = normalizeAlgorithm(algorithm, "verify");
+    const sig = bufferSourceCopy(signature, "signature");
+    const bytes = bufferSourceCopy(data, "data");
+    const s = usableKey(key, alg.name, "verify");
+    return host.hmacVerify(s.hash, s.bytes, bytes, sig);
+  }
+  async encrypt() {
+    throw notSupported("encrypt");
+  }
+  async decrypt() {
+    throw notSupported("decrypt");
+  }
+  async deriveBits() {
+    throw notSupported("deriveBits");
+  }
+  async deriveKey() {
+    throw notSupported("deriveKey");
+  }
+  async wrapKey() {
+    throw notSupported("wrapKey");
+  }
+  async unwrapKey() {
+    throw notSupported("unwrapKey");
+  }
+  get [Symbol.toStringTag]() {
+    return "SubtleCrypto";
+  }
+}
+
+ObjectDefineProperty(globalThis.crypto, "subtle", {
+  __proto__: null,
+  value: new SubtleCrypto(INTERNAL),
+  enumerable: true,
+  configurable: true,
+});
+
 define("TextEncoder", TextEncoder);
+define("CryptoKey", CryptoKey);
+define("SubtleCrypto", SubtleCrypto);
 define("structuredClone", structuredClone);
 define("Blob", Blob);
 define("File", File);

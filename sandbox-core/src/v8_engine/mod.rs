@@ -57,7 +57,7 @@ use parking_lot::Mutex;
 use crate::js::engine::{PRELUDE_SOURCE, request_url};
 use crate::js::entry_source;
 use crate::js::host::{HostState, Scope, kv_op};
-use crate::js::web;
+use crate::js::{subtle, web};
 use crate::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
 };
@@ -992,7 +992,7 @@ fn with_kv<T>(
 
 fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
     let host = v8::Object::new(scope);
-    let functions: [(&str, v8::FunctionCallback); 21] = [
+    let functions: [(&str, v8::FunctionCallback); 24] = [
         ("encodeUtf8", encode_utf8.map_fn_to()),
         ("decodeUtf8", decode_utf8.map_fn_to()),
         ("randomBytes", random_bytes.map_fn_to()),
@@ -1014,6 +1014,9 @@ fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
         ("encodeInto", encode_into.map_fn_to()),
         ("atob", atob.map_fn_to()),
         ("btoa", btoa.map_fn_to()),
+        ("digest", digest.map_fn_to()),
+        ("hmacSign", hmac_sign.map_fn_to()),
+        ("hmacVerify", hmac_verify.map_fn_to()),
     ];
     for (name, callback) in functions {
         let f = v8::Function::new_raw(scope, callback)
@@ -1354,4 +1357,69 @@ fn btoa(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v
         Some(text) => set_string(scope, &mut rv, &text),
         None => rv.set_null(),
     }
+}
+
+// ------------------------------------------------------------- platform --
+// crypto.subtle: the same host functions as QuickJS's (`crate::js::subtle`).
+
+fn throw_type(scope: &mut v8::PinScope<'_, '_>, message: &str) {
+    if let Some(msg) = v8::String::new(scope, message) {
+        let err = v8::Exception::type_error(scope, msg);
+        scope.throw_exception(err);
+    }
+}
+
+fn arg_hash(
+    scope: &mut v8::PinScope<'_, '_>,
+    args: &v8::FunctionCallbackArguments,
+) -> Option<subtle::Hash> {
+    let name = arg_string(scope, args, 0);
+    let hash = subtle::Hash::from_name(&name);
+    if hash.is_none() {
+        throw_type(scope, "crypto.subtle: unknown hash");
+    }
+    hash
+}
+
+fn set_bytes(scope: &mut v8::PinScope<'_, '_>, rv: &mut v8::ReturnValue, bytes: &[u8]) {
+    if let Some(array) = host_bytes(scope, bytes) {
+        rv.set(array.into());
+    }
+}
+
+fn digest(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue) {
+    let Some(hash) = arg_hash(scope, &args) else {
+        return;
+    };
+    let out = subtle::digest(hash, &arg_bytes(&args, 1));
+    set_bytes(scope, &mut rv, &out);
+}
+
+fn hmac_sign(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let Some(hash) = arg_hash(scope, &args) else {
+        return;
+    };
+    let out = subtle::hmac_sign(hash, &arg_bytes(&args, 1), &arg_bytes(&args, 2));
+    set_bytes(scope, &mut rv, &out);
+}
+
+fn hmac_verify(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let Some(hash) = arg_hash(scope, &args) else {
+        return;
+    };
+    let ok = subtle::hmac_verify(
+        hash,
+        &arg_bytes(&args, 1),
+        &arg_bytes(&args, 2),
+        &arg_bytes(&args, 3),
+    );
+    rv.set_bool(ok);
 }
