@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, TypedArray};
 
-use super::{subtle, web};
+use super::{multipart, subtle, web};
 use crate::{LogWriter, TenantKv};
 
 /// Largest `crypto.getRandomValues` request, as in the Web Crypto spec.
@@ -456,7 +456,8 @@ fn hash_named(ctx: &Ctx<'_>, name: &str) -> rquickjs::Result<subtle::Hash> {
         .ok_or_else(|| Exception::throw_type(ctx, "crypto.subtle: unknown hash"))
 }
 
-/// The host functions behind `crypto.subtle` ([`subtle`]).
+/// The host functions behind `crypto.subtle` ([`subtle`]) and multipart
+/// `formData()` ([`multipart`]).
 fn install_platform<'js>(
     ctx: &Ctx<'js>,
     host: &Object<'js>,
@@ -504,6 +505,33 @@ fn install_platform<'js>(
                         with_bytes(&signature, |s| subtle::hmac_verify(hash, k, d, s))
                     })
                 }))
+            },
+        )?,
+    )?;
+    host.set(
+        "multipartParse",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, body: TypedArray<'js, u8>, content_type: rquickjs::String<'js>| {
+                let boundary = multipart::boundary(&usv(&content_type)?).ok_or_else(|| {
+                    Exception::throw_type(&ctx, multipart::MultipartError::NoBoundary.message())
+                })?;
+                let parts = with_bytes(&body, |b| multipart::parse(b, &boundary))
+                    .map_err(|e| Exception::throw_type(&ctx, e.message()))?;
+                // [name, filename or undefined, type or undefined, start, end, ...]
+                let out = rquickjs::Array::new(ctx.clone())?;
+                for (i, part) in parts.into_iter().enumerate() {
+                    let at = i * 5;
+                    out.set(at, string_to_js(&ctx, &part.name)?)?;
+                    out.set(at + 1, part.filename.map(|f| string_to_js(&ctx, &f)).transpose()?)?;
+                    out.set(
+                        at + 2,
+                        part.content_type.map(|t| string_to_js(&ctx, &t)).transpose()?,
+                    )?;
+                    out.set(at + 3, part.start)?;
+                    out.set(at + 4, part.end)?;
+                }
+                Ok::<_, rquickjs::Error>(out)
             },
         )?,
     )?;

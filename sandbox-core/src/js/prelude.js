@@ -2218,9 +2218,21 @@ class Blob {
   }
 }
 
+let isFile; // by its private field, not instanceof
+
 class File extends Blob {
   #name;
   #lastModified;
+  static {
+    isFile = (v) => {
+      try {
+        v.#name;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+  }
   constructor(bits, name, options = undefined) {
     if (arguments.length < 2) throw new TypeError("File: bits and name are required");
     super(bits, options);
@@ -2259,6 +2271,7 @@ function extractBody(body) {
   if (isURLSearchParams(body)) {
     return [utf8Encode(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
   }
+  if (isFormData(body)) return formDataBody(body);
   if (isReadableStream(body)) {
     const s = rsOf(body);
     if (s.reader !== null || s.disturbed) throw new TypeError("the body stream is locked or has been read");
@@ -2384,7 +2397,8 @@ class Body {
     return JSON.parse(await this.text());
   }
   async formData() {
-    throw new TypeError("formData() is not supported");
+    const type = this.headers.get("content-type");
+    return parseFormBody(await this.#consume(), type);
   }
   async blob() {
     const bytes = await this.#consume();
@@ -3362,9 +3376,248 @@ ObjectDefineProperty(globalThis.crypto, "subtle", {
   configurable: true,
 });
 
+// --------------------------------------------------------------- FormData --
+// XHR's FormData (an ordered list of entries, each a name and a string or a
+// File), multipart/form-data serialization for bodies, and the parsing
+// behind Request/Response.formData(): multipart bodies by the host
+// (js/multipart.rs: at most 10,000 parts), urlencoded ones by
+// form_urlencoded, as URLSearchParams.
+
+// Most entries formData() builds from one body.
+const MAX_FORM_ENTRIES = 10000;
+
+let formDataList; // FormData -> its entry list (throws on anything else)
+let isFormData;
+
+// The standard's "create an entry" value: a string, or a File (a Blob
+// becomes one named "blob", a File given a filename becomes a copy so named).
+function formEntryValue(value, filename, hasFilename, what) {
+  if (!isBlob(value)) {
+    if (hasFilename) throw new TypeError(`${what}: a filename needs a Blob value`);
+    return usvString(value);
+  }
+  const file = isFile(value);
+  if (file && !hasFilename) return value;
+  const name = hasFilename ? usvString(filename) : file ? value.name : "blob";
+  const options = { type: value.type };
+  if (file) options.lastModified = value.lastModified;
+  return new File([value], name, options);
+}
+
+const FormDataIteratorPrototype = Object.create(IteratorPrototype, {
+  next: {
+    value: function next() {
+      const it = WeakMapPrototypeGet(formDataIterators, this);
+      if (it === undefined) throw new TypeError("next called on an object that is not a FormData Iterator");
+      const list = formDataList(it.form);
+      if (it.index >= list.length) return { value: undefined, done: true };
+      const entry = list[it.index++];
+      const value = it.kind === "key" ? entry[0] : it.kind === "value" ? entry[1] : [entry[0], entry[1]];
+      return { value, done: false };
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  },
+  [Symbol.toStringTag]: { value: "FormData Iterator", configurable: true },
+});
+const formDataIterators = new WeakMap();
+
+function formDataIterator(form, kind) {
+  formDataList(form);
+  const it = Object.create(FormDataIteratorPrototype);
+  WeakMapPrototypeSet(formDataIterators, it, { __proto__: null, form, kind, index: 0 });
+  return it;
+}
+
+class FormData {
+  #list = [];
+  static {
+    formDataList = (f) => f.#list;
+    isFormData = (x) => {
+      try {
+        x.#list;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+  }
+  constructor(form = undefined, submitter = undefined) {
+    if (form !== undefined) throw new TypeError("FormData: a tenant has no HTML form element to read");
+  }
+  append(name, value, filename = undefined) {
+    requireArgs(arguments.length, 2, "FormData.append");
+    ArrayPrototypePush(this.#list, [usvString(name), formEntryValue(value, filename, arguments.length > 2, "FormData.append")]);
+  }
+  delete(name) {
+    requireArgs(arguments.length, 1, "FormData.delete");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = list.length - 1; i >= 0; i--) if (list[i][0] === name) ArrayPrototypeSplice(list, i, 1);
+  }
+  get(name) {
+    requireArgs(arguments.length, 1, "FormData.get");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) if (list[i][0] === name) return list[i][1];
+    return null;
+  }
+  getAll(name) {
+    requireArgs(arguments.length, 1, "FormData.getAll");
+    name = usvString(name);
+    const list = this.#list;
+    const out = [];
+    for (let i = 0; i < list.length; i++) if (list[i][0] === name) ArrayPrototypePush(out, list[i][1]);
+    return out;
+  }
+  has(name) {
+    requireArgs(arguments.length, 1, "FormData.has");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) if (list[i][0] === name) return true;
+    return false;
+  }
+  set(name, value, filename = undefined) {
+    requireArgs(arguments.length, 2, "FormData.set");
+    name = usvString(name);
+    const entry = [name, formEntryValue(value, filename, arguments.length > 2, "FormData.set")];
+    const list = this.#list;
+    let first = -1;
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] !== name) continue;
+      if (first < 0) {
+        first = i;
+        list[i] = entry;
+      } else {
+        ArrayPrototypeSplice(list, i--, 1);
+      }
+    }
+    if (first < 0) ArrayPrototypePush(list, entry);
+  }
+  forEach(callback, thisArg = undefined) {
+    if (typeof callback !== "function") throw new TypeError("FormData.forEach: the callback is not a function");
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) ReflectApply(callback, thisArg, [list[i][1], list[i][0], this]);
+  }
+  entries() {
+    return formDataIterator(this, "key+value");
+  }
+  keys() {
+    return formDataIterator(this, "key");
+  }
+  values() {
+    return formDataIterator(this, "value");
+  }
+  get [Symbol.toStringTag]() {
+    return "FormData";
+  }
+}
+ObjectDefineProperty(FormData.prototype, Symbol.iterator, {
+  value: FormData.prototype.entries,
+  writable: true,
+  configurable: true,
+});
+
+// Every lone CR and lone LF as CRLF (the multipart encoding's first step).
+function crlfNormalize(s) {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = StringPrototypeCharCodeAt(s, i);
+    if (c === 0x0d) {
+      out += "\r\n";
+      if (StringPrototypeCharCodeAt(s, i + 1) === 0x0a) i++;
+    } else if (c === 0x0a) {
+      out += "\r\n";
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// A name or filename in Content-Disposition: LF, CR and '"' escaped.
+function dispositionEscape(s) {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    out += c === "\n" ? "%0A" : c === "\r" ? "%0D" : c === '"' ? "%22" : c;
+  }
+  return out;
+}
+
+function concatBytes(chunks) {
+  let total = 0;
+  for (let i = 0; i < chunks.length; i++) total += TypedArrayPrototypeGetLength(chunks[i]);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    TypedArrayPrototypeSet(out, chunks[i], at);
+    at += TypedArrayPrototypeGetLength(chunks[i]);
+  }
+  return out;
+}
+
+// A FormData as a multipart/form-data body: [bytes, its content type].
+function formDataBody(form) {
+  const random = host.randomBytes(16);
+  let boundary = "----CorralFormBoundary";
+  for (let i = 0; i < random.length; i++) boundary += "0123456789abcdef"[random[i] & 15];
+  const list = formDataList(form);
+  const chunks = [];
+  for (let i = 0; i < list.length; i++) {
+    const name = list[i][0];
+    const value = list[i][1];
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${dispositionEscape(crlfNormalize(name))}"`;
+    if (typeof value === "string") {
+      ArrayPrototypePush(chunks, utf8Encode(`${head}\r\n\r\n`), utf8Encode(crlfNormalize(value)));
+    } else {
+      const type = value.type;
+      head += `; filename="${dispositionEscape(value.name)}"\r\nContent-Type: ${type === "" ? "application/octet-stream" : type}\r\n\r\n`;
+      ArrayPrototypePush(chunks, utf8Encode(head), blobBytes(value));
+    }
+    ArrayPrototypePush(chunks, utf8Encode("\r\n"));
+  }
+  ArrayPrototypePush(chunks, utf8Encode(`--${boundary}--\r\n`));
+  return [concatBytes(chunks), `multipart/form-data; boundary=${boundary}`];
+}
+
+// Request/Response.formData(): the body's bytes as a FormData, by its
+// content type.
+function parseFormBody(bytes, contentType) {
+  const type = contentType === null ? "" : contentType;
+  const semi = StringPrototypeIndexOf(type, ";");
+  const essence = StringPrototypeToLowerCase(StringPrototypeSlice(type, 0, semi < 0 ? type.length : semi).trim());
+  const form = new FormData();
+  const list = formDataList(form);
+  if (essence === "multipart/form-data") {
+    const parts = host.multipartParse(bytes, type);
+    for (let i = 0; i < parts.length; i += 5) {
+      const content = TypedArrayPrototypeSubarray(bytes, parts[i + 3], parts[i + 4]);
+      const filename = parts[i + 1];
+      const value =
+        filename === undefined
+          ? utf8Decode(content, false)
+          : new File([content], filename, { type: parts[i + 2] === undefined ? "text/plain" : parts[i + 2] });
+      ArrayPrototypePush(list, [parts[i], value]);
+    }
+    return form;
+  }
+  if (essence === "application/x-www-form-urlencoded") {
+    const pairs = host.formParse(utf8Decode(bytes, false));
+    if (pairs.length > 2 * MAX_FORM_ENTRIES) {
+      throw new TypeError(`formData(): the body has more than ${MAX_FORM_ENTRIES} entries`);
+    }
+    for (let i = 0; i + 1 < pairs.length; i += 2) ArrayPrototypePush(list, [pairs[i], pairs[i + 1]]);
+    return form;
+  }
+  throw new TypeError("formData(): the body is neither multipart/form-data nor application/x-www-form-urlencoded");
+}
+
 define("TextEncoder", TextEncoder);
 define("CryptoKey", CryptoKey);
 define("SubtleCrypto", SubtleCrypto);
+define("FormData", FormData);
 define("structuredClone", structuredClone);
 define("Blob", Blob);
 define("File", File);

@@ -57,7 +57,7 @@ use parking_lot::Mutex;
 use crate::js::engine::{PRELUDE_SOURCE, request_url};
 use crate::js::entry_source;
 use crate::js::host::{HostState, Scope, kv_op};
-use crate::js::{subtle, web};
+use crate::js::{multipart, subtle, web};
 use crate::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
 };
@@ -992,7 +992,7 @@ fn with_kv<T>(
 
 fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
     let host = v8::Object::new(scope);
-    let functions: [(&str, v8::FunctionCallback); 24] = [
+    let functions: [(&str, v8::FunctionCallback); 25] = [
         ("encodeUtf8", encode_utf8.map_fn_to()),
         ("decodeUtf8", decode_utf8.map_fn_to()),
         ("randomBytes", random_bytes.map_fn_to()),
@@ -1017,6 +1017,7 @@ fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
         ("digest", digest.map_fn_to()),
         ("hmacSign", hmac_sign.map_fn_to()),
         ("hmacVerify", hmac_verify.map_fn_to()),
+        ("multipartParse", multipart_parse.map_fn_to()),
     ];
     for (name, callback) in functions {
         let f = v8::Function::new_raw(scope, callback)
@@ -1360,7 +1361,8 @@ fn btoa(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v
 }
 
 // ------------------------------------------------------------- platform --
-// crypto.subtle: the same host functions as QuickJS's (`crate::js::subtle`).
+// crypto.subtle and multipart parsing: the same host functions as
+// QuickJS's (`crate::js::{subtle, multipart}`).
 
 fn throw_type(scope: &mut v8::PinScope<'_, '_>, message: &str) {
     if let Some(msg) = v8::String::new(scope, message) {
@@ -1422,4 +1424,38 @@ fn hmac_verify(
         &arg_bytes(&args, 3),
     );
     rv.set_bool(ok);
+}
+
+fn multipart_parse(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let body = arg_bytes(&args, 0);
+    let content_type = arg_string(scope, &args, 1);
+    let Some(boundary) = multipart::boundary(&content_type) else {
+        return throw_type(scope, multipart::MultipartError::NoBoundary.message());
+    };
+    let parts = match multipart::parse(&body, &boundary) {
+        Ok(parts) => parts,
+        Err(e) => return throw_type(scope, e.message()),
+    };
+    let mut out: Vec<v8::Local<'_, v8::Value>> = Vec::with_capacity(parts.len() * 5);
+    for part in &parts {
+        let text = |scope: &mut v8::PinScope<'_, '_>, s: Option<&str>| -> v8::Local<'_, v8::Value> {
+            match s.and_then(|s| v8::String::new(scope, s)) {
+                Some(s) => s.into(),
+                None => v8::undefined(scope).into(),
+            }
+        };
+        let name = text(scope, Some(&part.name));
+        let filename = text(scope, part.filename.as_deref());
+        let content_type = text(scope, part.content_type.as_deref());
+        out.push(name);
+        out.push(filename);
+        out.push(content_type);
+        out.push(v8::Number::new(scope, part.start as f64).into());
+        out.push(v8::Number::new(scope, part.end as f64).into());
+    }
+    rv.set(v8::Array::new_with_elements(scope, &out).into());
 }

@@ -136,3 +136,154 @@ async fn subtle_hmac_keys_sign_and_verify() {
         })
     );
 }
+
+#[tokio::test]
+async fn form_data_holds_strings_and_files() {
+    let v = eval(
+        "formdata",
+        r#"
+        const fd = new FormData();
+        fd.append("a", "1");
+        fd.append("b", new Blob(["blob bytes"], { type: "text/plain" }));
+        fd.append("a", "2");
+        fd.append("c", new File(["x"], "orig.txt", { lastModified: 7 }), "renamed.txt");
+        fd.set("d", "lone\nline");
+        const b = fd.get("b");
+        const c = fd.get("c");
+        const seen = [];
+        for (const [k, v] of fd) { seen.push(k); if (k === "a") fd.delete("b"); }
+        fd.set("a", "3");
+        let threw = [];
+        try { fd.append("x", "not a blob", "name.txt"); } catch (e) { threw.push(e.name); }
+        try { new FormData({}); } catch (e) { threw.push(e.name); }
+        try { fd.get(); } catch (e) { threw.push(e.name); }
+        return {
+            b: [b instanceof File, b.name, b.type, await b.text()],
+            c: [c.name, c.lastModified, await c.text()],
+            seen,
+            getAll: fd.getAll("a"),
+            has: [fd.has("b"), fd.has("c"), fd.get("missing")],
+            keys: [...fd.keys()],
+            values: [...fd.values()].filter((v) => typeof v === "string"),
+            tag: [String(fd), Object.prototype.toString.call(fd.entries())],
+            threw,
+        };
+        "#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({
+            "b": [true, "blob", "text/plain", "blob bytes"],
+            "c": ["renamed.txt", 7, "x"],
+            "seen": ["a", "a", "c", "d"],
+            "getAll": ["3"],
+            "has": [false, true, null],
+            "keys": ["a", "c", "d"],
+            "values": ["3", "lone\nline"],
+            "tag": ["[object FormData]", "[object FormData Iterator]"],
+            "threw": ["TypeError", "TypeError", "TypeError"],
+        })
+    );
+}
+
+#[tokio::test]
+async fn form_data_bodies_serialize_and_parse() {
+    let v = eval(
+        "formbody",
+        r#"
+        const fd = new FormData();
+        fd.append('we"ird\nname', "line1\nline2\r");
+        fd.append("file", new File([new Uint8Array([0, 255, 10])], "da\"ta.bin", { type: "application/x-thing" }));
+        fd.append("empty", new Blob([]));
+        const res = new Response(fd);
+        const type = res.headers.get("content-type");
+        const raw = await res.clone().text();
+        const back = await res.formData();
+        const file = back.get("file");
+        const empty = back.get("empty");
+        const req = new Request("http://x/", { method: "POST", body: fd });
+        const url = await new Response("a=1&b=%C3%A9&a=+2", {
+            headers: { "content-type": "application/x-www-form-urlencoded;charset=UTF-8" },
+        }).formData();
+        const handmade = await new Response(
+            '--XYZ\r\nContent-Disposition: form-data; name="f"; filename="n.txt"\r\n\r\nplain\r\n--XYZ--\r\n',
+            { headers: { "content-type": 'multipart/form-data; boundary="XYZ"' } },
+        ).formData();
+        const err = async (p) => { try { await p; return "resolved"; } catch (e) { return e.name; } };
+        return {
+            type: /^multipart\/form-data; boundary=-+CorralFormBoundary[0-9a-f]{16}$/.test(type),
+            escaped: raw.includes('name="we%22ird%0D%0Aname"') && raw.includes("line1\r\nline2\r\n"),
+            fileHead: raw.includes('name="file"; filename="da%22ta.bin"\r\nContent-Type: application/x-thing\r\n\r\n'),
+            names: [...back.keys()],
+            first: back.get('we"ird\r\nname'),
+            file: [file.name, file.type, Array.from(new Uint8Array(await file.arrayBuffer()))],
+            empty: [empty.name, empty.type, empty.size],
+            request: [req.headers.get("content-type").startsWith("multipart/form-data; boundary="), (await req.formData()).get("file").name],
+            url: [...url].map(([k, v]) => k + "=" + v),
+            handmade: [handmade.get("f").name, handmade.get("f").type, await handmade.get("f").text()],
+            noType: await err(new Response("a=1").formData()),
+            plainType: await err(new Response("a=1", { headers: { "content-type": "text/plain" } }).formData()),
+            noBoundary: await err(new Response("x", { headers: { "content-type": "multipart/form-data" } }).formData()),
+            malformed: await err(new Response("--B\r\nno end", { headers: { "content-type": "multipart/form-data; boundary=B" } }).formData()),
+            used: await err(res.formData()),
+        };
+        "#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({
+            "type": true,
+            "escaped": true,
+            "fileHead": true,
+            "names": ["we\"ird\r\nname", "file", "empty"],
+            "first": "line1\r\nline2\r\n",
+            "file": ["da\"ta.bin", "application/x-thing", [0, 255, 10]],
+            "empty": ["blob", "application/octet-stream", 0],
+            "request": [true, "da\"ta.bin"],
+            "url": ["a=1", "b=é", "a= 2"],
+            "handmade": ["n.txt", "text/plain", "plain"],
+            "noType": "TypeError",
+            "plainType": "TypeError",
+            "noBoundary": "TypeError",
+            "malformed": "TypeError",
+            "used": "TypeError",
+        })
+    );
+}
+
+/// A multipart body of more than 10,000 parts is refused with a TypeError
+/// (as are more than 10,000 urlencoded entries); 10,000 are read.
+#[tokio::test]
+async fn multipart_parts_are_capped() {
+    let part = b"--B\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\nv\r\n";
+    let mut body = part.repeat(10_001);
+    body.extend_from_slice(b"--B--\r\n");
+    let v = eval_with(
+        "parts",
+        r#"
+        const bytes = new Uint8Array(await req.arrayBuffer());
+        const headers = { "content-type": "multipart/form-data; boundary=B" };
+        const err = async (p) => { try { await p; return "resolved"; } catch (e) { return [e.name, e.message]; } };
+        // The first 10,000 parts and the closing delimiter.
+        const cut = bytes.length - 7 - (bytes.length - 7) / 10001;
+        const ok = new Uint8Array(cut + 7);
+        ok.set(bytes.subarray(0, cut));
+        ok.set(new TextEncoder().encode("--B--\r\n"), cut);
+        const urlencoded = "a=1&".repeat(10001);
+        return {
+            over: await err(new Response(bytes, { headers }).formData()),
+            at: (await new Response(ok, { headers }).formData()).getAll("p").length,
+            url: await err(new Response(urlencoded, { headers: { "content-type": "application/x-www-form-urlencoded" } }).formData()),
+        };
+        "#,
+        body,
+        Limits::default(),
+    )
+    .await;
+    assert_eq!(v["over"][0], "TypeError", "{v}");
+    assert!(v["over"][1].as_str().unwrap().contains("10000"), "{v}");
+    assert_eq!(v["at"], 10_000, "{v}");
+    assert_eq!(v["url"][0], "TypeError", "{v}");
+}
