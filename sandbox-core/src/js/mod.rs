@@ -126,6 +126,7 @@ mod budget;
 pub(crate) mod engine;
 pub(crate) mod host;
 pub(crate) mod web;
+pub(crate) mod compress;
 pub(crate) mod multipart;
 pub(crate) mod subtle;
 

@@ -1,10 +1,13 @@
 // Corral's JavaScript prelude: the Workers-style web classes every tenant
 // sees (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, atob/btoa, streams, events and abort signals, console, crypto,
-// timers), written over a handful of host functions. The URL parser, the
-// form encoding, the text encodings and base64 are not written here: they
-// are host functions over the `url`, `form_urlencoded`, `encoding_rs` and
-// `base64` crates (js/web.rs). It is compiled to QuickJS bytecode once per
+// TextDecoder, atob/btoa, streams, events and abort signals, console, crypto
+// and crypto.subtle, CompressionStream/DecompressionStream, Blob, File,
+// FormData, timers), written over a handful of host functions. The URL
+// parser, the form encoding, the text encodings and base64 are not written
+// here: they are host functions over the `url`, `form_urlencoded`,
+// `encoding_rs` and `base64` crates (js/web.rs); so are the hashes (sha1,
+// sha2, hmac: js/subtle.rs), the (de)compression coders (flate2:
+// js/compress.rs) and multipart parsing (js/multipart.rs). It is compiled to QuickJS bytecode once per
 // process and evaluated into every tenant runtime before the tenant's module.
 //
 // The host functions arrive on `globalThis.__corral_host`; this module takes
@@ -3376,6 +3379,104 @@ ObjectDefineProperty(globalThis.crypto, "subtle", {
   configurable: true,
 });
 
+// ------------------------------------------- Compression/DecompressionStream --
+// The Compression Streams standard's two TransformStreams over native
+// coders (js/compress.rs: flate2). A runtime has at most 32 coders open
+// (a RangeError past that); a coder is freed when its stream ends, errors
+// or is cancelled, or when the stream is collected. One chunk's output
+// comes back in pieces allocated in the tenant's heap, and stops with a
+// RangeError past half the tenant's memory (a decompression bomb).
+
+// A stream whose coder is still open when it is collected frees it here.
+const coderStreams = new FinalizationRegistry((handle) => host.coderClose(handle));
+
+function coderTransform(format, compress, what) {
+  format = domString(format);
+  if (format !== "gzip" && format !== "deflate" && format !== "deflate-raw") {
+    throw new TypeError(`${what}: unsupported format ${format}`);
+  }
+  // `coder` is what the transform's algorithms hold: while any of them can
+  // still run, it is reachable and its host coder stays open.
+  const coder = { __proto__: null, handle: host.coderOpen(format, compress) };
+  FinalizationRegistryPrototypeRegister(coderStreams, coder, coder.handle, coder);
+  const close = () => {
+    if (coder.handle < 0) return;
+    FinalizationRegistryPrototypeUnregister(coderStreams, coder);
+    host.coderClose(coder.handle);
+    coder.handle = -1;
+  };
+  const enqueueAll = (pieces, c) => {
+    for (let i = 0; i < pieces.length; i++) c.enqueue(pieces[i]);
+  };
+  const ended = () => new TypeError(`${what}: the stream has ended`);
+  return new TransformStream({
+    transform(chunk, c) {
+      if (!isBufferSource(chunk)) {
+        close();
+        throw new TypeError(`${what}: chunks must be ArrayBuffers or ArrayBuffer views`);
+      }
+      if (coder.handle < 0) throw ended();
+      const bytes = bytesView(chunk);
+      if (TypedArrayPrototypeGetLength(bytes) === 0) return;
+      let pieces;
+      try {
+        pieces = host.coderWrite(coder.handle, bytes);
+      } catch (e) {
+        // The host has closed a coder that failed.
+        FinalizationRegistryPrototypeUnregister(coderStreams, coder);
+        coder.handle = -1;
+        throw e;
+      }
+      enqueueAll(pieces, c);
+    },
+    flush(c) {
+      if (coder.handle < 0) throw ended();
+      const handle = coder.handle;
+      FinalizationRegistryPrototypeUnregister(coderStreams, coder);
+      coder.handle = -1;
+      // The host closes the coder whatever the result.
+      enqueueAll(host.coderFinish(handle), c);
+    },
+    cancel() {
+      close();
+    },
+  });
+}
+
+class CompressionStream {
+  #ts;
+  constructor(format) {
+    requireArgs(arguments.length, 1, "CompressionStream");
+    this.#ts = coderTransform(format, true, "CompressionStream");
+  }
+  get readable() {
+    return this.#ts.readable;
+  }
+  get writable() {
+    return this.#ts.writable;
+  }
+  get [Symbol.toStringTag]() {
+    return "CompressionStream";
+  }
+}
+
+class DecompressionStream {
+  #ts;
+  constructor(format) {
+    requireArgs(arguments.length, 1, "DecompressionStream");
+    this.#ts = coderTransform(format, false, "DecompressionStream");
+  }
+  get readable() {
+    return this.#ts.readable;
+  }
+  get writable() {
+    return this.#ts.writable;
+  }
+  get [Symbol.toStringTag]() {
+    return "DecompressionStream";
+  }
+}
+
 // --------------------------------------------------------------- FormData --
 // XHR's FormData (an ordered list of entries, each a name and a string or a
 // File), multipart/form-data serialization for bodies, and the parsing
@@ -3617,6 +3718,8 @@ function parseFormBody(bytes, contentType) {
 define("TextEncoder", TextEncoder);
 define("CryptoKey", CryptoKey);
 define("SubtleCrypto", SubtleCrypto);
+define("CompressionStream", CompressionStream);
+define("DecompressionStream", DecompressionStream);
 define("FormData", FormData);
 define("structuredClone", structuredClone);
 define("Blob", Blob);

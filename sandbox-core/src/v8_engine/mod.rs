@@ -57,7 +57,7 @@ use parking_lot::Mutex;
 use crate::js::engine::{PRELUDE_SOURCE, request_url};
 use crate::js::entry_source;
 use crate::js::host::{HostState, Scope, kv_op};
-use crate::js::{multipart, subtle, web};
+use crate::js::{compress, multipart, subtle, web};
 use crate::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
 };
@@ -992,7 +992,7 @@ fn with_kv<T>(
 
 fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
     let host = v8::Object::new(scope);
-    let functions: [(&str, v8::FunctionCallback); 25] = [
+    let functions: [(&str, v8::FunctionCallback); 29] = [
         ("encodeUtf8", encode_utf8.map_fn_to()),
         ("decodeUtf8", decode_utf8.map_fn_to()),
         ("randomBytes", random_bytes.map_fn_to()),
@@ -1017,6 +1017,10 @@ fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
         ("digest", digest.map_fn_to()),
         ("hmacSign", hmac_sign.map_fn_to()),
         ("hmacVerify", hmac_verify.map_fn_to()),
+        ("coderOpen", coder_open.map_fn_to()),
+        ("coderWrite", coder_write.map_fn_to()),
+        ("coderFinish", coder_finish.map_fn_to()),
+        ("coderClose", coder_close.map_fn_to()),
         ("multipartParse", multipart_parse.map_fn_to()),
     ];
     for (name, callback) in functions {
@@ -1361,8 +1365,9 @@ fn btoa(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v
 }
 
 // ------------------------------------------------------------- platform --
-// crypto.subtle and multipart parsing: the same host functions as
-// QuickJS's (`crate::js::{subtle, multipart}`).
+// crypto.subtle, the compression streams' coders and multipart parsing: the
+// same host functions as QuickJS's (`crate::js::{subtle, compress,
+// multipart}`).
 
 fn throw_type(scope: &mut v8::PinScope<'_, '_>, message: &str) {
     if let Some(msg) = v8::String::new(scope, message) {
@@ -1424,6 +1429,101 @@ fn hmac_verify(
         &arg_bytes(&args, 3),
     );
     rv.set_bool(ok);
+}
+
+fn throw_coder(scope: &mut v8::PinScope<'_, '_>, e: compress::CoderError) {
+    if e == compress::CoderError::OutOfMemory {
+        // host_bytes has thrown already.
+        return;
+    }
+    if let Some(msg) = v8::String::new(scope, e.message()) {
+        let err = if e.is_range() {
+            v8::Exception::range_error(scope, msg)
+        } else {
+            v8::Exception::type_error(scope, msg)
+        };
+        scope.throw_exception(err);
+    }
+}
+
+fn coder_open(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let name = arg_string(scope, &args, 0);
+    let compress = args.get(1).boolean_value(scope);
+    let Some(format) = compress::Format::from_name(&name) else {
+        return throw_type(scope, "unknown compression format");
+    };
+    let Some(state) = host_state(scope) else {
+        return throw(scope, "compression: no host state");
+    };
+    let opened = state.coders.lock().open(format, compress);
+    match opened {
+        Ok(handle) => rv.set_uint32(handle),
+        Err(e) => throw_coder(scope, e),
+    }
+}
+
+/// Runs a coder call, its output pieces made into `Uint8Array`s as they
+/// come, and returns them as an array.
+fn coder_pieces(
+    scope: &mut v8::PinScope<'_, '_>,
+    rv: &mut v8::ReturnValue,
+    call: impl FnOnce(&HostState, &mut dyn FnMut(&[u8]) -> bool) -> Result<(), compress::CoderError>,
+) {
+    let Some(state) = host_state(scope) else {
+        return throw(scope, "compression: no host state");
+    };
+    let mut pieces: Vec<v8::Local<'_, v8::Value>> = Vec::new();
+    let result = call(&state, &mut |bytes| match host_bytes(scope, bytes) {
+        Some(array) => {
+            pieces.push(array.into());
+            true
+        }
+        None => false,
+    });
+    match result {
+        Ok(()) => rv.set(v8::Array::new_with_elements(scope, &pieces).into()),
+        Err(e) => throw_coder(scope, e),
+    }
+}
+
+fn coder_write(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    let input = arg_bytes(&args, 1);
+    coder_pieces(scope, &mut rv, |state, emit| {
+        let limit = state.coder_output_limit();
+        state.coders.lock().write(handle, &input, limit, emit)
+    });
+}
+
+fn coder_finish(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    coder_pieces(scope, &mut rv, |state, emit| {
+        let limit = state.coder_output_limit();
+        state.coders.lock().finish(handle, limit, emit)
+    });
+}
+
+fn coder_close(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    if let Some(state) = host_state(scope) {
+        state.coders.lock().close(handle);
+    }
 }
 
 fn multipart_parse(

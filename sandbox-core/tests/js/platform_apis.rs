@@ -4,6 +4,8 @@
 //! RangeError inside the tenant's memory, a runtime has at most 32 coders,
 //! a multipart body at most 10,000 parts). No WPT checkout needed.
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 use corral::Limits;
 use serde_json::json;
@@ -134,6 +136,152 @@ async fn subtle_hmac_keys_sign_and_verify() {
             "notAKey": "TypeError",
             "illegal": "TypeError",
         })
+    );
+}
+
+/// Compresses, then decompresses, in every format, through `pipeThrough`.
+#[tokio::test]
+async fn compression_streams_roundtrip_and_fail_typed() {
+    let v = eval(
+        "compress",
+        r#"
+        const enc = (s) => new TextEncoder().encode(s);
+        const through = async (chunks, stream) => {
+            const w = stream.writable.getWriter();
+            for (const c of chunks) w.write(c).catch(() => {});
+            w.close().catch(() => {});
+            return new Uint8Array(await new Response(stream.readable).arrayBuffer());
+        };
+        const err = async (p) => { try { await p; return "resolved"; } catch (e) { return e.name; } };
+        const text = "hello ".repeat(10000);
+        const out = {};
+        for (const format of ["gzip", "deflate", "deflate-raw"]) {
+            const z = await through([enc(text.slice(0, 7)), new Uint8Array(0), enc(text.slice(7))], new CompressionStream(format));
+            const back = await through([z.subarray(0, 5), z.subarray(5)], new DecompressionStream(format));
+            const piped = await new Response(
+                new Blob([enc("piped")]).stream().pipeThrough(new CompressionStream(format)).pipeThrough(new DecompressionStream(format)),
+            ).text();
+            const junk = new Uint8Array(z.length + 3);
+            junk.set(z);
+            out[format] = {
+                smaller: z.length < 200,
+                back: new TextDecoder().decode(back) === text,
+                piped,
+                corrupt: await err(through([enc("definitely not compressed")], new DecompressionStream(format))),
+                truncated: await err(through([z.subarray(0, z.length - 1)], new DecompressionStream(format))),
+                trailing: await err(through([junk], new DecompressionStream(format))),
+            };
+        }
+        out.gzipMagic = Array.from((await through([enc("x")], new CompressionStream("gzip"))).subarray(0, 2));
+        out.badFormat = await err((async () => new CompressionStream("brotli"))());
+        out.noFormat = await err((async () => new DecompressionStream())());
+        out.badChunk = await err(through(["a string"], new CompressionStream("gzip")));
+        out.tag = String(new CompressionStream("gzip"));
+        return out;
+        "#,
+    )
+    .await;
+    let each = json!({
+        "smaller": true, "back": true, "piped": "piped",
+        "corrupt": "TypeError", "truncated": "TypeError", "trailing": "TypeError",
+    });
+    assert_eq!(
+        v,
+        json!({
+            "gzip": each, "deflate": each, "deflate-raw": each,
+            "gzipMagic": [0x1f, 0x8b],
+            "badFormat": "TypeError",
+            "noFormat": "TypeError",
+            "badChunk": "TypeError",
+            "tag": "[object CompressionStream]",
+        })
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// 64 MiB of zeros in some 64 KiB of gzip, sent to a 32 MiB tenant: the
+/// chunk's output stops at half its memory with a RangeError it can catch,
+/// and it goes on serving; the same bomb read in small pieces streams.
+#[tokio::test]
+async fn a_decompression_bomb_stops_inside_the_tenant_memory() {
+    let bomb = gzip(&vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 128 << 10, "{}", bomb.len());
+    let limits = Limits::builder().memory_bytes(32 << 20).build();
+    let v = eval_with(
+        "bomb",
+        r#"
+        const bomb = new Uint8Array(await req.arrayBuffer());
+        const ds = new DecompressionStream("gzip");
+        const w = ds.writable.getWriter();
+        const r = ds.readable.getReader();
+        const wrote = w.write(bomb).then(() => "written", (e) => e.name);
+        const read = await r.read().then(() => "read", (e) => [e.name, e.message]);
+        // Fed 1 KiB at a time and read as it comes, the same bytes stream
+        // through (each chunk's output is at most ~1 MiB), counted as read.
+        const ds2 = new DecompressionStream("gzip");
+        const w2 = ds2.writable.getWriter();
+        (async () => {
+            for (let i = 0; i < bomb.length; i += 1024) await w2.write(bomb.subarray(i, i + 1024));
+            await w2.close();
+        })().catch(() => {});
+        let total = 0;
+        let biggest = 0;
+        for await (const chunk of ds2.readable) {
+            total += chunk.byteLength;
+            biggest = Math.max(biggest, chunk.byteLength);
+        }
+        return { wrote: await wrote, read, total, biggest };
+        "#,
+        bomb,
+        limits,
+    )
+    .await;
+    assert_eq!(v["wrote"], "RangeError", "{v}");
+    assert_eq!(v["read"][0], "RangeError", "{v}");
+    assert!(v["read"][1].as_str().unwrap().contains("memory"), "{v}");
+    assert_eq!(v["total"], 64 << 20, "{v}");
+    assert!(v["biggest"].as_u64().unwrap() <= 64 << 10, "{v}");
+}
+
+/// At most 32 coders per runtime: the 33rd stream is a RangeError; one
+/// that ends, errors or is cancelled frees its coder.
+#[tokio::test]
+async fn coders_are_capped_per_runtime() {
+    let v = eval(
+        "coders",
+        r#"
+        const open = [];
+        let capped;
+        try {
+            for (let i = 0; i < 100; i++) open.push(new CompressionStream("gzip"));
+        } catch (e) { capped = [e.name, open.length]; }
+        // End one, cancel one, error one (a bad chunk): three free coders.
+        const ended = open.pop();
+        const w = ended.writable.getWriter();
+        w.close();
+        await new Response(ended.readable).arrayBuffer();
+        await open.pop().readable.cancel();
+        const bad = open.pop();
+        const reading = bad.readable.getReader().read().catch((e) => e.name);
+        await bad.writable.getWriter().write(42).catch(() => {});
+        const badRead = await reading;
+        const again = [];
+        let after;
+        try {
+            for (let i = 0; i < 100; i++) again.push(new DecompressionStream("deflate"));
+        } catch (e) { after = [e.name, again.length]; }
+        return { capped, after, badRead };
+        "#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({ "capped": ["RangeError", 32], "after": ["RangeError", 3], "badRead": "TypeError" })
     );
 }
 
