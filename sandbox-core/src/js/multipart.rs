@@ -1,6 +1,10 @@
 //! `multipart/form-data` parsing for `Request.formData()` and
-//! `Response.formData()` (RFC 7578, with the escaping the HTML standard's
-//! encoder uses for names and filenames: `%0A`, `%0D`, `%22`).
+//! `Response.formData()`: RFC 7578 as WPT's `fetch/api/body/formdata-parsing`
+//! pins it down (no preamble, header lines that are `token: value` with no
+//! bare CR, LF or NUL, padding but no junk after a delimiter, names and
+//! filenames taken as they are: the HTML encoder's `%0A`/`%0D`/`%22`
+//! escapes are one-way, and a part's `Content-Type` read as Fetch's
+//! "extract a MIME type" does).
 //!
 //! A small parser of its own: the body is already whole in the tenant's
 //! heap, so a streaming, async parser (`multer`, the well-kept one, is built
@@ -136,12 +140,107 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Undoes the HTML encoder's escapes of a name or filename.
-fn unescape(value: &str) -> String {
-    value
-        .replace("%0A", "\n")
-        .replace("%0D", "\r")
-        .replace("%22", "\"")
+/// Whether `s` is a non-empty HTTP token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+const HTTP_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+/// A MIME type parsed and serialized again (the MIME Sniffing standard's
+/// "parse a MIME type" and "serialize a MIME type"), or `None` when it is
+/// not one.
+pub(crate) fn mime_type(input: &str) -> Option<String> {
+    let input = input.trim_matches(HTTP_SPACE);
+    let (kind, rest) = input.split_once('/')?;
+    if !is_token(kind) {
+        return None;
+    }
+    let (subtype, mut rest) = rest.split_once(';').map_or((rest, None), |(a, b)| (a, Some(b)));
+    let subtype = subtype.trim_end_matches(HTTP_SPACE);
+    if !is_token(subtype) {
+        return None;
+    }
+    let mut out = format!("{}/{}", kind.to_ascii_lowercase(), subtype.to_ascii_lowercase());
+    let mut names: Vec<String> = Vec::new();
+    while let Some(params) = rest {
+        let params = params.trim_start_matches(HTTP_SPACE);
+        let name_end = params.find([';', '=']).unwrap_or(params.len());
+        let name = params[..name_end].to_ascii_lowercase();
+        let after = &params[name_end..];
+        let Some(after) = after.strip_prefix('=') else {
+            rest = after.strip_prefix(';');
+            continue;
+        };
+        let value;
+        if let Some(quoted) = after.strip_prefix('"') {
+            let (v, used) = unquote(quoted);
+            value = v;
+            let tail = &quoted[used..];
+            rest = tail.find(';').map(|i| &tail[i + 1..]);
+        } else {
+            let end = after.find(';').unwrap_or(after.len());
+            value = after[..end].trim_end_matches(HTTP_SPACE).to_owned();
+            rest = after.get(end + 1..).filter(|_| end < after.len());
+            if value.is_empty() {
+                continue;
+            }
+        }
+        let value_ok = value
+            .chars()
+            .all(|c| c == '\t' || (' '..='~').contains(&c) || ('\u{80}'..='\u{FF}').contains(&c));
+        if is_token(&name) && value_ok && !names.contains(&name) {
+            out.push(';');
+            out.push_str(&name);
+            out.push('=');
+            if is_token(&value) {
+                out.push_str(&value);
+            } else {
+                out.push('"');
+                for c in value.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            names.push(name);
+        }
+    }
+    Some(out)
+}
+
+/// Fetch's "extract a MIME type" over a part's `Content-Type` values: each
+/// split at commas outside quotes; the last one that parses wins, `""` when
+/// none does.
+fn extract_mime(values: &[String]) -> String {
+    let mut found = None;
+    for value in values {
+        let mut start = 0;
+        let mut quoted = false;
+        let bytes = value.as_bytes();
+        for i in 0..=bytes.len() {
+            match bytes.get(i) {
+                Some(b'"') => quoted = !quoted,
+                Some(b'\\') if quoted => {}
+                Some(b',') if !quoted => {}
+                Some(_) => continue,
+                None => {}
+            }
+            if i < bytes.len() && (bytes[i] != b',' || quoted) {
+                continue;
+            }
+            if let Some(m) = mime_type(&value[start..i]).filter(|m| m != "*/*") {
+                found = Some(m);
+            }
+            start = i + 1;
+        }
+    }
+    found.unwrap_or_default()
 }
 
 /// A `Content-Disposition: form-data` header's `name` and `filename`.
@@ -168,8 +267,8 @@ fn disposition(value: &str) -> Option<(String, Option<String>)> {
             (raw[..end].trim().to_owned(), &raw[end..])
         };
         match key.as_str() {
-            "name" if name.is_none() => name = Some(unescape(&value)),
-            "filename" if filename.is_none() => filename = Some(unescape(&value)),
+            "name" if name.is_none() => name = Some(value),
+            "filename" if filename.is_none() => filename = Some(value),
             _ => {}
         }
         rest = next.trim_start();
@@ -181,20 +280,28 @@ fn disposition(value: &str) -> Option<(String, Option<String>)> {
 pub(crate) fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, MultipartError> {
     let dash = format!("--{boundary}");
     let delim = format!("\r\n--{boundary}");
-    // The first delimiter: at the start, or after a preamble and CRLF.
-    let mut at = if body.starts_with(dash.as_bytes()) {
-        dash.len()
-    } else {
-        find(body, delim.as_bytes(), 0).ok_or(MultipartError::Malformed)? + delim.len()
-    };
+    // The body starts with the first delimiter: no preamble.
+    if !body.starts_with(dash.as_bytes()) {
+        return Err(MultipartError::Malformed);
+    }
+    let mut at = dash.len();
     let mut parts = Vec::new();
     loop {
-        // After a delimiter: `--` ends the body; else padding, then CRLF.
-        if body[at..].starts_with(b"--") {
-            return Ok(parts);
+        // After a delimiter: `--` closes the body (then padding, and CRLF
+        // and an epilogue or the end); else padding, then CRLF.
+        let close = body[at..].starts_with(b"--");
+        if close {
+            at += 2;
         }
         while matches!(body.get(at), Some(b' ' | b'\t')) {
             at += 1;
+        }
+        if close {
+            return if at == body.len() || body[at..].starts_with(b"\r\n") {
+                Ok(parts)
+            } else {
+                Err(MultipartError::Malformed)
+            };
         }
         if !body[at..].starts_with(b"\r\n") {
             return Err(MultipartError::Malformed);
@@ -204,7 +311,7 @@ pub(crate) fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, MultipartE
             return Err(MultipartError::TooManyParts);
         }
         // The headers, up to an empty line.
-        let (mut name, mut filename, mut content_type) = (None, None, None);
+        let (mut name, mut filename, mut types) = (None, None, None::<Vec<String>>);
         let head_start = at;
         loop {
             let eol = find(body, b"\r\n", at).ok_or(MultipartError::Malformed)?;
@@ -216,15 +323,22 @@ pub(crate) fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, MultipartE
             if line.is_empty() {
                 break;
             }
+            if line.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+                return Err(MultipartError::Malformed);
+            }
             let line = String::from_utf8_lossy(line);
             let (key, value) = line.split_once(':').ok_or(MultipartError::Malformed)?;
-            let key = key.trim();
+            let key = key.trim_matches([' ', '\t']);
+            if !is_token(key) {
+                return Err(MultipartError::Malformed);
+            }
+            let value = value.trim_matches([' ', '\t']);
             if key.eq_ignore_ascii_case("content-disposition") {
                 let (n, f) = disposition(value).ok_or(MultipartError::Malformed)?;
                 name = Some(n);
                 filename = f;
             } else if key.eq_ignore_ascii_case("content-type") {
-                content_type = Some(value.trim().to_owned());
+                types.get_or_insert_with(Vec::new).push(value.to_owned());
             }
         }
         let name = name.ok_or(MultipartError::Malformed)?;
@@ -232,7 +346,7 @@ pub(crate) fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, MultipartE
         parts.push(Part {
             name,
             filename,
-            content_type,
+            content_type: types.map(|t| extract_mime(&t)),
             start: at,
             end,
         });
@@ -261,7 +375,7 @@ mod tests {
 
     #[test]
     fn parts_and_files() {
-        let body = b"preamble\r\n--XX\r\n\
+        let body = b"--XX\r\n\
 Content-Disposition: form-data; name=\"a%22b\"\r\n\r\n\
 one\r\ntwo\r\n--XX  \r\n\
 content-disposition: form-data; name=f; filename=\"x.txt\"\r\n\
@@ -269,12 +383,23 @@ Content-Type: text/plain\r\n\r\n\
 --XY\r\n--XX--\r\nepilogue";
         let parts = parse(body, "XX").unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].name, "a\"b");
+        assert_eq!(parts[0].name, "a%22b");
         assert_eq!(&body[parts[0].start..parts[0].end], b"one\r\ntwo");
         assert_eq!(parts[1].filename.as_deref(), Some("x.txt"));
         assert_eq!(parts[1].content_type.as_deref(), Some("text/plain"));
         assert_eq!(&body[parts[1].start..parts[1].end], b"--XY");
         assert_eq!(parse(b"--XX--", "XX").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(mime_type(" Text/HTML;;x=\"y\"").as_deref(), Some("text/html;x=y"));
+        assert_eq!(mime_type("a/b; q=\"x y\"; Q=z").as_deref(), Some("a/b;q=\"x y\""));
+        assert_eq!(mime_type("text"), None);
+        assert_eq!(mime_type("text/\u{e9}"), None);
+        assert_eq!(extract_mime(&["text/html, text/plain".into()]), "text/plain");
+        assert_eq!(extract_mime(&["text/html".into(), "bad".into()]), "text/html");
+        assert_eq!(extract_mime(&["".into()]), "");
     }
 
     #[test]
@@ -285,6 +410,10 @@ Content-Type: text/plain\r\n\r\n\
             b"--XX\r\nContent-Type: text/plain\r\n\r\nx\r\n--XX--",
             b"--XX\r\nContent-Disposition: attachment; name=a\r\n\r\nx\r\n--XX--",
             b"--XXjunk\r\n",
+            b"pre\r\n--XX\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XX--",
+            b"--XX\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XX--junk",
+            b"--XX\r\nBad Name: x\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XX--",
+            b"--XX\r\nContent-Disposition: form-data; name=\"a\nb\"\r\n\r\nx\r\n--XX--",
         ] {
             assert_eq!(parse(bad, "XX"), Err(MultipartError::Malformed), "{bad:?}");
         }

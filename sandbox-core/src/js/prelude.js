@@ -3699,7 +3699,11 @@ function parseFormBody(bytes, contentType) {
       const value =
         filename === undefined
           ? utf8Decode(content, false)
-          : new File([content], filename, { type: parts[i + 2] === undefined ? "text/plain" : parts[i + 2] });
+          : new File([content], filename, {
+              // No Content-Type: text/plain; one that is not a MIME type: "".
+              type: parts[i + 2] === undefined ? "text/plain" : parts[i + 2],
+              lastModified: 0,
+            });
       ArrayPrototypePush(list, [parts[i], value]);
     }
     return form;
