@@ -184,13 +184,19 @@ function utf8Decode(bytes, fatal) {
 
 // Copies any BufferSource into a fresh Uint8Array (without ArrayBuffer's
 // `slice`, which would ask the buffer's `constructor` for its species).
+// A detached buffer holds no bytes: its copy is empty.
 function copyBytes(src) {
   let range;
   if (isArrayBuffer(src)) range = [src, 0, ArrayBufferPrototypeGetByteLength(src)];
-  else if (ArrayBufferIsView(src)) range = viewRange(src);
-  else throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
+  else if (ArrayBufferIsView(src)) {
+    try {
+      range = viewRange(src);
+    } catch {
+      range = [null, 0, 0]; // a DataView over a detached buffer
+    }
+  } else throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
   const out = new Uint8Array(range[2]);
-  TypedArrayPrototypeSet(out, new Uint8Array(range[0], range[1], range[2]));
+  if (range[2] > 0) TypedArrayPrototypeSet(out, new Uint8Array(range[0], range[1], range[2]));
   return out;
 }
 
