@@ -73,7 +73,9 @@ impl CoderError {
     pub(crate) fn message(self) -> &'static str {
         match self {
             Self::Corrupt => "DecompressionStream: the compressed data is corrupt",
-            Self::TrailingData => "DecompressionStream: data follows the end of the compressed stream",
+            Self::TrailingData => {
+                "DecompressionStream: data follows the end of the compressed stream"
+            }
             Self::Truncated => "DecompressionStream: the compressed stream ended early",
             Self::TooLarge => {
                 "DecompressionStream: one chunk's output would pass half the tenant's memory limit"
@@ -119,7 +121,10 @@ enum Coder {
     Gunzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
     /// Inflates zlib (`deflate`) or raw deflate data; `ended` once the
     /// stream's last block is in.
-    Inflate { inflate: Box<Decompress>, ended: bool },
+    Inflate {
+        inflate: Box<Decompress>,
+        ended: bool,
+    },
 }
 
 /// Where a coder's output goes: pieces of at most [`PIECE`] bytes, counted
@@ -405,7 +410,10 @@ mod tests {
         let d = c.open(format, false).unwrap();
         let mut junk = z.clone();
         junk.extend_from_slice(b"junk");
-        assert_eq!(run(&mut c, d, &junk, usize::MAX), Err(CoderError::TrailingData));
+        assert_eq!(
+            run(&mut c, d, &junk, usize::MAX),
+            Err(CoderError::TrailingData)
+        );
         assert_eq!(c.open_count(), 0, "a failed coder is closed");
     }
 
@@ -434,7 +442,10 @@ mod tests {
             Err(CoderError::Unknown)
         );
         let d = c.open(Format::Deflate, false).unwrap();
-        assert_eq!(run(&mut c, d, b"not zlib", usize::MAX), Err(CoderError::Corrupt));
+        assert_eq!(
+            run(&mut c, d, b"not zlib", usize::MAX),
+            Err(CoderError::Corrupt)
+        );
         for _ in 0..MAX_CODERS {
             c.open(Format::DeflateRaw, false).unwrap();
         }

@@ -477,7 +477,9 @@ fn coder_call<'js>(
     let pieces = rquickjs::Array::new(ctx.clone())?;
     let mut n = 0;
     let result = call(&mut |bytes| {
-        let ok = bytes_to_js(ctx, bytes).and_then(|a| pieces.set(n, a)).is_ok();
+        let ok = bytes_to_js(ctx, bytes)
+            .and_then(|a| pieces.set(n, a))
+            .is_ok();
         n += 1;
         ok
     });
@@ -567,7 +569,9 @@ fn install_platform<'js>(
             move |ctx: Ctx<'js>, handle: u32, input: TypedArray<'js, u8>| {
                 let limit = st.coder_output_limit();
                 coder_call(&ctx, |emit| {
-                    with_bytes(&input, |src| st.coders.lock().write(handle, src, limit, emit))
+                    with_bytes(&input, |src| {
+                        st.coders.lock().write(handle, src, limit, emit)
+                    })
                 })
             },
         )?,
@@ -602,10 +606,15 @@ fn install_platform<'js>(
                 for (i, part) in parts.into_iter().enumerate() {
                     let at = i * 5;
                     out.set(at, string_to_js(&ctx, &part.name)?)?;
-                    out.set(at + 1, part.filename.map(|f| string_to_js(&ctx, &f)).transpose()?)?;
+                    out.set(
+                        at + 1,
+                        part.filename.map(|f| string_to_js(&ctx, &f)).transpose()?,
+                    )?;
                     out.set(
                         at + 2,
-                        part.content_type.map(|t| string_to_js(&ctx, &t)).transpose()?,
+                        part.content_type
+                            .map(|t| string_to_js(&ctx, &t))
+                            .transpose()?,
                     )?;
                     out.set(at + 3, part.start)?;
                     out.set(at + 4, part.end)?;

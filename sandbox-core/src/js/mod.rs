@@ -123,12 +123,12 @@
 
 mod artifact;
 mod budget;
+pub(crate) mod compress;
 pub(crate) mod engine;
 pub(crate) mod host;
-pub(crate) mod web;
-pub(crate) mod compress;
 pub(crate) mod multipart;
 pub(crate) mod subtle;
+pub(crate) mod web;
 
 use std::collections::HashMap;
 use std::io::Read as _;

@@ -56,7 +56,9 @@ impl MultipartError {
     /// The message the guest's TypeError carries.
     pub(crate) fn message(self) -> &'static str {
         match self {
-            Self::NoBoundary => "formData(): the multipart/form-data content type has no valid boundary",
+            Self::NoBoundary => {
+                "formData(): the multipart/form-data content type has no valid boundary"
+            }
             Self::Malformed => "formData(): the body is not valid multipart/form-data",
             Self::TooManyParts => "formData(): the body has more than 10000 parts",
             Self::HeadersTooLarge => "formData(): a part's headers pass 16384 bytes",
@@ -143,9 +145,8 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 /// Whether `s` is a non-empty HTTP token.
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 const HTTP_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
@@ -159,12 +160,18 @@ pub(crate) fn mime_type(input: &str) -> Option<String> {
     if !is_token(kind) {
         return None;
     }
-    let (subtype, mut rest) = rest.split_once(';').map_or((rest, None), |(a, b)| (a, Some(b)));
+    let (subtype, mut rest) = rest
+        .split_once(';')
+        .map_or((rest, None), |(a, b)| (a, Some(b)));
     let subtype = subtype.trim_end_matches(HTTP_SPACE);
     if !is_token(subtype) {
         return None;
     }
-    let mut out = format!("{}/{}", kind.to_ascii_lowercase(), subtype.to_ascii_lowercase());
+    let mut out = format!(
+        "{}/{}",
+        kind.to_ascii_lowercase(),
+        subtype.to_ascii_lowercase()
+    );
     let mut names: Vec<String> = Vec::new();
     while let Some(params) = rest {
         let params = params.trim_start_matches(HTTP_SPACE);
@@ -370,7 +377,10 @@ mod tests {
         );
         assert_eq!(boundary("multipart/mixed; boundary=abc"), None);
         assert_eq!(boundary("multipart/form-data"), None);
-        assert_eq!(boundary(&format!("multipart/form-data; boundary={}", "x".repeat(71))), None);
+        assert_eq!(
+            boundary(&format!("multipart/form-data; boundary={}", "x".repeat(71))),
+            None
+        );
     }
 
     #[test]
@@ -393,12 +403,24 @@ Content-Type: text/plain\r\n\r\n\
 
     #[test]
     fn mime_types() {
-        assert_eq!(mime_type(" Text/HTML;;x=\"y\"").as_deref(), Some("text/html;x=y"));
-        assert_eq!(mime_type("a/b; q=\"x y\"; Q=z").as_deref(), Some("a/b;q=\"x y\""));
+        assert_eq!(
+            mime_type(" Text/HTML;;x=\"y\"").as_deref(),
+            Some("text/html;x=y")
+        );
+        assert_eq!(
+            mime_type("a/b; q=\"x y\"; Q=z").as_deref(),
+            Some("a/b;q=\"x y\"")
+        );
         assert_eq!(mime_type("text"), None);
         assert_eq!(mime_type("text/\u{e9}"), None);
-        assert_eq!(extract_mime(&["text/html, text/plain".into()]), "text/plain");
-        assert_eq!(extract_mime(&["text/html".into(), "bad".into()]), "text/html");
+        assert_eq!(
+            extract_mime(&["text/html, text/plain".into()]),
+            "text/plain"
+        );
+        assert_eq!(
+            extract_mime(&["text/html".into(), "bad".into()]),
+            "text/html"
+        );
         assert_eq!(extract_mime(&["".into()]), "");
     }
 

@@ -3142,6 +3142,12 @@ function bufferSourceCopy(v, what) {
 
 const arrayBufferOf = (bytes) => TypedArrayPrototypeGetBuffer(bytes);
 
+// The standard runs an operation's work "in parallel" and settles its
+// promise from a later task: awaiting here (a plain value, so no `then` is
+// looked up) puts that work after the microtasks already queued, so the
+// promise never settles in the same turn as the call.
+const inParallel = () => undefined;
+
 let keyRecord; // CryptoKey -> its internal slots (throws on anything else)
 let makeKey;
 
@@ -3250,6 +3256,7 @@ class SubtleCrypto {
     requireArgs(arguments.length, 2, "SubtleCrypto.digest");
     const alg = normalizeAlgorithm(algorithm, "digest");
     const bytes = bufferSourceCopy(data, "data");
+    await inParallel();
     return arrayBufferOf(host.digest(alg.name, bytes));
   }
   async importKey(format, keyData, algorithm, extractable, keyUsages_) {
@@ -3271,6 +3278,7 @@ class SubtleCrypto {
     }
     const alg = normalizeAlgorithm(algorithm, "importKey");
     const usages = keyUsages(keyUsages_, ["sign", "verify"]);
+    await inParallel();
     if (format === "jwk") {
       if (jwk.kty !== "oct") throw new DOMException("crypto.subtle: an HMAC JWK has kty oct", "DataError");
       if (jwk.k === undefined) throw new DOMException("crypto.subtle: the JWK has no k", "DataError");
@@ -3333,6 +3341,7 @@ class SubtleCrypto {
     requireArgs(arguments.length, 3, "SubtleCrypto.generateKey");
     const alg = normalizeAlgorithm(algorithm, "generateKey");
     const usages = keyUsages(keyUsages_, ["sign", "verify"]);
+    await inParallel();
     const length = alg.length === undefined ? HASH_BLOCK_BITS[alg.hash] : alg.length;
     if (length === 0) throw new DOMException("crypto.subtle: an HMAC key cannot be empty", "OperationError");
     if (length > 65536 * 8) throw new DOMException("crypto.subtle: the key is too long", "OperationError");
@@ -3344,6 +3353,7 @@ class SubtleCrypto {
     requireArgs(arguments.length, 3, "SubtleCrypto.sign");
     const alg = normalizeAlgorithm(algorithm, "sign");
     const bytes = bufferSourceCopy(data, "data");
+    await inParallel();
     const s = usableKey(key, alg.name, "sign");
     return arrayBufferOf(host.hmacSign(s.hash, s.bytes, bytes));
   }
@@ -3352,6 +3362,7 @@ class SubtleCrypto {
     const alg = normalizeAlgorithm(algorithm, "verify");
     const sig = bufferSourceCopy(signature, "signature");
     const bytes = bufferSourceCopy(data, "data");
+    await inParallel();
     const s = usableKey(key, alg.name, "verify");
     return host.hmacVerify(s.hash, s.bytes, bytes, sig);
   }

@@ -1526,6 +1526,14 @@ fn coder_close(
     }
 }
 
+/// A guest string, or `undefined` for `None`.
+fn opt_string<'s>(scope: &mut v8::PinScope<'s, '_>, s: Option<&str>) -> v8::Local<'s, v8::Value> {
+    match s.and_then(|s| v8::String::new(scope, s)) {
+        Some(s) => s.into(),
+        None => v8::undefined(scope).into(),
+    }
+}
+
 fn multipart_parse(
     scope: &mut v8::PinScope,
     args: v8::FunctionCallbackArguments,
@@ -1542,15 +1550,9 @@ fn multipart_parse(
     };
     let mut out: Vec<v8::Local<'_, v8::Value>> = Vec::with_capacity(parts.len() * 5);
     for part in &parts {
-        let text = |scope: &mut v8::PinScope<'_, '_>, s: Option<&str>| -> v8::Local<'_, v8::Value> {
-            match s.and_then(|s| v8::String::new(scope, s)) {
-                Some(s) => s.into(),
-                None => v8::undefined(scope).into(),
-            }
-        };
-        let name = text(scope, Some(&part.name));
-        let filename = text(scope, part.filename.as_deref());
-        let content_type = text(scope, part.content_type.as_deref());
+        let name = opt_string(scope, Some(&part.name));
+        let filename = opt_string(scope, part.filename.as_deref());
+        let content_type = opt_string(scope, part.content_type.as_deref());
         out.push(name);
         out.push(filename);
         out.push(content_type);
