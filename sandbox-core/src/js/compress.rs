@@ -453,4 +453,46 @@ mod tests {
         c.close(3);
         assert!(c.open(Format::Gzip, true).is_ok());
     }
+
+    /// Damaged streams (one byte of a real one changed, or cut short) fed in
+    /// odd-sized pieces: every decoder answers with output or an error, never
+    /// a panic, and stays within its limit.
+    #[test]
+    fn damaged_input_never_panics() {
+        let data: Vec<u8> = (0..5_000u32).map(|i| (i * 31 % 7) as u8).collect();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for format in [Format::Gzip, Format::Deflate, Format::DeflateRaw] {
+            let mut c = Coders::default();
+            let h = c.open(format, true).unwrap();
+            let mut z = run(&mut c, h, &data, usize::MAX).unwrap();
+            z.extend(end(&mut c, h).unwrap());
+            for _ in 0..500 {
+                let mut bad = z.clone();
+                let at = (next() % bad.len() as u64) as usize;
+                bad[at] ^= 1 << (next() % 8);
+                bad.truncate(bad.len() - (next() % 4) as usize);
+                let d = c.open(format, false).unwrap();
+                let mut rest = &bad[..];
+                let mut failed = false;
+                while !rest.is_empty() {
+                    let n = ((next() % 97) as usize + 1).min(rest.len());
+                    if run(&mut c, d, &rest[..n], 64 << 10).is_err() {
+                        failed = true;
+                        break;
+                    }
+                    rest = &rest[n..];
+                }
+                if !failed {
+                    let _ = end(&mut c, d);
+                }
+                assert_eq!(c.open_count(), 0, "{format:?}: the coder is closed");
+            }
+        }
+    }
 }
