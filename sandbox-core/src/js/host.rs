@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, TypedArray};
 
-use super::web;
+use super::{compress, multipart, subtle, web};
 use crate::{LogWriter, TenantKv};
 
 /// Largest `crypto.getRandomValues` request, as in the Web Crypto spec.
@@ -39,6 +39,8 @@ pub(crate) struct HostState {
     memory_limit: usize,
     /// The decoders of the `TextDecoder`s in the middle of a stream.
     pub(crate) decoders: Mutex<web::Decoders>,
+    /// The coders of the open `CompressionStream`s and `DecompressionStream`s.
+    pub(crate) coders: Mutex<compress::Coders>,
 }
 
 impl Default for HostState {
@@ -54,12 +56,20 @@ impl HostState {
             scope: Mutex::new(None),
             memory_limit,
             decoders: Mutex::new(web::Decoders::default()),
+            coders: Mutex::new(compress::Coders::default()),
         }
     }
 
     /// The runtime's memory limit in bytes.
     pub(crate) fn memory_limit(&self) -> usize {
         self.memory_limit
+    }
+
+    /// The most output one chunk given to a (de)compression stream may make:
+    /// half the runtime's memory, so a decompression bomb stops with a
+    /// RangeError the tenant can catch before it fills the heap.
+    pub(crate) fn coder_output_limit(&self) -> usize {
+        self.memory_limit / 2
     }
 
     pub(crate) fn enter(&self, scope: Scope) {
@@ -450,6 +460,172 @@ fn install_web<'js>(
     Ok(())
 }
 
+fn coder_error(ctx: &Ctx<'_>, e: compress::CoderError) -> rquickjs::Error {
+    match e {
+        compress::CoderError::OutOfMemory => rquickjs::Error::Allocation,
+        e if e.is_range() => Exception::throw_range(ctx, e.message()),
+        e => Exception::throw_type(ctx, e.message()),
+    }
+}
+
+/// The output of a coder call: its pieces as `Uint8Array`s in the QuickJS
+/// heap, each made as the coder hands it out.
+fn coder_call<'js>(
+    ctx: &Ctx<'js>,
+    call: impl FnOnce(&mut dyn FnMut(&[u8]) -> bool) -> Result<(), compress::CoderError>,
+) -> rquickjs::Result<rquickjs::Array<'js>> {
+    let pieces = rquickjs::Array::new(ctx.clone())?;
+    let mut n = 0;
+    let result = call(&mut |bytes| {
+        let ok = bytes_to_js(ctx, bytes)
+            .and_then(|a| pieces.set(n, a))
+            .is_ok();
+        n += 1;
+        ok
+    });
+    result.map_err(|e| coder_error(ctx, e))?;
+    Ok(pieces)
+}
+
+/// The hash a Web Crypto name names; the prelude only passes canonical ones.
+fn hash_named(ctx: &Ctx<'_>, name: &str) -> rquickjs::Result<subtle::Hash> {
+    subtle::Hash::from_name(name)
+        .ok_or_else(|| Exception::throw_type(ctx, "crypto.subtle: unknown hash"))
+}
+
+/// The host functions behind `crypto.subtle` ([`subtle`]),
+/// `CompressionStream`/`DecompressionStream` ([`compress`]) and
+/// multipart `formData()` ([`multipart`]).
+fn install_platform<'js>(
+    ctx: &Ctx<'js>,
+    host: &Object<'js>,
+    state: &Arc<HostState>,
+) -> rquickjs::Result<()> {
+    host.set(
+        "digest",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, name: String, data: TypedArray<'js, u8>| {
+                let hash = hash_named(&ctx, &name)?;
+                let out = with_bytes(&data, |d| subtle::digest(hash, d));
+                bytes_to_js(&ctx, &out)
+            },
+        )?,
+    )?;
+    host.set(
+        "hmacSign",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  name: String,
+                  key: TypedArray<'js, u8>,
+                  data: TypedArray<'js, u8>| {
+                let hash = hash_named(&ctx, &name)?;
+                let out = with_bytes(&key, |k| {
+                    with_bytes(&data, |d| subtle::hmac_sign(hash, k, d))
+                });
+                bytes_to_js(&ctx, &out)
+            },
+        )?,
+    )?;
+    host.set(
+        "hmacVerify",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  name: String,
+                  key: TypedArray<'js, u8>,
+                  data: TypedArray<'js, u8>,
+                  signature: TypedArray<'js, u8>| {
+                let hash = hash_named(&ctx, &name)?;
+                Ok::<_, rquickjs::Error>(with_bytes(&key, |k| {
+                    with_bytes(&data, |d| {
+                        with_bytes(&signature, |s| subtle::hmac_verify(hash, k, d, s))
+                    })
+                }))
+            },
+        )?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "coderOpen",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, format: String, compress: bool| {
+                let format = compress::Format::from_name(&format)
+                    .ok_or_else(|| Exception::throw_type(&ctx, "unknown compression format"))?;
+                st.coders
+                    .lock()
+                    .open(format, compress)
+                    .map_err(|e| coder_error(&ctx, e))
+            },
+        )?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "coderWrite",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, handle: u32, input: TypedArray<'js, u8>| {
+                let limit = st.coder_output_limit();
+                coder_call(&ctx, |emit| {
+                    with_bytes(&input, |src| {
+                        st.coders.lock().write(handle, src, limit, emit)
+                    })
+                })
+            },
+        )?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "coderFinish",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, handle: u32| {
+            let limit = st.coder_output_limit();
+            coder_call(&ctx, |emit| st.coders.lock().finish(handle, limit, emit))
+        })?,
+    )?;
+    let st = state.clone();
+    host.set(
+        "coderClose",
+        Function::new(ctx.clone(), move |handle: u32| {
+            st.coders.lock().close(handle);
+        })?,
+    )?;
+    host.set(
+        "multipartParse",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, body: TypedArray<'js, u8>, content_type: rquickjs::String<'js>| {
+                let boundary = multipart::boundary(&usv(&content_type)?).ok_or_else(|| {
+                    Exception::throw_type(&ctx, multipart::MultipartError::NoBoundary.message())
+                })?;
+                let parts = with_bytes(&body, |b| multipart::parse(b, &boundary))
+                    .map_err(|e| Exception::throw_type(&ctx, e.message()))?;
+                // [name, filename or undefined, type or undefined, start, end, ...]
+                let out = rquickjs::Array::new(ctx.clone())?;
+                for (i, part) in parts.into_iter().enumerate() {
+                    let at = i * 5;
+                    out.set(at, string_to_js(&ctx, &part.name)?)?;
+                    out.set(
+                        at + 1,
+                        part.filename.map(|f| string_to_js(&ctx, &f)).transpose()?,
+                    )?;
+                    out.set(
+                        at + 2,
+                        part.content_type
+                            .map(|t| string_to_js(&ctx, &t))
+                            .transpose()?,
+                    )?;
+                    out.set(at + 3, part.start)?;
+                    out.set(at + 4, part.end)?;
+                }
+                Ok::<_, rquickjs::Error>(out)
+            },
+        )?,
+    )?;
+    Ok(())
+}
+
 /// Builds the `__corral_host` object the prelude takes its host functions from.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
@@ -557,6 +733,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
     )?;
 
     install_web(ctx, &host, state)?;
+    install_platform(ctx, &host, state)?;
 
     ctx.globals().set("__corral_host", host)
 }

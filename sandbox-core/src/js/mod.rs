@@ -123,8 +123,11 @@
 
 mod artifact;
 mod budget;
+pub(crate) mod compress;
 pub(crate) mod engine;
 pub(crate) mod host;
+pub(crate) mod multipart;
+pub(crate) mod subtle;
 pub(crate) mod web;
 
 use std::collections::HashMap;

@@ -1,10 +1,13 @@
 // Corral's JavaScript prelude: the Workers-style web classes every tenant
 // sees (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, atob/btoa, streams, events and abort signals, console, crypto,
-// timers), written over a handful of host functions. The URL parser, the
-// form encoding, the text encodings and base64 are not written here: they
-// are host functions over the `url`, `form_urlencoded`, `encoding_rs` and
-// `base64` crates (js/web.rs). It is compiled to QuickJS bytecode once per
+// TextDecoder, atob/btoa, streams, events and abort signals, console, crypto
+// and crypto.subtle, CompressionStream/DecompressionStream, Blob, File,
+// FormData, timers), written over a handful of host functions. The URL
+// parser, the form encoding, the text encodings and base64 are not written
+// here: they are host functions over the `url`, `form_urlencoded`,
+// `encoding_rs` and `base64` crates (js/web.rs); so are the hashes (sha1,
+// sha2, hmac: js/subtle.rs), the (de)compression coders (flate2:
+// js/compress.rs) and multipart parsing (js/multipart.rs). It is compiled to QuickJS bytecode once per
 // process and evaluated into every tenant runtime before the tenant's module.
 //
 // The host functions arrive on `globalThis.__corral_host`; this module takes
@@ -99,6 +102,7 @@ const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
 const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
 const MathMax = Math.max;
 const MathMin = Math.min;
+const MathTrunc = Math.trunc;
 const NumberIsInteger = Number.isInteger;
 const NumberIsNaN = Number.isNaN;
 const PromiseReject = Promise.reject.bind(Promise);
@@ -180,13 +184,19 @@ function utf8Decode(bytes, fatal) {
 
 // Copies any BufferSource into a fresh Uint8Array (without ArrayBuffer's
 // `slice`, which would ask the buffer's `constructor` for its species).
+// A detached buffer holds no bytes: its copy is empty.
 function copyBytes(src) {
   let range;
   if (isArrayBuffer(src)) range = [src, 0, ArrayBufferPrototypeGetByteLength(src)];
-  else if (ArrayBufferIsView(src)) range = viewRange(src);
-  else throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
+  else if (ArrayBufferIsView(src)) {
+    try {
+      range = viewRange(src);
+    } catch {
+      range = [null, 0, 0]; // a DataView over a detached buffer
+    }
+  } else throw new TypeError("expected an ArrayBuffer or an ArrayBuffer view");
   const out = new Uint8Array(range[2]);
-  TypedArrayPrototypeSet(out, new Uint8Array(range[0], range[1], range[2]));
+  if (range[2] > 0) TypedArrayPrototypeSet(out, new Uint8Array(range[0], range[1], range[2]));
   return out;
 }
 
@@ -2217,9 +2227,21 @@ class Blob {
   }
 }
 
+let isFile; // by its private field, not instanceof
+
 class File extends Blob {
   #name;
   #lastModified;
+  static {
+    isFile = (v) => {
+      try {
+        v.#name;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+  }
   constructor(bits, name, options = undefined) {
     if (arguments.length < 2) throw new TypeError("File: bits and name are required");
     super(bits, options);
@@ -2258,6 +2280,7 @@ function extractBody(body) {
   if (isURLSearchParams(body)) {
     return [utf8Encode(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
   }
+  if (isFormData(body)) return formDataBody(body);
   if (isReadableStream(body)) {
     const s = rsOf(body);
     if (s.reader !== null || s.disturbed) throw new TypeError("the body stream is locked or has been read");
@@ -2383,7 +2406,8 @@ class Body {
     return JSON.parse(await this.text());
   }
   async formData() {
-    throw new TypeError("formData() is not supported");
+    const type = this.headers.get("content-type");
+    return parseFormBody(await this.#consume(), type);
   }
   async blob() {
     const bytes = await this.#consume();
@@ -3059,7 +3083,665 @@ function isPlain(v) {
   return proto === null || proto === Object.prototype;
 }
 
+// ---------------------------------------------------------- crypto.subtle --
+// Web Crypto's digest (SHA-1, SHA-256, SHA-384, SHA-512) and HMAC keys,
+// sign and verify. The hashing is the host's (js/subtle.rs, the RustCrypto
+// sha1, sha2 and hmac crates); the algorithm normalization, the keys and
+// the errors are the standard's, here. As the standard orders it, an
+// operation normalizes its algorithm (which may run a tenant's getter)
+// before it copies its data, and copies the data before it returns.
+
+const HASHES = ["SHA-1", "SHA-256", "SHA-384", "SHA-512"];
+// HMAC's default key length (bits): the hash's block size.
+const HASH_BLOCK_BITS = { __proto__: null, "SHA-1": 512, "SHA-256": 512, "SHA-384": 1024, "SHA-512": 1024 };
+const KEY_USAGES = ["encrypt", "decrypt", "sign", "verify", "deriveKey", "deriveBits", "wrapKey", "unwrapKey"];
+
+const notSupported = (what) => new DOMException(`crypto.subtle: ${what} is not supported`, "NotSupportedError");
+
+// The registered name an algorithm name matches, ASCII case-insensitively.
+function registeredName(name, names) {
+  const lower = StringPrototypeToLowerCase(name);
+  for (let i = 0; i < names.length; i++) if (StringPrototypeToLowerCase(names[i]) === lower) return names[i];
+  return undefined;
+}
+
+// The standard's "normalize an algorithm" for the operations Corral has:
+// "digest" (the SHA family), and HMAC for "sign", "verify", "importKey" and
+// "generateKey". Returns a null-prototype record.
+function normalizeAlgorithm(alg, op) {
+  if (typeof alg === "string") return normalizeAlgorithm({ name: alg }, op);
+  if (alg === null || (typeof alg !== "object" && typeof alg !== "function")) {
+    throw new TypeError("crypto.subtle: the algorithm must be an object or a string");
+  }
+  const rawName = alg.name;
+  if (rawName === undefined) throw new TypeError("crypto.subtle: the algorithm has no name");
+  const name = registeredName(domString(rawName), op === "digest" ? HASHES : ["HMAC"]);
+  if (name === undefined) throw notSupported(`${domString(rawName)} for ${op}`);
+  const out = { __proto__: null, name };
+  if (name !== "HMAC") return out;
+  if (op === "importKey" || op === "generateKey") {
+    const hash = alg.hash;
+    if (hash === undefined) throw new TypeError("crypto.subtle: HMAC needs a hash");
+    out.hash = normalizeAlgorithm(hash, "digest").name;
+    const length = alg.length;
+    if (length !== undefined) {
+      const n = Number(length);
+      if (!NumberIsInteger(n) || n < 0 || n > 0xffffffff) throw new TypeError("crypto.subtle: bad HMAC length");
+      out.length = n;
+    }
+  }
+  return out;
+}
+
+// A copy of a BufferSource's bytes, as the standard's "get a copy of the
+// bytes held by the buffer source" (a detached buffer holds none).
+function bufferSourceCopy(v, what) {
+  if (!isBufferSource(v)) throw new TypeError(`crypto.subtle: ${what} must be a BufferSource`);
+  return copyBytes(isSharedArrayBuffer(v) ? new Uint8Array(v) : v);
+}
+
+const arrayBufferOf = (bytes) => TypedArrayPrototypeGetBuffer(bytes);
+
+// The standard runs an operation's work "in parallel" and settles its
+// promise from a later task: awaiting here (a plain value, so no `then` is
+// looked up) puts that work after the microtasks already queued, so the
+// promise never settles in the same turn as the call.
+const inParallel = () => undefined;
+
+let keyRecord; // CryptoKey -> its internal slots (throws on anything else)
+let makeKey;
+
+class CryptoKey {
+  #s;
+  constructor(key) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+  }
+  static {
+    keyRecord = (k) => k.#s;
+    makeKey = (s) => {
+      const k = new CryptoKey(INTERNAL);
+      k.#s = s;
+      return k;
+    };
+  }
+  get type() {
+    return this.#s.type;
+  }
+  get extractable() {
+    return this.#s.extractable;
+  }
+  get algorithm() {
+    // The same object each time, as the standard's cached attribute.
+    return this.#s.algorithmObject;
+  }
+  get usages() {
+    return this.#s.usagesObject;
+  }
+  get [Symbol.toStringTag]() {
+    return "CryptoKey";
+  }
+}
+
+// The usages given, checked against those allowed, in the standard's order.
+function keyUsages(usages, allowed) {
+  if (usages === null || typeof usages !== "object" || typeof usages[Symbol.iterator] !== "function") {
+    throw new TypeError("crypto.subtle: keyUsages must be a sequence");
+  }
+  const out = [];
+  for (const u of usages) {
+    const usage = domString(u);
+    if (!KEY_USAGES.includes(usage)) throw new TypeError(`crypto.subtle: ${usage} is not a key usage`);
+    if (!allowed.includes(usage)) throw new DOMException(`crypto.subtle: an HMAC key cannot ${usage}`, "SyntaxError");
+    if (!out.includes(usage)) ArrayPrototypePush(out, usage);
+  }
+  return out;
+}
+
+function hmacKey(hash, bytes, lengthBits, extractable, usages) {
+  if (usages.length === 0) throw new DOMException("crypto.subtle: a secret key needs a usage", "SyntaxError");
+  const algorithm = { name: "HMAC", length: lengthBits, hash: { name: hash } };
+  return makeKey({
+    __proto__: null,
+    type: "secret",
+    extractable: !!extractable,
+    name: "HMAC",
+    hash,
+    bytes,
+    usages,
+    algorithmObject: algorithm,
+    usagesObject: ArrayPrototypeSlice(usages),
+  });
+}
+
+const base64url = {
+  encode(bytes) {
+    let s = "";
+    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+    let b = btoa(s);
+    while (b.endsWith("=")) b = StringPrototypeSlice(b, 0, b.length - 1);
+    return b.replaceAll("+", "-").replaceAll("/", "_");
+  },
+  decode(text) {
+    if (RegExpPrototypeExec(/^[A-Za-z0-9_-]*$/, text) === null) {
+      throw new DOMException("crypto.subtle: the JWK's k is not base64url", "DataError");
+    }
+    const bin = host.atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+    if (bin == null) throw new DOMException("crypto.subtle: the JWK's k is not base64url", "DataError");
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = StringPrototypeCharCodeAt(bin, i);
+    return out;
+  },
+};
+
+const JWK_HMAC_ALG = { __proto__: null, "SHA-1": "HS1", "SHA-256": "HS256", "SHA-384": "HS384", "SHA-512": "HS512" };
+
+// The operations' preconditions on a key.
+function usableKey(key, name, usage) {
+  let s;
+  try {
+    s = keyRecord(key);
+  } catch {
+    throw new TypeError("crypto.subtle: the key is not a CryptoKey");
+  }
+  if (s.name !== name) throw new DOMException(`crypto.subtle: the key is not an ${name} key`, "InvalidAccessError");
+  if (!s.usages.includes(usage)) throw new DOMException(`crypto.subtle: the key cannot ${usage}`, "InvalidAccessError");
+  return s;
+}
+
+class SubtleCrypto {
+  constructor(key) {
+    if (key !== INTERNAL) throw new TypeError("Illegal constructor");
+  }
+  async digest(algorithm, data) {
+    requireArgs(arguments.length, 2, "SubtleCrypto.digest");
+    const alg = normalizeAlgorithm(algorithm, "digest");
+    const bytes = bufferSourceCopy(data, "data");
+    await inParallel();
+    return arrayBufferOf(host.digest(alg.name, bytes));
+  }
+  async importKey(format, keyData, algorithm, extractable, keyUsages_) {
+    requireArgs(arguments.length, 5, "SubtleCrypto.importKey");
+    format = domString(format);
+    if (format !== "raw" && format !== "jwk" && format !== "spki" && format !== "pkcs8") {
+      throw new TypeError(`crypto.subtle: ${format} is not a key format`);
+    }
+    let bytes;
+    let jwk;
+    if (format === "jwk") {
+      if (keyData === null || typeof keyData !== "object" || isBufferSource(keyData)) {
+        throw new TypeError("crypto.subtle: a jwk key must be a JsonWebKey object");
+      }
+      jwk = keyData;
+    } else {
+      if (!isBufferSource(keyData)) throw new TypeError("crypto.subtle: the key data must be a BufferSource");
+      bytes = bufferSourceCopy(keyData, "keyData");
+    }
+    const alg = normalizeAlgorithm(algorithm, "importKey");
+    const usages = keyUsages(keyUsages_, ["sign", "verify"]);
+    await inParallel();
+    if (format === "jwk") {
+      if (jwk.kty !== "oct") throw new DOMException("crypto.subtle: an HMAC JWK has kty oct", "DataError");
+      if (jwk.k === undefined) throw new DOMException("crypto.subtle: the JWK has no k", "DataError");
+      bytes = base64url.decode(domString(jwk.k));
+      if (jwk.alg !== undefined && jwk.alg !== JWK_HMAC_ALG[alg.hash]) {
+        throw new DOMException("crypto.subtle: the JWK's alg does not match the hash", "DataError");
+      }
+      if (usages.length > 0 && jwk.use !== undefined && jwk.use !== "sig") {
+        throw new DOMException("crypto.subtle: the JWK's use is not sig", "DataError");
+      }
+      if (jwk.key_ops !== undefined) {
+        const ops = ArrayFrom(jwk.key_ops);
+        for (let i = 0; i < usages.length; i++) {
+          if (!ops.includes(usages[i])) throw new DOMException("crypto.subtle: key_ops lacks a usage", "DataError");
+        }
+      }
+      if (jwk.ext === false && extractable) {
+        throw new DOMException("crypto.subtle: the JWK is not extractable", "DataError");
+      }
+    } else if (format !== "raw") {
+      throw notSupported(`the ${format} format for HMAC`);
+    }
+    const bits = TypedArrayPrototypeGetLength(bytes) * 8;
+    if (bits === 0) throw new DOMException("crypto.subtle: an HMAC key cannot be empty", "DataError");
+    let length = bits;
+    if (alg.length !== undefined) {
+      if (alg.length > bits || alg.length <= bits - 8) {
+        throw new DOMException("crypto.subtle: the length does not match the key data", "DataError");
+      }
+      length = alg.length;
+    }
+    return hmacKey(alg.hash, bytes, length, extractable, usages);
+  }
+  async exportKey(format, key) {
+    requireArgs(arguments.length, 2, "SubtleCrypto.exportKey");
+    format = domString(format);
+    if (format !== "raw" && format !== "jwk" && format !== "spki" && format !== "pkcs8") {
+      throw new TypeError(`crypto.subtle: ${format} is not a key format`);
+    }
+    let s;
+    try {
+      s = keyRecord(key);
+    } catch {
+      throw new TypeError("crypto.subtle: the key is not a CryptoKey");
+    }
+    if (!s.extractable) throw new DOMException("crypto.subtle: the key is not extractable", "InvalidAccessError");
+    if (format === "raw") return arrayBufferOf(copyBytes(s.bytes));
+    if (format === "jwk") {
+      return {
+        kty: "oct",
+        k: base64url.encode(s.bytes),
+        alg: JWK_HMAC_ALG[s.hash],
+        key_ops: ArrayPrototypeSlice(s.usages),
+        ext: s.extractable,
+      };
+    }
+    throw notSupported(`the ${format} format for HMAC`);
+  }
+  async generateKey(algorithm, extractable, keyUsages_) {
+    requireArgs(arguments.length, 3, "SubtleCrypto.generateKey");
+    const alg = normalizeAlgorithm(algorithm, "generateKey");
+    const usages = keyUsages(keyUsages_, ["sign", "verify"]);
+    await inParallel();
+    const length = alg.length === undefined ? HASH_BLOCK_BITS[alg.hash] : alg.length;
+    if (length === 0) throw new DOMException("crypto.subtle: an HMAC key cannot be empty", "OperationError");
+    if (length > 65536 * 8) throw new DOMException("crypto.subtle: the key is too long", "OperationError");
+    const bytes = host.randomBytes(MathTrunc((length + 7) / 8));
+    if (length % 8 !== 0) bytes[bytes.length - 1] &= (0xff << (8 - (length % 8))) & 0xff;
+    return hmacKey(alg.hash, bytes, length, extractable, usages);
+  }
+  async sign(algorithm, key, data) {
+    requireArgs(arguments.length, 3, "SubtleCrypto.sign");
+    const alg = normalizeAlgorithm(algorithm, "sign");
+    const bytes = bufferSourceCopy(data, "data");
+    await inParallel();
+    const s = usableKey(key, alg.name, "sign");
+    return arrayBufferOf(host.hmacSign(s.hash, s.bytes, bytes));
+  }
+  async verify(algorithm, key, signature, data) {
+    requireArgs(arguments.length, 4, "SubtleCrypto.verify");
+    const alg = normalizeAlgorithm(algorithm, "verify");
+    const sig = bufferSourceCopy(signature, "signature");
+    const bytes = bufferSourceCopy(data, "data");
+    await inParallel();
+    const s = usableKey(key, alg.name, "verify");
+    return host.hmacVerify(s.hash, s.bytes, bytes, sig);
+  }
+  async encrypt() {
+    throw notSupported("encrypt");
+  }
+  async decrypt() {
+    throw notSupported("decrypt");
+  }
+  async deriveBits() {
+    throw notSupported("deriveBits");
+  }
+  async deriveKey() {
+    throw notSupported("deriveKey");
+  }
+  async wrapKey() {
+    throw notSupported("wrapKey");
+  }
+  async unwrapKey() {
+    throw notSupported("unwrapKey");
+  }
+  get [Symbol.toStringTag]() {
+    return "SubtleCrypto";
+  }
+}
+
+ObjectDefineProperty(globalThis.crypto, "subtle", {
+  __proto__: null,
+  value: new SubtleCrypto(INTERNAL),
+  enumerable: true,
+  configurable: true,
+});
+
+// ------------------------------------------- Compression/DecompressionStream --
+// The Compression Streams standard's two TransformStreams over native
+// coders (js/compress.rs: flate2). A runtime has at most 32 coders open
+// (a RangeError past that); a coder is freed when its stream ends, errors
+// or is cancelled, or when the stream is collected. One chunk's output
+// comes back in pieces allocated in the tenant's heap, and stops with a
+// RangeError past half the tenant's memory (a decompression bomb).
+
+// A stream whose coder is still open when it is collected frees it here.
+const coderStreams = new FinalizationRegistry((handle) => host.coderClose(handle));
+
+function coderTransform(format, compress, what) {
+  format = domString(format);
+  if (format !== "gzip" && format !== "deflate" && format !== "deflate-raw") {
+    throw new TypeError(`${what}: unsupported format ${format}`);
+  }
+  // `coder` is what the transform's algorithms hold: while any of them can
+  // still run, it is reachable and its host coder stays open.
+  const coder = { __proto__: null, handle: host.coderOpen(format, compress) };
+  FinalizationRegistryPrototypeRegister(coderStreams, coder, coder.handle, coder);
+  const close = () => {
+    if (coder.handle < 0) return;
+    FinalizationRegistryPrototypeUnregister(coderStreams, coder);
+    host.coderClose(coder.handle);
+    coder.handle = -1;
+  };
+  const enqueueAll = (pieces, c) => {
+    for (let i = 0; i < pieces.length; i++) c.enqueue(pieces[i]);
+  };
+  const ended = () => new TypeError(`${what}: the stream has ended`);
+  return new TransformStream({
+    transform(chunk, c) {
+      if (!isBufferSource(chunk)) {
+        close();
+        throw new TypeError(`${what}: chunks must be ArrayBuffers or ArrayBuffer views`);
+      }
+      if (coder.handle < 0) throw ended();
+      const bytes = bytesView(chunk);
+      if (TypedArrayPrototypeGetLength(bytes) === 0) return;
+      let pieces;
+      try {
+        pieces = host.coderWrite(coder.handle, bytes);
+      } catch (e) {
+        // The host has closed a coder that failed.
+        FinalizationRegistryPrototypeUnregister(coderStreams, coder);
+        coder.handle = -1;
+        throw e;
+      }
+      enqueueAll(pieces, c);
+    },
+    flush(c) {
+      if (coder.handle < 0) throw ended();
+      const handle = coder.handle;
+      FinalizationRegistryPrototypeUnregister(coderStreams, coder);
+      coder.handle = -1;
+      // The host closes the coder whatever the result.
+      enqueueAll(host.coderFinish(handle), c);
+    },
+    cancel() {
+      close();
+    },
+  });
+}
+
+class CompressionStream {
+  #ts;
+  constructor(format) {
+    requireArgs(arguments.length, 1, "CompressionStream");
+    this.#ts = coderTransform(format, true, "CompressionStream");
+  }
+  get readable() {
+    return this.#ts.readable;
+  }
+  get writable() {
+    return this.#ts.writable;
+  }
+  get [Symbol.toStringTag]() {
+    return "CompressionStream";
+  }
+}
+
+class DecompressionStream {
+  #ts;
+  constructor(format) {
+    requireArgs(arguments.length, 1, "DecompressionStream");
+    this.#ts = coderTransform(format, false, "DecompressionStream");
+  }
+  get readable() {
+    return this.#ts.readable;
+  }
+  get writable() {
+    return this.#ts.writable;
+  }
+  get [Symbol.toStringTag]() {
+    return "DecompressionStream";
+  }
+}
+
+// --------------------------------------------------------------- FormData --
+// XHR's FormData (an ordered list of entries, each a name and a string or a
+// File), multipart/form-data serialization for bodies, and the parsing
+// behind Request/Response.formData(): multipart bodies by the host
+// (js/multipart.rs: at most 10,000 parts), urlencoded ones by
+// form_urlencoded, as URLSearchParams.
+
+// Most entries formData() builds from one body.
+const MAX_FORM_ENTRIES = 10000;
+
+let formDataList; // FormData -> its entry list (throws on anything else)
+let isFormData;
+
+// The standard's "create an entry" value: a string, or a File (a Blob
+// becomes one named "blob", a File given a filename becomes a copy so named).
+function formEntryValue(value, filename, hasFilename, what) {
+  if (!isBlob(value)) {
+    if (hasFilename) throw new TypeError(`${what}: a filename needs a Blob value`);
+    return usvString(value);
+  }
+  const file = isFile(value);
+  if (file && !hasFilename) return value;
+  const name = hasFilename ? usvString(filename) : file ? value.name : "blob";
+  const options = { type: value.type };
+  if (file) options.lastModified = value.lastModified;
+  return new File([value], name, options);
+}
+
+const FormDataIteratorPrototype = Object.create(IteratorPrototype, {
+  next: {
+    value: function next() {
+      const it = WeakMapPrototypeGet(formDataIterators, this);
+      if (it === undefined) throw new TypeError("next called on an object that is not a FormData Iterator");
+      const list = formDataList(it.form);
+      if (it.index >= list.length) return { value: undefined, done: true };
+      const entry = list[it.index++];
+      const value = it.kind === "key" ? entry[0] : it.kind === "value" ? entry[1] : [entry[0], entry[1]];
+      return { value, done: false };
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  },
+  [Symbol.toStringTag]: { value: "FormData Iterator", configurable: true },
+});
+const formDataIterators = new WeakMap();
+
+function formDataIterator(form, kind) {
+  formDataList(form);
+  const it = Object.create(FormDataIteratorPrototype);
+  WeakMapPrototypeSet(formDataIterators, it, { __proto__: null, form, kind, index: 0 });
+  return it;
+}
+
+class FormData {
+  #list = [];
+  static {
+    formDataList = (f) => f.#list;
+    isFormData = (x) => {
+      try {
+        x.#list;
+        return true;
+      } catch {
+        return false;
+      }
+    };
+  }
+  constructor(form = undefined, submitter = undefined) {
+    if (form !== undefined) throw new TypeError("FormData: a tenant has no HTML form element to read");
+  }
+  append(name, value, filename = undefined) {
+    requireArgs(arguments.length, 2, "FormData.append");
+    ArrayPrototypePush(this.#list, [usvString(name), formEntryValue(value, filename, arguments.length > 2, "FormData.append")]);
+  }
+  delete(name) {
+    requireArgs(arguments.length, 1, "FormData.delete");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = list.length - 1; i >= 0; i--) if (list[i][0] === name) ArrayPrototypeSplice(list, i, 1);
+  }
+  get(name) {
+    requireArgs(arguments.length, 1, "FormData.get");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) if (list[i][0] === name) return list[i][1];
+    return null;
+  }
+  getAll(name) {
+    requireArgs(arguments.length, 1, "FormData.getAll");
+    name = usvString(name);
+    const list = this.#list;
+    const out = [];
+    for (let i = 0; i < list.length; i++) if (list[i][0] === name) ArrayPrototypePush(out, list[i][1]);
+    return out;
+  }
+  has(name) {
+    requireArgs(arguments.length, 1, "FormData.has");
+    name = usvString(name);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) if (list[i][0] === name) return true;
+    return false;
+  }
+  set(name, value, filename = undefined) {
+    requireArgs(arguments.length, 2, "FormData.set");
+    name = usvString(name);
+    const entry = [name, formEntryValue(value, filename, arguments.length > 2, "FormData.set")];
+    const list = this.#list;
+    let first = -1;
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] !== name) continue;
+      if (first < 0) {
+        first = i;
+        list[i] = entry;
+      } else {
+        ArrayPrototypeSplice(list, i--, 1);
+      }
+    }
+    if (first < 0) ArrayPrototypePush(list, entry);
+  }
+  forEach(callback, thisArg = undefined) {
+    if (typeof callback !== "function") throw new TypeError("FormData.forEach: the callback is not a function");
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) ReflectApply(callback, thisArg, [list[i][1], list[i][0], this]);
+  }
+  entries() {
+    return formDataIterator(this, "key+value");
+  }
+  keys() {
+    return formDataIterator(this, "key");
+  }
+  values() {
+    return formDataIterator(this, "value");
+  }
+  get [Symbol.toStringTag]() {
+    return "FormData";
+  }
+}
+ObjectDefineProperty(FormData.prototype, Symbol.iterator, {
+  value: FormData.prototype.entries,
+  writable: true,
+  configurable: true,
+});
+
+// Every lone CR and lone LF as CRLF (the multipart encoding's first step).
+function crlfNormalize(s) {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = StringPrototypeCharCodeAt(s, i);
+    if (c === 0x0d) {
+      out += "\r\n";
+      if (StringPrototypeCharCodeAt(s, i + 1) === 0x0a) i++;
+    } else if (c === 0x0a) {
+      out += "\r\n";
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// A name or filename in Content-Disposition: LF, CR and '"' escaped.
+function dispositionEscape(s) {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    out += c === "\n" ? "%0A" : c === "\r" ? "%0D" : c === '"' ? "%22" : c;
+  }
+  return out;
+}
+
+function concatBytes(chunks) {
+  let total = 0;
+  for (let i = 0; i < chunks.length; i++) total += TypedArrayPrototypeGetLength(chunks[i]);
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    TypedArrayPrototypeSet(out, chunks[i], at);
+    at += TypedArrayPrototypeGetLength(chunks[i]);
+  }
+  return out;
+}
+
+// A FormData as a multipart/form-data body: [bytes, its content type].
+function formDataBody(form) {
+  const random = host.randomBytes(16);
+  let boundary = "----CorralFormBoundary";
+  for (let i = 0; i < random.length; i++) boundary += "0123456789abcdef"[random[i] & 15];
+  const list = formDataList(form);
+  const chunks = [];
+  for (let i = 0; i < list.length; i++) {
+    const name = list[i][0];
+    const value = list[i][1];
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${dispositionEscape(crlfNormalize(name))}"`;
+    if (typeof value === "string") {
+      ArrayPrototypePush(chunks, utf8Encode(`${head}\r\n\r\n`), utf8Encode(crlfNormalize(value)));
+    } else {
+      const type = value.type;
+      head += `; filename="${dispositionEscape(value.name)}"\r\nContent-Type: ${type === "" ? "application/octet-stream" : type}\r\n\r\n`;
+      ArrayPrototypePush(chunks, utf8Encode(head), blobBytes(value));
+    }
+    ArrayPrototypePush(chunks, utf8Encode("\r\n"));
+  }
+  ArrayPrototypePush(chunks, utf8Encode(`--${boundary}--\r\n`));
+  return [concatBytes(chunks), `multipart/form-data; boundary=${boundary}`];
+}
+
+// Request/Response.formData(): the body's bytes as a FormData, by its
+// content type.
+function parseFormBody(bytes, contentType) {
+  const type = contentType === null ? "" : contentType;
+  const semi = StringPrototypeIndexOf(type, ";");
+  const essence = StringPrototypeToLowerCase(StringPrototypeSlice(type, 0, semi < 0 ? type.length : semi).trim());
+  const form = new FormData();
+  const list = formDataList(form);
+  if (essence === "multipart/form-data") {
+    const parts = host.multipartParse(bytes, type);
+    for (let i = 0; i < parts.length; i += 5) {
+      const content = TypedArrayPrototypeSubarray(bytes, parts[i + 3], parts[i + 4]);
+      const filename = parts[i + 1];
+      const value =
+        filename === undefined
+          ? utf8Decode(content, false)
+          : new File([content], filename, {
+              // No Content-Type: text/plain; one that is not a MIME type: "".
+              type: parts[i + 2] === undefined ? "text/plain" : parts[i + 2],
+              lastModified: 0,
+            });
+      ArrayPrototypePush(list, [parts[i], value]);
+    }
+    return form;
+  }
+  if (essence === "application/x-www-form-urlencoded") {
+    const pairs = host.formParse(utf8Decode(bytes, false));
+    if (pairs.length > 2 * MAX_FORM_ENTRIES) {
+      throw new TypeError(`formData(): the body has more than ${MAX_FORM_ENTRIES} entries`);
+    }
+    for (let i = 0; i + 1 < pairs.length; i += 2) ArrayPrototypePush(list, [pairs[i], pairs[i + 1]]);
+    return form;
+  }
+  throw new TypeError("formData(): the body is neither multipart/form-data nor application/x-www-form-urlencoded");
+}
+
 define("TextEncoder", TextEncoder);
+define("CryptoKey", CryptoKey);
+define("SubtleCrypto", SubtleCrypto);
+define("CompressionStream", CompressionStream);
+define("DecompressionStream", DecompressionStream);
+define("FormData", FormData);
 define("structuredClone", structuredClone);
 define("Blob", Blob);
 define("File", File);

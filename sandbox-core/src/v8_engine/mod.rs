@@ -57,7 +57,7 @@ use parking_lot::Mutex;
 use crate::js::engine::{PRELUDE_SOURCE, request_url};
 use crate::js::entry_source;
 use crate::js::host::{HostState, Scope, kv_op};
-use crate::js::web;
+use crate::js::{compress, multipart, subtle, web};
 use crate::{
     Backend, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program, SandboxError,
 };
@@ -992,7 +992,7 @@ fn with_kv<T>(
 
 fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
     let host = v8::Object::new(scope);
-    let functions: [(&str, v8::FunctionCallback); 21] = [
+    let functions: [(&str, v8::FunctionCallback); 29] = [
         ("encodeUtf8", encode_utf8.map_fn_to()),
         ("decodeUtf8", decode_utf8.map_fn_to()),
         ("randomBytes", random_bytes.map_fn_to()),
@@ -1014,6 +1014,14 @@ fn install_host(scope: &mut v8::PinScope<'_, '_>) -> Result<(), SandboxError> {
         ("encodeInto", encode_into.map_fn_to()),
         ("atob", atob.map_fn_to()),
         ("btoa", btoa.map_fn_to()),
+        ("digest", digest.map_fn_to()),
+        ("hmacSign", hmac_sign.map_fn_to()),
+        ("hmacVerify", hmac_verify.map_fn_to()),
+        ("coderOpen", coder_open.map_fn_to()),
+        ("coderWrite", coder_write.map_fn_to()),
+        ("coderFinish", coder_finish.map_fn_to()),
+        ("coderClose", coder_close.map_fn_to()),
+        ("multipartParse", multipart_parse.map_fn_to()),
     ];
     for (name, callback) in functions {
         let f = v8::Function::new_raw(scope, callback)
@@ -1354,4 +1362,202 @@ fn btoa(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v
         Some(text) => set_string(scope, &mut rv, &text),
         None => rv.set_null(),
     }
+}
+
+// ------------------------------------------------------------- platform --
+// crypto.subtle, the compression streams' coders and multipart parsing: the
+// same host functions as QuickJS's (`crate::js::{subtle, compress,
+// multipart}`).
+
+fn throw_type(scope: &mut v8::PinScope<'_, '_>, message: &str) {
+    if let Some(msg) = v8::String::new(scope, message) {
+        let err = v8::Exception::type_error(scope, msg);
+        scope.throw_exception(err);
+    }
+}
+
+fn arg_hash(
+    scope: &mut v8::PinScope<'_, '_>,
+    args: &v8::FunctionCallbackArguments,
+) -> Option<subtle::Hash> {
+    let name = arg_string(scope, args, 0);
+    let hash = subtle::Hash::from_name(&name);
+    if hash.is_none() {
+        throw_type(scope, "crypto.subtle: unknown hash");
+    }
+    hash
+}
+
+fn set_bytes(scope: &mut v8::PinScope<'_, '_>, rv: &mut v8::ReturnValue, bytes: &[u8]) {
+    if let Some(array) = host_bytes(scope, bytes) {
+        rv.set(array.into());
+    }
+}
+
+fn digest(scope: &mut v8::PinScope, args: v8::FunctionCallbackArguments, mut rv: v8::ReturnValue) {
+    let Some(hash) = arg_hash(scope, &args) else {
+        return;
+    };
+    let out = subtle::digest(hash, &arg_bytes(&args, 1));
+    set_bytes(scope, &mut rv, &out);
+}
+
+fn hmac_sign(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let Some(hash) = arg_hash(scope, &args) else {
+        return;
+    };
+    let out = subtle::hmac_sign(hash, &arg_bytes(&args, 1), &arg_bytes(&args, 2));
+    set_bytes(scope, &mut rv, &out);
+}
+
+fn hmac_verify(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let Some(hash) = arg_hash(scope, &args) else {
+        return;
+    };
+    let ok = subtle::hmac_verify(
+        hash,
+        &arg_bytes(&args, 1),
+        &arg_bytes(&args, 2),
+        &arg_bytes(&args, 3),
+    );
+    rv.set_bool(ok);
+}
+
+fn throw_coder(scope: &mut v8::PinScope<'_, '_>, e: compress::CoderError) {
+    if e == compress::CoderError::OutOfMemory {
+        // host_bytes has thrown already.
+        return;
+    }
+    if let Some(msg) = v8::String::new(scope, e.message()) {
+        let err = if e.is_range() {
+            v8::Exception::range_error(scope, msg)
+        } else {
+            v8::Exception::type_error(scope, msg)
+        };
+        scope.throw_exception(err);
+    }
+}
+
+fn coder_open(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let name = arg_string(scope, &args, 0);
+    let compress = args.get(1).boolean_value(scope);
+    let Some(format) = compress::Format::from_name(&name) else {
+        return throw_type(scope, "unknown compression format");
+    };
+    let Some(state) = host_state(scope) else {
+        return throw(scope, "compression: no host state");
+    };
+    let opened = state.coders.lock().open(format, compress);
+    match opened {
+        Ok(handle) => rv.set_uint32(handle),
+        Err(e) => throw_coder(scope, e),
+    }
+}
+
+/// Runs a coder call, its output pieces made into `Uint8Array`s as they
+/// come, and returns them as an array.
+fn coder_pieces(
+    scope: &mut v8::PinScope<'_, '_>,
+    rv: &mut v8::ReturnValue,
+    call: impl FnOnce(&HostState, &mut dyn FnMut(&[u8]) -> bool) -> Result<(), compress::CoderError>,
+) {
+    let Some(state) = host_state(scope) else {
+        return throw(scope, "compression: no host state");
+    };
+    let mut pieces: Vec<v8::Local<'_, v8::Value>> = Vec::new();
+    let result = call(&state, &mut |bytes| match host_bytes(scope, bytes) {
+        Some(array) => {
+            pieces.push(array.into());
+            true
+        }
+        None => false,
+    });
+    match result {
+        Ok(()) => rv.set(v8::Array::new_with_elements(scope, &pieces).into()),
+        Err(e) => throw_coder(scope, e),
+    }
+}
+
+fn coder_write(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    let input = arg_bytes(&args, 1);
+    coder_pieces(scope, &mut rv, |state, emit| {
+        let limit = state.coder_output_limit();
+        state.coders.lock().write(handle, &input, limit, emit)
+    });
+}
+
+fn coder_finish(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    coder_pieces(scope, &mut rv, |state, emit| {
+        let limit = state.coder_output_limit();
+        state.coders.lock().finish(handle, limit, emit)
+    });
+}
+
+fn coder_close(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
+    if let Some(state) = host_state(scope) {
+        state.coders.lock().close(handle);
+    }
+}
+
+/// A guest string, or `undefined` for `None`.
+fn opt_string<'s>(scope: &mut v8::PinScope<'s, '_>, s: Option<&str>) -> v8::Local<'s, v8::Value> {
+    match s.and_then(|s| v8::String::new(scope, s)) {
+        Some(s) => s.into(),
+        None => v8::undefined(scope).into(),
+    }
+}
+
+fn multipart_parse(
+    scope: &mut v8::PinScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let body = arg_bytes(&args, 0);
+    let content_type = arg_string(scope, &args, 1);
+    let Some(boundary) = multipart::boundary(&content_type) else {
+        return throw_type(scope, multipart::MultipartError::NoBoundary.message());
+    };
+    let parts = match multipart::parse(&body, &boundary) {
+        Ok(parts) => parts,
+        Err(e) => return throw_type(scope, e.message()),
+    };
+    let mut out: Vec<v8::Local<'_, v8::Value>> = Vec::with_capacity(parts.len() * 5);
+    for part in &parts {
+        let name = opt_string(scope, Some(&part.name));
+        let filename = opt_string(scope, part.filename.as_deref());
+        let content_type = opt_string(scope, part.content_type.as_deref());
+        out.push(name);
+        out.push(filename);
+        out.push(content_type);
+        out.push(v8::Number::new(scope, part.start as f64).into());
+        out.push(v8::Number::new(scope, part.end as f64).into());
+    }
+    rv.set(v8::Array::new_with_elements(scope, &out).into());
 }

@@ -8,6 +8,7 @@ mod fleet;
 mod hygiene;
 mod limits;
 mod memory;
+mod platform_apis;
 mod streaming;
 mod streams;
 mod web;

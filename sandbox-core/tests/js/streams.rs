@@ -800,7 +800,9 @@ async fn only_the_standard_stream_classes_become_globals() {
         json!({
             "streamy": [
                 "ByteLengthQueuingStrategy",
+                "CompressionStream",
                 "CountQueuingStrategy",
+                "DecompressionStream",
                 "ReadableStream",
                 "ReadableStreamDefaultController",
                 "ReadableStreamDefaultReader",

@@ -1,0 +1,498 @@
+//! The native coders behind `CompressionStream` and `DecompressionStream`
+//! ("gzip", "deflate" and "deflate-raw", on `flate2` with its pure-Rust
+//! miniz_oxide backend).
+//!
+//! Containment: a runtime keeps at most [`MAX_CODERS`] coders open at once
+//! (each holds a window of tens of kilobytes in the host, outside the
+//! tenant's heap); the output of one chunk is handed out in pieces of at most
+//! [`PIECE`] bytes, each copied into the tenant's heap by the caller as it
+//! is made, so the host never holds more than a few pieces and the tenant's
+//! memory limit counts all of it; and one chunk's output stops with
+//! [`CoderError::TooLarge`] past the caller's `limit`, so a small
+//! decompression bomb cannot grow past the tenant's memory (nor keep the
+//! host busy inflating what could never be kept).
+//!
+//! Engine-neutral, like [`super::web`]: the QuickJS host functions and the
+//! V8 ones wrap these.
+
+use std::io::Write as _;
+
+use flate2::{Compression, Decompress, FlushDecompress, Status};
+
+/// Most coders a runtime keeps open at once.
+pub(crate) const MAX_CODERS: usize = 32;
+
+/// The largest piece of output handed to the caller at once.
+pub(crate) const PIECE: usize = 64 * 1024;
+
+/// Input fed to a coder per step, so each step's output stays small.
+const STEP: usize = 4 * 1024;
+
+/// A Compression Streams format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Gzip,
+    Deflate,
+    DeflateRaw,
+}
+
+impl Format {
+    /// The format a `CompressionStream` argument names (exactly, as the
+    /// standard's enum does).
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gzip" => Some(Self::Gzip),
+            "deflate" => Some(Self::Deflate),
+            "deflate-raw" => Some(Self::DeflateRaw),
+            _ => None,
+        }
+    }
+}
+
+/// Why a coder gave no (more) output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoderError {
+    /// The compressed data is not valid (a TypeError).
+    Corrupt,
+    /// Data follows the end of the compressed stream (a TypeError).
+    TrailingData,
+    /// The compressed stream ended early (a TypeError).
+    Truncated,
+    /// One chunk's output would pass the limit (a RangeError).
+    TooLarge,
+    /// Too many coders open in this runtime (a RangeError).
+    TooMany,
+    /// No such coder (a TypeError; the prelude never asks).
+    Unknown,
+    /// The caller could not keep a piece of output (its heap is full).
+    OutOfMemory,
+}
+
+impl CoderError {
+    /// The message the guest's exception carries.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::Corrupt => "DecompressionStream: the compressed data is corrupt",
+            Self::TrailingData => {
+                "DecompressionStream: data follows the end of the compressed stream"
+            }
+            Self::Truncated => "DecompressionStream: the compressed stream ended early",
+            Self::TooLarge => {
+                "DecompressionStream: one chunk's output would pass half the tenant's memory limit"
+            }
+            Self::TooMany => {
+                "CompressionStream/DecompressionStream: too many streams open at once (the limit is 32)"
+            }
+            Self::Unknown => "CompressionStream/DecompressionStream: the stream is closed",
+            Self::OutOfMemory => "out of memory",
+        }
+    }
+
+    /// Whether the guest sees a RangeError (else a TypeError).
+    pub(crate) fn is_range(self) -> bool {
+        matches!(self, Self::TooLarge | Self::TooMany)
+    }
+}
+
+/// A compressor: a `flate2` writer over a vector the output collects in.
+trait Encoder: std::io::Write + Send {
+    fn sink(&mut self) -> &mut Vec<u8>;
+    fn end(&mut self) -> std::io::Result<()>;
+}
+
+macro_rules! encoder {
+    ($t:ty) => {
+        impl Encoder for $t {
+            fn sink(&mut self) -> &mut Vec<u8> {
+                self.get_mut()
+            }
+            fn end(&mut self) -> std::io::Result<()> {
+                self.try_finish()
+            }
+        }
+    };
+}
+encoder!(flate2::write::GzEncoder<Vec<u8>>);
+encoder!(flate2::write::ZlibEncoder<Vec<u8>>);
+encoder!(flate2::write::DeflateEncoder<Vec<u8>>);
+
+enum Coder {
+    Encode(Box<dyn Encoder>),
+    Gunzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
+    /// Inflates zlib (`deflate`) or raw deflate data; `ended` once the
+    /// stream's last block is in.
+    Inflate {
+        inflate: Box<Decompress>,
+        ended: bool,
+    },
+}
+
+/// Where a coder's output goes: pieces of at most [`PIECE`] bytes, counted
+/// against a limit. `emit` returns false when the caller could not keep one.
+struct Out<'a> {
+    emit: &'a mut dyn FnMut(&[u8]) -> bool,
+    total: usize,
+    limit: usize,
+}
+
+impl Out<'_> {
+    fn push(&mut self, mut bytes: &[u8]) -> Result<(), CoderError> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(PIECE);
+            self.total += n;
+            if self.total > self.limit {
+                return Err(CoderError::TooLarge);
+            }
+            if !(self.emit)(&bytes[..n]) {
+                return Err(CoderError::OutOfMemory);
+            }
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Hands out what a writer-based coder has buffered in `sink`.
+    fn drain(&mut self, sink: &mut Vec<u8>) -> Result<(), CoderError> {
+        let out = self.push(sink);
+        sink.clear();
+        out
+    }
+}
+
+fn corrupt(_: std::io::Error) -> CoderError {
+    CoderError::Corrupt
+}
+
+impl Coder {
+    fn new(format: Format, compress: bool) -> Self {
+        let level = Compression::default();
+        match (format, compress) {
+            (Format::Gzip, true) => {
+                Self::Encode(Box::new(flate2::write::GzEncoder::new(Vec::new(), level)))
+            }
+            (Format::Deflate, true) => {
+                Self::Encode(Box::new(flate2::write::ZlibEncoder::new(Vec::new(), level)))
+            }
+            (Format::DeflateRaw, true) => Self::Encode(Box::new(
+                flate2::write::DeflateEncoder::new(Vec::new(), level),
+            )),
+            (Format::Gzip, false) => {
+                Self::Gunzip(Box::new(flate2::write::GzDecoder::new(Vec::new())))
+            }
+            (Format::Deflate | Format::DeflateRaw, false) => Self::Inflate {
+                inflate: Box::new(Decompress::new(format == Format::Deflate)),
+                ended: false,
+            },
+        }
+    }
+
+    /// Feeds `input` in steps, handing out the output as it comes.
+    fn write(&mut self, input: &[u8], out: &mut Out<'_>) -> Result<(), CoderError> {
+        match self {
+            Self::Encode(e) => {
+                for step in input.chunks(STEP) {
+                    e.write_all(step).map_err(corrupt)?;
+                    out.drain(e.sink())?;
+                }
+                Ok(())
+            }
+            Self::Gunzip(d) => {
+                let mut rest = input;
+                while !rest.is_empty() {
+                    let step = rest.len().min(STEP);
+                    // One `write` inflates at most the decoder's 32 KiB
+                    // buffer's worth, so `sink` stays small.
+                    let n = d.write(&rest[..step]).map_err(corrupt)?;
+                    out.drain(d.get_mut())?;
+                    if n == 0 {
+                        // The member and its trailer are in: what is left
+                        // follows the end of the stream.
+                        return Err(CoderError::TrailingData);
+                    }
+                    rest = &rest[n..];
+                }
+                // What the decoder still buffers.
+                d.flush().map_err(corrupt)?;
+                out.drain(d.get_mut())
+            }
+            Self::Inflate { inflate, ended } => {
+                let mut buf = vec![0u8; PIECE];
+                let mut rest = input;
+                loop {
+                    if *ended {
+                        return if rest.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(CoderError::TrailingData)
+                        };
+                    }
+                    let (in0, out0) = (inflate.total_in(), inflate.total_out());
+                    let status = inflate
+                        .decompress(rest, &mut buf, FlushDecompress::None)
+                        .map_err(|_| CoderError::Corrupt)?;
+                    let read = usize::try_from(inflate.total_in() - in0).unwrap_or(usize::MAX);
+                    let made = usize::try_from(inflate.total_out() - out0).unwrap_or(usize::MAX);
+                    rest = &rest[read.min(rest.len())..];
+                    out.push(&buf[..made])?;
+                    if status == Status::StreamEnd {
+                        *ended = true;
+                    } else if read == 0 && made == 0 {
+                        // No progress: everything given has been taken.
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the stream: a compressor's last output, or a decompressor's
+    /// check that its stream ended.
+    fn finish(&mut self, out: &mut Out<'_>) -> Result<(), CoderError> {
+        match self {
+            Self::Encode(e) => {
+                e.end().map_err(corrupt)?;
+                out.drain(e.sink())
+            }
+            Self::Gunzip(d) => {
+                // Fails when the member or its trailer is incomplete, or
+                // the trailer's CRC or length does not match.
+                let finished = d.try_finish();
+                out.drain(d.get_mut())?;
+                finished.map_err(|_| CoderError::Truncated)
+            }
+            Self::Inflate { ended, .. } => {
+                if *ended {
+                    Ok(())
+                } else {
+                    Err(CoderError::Truncated)
+                }
+            }
+        }
+    }
+}
+
+/// The coders of the streams open in one runtime, by handle.
+#[derive(Default)]
+pub(crate) struct Coders {
+    slots: Vec<Option<Coder>>,
+    free: Vec<u32>,
+}
+
+impl std::fmt::Debug for Coders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coders")
+            .field("open", &self.open_count())
+            .finish()
+    }
+}
+
+impl Coders {
+    /// How many coders are open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// A new coder, by handle: a compressor when `compress`, else a
+    /// decompressor.
+    pub(crate) fn open(&mut self, format: Format, compress: bool) -> Result<u32, CoderError> {
+        if let Some(handle) = self.free.pop() {
+            self.slots[handle as usize] = Some(Coder::new(format, compress));
+            return Ok(handle);
+        }
+        if self.slots.len() >= MAX_CODERS {
+            return Err(CoderError::TooMany);
+        }
+        self.slots.push(Some(Coder::new(format, compress)));
+        Ok(u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// Feeds `input` to coder `handle`; its output goes to `emit` in pieces
+    /// of at most [`PIECE`] bytes, at most `limit` bytes in all. A coder that
+    /// fails is closed.
+    pub(crate) fn write(
+        &mut self,
+        handle: u32,
+        input: &[u8],
+        limit: usize,
+        emit: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), CoderError> {
+        let coder = self
+            .slots
+            .get_mut(handle as usize)
+            .and_then(Option::as_mut)
+            .ok_or(CoderError::Unknown)?;
+        let mut out = Out {
+            emit,
+            total: 0,
+            limit,
+        };
+        let result = coder.write(input, &mut out);
+        if result.is_err() {
+            self.close(handle);
+        }
+        result
+    }
+
+    /// Ends coder `handle`'s stream (its last output to `emit`, as in
+    /// [`Self::write`]) and closes it, whatever the result.
+    pub(crate) fn finish(
+        &mut self,
+        handle: u32,
+        limit: usize,
+        emit: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), CoderError> {
+        let coder = self
+            .slots
+            .get_mut(handle as usize)
+            .and_then(Option::as_mut)
+            .ok_or(CoderError::Unknown)?;
+        let mut out = Out {
+            emit,
+            total: 0,
+            limit,
+        };
+        let result = coder.finish(&mut out);
+        self.close(handle);
+        result
+    }
+
+    /// Frees coder `handle` (an unknown handle is ignored).
+    pub(crate) fn close(&mut self, handle: u32) {
+        if let Some(slot) = self.slots.get_mut(handle as usize)
+            && slot.take().is_some()
+        {
+            self.free.push(handle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(coders: &mut Coders, h: u32, input: &[u8], limit: usize) -> Result<Vec<u8>, CoderError> {
+        let mut all = Vec::new();
+        coders.write(h, input, limit, &mut |b| {
+            assert!(b.len() <= PIECE);
+            all.extend_from_slice(b);
+            true
+        })?;
+        Ok(all)
+    }
+
+    fn end(coders: &mut Coders, h: u32) -> Result<Vec<u8>, CoderError> {
+        let mut all = Vec::new();
+        coders.finish(h, usize::MAX, &mut |b| {
+            all.extend_from_slice(b);
+            true
+        })?;
+        Ok(all)
+    }
+
+    fn roundtrip(format: Format, data: &[u8]) {
+        let mut c = Coders::default();
+        let h = c.open(format, true).unwrap();
+        let mut z = run(&mut c, h, &data[..data.len() / 2], usize::MAX).unwrap();
+        z.extend(run(&mut c, h, &data[data.len() / 2..], usize::MAX).unwrap());
+        z.extend(end(&mut c, h).unwrap());
+        assert_eq!(c.open_count(), 0);
+        let d = c.open(format, false).unwrap();
+        let mut plain = Vec::new();
+        for byte in z.chunks(7) {
+            plain.extend(run(&mut c, d, byte, usize::MAX).unwrap());
+        }
+        plain.extend(end(&mut c, d).unwrap());
+        assert_eq!(plain, data, "{format:?}");
+        // Truncated input is an error at the end; data after it at once.
+        let d = c.open(format, false).unwrap();
+        run(&mut c, d, &z[..z.len() - 1], usize::MAX).unwrap();
+        assert_eq!(end(&mut c, d), Err(CoderError::Truncated), "{format:?}");
+        let d = c.open(format, false).unwrap();
+        let mut junk = z.clone();
+        junk.extend_from_slice(b"junk");
+        assert_eq!(
+            run(&mut c, d, &junk, usize::MAX),
+            Err(CoderError::TrailingData)
+        );
+        assert_eq!(c.open_count(), 0, "a failed coder is closed");
+    }
+
+    #[test]
+    fn formats_roundtrip_in_pieces() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for format in [Format::Gzip, Format::Deflate, Format::DeflateRaw] {
+            roundtrip(format, &data);
+            roundtrip(format, b"");
+        }
+        assert_eq!(Format::from_name("GZIP"), None);
+    }
+
+    #[test]
+    fn bombs_stop_at_the_limit_and_coders_are_capped() {
+        let mut c = Coders::default();
+        let h = c.open(Format::Gzip, true).unwrap();
+        let zeros = vec![0u8; 8 << 20];
+        let mut bomb = run(&mut c, h, &zeros, usize::MAX).unwrap();
+        bomb.extend(end(&mut c, h).unwrap());
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let d = c.open(Format::Gzip, false).unwrap();
+        assert_eq!(run(&mut c, d, &bomb, 1 << 20), Err(CoderError::TooLarge));
+        assert_eq!(
+            run(&mut c, 0, &[0x1f, 0x8b, 9], usize::MAX),
+            Err(CoderError::Unknown)
+        );
+        let d = c.open(Format::Deflate, false).unwrap();
+        assert_eq!(
+            run(&mut c, d, b"not zlib", usize::MAX),
+            Err(CoderError::Corrupt)
+        );
+        for _ in 0..MAX_CODERS {
+            c.open(Format::DeflateRaw, false).unwrap();
+        }
+        assert_eq!(c.open(Format::Gzip, true), Err(CoderError::TooMany));
+        c.close(3);
+        assert!(c.open(Format::Gzip, true).is_ok());
+    }
+
+    /// Damaged streams (one byte of a real one changed, or cut short) fed in
+    /// odd-sized pieces: every decoder answers with output or an error, never
+    /// a panic, and stays within its limit.
+    #[test]
+    fn damaged_input_never_panics() {
+        let data: Vec<u8> = (0..5_000u32).map(|i| (i * 31 % 7) as u8).collect();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for format in [Format::Gzip, Format::Deflate, Format::DeflateRaw] {
+            let mut c = Coders::default();
+            let h = c.open(format, true).unwrap();
+            let mut z = run(&mut c, h, &data, usize::MAX).unwrap();
+            z.extend(end(&mut c, h).unwrap());
+            for _ in 0..500 {
+                let mut bad = z.clone();
+                let at = (next() % bad.len() as u64) as usize;
+                bad[at] ^= 1 << (next() % 8);
+                bad.truncate(bad.len() - (next() % 4) as usize);
+                let d = c.open(format, false).unwrap();
+                let mut rest = &bad[..];
+                let mut failed = false;
+                while !rest.is_empty() {
+                    let n = ((next() % 97) as usize + 1).min(rest.len());
+                    if run(&mut c, d, &rest[..n], 64 << 10).is_err() {
+                        failed = true;
+                        break;
+                    }
+                    rest = &rest[n..];
+                }
+                if !failed {
+                    let _ = end(&mut c, d);
+                }
+                assert_eq!(c.open_count(), 0, "{format:?}: the coder is closed");
+            }
+        }
+    }
+}
