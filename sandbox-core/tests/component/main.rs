@@ -441,6 +441,9 @@ async fn kv_round_trip_survives_parking_and_refuses_past_its_caps() {
     p.invoke(&app, put("/another", "x")).await.unwrap();
     let r = p.invoke(&app, get("/")).await.unwrap();
     assert_eq!(text(&r), "another\ngreeting\n");
+    // Metered as storage like env.KV: keys and values, 11 + 8 bytes.
+    assert_eq!(p.store().kv_bytes(&app).unwrap(), 19);
+    assert_eq!(p.usage(&app).unwrap().usage.storage_bytes, 19);
 
     // Parked, then woken from the artifact: the value is still there.
     let compiles = p.registry().stats().compiles;
