@@ -5,8 +5,10 @@
 #
 #   benches/component-load.sh [SECONDS] [CONNECTIONS]
 #
-# Builds wasmtime-cli 48 from crates.io into target/wasmtime-cli the first time
-# (long on 2 cores: it is not part of CI). Needs wrk and curl.
+# Builds wasmtime-cli 48 from crates.io into $CARGO_TARGET_DIR/wasmtime-cli the
+# first time (long on 2 cores: it is not part of CI), or takes it from
+# $WASMTIME_CLI_ROOT (a `cargo install --root` holding bin/wasmtime), so it can
+# be built beforehand in another target dir. Needs wrk and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -14,7 +16,7 @@ conns=${2:-16}
 command -v wrk >/dev/null || { echo "component-load: wrk not found (apt-get install wrk)" >&2; exit 1; }
 
 component=sandbox-core/tests/fixtures/components/hello.wasm
-tools=${CARGO_TARGET_DIR:-target}/wasmtime-cli
+tools=${WASMTIME_CLI_ROOT:-${CARGO_TARGET_DIR:-target}/wasmtime-cli}
 if [ ! -x "$tools/bin/wasmtime" ]; then
   cargo install --locked --quiet wasmtime-cli --version '^48' --root "$tools"
 fi

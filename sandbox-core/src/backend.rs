@@ -89,7 +89,8 @@ pub struct InvocationStats {
     pub cold_start: bool,
 }
 
-/// Per-tenant key-value storage offered to guests (JavaScript `env.KV`).
+/// Per-tenant key-value storage offered to guests (JavaScript `env.KV`,
+/// `wasi:keyvalue/store` for components).
 ///
 /// Implemented over `corral-storage`'s tenant KV; the implementation meters
 /// bytes and enforces the tenant's storage quota.
@@ -117,6 +118,14 @@ pub enum KvError {
         /// The quota in bytes.
         limit: u64,
     },
+    /// The value is larger than the store takes in one entry.
+    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
+    ValueTooLarge {
+        /// The value's length in bytes.
+        len: u64,
+        /// The most one value may hold.
+        max: u64,
+    },
     /// The stored value failed its checksum and was not returned.
     #[error("stored value for {key} failed its integrity check")]
     Integrity {
@@ -126,6 +135,28 @@ pub enum KvError {
     /// Anything else the store reported.
     #[error("storage error: {0}")]
     Other(String),
+}
+
+impl KvError {
+    /// The stable machine-readable code, as the platform's JSON errors
+    /// spell it: `"invalid_key"`, `"storage_quota_exceeded"`,
+    /// `"value_too_large"`, `"integrity_error"` or `"storage_error"`.
+    /// WebAssembly components get it at the start of the error's text.
+    ///
+    /// ```
+    /// use corral::KvError;
+    /// assert_eq!(KvError::QuotaExceeded { limit: 10 }.code(), "storage_quota_exceeded");
+    /// assert_eq!(KvError::ValueTooLarge { len: 2, max: 1 }.code(), "value_too_large");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            KvError::InvalidKey(_) => "invalid_key",
+            KvError::QuotaExceeded { .. } => "storage_quota_exceeded",
+            KvError::ValueTooLarge { .. } => "value_too_large",
+            KvError::Integrity { .. } => "integrity_error",
+            KvError::Other(_) => "storage_error",
+        }
+    }
 }
 
 /// Everything a backend needs to run one request besides the request itself.

@@ -19,6 +19,7 @@ fn map(e: StorageError) -> KvError {
     match e {
         StorageError::InvalidKey(k) => KvError::InvalidKey(k.to_string()),
         StorageError::StorageQuotaExceeded { limit, .. } => KvError::QuotaExceeded { limit },
+        StorageError::ValueTooLarge { len, max } => KvError::ValueTooLarge { len, max },
         StorageError::Integrity { key, .. } => KvError::Integrity { key },
         other => KvError::Other(other.to_string()),
     }

@@ -9,7 +9,9 @@
 //! instantiates (from the pool) and calls `wasi:http/incoming-handler.handle`.
 //!
 //! What a component can reach: `wasi:http/types`, `wasi:io`, clocks, random,
-//! and stdout/stderr (both go to the tenant's log); the rest of WASI
+//! stdout/stderr (both go to the tenant's log), and the tenant's KV through
+//! `wasi:keyvalue/store` and `batch` (0.2.0-draft; see the `keyvalue`
+//! module); the rest of WASI
 //! preview 2 is linked (as `wasmtime serve -S cli` does) but inert. No preopened
 //! directories, no sockets, no host environment variables. Outbound HTTP
 //! (`wasi:http/outgoing-handler`) is refused unless the host is in the
@@ -47,6 +49,7 @@ use wasmtime_wasi_http::{
 
 use corral_metering::StreamFigures;
 
+use super::keyvalue::{self, KvHost, KvView};
 use super::{DeadlinePassed, Limiter, Progress, wagi};
 use crate::{
     Backend, Body, BodySender, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program,
@@ -71,13 +74,15 @@ const COLLECT_MAX: usize = 256 << 10;
 const STREAM_BUFFER: usize = 4;
 
 /// Per-store state: WASI (no preopens, sockets or environment), the HTTP
-/// context, the resource table, the memory limiter and the outbound policy.
+/// context, the resource table, the memory limiter, the outbound policy and
+/// the tenant's KV.
 struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     limiter: Limiter,
     outbound: Outbound,
+    kv: KvHost,
 }
 
 impl WasiView for State {
@@ -199,6 +204,13 @@ impl ComponentBackend {
             .map_err(|e| SandboxError::internal("linking WASI", e))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| SandboxError::internal("linking wasi:http", e))?;
+        // The tenant KV, for components that import wasi:keyvalue; the
+        // others never see it.
+        keyvalue::add_to_linker(&mut linker, |s: &mut State| KvView {
+            host: &mut s.kv,
+            table: &mut s.table,
+        })
+        .map_err(|e| SandboxError::internal("linking wasi:keyvalue", e))?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -324,6 +336,7 @@ impl ComponentProgram {
                     refused: None,
                     sent: 0,
                 },
+                kv: KvHost::new(cx.tenant.clone(), cx.kv.clone()),
             },
         );
         let (mut parts, body) = request.into_parts();

@@ -26,6 +26,8 @@
 mod component;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "component")]
+mod keyvalue;
 mod wagi;
 
 #[cfg(feature = "component")]

@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral::limits_layers::Tier;
+use corral::platform::{Bundle, Platform, PlatformConfig};
 use corral::{
     Body, EngineConfig, InvocationStats, Kind, Limits, Registry, SandboxError, TenantId,
     TenantState, WasmEngine,
@@ -379,4 +381,156 @@ async fn javascript_component_from_componentize_js() {
         resp.into_body().to_bytes().await.unwrap(),
         "Hello from JavaScript\n"
     );
+}
+
+/// A platform on a fresh directory with one tier, `kv`: room for the kv
+/// fixture and a body just over the store's 1 MiB per-value cap, and a
+/// 64 KiB storage quota.
+fn kv_platform(dir: &std::path::Path) -> Platform {
+    let mut cfg = PlatformConfig::with_data_dir(dir);
+    // About the KV, not the host: a loaded box must not refuse the deploy.
+    let never = corral::metering::Level::new(1.0, 1.0);
+    cfg.thresholds.ram = never;
+    cfg.thresholds.disk = never;
+    cfg.thresholds.cpu = never;
+    let mut tier = Tier::free();
+    tier.max_body_bytes = 2 << 20;
+    tier.max_bundle_bytes = 1 << 20;
+    tier.storage_bytes = Some(64 << 10);
+    tier.rate_per_minute = None;
+    cfg.tiers.insert("kv".into(), tier);
+    Platform::builder().config(cfg).build().unwrap()
+}
+
+fn put(path: &str, body: impl Into<Bytes>) -> http::Request<Bytes> {
+    http::Request::put(path).body(body.into()).unwrap()
+}
+
+fn text(r: &http::Response<Bytes>) -> &str {
+    std::str::from_utf8(r.body()).unwrap()
+}
+
+/// The tenant KV through `wasi:keyvalue/store`, on the platform's real
+/// store: a value one request writes, the next reads, and it survives
+/// parking (the read after is a cold start from the artifact, without
+/// recompiling). A value over the store's per-value cap or the tier's
+/// storage quota, and an invalid key, are refused with their codes and
+/// leave nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_round_trip_survives_parking_and_refuses_past_its_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = kv_platform(dir.path());
+    let app = tid("kv");
+    let source = fixture("kv");
+    assert_eq!(Kind::of_wasm(&source), Kind::Component);
+    p.deploy(&app, Some("kv"), Bundle::code(Kind::Component, source))
+        .await
+        .unwrap();
+
+    let r = p.invoke(&app, put("/greeting", "hej")).await.unwrap();
+    assert_eq!(r.status(), 204, "{}", text(&r));
+    let r = p.invoke(&app, get("/greeting")).await.unwrap();
+    assert_eq!((r.status().as_u16(), text(&r)), (200, "hej"));
+    // The same store as JavaScript's env.KV and the admin's export.
+    assert_eq!(
+        &p.store().kv_get(&app, "greeting").unwrap().unwrap().bytes[..],
+        b"hej"
+    );
+    let r = p.invoke(&app, get("/missing")).await.unwrap();
+    assert_eq!((r.status().as_u16(), text(&r)), (404, "no such key\n"));
+    p.invoke(&app, put("/another", "x")).await.unwrap();
+    let r = p.invoke(&app, get("/")).await.unwrap();
+    assert_eq!(text(&r), "another\ngreeting\n");
+    // Metered as storage like env.KV: keys and values, 11 + 8 bytes.
+    assert_eq!(p.store().kv_bytes(&app).unwrap(), 19);
+    assert_eq!(p.usage(&app).unwrap().usage.storage_bytes, 19);
+
+    // Parked, then woken from the artifact: the value is still there.
+    let compiles = p.registry().stats().compiles;
+    assert!(p.park(&app).unwrap());
+    assert_eq!(p.status(&app).unwrap().state, "parked");
+    let r = p.invoke(&app, get("/greeting")).await.unwrap();
+    assert!(r.extensions().get::<InvocationStats>().unwrap().cold_start);
+    assert_eq!((r.status().as_u16(), text(&r)), (200, "hej"));
+    assert_eq!(p.registry().stats().compiles, compiles, "no recompilation");
+
+    // One byte over the store's per-value cap (1 MiB).
+    let r = p
+        .invoke(&app, put("/big", vec![b'x'; (1 << 20) + 1]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        text(&r),
+        "value_too_large: value of 1048577 bytes exceeds the limit of 1048576 bytes"
+    );
+    assert!(p.store().kv_get(&app, "big").unwrap().is_none());
+
+    // The tier's 64 KiB storage quota: 40 KiB fits, 40 KiB more does not.
+    let r = p
+        .invoke(&app, put("/a", vec![b'a'; 40 << 10]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", text(&r));
+    let r = p
+        .invoke(&app, put("/b", vec![b'b'; 40 << 10]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(
+        text(&r).starts_with("storage_quota_exceeded: storage quota of 65536 bytes"),
+        "{}",
+        text(&r)
+    );
+    assert!(p.store().kv_get(&app, "b").unwrap().is_none());
+
+    // A key past the store's 512 bytes.
+    let long = format!("/{}", "k".repeat(600));
+    let r = p.invoke(&app, put(&long, "v")).await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(text(&r).starts_with("invalid_key: "), "{}", text(&r));
+
+    // Only the tenant's own store has a name.
+    let other = http::Request::get("/greeting")
+        .header("x-store", "someone-else")
+        .body(Bytes::new())
+        .unwrap();
+    let r = p.invoke(&app, other).await.unwrap();
+    assert_eq!((r.status().as_u16(), text(&r)), (500, "no-such-store"));
+
+    let del = http::Request::delete("/greeting")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(p.invoke(&app, del).await.unwrap().status(), 204);
+    let r = p.invoke(&app, get("/greeting")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    p.shutdown().await;
+}
+
+/// A component importing `wasi:keyvalue/atomics` is refused at deploy:
+/// Corral's KV has no atomic increment to back it.
+#[tokio::test]
+async fn keyvalue_atomics_is_refused_at_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    // Its increment's signature does not matter: no implementation of the
+    // interface is linked at all.
+    let wat = r#"(component
+        (import "wasi:keyvalue/atomics@0.2.0-draft" (instance
+            (export "increment" (func (param "key" string) (param "delta" u64) (result u64)))))
+    )"#;
+    let err = reg
+        .deploy(
+            &tid("atomics"),
+            Kind::Component,
+            wat.as_bytes(),
+            Limits::default(),
+        )
+        .unwrap_err();
+    match err {
+        SandboxError::InvalidModule { reason } => {
+            assert!(reason.contains("wasi:keyvalue/atomics"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
