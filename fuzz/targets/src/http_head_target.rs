@@ -82,15 +82,16 @@ fn fixture() -> &'static Fixture {
 
 /// Where the first request head ends (its blank line), if it does.
 fn head_end(data: &[u8]) -> Option<usize> {
-    let crlf = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let lf = data.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    // httparse ends a line at CRLF or at a bare LF, so the empty line that
+    // ends the head is any of these four; the earliest one counts.
+    [&b"\r\n\r\n"[..], b"\n\n", b"\r\n\n", b"\n\r\n"]
+        .iter()
+        .filter_map(|end| {
+            data.windows(end.len())
+                .position(|w| w == *end)
+                .map(|i| i + end.len())
+        })
+        .min()
 }
 
 /// The input is written as is to a fresh connection, which is then

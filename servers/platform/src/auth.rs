@@ -384,8 +384,10 @@ pub enum Denied {
     /// No `Authorization: Bearer <token>` → 401 `unauthorized`.
     #[error("missing Authorization: Bearer <admin token>")]
     Missing,
-    /// The token is wrong → 401 `unauthorized`.
-    #[error("wrong admin token")]
+    /// The token is not the admin token nor a live account token → 401
+    /// `unauthorized`. The message does not say which kind it was taken for:
+    /// a revoked account token reads the same as a wrong one.
+    #[error("wrong or revoked token")]
     Wrong,
     /// A valid account token on a route or app outside its account → 403
     /// `forbidden`.

@@ -104,7 +104,7 @@ fn responses(auth: bool, produces: &str) -> Value {
     });
     if auth {
         r["401"] =
-            json!({"description": "Missing or wrong admin token", "content": err["content"]});
+            json!({"description": "Missing, wrong or revoked token", "content": err["content"]});
         r["403"] = json!({
             "description": "An account token outside its account (`forbidden`): another account's app, a tier, or an admin-only route",
             "content": err["content"],
