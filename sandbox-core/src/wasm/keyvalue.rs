@@ -25,8 +25,9 @@
 //! Bounds on what a guest can make the host hold: values it sends and
 //! receives live in its own memory (the tier's cap) before the host copies
 //! them once; at most [`MAX_BUCKETS`] buckets are open at once; a
-//! `list-keys` page holds at most [`LIST_PAGE`] keys and a batch at most
-//! [`MAX_BATCH`] entries.
+//! `list-keys` page holds at most [`LIST_PAGE`] keys, a batch at most
+//! [`MAX_BATCH`] entries, and a `get-many` answer at most
+//! [`MAX_BATCH_BYTES`] of values (the host holds it whole before the copy).
 
 use std::sync::Arc;
 
@@ -65,6 +66,11 @@ pub(crate) const MAX_BUCKETS: usize = 16;
 pub(crate) const LIST_PAGE: usize = 1000;
 /// Most entries in one `get-many`, `set-many` or `delete-many`.
 pub(crate) const MAX_BATCH: usize = 1000;
+/// Most value bytes one `get-many` returns. The host holds the whole answer
+/// before it is copied into the guest, so without this a batch naming one
+/// 1 MiB key a thousand times would make the host allocate 1 GiB for a
+/// guest that cannot even hold it.
+pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// An open `bucket`: the tenant's store (there is only one). `pub` because
 /// the generated bindings re-export it; the module is private.
@@ -236,8 +242,20 @@ impl batch::Host for KvView<'_> {
         batch_len(keys.len())?;
         let kv = self.store(&bucket)?;
         let tenant = &self.host.tenant;
+        let mut total = 0usize;
         keys.into_iter()
-            .map(|key| -> Result<_, Fault> { Ok(kv.get(tenant, &key)?.map(|v| (key, v.to_vec()))) })
+            .map(|key| -> Result<_, Fault> {
+                let Some(value) = kv.get(tenant, &key)? else {
+                    return Ok(None);
+                };
+                total = total.saturating_add(value.len());
+                if total > MAX_BATCH_BYTES {
+                    return Err(Fault::Other(format!(
+                        "batch_too_large: more than {MAX_BATCH_BYTES} value bytes in one get-many"
+                    )));
+                }
+                Ok(Some((key, value.to_vec())))
+            })
             .collect()
     }
 
@@ -373,5 +391,34 @@ mod tests {
             .get_many(b(), vec!["k00001".into(), "nope".into()])
             .unwrap();
         assert_eq!(got, [Some(("k00001".into(), vec![1])), None]);
+    }
+
+    #[test]
+    fn get_many_holds_at_most_its_byte_cap() {
+        let mut table = ResourceTable::new();
+        let keys = Keys::default();
+        // 1 MiB, past the test store's put cap: inserted directly.
+        keys.0.lock().insert("big".into(), vec![7; 1 << 20]);
+        let mut h = host(Some(Arc::new(keys)));
+        let mut v = KvView {
+            host: &mut h,
+            table: &mut table,
+        };
+        let b = v.open("default".into()).unwrap();
+        let b = || Resource::<Bucket>::new_borrow(b.rep());
+        use batch::Host as _;
+        let fits = MAX_BATCH_BYTES >> 20;
+        let got = v.get_many(b(), vec!["big".into(); fits]).unwrap();
+        assert_eq!(got.len(), fits);
+        // One more 1 MiB value: refused before the host holds it, however
+        // many entries the batch names (1,000 would be 1 GiB).
+        for n in [fits + 1, MAX_BATCH] {
+            match v.get_many(b(), vec!["big".into(); n]) {
+                Err(Fault::Other(text)) => {
+                    assert!(text.starts_with("batch_too_large:"), "{text}");
+                }
+                other => panic!("{n}: {:?}", other.map(|g| g.len())),
+            }
+        }
     }
 }
