@@ -27,22 +27,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-cat > "$tmp/corral.toml" <<'TOML'
-default_tier = "bench"
-[thresholds]
-disk = { fire = 1.0, rearm = 1.0 }
-ram = { fire = 1.0, rearm = 1.0 }
-[tiers.bench]
-compute_shares = 64
-memory_bytes = 1073741824
-fuel_per_request = 100000000
-wall_clock = "5s"
-burst = 0
-max_body_bytes = 1048576
-max_bundle_bytes = 5242880
-idle_timeout = "1h"
-max_streams = 8
-TOML
+cp benches/bench-tier.toml "$tmp/corral.toml"
 
 corral_out="$tmp/corral.out"
 "$target/corral-server" --config "$tmp/corral.toml" --data-dir "$tmp/data" --listen 127.0.0.1:0 serve \

@@ -47,22 +47,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A tier with no rate limit and no monthly quota, so every request is served.
-cat > "$tmp/corral.toml" <<'TOML'
-default_tier = "bench"
-[thresholds]          # deploy whatever the shared machine's disk looks like
-disk = { fire = 1.0, rearm = 1.0 }
-ram = { fire = 1.0, rearm = 1.0 }
-[tiers.bench]
-compute_shares = 64
-memory_bytes = 1073741824
-fuel_per_request = 100000000
-wall_clock = "5s"
-burst = 0
-max_body_bytes = 1048576
-max_bundle_bytes = 5242880
-idle_timeout = "1h"
-max_streams = 8
-TOML
+cp benches/bench-tier.toml "$tmp/corral.toml"
 
 # Starts "$@" with stdout to $2.out and waits for its "listening on http://ADDR" line.
 start() {

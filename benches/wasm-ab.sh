@@ -11,22 +11,7 @@ base=${1:?A_BIN} new=${2:?B_BIN} bare=${3:?BARE_BIN} rounds=${4:-3} secs=${5:-8}
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d); pids=()
 trap 'kill ${pids[@]} 2>/dev/null; rm -rf $tmp' EXIT
-cat > $tmp/c.toml <<'TOML'
-default_tier = "bench"
-[thresholds]
-disk = { fire = 1.0, rearm = 1.0 }
-ram = { fire = 1.0, rearm = 1.0 }
-[tiers.bench]
-compute_shares = 64
-memory_bytes = 1073741824
-fuel_per_request = 100000000
-wall_clock = "5s"
-burst = 0
-max_body_bytes = 1048576
-max_bundle_bytes = 5242880
-idle_timeout = "1h"
-max_streams = 8
-TOML
+cp benches/bench-tier.toml $tmp/c.toml
 start() { local n=$1; shift; "$@" > $tmp/$n.out 2>$tmp/$n.err & pids+=($!);
   for _ in $(seq 100); do a=$(grep -o 'listening on http://[0-9.:]*' $tmp/$n.out | head -1 | cut -d/ -f3 || true); [ -n "$a" ] && { echo $a; return; }; sleep 0.1; done; exit 1; }
 B=$(start bare $bare 127.0.0.1:0)

@@ -306,6 +306,28 @@ impl Coders {
         Ok(u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX))
     }
 
+    /// Coder `handle` and an output sink of at most `limit` bytes to `emit`.
+    fn open_coder<'a>(
+        &mut self,
+        handle: u32,
+        limit: usize,
+        emit: &'a mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(&mut Coder, Out<'a>), CoderError> {
+        let coder = self
+            .slots
+            .get_mut(handle as usize)
+            .and_then(Option::as_mut)
+            .ok_or(CoderError::Unknown)?;
+        Ok((
+            coder,
+            Out {
+                emit,
+                total: 0,
+                limit,
+            },
+        ))
+    }
+
     /// Feeds `input` to coder `handle`; its output goes to `emit` in pieces
     /// of at most [`PIECE`] bytes, at most `limit` bytes in all. A coder that
     /// fails is closed.
@@ -316,16 +338,7 @@ impl Coders {
         limit: usize,
         emit: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), CoderError> {
-        let coder = self
-            .slots
-            .get_mut(handle as usize)
-            .and_then(Option::as_mut)
-            .ok_or(CoderError::Unknown)?;
-        let mut out = Out {
-            emit,
-            total: 0,
-            limit,
-        };
+        let (coder, mut out) = self.open_coder(handle, limit, emit)?;
         let result = coder.write(input, &mut out);
         if result.is_err() {
             self.close(handle);
@@ -341,16 +354,7 @@ impl Coders {
         limit: usize,
         emit: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), CoderError> {
-        let coder = self
-            .slots
-            .get_mut(handle as usize)
-            .and_then(Option::as_mut)
-            .ok_or(CoderError::Unknown)?;
-        let mut out = Out {
-            emit,
-            total: 0,
-            limit,
-        };
+        let (coder, mut out) = self.open_coder(handle, limit, emit)?;
         let result = coder.finish(&mut out);
         self.close(handle);
         result
