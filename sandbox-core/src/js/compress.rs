@@ -2,9 +2,13 @@
 //! ("gzip", "deflate" and "deflate-raw", on `flate2` with its pure-Rust
 //! miniz_oxide backend).
 //!
-//! Containment: a runtime keeps at most [`MAX_CODERS`] coders open at once
-//! (each holds a window of tens of kilobytes in the host, outside the
-//! tenant's heap); the output of one chunk is handed out in pieces of at most
+//! Containment: a runtime keeps at most [`MAX_CODERS`] coders open at once,
+//! and each open coder's state, which lives in the host outside the tenant's
+//! heap (a compressor's hash chains and window take 344 KiB), is charged to
+//! the tenant's memory while it is open ([`footprint`], [`Coders::charged`]):
+//! the engine takes it out of the heap's limit, so a tenant holding coders
+//! open has that much less heap, and one whose heap is full cannot open one
+//! ([`CoderError::NoRoom`]). The output of one chunk is handed out in pieces of at most
 //! [`PIECE`] bytes, each copied into the tenant's heap by the caller as it
 //! is made, so the host never holds more than a few pieces and the tenant's
 //! memory limit counts all of it; and one chunk's output stops with
@@ -27,6 +31,30 @@ pub(crate) const PIECE: usize = 64 * 1024;
 
 /// Input fed to a coder per step, so each step's output stays small.
 const STEP: usize = 4 * 1024;
+
+/// Host bytes an open compressor holds: flate2 1.1's miniz_oxide compressor
+/// state is 344 KiB whatever the format (measured with a counting global
+/// allocator), plus up to 64 KiB of output its sink keeps capacity for
+/// (what the final flush of its lookahead buffer makes).
+const ENCODER_BYTES: usize = 416 * 1024;
+
+/// Host bytes an open gzip decoder holds: 74 KiB of state plus the 32 KiB
+/// its sink keeps capacity for (one inflated buffer's worth).
+const GUNZIP_BYTES: usize = 112 * 1024;
+
+/// Host bytes an open zlib or raw inflater holds: 42 KiB of state plus the
+/// [`PIECE`]-sized buffer each `write` inflates into.
+const INFLATE_BYTES: usize = 112 * 1024;
+
+/// The host bytes a coder for `format` holds while open, charged to the
+/// tenant's memory (see the module's doc).
+pub(crate) fn footprint(format: Format, compress: bool) -> usize {
+    match (format, compress) {
+        (_, true) => ENCODER_BYTES,
+        (Format::Gzip, false) => GUNZIP_BYTES,
+        (Format::Deflate | Format::DeflateRaw, false) => INFLATE_BYTES,
+    }
+}
 
 /// A Compression Streams format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +90,9 @@ pub(crate) enum CoderError {
     TooLarge,
     /// Too many coders open in this runtime (a RangeError).
     TooMany,
+    /// The tenant's memory has no room for another coder's state (a
+    /// RangeError).
+    NoRoom,
     /// No such coder (a TypeError; the prelude never asks).
     Unknown,
     /// The caller could not keep a piece of output (its heap is full).
@@ -83,6 +114,9 @@ impl CoderError {
             Self::TooMany => {
                 "CompressionStream/DecompressionStream: too many streams open at once (the limit is 32)"
             }
+            Self::NoRoom => {
+                "CompressionStream/DecompressionStream: the tenant's memory has no room for another stream's state"
+            }
             Self::Unknown => "CompressionStream/DecompressionStream: the stream is closed",
             Self::OutOfMemory => "out of memory",
         }
@@ -90,7 +124,7 @@ impl CoderError {
 
     /// Whether the guest sees a RangeError (else a TypeError).
     pub(crate) fn is_range(self) -> bool {
-        matches!(self, Self::TooLarge | Self::TooMany)
+        matches!(self, Self::TooLarge | Self::TooMany | Self::NoRoom)
     }
 }
 
@@ -245,6 +279,15 @@ impl Coder {
         }
     }
 
+    /// The host bytes this coder is charged ([`footprint`]).
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Encode(_) => ENCODER_BYTES,
+            Self::Gunzip(_) => GUNZIP_BYTES,
+            Self::Inflate { .. } => INFLATE_BYTES,
+        }
+    }
+
     /// Ends the stream: a compressor's last output, or a decompressor's
     /// check that its stream ended.
     fn finish(&mut self, out: &mut Out<'_>) -> Result<(), CoderError> {
@@ -276,12 +319,15 @@ impl Coder {
 pub(crate) struct Coders {
     slots: Vec<Option<Coder>>,
     free: Vec<u32>,
+    /// The sum of the open coders' [`footprint`]s.
+    charged: usize,
 }
 
 impl std::fmt::Debug for Coders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coders")
             .field("open", &self.open_count())
+            .field("charged", &self.charged)
             .finish()
     }
 }
@@ -292,17 +338,36 @@ impl Coders {
         self.slots.len() - self.free.len()
     }
 
+    /// The host bytes the open coders are charged to the tenant's memory:
+    /// the engine keeps the heap's limit that much below the tenant's.
+    pub(crate) fn charged(&self) -> usize {
+        self.charged
+    }
+
     /// A new coder, by handle: a compressor when `compress`, else a
-    /// decompressor.
-    pub(crate) fn open(&mut self, format: Format, compress: bool) -> Result<u32, CoderError> {
-        if let Some(handle) = self.free.pop() {
-            self.slots[handle as usize] = Some(Coder::new(format, compress));
-            return Ok(handle);
-        }
-        if self.slots.len() >= MAX_CODERS {
+    /// decompressor. `has_room` is asked first whether the tenant's memory
+    /// can give up the coder's [`footprint`]; when it says no, no coder is
+    /// made.
+    pub(crate) fn open(
+        &mut self,
+        format: Format,
+        compress: bool,
+        has_room: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<u32, CoderError> {
+        if self.open_count() >= MAX_CODERS {
             return Err(CoderError::TooMany);
         }
-        self.slots.push(Some(Coder::new(format, compress)));
+        let bytes = footprint(format, compress);
+        if !has_room(bytes) {
+            return Err(CoderError::NoRoom);
+        }
+        let coder = Some(Coder::new(format, compress));
+        self.charged += bytes;
+        if let Some(handle) = self.free.pop() {
+            self.slots[handle as usize] = coder;
+            return Ok(handle);
+        }
+        self.slots.push(coder);
         Ok(u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX))
     }
 
@@ -363,8 +428,9 @@ impl Coders {
     /// Frees coder `handle` (an unknown handle is ignored).
     pub(crate) fn close(&mut self, handle: u32) {
         if let Some(slot) = self.slots.get_mut(handle as usize)
-            && slot.take().is_some()
+            && let Some(coder) = slot.take()
         {
+            self.charged -= coder.bytes();
             self.free.push(handle);
         }
     }
@@ -395,12 +461,12 @@ mod tests {
 
     fn roundtrip(format: Format, data: &[u8]) {
         let mut c = Coders::default();
-        let h = c.open(format, true).unwrap();
+        let h = c.open(format, true, &mut |_| true).unwrap();
         let mut z = run(&mut c, h, &data[..data.len() / 2], usize::MAX).unwrap();
         z.extend(run(&mut c, h, &data[data.len() / 2..], usize::MAX).unwrap());
         z.extend(end(&mut c, h).unwrap());
         assert_eq!(c.open_count(), 0);
-        let d = c.open(format, false).unwrap();
+        let d = c.open(format, false, &mut |_| true).unwrap();
         let mut plain = Vec::new();
         for byte in z.chunks(7) {
             plain.extend(run(&mut c, d, byte, usize::MAX).unwrap());
@@ -408,10 +474,10 @@ mod tests {
         plain.extend(end(&mut c, d).unwrap());
         assert_eq!(plain, data, "{format:?}");
         // Truncated input is an error at the end; data after it at once.
-        let d = c.open(format, false).unwrap();
+        let d = c.open(format, false, &mut |_| true).unwrap();
         run(&mut c, d, &z[..z.len() - 1], usize::MAX).unwrap();
         assert_eq!(end(&mut c, d), Err(CoderError::Truncated), "{format:?}");
-        let d = c.open(format, false).unwrap();
+        let d = c.open(format, false, &mut |_| true).unwrap();
         let mut junk = z.clone();
         junk.extend_from_slice(b"junk");
         assert_eq!(
@@ -434,28 +500,70 @@ mod tests {
     #[test]
     fn bombs_stop_at_the_limit_and_coders_are_capped() {
         let mut c = Coders::default();
-        let h = c.open(Format::Gzip, true).unwrap();
+        let h = c.open(Format::Gzip, true, &mut |_| true).unwrap();
         let zeros = vec![0u8; 8 << 20];
         let mut bomb = run(&mut c, h, &zeros, usize::MAX).unwrap();
         bomb.extend(end(&mut c, h).unwrap());
         assert!(bomb.len() < 64 << 10, "{}", bomb.len());
-        let d = c.open(Format::Gzip, false).unwrap();
+        let d = c.open(Format::Gzip, false, &mut |_| true).unwrap();
         assert_eq!(run(&mut c, d, &bomb, 1 << 20), Err(CoderError::TooLarge));
         assert_eq!(
             run(&mut c, 0, &[0x1f, 0x8b, 9], usize::MAX),
             Err(CoderError::Unknown)
         );
-        let d = c.open(Format::Deflate, false).unwrap();
+        let d = c.open(Format::Deflate, false, &mut |_| true).unwrap();
         assert_eq!(
             run(&mut c, d, b"not zlib", usize::MAX),
             Err(CoderError::Corrupt)
         );
         for _ in 0..MAX_CODERS {
-            c.open(Format::DeflateRaw, false).unwrap();
+            c.open(Format::DeflateRaw, false, &mut |_| true).unwrap();
         }
-        assert_eq!(c.open(Format::Gzip, true), Err(CoderError::TooMany));
+        assert_eq!(
+            c.open(Format::Gzip, true, &mut |_| true),
+            Err(CoderError::TooMany)
+        );
         c.close(3);
-        assert!(c.open(Format::Gzip, true).is_ok());
+        assert!(c.open(Format::Gzip, true, &mut |_| true).is_ok());
+    }
+
+    /// Every open coder is charged its footprint until it is closed, by
+    /// `close`, by `finish` or by a failed `write`; a coder the tenant has
+    /// no room for is never made.
+    #[test]
+    fn open_coders_are_charged_until_closed() {
+        let mut c = Coders::default();
+        let mut asked = Vec::new();
+        let mut yes = |bytes| {
+            asked.push(bytes);
+            true
+        };
+        let e = c.open(Format::Gzip, true, &mut yes).unwrap();
+        let d = c.open(Format::Deflate, false, &mut yes).unwrap();
+        assert_eq!(asked, [ENCODER_BYTES, INFLATE_BYTES]);
+        assert_eq!(c.charged(), ENCODER_BYTES + INFLATE_BYTES);
+        assert_eq!(
+            c.open(Format::Gzip, false, &mut |_| false),
+            Err(CoderError::NoRoom)
+        );
+        assert_eq!(c.open_count(), 2, "a refused coder is not made");
+        assert_eq!(c.charged(), ENCODER_BYTES + INFLATE_BYTES);
+        assert_eq!(
+            run(&mut c, d, b"not zlib", usize::MAX),
+            Err(CoderError::Corrupt)
+        );
+        assert_eq!(
+            c.charged(),
+            ENCODER_BYTES,
+            "a failed coder is no longer charged"
+        );
+        end(&mut c, e).unwrap();
+        assert_eq!(c.charged(), 0);
+        let g = c.open(Format::Gzip, false, &mut |_| true).unwrap();
+        assert_eq!(c.charged(), GUNZIP_BYTES);
+        c.close(g);
+        c.close(g);
+        assert_eq!(c.charged(), 0, "closing twice releases once");
     }
 
     /// Damaged streams (one byte of a real one changed, or cut short) fed in
@@ -473,7 +581,7 @@ mod tests {
         };
         for format in [Format::Gzip, Format::Deflate, Format::DeflateRaw] {
             let mut c = Coders::default();
-            let h = c.open(format, true).unwrap();
+            let h = c.open(format, true, &mut |_| true).unwrap();
             let mut z = run(&mut c, h, &data, usize::MAX).unwrap();
             z.extend(end(&mut c, h).unwrap());
             for _ in 0..500 {
@@ -481,7 +589,7 @@ mod tests {
                 let at = (next() % bad.len() as u64) as usize;
                 bad[at] ^= 1 << (next() % 8);
                 bad.truncate(bad.len() - (next() % 4) as usize);
-                let d = c.open(format, false).unwrap();
+                let d = c.open(format, false, &mut |_| true).unwrap();
                 let mut rest = &bad[..];
                 let mut failed = false;
                 while !rest.is_empty() {

@@ -277,6 +277,11 @@ impl Warm {
         f: impl FnOnce(&Ctx<'_>) -> R,
     ) -> (R, Exit) {
         apply_limits(&self.runtime, &cx.limits);
+        // The heap's share of the tenant's memory: less what the host holds
+        // for the runtime's open (de)compression streams.
+        self.host
+            .set_memory_limit(usize::try_from(cx.limits.memory_bytes).unwrap_or(usize::MAX));
+        self.runtime.set_memory_limit(self.host.heap_limit());
         self.host.enter(Scope {
             tenant: cx.tenant.clone(),
             log: cx.log.writer(),

@@ -7,6 +7,7 @@
 //! tier's memory like with any other object.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use bytes::Bytes;
 use corral_limits::TenantId;
@@ -35,8 +36,9 @@ pub(crate) struct Scope {
 pub(crate) struct HostState {
     scope: Mutex<Option<Scope>>,
     /// The runtime's memory limit: no host function builds anything larger
-    /// for its guest (decoded text, for one).
-    memory_limit: usize,
+    /// for its guest (decoded text, for one). Set again at every entry, as
+    /// the tenant's limits may have changed since the last.
+    memory_limit: AtomicUsize,
     /// The decoders of the `TextDecoder`s in the middle of a stream.
     pub(crate) decoders: Mutex<web::Decoders>,
     /// The coders of the open `CompressionStream`s and `DecompressionStream`s.
@@ -54,7 +56,7 @@ impl HostState {
     pub(crate) fn new(memory_limit: usize) -> Self {
         Self {
             scope: Mutex::new(None),
-            memory_limit,
+            memory_limit: AtomicUsize::new(memory_limit),
             decoders: Mutex::new(web::Decoders::default()),
             coders: Mutex::new(compress::Coders::default()),
         }
@@ -62,14 +64,26 @@ impl HostState {
 
     /// The runtime's memory limit in bytes.
     pub(crate) fn memory_limit(&self) -> usize {
-        self.memory_limit
+        self.memory_limit.load(Relaxed)
+    }
+
+    /// Sets the runtime's memory limit (the tenant's, at each entry).
+    pub(crate) fn set_memory_limit(&self, bytes: usize) {
+        self.memory_limit.store(bytes, Relaxed);
+    }
+
+    /// What the engine's heap may hold: the tenant's memory less what the
+    /// host holds for its open (de)compression streams ([`compress`]).
+    pub(crate) fn heap_limit(&self) -> usize {
+        self.memory_limit()
+            .saturating_sub(self.coders.lock().charged())
     }
 
     /// The most output one chunk given to a (de)compression stream may make:
     /// half the runtime's memory, so a decompression bomb stops with a
     /// RangeError the tenant can catch before it fills the heap.
     pub(crate) fn coder_output_limit(&self) -> usize {
-        self.memory_limit / 2
+        self.memory_limit() / 2
     }
 
     pub(crate) fn enter(&self, scope: Scope) {
@@ -460,6 +474,51 @@ fn install_web<'js>(
     Ok(())
 }
 
+/// Whether the runtime's heap has room for `bytes` more: a trial
+/// allocation through QuickJS's own allocator, which counts the heap against
+/// its limit, freed at once (after one garbage collection when the first try
+/// fails, so garbage the tenant let go of does not count). The block is never
+/// written, so it costs the host no resident memory.
+#[allow(unsafe_code)]
+fn heap_has_room(ctx: &Ctx<'_>, bytes: usize) -> bool {
+    use rquickjs::qjs;
+    // SAFETY: `ctx` is a live context of the runtime this thread is running
+    // (host functions are called from inside it); the block is freed by the
+    // runtime that allocated it, before returning. Collecting garbage from
+    // inside a host function is what QuickJS's own `gc()` does.
+    unsafe {
+        let rt = qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        for attempt in 0..2 {
+            let block = qjs::js_malloc_rt(rt, size_t(bytes));
+            if !block.is_null() {
+                qjs::js_free_rt(rt, block);
+                return true;
+            }
+            if attempt == 0 {
+                qjs::JS_RunGC(rt);
+            }
+        }
+        false
+    }
+}
+
+/// `bytes` as C's `size_t` (saturating, where that is narrower).
+fn size_t(bytes: usize) -> rquickjs::qjs::size_t {
+    rquickjs::qjs::size_t::try_from(bytes).unwrap_or(rquickjs::qjs::size_t::MAX)
+}
+
+/// Sets the runtime's heap limit from inside a host function (the engine
+/// sets it at each entry too).
+#[allow(unsafe_code)]
+fn set_heap_limit(ctx: &Ctx<'_>, bytes: usize) {
+    // SAFETY: as in `heap_has_room`; setting the limit below what the heap
+    // holds only makes the next allocations fail.
+    unsafe {
+        let rt = rquickjs::qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        rquickjs::qjs::JS_SetMemoryLimit(rt, size_t(bytes));
+    }
+}
+
 fn coder_error(ctx: &Ctx<'_>, e: compress::CoderError) -> rquickjs::Error {
     match e {
         compress::CoderError::OutOfMemory => rquickjs::Error::Allocation,
@@ -554,10 +613,12 @@ fn install_platform<'js>(
             move |ctx: Ctx<'js>, format: String, compress: bool| {
                 let format = compress::Format::from_name(&format)
                     .ok_or_else(|| Exception::throw_type(&ctx, "unknown compression format"))?;
-                st.coders
+                let opened = st
+                    .coders
                     .lock()
-                    .open(format, compress)
-                    .map_err(|e| coder_error(&ctx, e))
+                    .open(format, compress, &mut |bytes| heap_has_room(&ctx, bytes));
+                set_heap_limit(&ctx, st.heap_limit());
+                opened.map_err(|e| coder_error(&ctx, e))
             },
         )?,
     )?;
@@ -568,11 +629,14 @@ fn install_platform<'js>(
             ctx.clone(),
             move |ctx: Ctx<'js>, handle: u32, input: TypedArray<'js, u8>| {
                 let limit = st.coder_output_limit();
-                coder_call(&ctx, |emit| {
+                let out = coder_call(&ctx, |emit| {
                     with_bytes(&input, |src| {
                         st.coders.lock().write(handle, src, limit, emit)
                     })
-                })
+                });
+                // A coder that failed is closed and no longer charged.
+                set_heap_limit(&ctx, st.heap_limit());
+                out
             },
         )?,
     )?;
@@ -581,14 +645,17 @@ fn install_platform<'js>(
         "coderFinish",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, handle: u32| {
             let limit = st.coder_output_limit();
-            coder_call(&ctx, |emit| st.coders.lock().finish(handle, limit, emit))
+            let out = coder_call(&ctx, |emit| st.coders.lock().finish(handle, limit, emit));
+            set_heap_limit(&ctx, st.heap_limit());
+            out
         })?,
     )?;
     let st = state.clone();
     host.set(
         "coderClose",
-        Function::new(ctx.clone(), move |handle: u32| {
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, handle: u32| {
             st.coders.lock().close(handle);
+            set_heap_limit(&ctx, st.heap_limit());
         })?,
     )?;
     host.set(

@@ -1459,7 +1459,22 @@ fn coder_open(
     let Some(state) = host_state(scope) else {
         return throw(scope, "compression: no host state");
     };
-    let opened = state.coders.lock().open(format, compress);
+    let Some(budget) = scope.get_slot::<Arc<BufferBudget>>().cloned() else {
+        return throw(scope, "compression: no buffer budget");
+    };
+    // The coder's host state is charged to the tenant's memory like a
+    // buffer, until it is closed (`settle_coders`).
+    let mut open = || {
+        state
+            .coders
+            .lock()
+            .open(format, compress, &mut |bytes| budget.reserve(bytes))
+    };
+    let mut opened = open();
+    if opened == Err(compress::CoderError::NoRoom) {
+        scope.low_memory_notification();
+        opened = open();
+    }
     match opened {
         Ok(handle) => rv.set_uint32(handle),
         Err(e) => throw_coder(scope, e),
@@ -1477,6 +1492,7 @@ fn coder_pieces(
         return throw(scope, "compression: no host state");
     };
     let mut pieces: Vec<v8::Local<'_, v8::Value>> = Vec::new();
+    let charged = state.coders.lock().charged();
     let result = call(&state, &mut |bytes| match host_bytes(scope, bytes) {
         Some(array) => {
             pieces.push(array.into());
@@ -1484,6 +1500,7 @@ fn coder_pieces(
         }
         None => false,
     });
+    settle_coders(scope, &state, charged);
     match result {
         Ok(()) => rv.set(v8::Array::new_with_elements(scope, &pieces).into()),
         Err(e) => throw_coder(scope, e),
@@ -1522,7 +1539,20 @@ fn coder_close(
 ) {
     let handle = args.get(0).uint32_value(scope).unwrap_or(u32::MAX);
     if let Some(state) = host_state(scope) {
+        let charged = state.coders.lock().charged();
         state.coders.lock().close(handle);
+        settle_coders(scope, &state, charged);
+    }
+}
+
+/// Gives the buffer budget back what coders closed since the coders were
+/// charged `before` bytes (by `close`, `finish` or a failed `write`).
+fn settle_coders(scope: &mut v8::PinScope<'_, '_>, state: &HostState, before: usize) {
+    let after = state.coders.lock().charged();
+    if let Some(budget) = scope.get_slot::<Arc<BufferBudget>>()
+        && after < before
+    {
+        budget.release(before - after);
     }
 }
 

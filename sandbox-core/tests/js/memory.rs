@@ -66,6 +66,19 @@ fn allocation_bomb_grows_host_rss_no_more_than_the_limit() {
     assert!(growth >= LIMIT / 2, "RSS grew only {growth} bytes");
 }
 
+/// A tenant holding 32 gzip compressors open (each touched by 64 KiB of
+/// input), then filling its heap: the compressors' host state (416 KiB each
+/// as charged, 13 MiB in all) comes out of its memory, not on top of it.
+#[test]
+fn open_compression_streams_grow_host_rss_no_more_than_the_limit() {
+    let growth = child_rss_growth("coders");
+    assert!(
+        growth <= LIMIT + MARGIN,
+        "host RSS grew {growth} bytes under a {LIMIT}-byte limit"
+    );
+    assert!(growth >= LIMIT / 2, "RSS grew only {growth} bytes");
+}
+
 #[test]
 fn hoarding_encoder_output_across_requests_grows_host_rss_no_more_than_the_limit() {
     let growth = child_rss_growth("hoard");
@@ -89,10 +102,25 @@ fn rss_child() {
     rt.block_on(async {
         let t = Tenant::new(
             "rss",
-            r#"export default { fetch(req) {
-                if (new URL(req.url).pathname === "/bomb") {
+            r#"const held = [];
+            export default { async fetch(req) {
+                const path = new URL(req.url).pathname;
+                if (path === "/bomb") {
                     const keep = [];
                     for (let i = 0; ; i++) keep.push("x".repeat(1 << 16) + i);
+                }
+                if (path === "/coders") {
+                    const data = new Uint8Array(65536);
+                    for (let i = 0; i < data.length; i++) data[i] = Math.imul(i, 2654435761) >>> 13;
+                    for (let i = 0; i < 32; i++) {
+                        const cs = new CompressionStream("gzip");
+                        const w = cs.writable.getWriter();
+                        const r = cs.readable.getReader();
+                        w.write(data);
+                        await r.read();
+                        held.push(w, r);
+                    }
+                    return new Response(String(held.length));
                 }
                 return new Response("ok");
             } }"#,
@@ -100,6 +128,9 @@ fn rss_child() {
         );
         assert_eq!(t.text("/").await, "ok");
         let baseline = status_kib("VmRSS:") * 1024;
+        if mode == "coders" {
+            assert_eq!(t.text("/coders").await, "64");
+        }
         let err = t.get("/bomb").await.unwrap_err();
         assert!(matches!(err, SandboxError::MemoryLimit { .. }), "{err:?}");
         let peak = status_kib("VmHWM:") * 1024;
@@ -244,4 +275,63 @@ async fn text_encoder_writes_lone_surrogates_as_replacement_characters() {
     );
     // a, U+FFFD, b, U+FFFD, then the paired surrogates as one code point.
     assert_eq!(t.text("/").await, "61 ef bf bd 62 ef bf bd f0 9f 98 80");
+}
+
+/// Compression streams' host state comes out of the tenant's memory: a
+/// tenant with 8 MiB opens fewer than the 32 coders a runtime allows before
+/// a catchable RangeError says its memory has no room, and once it closes
+/// them it can open them again. Meanwhile its heap has that much less.
+#[tokio::test]
+async fn compression_streams_are_charged_to_the_tenant_memory() {
+    let t = Tenant::new(
+        "coders",
+        r#"const held = [];
+        export default { async fetch(req) {
+            const path = new URL(req.url).pathname;
+            if (path === "/open") {
+                try {
+                    for (;;) held.push(new CompressionStream("gzip"));
+                } catch (e) {
+                    return new Response(`${held.length} ${e.name}: ${e.message}`);
+                }
+            }
+            if (path === "/heap") {
+                // What is left of the heap, in MiB.
+                const keep = [];
+                try {
+                    for (;;) keep.push(new ArrayBuffer(1 << 20));
+                } catch (e) {
+                    return new Response(String(keep.length));
+                }
+            }
+            if (path === "/close") {
+                for (const cs of held) await cs.writable.close();
+                held.length = 0;
+                return new Response("closed");
+            }
+            return new Response("ok");
+        } }"#,
+        Limits::builder().memory_bytes(8 << 20).build(),
+    );
+    assert_eq!(t.text("/").await, "ok");
+    let free_mib: u32 = t.text("/heap").await.parse().unwrap();
+    let opened = t.text("/open").await;
+    let (count, message) = opened.split_once(' ').unwrap();
+    let count: u32 = count.parse().unwrap();
+    assert!((1..32).contains(&count), "{opened}");
+    assert!(
+        message.starts_with("RangeError:") && message.contains("no room"),
+        "{opened}"
+    );
+    let left_mib: u32 = t.text("/heap").await.parse().unwrap();
+    assert!(
+        left_mib + 2 <= free_mib,
+        "{left_mib} MiB left of {free_mib} MiB with {count} coders open"
+    );
+    assert_eq!(t.text("/close").await, "closed");
+    let again = t.text("/open").await;
+    assert!(
+        again.starts_with(&format!("{count} ")) || again.starts_with(&format!("{} ", count + 1)),
+        "{again} after {opened}"
+    );
 }
