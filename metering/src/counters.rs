@@ -182,8 +182,12 @@ impl StatusClass {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InvocationFigures {
-    /// Fuel consumed.
+    /// Fuel consumed (the engine's own unit: WebAssembly instructions,
+    /// JavaScript interrupt ticks).
     pub fuel: u64,
+    /// CPU time the invocation's threads spent on it (the guest and the
+    /// host work it caused), the one figure both engines share.
+    pub cpu_time: Duration,
     /// Wall time of the invocation.
     pub wall_time: Duration,
     /// Highest memory the instance held, in bytes.
@@ -197,15 +201,30 @@ impl InvocationFigures {
     pub fn new(fuel: u64, wall_time: Duration, peak_memory: u64, cold_start: bool) -> Self {
         Self {
             fuel,
+            cpu_time: Duration::ZERO,
             wall_time,
             peak_memory,
             cold_start,
         }
     }
+
+    /// The same figures with `cpu_time` as the invocation's CPU time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corral_metering::InvocationFigures;
+    /// let f = InvocationFigures::new(1, Duration::from_millis(3), 0, false)
+    ///     .with_cpu_time(Duration::from_micros(40));
+    /// assert_eq!(f.cpu_time, Duration::from_micros(40));
+    /// ```
+    pub fn with_cpu_time(mut self, cpu_time: Duration) -> Self {
+        self.cpu_time = cpu_time;
+        self
+    }
 }
 
 /// The figures of work a response does after its head: a streamed body the
-/// guest keeps producing (fuel and wall time of each step, peak memory).
+/// guest keeps producing (fuel, CPU and wall time of each step, peak memory).
 ///
 /// The producer keeps one clone and reports each step with
 /// [`add`](Self::add); the sandbox puts another clone in the response's
@@ -220,9 +239,10 @@ impl InvocationFigures {
 ///
 /// let figures = StreamFigures::new();
 /// let producer = figures.clone();
-/// producer.add(500, Duration::from_millis(2), 4096);
-/// producer.add(700, Duration::from_millis(3), 8192);
+/// producer.add(500, Duration::from_micros(900), Duration::from_millis(2), 4096);
+/// producer.add(700, Duration::from_micros(1100), Duration::from_millis(3), 8192);
 /// assert_eq!(figures.fuel(), 1_200);
+/// assert_eq!(figures.cpu_time(), Duration::from_millis(2));
 /// assert_eq!(figures.wall_time(), Duration::from_millis(5));
 /// // A limit ended the stream after its head was sent: counted by kind.
 /// producer.failed(corral_metering::ErrorKind::Fuel);
@@ -235,6 +255,7 @@ struct Late {
     /// Where reports go once the metering layer has seen the response.
     sink: Option<Arc<crate::meter::Tenant>>,
     fuel: u64,
+    cpu_time: Duration,
     wall_time: Duration,
     /// What was reported before the sink was attached.
     pending: Option<InvocationFigures>,
@@ -248,17 +269,21 @@ impl StreamFigures {
         Self::default()
     }
 
-    /// Reports one step of work.
-    pub fn add(&self, fuel: u64, wall_time: Duration, peak_memory: u64) {
-        let step = InvocationFigures::new(fuel, wall_time, peak_memory, false);
+    /// Reports one step of work: its fuel, CPU time, wall time and the
+    /// memory it peaked at.
+    pub fn add(&self, fuel: u64, cpu_time: Duration, wall_time: Duration, peak_memory: u64) {
+        let step =
+            InvocationFigures::new(fuel, wall_time, peak_memory, false).with_cpu_time(cpu_time);
         let mut late = self.0.lock();
         late.fuel = late.fuel.saturating_add(fuel);
+        late.cpu_time = late.cpu_time.saturating_add(cpu_time);
         late.wall_time = late.wall_time.saturating_add(wall_time);
         match &late.sink {
             Some(tenant) => tenant.c.invocation(&step),
             None => {
                 let p = late.pending.get_or_insert_with(InvocationFigures::default);
                 p.fuel = p.fuel.saturating_add(fuel);
+                p.cpu_time = p.cpu_time.saturating_add(cpu_time);
                 p.wall_time = p.wall_time.saturating_add(wall_time);
                 p.peak_memory = p.peak_memory.max(peak_memory);
             }
@@ -281,6 +306,11 @@ impl StreamFigures {
     /// Fuel reported so far.
     pub fn fuel(&self) -> u64 {
         self.0.lock().fuel
+    }
+
+    /// CPU time reported so far.
+    pub fn cpu_time(&self) -> Duration {
+        self.0.lock().cpu_time
     }
 
     /// Wall time reported so far.
@@ -329,6 +359,7 @@ pub(crate) struct TenantCounters {
     pub(crate) latency_buckets: [AtomicU64; 13],
     pub(crate) wall_us: AtomicU64,
     pub(crate) fuel: AtomicU64,
+    pub(crate) cpu_us: AtomicU64,
     pub(crate) peak_memory: AtomicU64,
     pub(crate) month_peak_memory: AtomicU64,
     pub(crate) cold_starts: AtomicU64,
@@ -353,6 +384,7 @@ pub(crate) struct Sums {
     pub(crate) errors: u64,
     pub(crate) wall_us: u64,
     pub(crate) fuel: u64,
+    pub(crate) cpu_us: u64,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
     pub(crate) cold_starts: u64,
@@ -375,6 +407,7 @@ impl TenantCounters {
             errors: self.errors_total(),
             wall_us: self.wall_us.load(Relaxed),
             fuel: self.fuel.load(Relaxed),
+            cpu_us: self.cpu_us.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             cold_starts: self.cold_starts.load(Relaxed),
@@ -393,6 +426,10 @@ impl TenantCounters {
 
     pub(crate) fn invocation(&self, f: &InvocationFigures) {
         self.fuel.fetch_add(f.fuel, Relaxed);
+        if !f.cpu_time.is_zero() {
+            let cpu = u64::try_from(f.cpu_time.as_micros()).unwrap_or(u64::MAX);
+            self.cpu_us.fetch_add(cpu, Relaxed);
+        }
         let us = u64::try_from(f.wall_time.as_micros()).unwrap_or(u64::MAX);
         self.wall_us.fetch_add(us, Relaxed);
         // A plain load first: `fetch_max` is a compare-and-swap loop, and in
@@ -438,6 +475,7 @@ impl TenantCounters {
             latency_count: self.latency_count(),
             wall_time: Duration::from_micros(self.wall_us.load(Relaxed)),
             fuel: self.fuel.load(Relaxed),
+            cpu_time: Duration::from_micros(self.cpu_us.load(Relaxed)),
             peak_memory: self.peak_memory.load(Relaxed),
             cold_starts: self.cold_starts.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
@@ -491,6 +529,8 @@ pub struct TenantSnapshot {
     pub wall_time: Duration,
     /// Fuel consumed.
     pub fuel: u64,
+    /// Summed CPU time of invocations.
+    pub cpu_time: Duration,
     /// Highest memory of one invocation, in bytes.
     pub peak_memory: u64,
     /// Cold starts.

@@ -155,6 +155,7 @@ impl Tenant {
         u.errors = r.errors + cur.errors.wrapping_sub(s.errors);
         u.exec_time_ms = (r.exec_time_ms * 1000 + cur.wall_us.wrapping_sub(s.wall_us)) / 1000;
         u.fuel = r.fuel + cur.fuel.wrapping_sub(s.fuel);
+        u.cpu_us = r.cpu_us + cur.cpu_us.wrapping_sub(s.cpu_us);
         u.peak_memory = r.peak_memory.max(month_peak_memory);
         u.peak_streams = r.peak_streams.max(month_peak_streams);
         u.storage_bytes = self.c.storage_bytes.load(Relaxed);
@@ -500,6 +501,7 @@ impl Meter {
             s.latency_count += t.latency_count;
             s.wall_time += t.wall_time;
             s.fuel += t.fuel;
+            s.cpu_time += t.cpu_time;
             s.peak_memory = s.peak_memory.max(t.peak_memory);
             s.cold_starts += t.cold_starts;
             s.bytes_in += t.bytes_in;

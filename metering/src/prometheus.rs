@@ -221,6 +221,7 @@ impl Collector for MeterCollector {
         let latency_count = buckets.iter().sum::<u64>();
         let wall_us = sum(&|t| t.c.wall_us.load(Relaxed));
         let fuel = sum(&|t| t.c.fuel.load(Relaxed));
+        let cpu_us = sum(&|t| t.c.cpu_us.load(Relaxed));
         let cold = sum(&|t| t.c.cold_starts.load(Relaxed));
         let bytes_in = sum(&|t| t.c.bytes_in.load(Relaxed));
         let bytes_out = sum(&|t| t.c.bytes_out.load(Relaxed));
@@ -311,6 +312,13 @@ impl Collector for MeterCollector {
         )?
         .encode_counter::<NoLabelSet, _, u64>(&(wall_us as f64 / 1e6), None)?;
         counter(&mut enc, "corral_fuel_consumed", "Fuel consumed.", fuel)?;
+        enc.encode_descriptor(
+            "corral_invocation_cpu_seconds",
+            "Summed CPU time of invocations.",
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, _, u64>(&(cpu_us as f64 / 1e6), None)?;
         counter(&mut enc, "corral_cold_starts", "Cold starts.", cold)?;
         counter(&mut enc, "corral_bytes_in", "Request body bytes.", bytes_in)?;
         counter(
@@ -500,6 +508,14 @@ impl Collector for MeterCollector {
             C,
             &top,
             |t| t.c.fuel.load(Relaxed),
+        )?;
+        per_tenant(
+            &mut enc,
+            "corral_tenant_invocation_cpu_microseconds",
+            "Summed CPU time of invocations.",
+            C,
+            &top,
+            |t| t.c.cpu_us.load(Relaxed),
         )?;
         per_tenant(
             &mut enc,

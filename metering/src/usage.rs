@@ -121,8 +121,15 @@ pub struct Usage {
     pub errors: u64,
     /// Summed wall time of invocations, in milliseconds.
     pub exec_time_ms: u64,
-    /// Summed fuel consumed.
+    /// Summed fuel consumed, in the engine's unit (WebAssembly
+    /// instructions, JavaScript interrupt ticks of 10,000 interpreter
+    /// polls): the limit's measure, not comparable across engines.
     pub fuel: u64,
+    /// Summed CPU time of invocations, in microseconds: the one measure
+    /// of work both engines share (a JavaScript hello spends a fraction of
+    /// one fuel tick, so its fuel reads 0 where this does not).
+    #[serde(default)]
+    pub cpu_us: u64,
     /// Highest memory of one invocation, in bytes.
     pub peak_memory: u64,
     /// Most streaming connections open at once.
@@ -154,6 +161,7 @@ impl Usage {
             errors: 0,
             exec_time_ms: 0,
             fuel: 0,
+            cpu_us: 0,
             peak_memory: 0,
             peak_streams: 0,
             storage_bytes: 0,

@@ -81,6 +81,9 @@ impl Kind {
 pub struct InvocationStats {
     /// Fuel consumed (WebAssembly instructions; JavaScript interrupt ticks).
     pub fuel_consumed: u64,
+    /// CPU time the invocation's guest work took on the host's threads
+    /// (both engines; a cold start excluded, like the wall time).
+    pub cpu_time: Duration,
     /// Wall time of the invocation, excluding any cold start.
     pub wall_time: Duration,
     /// Highest memory the instance held, in bytes.

@@ -11,6 +11,7 @@
 mod artifact;
 mod backend;
 mod body;
+mod cpu;
 mod engine;
 mod error;
 #[cfg(feature = "js")]

@@ -118,6 +118,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX account_tokens_by_account ON account_tokens (account);
     "#,
+    // 4: CPU time of invocations, in microseconds (both engines' common
+    // measure of work beside their own fuel); rows written before it have 0.
+    r#"
+    ALTER TABLE usage ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE account_usage ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -251,7 +257,7 @@ impl Store {
     /// # use corral_storage::{Store, StoreConfig};
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
-    /// assert_eq!(store.schema_version().unwrap(), 3);
+    /// assert_eq!(store.schema_version().unwrap(), 4);
     /// ```
     pub fn schema_version(&self) -> Result<i64, StorageError> {
         self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))

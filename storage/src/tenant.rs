@@ -346,15 +346,15 @@ pub(crate) fn upsert_usage_tx(
 ) -> Result<(), StorageError> {
     let mut st = tx.prepare_cached(&format!(
         "INSERT INTO {table} (tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory,
-            peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+            peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused, cpu_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (tenant, year, month) DO UPDATE SET
             requests = excluded.requests, errors = excluded.errors,
             exec_time_ms = excluded.exec_time_ms, fuel = excluded.fuel,
             peak_memory = excluded.peak_memory, peak_streams = excluded.peak_streams,
             storage_bytes = excluded.storage_bytes, bytes_in = excluded.bytes_in,
             bytes_out = excluded.bytes_out, cold_starts = excluded.cold_starts,
-            refused = excluded.refused"
+            refused = excluded.refused, cpu_us = excluded.cpu_us"
     ))?;
     for u in batch {
         st.execute(params![
@@ -371,7 +371,8 @@ pub(crate) fn upsert_usage_tx(
             i(u.bytes_in),
             i(u.bytes_out),
             i(u.cold_starts),
-            refused_json(u)
+            refused_json(u),
+            i(u.cpu_us)
         ])?;
     }
     Ok(())
@@ -403,11 +404,12 @@ pub(crate) fn usage_rows(
                 r.get::<_, i64>(2)?,
                 vals,
                 r.get::<_, String>(13)?,
+                r.get::<_, i64>(14)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(name, year, month, v, refused)| {
+        .map(|(name, year, month, v, refused, cpu_us)| {
             let bad = |what| StorageError::Corrupt {
                 key: format!("usage/{name}/{year}-{month}"),
                 what,
@@ -428,13 +430,14 @@ pub(crate) fn usage_rows(
             out.bytes_in = u(v[7]);
             out.bytes_out = u(v[8]);
             out.cold_starts = u(v[9]);
+            out.cpu_us = u(cpu_us);
             out.refused = parse_refused(&refused).ok_or_else(|| bad("invalid refused counts"))?;
             Ok(out)
         })
         .collect()
 }
 
-pub(crate) const USAGE_COLS: &str = "tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory, peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused";
+pub(crate) const USAGE_COLS: &str = "tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory, peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused, cpu_us";
 
 /// A usage row's refused counts as stored: a JSON object from refusal code
 /// to count, zero counts left out.

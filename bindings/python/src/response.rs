@@ -22,6 +22,10 @@ pub struct PyResponse {
     /// Wall time of the invocation in milliseconds (excluding a cold start).
     #[pyo3(get)]
     wall_ms: f64,
+    /// CPU time of the invocation in milliseconds (both engines' common
+    /// measure of work, where fuel is each engine's own unit).
+    #[pyo3(get)]
+    cpu_ms: f64,
     /// Highest memory the instance held, in bytes.
     #[pyo3(get)]
     memory_peak: u64,
@@ -56,6 +60,7 @@ impl PyResponse {
             body,
             fuel_used: stats.fuel_consumed,
             wall_ms: stats.wall_time.as_secs_f64() * 1000.0,
+            cpu_ms: stats.cpu_time.as_secs_f64() * 1000.0,
             memory_peak: stats.peak_memory,
             cold_start: stats.cold_start,
         }

@@ -368,7 +368,12 @@ async fn work_after_the_head_is_metered_as_it_is_reported() {
     let late = StreamFigures::new();
     let producer = late.clone();
     // Reported before the head passes metering: carried over.
-    producer.add(100, Duration::from_millis(1), 1 << 20);
+    producer.add(
+        100,
+        Duration::from_micros(300),
+        Duration::from_millis(1),
+        1 << 20,
+    );
     let inner = tower::service_fn(move |_r: Request<String>| {
         let late = late.clone();
         async move {
@@ -394,12 +399,21 @@ async fn work_after_the_head_is_metered_as_it_is_reported() {
     let fuel = || meter.snapshot(&id("live")).unwrap().fuel;
     assert_eq!(fuel(), 1_100);
     // While the body is still open, each report lands at once.
-    producer.add(50, Duration::from_millis(3), 2 << 20);
+    producer.add(
+        50,
+        Duration::from_micros(200),
+        Duration::from_millis(3),
+        2 << 20,
+    );
     assert_eq!(fuel(), 1_150);
     let s = meter.snapshot(&id("live")).unwrap();
     assert_eq!(
-        (s.wall_time, s.peak_memory),
-        (Duration::from_millis(6), 2 << 20)
+        (s.wall_time, s.cpu_time, s.peak_memory),
+        (
+            Duration::from_millis(6),
+            Duration::from_micros(500),
+            2 << 20
+        )
     );
     assert_eq!(s.streams_open, 1);
     assert_eq!(s.errors(ErrorKind::Deadline), 0);

@@ -83,12 +83,10 @@ fn two_flushes_and_a_restart_give_exact_monthly_totals() {
     hit(&first, "a", 5);
     hit(&first, "b", 3);
     let b = first.tenant(&id("b"));
-    b.invocation(&InvocationFigures::new(
-        100,
-        Duration::from_micros(1_500),
-        8 << 20,
-        true,
-    ));
+    b.invocation(
+        &InvocationFigures::new(100, Duration::from_micros(1_500), 8 << 20, true)
+            .with_cpu_time(Duration::from_micros(250)),
+    );
     b.invocation(&InvocationFigures::new(
         100,
         Duration::from_micros(1_500),
@@ -120,6 +118,7 @@ fn two_flushes_and_a_restart_give_exact_monthly_totals() {
         (3, 200, 8 << 20, 1)
     );
     assert_eq!((bu.peak_streams, bu.storage_bytes), (1, 777));
+    assert_eq!(bu.cpu_us, 250);
     drop(guard);
     drop(first); // the process ends
 
@@ -134,18 +133,17 @@ fn two_flushes_and_a_restart_give_exact_monthly_totals() {
         "restored totals are not stored again"
     );
     hit(&second, "a", 4);
-    second.tenant(&id("b")).invocation(&InvocationFigures::new(
-        1,
-        Duration::from_micros(1_000),
-        1 << 20,
-        false,
-    ));
+    second.tenant(&id("b")).invocation(
+        &InvocationFigures::new(1, Duration::from_micros(1_000), 1 << 20, false)
+            .with_cpu_time(Duration::from_micros(40)),
+    );
     assert_eq!(second.flush(&sink).unwrap(), 2);
     assert_eq!(second.flush(&sink).unwrap(), 0);
     let a = sink.get("a", nov()).unwrap();
     let bu = sink.get("b", nov()).unwrap();
     assert_eq!(a.requests, 11);
     assert_eq!((bu.requests, bu.exec_time_ms, bu.fuel), (3, 4, 201));
+    assert_eq!(bu.cpu_us, 290, "restored CPU time carries on");
     assert_eq!(
         bu.peak_memory,
         8 << 20,

@@ -288,12 +288,14 @@ impl Warm {
             kv: cx.kv.clone(),
         });
         self.budget.arm(budget.fuel, budget.wall);
+        let cpu_start = crate::cpu::thread_now();
         let (result, ready) = self.context.with(|ctx| {
             let result = f(&ctx);
             (result, take_ready(&ctx))
         });
         let exit = Exit {
             fuel: self.budget.ticks(),
+            cpu_time: crate::cpu::thread_now().saturating_sub(cpu_start),
             ready,
             tripped: self.budget.error(),
         };
@@ -476,6 +478,7 @@ pub(crate) struct StepBudget {
 #[derive(Debug)]
 struct Exit {
     fuel: u64,
+    cpu_time: Duration,
     ready: Vec<u64>,
     /// The limit the entry hit, anywhere in it (in the prelude's helpers
     /// too): the runtime's heap may be in any state.
@@ -491,6 +494,7 @@ impl Exit {
                 None => result,
             },
             fuel: self.fuel,
+            cpu_time: self.cpu_time,
             ready: self.ready,
         }
     }
@@ -505,6 +509,8 @@ pub(crate) struct Ran<T> {
     pub(crate) result: Result<T, SandboxError>,
     /// Interrupt ticks used.
     pub(crate) fuel: u64,
+    /// CPU time the entry took (this thread's).
+    pub(crate) cpu_time: Duration,
     /// The scopes whose stream read settled during the entry: their pumps
     /// have something to hand over (a chunk, their end, an error).
     pub(crate) ready: Vec<u64>,

@@ -477,6 +477,7 @@ impl QuickJsProgram {
         let Ran {
             result,
             fuel,
+            cpu_time,
             ready,
         } = warm.run(&cx, parts, body);
         let wall_time = started.elapsed();
@@ -487,6 +488,7 @@ impl QuickJsProgram {
             }) => {
                 response.extensions_mut().insert(InvocationStats {
                     fuel_consumed: fuel,
+                    cpu_time,
                     wall_time,
                     peak_memory: before.max(warm.heap_bytes_sampled()),
                     cold_start,
@@ -545,12 +547,13 @@ impl QuickJsProgram {
         let Ran {
             mut result,
             fuel,
+            cpu_time,
             ready,
         } = warm.step(cx, stream.scope, budget);
         self.steps.fetch_add(1, Ordering::Relaxed);
         stream
             .figures
-            .add(fuel, started.elapsed(), warm.heap_bytes_sampled());
+            .add(fuel, cpu_time, started.elapsed(), warm.heap_bytes_sampled());
         let used = stream.account(fuel);
         match &mut result {
             Err(err) | Ok(Step::LastChunk(_, err)) => {

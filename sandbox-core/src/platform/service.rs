@@ -224,12 +224,15 @@ impl Service<http::Request<Full<Bytes>>> for SandboxAdapter {
             let req = http::Request::from_parts(parts, body);
             let mut resp = registry.invoke_handle(&program, req).await?;
             if let Some(s) = resp.extensions().get::<InvocationStats>().copied() {
-                resp.extensions_mut().insert(InvocationFigures::new(
-                    s.fuel_consumed,
-                    s.wall_time,
-                    s.peak_memory,
-                    s.cold_start,
-                ));
+                resp.extensions_mut().insert(
+                    InvocationFigures::new(
+                        s.fuel_consumed,
+                        s.wall_time,
+                        s.peak_memory,
+                        s.cold_start,
+                    )
+                    .with_cpu_time(s.cpu_time),
+                );
             }
             Ok(resp)
         })

@@ -500,13 +500,13 @@ fn stream_rest(
     progress: Arc<Progress>,
 ) -> http::Response<Body> {
     let at_head = started.elapsed();
+    let at_head_cpu = progress.cpu.get();
     let (tx, stream) = Body::channel(STREAM_BUFFER);
     let mut response = head.map(|()| stream);
     response.extensions_mut().insert(InvocationStats {
-        fuel_consumed: 0,
         wall_time: at_head,
-        peak_memory: 0,
-        cold_start: false,
+        cpu_time: at_head_cpu,
+        ..InvocationStats::default()
     });
     // Still the request's own run: its compute share and runtime slot stay
     // held until the body ends (an event stream is counted by the streams
@@ -519,6 +519,7 @@ fn stream_rest(
         let report_dropped = |figures: &StreamFigures| {
             figures.add(
                 progress.fuel.load(Ordering::Relaxed),
+                progress.cpu.get().saturating_sub(at_head_cpu),
                 started.elapsed().saturating_sub(at_head),
                 progress.peak_memory.load(Ordering::Relaxed),
             );
@@ -573,6 +574,7 @@ fn stream_rest(
             Some(Outcome { result, stats }) => {
                 figures.add(
                     stats.fuel_consumed,
+                    stats.cpu_time.saturating_sub(at_head_cpu),
                     stats.wall_time.saturating_sub(at_head),
                     stats.peak_memory,
                 );
@@ -659,6 +661,7 @@ async fn run_to_end(
     };
     // The timeout also cuts a guest blocked in a host call (a pollable, an
     // outbound request).
+    let call = progress.cpu.time_async(call);
     let outcome = if metered {
         tokio::time::timeout(limits.wall_clock, call).await
     } else {
@@ -673,6 +676,7 @@ async fn run_to_end(
     let state = store.data();
     let stats = InvocationStats {
         fuel_consumed,
+        cpu_time: progress.cpu.get(),
         wall_time: started.elapsed(),
         peak_memory: state.limiter.peak as u64,
         cold_start: false,

@@ -286,12 +286,14 @@ struct Outcome {
     stats: InvocationStats,
 }
 
-/// What a run has used so far, as of its last epoch tick: what is metered
-/// for a stream whose run is dropped with its client.
+/// What a run has used so far, as of its last epoch tick (its CPU time as
+/// of its last poll): what is metered for a stream whose run is dropped with
+/// its client.
 #[derive(Debug, Default)]
 struct Progress {
     fuel: AtomicU64,
     peak_memory: AtomicU64,
+    cpu: crate::cpu::CpuTime,
 }
 
 impl WasmProgram {
@@ -371,6 +373,7 @@ impl WasmProgram {
         let fuel = limits.fuel_per_request;
         store.limiter(|s| &mut s.limiter);
         let metered = self.engine.is_metered();
+        let cpu = progress.clone();
         if metered {
             if let Err(e) = store.set_fuel(limits.fuel_per_request) {
                 return Outcome {
@@ -394,10 +397,11 @@ impl WasmProgram {
             });
         }
         // The timeout also cuts a guest blocked in a host call (poll_oneoff).
+        let guest = cpu.cpu.time_async(run(&self.pre, &mut store));
         let outcome = if metered {
-            tokio::time::timeout(limits.wall_clock, run(&self.pre, &mut store)).await
+            tokio::time::timeout(limits.wall_clock, guest).await
         } else {
-            Ok(run(&self.pre, &mut store).await)
+            Ok(guest.await)
         };
         stderr.finish();
         let wall_time = started.elapsed();
@@ -411,6 +415,7 @@ impl WasmProgram {
         let state = store.data();
         let stats = InvocationStats {
             fuel_consumed,
+            cpu_time: cpu.cpu.get(),
             wall_time,
             peak_memory: state.limiter.peak as u64,
             cold_start: false,
@@ -447,11 +452,11 @@ fn stream_rest(
     progress: Arc<Progress>,
 ) -> http::Response<Body> {
     let at_head = started.elapsed();
+    let at_head_cpu = progress.cpu.get();
     head.extensions_mut().insert(InvocationStats {
-        fuel_consumed: 0,
         wall_time: at_head,
-        peak_memory: 0,
-        cold_start: false,
+        cpu_time: progress.cpu.get(),
+        ..InvocationStats::default()
     });
     // Still the request's own run: its compute share and runtime slot stay
     // held until the body ends.
@@ -472,6 +477,7 @@ fn stream_rest(
         let Some(Outcome { result, stats }) = outcome else {
             figures.add(
                 progress.fuel.load(Ordering::Relaxed),
+                progress.cpu.get().saturating_sub(at_head_cpu),
                 started.elapsed().saturating_sub(at_head),
                 progress.peak_memory.load(Ordering::Relaxed),
             );
@@ -479,6 +485,7 @@ fn stream_rest(
         };
         figures.add(
             stats.fuel_consumed,
+            stats.cpu_time.saturating_sub(at_head_cpu),
             stats.wall_time.saturating_sub(at_head),
             stats.peak_memory,
         );

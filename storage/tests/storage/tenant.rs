@@ -253,6 +253,7 @@ fn usage(t: &str, y: i32, m: u8, requests: u64) -> Usage {
     u.bytes_in = 8;
     u.bytes_out = 9;
     u.cold_starts = 10;
+    u.cpu_us = 11;
     u
 }
 
@@ -414,12 +415,12 @@ fn migrations_are_versioned() {
     let path = dir.path().join("m.db");
     {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), 4);
         store.kv_put(&tid("a"), "k", b"v").unwrap();
     }
     // Reopening applies nothing twice and keeps the data.
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     assert_eq!(
         &store.kv_get(&tid("a"), "k").unwrap().unwrap().bytes[..],
         b"v"
@@ -434,13 +435,15 @@ fn migrations_are_versioned() {
         Store::open(&path, StoreConfig::default()),
         Err(StorageError::SchemaTooNew {
             found: 99,
-            supported: 3
+            supported: 4
         })
     ));
 }
 
-/// Takes a fresh file back to schema version 2 (before accounts).
+/// Takes a fresh file back to schema version 2 (before accounts, and
+/// before version 4's CPU time).
 const DROP_V3: &str = "
+    ALTER TABLE usage DROP COLUMN cpu_us;
     DROP INDEX tenants_by_account;
     ALTER TABLE tenants DROP COLUMN account;
     DROP TABLE accounts;
@@ -464,7 +467,7 @@ fn a_version_2_database_gives_every_app_an_account_of_its_own() {
         c.pragma_update(None, "user_version", 2).unwrap();
     }
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let rec = store.tenant(&tid("old")).unwrap().unwrap();
     assert_eq!(rec.account.as_ref().map(|a| a.as_str()), Some("old"));
     let acct = store.account(&tid("old")).unwrap().unwrap();
@@ -514,7 +517,7 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
         c.pragma_update(None, "user_version", 1).unwrap();
     }
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let nov = Period::new(2026, 11).unwrap();
     let rows = store.load_usage(nov).unwrap();
     assert_eq!(rows.len(), 1);
@@ -528,10 +531,14 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
     want.bytes_in = 10;
     want.bytes_out = 20;
     want.cold_starts = 2;
-    assert_eq!(rows[0], want, "old row read back, with no refusals");
+    assert_eq!(
+        rows[0], want,
+        "old row read back, with no refusals and no CPU time"
+    );
 
-    // New rows carry their refused counts through a round trip.
+    // New rows carry their refused counts and CPU time through a round trip.
     let mut u = want.clone();
+    u.cpu_us = 123_456;
     u.refused.insert(Refusal::RateLimited, 10_000);
     u.refused.insert(Refusal::Overloaded, 3);
     store.store_usage(&[u.clone()]).unwrap();

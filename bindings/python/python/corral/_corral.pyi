@@ -57,6 +57,10 @@ class Response:
     def wall_ms(self) -> float:
         """Wall time of the invocation in milliseconds (excluding a cold start)."""
     @property
+    def cpu_ms(self) -> float:
+        """CPU time of the invocation in milliseconds (both engines' common
+        measure of work; fuel is each engine's own unit)."""
+    @property
     def memory_peak(self) -> int:
         """Highest memory the instance held, in bytes."""
     @property

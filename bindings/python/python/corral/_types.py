@@ -61,7 +61,13 @@ class Usage(TypedDict):
     refused: Dict[str, int]
     errors: int
     exec_time_ms: int
+    #: Fuel in the engine's own unit (WebAssembly instructions, JavaScript
+    #: interrupt ticks of 10,000 interpreter polls): not comparable across
+    #: engines; a small JavaScript request often spends less than one tick.
     fuel: int
+    #: CPU time of the tenant's invocations in microseconds: the measure of
+    #: work both engines share.
+    cpu_us: int
     peak_memory: int
     peak_streams: int
     storage_bytes: int

@@ -474,6 +474,7 @@ fn usage_text(name: &str, report: &Value) -> String {
         ("errors", n("errors").to_string()),
         ("exec time", format!("{} ms", n("exec_time_ms"))),
         ("fuel", n("fuel").to_string()),
+        ("cpu time", format!("{} µs", n("cpu_us"))),
         ("peak memory", bytes_text(n("peak_memory"))),
         (
             "storage",

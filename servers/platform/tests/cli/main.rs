@@ -108,6 +108,19 @@ fn fuel_of(usage: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{row:?}: {e}"))
 }
 
+/// The `cpu time` row of `corral usage`'s text, in microseconds.
+fn cpu_us_of(usage: &str) -> u64 {
+    let row = usage
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("cpu time "))
+        .unwrap_or_else(|| panic!("no cpu time row: {usage}"));
+    let us = row
+        .trim()
+        .strip_suffix(" µs")
+        .unwrap_or_else(|| panic!("{row:?}"));
+    us.parse().unwrap_or_else(|e| panic!("{row:?}: {e}"))
+}
+
 /// The whole walk of the issue for one template: init, deploy, request the
 /// printed URL, see the log line, the request in usage, re-tier, delete.
 /// `requests_for_fuel` requests in all must show nonzero fuel in usage.
@@ -146,9 +159,15 @@ async fn walk(
         "{usage}"
     );
     assert!(usage.contains("\n  requests     1 (no quota)\n"), "{usage}");
+    // The one request's work shows at once as CPU time, for either engine.
+    assert!(
+        cpu_us_of(&usage) > 0,
+        "no CPU time after one request: {usage}"
+    );
     let usage: Value =
         serde_json::from_str(&corral_ok(&s, &dir, &["--json", "usage", name])).unwrap();
     assert_eq!(usage["usage"]["requests"], 1, "{usage}");
+    assert!(usage["usage"]["cpu_us"].as_u64() > Some(0), "{usage}");
     // Fuel shows in usage once the requests have burned one unit of it: at
     // once for WebAssembly (instructions); for JavaScript, whose unit is an
     // interrupt tick of 10,000 QuickJS polls, after about 20 of these
