@@ -1464,7 +1464,7 @@ fn coder_open(
     };
     // The coder's host state is charged to the tenant's memory like a
     // buffer, until it is closed (`settle_coders`).
-    let mut open = || {
+    let open = || {
         state
             .coders
             .lock()
