@@ -760,6 +760,8 @@ mod tests {
     fn sessions_are_bounded_per_principal_and_in_all() {
         let c = Console::new();
         let first = c.create(Principal::Admin, None).0;
+        // Strictly the oldest, whatever the clock's resolution.
+        std::thread::sleep(Duration::from_millis(2));
         for _ in 0..MAX_SESSIONS_PER_PRINCIPAL + 5 {
             c.create(Principal::Admin, None);
         }
