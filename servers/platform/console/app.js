@@ -222,8 +222,34 @@ async function showApp(name) {
       ["errors", u.errors], ["fuel", u.fuel], ["peak memory", bytes(u.peak_memory)], ["peak streams", u.peak_streams],
       ["bytes in / out", bytes(u.bytes_in) + " / " + bytes(u.bytes_out)]]);
     $("retier-tier").value = info.tier;
+    chart((await api("GET", "/apps/" + encodeURIComponent(name) + "/history")).hours);
     $("app-logs").textContent = logs.lines.join("\n") || "(no log lines)";
   } catch (e) { $("app-result").textContent = e.message; }
+}
+
+// Bars for the last 48 hours, from GET /api/apps/{name}/history (kept 30 days).
+function chart(hours) {
+  const NS = "http://www.w3.org/2000/svg", svg = $("app-chart"), n = 48, w = 960 / n;
+  const now = Math.floor(Date.now() / 3600000);
+  const by = new Map(hours.map((h) => [h.hour / 3600, h]));
+  const max = Math.max(1, ...hours.map((h) => h.requests));
+  const el = (tag, attrs) => { const e = document.createElementNS(NS, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); return e; };
+  const parts = [];
+  for (let i = 0; i < n; i++) {
+    const h = by.get(now - (n - 1 - i));
+    if (!h) continue;
+    const rh = Math.max(1, Math.round((h.requests / max) * 110)), eh = Math.round((h.errors / max) * 110);
+    const bar = el("rect", { x: i * w + 1, y: 120 - rh, width: w - 2, height: rh, class: "req", "data-requests": h.requests });
+    const title = el("title", {});
+    title.textContent = new Date(h.hour * 1000).toISOString().slice(0, 13) + ":00Z: " + h.requests + " requests, " + h.errors + " errors";
+    bar.append(title);
+    parts.push(bar);
+    if (eh) parts.push(el("rect", { x: i * w + 1, y: 120 - eh, width: w - 2, height: eh, class: "err" }));
+  }
+  const label = el("text", { x: 4, y: 135 });
+  label.textContent = "48 h ago · peak " + max + " requests/h · now →";
+  parts.push(label);
+  svg.replaceChildren(...parts);
 }
 
 $("retier-form").addEventListener("submit", async (e) => {

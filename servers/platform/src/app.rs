@@ -152,6 +152,8 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
         })?;
     }
     let service = platform.service();
+    let history = Arc::new(crate::history::UsageHistory::load(&platform));
+    spawn_history(&platform, &history);
     let app = App {
         inner: Arc::new(Inner {
             router: Router::new(cfg.base_domain.as_deref()).routing(&cfg.routing),
@@ -166,6 +168,7 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
             draining: AtomicBool::new(false),
             log_followers: Arc::new(Semaphore::new(MAX_LOG_FOLLOWERS)),
             console: crate::console::Console::new(),
+            history,
             service,
             platform,
         }),
@@ -200,6 +203,8 @@ struct Inner {
     log_followers: Arc<Semaphore>,
     /// The operator console: its assets and sessions, all in memory.
     console: crate::console::Console,
+    /// Requests and errors per app per hour, 30 days.
+    history: Arc<crate::history::UsageHistory>,
 }
 
 /// A request body as handlers see it: under the body deadline and the
@@ -228,6 +233,17 @@ impl App {
     /// Flushes usage and closes the store. Call after the server has drained.
     pub async fn shutdown(&self) {
         self.start_draining();
+        // The hour so far, so the charts keep it across the restart.
+        let p = self.inner.platform.clone();
+        let history = self.inner.history.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            history.sample(&p);
+            history.save(&p)
+        })
+        .await;
+        if let Ok(Err(e)) = saved {
+            tracing::warn!("saving the usage history: {e}");
+        }
         self.inner.platform.shutdown().await;
     }
 
@@ -632,6 +648,22 @@ impl App {
                             return Err(error(StatusCode::BAD_REQUEST, "bad_request", "follow must be 1 or 0"));
                         }
                     }
+                }
+                Op::AppHistory => {
+                    let n = need_name();
+                    if p.app_tier(&n).is_none() {
+                        return Err(not_found(&n));
+                    }
+                    // Up to this minute: a sample costs a walk over the meter, in memory.
+                    self.inner.history.sample(p);
+                    let hours: Vec<_> = self
+                        .inner
+                        .history
+                        .of(&n)
+                        .into_iter()
+                        .map(|(h, requests, errors)| json!({"hour": h * 3600, "requests": requests, "errors": errors}))
+                        .collect();
+                    ok_json(&json!({"name": n, "hours": hours}))
                 }
                 Op::AppStatus => ok_json(&p.status(&need_name()).map_err(|e| platform_error(&e))?),
                 Op::ExportApp => {
@@ -1108,4 +1140,26 @@ fn simulate(
         },
         "warnings": warnings,
     }))
+}
+
+/// How often the usage history samples the meter.
+const HISTORY_SAMPLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Samples the usage history once a minute, storing it when an hour ends
+/// (off the async workers: it is one write through the store's writer).
+fn spawn_history(p: &Platform, history: &Arc<crate::history::UsageHistory>) {
+    let (p, history) = (p.clone(), Arc::clone(history));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HISTORY_SAMPLE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if history.sample(&p) {
+                let (p, h) = (p.clone(), history.clone());
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || h.save(&p)).await {
+                    tracing::warn!("saving the usage history: {e}");
+                }
+            }
+        }
+    });
 }

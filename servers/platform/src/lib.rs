@@ -7,6 +7,7 @@
 //! - [`routes`]: tenant and admin routing as a pure function over the request head.
 //! - [`hygiene`]: what path-routed apps may not send (origin-wide headers, cookies outside their path).
 //! - [`console`]: the operator console at `/console/` (embedded pages, sessions, live feed).
+//! - [`history`]: per-app usage per hour for 30 days, kept across restarts.
 //! - [`openapi`]: the admin API document, built from the router's own table.
 //! - [`client`]: the `corral` client CLI for app developers (init, dev, deploy, logs, …).
 //! - [`http`]: the hyper server (HTTP/1.1 + h2c, limits, graceful drain) and response helpers.
@@ -35,6 +36,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod history;
 pub mod http;
 pub mod hygiene;
 pub mod openapi;

@@ -57,6 +57,8 @@ pub enum Op {
     AppLogs,
     /// `GET /api/apps/{name}/export` (the app's CRC-checked archive)
     ExportApp,
+    /// `GET /api/apps/{name}/history` (requests and errors per hour, 30 days)
+    AppHistory,
     /// `GET /api/accounts`
     ListAccounts,
     /// `PUT /api/accounts/{name}` (create, or move to a tier: `{"tier": "pro"}`)
@@ -246,6 +248,16 @@ pub const ROUTES: &[RouteSpec] = &[
             Op::AppLogs,
             true,
             "The app's recent log lines (console.log, guest stderr), oldest first, bounded by the per-app log cap: {\"lines\": [...]}",
+        )
+    },
+    RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/apps/{name}/history",
+            Op::AppHistory,
+            true,
+            "Requests and errors per hour over the last 30 days, kept across restarts: {\"hours\": [{\"hour\": <unix seconds>, \"requests\", \"errors\"}]} (hours with nothing counted are absent)",
         )
     },
     RouteSpec {
@@ -1214,7 +1226,7 @@ mod tests {
         for s in ROUTES {
             *seen.entry(s.op).or_default() += 1;
         }
-        assert_eq!(seen.len(), 29, "one route per Op variant");
+        assert_eq!(seen.len(), 30, "one route per Op variant");
         assert!(seen.values().all(|&n| n == 1));
         let public: Vec<_> = ROUTES.iter().filter(|s| !s.auth).map(|s| s.path).collect();
         assert_eq!(public, ["/api/tls-ask", "/healthz", "/readyz"]);

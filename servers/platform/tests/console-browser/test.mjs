@@ -145,9 +145,15 @@ try {
   await page.click("#t-apps th[data-key=requests]");
   await page.screenshot({ path: join(shots, "apps.png"), fullPage: true });
 
-  // Re-tier it on its page.
+  // Its page: the usage chart shows the hour's requests (from the history endpoint).
+  for (let i = 0; i < 5; i++) await fetch(base + "/apps/shop/").then((r) => r.text());
   await page.click("#t-apps a[href='#/apps/shop']");
   await page.waitForSelector("#page-app:not([hidden])");
+  await page.waitForSelector("#app-chart rect.req");
+  const charted = await page.$$eval("#app-chart rect.req", (rs) => rs.reduce((n, r) => n + Number(r.dataset.requests), 0));
+  check(charted >= 6, "the usage chart shows the app's requests this hour (" + charted + ")");
+
+  // Re-tier it on its page.
   await page.waitForFunction(() => document.getElementById("retier-tier").value === "small");
   await page.fill("#retier-tier", "large");
   await page.click("#retier-form button");

@@ -498,3 +498,49 @@ async fn simulate_is_the_probes_budget() {
     assert_eq!(status, 200);
     assert_eq!(fresh["input"]["cpus"], host["probe"]["cpus"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_history_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), None);
+    let js = "export default { fetch() { return new Response('h') } }";
+    assert_eq!(s.deploy_js("hist", "test", js).await.0, 200);
+    for _ in 0..3 {
+        assert_eq!(s.get("/apps/hist/").await.0, 200);
+    }
+    let sum = |v: &Value| -> u64 {
+        v["hours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["requests"].as_u64().unwrap())
+            .sum()
+    };
+    let (status, h) = s
+        .admin(Method::GET, "/api/apps/hist/history", b"", "text/plain")
+        .await;
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(sum(&h), 3, "{h}");
+    let hour = h["hours"][0]["hour"].as_i64().unwrap();
+    assert_eq!(hour % 3600, 0);
+
+    let (dir, token) = s.stop();
+    let s = Server::start(&dir, Some(&token));
+    let (_, h) = s
+        .admin(Method::GET, "/api/apps/hist/history", b"", "text/plain")
+        .await;
+    assert_eq!(
+        sum(&h),
+        3,
+        "kept across the restart, not counted twice: {h}"
+    );
+    assert_eq!(s.get("/apps/hist/").await.0, 200);
+    let (_, h) = s
+        .admin(Method::GET, "/api/apps/hist/history", b"", "text/plain")
+        .await;
+    assert_eq!(sum(&h), 4, "{h}");
+    let (status, _) = s
+        .admin(Method::GET, "/api/apps/nope/history", b"", "text/plain")
+        .await;
+    assert_eq!(status, 404);
+}
