@@ -4,8 +4,9 @@
 //! hour ends and at shutdown, so the charts have data after a restart.
 //!
 //! Bounded: at most [`MAX_APPS`] apps × [`HOURS`] buckets of three numbers
-//! (about 8 MiB at the worst); an app past the cap has no history until one
-//! is removed. Only the operator and account tokens make apps, within their
+//! (24 bytes each: about 8 MiB in memory and some 10 MB of JSON in the store
+//! at the worst, written once an hour); an app past the cap has no history
+//! until one is removed or its buckets age out. Only the operator and account tokens make apps, within their
 //! tiers' `max_apps`, so no tenant request can grow it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub const HOURS: usize = 30 * 24;
 
 /// Apps with a history at most.
-pub const MAX_APPS: usize = 1000;
+pub const MAX_APPS: usize = 500;
 
 /// The store's config key holding the history.
 const KEY: &str = "console_usage_history";
