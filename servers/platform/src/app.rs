@@ -152,6 +152,8 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
         })?;
     }
     let service = platform.service();
+    let history = Arc::new(crate::history::UsageHistory::load(&platform));
+    spawn_history(&platform, &history);
     let app = App {
         inner: Arc::new(Inner {
             router: Router::new(cfg.base_domain.as_deref()).routing(&cfg.routing),
@@ -165,6 +167,8 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
             bodies: BodyBudget::new(cfg.http.max_buffered_body_bytes, cfg.http.body_read_timeout),
             draining: AtomicBool::new(false),
             log_followers: Arc::new(Semaphore::new(MAX_LOG_FOLLOWERS)),
+            console: crate::console::Console::new(),
+            history,
             service,
             platform,
         }),
@@ -197,6 +201,10 @@ struct Inner {
     draining: AtomicBool,
     /// Open log follows (`?follow=1`), at most [`MAX_LOG_FOLLOWERS`].
     log_followers: Arc<Semaphore>,
+    /// The operator console: its assets and sessions, all in memory.
+    console: crate::console::Console,
+    /// Requests and errors per app per hour, 30 days.
+    history: Arc<crate::history::UsageHistory>,
 }
 
 /// A request body as handlers see it: under the body deadline and the
@@ -225,6 +233,17 @@ impl App {
     /// Flushes usage and closes the store. Call after the server has drained.
     pub async fn shutdown(&self) {
         self.start_draining();
+        // The hour so far, so the charts keep it across the restart.
+        let p = self.inner.platform.clone();
+        let history = self.inner.history.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            history.sample(&p);
+            history.save(&p)
+        })
+        .await;
+        if let Ok(Err(e)) = saved {
+            tracing::warn!("saving the usage history: {e}");
+        }
         self.inner.platform.shutdown().await;
     }
 
@@ -261,6 +280,9 @@ impl App {
                 let resp = self.tenant(parts, body, tenant, &path_and_query).await;
                 crate::hygiene::confine(resp, via, &app)
             }
+            Ok(Route::Console) => {
+                crate::console::serve(self, &self.inner.console, parts, body).await
+            }
             // Unauthenticated system routes: no admin slot, no argon2.
             Ok(Route::Api {
                 op,
@@ -275,20 +297,49 @@ impl App {
                         return r;
                     }
                 };
-                if let Err(denied) = self.permit(&principal, op, name.as_ref(), &parts.uri) {
-                    discard(&parts.headers, body);
-                    return denied.to_response();
-                }
-                let Ok(_permit) = self.inner.admin.acquire().await else {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "shutting_down",
-                        "server is shutting down",
-                    );
-                };
-                self.api(op, name, principal, parts, body).await
+                self.admin_api(op, name, principal, parts, body).await
             }
         }
+    }
+
+    /// An authenticated admin operation for `principal`: its permission
+    /// check, then one slot of the admin reserve (apart from every tenant
+    /// limit). The console's `/console/api/…` routes come here too.
+    pub(crate) async fn admin_api(
+        &self,
+        op: Op,
+        name: Option<TenantId>,
+        principal: Principal,
+        parts: http::request::Parts,
+        body: RequestBody,
+    ) -> Response<Body> {
+        if let Err(denied) = self.permit(&principal, op, name.as_ref(), &parts.uri) {
+            discard(&parts.headers, body);
+            return denied.to_response();
+        }
+        let Ok(_permit) = self.inner.admin.acquire().await else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "server is shutting down",
+            );
+        };
+        self.api(op, name, principal, parts, body).await
+    }
+
+    /// The console's state.
+    pub(crate) fn console(&self) -> &crate::console::Console {
+        &self.inner.console
+    }
+
+    /// The router (the console maps its thin routes through its table).
+    pub(crate) fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    /// The token gate (the console's login checks a token through it).
+    pub(crate) fn gate(&self) -> &AdminGate {
+        &self.inner.auth
     }
 
     /// Whether `principal` may run `op` on `name`: the admin token may run
@@ -337,7 +388,10 @@ impl App {
     /// Checks the admin token: from RAM once argon2 has accepted it; argon2
     /// otherwise, throttled per client address and bounded host-wide, never
     /// holding an admin slot.
-    async fn authorize(&self, parts: &http::request::Parts) -> Result<Principal, Response<Body>> {
+    pub(crate) async fn authorize(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<Principal, Response<Body>> {
         let client = parts
             .extensions
             .get::<Peer>()
@@ -426,7 +480,11 @@ impl App {
                     if let Principal::Account(a) = &principal {
                         apps.retain(|app| app.account == *a);
                     }
-                    ok_json(&apps)
+                    if matches!(query_param(&parts.uri, "stats").as_deref(), Some("1" | "true")) {
+                        ok_json(&apps.iter().map(|a| app_row(p, a)).collect::<Vec<_>>())
+                    } else {
+                        ok_json(&apps)
+                    }
                 }
                 Op::GetApp => {
                     let n = need_name();
@@ -591,6 +649,22 @@ impl App {
                         }
                     }
                 }
+                Op::AppHistory => {
+                    let n = need_name();
+                    if p.app_tier(&n).is_none() {
+                        return Err(not_found(&n));
+                    }
+                    // Up to this minute: a sample costs a walk over the meter, in memory.
+                    self.inner.history.sample(p);
+                    let hours: Vec<_> = self
+                        .inner
+                        .history
+                        .of(&n)
+                        .into_iter()
+                        .map(|(h, requests, errors)| json!({"hour": h * 3600, "requests": requests, "errors": errors}))
+                        .collect();
+                    ok_json(&json!({"name": n, "hours": hours}))
+                }
                 Op::AppStatus => ok_json(&p.status(&need_name()).map_err(|e| platform_error(&e))?),
                 Op::ExportApp => {
                     let n = need_name();
@@ -637,6 +711,24 @@ impl App {
                     ok_json(&json!({"maintenance": p.maintenance()}))
                 }
                 Op::Gauges => gauges(p),
+                Op::Overview => ok_json(&overview(p)),
+                Op::Simulate => {
+                    // `probe=1`: this host's figures read afresh (the
+                    // recalibrate preview), off the async workers.
+                    let fresh = if matches!(query_param(&parts.uri, "probe").as_deref(), Some("1" | "true")) {
+                        let dir = p.config().data_dir.clone();
+                        let probe = tokio::task::spawn_blocking(move || {
+                            use corral::metering::HostProbe;
+                            corral::metering::SysinfoProbe::new(dir).probe()
+                        })
+                        .await
+                        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+                        Some(probe)
+                    } else {
+                        None
+                    };
+                    ok_json(&simulate(p, &parts.uri, fresh).map_err(|m| error(StatusCode::BAD_REQUEST, "bad_request", m))?)
+                }
                 Op::OpenApi => ok_json(&crate::openapi::document()),
                 Op::TlsAsk => self.tls_ask(&parts.uri),
                 Op::Metrics => {
@@ -914,4 +1006,160 @@ fn gauges(p: &Platform) -> Response<Body> {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
+}
+
+/// One row of `GET /api/apps?stats=1`: the app's record beside its state and
+/// this month's figures, all from memory (the registry and the meter).
+fn app_row(p: &Platform, a: &corral::platform::AppInfo) -> serde_json::Value {
+    let status = p.status(&a.name).ok();
+    let usage = p.meter().usage(&a.name);
+    let mut row = serde_json::to_value(a).unwrap_or_else(|_| json!({}));
+    row["state"] = json!(status.as_ref().map_or("parked", |s| s.state));
+    row["in_flight"] = json!(status.as_ref().map_or(0, |s| s.in_flight));
+    row["streams"] = json!(status.as_ref().map_or(0, |s| s.streams));
+    row["requests"] = json!(usage.as_ref().map_or(0, |u| u.requests));
+    row["errors"] = json!(usage.as_ref().map_or(0, |u| u.errors));
+    row["fuel"] = json!(usage.as_ref().map_or(0, |u| u.fuel));
+    row["peak_memory"] = json!(usage.as_ref().map_or(0, |u| u.peak_memory));
+    row
+}
+
+/// `GET /api/overview`: one dashboard frame, from memory only (no SQLite
+/// read): the host (probe, budget, slots, cache, thresholds, admission,
+/// maintenance), warm and parked apps, and the node's totals with errors
+/// and refusals by kind. The console's live feed sends this once a second.
+pub(crate) fn overview(p: &Platform) -> serde_json::Value {
+    use corral::metering::ErrorKind;
+    let host = p.host();
+    let apps = p.registry().stats();
+    let t = p.meter().totals();
+    let errors: serde_json::Map<String, serde_json::Value> = ErrorKind::ALL
+        .iter()
+        .zip(t.errors.iter())
+        .map(|(k, n)| (k.as_str().to_owned(), json!(n)))
+        .collect();
+    let refused: serde_json::Map<String, serde_json::Value> = corral::limits_layers::Refusal::ALL
+        .iter()
+        .zip(t.refused.iter())
+        .map(|(k, n)| (k.code().to_owned(), json!(n)))
+        .collect();
+    let cfg = p.config();
+    let fired = !host.accepting_new_tenants;
+    json!({
+        "host": host,
+        "apps": {"total": apps.tenants, "warm": apps.warm, "parked": apps.tenants.saturating_sub(apps.warm)},
+        "totals": {"requests": t.requests, "in_flight": t.in_flight, "fuel": t.fuel, "errors": errors, "refused": refused},
+        "expansion_hook": {
+            "configured": cfg.hook_url.is_some() || cfg.hook_command.is_some(),
+            "fired": fired,
+        },
+    })
+}
+
+/// Largest figures `GET /api/admin/simulate` takes: 1 PiB of RAM or disk,
+/// 4096 CPUs, a million apps (the arithmetic saturates anyway; these keep
+/// the answer meaningful).
+const SIM_MAX_BYTES: u64 = 1 << 50;
+
+/// `GET /api/admin/simulate`: the budget a host of the given size would get,
+/// from [`corral::metering::Budget::from_probe`] with this node's OS
+/// overhead and safety factor: the very call the probe's sizing makes.
+fn simulate(
+    p: &Platform,
+    uri: &http::Uri,
+    fresh: Option<corral::metering::Probe>,
+) -> Result<serde_json::Value, String> {
+    use corral::metering::{Budget, DEFAULT_OS_OVERHEAD, DEFAULT_SAFETY, Probe};
+    let num = |key: &str, max: u64| -> Result<Option<u64>, String> {
+        match query_param(uri, key) {
+            None => Ok(None),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n <= max => Ok(Some(n)),
+                _ => Err(format!("{key} must be a whole number up to {max}")),
+            },
+        }
+    };
+    let host = p.host();
+    let base = fresh.unwrap_or(host.probe);
+    let ram = num("ram", SIM_MAX_BYTES)?
+        .or(fresh.map(|f| f.ram_total))
+        .ok_or("ram (bytes) is required")?;
+    let cpus = num("cpus", 4096)?
+        .or(fresh.map(|f| u64::from(f.cpus)))
+        .ok_or("cpus is required")?
+        .max(1);
+    let disk = num("disk", SIM_MAX_BYTES)?.unwrap_or(base.disk_total);
+    let apps = num("apps", 1_000_000)?.unwrap_or(0);
+    let cfg = p.config();
+    let slots_override = num("runtime_slots", 1 << 20)?.or(cfg.runtime_slots.map(|n| n as u64));
+    let cache_override = num("cache_bytes", SIM_MAX_BYTES)?.or(cfg.cache_bytes);
+    let overhead = cfg.os_overhead_bytes.unwrap_or(DEFAULT_OS_OVERHEAD);
+    let probe = Probe {
+        ram_total: ram,
+        cpus: u32::try_from(cpus).unwrap_or(u32::MAX),
+        disk_total: disk,
+        ..Probe::default()
+    };
+    let b = Budget::from_probe(&probe, overhead, DEFAULT_SAFETY).map_err(|e| e.to_string())?;
+    let slots = slots_override.unwrap_or(u64::from(b.runtime_slots));
+    let cache = cache_override.unwrap_or(b.cache_bytes);
+    let mut warnings = Vec::new();
+    if let Some(n) = slots_override {
+        let need = n.saturating_mul(b.instance_memory);
+        if need > b.runtime_bytes {
+            warnings.push(format!(
+                "runtime_slots = {n} needs {need} bytes of guest memory at {} bytes each; this box has {} for guests",
+                b.instance_memory, b.runtime_bytes
+            ));
+        }
+    }
+    if let Some(c) = cache_override
+        && c > b.usable.saturating_sub(b.sqlite_cache_bytes)
+    {
+        warnings.push(format!(
+            "cache_bytes = {c} exceeds the {} bytes this box can spare for the cache",
+            b.usable.saturating_sub(b.sqlite_cache_bytes)
+        ));
+    }
+    if apps > u64::from(b.pool_instances) {
+        warnings.push(format!(
+            "{apps} apps: at most {} can be warm at once, the rest park and cold-start",
+            b.pool_instances
+        ));
+    }
+    let disk_budget = (disk as f64 * host.thresholds.disk.fire) as u64;
+    Ok(json!({
+        "input": {"ram": ram, "cpus": cpus, "disk": disk, "apps": apps},
+        "os_overhead_bytes": overhead,
+        "safety": DEFAULT_SAFETY,
+        "budget": b,
+        "effective": {"runtime_slots": slots, "cache_bytes": cache},
+        "per_app": {
+            "guest_memory_if_all_warm": b.runtime_bytes.checked_div(apps),
+            "disk_before_threshold": disk_budget.checked_div(apps),
+        },
+        "warnings": warnings,
+    }))
+}
+
+/// How often the usage history samples the meter.
+const HISTORY_SAMPLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Samples the usage history once a minute, storing it when an hour ends
+/// (off the async workers: it is one write through the store's writer).
+fn spawn_history(p: &Platform, history: &Arc<crate::history::UsageHistory>) {
+    let (p, history) = (p.clone(), Arc::clone(history));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HISTORY_SAMPLE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if history.sample(&p) {
+                let (p, h) = (p.clone(), history.clone());
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || h.save(&p)).await {
+                    tracing::warn!("saving the usage history: {e}");
+                }
+            }
+        }
+    });
 }

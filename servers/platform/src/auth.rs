@@ -364,6 +364,26 @@ impl AccountTokens {
             .retain(|_, (a, _)| a != account);
     }
 
+    /// Whether the token of this id is still valid (not revoked, its
+    /// account not deleted): a console session made with it ends when not.
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+
+    /// The id part of an account token (`corral_acct_<id>_<secret>`).
+    ///
+    /// ```
+    /// use corral_server::auth::AccountTokens;
+    /// assert_eq!(AccountTokens::id_of("corral_acct_0a1b_ffff"), Some("0a1b"));
+    /// assert_eq!(AccountTokens::id_of("corral_0a1b"), None);
+    /// ```
+    pub fn id_of(token: &str) -> Option<&str> {
+        Some(token.strip_prefix(ACCOUNT_TOKEN_PREFIX)?.split_once('_')?.0)
+    }
+
     /// `None`: not an account token, or an id this node does not know (the
     /// caller may still try it as the admin token). `Some(None)`: a known
     /// id with the wrong secret. `Some(Some(account))`: valid.

@@ -6,6 +6,8 @@
 //! - [`auth`]: the admin token, stored only as an argon2 hash.
 //! - [`routes`]: tenant and admin routing as a pure function over the request head.
 //! - [`hygiene`]: what path-routed apps may not send (origin-wide headers, cookies outside their path).
+//! - [`console`]: the operator console at `/console/` (embedded pages, sessions, live feed).
+//! - [`history`]: per-app usage per hour for 30 days, kept across restarts.
 //! - [`openapi`]: the admin API document, built from the router's own table.
 //! - [`client`]: the `corral` client CLI for app developers (init, dev, deploy, logs, …).
 //! - [`http`]: the hyper server (HTTP/1.1 + h2c, limits, graceful drain) and response helpers.
@@ -33,6 +35,8 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod console;
+pub mod history;
 pub mod http;
 pub mod hygiene;
 pub mod openapi;

@@ -57,6 +57,8 @@ pub enum Op {
     AppLogs,
     /// `GET /api/apps/{name}/export` (the app's CRC-checked archive)
     ExportApp,
+    /// `GET /api/apps/{name}/history` (requests and errors per hour, 30 days)
+    AppHistory,
     /// `GET /api/accounts`
     ListAccounts,
     /// `PUT /api/accounts/{name}` (create, or move to a tier: `{"tier": "pro"}`)
@@ -83,6 +85,12 @@ pub enum Op {
     Maintenance,
     /// `GET /api/gauges` (server-sent events)
     Gauges,
+    /// `GET /api/overview` (one frame of the operator's dashboard: host,
+    /// app counts, totals and errors by kind, from memory)
+    Overview,
+    /// `GET /api/admin/simulate?ram=…&cpus=…&disk=…&apps=…` (the budget a
+    /// host of that size would get, by the probe's own budget code)
+    Simulate,
     /// `GET /api/openapi.json`
     OpenApi,
     /// `GET /api/tls-ask?domain=…` (Caddy on-demand TLS: 200 for a deployed app's host)
@@ -243,6 +251,16 @@ pub const ROUTES: &[RouteSpec] = &[
         )
     },
     RouteSpec {
+        account: true,
+        ..spec(
+            "GET",
+            "/api/apps/{name}/history",
+            Op::AppHistory,
+            true,
+            "Requests and errors per hour over the last 30 days, kept across restarts: {\"hours\": [{\"hour\": <unix seconds>, \"requests\", \"errors\"}]} (hours with nothing counted are absent)",
+        )
+    },
+    RouteSpec {
         produces: "application/x-tar",
         ..spec(
             "GET",
@@ -373,6 +391,43 @@ pub const ROUTES: &[RouteSpec] = &[
     },
     spec(
         "GET",
+        "/api/overview",
+        Op::Overview,
+        true,
+        "One dashboard frame from memory: host, slots, warm/parked apps, totals, errors by kind, thresholds",
+    ),
+    RouteSpec {
+        query: &[
+            (
+                "ram",
+                "Physical RAM of the simulated host, bytes (required unless probe=1)",
+            ),
+            ("cpus", "Logical CPUs (required unless probe=1)"),
+            (
+                "probe",
+                "1: probe this host now and use its RAM, CPUs and disk for what is not given (what a recalibrate would derive)",
+            ),
+            ("disk", "Disk size, bytes (default: this host's)"),
+            ("apps", "Apps expected on the node (default: 0)"),
+            (
+                "runtime_slots",
+                "Override to check (default: this node's setting)",
+            ),
+            (
+                "cache_bytes",
+                "Override to check (default: this node's setting)",
+            ),
+        ],
+        ..spec(
+            "GET",
+            "/api/admin/simulate",
+            Op::Simulate,
+            true,
+            "The limits a host of this size would get, computed by the probe's budget code, with warnings for overrides it cannot hold",
+        )
+    },
+    spec(
+        "GET",
         "/api/openapi.json",
         Op::OpenApi,
         true,
@@ -448,6 +503,9 @@ pub enum Route {
         /// The path and query the guest sees (`/apps/<app>` stripped).
         path_and_query: String,
     },
+    /// To the operator console (`/console`, `/console/…`): its own
+    /// session auth, served by [`crate::console`].
+    Console,
     /// To an admin or system operation.
     Api {
         /// The operation.
@@ -615,12 +673,28 @@ impl Router {
                 path_and_query: with_query(tail),
             });
         }
+        // The console is an admin surface: bound to the admin host like /api/*.
+        if path == "/console" || path.starts_with("/console/") {
+            if self.admin_host.is_some() && !on_admin_host {
+                return Err(RouteError::NotFound {
+                    path: path.to_owned(),
+                });
+            }
+            return Ok(Route::Console);
+        }
         if self.admin_host.is_some() && !on_admin_host && admin_only(path) {
             return Err(RouteError::NotFound {
                 path: path.to_owned(),
             });
         }
         self.route_api(&parts.method, path)
+    }
+
+    /// Routes `method` and `path` against [`ROUTES`] alone (no tenant, no
+    /// host): the console's thin `/console/api/…` routes map onto the same
+    /// table, so they run the same operations under the same permissions.
+    pub fn route_api_path(&self, method: &Method, path: &str) -> Result<Route, RouteError> {
+        self.route_api(method, path)
     }
 
     fn route_api(&self, method: &Method, path: &str) -> Result<Route, RouteError> {
@@ -1054,6 +1128,30 @@ mod tests {
     }
 
     #[test]
+    fn console_routes_and_admin_host() {
+        let d = Some("example.com");
+        for uri in ["/console", "/console/", "/console/api/apps"] {
+            assert_eq!(
+                routed((true, None), d, uri, "example.com"),
+                Ok(Route::Console)
+            );
+        }
+        // An app's own host keeps its /console path.
+        assert_eq!(
+            routed((true, None), d, "/console/", "demo.example.com"),
+            Ok(tenant("demo", Via::Host, "/console/"))
+        );
+        let admin = (true, Some("admin.example.com"));
+        assert_eq!(
+            routed(admin, d, "/console/", "admin.example.com"),
+            Ok(Route::Console)
+        );
+        let r = routed(admin, d, "/console/", "example.com");
+        assert!(matches!(r, Err(RouteError::NotFound { .. })), "{r:?}");
+        assert!(routed((true, None), d, "/consoles", "example.com").is_err());
+    }
+
+    #[test]
     fn admin_host_binds_the_api() {
         let d = Some("example.com");
         let admin = (true, Some("admin.example.com"));
@@ -1128,7 +1226,7 @@ mod tests {
         for s in ROUTES {
             *seen.entry(s.op).or_default() += 1;
         }
-        assert_eq!(seen.len(), 27, "one route per Op variant");
+        assert_eq!(seen.len(), 30, "one route per Op variant");
         assert!(seen.values().all(|&n| n == 1));
         let public: Vec<_> = ROUTES.iter().filter(|s| !s.auth).map(|s| s.path).collect();
         assert_eq!(public, ["/api/tls-ask", "/healthz", "/readyz"]);

@@ -15,6 +15,7 @@ mod accounts;
 #[path = "../common/mod.rs"]
 mod common;
 mod component;
+mod console;
 mod hygiene;
 use common::{BIN, Server, js_text};
 
