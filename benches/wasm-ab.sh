@@ -6,6 +6,8 @@
 #   benches/wasm-ab.sh A_BIN B_BIN BARE_BIN [ROUNDS] [SECONDS]
 #
 # BARE_BIN is `cargo build --release -p corral-server --example bare_hello`.
+# FIXTURE=path.wasm serves another app instead (for example the hello component,
+# sandbox-core/tests/fixtures/components/hello.wasm).
 set -euo pipefail
 base=${1:?A_BIN} new=${2:?B_BIN} bare=${3:?BARE_BIN} rounds=${4:-3} secs=${5:-8}
 cd "$(dirname "$0")/.."
@@ -19,7 +21,7 @@ for v in base new; do
   bin=${!v}
   a=$(start $v $bin --config $tmp/c.toml --data-dir $tmp/$v --listen 127.0.0.1:0 serve)
   t=$(grep -o 'corral_[0-9a-f]*' $tmp/$v.out)
-  curl -sf -X PUT --data-binary @bindings/python/tests/fixtures/hello.wasm -H 'content-type: application/wasm' -H "authorization: Bearer $t" http://$a/api/apps/h >/dev/null
+  curl -sf -X PUT --data-binary @${FIXTURE:-bindings/python/tests/fixtures/hello.wasm} -H 'content-type: application/wasm' -H "authorization: Bearer $t" http://$a/api/apps/h >/dev/null
   curl -sf http://$a/apps/h/ >/dev/null
   eval "A_$v=$a"
 done
