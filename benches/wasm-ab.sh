@@ -11,10 +11,11 @@
 set -euo pipefail
 base=${1:?A_BIN} new=${2:?B_BIN} bare=${3:?BARE_BIN} rounds=${4:-3} secs=${5:-8}
 cd "$(dirname "$0")/.."
-tmp=$(mktemp -d); pids=()
-trap 'kill ${pids[@]} 2>/dev/null; rm -rf $tmp' EXIT
+tmp=$(mktemp -d)
+# `start` runs in $(...): its pids go to files, where the trap finds them.
+trap 'kill $(cat $tmp/*.pid 2>/dev/null) 2>/dev/null; rm -rf $tmp' EXIT
 cp benches/bench-tier.toml $tmp/c.toml
-start() { local n=$1; shift; "$@" > $tmp/$n.out 2>$tmp/$n.err & pids+=($!);
+start() { local n=$1; shift; "$@" > $tmp/$n.out 2>$tmp/$n.err & echo $! > $tmp/$n.pid;
   for _ in $(seq 100); do a=$(grep -o 'listening on http://[0-9.:]*' $tmp/$n.out | head -1 | cut -d/ -f3 || true); [ -n "$a" ] && { echo $a; return; }; sleep 0.1; done; exit 1; }
 B=$(start bare $bare 127.0.0.1:0)
 for v in base new; do
