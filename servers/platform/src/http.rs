@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -538,10 +538,7 @@ where
         };
         connections += 1;
         let _ = stream.set_nodelay(true);
-        let (load, idle) = watch::channel(Load {
-            in_flight: 0,
-            since: Instant::now(),
-        });
+        let load = Arc::new(Load::new());
         let conn = builder
             .serve_connection(
                 TokioIo::new(ChunkedReads(stream)),
@@ -549,7 +546,7 @@ where
                     inner: service.clone(),
                     peer,
                     stop: stop.clone(),
-                    load: Arc::new(load),
+                    load: load.clone(),
                 },
             )
             .into_owned();
@@ -557,7 +554,7 @@ where
             conn,
             peer,
             stop.clone(),
-            idle,
+            load,
             limits.idle_timeout,
             permit,
         ));
@@ -582,7 +579,7 @@ async fn watch_connection<S>(
     conn: auto::Connection<'static, TokioIo<ChunkedReads>, PeerService<S>, TokioExecutor>,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
-    mut idle: watch::Receiver<Load>,
+    load: Arc<Load>,
     idle_timeout: Duration,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) where
@@ -604,7 +601,7 @@ async fn watch_connection<S>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = idle_for(&mut idle, idle_timeout), if !closing => {
+            () = idle_for(&load, idle_timeout), if !closing => {
                 tracing::debug!(%peer, "closing an idle connection");
                 conn.as_mut().graceful_shutdown();
                 closing = true;
@@ -618,47 +615,75 @@ async fn watch_connection<S>(
 
 /// How busy a connection is: requests in flight (until their response body
 /// ends) and when that count last changed.
-#[derive(Debug, Clone, Copy)]
+///
+/// Plain atomics, read by [`idle_for`] only when its timer fires: a request
+/// wakes nothing and arms no timer (a `watch` channel here woke the
+/// connection's task twice per request and re-armed its idle timer each time
+/// the count went back to zero).
+#[derive(Debug)]
 struct Load {
-    in_flight: usize,
-    since: Instant,
+    in_flight: AtomicUsize,
+    /// When `in_flight` last changed, in nanoseconds after `origin`.
+    since: AtomicU64,
+    origin: Instant,
+}
+
+impl Load {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            since: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+
+    fn touch(&self) {
+        let nanos = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.since.store(nanos, Ordering::Release);
+    }
+
+    fn since(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.since.load(Ordering::Acquire))
+    }
 }
 
 /// Resolves once the connection has had no request in flight for `timeout`.
-async fn idle_for(load: &mut watch::Receiver<Load>, timeout: Duration) {
+/// One timer at a time: it sleeps until the earliest moment the connection
+/// could be idle long enough, then looks again.
+async fn idle_for(load: &Load, timeout: Duration) {
     loop {
-        let Load { in_flight, since } = *load.borrow_and_update();
-        if in_flight == 0 {
-            tokio::select! {
-                () = tokio::time::sleep_until(since + timeout) => return,
-                changed = load.changed() => if changed.is_err() { return },
+        let now = Instant::now();
+        let deadline = if load.in_flight.load(Ordering::Acquire) == 0 {
+            let deadline = load.since() + timeout;
+            // Checked after reading `since`: a request that began in
+            // between is seen here.
+            if deadline <= now && load.in_flight.load(Ordering::Acquire) == 0 {
+                return;
             }
-        } else if load.changed().await.is_err() {
-            return;
-        }
+            deadline.max(now + Duration::from_millis(1))
+        } else {
+            now + timeout
+        };
+        tokio::time::sleep_until(deadline).await;
     }
 }
 
 /// Counts one request in flight on its connection until dropped (which
 /// happens when its response body ends or is dropped).
-struct InFlight(Arc<watch::Sender<Load>>);
+struct InFlight(Arc<Load>);
 
 impl InFlight {
-    fn begin(load: &Arc<watch::Sender<Load>>) -> Self {
-        load.send_modify(|l| {
-            l.in_flight += 1;
-            l.since = Instant::now();
-        });
+    fn begin(load: &Arc<Load>) -> Self {
+        load.in_flight.fetch_add(1, Ordering::AcqRel);
+        load.touch();
         Self(load.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|l| {
-            l.in_flight -= 1;
-            l.since = Instant::now();
-        });
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -771,7 +796,7 @@ struct PeerService<S> {
     /// Turns true when shutdown begins.
     stop: watch::Receiver<bool>,
     /// The connection's load, for its idle timeout.
-    load: Arc<watch::Sender<Load>>,
+    load: Arc<Load>,
 }
 
 impl<S> hyper::service::Service<http::Request<Incoming>> for PeerService<S>
