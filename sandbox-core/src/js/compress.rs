@@ -2,9 +2,10 @@
 //! ("gzip", "deflate" and "deflate-raw", on `flate2` with its pure-Rust
 //! miniz_oxide backend).
 //!
-//! Containment: a runtime keeps at most [`MAX_CODERS`] coders open at once
-//! (each holds a window of tens of kilobytes in the host, outside the
-//! tenant's heap); the output of one chunk is handed out in pieces of at most
+//! Containment: a tenant keeps at most [`MAX_CODERS`] coders open at once,
+//! counted across all its runtimes (each coder holds a window of up to a few
+//! hundred kilobytes in the host, outside the tenant's heap, so a tenant with
+//! several runtimes must not get the cap once per runtime); the output of one chunk is handed out in pieces of at most
 //! [`PIECE`] bytes, each copied into the tenant's heap by the caller as it
 //! is made, so the host never holds more than a few pieces and the tenant's
 //! memory limit counts all of it; and one chunk's output stops with
@@ -16,6 +17,8 @@
 //! V8 ones wrap these.
 
 use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
@@ -276,6 +279,16 @@ impl Coder {
 pub(crate) struct Coders {
     slots: Vec<Option<Coder>>,
     free: Vec<u32>,
+    /// Coders open in all the tenant's runtimes (shared by their `Coders`),
+    /// against [`MAX_CODERS`].
+    tenant_open: Arc<AtomicUsize>,
+}
+
+impl Drop for Coders {
+    fn drop(&mut self) {
+        self.tenant_open
+            .fetch_sub(self.open_count(), Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Coders {
@@ -287,6 +300,16 @@ impl std::fmt::Debug for Coders {
 }
 
 impl Coders {
+    /// Coders of one runtime of a tenant whose runtimes all count their open
+    /// coders in `tenant_open`.
+    pub(crate) fn counted_in(tenant_open: Arc<AtomicUsize>) -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            tenant_open,
+        }
+    }
+
     /// How many coders are open.
     pub(crate) fn open_count(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -295,12 +318,13 @@ impl Coders {
     /// A new coder, by handle: a compressor when `compress`, else a
     /// decompressor.
     pub(crate) fn open(&mut self, format: Format, compress: bool) -> Result<u32, CoderError> {
+        if self.tenant_open.fetch_add(1, Ordering::Relaxed) >= MAX_CODERS {
+            self.tenant_open.fetch_sub(1, Ordering::Relaxed);
+            return Err(CoderError::TooMany);
+        }
         if let Some(handle) = self.free.pop() {
             self.slots[handle as usize] = Some(Coder::new(format, compress));
             return Ok(handle);
-        }
-        if self.slots.len() >= MAX_CODERS {
-            return Err(CoderError::TooMany);
         }
         self.slots.push(Some(Coder::new(format, compress)));
         Ok(u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX))
@@ -365,6 +389,7 @@ impl Coders {
         if let Some(slot) = self.slots.get_mut(handle as usize)
             && slot.take().is_some()
         {
+            self.tenant_open.fetch_sub(1, Ordering::Relaxed);
             self.free.push(handle);
         }
     }
@@ -419,6 +444,28 @@ mod tests {
             Err(CoderError::TrailingData)
         );
         assert_eq!(c.open_count(), 0, "a failed coder is closed");
+    }
+
+    #[test]
+    fn the_cap_counts_the_coders_of_all_a_tenants_runtimes() {
+        let tenant = Arc::new(AtomicUsize::new(0));
+        let mut a = Coders::counted_in(tenant.clone());
+        let mut b = Coders::counted_in(tenant.clone());
+        for _ in 0..MAX_CODERS / 2 {
+            a.open(Format::Gzip, true).unwrap();
+        }
+        for _ in MAX_CODERS / 2..MAX_CODERS {
+            b.open(Format::Gzip, false).unwrap();
+        }
+        assert_eq!(a.open(Format::Gzip, true), Err(CoderError::TooMany));
+        assert_eq!(b.open(Format::Gzip, true), Err(CoderError::TooMany));
+        b.close(0);
+        assert!(a.open(Format::Deflate, true).is_ok());
+        assert_eq!(tenant.load(Ordering::Relaxed), MAX_CODERS);
+        // A runtime dropped (after a limit, or parked) gives its coders back.
+        drop(a);
+        assert_eq!(tenant.load(Ordering::Relaxed), MAX_CODERS / 2 - 1);
+        assert!(b.open(Format::Gzip, true).is_ok());
     }
 
     #[test]
