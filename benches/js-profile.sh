@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Where a warm JS hello request's time goes in corral-server: callgrind
-# counts instructions over a bounded number of warm requests (collection is
-# switched on only after the deploy and a warm-up), and the functions with
-# the most inclusive and self instructions are printed.
+# Where a warm JS hello request's time goes in corral-server: `perf record`
+# samples the server over a bounded number of warm requests (sent one after
+# another on one keep-alive connection, after the deploy and a warm-up), and
+# the functions with the most samples, self and with their callees, are
+# printed. (Not callgrind: under valgrind, wasmtime's pooling allocator
+# cannot reserve its address space and corral-server does not start.)
 #
-#   benches/js-profile.sh [requests, default 300]
+#   benches/js-profile.sh [requests, default 20000]
 #
-# Needs valgrind (callgrind_annotate, callgrind_control). Loopback only. The
-# callgrind output is left in ${PROFILE_DIR:-/tmp}/corral-js-hello.callgrind.
+# Needs perf. Loopback only. The perf data is left in
+# ${PROFILE_DIR:-/tmp}/corral-js-hello.perf.data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-requests=${1:-300}
-command -v valgrind >/dev/null || { echo "js-profile: needs valgrind" >&2; exit 1; }
+requests=${1:-20000}
+command -v perf >/dev/null || { echo "js-profile: needs perf" >&2; exit 1; }
 cargo build --release -q -p corral-server --bin corral-server
 target=${CARGO_TARGET_DIR:-target}/release
-out=${PROFILE_DIR:-/tmp}/corral-js-hello.callgrind
+out=${PROFILE_DIR:-/tmp}/corral-js-hello.perf.data
 tmp=$(mktemp -d)
 cleanup() {
   kill "$(cat "$tmp/corral.pid" 2>/dev/null)" 2>/dev/null || true
@@ -22,12 +24,11 @@ cleanup() {
 }
 trap cleanup EXIT
 cp benches/bench-tier.toml "$tmp/corral.toml"
-valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
-  "$target/corral-server" --config "$tmp/corral.toml" --data-dir "$tmp/data" \
+"$target/corral-server" --config "$tmp/corral.toml" --data-dir "$tmp/data" \
   --listen 127.0.0.1:0 serve > "$tmp/corral.out" 2> "$tmp/corral.err" &
 echo $! > "$tmp/corral.pid"
 addr=""
-for _ in $(seq 600); do
+for _ in $(seq 100); do
   addr=$(grep -o 'listening on http://[0-9.:]*' "$tmp/corral.out" | head -1 | cut -d/ -f3 || true)
   [ -n "$addr" ] && break
   sleep 0.2
@@ -53,17 +54,19 @@ for _ in range(int(sys.argv[2])):
 PY
 }
 requests 20
-callgrind_control -i on "$(cat "$tmp/corral.pid")" > /dev/null
+pid=$(cat "$tmp/corral.pid")
+perf record -q -F 999 -g -p "$pid" -o "$out" 2>/dev/null &
+perf_pid=$!
+sleep 1
+start=$(date +%s.%N)
 requests "$requests"
-callgrind_control -i off "$(cat "$tmp/corral.pid")" > /dev/null
-callgrind_control -d "$(cat "$tmp/corral.pid")" > /dev/null
-kill "$(cat "$tmp/corral.pid")"; wait "$(cat "$tmp/corral.pid")" 2>/dev/null || true
-dump=$(ls -t "$out"* | head -1)
-total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
-echo "$requests warm JS hello requests: $total instructions, $((total / requests)) per request ($dump)"
+end=$(date +%s.%N)
+kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+awk -v n="$requests" -v a="$start" -v b="$end" \
+  'BEGIN {printf "%d warm JS hello requests, one at a time: %.1f s, %.0f us each (client included)\n", n, b - a, (b - a) * 1e6 / n}'
 echo
-echo "== inclusive (top 40) =="
-callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -40
+echo "== self (top 30, share of all samples of the server) =="
+perf report -i "$out" --no-children -g none --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 || true
 echo
-echo "== self (top 30) =="
-callgrind_annotate "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -30
+echo "== with callees (top 40) =="
+perf report -i "$out" --children -g none --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+% +[0-9.]+%' | head -40 || true
