@@ -43,6 +43,11 @@ pub struct Limits {
     /// through `wasi:http/outgoing-handler`; any other outbound request is
     /// refused. Empty: no outbound HTTP at all.
     pub outbound_hosts: Vec<String>,
+    /// How many of the tenant's requests may run at once (its tier's
+    /// compute shares). A JavaScript tenant keeps up to this many warm
+    /// runtimes, each within [`memory_bytes`](Self::memory_bytes), made only
+    /// when every existing one is busy.
+    pub compute_shares: u32,
 }
 
 impl Default for Limits {
@@ -60,6 +65,7 @@ impl Default for Limits {
                 10,
             )),
             outbound_hosts: Vec::new(),
+            compute_shares: 1,
         }
     }
 }
@@ -157,6 +163,16 @@ impl LimitsBuilder {
     /// ```
     pub fn allow_outbound_host(mut self, host: impl Into<String>) -> Self {
         self.limits.outbound_hosts.push(host.into());
+        self
+    }
+    /// Requests that may run at once (0 counts as 1). Default: 1.
+    ///
+    /// ```
+    /// assert_eq!(corral::Limits::builder().compute_shares(4).build().compute_shares, 4);
+    /// assert_eq!(corral::Limits::builder().compute_shares(0).build().compute_shares, 1);
+    /// ```
+    pub fn compute_shares(mut self, shares: u32) -> Self {
+        self.limits.compute_shares = shares.max(1);
         self
     }
     /// Finishes the builder.

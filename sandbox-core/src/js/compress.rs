@@ -2,13 +2,14 @@
 //! ("gzip", "deflate" and "deflate-raw", on `flate2` with its pure-Rust
 //! miniz_oxide backend).
 //!
-//! Containment: a runtime keeps at most [`MAX_CODERS`] coders open at once,
-//! and each open coder's state, which lives in the host outside the tenant's
-//! heap (a compressor's hash chains and window take 344 KiB), is charged to
-//! the tenant's memory while it is open ([`footprint`], [`Coders::charged`]):
-//! the engine takes it out of the heap's limit, so a tenant holding coders
-//! open has that much less heap, and one whose heap is full cannot open one
-//! ([`CoderError::NoRoom`]). The output of one chunk is handed out in pieces of at most
+//! Containment: a tenant keeps at most [`MAX_CODERS`] coders open at once,
+//! counted across all its runtimes, and each open coder's state, which lives
+//! in the host outside the tenant's heap (a compressor's hash chains and
+//! window take 344 KiB), is charged to its runtime's memory while it is open
+//! ([`footprint`], [`Coders::charged`]): the engine takes it out of the
+//! heap's limit, so a tenant holding coders open has that much less heap, and
+//! one whose heap is full cannot open one ([`CoderError::NoRoom`]). The
+//! output of one chunk is handed out in pieces of at most
 //! [`PIECE`] bytes, each copied into the tenant's heap by the caller as it
 //! is made, so the host never holds more than a few pieces and the tenant's
 //! memory limit counts all of it; and one chunk's output stops with
@@ -20,6 +21,8 @@
 //! V8 ones wrap these.
 
 use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
@@ -321,6 +324,16 @@ pub(crate) struct Coders {
     free: Vec<u32>,
     /// The sum of the open coders' [`footprint`]s.
     charged: usize,
+    /// Coders open in all the tenant's runtimes (shared by their `Coders`),
+    /// against [`MAX_CODERS`].
+    tenant_open: Arc<AtomicUsize>,
+}
+
+impl Drop for Coders {
+    fn drop(&mut self) {
+        self.tenant_open
+            .fetch_sub(self.open_count(), Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Coders {
@@ -333,6 +346,17 @@ impl std::fmt::Debug for Coders {
 }
 
 impl Coders {
+    /// Coders of one runtime of a tenant whose runtimes all count their open
+    /// coders in `tenant_open`.
+    pub(crate) fn counted_in(tenant_open: Arc<AtomicUsize>) -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            charged: 0,
+            tenant_open,
+        }
+    }
+
     /// How many coders are open.
     pub(crate) fn open_count(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -354,11 +378,13 @@ impl Coders {
         compress: bool,
         has_room: &mut dyn FnMut(usize) -> bool,
     ) -> Result<u32, CoderError> {
-        if self.open_count() >= MAX_CODERS {
+        if self.tenant_open.fetch_add(1, Ordering::Relaxed) >= MAX_CODERS {
+            self.tenant_open.fetch_sub(1, Ordering::Relaxed);
             return Err(CoderError::TooMany);
         }
         let bytes = footprint(format, compress);
         if !has_room(bytes) {
+            self.tenant_open.fetch_sub(1, Ordering::Relaxed);
             return Err(CoderError::NoRoom);
         }
         let coder = Some(Coder::new(format, compress));
@@ -431,6 +457,7 @@ impl Coders {
             && let Some(coder) = slot.take()
         {
             self.charged -= coder.bytes();
+            self.tenant_open.fetch_sub(1, Ordering::Relaxed);
             self.free.push(handle);
         }
     }
@@ -485,6 +512,34 @@ mod tests {
             Err(CoderError::TrailingData)
         );
         assert_eq!(c.open_count(), 0, "a failed coder is closed");
+    }
+
+    #[test]
+    fn the_cap_counts_the_coders_of_all_a_tenants_runtimes() {
+        let tenant = Arc::new(AtomicUsize::new(0));
+        let mut a = Coders::counted_in(tenant.clone());
+        let mut b = Coders::counted_in(tenant.clone());
+        for _ in 0..MAX_CODERS / 2 {
+            a.open(Format::Gzip, true, &mut |_| true).unwrap();
+        }
+        for _ in MAX_CODERS / 2..MAX_CODERS {
+            b.open(Format::Gzip, false, &mut |_| true).unwrap();
+        }
+        assert_eq!(
+            a.open(Format::Gzip, true, &mut |_| true),
+            Err(CoderError::TooMany)
+        );
+        assert_eq!(
+            b.open(Format::Gzip, true, &mut |_| true),
+            Err(CoderError::TooMany)
+        );
+        b.close(0);
+        assert!(a.open(Format::Deflate, true, &mut |_| true).is_ok());
+        assert_eq!(tenant.load(Ordering::Relaxed), MAX_CODERS);
+        // A runtime dropped (after a limit, or parked) gives its coders back.
+        drop(a);
+        assert_eq!(tenant.load(Ordering::Relaxed), MAX_CODERS / 2 - 1);
+        assert!(b.open(Format::Gzip, true, &mut |_| true).is_ok());
     }
 
     #[test]

@@ -172,10 +172,22 @@ fn internals<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, SandboxError> {
 impl Warm {
     /// Builds the runtime from tenant bytecode (a cold start).
     pub(crate) fn build(bytecode: &[u8], limits: &Limits) -> Result<Self, SandboxError> {
+        Self::build_counting_coders_in(bytecode, limits, Arc::default())
+    }
+
+    /// [`Warm::build`] for one of a tenant's runtimes, whose open
+    /// compression coders all count in `tenant_coders` (one cap for the
+    /// tenant, however many runtimes it has).
+    pub(crate) fn build_counting_coders_in(
+        bytecode: &[u8],
+        limits: &Limits,
+        tenant_coders: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Result<Self, SandboxError> {
         let prelude = prelude_bytecode();
         let budget = Arc::new(Budget::new());
-        let host = Arc::new(HostState::new(
+        let host = Arc::new(HostState::counting_coders_in(
             usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            tenant_coders,
         ));
         let runtime = new_runtime(limits, Some(budget.clone()))?;
         let context = Context::full(&runtime)

@@ -53,12 +53,19 @@ impl Default for HostState {
 
 impl HostState {
     /// The state of a runtime whose heap holds at most `memory_limit` bytes.
+    #[cfg_attr(not(feature = "v8"), allow(dead_code))]
     pub(crate) fn new(memory_limit: usize) -> Self {
+        Self::counting_coders_in(memory_limit, Arc::default())
+    }
+
+    /// [`HostState::new`] for one of a tenant's runtimes, whose open
+    /// compression coders all count in `tenant_coders`.
+    pub(crate) fn counting_coders_in(memory_limit: usize, tenant_coders: Arc<AtomicUsize>) -> Self {
         Self {
             scope: Mutex::new(None),
             memory_limit: AtomicUsize::new(memory_limit),
             decoders: Mutex::new(web::Decoders::default()),
-            coders: Mutex::new(compress::Coders::default()),
+            coders: Mutex::new(compress::Coders::counted_in(tenant_coders)),
         }
     }
 

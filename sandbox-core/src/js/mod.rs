@@ -21,8 +21,9 @@
 //! [`QuickJsProgram`] from that bytecode without parsing any source.
 //!
 //! ## Isolation and limits
-//! Each warm tenant owns one QuickJS `Runtime` (its own heap and garbage
-//! collector) and one context:
+//! Each warm tenant owns one to [`Limits::compute_shares`] QuickJS `Runtime`s
+//! (each its own heap and garbage collector, with one context); see
+//! [Several runtimes](#several-runtimes-per-tenant). Each runtime is held to:
 //! - **memory**: the runtime's allocator refuses to go past
 //!   [`Limits::memory_bytes`]; the guest sees an exception and the request
 //!   ends with [`SandboxError::MemoryLimit`];
@@ -48,9 +49,34 @@
 //! After any of these the runtime is dropped, and the tenant's next request
 //! gets a fresh one built from bytecode. An uncaught exception is
 //! [`SandboxError::ScriptError`] with the message and the JavaScript stack; the
-//! runtime (and the tenant's globals) survive it. Requests to one tenant run
-//! one at a time on its runtime, each on a tokio blocking thread; the steps
-//! of its open streams interleave with them.
+//! runtime (and the tenant's globals) survive it. Requests run one at a time
+//! on each runtime, each on a tokio blocking thread; the steps of a runtime's
+//! open streams interleave with them.
+//!
+//! ## Several runtimes per tenant
+//! A tenant with `compute_shares` of N (from its tier) may run N requests at
+//! once, on up to N runtimes. It starts (and cold-starts) with one; another is
+//! built from bytecode only when a request finds every existing one busy, so
+//! a quiet tenant keeps one runtime and the memory of one. Parking drops them
+//! all. As with workerd's isolates, **module state is per runtime**: the
+//! module is evaluated once in each, so a global variable, a cache kept at
+//! module level or a counter differs between runtimes, and two requests may
+//! see different ones. Keep shared state in `env.KV`. A stream stays in the
+//! runtime its request ran in. Fuel, wall clock, log and KV are per request
+//! as before, whatever runtime it runs on.
+//!
+//! Memory: each runtime is held to [`Limits::memory_bytes`], and the
+//! platform gives each instance its tier's memory divided by its shares
+//! ([`limits_for`](crate::platform::limits_for)), so N runtimes together
+//! never pass the tier's memory: a tenant cannot multiply its memory by
+//! opening runtimes. (One byte counter shared by all the runtimes would let
+//! a lone runtime use the whole tier, but it would put an atomic add shared
+//! across cores on every QuickJS allocation, and a quiet tenant would gain
+//! nothing it cannot already get by buying a tier with fewer shares.) The
+//! host-side state kept outside the heaps is capped by counts: open
+//! `CompressionStream`s (a few hundred kilobytes of window each) per
+//! tenant, across its runtimes; streaming `TextDecoder`s (a few dozen bytes
+//! each) per runtime.
 //!
 //! ## What the guest gets
 //! `Request`, `Response`, `Headers`, `URL`, `URLSearchParams`, `TextEncoder`,
@@ -136,8 +162,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::AtomicBool;
+
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::Notify;
 
 pub use budget::POLLS_PER_TICK;
@@ -238,11 +266,12 @@ impl Backend for QuickJsBackend {
     }
 }
 
-/// A warm JavaScript tenant: its bytecode and its QuickJS runtime.
+/// A warm JavaScript tenant: its bytecode and its QuickJS runtimes (up to
+/// [`Limits::compute_shares`] of them, made on demand).
 ///
-/// Dropping it frees the runtime's whole heap (parking). Requests run one at
-/// a time; after a request that hit a limit, the runtime is rebuilt from the
-/// bytecode on the next one.
+/// Dropping it frees every runtime's whole heap (parking). Requests run one
+/// at a time on each runtime; after a request that hit a limit, its runtime
+/// is rebuilt from the bytecode on its next use.
 ///
 /// A response whose body is a `ReadableStream` is streamed: the head is
 /// returned at once, and a task reads the stream chunk by chunk, taking the
@@ -280,22 +309,77 @@ impl Backend for QuickJsBackend {
 #[derive(Debug)]
 pub struct QuickJsProgram {
     bytecode: Box<[u8]>,
-    slot: Mutex<Slot>,
-    /// The pump of each open stream, by (runtime generation, scope): woken
-    /// when a request or another stream's step settles its pending read, or
-    /// when its runtime is dropped.
-    wakers: Mutex<HashMap<(u64, u64), Arc<Notify>>>,
+    /// The tenant's runtimes that are not running anything now.
+    pool: Mutex<Pool>,
+    /// Signalled when a runtime goes back to the pool.
+    returned: Condvar,
+    /// The next invocation is the first on a freshly loaded program.
+    fresh: AtomicBool,
+    /// The pump of each open stream, by (runtime, runtime generation,
+    /// scope): woken when a request or another stream's step settles its
+    /// pending read, or when its runtime is dropped.
+    wakers: Mutex<HashMap<(usize, u64, u64), Arc<Notify>>>,
     /// Stream steps run, for [`stream_steps`](Self::stream_steps).
     steps: AtomicU64,
+    /// One clone in every [`Slot`]: how many exist, wherever they are.
+    alive: Arc<()>,
+    /// Compression coders open in all the runtimes, against one cap.
+    coders: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// The runtimes of one tenant. Each is a [`Slot`], made on demand (only when
+/// every existing one is busy) up to [`Limits::compute_shares`] of them, and
+/// kept until the program is dropped (parked).
+#[derive(Debug)]
+struct Pool {
+    idle: Vec<Slot>,
+    /// Slots made so far; also the next slot's id.
+    made: usize,
+}
+
+/// One runtime of a tenant: the unit a request or a stream step holds
+/// alone while it runs.
 #[derive(Debug)]
 struct Slot {
+    /// Which of the tenant's runtimes (streams are pinned to theirs).
+    id: usize,
+    /// `None` after a limit dropped it (or before its first build): the next
+    /// user builds it from bytecode.
     warm: Option<Warm>,
-    /// The next invocation is the first on a freshly loaded program.
-    fresh: bool,
     /// Bumped when the runtime is dropped: open streams belong to the old one.
     generation: u64,
+    _alive: Arc<()>,
+}
+
+/// A [`Slot`] taken out of the pool; dropping it puts the slot back (also
+/// when the request panicked), so a stream waiting for its runtime is never
+/// left waiting for a slot that is gone.
+struct Lease<'a> {
+    program: &'a QuickJsProgram,
+    slot: Option<Slot>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        self.slot.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Slot {
+        self.slot.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.program.pool.lock().idle.push(slot);
+            // All: a stream step waits for its own runtime, not any.
+            self.program.returned.notify_all();
+        }
+    }
 }
 
 /// How many chunks a stream may run ahead of its client.
@@ -304,6 +388,8 @@ const STREAM_BUFFER: usize = 4;
 /// A streamed response body being read out of the runtime.
 struct Stream {
     scope: u64,
+    /// The runtime the stream lives in, and that runtime's generation.
+    runtime: usize,
     generation: u64,
     /// A `text/event-stream`: its steps take a runtime slot of their own.
     event: bool,
@@ -378,23 +464,100 @@ impl QuickJsProgram {
     /// damaged one is [`SandboxError::CorruptArtifact`].
     pub fn load(artifact: &[u8], limits: &Limits) -> Result<Self, SandboxError> {
         let bytecode = artifact::decode(artifact)?;
-        let warm = Warm::build(bytecode, limits)?;
+        let coders = Arc::default();
+        let warm = Warm::build_counting_coders_in(bytecode, limits, Arc::clone(&coders))?;
+        let alive = Arc::new(());
         Ok(Self {
             bytecode: bytecode.into(),
-            slot: Mutex::new(Slot {
-                warm: Some(warm),
-                fresh: true,
-                generation: 0,
+            pool: Mutex::new(Pool {
+                idle: vec![Slot {
+                    id: 0,
+                    warm: Some(warm),
+                    generation: 0,
+                    _alive: alive.clone(),
+                }],
+                made: 1,
             }),
+            returned: Condvar::new(),
+            fresh: AtomicBool::new(true),
             wakers: Mutex::new(HashMap::new()),
             steps: AtomicU64::new(0),
+            alive,
+            coders,
         })
     }
 
-    /// Bytes the tenant's QuickJS heap holds now (0 while its runtime is
-    /// dropped after a failure).
+    /// Bytes the tenant's QuickJS heaps hold now, summed over its runtimes
+    /// that are not running anything (0 for one dropped after a failure).
     pub fn heap_bytes(&self) -> u64 {
-        self.slot.lock().warm.as_ref().map_or(0, Warm::heap_bytes)
+        let pool = self.pool.lock();
+        pool.idle
+            .iter()
+            .filter_map(|s| s.warm.as_ref())
+            .map(Warm::heap_bytes)
+            .sum()
+    }
+
+    /// How many runtimes the tenant has made since it was loaded (at most
+    /// its [`Limits::compute_shares`]): one after a cold start, another only
+    /// when a request finds every existing one busy. Parking drops them all.
+    ///
+    /// ```
+    /// # use corral::{Backend, Limits};
+    /// # use corral::js::{QuickJsBackend, QuickJsProgram};
+    /// # let limits = Limits::default();
+    /// # let artifact = QuickJsBackend::new()
+    /// #     .precompile(b"export default { fetch() { return new Response('ok') } }", &limits)
+    /// #     .unwrap();
+    /// let program = QuickJsProgram::load(&artifact, &limits).unwrap();
+    /// assert_eq!(program.runtimes(), 1);
+    /// ```
+    pub fn runtimes(&self) -> usize {
+        self.pool.lock().made
+    }
+
+    /// A runtime for a request: an idle one (the last returned, whose
+    /// caches are warmest), else a new empty slot if fewer than `shares`
+    /// exist (built by the caller, outside the pool's lock), else the first
+    /// one returned.
+    fn lease_any(&self, shares: u32) -> Lease<'_> {
+        let shares = usize::try_from(shares.max(1)).unwrap_or(usize::MAX);
+        let mut pool = self.pool.lock();
+        let slot = loop {
+            if let Some(slot) = pool.idle.pop() {
+                break slot;
+            }
+            if pool.made < shares {
+                let id = pool.made;
+                pool.made += 1;
+                break Slot {
+                    id,
+                    warm: None,
+                    generation: 0,
+                    _alive: self.alive.clone(),
+                };
+            }
+            self.returned.wait(&mut pool);
+        };
+        Lease {
+            program: self,
+            slot: Some(slot),
+        }
+    }
+
+    /// Runtime `id` (a stream's own), once no one else holds it.
+    fn lease(&self, id: usize) -> Lease<'_> {
+        let mut pool = self.pool.lock();
+        let slot = loop {
+            if let Some(at) = pool.idle.iter().position(|s| s.id == id) {
+                break pool.idle.swap_remove(at);
+            }
+            self.returned.wait(&mut pool);
+        };
+        Lease {
+            program: self,
+            slot: Some(slot),
+        }
     }
 
     /// How many times the runtime has been taken to advance an open stream
@@ -422,13 +585,13 @@ impl QuickJsProgram {
 
     /// Wakes the pumps of the streams whose pending read settled during an
     /// entry (`ready`, from its [`Ran`]), except `running`'s own.
-    fn wake_ready(&self, ready: &[u64], generation: u64, running: Option<u64>) {
+    fn wake_ready(&self, ready: &[u64], slot: &Slot, running: Option<u64>) {
         if ready.is_empty() {
             return;
         }
         let wakers = self.wakers.lock();
         for scope in ready.iter().filter(|s| Some(**s) != running) {
-            if let Some(wake) = wakers.get(&(generation, *scope)) {
+            if let Some(wake) = wakers.get(&(slot.id, slot.generation, *scope)) {
                 wake.notify_one();
             }
         }
@@ -443,15 +606,15 @@ impl QuickJsProgram {
             err,
             SandboxError::ScriptError { .. } | SandboxError::BadResponse { .. }
         ) {
-            self.wake_ready(ready, slot.generation, None);
+            self.wake_ready(ready, slot, None);
             slot.warm = Some(warm);
             return;
         }
         drop(warm);
         let dropped = slot.generation;
         slot.generation += 1;
-        for ((generation, _), wake) in self.wakers.lock().iter() {
-            if *generation == dropped {
+        for ((id, generation, _), wake) in self.wakers.lock().iter() {
+            if *id == slot.id && *generation == dropped {
                 wake.notify_one();
             }
         }
@@ -462,13 +625,13 @@ impl QuickJsProgram {
         cx: InvokeContext,
         request: http::Request<Bytes>,
     ) -> Result<(http::Response<Bytes>, Option<Stream>), SandboxError> {
-        let mut slot = self.slot.lock();
-        let mut cold_start = std::mem::replace(&mut slot.fresh, false);
+        let mut slot = self.lease_any(cx.limits.compute_shares);
+        let mut cold_start = self.fresh.swap(false, Ordering::Relaxed);
         let warm = match slot.warm.take() {
             Some(warm) => warm,
             None => {
                 cold_start = true;
-                Warm::build(&self.bytecode, &cx.limits)?
+                Warm::build_counting_coders_in(&self.bytecode, &cx.limits, self.coders.clone())?
             }
         };
         let before = warm.heap_bytes_sampled();
@@ -493,7 +656,7 @@ impl QuickJsProgram {
                     peak_memory: before.max(warm.heap_bytes_sampled()),
                     cold_start,
                 });
-                self.wake_ready(&ready, slot.generation, None);
+                self.wake_ready(&ready, &slot, None);
                 slot.warm = Some(warm);
                 let stream = stream.map(|scope| {
                     let figures = StreamFigures::new();
@@ -501,7 +664,7 @@ impl QuickJsProgram {
                     let wake = Arc::new(Notify::new());
                     self.wakers
                         .lock()
-                        .insert((slot.generation, scope), wake.clone());
+                        .insert((slot.id, slot.generation, scope), wake.clone());
                     let limits = &cx.limits;
                     let event = corral_limits::is_event_stream(response.headers());
                     let deadline_limit = if event {
@@ -511,6 +674,7 @@ impl QuickJsProgram {
                     };
                     Stream {
                         scope,
+                        runtime: slot.id,
                         generation: slot.generation,
                         event,
                         deadline: started + deadline_limit,
@@ -536,7 +700,7 @@ impl QuickJsProgram {
         stream: &Stream,
         budget: StepBudget,
     ) -> Result<Step, SandboxError> {
-        let mut slot = self.slot.lock();
+        let mut slot = self.lease(stream.runtime);
         if slot.generation != stream.generation || slot.warm.is_none() {
             return Err(SandboxError::BadResponse {
                 reason: "the stream was cut: a limit restarted the tenant's runtime".into(),
@@ -561,7 +725,7 @@ impl QuickJsProgram {
                 self.keep_after(&mut slot, warm, err, &ready);
             }
             Ok(_) => {
-                self.wake_ready(&ready, slot.generation, Some(stream.scope));
+                self.wake_ready(&ready, &slot, Some(stream.scope));
                 slot.warm = Some(warm);
             }
         }
@@ -571,10 +735,10 @@ impl QuickJsProgram {
     /// Ends `stream`'s scope in the runtime, if it is still the same one,
     /// and forgets its pump.
     fn end_blocking(&self, cx: &InvokeContext, stream: &Stream) {
-        let mut slot = self.slot.lock();
+        let mut slot = self.lease(stream.runtime);
         self.wakers
             .lock()
-            .remove(&(stream.generation, stream.scope));
+            .remove(&(stream.runtime, stream.generation, stream.scope));
         if slot.generation != stream.generation {
             return;
         }
@@ -585,7 +749,7 @@ impl QuickJsProgram {
         match result {
             // Its `cancel` callback may have fed another stream.
             Ok(()) => {
-                self.wake_ready(&ready, slot.generation, None);
+                self.wake_ready(&ready, &slot, None);
                 slot.warm = Some(warm);
             }
             Err(err) => {
@@ -713,5 +877,62 @@ mod tests {
     fn public_types_are_send_sync() {
         assert_send_sync::<QuickJsBackend>();
         assert_send_sync::<QuickJsProgram>();
+    }
+
+    fn hello(shares: u32) -> (QuickJsProgram, Limits) {
+        let limits = Limits::builder().compute_shares(shares).build();
+        let artifact = QuickJsBackend::new()
+            .precompile(
+                b"export default { fetch() { return new Response('ok') } }",
+                &limits,
+            )
+            .unwrap();
+        (QuickJsProgram::load(&artifact, &limits).unwrap(), limits)
+    }
+
+    #[test]
+    fn a_runtime_is_made_only_when_all_are_busy_and_parking_drops_them_all() {
+        let (program, limits) = hello(3);
+        let alive = program.alive.clone();
+        {
+            // Taken one after another: the same runtime each time.
+            drop(program.lease_any(3));
+            let first = program.lease_any(3);
+            assert_eq!((first.id, program.runtimes()), (0, 1));
+            assert!(first.warm.is_some());
+            // The first is busy: a second slot, built by its user.
+            let mut second = program.lease_any(3);
+            assert_eq!((second.id, program.runtimes()), (1, 2));
+            second.warm = Some(Warm::build(&program.bytecode, &limits).unwrap());
+            // A stream waiting for runtime 1 gets it once it is back.
+            drop(second);
+            assert_eq!(program.lease(1).id, 1);
+        }
+        assert_eq!(program.runtimes(), 2);
+        // This clone, the program's and one in each slot.
+        assert_eq!(Arc::strong_count(&alive), 2 + 2);
+        assert!(program.heap_bytes() > 0);
+        drop(program);
+        assert_eq!(
+            Arc::strong_count(&alive),
+            1,
+            "parking dropped every runtime"
+        );
+    }
+
+    #[test]
+    fn one_share_waits_for_its_runtime_instead_of_making_another() {
+        let (program, _) = hello(1);
+        let program = Arc::new(program);
+        let held = program.lease_any(1);
+        let other = {
+            let program = program.clone();
+            std::thread::spawn(move || program.lease_any(1).id)
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!other.is_finished(), "it waits");
+        drop(held);
+        assert_eq!(other.join().unwrap(), 0);
+        assert_eq!(program.runtimes(), 1);
     }
 }

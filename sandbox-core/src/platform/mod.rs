@@ -396,12 +396,15 @@ fn tier_name_of(name: &str) -> Result<corral_limits::TierName, PlatformError> {
 }
 
 /// The sandbox limits a tier gives each instance: the tier's memory split
-/// across its compute shares, so all instances together never pass it.
+/// across its compute shares, so all instances together never pass it (a
+/// JavaScript app runs at most `compute_shares` runtimes, each within
+/// `memory_bytes`).
 ///
 /// ```
 /// # use corral::platform::limits_for;
 /// let l = limits_for(&corral::limits_layers::Tier::pro());
 /// assert_eq!(l.memory_bytes, (256 << 20) / 2);
+/// assert_eq!(l.compute_shares, 2);
 /// assert_eq!(l.stream_fuel, 10_000_000_000);
 /// ```
 pub fn limits_for(tier: &Tier) -> Limits {
@@ -412,6 +415,7 @@ pub fn limits_for(tier: &Tier) -> Limits {
         .idle_timeout(tier.idle_timeout)
         .stream_fuel(tier.stream_fuel)
         .max_stream_duration(tier.max_stream_duration)
+        .compute_shares(tier.compute_shares)
         .build()
 }
 

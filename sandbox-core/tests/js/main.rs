@@ -9,6 +9,7 @@ mod hygiene;
 mod limits;
 mod memory;
 mod platform_apis;
+mod shares;
 mod streaming;
 mod streams;
 mod web;
