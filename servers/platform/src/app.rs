@@ -763,7 +763,6 @@ impl App {
     /// the app is removed (`event: end`), and when the server shuts down.
     #[allow(clippy::result_large_err)]
     fn follow_logs(&self, name: TenantId) -> Result<Response<Body>, Response<Body>> {
-        use futures_util::StreamExt;
         let p = self.inner.platform.clone();
         // 404 for an unknown app before the stream starts.
         let (first, seen) = p.logs_after(&name, 0).map_err(|e| platform_error(&e))?;
@@ -834,16 +833,8 @@ impl App {
                     }
                 }
             }
-        })
-        .map(|s| Ok::<_, crate::http::BoxError>(hyper::body::Frame::data(Bytes::from(s))));
-        let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        Ok(r)
+        });
+        Ok(event_stream(stream))
     }
 
     async fn json_body(
@@ -999,6 +990,24 @@ fn gauges(p: &Platform) -> Response<Body> {
     })
     .map(|s| Ok::<_, crate::http::BoxError>(hyper::body::Frame::data(Bytes::from(s))));
     let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// A `text/event-stream` response whose body is `frames`, each already a
+/// whole SSE frame (the log follow and the console's live feed).
+pub(crate) fn event_stream(
+    frames: impl futures_util::Stream<Item = String> + Send + 'static,
+) -> Response<Body> {
+    use futures_util::StreamExt;
+    let body =
+        frames.map(|s| Ok::<_, crate::http::BoxError>(hyper::body::Frame::data(Bytes::from(s))));
+    let mut r = Response::new(http_body_util::StreamBody::new(body).boxed_unsync());
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

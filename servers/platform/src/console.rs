@@ -45,7 +45,6 @@ use blake2::digest::consts::U32;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -671,7 +670,6 @@ async fn api(
 /// [`MAX_STREAMS_PER_SESSION`] per session and [`MAX_STREAMS`] in all
 /// (429 past either); a stream ends when its session does.
 fn events(app: &App, console: &Console, parts: &Parts) -> Response<Body> {
-    use futures_util::StreamExt;
     let Some(c) = console.current(app, &parts.headers) else {
         return unauthorized();
     };
@@ -724,16 +722,8 @@ fn events(app: &App, console: &Console, parts: &Parts) -> Response<Body> {
         let gauges = p.gauges().borrow().clone();
         let frame = json!({"gauges": gauges, "overview": crate::app::overview(p)});
         Some((format!("data: {frame}\n\n"), f))
-    })
-    .map(|s| Ok::<_, crate::http::BoxError>(hyper::body::Frame::data(Bytes::from(s))));
-    let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    });
+    crate::app::event_stream(stream)
 }
 
 #[cfg(test)]
