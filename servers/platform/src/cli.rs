@@ -69,6 +69,11 @@ pub enum Command {
     },
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     Config,
+    /// Make a new admin token and print it with its argon2 hash as JSON
+    /// (`{"token": …, "token_hash": …}`). Nodes that share one store share
+    /// one token: give each the hash as `[admin] token_hash` (or
+    /// `CORRAL_ADMIN__TOKEN_HASH`) and keep the token for clients.
+    AdminToken,
 }
 
 /// `corral-server tenant …`

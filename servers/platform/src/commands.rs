@@ -29,6 +29,12 @@ pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, Serve
             print!("{}", cfg.to_toml());
             return Ok(ExitCode::SUCCESS);
         }
+        Command::AdminToken => {
+            let token = crate::auth::generate_token();
+            let hash = crate::auth::AdminAuth::hash_token(&token);
+            print_json(&serde_json::json!({"token": token, "token_hash": hash.phc()}))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Serve => unreachable!("serve is handled by main"),
         _ => {}
     }

@@ -569,6 +569,61 @@ fn unknown_corral_variables_are_one_warning_each() {
     );
 }
 
+/// Nodes that share a store share one admin token: `corral-server admin-token`
+/// prints a new token with its argon2 hash, and two servers given that hash
+/// in their config accept the token and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_token_command_gives_one_token_to_many_nodes() {
+    let out = Command::new(BIN).arg("admin-token").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    let hash = v["token_hash"].as_str().unwrap();
+    assert!(
+        token.starts_with("corral_") && hash.starts_with("$argon2id$"),
+        "{v}"
+    );
+    let again: Value = serde_json::from_slice(
+        &Command::new(BIN)
+            .arg("admin-token")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_ne!(again["token"], v["token"], "every call makes a new token");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!("{}\n[admin]\ntoken_hash = \"{hash}\"\n", common::CONFIG);
+    let nodes: Vec<Server> = ["n1", "n2"]
+        .iter()
+        .map(|n| Server::start_with(&tmp.path().join(n), Some(&token), &config))
+        .collect();
+    for node in &nodes {
+        assert_eq!(
+            node.admin(Method::GET, "/api/apps", b"", "").await.0,
+            StatusCode::OK
+        );
+        let wrong = Request::get(node.url("/api/apps"))
+            .header(
+                "authorization",
+                format!("Bearer {}", again["token"].as_str().unwrap()),
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(node.send(wrong).await.0, StatusCode::UNAUTHORIZED);
+        // No token of its own was made: the configured hash is the only one.
+        assert!(!node.dir.join("data/admin-token.argon2").exists());
+    }
+    for node in nodes {
+        node.stop();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn export_import_between_servers() {
     let tmp = tempfile::tempdir().unwrap();
