@@ -75,6 +75,9 @@ pub enum ServerError {
         #[source]
         source: corral::InvalidTenantId,
     },
+    /// A subcommand that asks the running server (`tenant move`) failed.
+    #[error(transparent)]
+    Client(Box<crate::client::ClientError>),
     /// An I/O error (listener, archive file, stdout).
     #[error("{what}: {source}")]
     Io {
@@ -169,6 +172,8 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
             log_followers: Arc::new(Semaphore::new(MAX_LOG_FOLLOWERS)),
             console: crate::console::Console::new(),
             history,
+            moves: crate::moves::Moves::new(cfg.nodes.clone()),
+            drain_timeout: cfg.http.drain_timeout,
             service,
             platform,
         }),
@@ -205,6 +210,10 @@ struct Inner {
     console: crate::console::Console,
     /// Requests and errors per app per hour, 30 days.
     history: Arc<crate::history::UsageHistory>,
+    /// Apps moving to, or moved to, another node.
+    moves: crate::moves::Moves,
+    /// How long a move waits for the app's running requests and streams.
+    drain_timeout: std::time::Duration,
 }
 
 /// A request body as handlers see it: under the body deadline and the
@@ -411,6 +420,15 @@ impl App {
         path_and_query: &str,
     ) -> Response<Body> {
         use http_body::Body as _;
+        // An app moving away waits here; one that moved is forwarded.
+        match self.inner.moves.settle(&tenant).await {
+            Ok(None) => {}
+            Ok(Some(to)) => return self.forward_moved(&to, parts, body).await,
+            Err(r) => {
+                discard(&parts.headers, body);
+                return r;
+            }
+        }
         // The app and its tier come from memory, before any body byte is read.
         // The one lookup of the app on this request's way to the engine:
         // the record goes down in the request (`AppRef::insert_into`).
@@ -435,6 +453,13 @@ impl App {
                 Err(e) => return e.to_response(),
             }
         };
+        // A move may have begun while the body arrived: it runs on the new
+        // node then, never here after the app's state was handed over.
+        match self.inner.moves.settle(&tenant).await {
+            Ok(None) => {}
+            Ok(Some(to)) => return self.inner.moves.forward(&to, parts, bytes).await,
+            Err(r) => return r,
+        }
         let mut req = Request::from_parts(parts, bytes);
         match path_and_query.parse::<http::Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
@@ -445,6 +470,21 @@ impl App {
             Ok(resp) => resp,
             Err(e) => platform_error(&e),
         }
+    }
+
+    /// A request for an app that moved to another node: its body, under
+    /// the app's own cap, goes on with it.
+    async fn forward_moved(
+        &self,
+        to: &crate::moves::Forward,
+        parts: http::request::Parts,
+        body: RequestBody,
+    ) -> Response<Body> {
+        let bytes = match collect_limited(&parts.headers, body, to.max_body).await {
+            Ok(b) => b,
+            Err(e) => return e.to_response(),
+        };
+        self.inner.moves.forward(to, parts, bytes).await
     }
 
     /// 413 `payload_too_large` for `tenant`, counted under its refusals
@@ -535,7 +575,10 @@ impl App {
                         }
                         (None, _) => p.deploy(&n, tier.as_deref(), bundle).await,
                     };
-                    ok_json(&deployed.map_err(|e| platform_error(&e))?)
+                    let deployed = deployed.map_err(|e| platform_error(&e))?;
+                    // Deployed here again: this node serves it, not the one it moved to.
+                    self.inner.moves.forget(&n);
+                    ok_json(&deployed)
                 }
                 Op::PatchApp => {
                     let n = need_name();
@@ -690,8 +733,31 @@ impl App {
                         .import_tenant(archive.to_vec(), options)
                         .await
                         .map_err(|e| platform_error(&e))?;
+                    self.inner.moves.forget(&name);
                     let info = p.app(&name).map_err(|e| platform_error(&e))?;
                     ok_json(&json!({"imported": name, "app": info}))
+                }
+                Op::MoveApp => {
+                    #[derive(serde::Deserialize)]
+                    #[serde(deny_unknown_fields)]
+                    struct MoveTo {
+                        to: String,
+                    }
+                    let n = need_name();
+                    let to: MoveTo = serde_json::from_value(
+                        self.json_body(&parts.headers, body).await?,
+                    )
+                    .map_err(|e| {
+                        error(StatusCode::BAD_REQUEST, "bad_json", format!("expected {{\"to\": \"<node>\"}}: {e}"))
+                    })?;
+                    let auth = parts.headers.get(header::AUTHORIZATION).cloned();
+                    let moved = self
+                        .inner
+                        .moves
+                        .move_app(p, n, &to.to, auth, self.inner.drain_timeout)
+                        .await
+                        .map_err(|e| e.to_response())?;
+                    ok_json(&moved)
                 }
                 Op::Host => ok_json(&p.host()),
                 Op::Recalibrate => {

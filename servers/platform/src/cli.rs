@@ -100,6 +100,16 @@ pub enum TenantCommand {
         #[arg(long)]
         keep_usage: bool,
     },
+    /// Move an app to a peer node (`[nodes.peers]`) while it keeps answering,
+    /// through the server running on this node (`POST /api/apps/NAME/move`,
+    /// with the admin token in CORRAL_TOKEN). Prints the move as JSON.
+    Move {
+        /// The app name.
+        name: String,
+        /// The peer node, by its name in `[nodes.peers]`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 impl Cli {

@@ -35,6 +35,9 @@ pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, Serve
             print_json(&serde_json::json!({"token": token, "token_hash": hash.phc()}))?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Tenant {
+            command: TenantCommand::Move { name, to },
+        } => return move_app(cfg, &name, &to).await,
         Command::Serve => unreachable!("serve is handled by main"),
         _ => {}
     }
@@ -86,6 +89,34 @@ pub async fn run(cfg: &ServerConfig, command: Command) -> Result<ExitCode, Serve
     };
     p.shutdown().await;
     Ok(code)
+}
+
+/// `tenant move`: asks the server running on this node, on its `listen`
+/// address (loopback when it listens on every address), to move the app.
+async fn move_app(cfg: &ServerConfig, name: &str, to: &str) -> Result<ExitCode, ServerError> {
+    let mut addr = cfg.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let token = std::env::var("CORRAL_TOKEN").ok();
+    let client_error = |e| ServerError::Client(Box::new(e));
+    let client =
+        crate::client::ApiClient::new(&format!("http://{addr}"), token).map_err(client_error)?;
+    let id = TenantId::new(name).map_err(|source| ServerError::InvalidName {
+        name: name.to_owned(),
+        source,
+    })?;
+    let body = serde_json::json!({ "to": to }).to_string();
+    let moved = client
+        .call(
+            http::Method::POST,
+            &format!("/api/apps/{id}/move"),
+            Some((body.into(), "application/json")),
+        )
+        .await
+        .map_err(client_error)?;
+    print_json(&moved)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Installs the SIGTERM and SIGINT (Ctrl-C) handlers now and returns a

@@ -243,6 +243,99 @@ impl Default for RoutingConfig {
     }
 }
 
+/// This node among others (`[nodes]`), for moving apps between them
+/// (`POST /api/apps/{name}/move`, see `crate::moves`).
+///
+/// ```
+/// use corral_server::config::ServerConfig;
+/// let cfg = ServerConfig::load(
+///     Some("[nodes]\nname = \"node1\"\nproxy_socket = \"/run/haproxy/corral.sock\"\n[nodes.peers]\nnode2 = \"http://10.0.0.12:8080\""),
+///     &corral_server::cli::no_env(),
+/// )
+/// .unwrap();
+/// assert_eq!(cfg.nodes.peers["node2"], "http://10.0.0.12:8080");
+/// assert_eq!(cfg.nodes.proxy_map(), "/etc/haproxy/corral-moves.map");
+///
+/// // A peer is reached over plain HTTP on a private network: a URL with a path is a mistake.
+/// let bad = "[nodes.peers]\nnode2 = \"http://10.0.0.12:8080/api\"";
+/// assert!(ServerConfig::load(Some(bad), &corral_server::cli::no_env()).is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NodesConfig {
+    /// This node's name, as the proxy's config names it (HAProxy's `server`
+    /// name). Default: unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The other nodes an app may move to: name → `http://host:port`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub peers: std::collections::BTreeMap<String, String>,
+    /// HAProxy's runtime API, a unix socket path or `host:port`: a move
+    /// points the app at its new node in the moves map through it. Unset:
+    /// this node forwards the moved app's requests itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_socket: Option<String>,
+    /// The map file HAProxy's config reads moves from. Default:
+    /// `/etc/haproxy/corral-moves.map`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_map: Option<String>,
+}
+
+impl NodesConfig {
+    /// The moves map HAProxy reads (see [`NodesConfig::proxy_map`](Self#structfield.proxy_map)).
+    pub fn proxy_map(&self) -> &str {
+        self.proxy_map
+            .as_deref()
+            .unwrap_or("/etc/haproxy/corral-moves.map")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        // Names and paths go into HAProxy's command line: no spaces, no separators.
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./@:".contains(&b))
+        };
+        let names_ok = self.name.iter().chain(self.peers.keys()).all(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !names_ok {
+            return Err(ConfigError::Range {
+                key: "nodes.name / nodes.peers",
+                reason: "node names are letters, digits, '-' and '_'",
+            });
+        }
+        let urls_ok = self.peers.values().all(|u| {
+            u.parse::<http::Uri>().is_ok_and(|u| {
+                u.scheme_str() == Some("http")
+                    && u.authority().is_some()
+                    && u.path_and_query().is_none_or(|p| p.as_str() == "/")
+            })
+        });
+        if !urls_ok {
+            return Err(ConfigError::Range {
+                key: "nodes.peers",
+                reason: "each peer is http://host:port (plain HTTP on the private network, no path)",
+            });
+        }
+        if !self
+            .proxy_socket
+            .iter()
+            .chain(self.proxy_map.iter())
+            .all(|s| plain(s))
+        {
+            return Err(ConfigError::Range {
+                key: "nodes.proxy_socket / nodes.proxy_map",
+                reason: "must be a path or host:port without spaces",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The whole server configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -263,6 +356,10 @@ pub struct ServerConfig {
     /// Tenant routing and the admin host.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// This node among others: its name, its peers and the proxy's runtime
+    /// API, for moving apps between nodes.
+    #[serde(default)]
+    pub nodes: NodesConfig,
     /// Every other key: the platform's settings (`default_tier`, `[tiers.*]`,
     /// …), passed to `corral::PlatformConfig` as is.
     #[serde(flatten)]
@@ -381,6 +478,7 @@ impl ServerConfig {
                 reason: "must be a domain name such as example.com",
             });
         }
+        self.nodes.validate()?;
         if !self.routing.path && self.base_domain.is_none() {
             return Err(ConfigError::Range {
                 key: "routing.path",

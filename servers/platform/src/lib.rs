@@ -39,5 +39,6 @@ pub mod console;
 pub mod history;
 pub mod http;
 pub mod hygiene;
+mod moves;
 pub mod openapi;
 pub mod routes;

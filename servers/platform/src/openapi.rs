@@ -156,6 +156,6 @@ mod tests {
             }
         }
         assert_eq!(count, ROUTES.len());
-        assert_eq!(count, 30);
+        assert_eq!(count, 31);
     }
 }

@@ -77,6 +77,9 @@ pub enum Op {
     RevokeToken,
     /// `POST /api/import?keep_tier=…&keep_usage=…` (an archive as the body)
     Import,
+    /// `POST /api/apps/{name}/move` (`{"to": "<node>"}`: hand the app to a
+    /// peer node while it keeps answering)
+    MoveApp,
     /// `GET /api/host`
     Host,
     /// `POST /api/admin/recalibrate`
@@ -258,6 +261,16 @@ pub const ROUTES: &[RouteSpec] = &[
             Op::AppHistory,
             true,
             "Requests and errors per hour over the last 30 days, kept across restarts: {\"hours\": [{\"hour\": <unix seconds>, \"requests\", \"errors\"}]} (hours with nothing counted are absent)",
+        )
+    },
+    RouteSpec {
+        body: &["application/json"],
+        ..spec(
+            "POST",
+            "/api/apps/{name}/move",
+            Op::MoveApp,
+            true,
+            "Move the app to a peer node: hold its new requests, let the running ones and its streams finish, import its archive there, point the proxy's moves map at it, forward what still arrives here (admin only)",
         )
     },
     RouteSpec {
@@ -1226,7 +1239,7 @@ mod tests {
         for s in ROUTES {
             *seen.entry(s.op).or_default() += 1;
         }
-        assert_eq!(seen.len(), 30, "one route per Op variant");
+        assert_eq!(seen.len(), 31, "one route per Op variant");
         assert!(seen.values().all(|&n| n == 1));
         let public: Vec<_> = ROUTES.iter().filter(|s| !s.auth).map(|s| s.path).collect();
         assert_eq!(public, ["/api/tls-ask", "/healthz", "/readyz"]);

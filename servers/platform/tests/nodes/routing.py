@@ -8,7 +8,10 @@ Checks, from outside, what the config promises:
 - the apps spread over the nodes;
 - a node killed with SIGKILL loses no request that starts after it died (the
   proxy retries a refused connection on the app's next node), and only the
-  dead node's apps move; every other app stays where it was.
+  dead node's apps move; every other app stays where it was;
+- a busy app moved to another node (`corral-server tenant move`) fails no
+  request and loses no write: its KV visit counter goes on from where it was
+  on the new node, and HAProxy's moves map names the new node.
 
 The three nodes share one admin token (`corral-server admin-token`) but not a
 store: each gets every app deployed. With a shared store (PostgreSQL) one
@@ -24,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,8 +44,24 @@ ram = {{ fire = 1.0, rearm = 1.0 }}
 disk = {{ fire = 1.0, rearm = 1.0 }}
 [admin]
 token_hash = "{hash}"
+[nodes]
+name = "{name}"
+proxy_socket = "{socket}"
+proxy_map = "{map}"
+[nodes.peers]
+{peers}
 [tiers.t]
 compute_shares = 2
+memory_bytes = 67108864
+fuel_per_request = 1000000000
+wall_clock = "5s"
+burst = 0
+max_body_bytes = 65536
+max_bundle_bytes = 65536
+idle_timeout = "10m"
+max_streams = 1
+[tiers.one]
+compute_shares = 1
 memory_bytes = 67108864
 fuel_per_request = 1000000000
 wall_clock = "5s"
@@ -89,11 +109,17 @@ def main():
     procs = []
     try:
         nodes = {}
-        for name in ["node1", "node2", "node3"]:
+        names = ["node1", "node2", "node3"]
+        ports = {name: free_port() for name in names}
+        socket_path, moves_map = tmp / "haproxy.sock", tmp / "moves.map"
+        moves_map.write_text("")
+        for name in names:
             d = tmp / name
             d.mkdir()
-            (d / "corral.toml").write_text(CONFIG.format(hash=tok["token_hash"]))
-            port = free_port()
+            peers = "\n".join(f'{n} = "http://127.0.0.1:{p}"' for n, p in ports.items() if n != name)
+            (d / "corral.toml").write_text(CONFIG.format(
+                hash=tok["token_hash"], name=name, socket=socket_path, map=moves_map, peers=peers))
+            port = ports[name]
             p = subprocess.Popen(
                 [bin_, "--listen", f"127.0.0.1:{port}", "--config", str(d / "corral.toml"),
                  "--data-dir", str(d / "data"), "serve"],
@@ -110,7 +136,7 @@ def main():
 
         front = free_port()
         env = {**os.environ, "CORRAL_PROXY_BIND": f"127.0.0.1:{front}",
-               "CORRAL_HAPROXY_SOCKET": str(tmp / "haproxy.sock")}
+               "CORRAL_HAPROXY_SOCKET": str(socket_path), "CORRAL_MOVES_MAP": str(moves_map)}
         for i, (port, _) in enumerate(nodes.values(), 1):
             env[f"CORRAL_NODE{i}"] = f"127.0.0.1:{port}"
         hap = subprocess.Popen(["haproxy", "-db", "-f", str(HAPROXY_CFG)], env=env,
@@ -175,6 +201,8 @@ def main():
             else:
                 assert w == {before[app]: 9}, f"{app} moved from {before[app]} to {w}"
         print(f"routing: only {victim}'s {moved} apps moved; the other {30 - moved} stayed")
+
+        move_busy_app(front, nodes, auth, socket_path, moves_map)
         print("routing: ok")
     finally:
         for p in procs:
@@ -185,6 +213,78 @@ def main():
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def move_busy_app(front, nodes, auth, socket_path, moves_map):
+    """Moves a busy app between the two live nodes under load from 4 clients."""
+    live = [n for n, (_, p) in nodes.items() if p.poll() is None]
+    ct = {**auth, "content-type": "application/javascript"}
+    # One share: its requests run one at a time, so the counter's read and
+    # write never interleave and every visit number appears once.
+    for n in live:
+        s, b = request(nodes[n][0], "PUT", "/api/apps/busy?tier=one", HELLO, ct)
+        assert s == 200, (n, s, b)
+    s, _ = request(front, "GET", "/", headers={"x-corral-app": "busy"})
+    assert s == 200
+    home = [n for n in live
+            if json.loads(request(nodes[n][0], "GET", "/api/apps/busy/usage", headers=auth)[1])
+            ["usage"]["requests"]]
+    assert len(home) == 1, home
+    home, other = home[0], next(n for n in live if n != home[0])
+    # With a store per node the app lives on one node only: take it off the other.
+    assert request(nodes[other][0], "DELETE", "/api/apps/busy", headers=auth)[0] == 200
+
+    results, stop = [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                s, b = request(front, "GET", "/?name=load", headers={"x-corral-app": "busy"})
+            except OSError as e:
+                s, b = 0, str(e).encode()
+            results.append((s, b))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    out = subprocess.run(
+        [sys.argv[1], "--listen", f"127.0.0.1:{nodes[home][0]}", "tenant", "move", "busy",
+         "--to", other],
+        capture_output=True, env={**os.environ, "CORRAL_TOKEN": auth["authorization"][7:]})
+    moved_at = len(results)
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert out.returncode == 0, out.stderr.decode()
+    answer = json.loads(out.stdout)
+    failed = [(s, b[:200]) for s, b in results if s != 200]
+    visits = sorted(int(b.rsplit(b"visit ", 1)[1].split(b")")[0]) for s, b in results if s == 200)
+    print(f"move: busy {home} -> {other} under 4 clients: {len(results)} requests "
+          f"({moved_at} before the move returned), {len(failed)} failed; "
+          f"held {answer['held_ms']} ms, archive {answer['bytes']} bytes, proxy {answer['proxy']}")
+    assert not failed, failed[:5]
+    assert answer["proxy"] == "switched", answer
+    # Every write landed once, in order, across the move: visits 2..N+1 (the
+    # first was the request that found the app's home).
+    assert visits == list(range(2, len(results) + 2)), (visits[:5], visits[-5:], len(results))
+    usage = json.loads(request(nodes[other][0], "GET", "/api/apps/busy/usage", headers=auth)[1])
+    assert usage["usage"]["requests"] > 0, usage
+    assert request(nodes[home][0], "GET", "/api/apps/busy", headers=auth)[0] == 404
+    # A request that still reaches the old node (a proxy that has not heard
+    # of the move) is forwarded: it counts the next visit on the new node.
+    s, b = request(nodes[home][0], "GET", "/?name=late", headers={"x-corral-app": "busy"})
+    assert (s, b.split(b" (")[0]) == (200, b"Hello, late!"), (s, b)
+    assert f"visit {len(results) + 2})".encode() in b, b
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(socket_path))
+        s.sendall(f"show map {moves_map}\n".encode())
+        shown = b""
+        while chunk := s.recv(4096):
+            shown += chunk
+    assert f"busy {other}".encode() in shown, shown
+    print("move: ok")
 
 
 if __name__ == "__main__":
