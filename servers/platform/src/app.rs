@@ -49,6 +49,8 @@ pub const DEMO_APP: &str = "demo";
 
 /// Marker file: the demo was deployed once, so deleting it is final.
 const DEMO_MARKER: &str = "demo-deployed";
+/// The header naming the node that ran a tenant request (`[nodes] name`).
+pub const NODE_HEADER: &str = "x-corral-node";
 
 /// Why the server could not start or run a command.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +175,11 @@ pub async fn app(cfg: &ServerConfig) -> Result<Started, ServerError> {
             console: crate::console::Console::new(),
             history,
             moves: crate::moves::Moves::new(cfg.nodes.clone()),
+            node_header: cfg
+                .nodes
+                .name
+                .as_deref()
+                .and_then(|n| HeaderValue::from_str(n).ok()),
             drain_timeout: cfg.http.drain_timeout,
             service,
             platform,
@@ -212,6 +219,8 @@ struct Inner {
     history: Arc<crate::history::UsageHistory>,
     /// Apps moving to, or moved to, another node.
     moves: crate::moves::Moves,
+    /// `x-corral-node` on every tenant answer, when `[nodes] name` is set.
+    node_header: Option<HeaderValue>,
     /// How long a move waits for the app's running requests and streams.
     drain_timeout: std::time::Duration,
 }
@@ -286,7 +295,15 @@ impl App {
                 path_and_query,
             }) => {
                 let app = tenant.clone();
-                let resp = self.tenant(parts, body, tenant, &path_and_query).await;
+                let mut resp = self.tenant(parts, body, tenant, &path_and_query).await;
+                if let Some(node) = &self.inner.node_header
+                    && resp.extensions().get::<crate::moves::Forwarded>().is_none()
+                {
+                    // Which node ran the request, for operators tracing a
+                    // fleet (set over whatever the guest said; a forwarded
+                    // answer keeps the one its node set).
+                    resp.headers_mut().insert(NODE_HEADER, node.clone());
+                }
                 crate::hygiene::confine(resp, via, &app)
             }
             Ok(Route::Console) => {

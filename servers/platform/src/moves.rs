@@ -63,6 +63,11 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Marks an answer that came from the node an app moved to: its
+/// `x-corral-node` is that node's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Forwarded;
+
 /// Where a request for an app that moved away goes.
 #[derive(Debug, Clone)]
 pub(crate) struct Forward {
@@ -274,7 +279,11 @@ impl Moves {
         *req.uri_mut() = uri;
         *req.headers_mut() = parts.headers;
         match self.client.request(req).await {
-            Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+            Ok(resp) => {
+                let mut resp = resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+                resp.extensions_mut().insert(Forwarded);
+                resp
+            }
             Err(e) => error(
                 StatusCode::BAD_GATEWAY,
                 "forward_failed",

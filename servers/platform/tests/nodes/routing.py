@@ -79,11 +79,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def request(port, method, path, body=b"", headers=None, timeout=10):
+def request(port, method, path, body=b"", headers=None, timeout=10, answer_headers=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
+        if answer_headers is not None:
+            answer_headers.update((k.lower(), v) for k, v in r.getheaders())
         return r.status, r.read()
     finally:
         c.close()
@@ -159,19 +161,23 @@ def main():
                     seen[name] = n
             return seen
 
+        answered_by = {}
+
         def send_all(rounds):
             failed = 0
             for r in range(rounds):
                 for app in APPS:
                     # The three ways to name an app, in turn.
-                    how = r % 3
+                    how, head = r % 3, {}
                     if how == 0:
-                        s, _ = request(front, "GET", "/", headers={"x-corral-app": app})
+                        s, _ = request(front, "GET", "/", headers={"x-corral-app": app}, answer_headers=head)
                     elif how == 1:
-                        s, _ = request(front, "GET", f"/apps/{app}/")
+                        s, _ = request(front, "GET", f"/apps/{app}/", answer_headers=head)
                     else:
-                        s, _ = request(front, "GET", "/", headers={"host": f"{app}.example.com"})
+                        s, _ = request(front, "GET", "/", headers={"host": f"{app}.example.com"},
+                                       answer_headers=head)
                     failed += s != 200
+                    answered_by.setdefault(app, set()).add(head.get("x-corral-node"))
             return failed
 
         failed = send_all(6)
@@ -181,6 +187,8 @@ def main():
             w = where(app)
             assert len(w) == 1 and sum(w.values()) == 6, f"{app} was served by {w}"
             before[app] = next(iter(w))
+        # Each answer names the node that ran it: the one whose usage counted it.
+        assert answered_by == {a: {before[a]} for a in APPS}, answered_by
         spread = {n: sum(1 for a in APPS if before[a] == n) for n in nodes}
         print(f"routing: 30 apps over 3 nodes: {spread}")
         assert sum(1 for c in spread.values() if c) >= 2, f"no spread: {spread}"
@@ -274,8 +282,11 @@ def move_busy_app(front, nodes, auth, socket_path, moves_map):
     assert request(nodes[home][0], "GET", "/api/apps/busy", headers=auth)[0] == 404
     # A request that still reaches the old node (a proxy that has not heard
     # of the move) is forwarded: it counts the next visit on the new node.
-    s, b = request(nodes[home][0], "GET", "/?name=late", headers={"x-corral-app": "busy"})
+    head = {}
+    s, b = request(nodes[home][0], "GET", "/?name=late", headers={"x-corral-app": "busy"},
+                   answer_headers=head)
     assert (s, b.split(b" (")[0]) == (200, b"Hello, late!"), (s, b)
+    assert head.get("x-corral-node") == other, head
     assert f"visit {len(results) + 2})".encode() in b, b
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(socket_path))
