@@ -9,13 +9,14 @@
 //! never lower it). Failures listed in `expectations.toml`, each with its
 //! reason, are reported as expected.
 //!
-//! The WPT files come from a checkout named by `CORRAL_WPT_DIR` (they are
-//! not vendored), so the test is ignored by default:
+//! The WPT files are vendored under `upstream/` (see its README.md for
+//! where each came from), so the test runs by default:
 //!
 //! ```text
-//! CORRAL_WPT_DIR=/path/to/wpt cargo test -p corral --test wpt -- --ignored --nocapture
+//! cargo test -p corral --test wpt -- --nocapture
 //! ```
 //!
+//! `CORRAL_WPT_DIR=/path/to/wpt` reads them from a WPT checkout instead.
 //! `CORRAL_WPT_ONLY=substring` runs the matching files only (no baseline
 //! check); `CORRAL_WPT_DUMP=dir` also writes each generated module there, which
 //! is what `scripts/wpt-workerd` runs under workerd for the comparison column;
@@ -226,12 +227,10 @@ struct Tally {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a web-platform-tests checkout in CORRAL_WPT_DIR; see CONFORMANCE.md"]
 async fn wpt_conformance() {
-    let root = PathBuf::from(
-        std::env::var_os("CORRAL_WPT_DIR")
-            .expect("CORRAL_WPT_DIR names a web-platform-tests checkout (see CONFORMANCE.md)"),
-    );
+    let root = std::env::var_os("CORRAL_WPT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here("upstream"));
     let only = std::env::var("CORRAL_WPT_ONLY").ok();
     let dump = std::env::var_os("CORRAL_WPT_DUMP").map(PathBuf::from);
     let manifest: Manifest = read_toml("manifest.toml");
