@@ -9,13 +9,14 @@
 //! never lower it). Failures listed in `expectations.toml`, each with its
 //! reason, are reported as expected.
 //!
-//! The WPT files come from a checkout named by `CORRAL_WPT_DIR` (they are
-//! not vendored), so the test is ignored by default:
+//! The WPT files are vendored under `upstream/` (see its README.md for
+//! where each came from), so the test runs by default:
 //!
 //! ```text
-//! CORRAL_WPT_DIR=/path/to/wpt cargo test -p corral --test wpt -- --ignored --nocapture
+//! cargo test -p corral --test wpt -- --nocapture
 //! ```
 //!
+//! `CORRAL_WPT_DIR=/path/to/wpt` reads them from a WPT checkout instead.
 //! `CORRAL_WPT_ONLY=substring` runs the matching files only (no baseline
 //! check); `CORRAL_WPT_DUMP=dir` also writes each generated module there, which
 //! is what `scripts/wpt-workerd` runs under workerd for the comparison column;
@@ -71,6 +72,17 @@ struct Fail {
     file: String,
     test: String,
     reason: String,
+}
+
+impl Fail {
+    /// `*` is every subtest of the file, `prefix*` every subtest whose name
+    /// starts with `prefix`, anything else one subtest by its exact name.
+    fn matches(&self, name: &str) -> bool {
+        match self.test.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => self.test == name,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,12 +238,10 @@ struct Tally {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a web-platform-tests checkout in CORRAL_WPT_DIR; see CONFORMANCE.md"]
 async fn wpt_conformance() {
-    let root = PathBuf::from(
-        std::env::var_os("CORRAL_WPT_DIR")
-            .expect("CORRAL_WPT_DIR names a web-platform-tests checkout (see CONFORMANCE.md)"),
-    );
+    let root = std::env::var_os("CORRAL_WPT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here("upstream"));
     let only = std::env::var("CORRAL_WPT_ONLY").ok();
     let dump = std::env::var_os("CORRAL_WPT_DUMP").map(PathBuf::from);
     let manifest: Manifest = read_toml("manifest.toml");
@@ -280,7 +290,7 @@ async fn wpt_conformance() {
                 let listed = expectations
                     .fail
                     .iter()
-                    .find(|f| &f.file == test && (f.test == "*" || f.test == s.name));
+                    .find(|f| &f.file == test && f.matches(&s.name));
                 match (s.status == "PASS", listed) {
                     (false, None) => unexpected.push(format!(
                         "{test} | {} | {}: {}",
@@ -288,7 +298,7 @@ async fn wpt_conformance() {
                         s.status,
                         s.message.as_deref().unwrap_or("")
                     )),
-                    (true, Some(f)) if f.test != "*" => {
+                    (true, Some(f)) if !f.test.ends_with('*') => {
                         expected_pass.push(format!("{test} | {} (listed: {})", s.name, f.reason));
                     }
                     _ => {}

@@ -34,6 +34,12 @@ async function runWpt() {
   if (typeof globalThis.self === "undefined") globalThis.self = globalThis;
   globalThis.GLOBAL = { isWindow: () => false, isWorker: () => false, isShadowRealm: () => false };
   globalThis.fetch = dataFetch;
+  // A worker's `location` is its script's URL; tenants have none, and
+  // common/subset-tests-by-key.js reads `location.search` (empty here: no
+  // variant is selected, so every subtest runs).
+  if (typeof globalThis.location === "undefined") {
+    globalThis.location = new URL("http://wpt.test/" + WPT.file);
+  }
   // Every runtime gets testharness.js's shell environment (results as
   // soon as the tests end): workerd's global is a ServiceWorkerGlobalScope,
   // whose environment would wait for an install event that never comes.
