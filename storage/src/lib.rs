@@ -79,8 +79,10 @@ pub mod asset;
 mod blob;
 mod cache;
 mod config;
+mod db;
 mod error;
 mod key;
+mod pg;
 mod store;
 mod tenant;
 
