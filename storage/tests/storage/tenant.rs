@@ -5,12 +5,11 @@ use corral_storage::{
     AppKind, Bundle, ExportedBlob, InvalidKey, StorageError, Store, StoreConfig, TenantRecord,
 };
 
-use crate::{open, tid};
+use crate::{Backend, both, tid};
 
-#[test]
-fn tenants_crud() {
+fn tenants_crud(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let a = TenantRecord::new(tid("alpha"), "free".parse().unwrap(), AppKind::Js);
     let b = TenantRecord::new(tid("beta"), "pro".parse().unwrap(), AppKind::Wasm)
         .with_storage_limit(Some(1000));
@@ -47,10 +46,9 @@ fn tenants_crud() {
     assert!(!store.delete_tenant(&b.id).unwrap());
 }
 
-#[test]
-fn bundle_replace_is_atomic_and_validated() {
+fn bundle_replace_is_atomic_and_validated(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let t = tid("acme");
     let v1 = Bundle::new(AppKind::Js, b"v1".to_vec())
         .with_static("a.css", b"a".to_vec())
@@ -93,16 +91,15 @@ fn bundle_replace_is_atomic_and_validated() {
     assert_eq!((m.len, m.crc32), (2, f.crc32));
 }
 
-#[test]
-fn kv_quota_figures() {
+fn kv_quota_figures(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path().join("db"),
+    let store = b.open_cfg(
+        &dir,
+        "db",
         StoreConfig::default()
             .default_storage_limit(Some(100))
             .max_kv_value(64),
-    )
-    .unwrap();
+    );
     let t = tid("acme");
     store.kv_put(&t, "a", &[0; 39]).unwrap(); // 40
     store.kv_put(&t, "b", &[0; 39]).unwrap(); // 80
@@ -156,10 +153,9 @@ fn kv_quota_figures() {
     );
 }
 
-#[test]
-fn bad_input_is_a_typed_error() {
+fn bad_input_is_a_typed_error(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let t = tid("acme");
     let cases: Vec<(Vec<u8>, InvalidKey)> = vec![
         (b"".to_vec(), InvalidKey::Empty),
@@ -221,10 +217,9 @@ fn bad_input_is_a_typed_error() {
     ));
 }
 
-#[test]
-fn kv_list_prefix_edges() {
+fn kv_list_prefix_edges(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let t = tid("acme");
     let u = tid("acme2");
     for k in ["a", "a/b", "a/c", "ab", "b", "a~"] {
@@ -257,10 +252,9 @@ fn usage(t: &str, y: i32, m: u8, requests: u64) -> Usage {
     u
 }
 
-#[test]
-fn usage_sink_upserts_totals() {
+fn usage_sink_upserts_totals(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let sink: &dyn UsageSink = &store;
     let nov = Period::new(2026, 11).unwrap();
     sink.store(&[
@@ -282,20 +276,19 @@ fn usage_sink_upserts_totals() {
     assert!(sink.load(Period::new(2025, 1).unwrap()).unwrap().is_empty());
     // Survives reopen.
     drop(store);
-    let store = open(&dir);
+    let store = b.open(&dir);
     assert_eq!(store.load_usage(nov).unwrap().len(), 2);
     assert_eq!(store.tenant_usage(&tid("a")).unwrap().len(), 2);
 }
 
-#[test]
-fn config_is_typed() {
+fn config_is_typed(b: Backend) {
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Probe {
         cache_bytes: u64,
         slots: u32,
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     store
         .config_set(
             "probe",
@@ -328,10 +321,9 @@ fn config_is_typed() {
     assert_eq!(store.config_get::<Probe>("probe").unwrap(), None);
 }
 
-#[test]
-fn export_import_round_trip_and_tamper_rejection() {
+fn export_import_round_trip_and_tamper_rejection(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let src = Store::open(dir.path().join("src.db"), StoreConfig::default()).unwrap();
+    let src = b.open_cfg(&dir, "src.db", StoreConfig::default());
     let t = tid("acme");
     src.create_tenant(
         &TenantRecord::new(t.clone(), "pro".parse().unwrap(), AppKind::Js)
@@ -354,15 +346,15 @@ fn export_import_round_trip_and_tamper_rejection() {
             ExportedBlob::new("k2", b"v22".to_vec())
         ]
     );
-    let b = ex.bundle.as_ref().unwrap();
-    assert_eq!(b.code, ExportedBlob::new("code", b"code".to_vec()));
+    let bundle = ex.bundle.as_ref().unwrap();
+    assert_eq!(bundle.code, ExportedBlob::new("code", b"code".to_vec()));
     assert_eq!(
-        b.static_files,
+        bundle.static_files,
         [ExportedBlob::new("i.html", b"hi".to_vec())]
     );
     assert_eq!(ex.usage, [usage("acme", 2026, 11, 3)]);
 
-    let dst = Store::open(dir.path().join("dst.db"), StoreConfig::default()).unwrap();
+    let dst = b.open_cfg(&dir, "dst.db", StoreConfig::default());
     // A tampered KV value: rejected, nothing written.
     let mut bad = ex.clone();
     bad.kv[1].bytes[0] ^= 1;
@@ -409,10 +401,9 @@ fn export_import_round_trip_and_tamper_rejection() {
     ));
 }
 
-#[test]
-fn migrations_are_versioned() {
+fn migrations_are_versioned(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let path = b.location(&dir, "m.db");
     {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
         assert_eq!(store.schema_version().unwrap(), 4);
@@ -426,11 +417,8 @@ fn migrations_are_versioned() {
         b"v"
     );
     drop(store);
-    // A file from a newer build is refused.
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", 99).unwrap();
-    }
+    // A database from a newer build is refused.
+    b.set_schema_version(&path, 99);
     assert!(matches!(
         Store::open(&path, StoreConfig::default()),
         Err(StorageError::SchemaTooNew {
@@ -585,11 +573,10 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
     ));
 }
 
-#[test]
-fn an_accounts_apps_share_its_storage_quota_and_its_app_limit() {
+fn an_accounts_apps_share_its_storage_quota_and_its_app_limit(b: Backend) {
     use corral_storage::AccountRecord;
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     store
         .create_account(&AccountRecord::new(tid("acme"), "pro".parse().unwrap()))
         .unwrap();
@@ -654,3 +641,16 @@ fn an_accounts_apps_share_its_storage_quota_and_its_app_limit() {
     assert!(store.delete_account(&tid("acme")).unwrap());
     assert!(store.account(&tid("acme")).unwrap().is_none());
 }
+
+both!(
+    tenants_crud,
+    bundle_replace_is_atomic_and_validated,
+    kv_quota_figures,
+    bad_input_is_a_typed_error,
+    kv_list_prefix_edges,
+    usage_sink_upserts_totals,
+    config_is_typed,
+    export_import_round_trip_and_tamper_rejection,
+    migrations_are_versioned,
+    an_accounts_apps_share_its_storage_quota_and_its_app_limit,
+);
