@@ -309,19 +309,16 @@ impl Store {
         })
     }
 
-    /// Upserts accounts' monthly totals (absolute, idempotent); rows are
+    /// Writes accounts' monthly totals (idempotent; on PostgreSQL merged
+    /// across nodes like [`store_usage`](Self::store_usage)); rows are
     /// [`Usage`] with the account's name as `tenant`.
     pub fn store_account_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
-        self.write(|tx| crate::tenant::upsert_usage_tx(tx, "account_usage", batch))
+        self.store_usage_rows("account_usage", batch)
     }
 
     /// Every account's totals for `period`, in name order.
     pub fn load_account_usage(&self, period: Period) -> Result<Vec<Usage>, StorageError> {
-        let sql = format!(
-            "SELECT {} FROM account_usage WHERE year = ?1 AND month = ?2 ORDER BY tenant",
-            crate::tenant::USAGE_COLS
-        );
-        self.read(|c| crate::tenant::usage_rows(c, &sql, args![period.year(), period.month()]))
+        self.load_usage_rows("account_usage", period)
     }
 
     /// The store as the sink of an account meter (a meter keyed by account):

@@ -217,7 +217,14 @@ pub(crate) struct Inner {
     reads: AtomicU64,
     pub(crate) bundle_generation: AtomicU64,
     listeners: Mutex<Vec<BundleListener>>,
+    /// PostgreSQL only: per (table, tenant, year, month), the totals this
+    /// node's meter last wrote or loaded (see `tenant::store_usage_rows`).
+    pub(crate) usage_base: Mutex<UsageBase>,
 }
+
+/// Baselines of this node's usage totals, keyed by (table, tenant, year, month).
+pub(crate) type UsageBase =
+    std::collections::HashMap<(&'static str, TenantId, i32, u8), corral_metering::Usage>;
 
 /// Everything Corral stores: one SQLite database (the embedded default) or a
 /// PostgreSQL database shared by many nodes, behind the same methods. Cheap
@@ -302,6 +309,7 @@ impl Store {
                 reads: AtomicU64::new(0),
                 bundle_generation: AtomicU64::new(0),
                 listeners: Mutex::new(Vec::new()),
+                usage_base: Mutex::new(UsageBase::new()),
             }),
         })
     }
@@ -325,6 +333,12 @@ impl Store {
             Backend::Sqlite { .. } => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// Whether many nodes may share this store (PostgreSQL): usage totals
+    /// are then merged into the stored rows instead of replacing them.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
     }
 
     /// The settings the store was opened with.

@@ -443,7 +443,98 @@ fn parse_refused(text: &str) -> Option<BTreeMap<Refusal, u64>> {
     )
 }
 
+/// `cur` (the stored row) plus what this node counted since `base` (its
+/// totals when it last wrote or loaded the row): counters add this node's
+/// increments, peaks keep the larger, the storage gauge takes the newest.
+fn merge_usage(cur: Option<Usage>, new: &Usage, base: Option<&Usage>) -> Usage {
+    let zero = Usage::zero(new.tenant.clone(), new.period);
+    let base = base.unwrap_or(&zero);
+    let mut out = cur.unwrap_or_else(|| zero.clone());
+    let add = |c: u64, n: u64, b: u64| c.saturating_add(n.saturating_sub(b));
+    out.requests = add(out.requests, new.requests, base.requests);
+    out.errors = add(out.errors, new.errors, base.errors);
+    out.exec_time_ms = add(out.exec_time_ms, new.exec_time_ms, base.exec_time_ms);
+    out.fuel = add(out.fuel, new.fuel, base.fuel);
+    out.cpu_us = add(out.cpu_us, new.cpu_us, base.cpu_us);
+    out.bytes_in = add(out.bytes_in, new.bytes_in, base.bytes_in);
+    out.bytes_out = add(out.bytes_out, new.bytes_out, base.bytes_out);
+    out.cold_starts = add(out.cold_starts, new.cold_starts, base.cold_starts);
+    for (code, n) in &new.refused {
+        let b = base.refused.get(code).copied().unwrap_or(0);
+        let c = out.refused.entry(*code).or_insert(0);
+        *c = add(*c, *n, b);
+    }
+    out.peak_memory = out.peak_memory.max(new.peak_memory);
+    out.peak_streams = out.peak_streams.max(new.peak_streams);
+    out.storage_bytes = new.storage_bytes;
+    out
+}
+
 impl Store {
+    /// Writes a meter's totals into `table` (`usage` or `account_usage`).
+    ///
+    /// SQLite (one node): the rows are the totals, replaced as they are
+    /// (absolute, idempotent). PostgreSQL (many nodes flushing the same
+    /// rows): under the write lock, each stored row gains what this node
+    /// counted since its baseline — the totals it last wrote, or loaded at
+    /// restore — so nodes add up instead of overwriting one another; writing
+    /// the same totals twice still changes nothing.
+    pub(crate) fn store_usage_rows(
+        &self,
+        table: &'static str,
+        batch: &[Usage],
+    ) -> Result<(), StorageError> {
+        if !self.is_shared() {
+            return self.write(|tx| upsert_usage_tx(tx, table, batch));
+        }
+        let key = |u: &Usage| (table, u.tenant.clone(), u.period.year(), u.period.month());
+        // Held across the write, so two flushes of one table never race on a baseline.
+        let mut base = self.inner.usage_base.lock();
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM {table} WHERE tenant = ?1 AND year = ?2 AND month = ?3"
+        );
+        self.write(|tx| {
+            let mut merged = Vec::with_capacity(batch.len());
+            for u in batch {
+                let args = args![u.tenant.as_str(), u.period.year(), u.period.month()];
+                let cur = usage_rows(tx, &sql, args)?.pop();
+                merged.push(merge_usage(cur, u, base.get(&key(u))));
+            }
+            upsert_usage_tx(tx, table, &merged)
+        })?;
+        // Older months are flushed for the last time with the first batch of a new one.
+        if let Some(oldest) = batch.iter().map(|u| u.period).min() {
+            base.retain(|k, _| k.0 != table || (k.2, k.3) >= (oldest.year(), oldest.month()));
+        }
+        for u in batch {
+            base.insert(key(u), u.clone());
+        }
+        Ok(())
+    }
+
+    /// Loads `period`'s rows of `table` for a meter to continue from; on a
+    /// shared store they become this node's baselines.
+    pub(crate) fn load_usage_rows(
+        &self,
+        table: &'static str,
+        period: Period,
+    ) -> Result<Vec<Usage>, StorageError> {
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM {table} WHERE year = ?1 AND month = ?2 ORDER BY tenant"
+        );
+        let rows = self.read(|c| usage_rows(c, &sql, args![period.year(), period.month()]))?;
+        if self.is_shared() {
+            let mut base = self.inner.usage_base.lock();
+            for u in &rows {
+                base.insert(
+                    (table, u.tenant.clone(), u.period.year(), u.period.month()),
+                    u.clone(),
+                );
+            }
+        }
+        Ok(rows)
+    }
+
     // ---------------------------------------------------------------- tenants
 
     /// Registers a tenant. Errors with [`StorageError::TenantExists`] if present.
@@ -855,17 +946,22 @@ impl Store {
 
     // ------------------------------------------------------------------ usage
 
-    /// Upserts usage totals (absolute, idempotent).
+    /// Writes a meter's usage totals (idempotent). SQLite: the rows become
+    /// these totals. PostgreSQL, shared by many nodes: each row gains what
+    /// this node counted since it last wrote or loaded it, so every node's
+    /// requests add up in the shared row.
     pub fn store_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
-        self.write(|tx| upsert_usage_tx(tx, "usage", batch))
+        self.store_usage_rows("usage", batch)
     }
 
     /// Every tenant's totals for `period`, in tenant order.
+    ///
+    /// On PostgreSQL the loaded totals are also this node's baselines: call
+    /// it (or [`UsageSink::load`]) only to restore the meter that then
+    /// flushes with [`store_usage`](Self::store_usage); reports read
+    /// [`tenant_usage`](Self::tenant_usage).
     pub fn load_usage(&self, period: Period) -> Result<Vec<Usage>, StorageError> {
-        let sql = format!(
-            "SELECT {USAGE_COLS} FROM usage WHERE year = ?1 AND month = ?2 ORDER BY tenant"
-        );
-        self.read(|c| usage_rows(c, &sql, args![period.year(), period.month()]))
+        self.load_usage_rows("usage", period)
     }
 
     /// One tenant's totals for every period, oldest first.

@@ -654,3 +654,54 @@ both!(
     migrations_are_versioned,
     an_accounts_apps_share_its_storage_quota_and_its_app_limit,
 );
+
+/// Two nodes on one PostgreSQL database flush their meters' totals for the
+/// same app and month: the shared row is the sum of both nodes' requests
+/// (each adds what it counted since its last write), not the last writer's.
+#[test]
+fn two_nodes_add_up_their_usage_on_postgres() {
+    if crate::pg_base().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = Backend::Postgres.location(&dir, "shared");
+    let node_a = Store::open(&url, StoreConfig::default()).unwrap();
+    let node_b = Store::open(&url, StoreConfig::default()).unwrap();
+    let nov = Period::new(2026, 11).unwrap();
+    // Each node restores (nothing yet), then counts on its own.
+    assert!(node_a.load_usage(nov).unwrap().is_empty());
+    assert!(node_b.load_usage(nov).unwrap().is_empty());
+    let mut a = usage("acme", 2026, 11, 10);
+    a.peak_memory = 50;
+    node_a.store_usage(&[a.clone()]).unwrap();
+    let mut b = usage("acme", 2026, 11, 7);
+    b.peak_memory = 80;
+    b.storage_bytes = 123;
+    node_b.store_usage(&[b.clone()]).unwrap();
+    let row = &node_a.tenant_usage(&tid("acme")).unwrap()[0];
+    assert_eq!(row.requests, 17);
+    assert_eq!((row.errors, row.cold_starts, row.cpu_us), (4, 20, 22));
+    assert_eq!((row.peak_memory, row.storage_bytes), (80, 123));
+    // The same totals again change nothing; node A's next 5 requests add 5.
+    node_a.store_usage(&[a.clone()]).unwrap();
+    node_b.store_usage(&[b.clone()]).unwrap();
+    assert_eq!(node_b.tenant_usage(&tid("acme")).unwrap()[0].requests, 17);
+    a.requests = 15;
+    node_a.store_usage(&[a]).unwrap();
+    assert_eq!(node_b.tenant_usage(&tid("acme")).unwrap()[0].requests, 22);
+    // A third node restores the shared total and continues from it.
+    let node_c = Store::open(&url, StoreConfig::default()).unwrap();
+    let mut c = node_c.load_usage(nov).unwrap().remove(0);
+    assert_eq!(c.requests, 22);
+    c.requests += 3;
+    node_c.store_usage(&[c]).unwrap();
+    assert_eq!(node_a.load_usage(nov).unwrap()[0].requests, 25);
+    // Accounts' rows merge the same way.
+    node_a
+        .store_account_usage(&[usage("acme", 2026, 11, 2)])
+        .unwrap();
+    node_b
+        .store_account_usage(&[usage("acme", 2026, 11, 3)])
+        .unwrap();
+    assert_eq!(node_c.load_account_usage(nov).unwrap()[0].requests, 5);
+}
