@@ -475,4 +475,7 @@ impl UsageSink for AccountUsageSink {
     fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError> {
         Ok(self.0.load_account_usage(period)?)
     }
+    fn shared(&self) -> bool {
+        self.0.is_shared()
+    }
 }

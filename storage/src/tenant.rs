@@ -1246,6 +1246,9 @@ impl UsageSink for Store {
     fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError> {
         Ok(self.load_usage(period)?)
     }
+    fn shared(&self) -> bool {
+        self.is_shared()
+    }
 }
 
 impl ExportedBundle {

@@ -705,3 +705,50 @@ fn two_nodes_add_up_their_usage_on_postgres() {
         .unwrap();
     assert_eq!(node_c.load_account_usage(nov).unwrap()[0].requests, 5);
 }
+
+/// Two nodes' meters over one PostgreSQL database: after a node's flush its
+/// meter holds the whole cluster's month (what the monthly quota reads),
+/// its own counts never lost or counted twice.
+#[test]
+fn two_nodes_meters_see_each_others_requests_after_a_flush() {
+    if crate::pg_base().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = Backend::Postgres.location(&dir, "shared");
+    let (store_a, store_b) = (
+        Store::open(&url, StoreConfig::default()).unwrap(),
+        Store::open(&url, StoreConfig::default()).unwrap(),
+    );
+    let (meter_a, meter_b) = (corral_metering::Meter::new(), corral_metering::Meter::new());
+    meter_a.restore(&store_a).unwrap();
+    meter_b.restore(&store_b).unwrap();
+    let t = tid("acme");
+    let requests = |m: &corral_metering::Meter| m.usage(&t).map_or(0, |u| u.requests);
+    for _ in 0..10 {
+        meter_a.request(&t);
+    }
+    meter_a.flush(&store_a).unwrap();
+    for _ in 0..7 {
+        meter_b.request(&t);
+    }
+    meter_b.flush(&store_b).unwrap();
+    // B flushed last: it sees A's 10 beside its own 7.
+    assert_eq!(requests(&meter_b), 17);
+    assert_eq!(requests(&meter_a), 10);
+    // A's next flush (nothing new of its own) reads B's 7 back.
+    meter_a.flush(&store_a).unwrap();
+    assert_eq!(requests(&meter_a), 17);
+    for _ in 0..3 {
+        meter_a.request(&t);
+    }
+    assert_eq!(requests(&meter_a), 20);
+    meter_a.flush(&store_a).unwrap();
+    meter_b.flush(&store_b).unwrap();
+    assert_eq!((requests(&meter_a), requests(&meter_b)), (20, 20));
+    assert_eq!(store_a.tenant_usage(&t).unwrap()[0].requests, 20);
+    // Nothing new anywhere: flushes write nothing and change nothing.
+    assert_eq!(meter_a.flush(&store_a).unwrap(), 0);
+    assert_eq!(meter_b.flush(&store_b).unwrap(), 0);
+    assert_eq!(store_b.tenant_usage(&t).unwrap()[0].requests, 20);
+}
