@@ -1171,7 +1171,7 @@ impl Store {
             });
         }
         let cfg = &self.inner.cfg;
-        self.write(|tx| {
+        let new_account = self.write(|tx| {
             // The archive's account is the other node's business: the app gets
             // an account of its own name here.
             let mut rec = ex.tenant.clone();
@@ -1212,8 +1212,24 @@ impl Store {
             if new_account {
                 upsert_usage_tx(tx, "account_usage", &ex.usage)?;
             }
-            Ok(())
+            Ok(new_account)
         })?;
+        if self.is_shared() {
+            // The imported months are this node's baselines: the meter seeded
+            // with them must not add them a second time at its next flush.
+            let mut base = self.inner.usage_base.lock();
+            let tables: &[&'static str] = if new_account {
+                &["usage", "account_usage"]
+            } else {
+                &["usage"]
+            };
+            for u in &ex.usage {
+                for &table in tables {
+                    let key = (table, u.tenant.clone(), u.period.year(), u.period.month());
+                    base.insert(key, u.clone());
+                }
+            }
+        }
         self.bundle_changed(id);
         Ok(())
     }

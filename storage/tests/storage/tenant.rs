@@ -395,6 +395,13 @@ fn export_import_round_trip_and_tamper_rejection(b: Backend) {
         ex.usage
     );
     assert_eq!(dst.export_tenant(&t).unwrap(), ex);
+    // The meter that restores the imported month flushes the same totals:
+    // they are not counted a second time (on PostgreSQL, where flushes add).
+    dst.store_usage(&ex.usage).unwrap();
+    dst.store_account_usage(&ex.usage).unwrap();
+    assert_eq!(dst.tenant_usage(&t).unwrap(), ex.usage);
+    let nov = Period::new(2026, 11).unwrap();
+    assert_eq!(dst.load_account_usage(nov).unwrap(), ex.usage);
     assert!(matches!(
         dst.import_tenant(&ex),
         Err(StorageError::TenantExists { .. })
