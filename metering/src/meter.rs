@@ -592,6 +592,10 @@ impl Meter {
             }
         }
         if batch.is_empty() {
+            // A shared sink still has the other nodes' counts to read back.
+            if sink.shared() {
+                self.absorb(sink)?;
+            }
             return Ok(0);
         }
         sink.store(&batch).map_err(MeterError::Sink)?;
@@ -603,7 +607,66 @@ impl Meter {
             }
         }
         self.inner.flushed_once.store(true, Relaxed);
+        if sink.shared() {
+            self.absorb(sink)?;
+        }
         Ok(batch.len())
+    }
+
+    /// Folds what other nodes counted into this meter (a shared sink, after
+    /// a flush, under the flush lock): each stored row of the current month
+    /// holds this meter's last written totals plus the other nodes'; the
+    /// difference joins the tenant's restored baseline, so its totals (what
+    /// the quota reads) become the stored row plus what this meter counted
+    /// since. A tenant this meter has not seen is seeded from its row.
+    fn absorb(&self, sink: &dyn UsageSink) -> Result<(), MeterError> {
+        let p = self.period();
+        let stored = sink.load(p).map_err(MeterError::Sink)?;
+        let more = |r: &mut u64, u: u64, f: u64| *r = r.saturating_add(u.saturating_sub(f));
+        for u in stored.into_iter().filter(|u| u.period == p) {
+            let tm = match self.get(&u.tenant) {
+                Some(tm) => tm,
+                None if self.restore_tenant(&u) => continue,
+                // Metered meanwhile: fold into its counters like the others.
+                None => match self.get(&u.tenant) {
+                    Some(tm) => tm,
+                    None => continue,
+                },
+            };
+            if tm.t.base.read().period != p {
+                self.inner.roll_tenant(&tm.t, p);
+            }
+            let mut b = tm.t.base.write();
+            let mut flushed = tm.t.flushed.lock();
+            let f = match flushed.as_ref() {
+                Some(f) if f.period == p => f.clone(),
+                _ => Usage::zero(u.tenant.clone(), p),
+            };
+            if f == u {
+                continue;
+            }
+            let r = &mut b.restored;
+            more(&mut r.requests, u.requests, f.requests);
+            more(&mut r.errors, u.errors, f.errors);
+            more(&mut r.exec_time_ms, u.exec_time_ms, f.exec_time_ms);
+            more(&mut r.fuel, u.fuel, f.fuel);
+            more(&mut r.cpu_us, u.cpu_us, f.cpu_us);
+            more(&mut r.bytes_in, u.bytes_in, f.bytes_in);
+            more(&mut r.bytes_out, u.bytes_out, f.bytes_out);
+            more(&mut r.cold_starts, u.cold_starts, f.cold_starts);
+            for (code, n) in &u.refused {
+                let had = f.refused.get(code).copied().unwrap_or(0);
+                more(r.refused.entry(*code).or_insert(0), *n, had);
+            }
+            r.peak_memory = r.peak_memory.max(u.peak_memory);
+            r.peak_streams = r.peak_streams.max(u.peak_streams);
+            // The storage gauge is this node's own reading, not the row's:
+            // otherwise two nodes would rewrite each other's every flush.
+            let mut u = u;
+            u.storage_bytes = tm.t.c.storage_bytes.load(Relaxed);
+            *flushed = Some(u);
+        }
+        Ok(())
     }
 
     /// Seeds one tenant's totals for the current month, for a tenant that

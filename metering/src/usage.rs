@@ -217,4 +217,13 @@ pub trait UsageSink: Send + Sync + 'static {
     fn store(&self, batch: &[Usage]) -> Result<(), SinkError>;
     /// Every tenant's stored totals for `period`.
     fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError>;
+    /// Whether other processes flush into the same rows (a store shared by
+    /// many nodes, whose `store` adds each node's counts since its last
+    /// `store` or `load`). A meter then loads the merged totals back after
+    /// every flush, so what it reports — and the monthly quota reads —
+    /// includes the other nodes' requests, at most two flush intervals old.
+    /// Default `false`.
+    fn shared(&self) -> bool {
+        false
+    }
 }

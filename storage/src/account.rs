@@ -7,8 +7,8 @@
 
 use corral_limits::{TenantId, TierName};
 use corral_metering::{Period, SinkError, Usage, UsageSink};
-use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::db::{Db, args};
 use crate::store::now_secs;
 use crate::tenant::{TENANT_COLS, tenant_row, to_record};
 use crate::{StorageError, Store, TenantRecord};
@@ -42,8 +42,8 @@ impl AccountRecord {
     }
 }
 
-fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+fn account_row(mut r: crate::db::Row) -> Result<(String, String, i64), StorageError> {
+    Ok((r.s(0)?, r.s(1)?, r.i(2)?))
 }
 
 fn to_account((name, tier, created): (String, String, i64)) -> Result<AccountRecord, StorageError> {
@@ -58,12 +58,13 @@ fn to_account((name, tier, created): (String, String, i64)) -> Result<AccountRec
     })
 }
 
-fn apps_in_tx(tx: &rusqlite::Connection, account: &TenantId) -> Result<u64, StorageError> {
-    let n: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM tenants WHERE account = ?1",
-        [account.as_str()],
-        |r| r.get(0),
-    )?;
+fn apps_in_tx(tx: &mut dyn Db, account: &TenantId) -> Result<u64, StorageError> {
+    let n = tx
+        .one(
+            "SELECT COUNT(*) FROM tenants WHERE account = ?1",
+            args![account.as_str()],
+        )?
+        .i(0)?;
     Ok(n as u64)
 }
 
@@ -71,7 +72,7 @@ fn apps_in_tx(tx: &rusqlite::Connection, account: &TenantId) -> Result<u64, Stor
 /// then gives the account's tier to the app about to join (the caller
 /// writes the app's row with [`account_tier_tx`]).
 pub(crate) fn check_room_tx(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     account: &TenantId,
     max_apps: Option<u32>,
 ) -> Result<(), StorageError> {
@@ -95,31 +96,32 @@ pub(crate) fn check_room_tx(
 
 /// The account's tier, if the account exists.
 pub(crate) fn account_tier_tx(
-    tx: &rusqlite::Connection,
+    tx: &mut dyn Db,
     account: &TenantId,
 ) -> Result<Option<String>, StorageError> {
-    Ok(tx
-        .query_row(
-            "SELECT tier FROM accounts WHERE name = ?1",
-            [account.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?)
+    tx.opt(
+        "SELECT tier FROM accounts WHERE name = ?1",
+        args![account.as_str()],
+    )?
+    .map(|mut r| r.s(0))
+    .transpose()
 }
 
 /// KV bytes of the *other* apps of `tenant`'s account (zero when it has
 /// none): with the tenant's own bytes, what the account's storage quota
 /// counts.
 pub(crate) fn account_kv_others_tx(
-    tx: &rusqlite::Connection,
+    tx: &mut dyn Db,
     tenant: &TenantId,
 ) -> Result<u64, StorageError> {
-    let n: i64 = tx.query_row(
-        "SELECT COALESCE(SUM(k.bytes), 0) FROM tenants t JOIN kv_bytes k ON k.tenant = t.name
-         WHERE t.account = (SELECT account FROM tenants WHERE name = ?1) AND t.name != ?1",
-        [tenant.as_str()],
-        |r| r.get(0),
-    )?;
+    // CAST: PostgreSQL's SUM of BIGINT is NUMERIC.
+    let n = tx
+        .one(
+            "SELECT CAST(COALESCE(SUM(k.bytes), 0) AS BIGINT) FROM tenants t JOIN kv_bytes k ON k.tenant = t.name
+             WHERE t.account = (SELECT account FROM tenants WHERE name = ?1) AND t.name != ?1",
+            args![tenant.as_str()],
+        )?
+        .i(0)?;
     Ok(n.max(0) as u64)
 }
 
@@ -137,9 +139,9 @@ impl Store {
     /// ```
     pub fn create_account(&self, rec: &AccountRecord) -> Result<(), StorageError> {
         self.write(|tx| {
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO accounts (name, tier, created) VALUES (?1, ?2, ?3)",
-                params![rec.name.as_str(), rec.tier.as_str(), rec.created],
+            let n = tx.exec(
+                "INSERT INTO accounts (name, tier, created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                args![rec.name.as_str(), rec.tier.as_str(), rec.created],
             )?;
             if n == 0 {
                 return Err(StorageError::AccountExists {
@@ -153,12 +155,12 @@ impl Store {
     /// The account, if it exists.
     pub fn account(&self, name: &TenantId) -> Result<Option<AccountRecord>, StorageError> {
         let row = self.read(|c| {
-            Ok(c.query_row(
+            c.opt(
                 "SELECT name, tier, created FROM accounts WHERE name = ?1",
-                [name.as_str()],
-                account_row,
-            )
-            .optional()?)
+                args![name.as_str()],
+            )?
+            .map(account_row)
+            .transpose()
         })?;
         row.map(to_account).transpose()
     }
@@ -166,11 +168,13 @@ impl Store {
     /// Every account in name order.
     pub fn list_accounts(&self) -> Result<Vec<AccountRecord>, StorageError> {
         let rows = self.read(|c| {
-            let mut st = c.prepare("SELECT name, tier, created FROM accounts ORDER BY name")?;
-            let rows = st
-                .query_map([], account_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            c.query(
+                "SELECT name, tier, created FROM accounts ORDER BY name",
+                &[],
+            )?
+            .into_iter()
+            .map(account_row)
+            .collect::<Result<Vec<_>, _>>()
         })?;
         rows.into_iter().map(to_account).collect()
     }
@@ -178,13 +182,13 @@ impl Store {
     /// The apps of an account, in name order (empty for an unknown account).
     pub fn account_apps(&self, name: &TenantId) -> Result<Vec<TenantId>, StorageError> {
         let recs = self.read(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {TENANT_COLS} FROM tenants WHERE account = ?1 ORDER BY name"
-            ))?;
-            let rows = st
-                .query_map([name.as_str()], tenant_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            c.query(
+                &format!("SELECT {TENANT_COLS} FROM tenants WHERE account = ?1 ORDER BY name"),
+                args![name.as_str()],
+            )?
+            .into_iter()
+            .map(tenant_row)
+            .collect::<Result<Vec<_>, _>>()
         })?;
         recs.into_iter()
             .map(|r| to_record(r).map(|r: TenantRecord| r.id))
@@ -213,18 +217,18 @@ impl Store {
         tier: &TierName,
     ) -> Result<Vec<TenantId>, StorageError> {
         self.write(|tx| {
-            let n = tx.execute(
+            let n = tx.exec(
                 "UPDATE accounts SET tier = ?1 WHERE name = ?2",
-                params![tier.as_str(), name.as_str()],
+                args![tier.as_str(), name.as_str()],
             )?;
             if n == 0 {
                 return Err(StorageError::AccountNotFound {
                     account: name.clone(),
                 });
             }
-            tx.execute(
+            tx.exec(
                 "UPDATE tenants SET tier = ?1 WHERE account = ?2",
-                params![tier.as_str(), name.as_str()],
+                args![tier.as_str(), name.as_str()],
             )?;
             Ok(())
         })?;
@@ -243,11 +247,11 @@ impl Store {
                 });
             }
             // Its tokens go with it.
-            tx.execute(
+            tx.exec(
                 "DELETE FROM account_tokens WHERE account = ?1",
-                [name.as_str()],
+                args![name.as_str()],
             )?;
-            Ok(tx.execute("DELETE FROM accounts WHERE name = ?1", [name.as_str()])? > 0)
+            Ok(tx.exec("DELETE FROM accounts WHERE name = ?1", args![name.as_str()])? > 0)
         })
     }
 
@@ -276,12 +280,12 @@ impl Store {
     ) -> Result<TierName, StorageError> {
         self.write(|tx| {
             let current: Option<Option<String>> = tx
-                .query_row(
+                .opt(
                     "SELECT account FROM tenants WHERE name = ?1",
-                    [tenant.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                    args![tenant.as_str()],
+                )?
+                .map(|mut r| r.os(0))
+                .transpose()?;
             let Some(current) = current else {
                 return Err(StorageError::TenantNotFound {
                     tenant: tenant.clone(),
@@ -294,9 +298,9 @@ impl Store {
                 account_tier_tx(tx, account)?.ok_or_else(|| StorageError::AccountNotFound {
                     account: account.clone(),
                 })?;
-            tx.execute(
+            tx.exec(
                 "UPDATE tenants SET account = ?1, tier = ?2 WHERE name = ?3",
-                params![account.as_str(), tier, tenant.as_str()],
+                args![account.as_str(), &tier, tenant.as_str()],
             )?;
             TierName::new(&tier).map_err(|_| StorageError::Corrupt {
                 key: format!("accounts/{account}"),
@@ -305,19 +309,16 @@ impl Store {
         })
     }
 
-    /// Upserts accounts' monthly totals (absolute, idempotent); rows are
+    /// Writes accounts' monthly totals (idempotent; on PostgreSQL merged
+    /// across nodes like [`store_usage`](Self::store_usage)); rows are
     /// [`Usage`] with the account's name as `tenant`.
     pub fn store_account_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
-        self.write(|tx| crate::tenant::upsert_usage_tx(tx, "account_usage", batch))
+        self.store_usage_rows("account_usage", batch)
     }
 
     /// Every account's totals for `period`, in name order.
     pub fn load_account_usage(&self, period: Period) -> Result<Vec<Usage>, StorageError> {
-        let sql = format!(
-            "SELECT {} FROM account_usage WHERE year = ?1 AND month = ?2 ORDER BY tenant",
-            crate::tenant::USAGE_COLS
-        );
-        self.read(|c| crate::tenant::usage_rows(c, &sql, params![period.year(), period.month()]))
+        self.load_usage_rows("account_usage", period)
     }
 
     /// The store as the sink of an account meter (a meter keyed by account):
@@ -362,8 +363,8 @@ impl TokenRecord {
     }
 }
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Vec<u8>, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+fn token_row(mut r: crate::db::Row) -> Result<(String, String, Vec<u8>, i64), StorageError> {
+    Ok((r.s(0)?, r.s(1)?, r.b(2)?, r.i(3)?))
 }
 
 fn to_token(
@@ -403,9 +404,9 @@ impl Store {
                     account: rec.account.clone(),
                 });
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO account_tokens (id, account, hash, created) VALUES (?1, ?2, ?3, ?4)",
-                params![rec.id, rec.account.as_str(), rec.hash, rec.created],
+                args![&rec.id, rec.account.as_str(), &rec.hash, rec.created],
             )?;
             Ok(())
         })
@@ -414,12 +415,13 @@ impl Store {
     /// Every token (to load into memory at start).
     pub fn tokens(&self) -> Result<Vec<TokenRecord>, StorageError> {
         let rows = self.read(|c| {
-            let mut st =
-                c.prepare("SELECT id, account, hash, created FROM account_tokens ORDER BY id")?;
-            let rows = st
-                .query_map([], token_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            c.query(
+                "SELECT id, account, hash, created FROM account_tokens ORDER BY id",
+                &[],
+            )?
+            .into_iter()
+            .map(token_row)
+            .collect::<Result<Vec<_>, _>>()
         })?;
         rows.into_iter().map(to_token).collect()
     }
@@ -427,13 +429,13 @@ impl Store {
     /// An account's tokens, oldest first.
     pub fn account_tokens(&self, account: &TenantId) -> Result<Vec<TokenRecord>, StorageError> {
         let rows = self.read(|c| {
-            let mut st = c.prepare(
+            c.query(
                 "SELECT id, account, hash, created FROM account_tokens WHERE account = ?1 ORDER BY created, id",
-            )?;
-            let rows = st
-                .query_map([account.as_str()], token_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+                args![account.as_str()],
+            )?
+            .into_iter()
+            .map(token_row)
+            .collect::<Result<Vec<_>, _>>()
         })?;
         rows.into_iter().map(to_token).collect()
     }
@@ -442,13 +444,13 @@ impl Store {
     pub fn delete_token(&self, id: &str) -> Result<Option<TenantId>, StorageError> {
         let account: Option<String> = self.write(|tx| {
             let account = tx
-                .query_row(
+                .opt(
                     "SELECT account FROM account_tokens WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            tx.execute("DELETE FROM account_tokens WHERE id = ?1", [id])?;
+                    args![id],
+                )?
+                .map(|mut r| r.s(0))
+                .transpose()?;
+            tx.exec("DELETE FROM account_tokens WHERE id = ?1", args![id])?;
             Ok(account)
         })?;
         account
@@ -472,5 +474,8 @@ impl UsageSink for AccountUsageSink {
     }
     fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError> {
         Ok(self.0.load_account_usage(period)?)
+    }
+    fn shared(&self) -> bool {
+        self.0.is_shared()
     }
 }

@@ -5,8 +5,8 @@ use std::io::Read;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::db::{Db, args};
 use crate::store::now_secs;
 use crate::{StorageError, Store, StoreConfig};
 
@@ -60,58 +60,62 @@ struct Row {
     quarantined: bool,
 }
 
-fn row_for(conn: &rusqlite::Connection, key: &str) -> Result<Option<Row>, StorageError> {
-    Ok(conn
-        .query_row(
-            "SELECT id, len, crc32, chunks, quarantined FROM blobs WHERE key = ?1",
-            [key],
-            |r| {
-                Ok(Row {
-                    id: r.get(0)?,
-                    len: r.get::<_, i64>(1)? as u64,
-                    crc32: r.get::<_, i64>(2)? as u32,
-                    chunks: r.get::<_, i64>(3)? as u32,
-                    quarantined: r.get::<_, i64>(4)? != 0,
-                })
-            },
-        )
-        .optional()?)
+impl Row {
+    /// From the columns `id, len, crc32, chunks, quarantined`.
+    fn from_db(r: &crate::db::Row) -> Result<Self, StorageError> {
+        Ok(Row {
+            id: r.i(0)?,
+            len: r.i(1)? as u64,
+            crc32: r.i(2)? as u32,
+            chunks: r.i(3)? as u32,
+            quarantined: r.i(4)? != 0,
+        })
+    }
+}
+
+fn row_for(conn: &mut dyn Db, key: &str) -> Result<Option<Row>, StorageError> {
+    conn.opt(
+        "SELECT id, len, crc32, chunks, quarantined FROM blobs WHERE key = ?1",
+        args![key],
+    )?
+    .map(|r| Row::from_db(&r))
+    .transpose()
 }
 
 /// Deletes the blob under `key`; returns its length if it existed.
-pub(crate) fn delete_blob_tx(tx: &Transaction<'_>, key: &str) -> Result<Option<u64>, StorageError> {
-    let old: Option<(i64, i64)> = tx
-        .query_row("SELECT id, len FROM blobs WHERE key = ?1", [key], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    if let Some((id, len)) = old {
-        tx.execute("DELETE FROM blob_chunks WHERE blob_id = ?1", [id])?;
-        tx.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
+pub(crate) fn delete_blob_tx(tx: &mut dyn Db, key: &str) -> Result<Option<u64>, StorageError> {
+    let old = tx.opt("SELECT id, len FROM blobs WHERE key = ?1", args![key])?;
+    if let Some(r) = old {
+        let (id, len) = (r.i(0)?, r.i(1)?);
+        tx.exec("DELETE FROM blob_chunks WHERE blob_id = ?1", args![id])?;
+        tx.exec("DELETE FROM blobs WHERE id = ?1", args![id])?;
         return Ok(Some(len as u64));
     }
     Ok(None)
 }
 
 /// Deletes every blob whose key starts with `prefix`; returns how many.
-pub(crate) fn delete_prefix_tx(tx: &Transaction<'_>, prefix: &str) -> Result<u64, StorageError> {
-    let upper = crate::key::prefix_upper(prefix).unwrap_or_else(|| vec![0xff; 1]);
-    let ids: Vec<i64> = {
-        let mut st =
-            tx.prepare("SELECT id FROM blobs WHERE key >= ?1 AND key < CAST(?2 AS TEXT)")?;
-        st.query_map(params![prefix, upper], |r| r.get(0))?
-            .collect::<Result<_, _>>()?
-    };
-    for id in &ids {
-        tx.execute("DELETE FROM blob_chunks WHERE blob_id = ?1", [id])?;
-        tx.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
+pub(crate) fn delete_prefix_tx(tx: &mut dyn Db, prefix: &str) -> Result<u64, StorageError> {
+    let ids: Vec<i64> = match crate::key::prefix_upper(prefix) {
+        Some(upper) => tx.query(
+            "SELECT id FROM blobs WHERE key >= ?1 AND key < ?2",
+            args![prefix, &upper],
+        )?,
+        None => tx.query("SELECT id FROM blobs WHERE key >= ?1", args![prefix])?,
+    }
+    .iter()
+    .map(|r| r.i(0))
+    .collect::<Result<_, _>>()?;
+    for &id in &ids {
+        tx.exec("DELETE FROM blob_chunks WHERE blob_id = ?1", args![id])?;
+        tx.exec("DELETE FROM blobs WHERE id = ?1", args![id])?;
     }
     Ok(ids.len() as u64)
 }
 
 /// Stores `data` under `key`, replacing any previous blob.
 pub(crate) fn insert_bytes_tx(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     cfg: &StoreConfig,
     key: &str,
     data: &[u8],
@@ -119,9 +123,9 @@ pub(crate) fn insert_bytes_tx(
     delete_blob_tx(tx, key)?;
     let crc32 = crc32fast::hash(data);
     if data.len() as u64 <= cfg.chunk_threshold {
-        tx.execute(
+        tx.exec(
             "INSERT INTO blobs (key, len, crc32, chunks, data, created) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
-            params![key, data.len() as i64, crc32 as i64, data, now_secs()],
+            args![key, data.len() as i64, crc32, data, now_secs()],
         )?;
         return Ok(BlobMeta {
             len: data.len() as u64,
@@ -137,7 +141,7 @@ pub(crate) fn insert_bytes_tx(
 /// Stores what `src` yields under `key`, replacing any previous blob, holding
 /// at most `chunk_threshold + chunk_size` bytes of it in memory, in chunk-sized pieces.
 pub(crate) fn insert_reader_tx(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     cfg: &StoreConfig,
     key: &str,
     src: &mut dyn Read,
@@ -188,40 +192,33 @@ fn read_chunk(src: &mut dyn Read, size: usize) -> std::io::Result<Vec<u8>> {
 type ChunkIter<'a, 'b> = dyn Iterator<Item = Result<std::borrow::Cow<'a, [u8]>, StorageError>> + 'b;
 
 fn insert_chunked_tx(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     key: &str,
     chunks: &mut ChunkIter<'_, '_>,
 ) -> Result<BlobMeta, StorageError> {
-    tx.execute(
-        "INSERT INTO blobs (key, len, crc32, chunks, data, created) VALUES (?1, 0, 0, 0, NULL, ?2)",
-        params![key, now_secs()],
-    )?;
-    let id = tx.last_insert_rowid();
+    let id = tx
+        .one(
+            "INSERT INTO blobs (key, len, crc32, chunks, data, created) VALUES (?1, 0, 0, 0, NULL, ?2) RETURNING id",
+            args![key, now_secs()],
+        )?
+        .i(0)?;
     let mut hasher = crc32fast::Hasher::new();
     let mut len = 0u64;
     let mut seq = 0i64;
-    {
-        let mut st = tx.prepare_cached(
+    for c in chunks {
+        let c = c?;
+        hasher.update(&c);
+        len += c.len() as u64;
+        tx.exec(
             "INSERT INTO blob_chunks (blob_id, seq, len, crc32, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![id, seq, c.len() as i64, crc32fast::hash(&c), &c[..]],
         )?;
-        for c in chunks {
-            let c = c?;
-            hasher.update(&c);
-            len += c.len() as u64;
-            st.execute(params![
-                id,
-                seq,
-                c.len() as i64,
-                crc32fast::hash(&c) as i64,
-                &c[..]
-            ])?;
-            seq += 1;
-        }
+        seq += 1;
     }
     let crc32 = hasher.finalize();
-    tx.execute(
+    tx.exec(
         "UPDATE blobs SET len = ?1, crc32 = ?2, chunks = ?3 WHERE id = ?4",
-        params![len as i64, crc32 as i64, seq, id],
+        args![len as i64, crc32, seq, id],
     )?;
     Ok(BlobMeta { len, crc32 })
 }
@@ -233,7 +230,7 @@ impl Store {
             .fetch_add(1, Ordering::Relaxed);
         // Best effort: the error is returned whether or not the flag sticks.
         let _ = self.write(|tx| {
-            tx.execute("UPDATE blobs SET quarantined = 1 WHERE id = ?1", [id])?;
+            tx.exec("UPDATE blobs SET quarantined = 1 WHERE id = ?1", args![id])?;
             Ok(())
         });
         StorageError::Integrity {
@@ -264,23 +261,15 @@ impl Store {
         // while a writer replaces the blob.
         let got = self.read(|c| {
             let row = c
-                .prepare_cached(
+                .opt(
                     "SELECT id, len, crc32, chunks, quarantined, CASE WHEN chunks = 0 THEN data END
                      FROM blobs WHERE key = ?1",
+                    args![key],
                 )?
-                .query_row([key], |r| {
-                    Ok((
-                        Row {
-                            id: r.get(0)?,
-                            len: r.get::<_, i64>(1)? as u64,
-                            crc32: r.get::<_, i64>(2)? as u32,
-                            chunks: r.get::<_, i64>(3)? as u32,
-                            quarantined: r.get::<_, i64>(4)? != 0,
-                        },
-                        r.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default(),
-                    ))
+                .map(|mut r| {
+                    Ok::<_, StorageError>((Row::from_db(&r)?, r.ob(5)?.unwrap_or_default()))
                 })
-                .optional()?;
+                .transpose()?;
             let Some((r, data)) = row else {
                 return Ok(None);
             };
@@ -365,21 +354,21 @@ impl Store {
         let mut after = 0i64;
         loop {
             let page: Vec<(i64, String, u64, u32, u32)> = self.read(|c| {
-                let mut st = c.prepare_cached(
+                c.query(
                     "SELECT id, key, len, crc32, chunks FROM blobs WHERE id > ?1 ORDER BY id LIMIT 256",
-                )?;
-                let rows = st
-                    .query_map([after], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get::<_, i64>(2)? as u64,
-                            r.get::<_, i64>(3)? as u32,
-                            r.get::<_, i64>(4)? as u32,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
+                    args![after],
+                )?
+                .into_iter()
+                .map(|mut r| {
+                    Ok((
+                        r.i(0)?,
+                        r.s(1)?,
+                        r.i(2)? as u64,
+                        r.i(3)? as u32,
+                        r.i(4)? as u32,
+                    ))
+                })
+                .collect()
             })?;
             let Some(last) = page.last() else { break };
             after = last.0;
@@ -429,19 +418,22 @@ impl Store {
     /// Keys of all quarantined blobs.
     pub fn quarantined_keys(&self) -> Result<Vec<String>, StorageError> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT key FROM blobs WHERE quarantined != 0 ORDER BY key")?;
-            let keys = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-            Ok(keys)
+            c.query(
+                "SELECT key FROM blobs WHERE quarantined != 0 ORDER BY key",
+                &[],
+            )?
+            .into_iter()
+            .map(|mut r| r.s(0))
+            .collect()
         })
     }
 
     fn verify(&self, id: i64, len: u64, crc: u32, chunks: u32) -> Result<Verdict, StorageError> {
         if chunks == 0 {
             let data: Option<Option<Vec<u8>>> = self.read(|c| {
-                Ok(
-                    c.query_row("SELECT data FROM blobs WHERE id = ?1", [id], |r| r.get(0))
-                        .optional()?,
-                )
+                c.opt("SELECT data FROM blobs WHERE id = ?1", args![id])?
+                    .map(|mut r| r.ob(0))
+                    .transpose()
             })?;
             let Some(data) = data else {
                 return Ok(Verdict::Gone);
@@ -465,11 +457,8 @@ impl Store {
             match self.fetch_chunk(id, seq)? {
                 None => {
                     let exists = self.read(|c| {
-                        Ok(
-                            c.query_row("SELECT 1 FROM blobs WHERE id = ?1", [id], |_| Ok(()))
-                                .optional()?
-                                .is_some(),
-                        )
+                        Ok(c.opt("SELECT 1 FROM blobs WHERE id = ?1", args![id])?
+                            .is_some())
                     })?;
                     if !exists {
                         return Ok(Verdict::Gone);
@@ -508,17 +497,12 @@ impl Store {
 
     fn fetch_chunk(&self, id: i64, seq: u32) -> Result<Option<(u64, u32, Vec<u8>)>, StorageError> {
         self.read(|c| {
-            Ok(c.prepare_cached(
+            c.opt(
                 "SELECT len, crc32, data FROM blob_chunks WHERE blob_id = ?1 AND seq = ?2",
+                args![id, seq],
             )?
-            .query_row(params![id, seq], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)? as u32,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .optional()?)
+            .map(|mut r| Ok((r.i(0)? as u64, r.i(1)? as u32, r.b(2)?)))
+            .transpose()
         })
     }
 }
@@ -619,11 +603,8 @@ impl BlobReader {
         let seq = self.next_seq;
         let Some((clen, ccrc, data)) = self.store.fetch_chunk(self.id, seq)? else {
             let exists = self.store.read(|c| {
-                Ok(
-                    c.query_row("SELECT 1 FROM blobs WHERE id = ?1", [self.id], |_| Ok(()))
-                        .optional()?
-                        .is_some(),
-                )
+                Ok(c.opt("SELECT 1 FROM blobs WHERE id = ?1", args![self.id])?
+                    .is_some())
             })?;
             if !exists {
                 return Err(StorageError::NotFound {

@@ -16,11 +16,13 @@ use crate::StorageError;
 pub enum Durability {
     /// `PRAGMA synchronous=FULL`: the WAL is fsynced on every commit. An
     /// acknowledged write survives a process kill and a power cut.
+    /// (PostgreSQL: `synchronous_commit = on`, the server's default.)
     #[default]
     Full,
     /// `PRAGMA synchronous=NORMAL`: no fsync per commit (only at checkpoints).
     /// An acknowledged write survives a process kill; a power cut may lose the
-    /// last commits but never corrupts the database.
+    /// last commits but never corrupts the database. (PostgreSQL:
+    /// `synchronous_commit = off`: a server crash may lose the last commits.)
     Normal,
 }
 
@@ -61,7 +63,7 @@ impl Default for StoreConfig {
 
 impl StoreConfig {
     /// SQLite page cache per connection, in bytes (`PRAGMA cache_size`).
-    /// Default 8 MiB; the host probe feeds this.
+    /// Default 8 MiB; the host probe feeds this. Ignored by PostgreSQL.
     pub fn sqlite_cache_bytes(mut self, bytes: u64) -> Self {
         self.sqlite_cache_bytes = bytes;
         self
@@ -71,13 +73,14 @@ impl StoreConfig {
         self.durability = d;
         self
     }
-    /// Size of the reader connection pool (at least 1). Default 4.
+    /// Size of the reader connection pool (at least 1). Default 4. On
+    /// PostgreSQL a store opens up to this many connections plus the writer.
     pub fn readers(mut self, n: usize) -> Self {
         self.readers = n;
         self
     }
     /// How long a connection waits on a lock before giving up
-    /// (`busy_timeout`). Default 10 s.
+    /// (SQLite `busy_timeout`, PostgreSQL `lock_timeout`). Default 10 s.
     pub fn busy_timeout(mut self, t: Duration) -> Self {
         self.busy_timeout = t;
         self

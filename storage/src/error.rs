@@ -198,6 +198,10 @@ pub enum StorageError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (connect, query, or a lost connection; the next
+    /// call reconnects).
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// Reading a caller's source failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

@@ -81,13 +81,20 @@ pub fn validate_prefix(raw: &[u8]) -> Result<&str, InvalidKey> {
 }
 
 /// The exclusive upper bound of all strings starting with `prefix` under
-/// byte-wise comparison, as raw bytes (`None`: unbounded).
-pub(crate) fn prefix_upper(prefix: &str) -> Option<Vec<u8>> {
-    let mut b = prefix.as_bytes().to_vec();
-    while let Some(last) = b.pop() {
-        if last < 0xff {
-            b.push(last + 1);
-            return Some(b);
+/// byte-wise comparison (`None`: unbounded). A string, not raw bytes, so
+/// both backends can bind it as text: UTF-8 byte order is code point order,
+/// so the prefix with its last character bumped to the next scalar value
+/// bounds every string that starts with the prefix.
+pub(crate) fn prefix_upper(prefix: &str) -> Option<String> {
+    let mut s = prefix.to_owned();
+    while let Some(last) = s.pop() {
+        let mut next = last as u32 + 1;
+        if next == 0xD800 {
+            next = 0xE000; // skip the surrogates, which are not scalar values
+        }
+        if let Some(c) = char::from_u32(next) {
+            s.push(c);
+            return Some(s);
         }
     }
     None

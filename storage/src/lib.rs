@@ -1,12 +1,15 @@
-//! Corral's storage: one SQLite file with CRC32-verified blobs, tenant data
-//! (tenants, bundles, KV, usage, config), and a byte-capped cache with a tower
-//! layer that serves tenants' static files.
+//! Corral's storage: CRC32-verified blobs, tenant data (apps, accounts,
+//! bundles, artifacts, KV, usage, config) in SQLite or PostgreSQL, and a
+//! byte-capped cache with a tower layer that serves tenants' static files.
 //!
 //! # Overview
 //!
-//! * [`Store`] — one SQLite database in WAL mode. One writer (a mutex around
-//!   one connection) and a small pool of reader connections; every connection
-//!   has a `busy_timeout`, so callers never see `SQLITE_BUSY`.
+//! * [`Store`] — one database behind the same methods on either backend.
+//!   SQLite (the embedded default, a file path): WAL mode, one writer (a
+//!   mutex around one connection) and a small pool of reader connections;
+//!   every connection has a `busy_timeout`, so callers never see
+//!   `SQLITE_BUSY`. PostgreSQL (a `postgres://` URL, the store many nodes
+//!   share): see [Backends](#backends).
 //! * Blobs — every stored value (KV values, bundle code, static files,
 //!   artifacts) carries its CRC32 and length and is verified on every read. A
 //!   mismatch is [`StorageError::Integrity`]: counted, the blob quarantined,
@@ -53,6 +56,62 @@
 //! assert!(matches!(err, StorageError::StorageQuotaExceeded { limit: 64, used: 13, needed: 63 }));
 //! ```
 //!
+//! # Backends
+//!
+//! [`Store::open`] takes a path (SQLite) or a `postgres://` /
+//! `postgresql://` URL (PostgreSQL; a Unix socket directory goes
+//! percent-encoded in the host part). Every query is written once, in SQL
+//! both accept; each backend has its own versioned migrations, numbered
+//! alike, so [`Store::schema_version`] means the same tables on both, and a
+//! database from a newer build is refused ([`StorageError::SchemaTooNew`]).
+//! Blobs carry the same CRC32, verified on every read: a row changed behind
+//! the store's back is the same [`StorageError::Integrity`] on PostgreSQL as
+//! a flipped byte in the SQLite file. The storage test suite runs against
+//! both (`storage/tests/storage/main.rs`).
+//!
+//! PostgreSQL specifics:
+//!
+//! * **No TLS.** Meant for a server on loopback or a private network;
+//!   `sslmode=require` (or stricter) is refused at open rather than silently
+//!   downgraded. Put a TLS tunnel or a local pooler in front of a remote server.
+//! * **Blocking, from any thread.** Calls block like SQLite's do; the
+//!   connections' sockets run on one background thread per store, so a call
+//!   from inside a tokio runtime is fine (the sync `postgres` crate would panic).
+//! * **One writer across all nodes.** Every write transaction takes one
+//!   transaction-scoped advisory lock first, the cluster-wide equivalent of
+//!   SQLite's writer mutex: each check-then-write below sees every node's
+//!   committed writes. `busy_timeout` becomes `lock_timeout`;
+//!   [`Durability::Normal`] becomes `synchronous_commit = off`.
+//! * A dropped connection is replaced on the next call (that call may fail
+//!   with [`StorageError::Postgres`]). [`Store::checkpoint`] does nothing.
+//!
+//! # Limits across nodes
+//!
+//! With PostgreSQL, any node can serve any app; the limits that must hold
+//! across nodes are checked against the shared store:
+//!
+//! | Limit | Read from | Staleness |
+//! |---|---|---|
+//! | storage (KV bytes of an account's apps) | the KV write's own transaction | none |
+//! | `max_apps` of an account | the app insert's own transaction | none |
+//! | tenant exists (KV writes of a removed app) | the write's own transaction | none |
+//! | monthly requests (tier quota, account totals) | the node's meter, refreshed from the shared usage rows at every flush | ≤ 2 × `usage_flush_interval` (20 s by default) |
+//!
+//! The first three take the write lock, so two nodes can never both pass a
+//! check that only one write fits: they are exact. Usage rows are shared
+//! too: [`Store::store_usage`] adds what this node counted since its last
+//! write or restore to the stored row (SQLite, one node, keeps absolute
+//! totals), and a meter over a shared store loads the merged rows back
+//! after each flush ([`UsageSink::shared`](corral_metering::UsageSink::shared)).
+//! So a request served on node B reaches the row within B's flush interval
+//! and node A's quota within A's next one. Why that staleness is safe: the
+//! monthly quota is a billing cap, not a safety limit — every request is
+//! still bounded by its tier's fuel, memory, wall clock and compute shares,
+//! and the overshoot (at most what the cluster admits in those seconds) is
+//! counted and billed exactly, never lost or counted twice. Per-node limits
+//! stay per node: the rate limiter (`rate_per_minute`, `burst`) and compute
+//! shares hold on each node, so N nodes admit up to N times one node's rate.
+//!
 //! # Choice of cache crate
 //!
 //! Both `quick_cache` and `moka` were benched (`benches/benches/storage.rs`,
@@ -79,8 +138,10 @@ pub mod asset;
 mod blob;
 mod cache;
 mod config;
+mod db;
 mod error;
 mod key;
+mod pg;
 mod store;
 mod tenant;
 

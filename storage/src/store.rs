@@ -1,4 +1,6 @@
-//! The SQLite store: connections, pragmas, migrations, the writer and the reader pool.
+//! The store: backend selection, SQLite connections, pragmas and
+//! migrations, the writer and the reader pool (PostgreSQL's side is in
+//! `pg.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use corral_limits::TenantId;
 use parking_lot::{Condvar, Mutex};
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use crate::db::{Db, Sqlite};
+use crate::pg::Pg;
 use crate::{Durability, StorageError, StoreConfig};
 
 /// Schema migrations; `user_version` is the number applied.
@@ -145,22 +149,86 @@ pub struct StoreStats {
     pub bundle_listeners: usize,
 }
 
+/// At most `max` connections, opened on demand, reused.
+pub(crate) struct Pool<C> {
+    idle: Mutex<Vec<C>>,
+    open: AtomicU64,
+    cv: Condvar,
+    max: usize,
+}
+
+impl<C> Pool<C> {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            open: AtomicU64::new(0),
+            cv: Condvar::new(),
+            max,
+        }
+    }
+
+    /// An idle connection, a new one (`open`) while under `max`, or waits.
+    pub(crate) fn checkout(
+        &self,
+        open: impl FnOnce() -> Result<C, StorageError>,
+    ) -> Result<C, StorageError> {
+        let mut pool = self.idle.lock();
+        loop {
+            if let Some(c) = pool.pop() {
+                return Ok(c);
+            }
+            if (self.open.load(Ordering::Relaxed) as usize) < self.max {
+                self.open.fetch_add(1, Ordering::Relaxed);
+                drop(pool);
+                return open().inspect_err(|_| self.discard());
+            }
+            self.cv.wait(&mut pool);
+        }
+    }
+
+    pub(crate) fn checkin(&self, c: C) {
+        self.idle.lock().push(c);
+        self.cv.notify_one();
+    }
+
+    /// A checked-out connection was dropped instead of returned.
+    pub(crate) fn discard(&self) {
+        let _guard = self.idle.lock();
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.cv.notify_one();
+    }
+}
+
+enum Backend {
+    Sqlite {
+        writer: Mutex<Connection>,
+        readers: Pool<Connection>,
+    },
+    // Boxed: the PostgreSQL side is several times the SQLite one.
+    Postgres(Box<Pg>),
+}
+
 pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) cfg: StoreConfig,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-    readers_open: AtomicU64,
-    readers_cv: Condvar,
+    backend: Backend,
     pub(crate) integrity_failures: AtomicU64,
     pub(crate) blobs_verified: AtomicU64,
     reads: AtomicU64,
     pub(crate) bundle_generation: AtomicU64,
     listeners: Mutex<Vec<BundleListener>>,
+    /// PostgreSQL only: per (table, tenant, year, month), the totals this
+    /// node's meter last wrote or loaded (see `tenant::store_usage_rows`).
+    pub(crate) usage_base: Mutex<UsageBase>,
 }
 
-/// One SQLite database holding everything Corral stores. Cheap to clone
-/// (an `Arc` inside), `Send + Sync`.
+/// Baselines of this node's usage totals, keyed by (table, tenant, year, month).
+pub(crate) type UsageBase =
+    std::collections::HashMap<(&'static str, TenantId, i32, u8), corral_metering::Usage>;
+
+/// Everything Corral stores: one SQLite database (the embedded default) or a
+/// PostgreSQL database shared by many nodes, behind the same methods. Cheap
+/// to clone (an `Arc` inside), `Send + Sync`.
 ///
 /// ```
 /// use corral_storage::{Store, StoreConfig};
@@ -179,6 +247,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
+            .field("backend", &self.backend_name())
             .field("path", &self.inner.path)
             .field("config", &self.inner.cfg)
             .finish_non_exhaustive()
@@ -201,49 +270,75 @@ fn configure(conn: &Connection, cfg: &StoreConfig) -> Result<(), StorageError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, switches it to WAL,
-    /// applies pending migrations and opens the writer connection.
+    /// Opens the store at `location`: a `postgres://` or `postgresql://` URL
+    /// selects a PostgreSQL server (the shared store of many nodes; see the
+    /// crate docs for what that changes); anything else is a SQLite file,
+    /// created if needed and switched to WAL. Either way pending migrations
+    /// are applied first, under a lock, so nodes opening at once never apply
+    /// one twice.
+    ///
+    /// ```no_run
+    /// use corral_storage::{Store, StoreConfig};
+    /// // Loopback server, no TLS (sslmode=require is refused).
+    /// let shared = Store::open("postgres://corral@127.0.0.1:5432/corral", StoreConfig::default())?;
+    /// assert_eq!(shared.backend_name(), "postgres");
+    /// # Ok::<(), corral_storage::StorageError>(())
+    /// ```
     ///
     /// Errors: [`StorageError::InvalidConfig`] for inconsistent settings,
-    /// [`StorageError::SchemaTooNew`] for a file from a newer build,
-    /// [`StorageError::Sqlite`] when the file cannot be opened.
-    pub fn open(path: impl AsRef<Path>, cfg: StoreConfig) -> Result<Self, StorageError> {
+    /// [`StorageError::SchemaTooNew`] for a database from a newer build,
+    /// [`StorageError::Sqlite`] / [`StorageError::Postgres`] when the
+    /// database cannot be opened or reached.
+    pub fn open(location: impl AsRef<Path>, cfg: StoreConfig) -> Result<Self, StorageError> {
         cfg.validate()?;
-        let path = path.as_ref().to_path_buf();
-        let mut writer = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        configure(&writer, &cfg)?;
-        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StorageError::InvalidConfig(
-                "the file system does not support WAL",
-            ));
-        }
-        migrate(&mut writer)?;
+        let location = location.as_ref();
+        let (path, backend) = match location.to_str().filter(|s| crate::pg::is_url(s)) {
+            Some(url) => (
+                PathBuf::from(crate::pg::redact(url)),
+                Backend::Postgres(Box::new(Pg::open(url, &cfg)?)),
+            ),
+            None => (location.to_path_buf(), open_sqlite(location, &cfg)?),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 cfg,
-                writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
-                readers_open: AtomicU64::new(0),
-                readers_cv: Condvar::new(),
+                backend,
                 integrity_failures: AtomicU64::new(0),
                 blobs_verified: AtomicU64::new(0),
                 reads: AtomicU64::new(0),
                 bundle_generation: AtomicU64::new(0),
                 listeners: Mutex::new(Vec::new()),
+                usage_base: Mutex::new(UsageBase::new()),
             }),
         })
     }
 
-    /// The database file.
+    /// The database file, or for PostgreSQL the URL with any password
+    /// replaced by `***`.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// assert_eq!(store.backend_name(), "sqlite");
+    /// ```
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether many nodes may share this store (PostgreSQL): usage totals
+    /// are then merged into the stored rows instead of replacing them.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
     }
 
     /// The settings the store was opened with.
@@ -251,7 +346,8 @@ impl Store {
         &self.inner.cfg
     }
 
-    /// The schema version of the open database.
+    /// The schema version of the open database (the same number means the
+    /// same tables on both backends).
     ///
     /// ```
     /// # use corral_storage::{Store, StoreConfig};
@@ -260,7 +356,12 @@ impl Store {
     /// assert_eq!(store.schema_version().unwrap(), 4);
     /// ```
     pub fn schema_version(&self) -> Result<i64, StorageError> {
-        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        match &self.inner.backend {
+            Backend::Sqlite { .. } => self.with_sqlite_reader(|c| {
+                Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?)
+            }),
+            Backend::Postgres(pg) => pg.schema_version(),
+        }
     }
 
     /// Counters since open.
@@ -273,10 +374,14 @@ impl Store {
         }
     }
 
-    /// Copies the WAL into the main database file and truncates the WAL
-    /// (`PRAGMA wal_checkpoint(TRUNCATE)`). Waits for readers via `busy_timeout`.
+    /// SQLite: copies the WAL into the main database file and truncates the
+    /// WAL (`PRAGMA wal_checkpoint(TRUNCATE)`), waiting for readers via
+    /// `busy_timeout`. PostgreSQL: nothing to do (the server checkpoints).
     pub fn checkpoint(&self) -> Result<(), StorageError> {
-        let conn = self.inner.writer.lock();
+        let Backend::Sqlite { writer, .. } = &self.inner.backend else {
+            return Ok(());
+        };
+        let conn = writer.lock();
         // (busy, wal frames, frames checkpointed); busy = 1 means a reader
         // kept it from finishing within busy_timeout.
         let (busy, _, _): (i64, i64, i64) =
@@ -306,67 +411,82 @@ impl Store {
         }
     }
 
-    /// Runs `f` in one IMMEDIATE transaction on the writer connection;
-    /// commits on `Ok`, rolls back on `Err`.
+    /// Runs `f` in one write transaction (SQLite: IMMEDIATE on the writer
+    /// connection; PostgreSQL: under the cluster-wide write lock); commits on
+    /// `Ok`, rolls back on `Err`.
     pub(crate) fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StorageError>,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let mut conn = self.inner.writer.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = writer.lock();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&mut Sqlite(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Postgres(pg) => pg.write(f),
+        }
     }
 
     /// Runs `f` on a pooled reader connection.
     pub(crate) fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        self.inner.reads.fetch_add(1, Ordering::Relaxed);
-        let conn = self.checkout()?;
-        let out = f(&conn);
-        self.checkin(conn);
-        out
-    }
-
-    fn checkout(&self) -> Result<Connection, StorageError> {
-        let mut pool = self.inner.readers.lock();
-        loop {
-            if let Some(c) = pool.pop() {
-                return Ok(c);
+        match &self.inner.backend {
+            Backend::Sqlite { .. } => self.with_sqlite_reader(|c| f(&mut Sqlite(c))),
+            Backend::Postgres(pg) => {
+                self.inner.reads.fetch_add(1, Ordering::Relaxed);
+                pg.read(f)
             }
-            let open = self.inner.readers_open.load(Ordering::Relaxed);
-            if (open as usize) < self.inner.cfg.readers {
-                self.inner.readers_open.fetch_add(1, Ordering::Relaxed);
-                drop(pool);
-                return match self.open_reader() {
-                    Ok(c) => Ok(c),
-                    Err(e) => {
-                        self.inner.readers_open.fetch_sub(1, Ordering::Relaxed);
-                        self.inner.readers_cv.notify_one();
-                        Err(e)
-                    }
-                };
-            }
-            self.inner.readers_cv.wait(&mut pool);
         }
     }
 
-    fn checkin(&self, conn: Connection) {
-        self.inner.readers.lock().push(conn);
-        self.inner.readers_cv.notify_one();
+    fn with_sqlite_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let Backend::Sqlite { readers, .. } = &self.inner.backend else {
+            unreachable!("only called on the SQLite backend");
+        };
+        self.inner.reads.fetch_add(1, Ordering::Relaxed);
+        let conn = readers.checkout(|| open_reader(&self.inner.path, &self.inner.cfg))?;
+        let out = f(&conn);
+        readers.checkin(conn);
+        out
     }
+}
 
-    fn open_reader(&self) -> Result<Connection, StorageError> {
-        let c = Connection::open_with_flags(
-            &self.inner.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        configure(&c, &self.inner.cfg)?;
-        Ok(c)
+fn open_sqlite(path: &Path, cfg: &StoreConfig) -> Result<Backend, StorageError> {
+    let mut writer = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&writer, cfg)?;
+    let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StorageError::InvalidConfig(
+            "the file system does not support WAL",
+        ));
     }
+    migrate(&mut writer)?;
+    Ok(Backend::Sqlite {
+        writer: Mutex::new(writer),
+        readers: Pool::new(cfg.readers),
+    })
+}
+
+fn open_reader(path: &Path, cfg: &StoreConfig) -> Result<Connection, StorageError> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&c, cfg)?;
+    Ok(c)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StorageError> {

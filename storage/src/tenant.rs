@@ -5,9 +5,9 @@ use std::io::Read;
 
 use corral_limits::{Refusal, TenantId, TierName};
 use corral_metering::{Period, SinkError, Usage, UsageSink};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::blob::{delete_blob_tx, delete_prefix_tx, insert_bytes_tx, insert_reader_tx};
+use crate::db::{Db, args};
 use crate::key::{prefix_upper, validate_key, validate_prefix};
 use crate::store::now_secs;
 use crate::{Blob, BlobMeta, BlobReader, StorageError, Store};
@@ -239,24 +239,29 @@ fn u(v: i64) -> u64 {
 }
 
 fn list_under(
-    c: &rusqlite::Connection,
+    c: &mut dyn Db,
     ns: &str,
     prefix: &str,
     limit: usize,
 ) -> Result<Vec<String>, StorageError> {
     let lower = format!("{ns}{prefix}");
-    let upper = prefix_upper(&lower).unwrap_or_else(|| vec![0xff]);
-    let mut st = c.prepare_cached(
-        "SELECT key FROM blobs WHERE key >= ?1 AND key < CAST(?2 AS TEXT) ORDER BY key LIMIT ?3",
-    )?;
-    let keys = st
-        .query_map(
-            params![lower, upper, limit.min(i64::MAX as usize) as i64],
-            |r| r.get::<_, String>(0),
-        )?
-        .map(|k| k.map(|k| k[ns.len()..].to_owned()))
-        .collect::<Result<_, _>>()?;
-    Ok(keys)
+    // `ns` is never empty, so the bound always exists.
+    let upper = prefix_upper(&lower).ok_or(StorageError::InvalidConfig("empty namespace"))?;
+    c.query(
+        "SELECT key FROM blobs WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+        args![&lower, &upper, limit.min(i64::MAX as usize) as i64],
+    )?
+    .into_iter()
+    .map(|mut r| {
+        let k = r.s(0)?;
+        k.get(ns.len()..)
+            .map(str::to_owned)
+            .ok_or(StorageError::Corrupt {
+                key: k.clone(),
+                what: "key outside its namespace",
+            })
+    })
+    .collect()
 }
 
 /// The columns [`tenant_row`] reads.
@@ -264,15 +269,8 @@ pub(crate) const TENANT_COLS: &str = "name, tier, kind, created, storage_limit, 
 
 type TenantRow = (String, String, String, i64, Option<i64>, Option<String>);
 
-pub(crate) fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+pub(crate) fn tenant_row(mut r: crate::db::Row) -> Result<TenantRow, StorageError> {
+    Ok((r.s(0)?, r.s(1)?, r.s(2)?, r.i(3)?, r.oi(4)?, r.os(5)?))
 }
 
 pub(crate) fn to_record(
@@ -311,24 +309,24 @@ pub(crate) fn to_record(
 /// the record names none and no account of that name exists). `max_apps`:
 /// the account's tier's limit, checked in this transaction.
 pub(crate) fn insert_tenant_tx(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     rec: &TenantRecord,
     max_apps: Option<u32>,
 ) -> Result<(), StorageError> {
     let account = rec.account.clone().unwrap_or_else(|| rec.id.clone());
     if rec.account.is_none() {
-        tx.execute(
-            "INSERT OR IGNORE INTO accounts (name, tier, created) VALUES (?1, ?2, ?3)",
-            params![account.as_str(), rec.tier.as_str(), rec.created],
+        tx.exec(
+            "INSERT INTO accounts (name, tier, created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            args![account.as_str(), rec.tier.as_str(), rec.created],
         )?;
     }
     crate::account::check_room_tx(tx, &account, max_apps)?;
     // An app runs on its account's tier, whatever the record said.
     let tier = crate::account::account_tier_tx(tx, &account)?
         .unwrap_or_else(|| rec.tier.as_str().to_owned());
-    let n = tx.execute(
-        "INSERT OR IGNORE INTO tenants (name, tier, kind, created, storage_limit, account) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![rec.id.as_str(), tier, rec.kind.as_str(), rec.created, rec.storage_limit.map(i), account.as_str()],
+    let n = tx.exec(
+        "INSERT INTO tenants (name, tier, kind, created, storage_limit, account) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        args![rec.id.as_str(), &tier, rec.kind.as_str(), rec.created, rec.storage_limit.map(i), account.as_str()],
     )?;
     if n == 0 {
         return Err(StorageError::TenantExists {
@@ -340,11 +338,11 @@ pub(crate) fn insert_tenant_tx(
 
 /// `table`: `usage` (apps) or `account_usage` (accounts), same columns.
 pub(crate) fn upsert_usage_tx(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Db,
     table: &str,
     batch: &[Usage],
 ) -> Result<(), StorageError> {
-    let mut st = tx.prepare_cached(&format!(
+    let sql = format!(
         "INSERT INTO {table} (tenant, year, month, requests, errors, exec_time_ms, fuel, peak_memory,
             peak_streams, storage_bytes, bytes_in, bytes_out, cold_starts, refused, cpu_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
@@ -355,61 +353,47 @@ pub(crate) fn upsert_usage_tx(
             storage_bytes = excluded.storage_bytes, bytes_in = excluded.bytes_in,
             bytes_out = excluded.bytes_out, cold_starts = excluded.cold_starts,
             refused = excluded.refused, cpu_us = excluded.cpu_us"
-    ))?;
+    );
     for u in batch {
-        st.execute(params![
-            u.tenant.as_str(),
-            u.period.year(),
-            u.period.month(),
-            i(u.requests),
-            i(u.errors),
-            i(u.exec_time_ms),
-            i(u.fuel),
-            i(u.peak_memory),
-            i(u.peak_streams),
-            i(u.storage_bytes),
-            i(u.bytes_in),
-            i(u.bytes_out),
-            i(u.cold_starts),
-            refused_json(u),
-            i(u.cpu_us)
-        ])?;
+        let refused = refused_json(u);
+        tx.exec(
+            &sql,
+            args![
+                u.tenant.as_str(),
+                u.period.year(),
+                u.period.month(),
+                i(u.requests),
+                i(u.errors),
+                i(u.exec_time_ms),
+                i(u.fuel),
+                i(u.peak_memory),
+                i(u.peak_streams),
+                i(u.storage_bytes),
+                i(u.bytes_in),
+                i(u.bytes_out),
+                i(u.cold_starts),
+                &refused,
+                i(u.cpu_us)
+            ],
+        )?;
     }
     Ok(())
 }
 
 pub(crate) fn usage_rows(
-    c: &rusqlite::Connection,
+    c: &mut dyn Db,
     sql: &str,
-    p: impl rusqlite::Params,
+    p: &[crate::db::P<'_>],
 ) -> Result<Vec<Usage>, StorageError> {
-    let mut st = c.prepare_cached(sql)?;
-    let rows = st
-        .query_map(p, |r| {
-            let vals: [i64; 10] = [
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-                r.get(11)?,
-                r.get(12)?,
-            ];
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i32>(1)?,
-                r.get::<_, i64>(2)?,
-                vals,
-                r.get::<_, String>(13)?,
-                r.get::<_, i64>(14)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|(name, year, month, v, refused, cpu_us)| {
+    c.query(sql, p)?
+        .into_iter()
+        .map(|mut r| {
+            let mut v = [0i64; 10];
+            for (n, slot) in v.iter_mut().enumerate() {
+                *slot = r.i(3 + n)?;
+            }
+            let (name, year, month) = (r.s(0)?, r.i(1)?, r.i(2)?);
+            let (refused, cpu_us) = (r.s(13)?, r.i(14)?);
             let bad = |what| StorageError::Corrupt {
                 key: format!("usage/{name}/{year}-{month}"),
                 what,
@@ -417,7 +401,8 @@ pub(crate) fn usage_rows(
             let tenant = TenantId::new(&name).map_err(|_| bad("invalid tenant name"))?;
             let period = u8::try_from(month)
                 .ok()
-                .and_then(|m| Period::new(year, m))
+                .zip(i32::try_from(year).ok())
+                .and_then(|(m, y)| Period::new(y, m))
                 .ok_or_else(|| bad("invalid month"))?;
             let mut out = Usage::zero(tenant, period);
             out.requests = u(v[0]);
@@ -458,7 +443,98 @@ fn parse_refused(text: &str) -> Option<BTreeMap<Refusal, u64>> {
     )
 }
 
+/// `cur` (the stored row) plus what this node counted since `base` (its
+/// totals when it last wrote or loaded the row): counters add this node's
+/// increments, peaks keep the larger, the storage gauge takes the newest.
+fn merge_usage(cur: Option<Usage>, new: &Usage, base: Option<&Usage>) -> Usage {
+    let zero = Usage::zero(new.tenant.clone(), new.period);
+    let base = base.unwrap_or(&zero);
+    let mut out = cur.unwrap_or_else(|| zero.clone());
+    let add = |c: u64, n: u64, b: u64| c.saturating_add(n.saturating_sub(b));
+    out.requests = add(out.requests, new.requests, base.requests);
+    out.errors = add(out.errors, new.errors, base.errors);
+    out.exec_time_ms = add(out.exec_time_ms, new.exec_time_ms, base.exec_time_ms);
+    out.fuel = add(out.fuel, new.fuel, base.fuel);
+    out.cpu_us = add(out.cpu_us, new.cpu_us, base.cpu_us);
+    out.bytes_in = add(out.bytes_in, new.bytes_in, base.bytes_in);
+    out.bytes_out = add(out.bytes_out, new.bytes_out, base.bytes_out);
+    out.cold_starts = add(out.cold_starts, new.cold_starts, base.cold_starts);
+    for (code, n) in &new.refused {
+        let b = base.refused.get(code).copied().unwrap_or(0);
+        let c = out.refused.entry(*code).or_insert(0);
+        *c = add(*c, *n, b);
+    }
+    out.peak_memory = out.peak_memory.max(new.peak_memory);
+    out.peak_streams = out.peak_streams.max(new.peak_streams);
+    out.storage_bytes = new.storage_bytes;
+    out
+}
+
 impl Store {
+    /// Writes a meter's totals into `table` (`usage` or `account_usage`).
+    ///
+    /// SQLite (one node): the rows are the totals, replaced as they are
+    /// (absolute, idempotent). PostgreSQL (many nodes flushing the same
+    /// rows): under the write lock, each stored row gains what this node
+    /// counted since its baseline — the totals it last wrote, or loaded at
+    /// restore — so nodes add up instead of overwriting one another; writing
+    /// the same totals twice still changes nothing.
+    pub(crate) fn store_usage_rows(
+        &self,
+        table: &'static str,
+        batch: &[Usage],
+    ) -> Result<(), StorageError> {
+        if !self.is_shared() {
+            return self.write(|tx| upsert_usage_tx(tx, table, batch));
+        }
+        let key = |u: &Usage| (table, u.tenant.clone(), u.period.year(), u.period.month());
+        // Held across the write, so two flushes of one table never race on a baseline.
+        let mut base = self.inner.usage_base.lock();
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM {table} WHERE tenant = ?1 AND year = ?2 AND month = ?3"
+        );
+        self.write(|tx| {
+            let mut merged = Vec::with_capacity(batch.len());
+            for u in batch {
+                let args = args![u.tenant.as_str(), u.period.year(), u.period.month()];
+                let cur = usage_rows(tx, &sql, args)?.pop();
+                merged.push(merge_usage(cur, u, base.get(&key(u))));
+            }
+            upsert_usage_tx(tx, table, &merged)
+        })?;
+        // Older months are flushed for the last time with the first batch of a new one.
+        if let Some(oldest) = batch.iter().map(|u| u.period).min() {
+            base.retain(|k, _| k.0 != table || (k.2, k.3) >= (oldest.year(), oldest.month()));
+        }
+        for u in batch {
+            base.insert(key(u), u.clone());
+        }
+        Ok(())
+    }
+
+    /// Loads `period`'s rows of `table` for a meter to continue from; on a
+    /// shared store they become this node's baselines.
+    pub(crate) fn load_usage_rows(
+        &self,
+        table: &'static str,
+        period: Period,
+    ) -> Result<Vec<Usage>, StorageError> {
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM {table} WHERE year = ?1 AND month = ?2 ORDER BY tenant"
+        );
+        let rows = self.read(|c| usage_rows(c, &sql, args![period.year(), period.month()]))?;
+        if self.is_shared() {
+            let mut base = self.inner.usage_base.lock();
+            for u in &rows {
+                base.insert(
+                    (table, u.tenant.clone(), u.period.year(), u.period.month()),
+                    u.clone(),
+                );
+            }
+        }
+        Ok(rows)
+    }
+
     // ---------------------------------------------------------------- tenants
 
     /// Registers a tenant. Errors with [`StorageError::TenantExists`] if present.
@@ -503,12 +579,12 @@ impl Store {
     /// The tenant's record, if registered.
     pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StorageError> {
         let row = self.read(|c| {
-            Ok(c.query_row(
+            c.opt(
                 &format!("SELECT {TENANT_COLS} FROM tenants WHERE name = ?1"),
-                [id.as_str()],
-                tenant_row,
-            )
-            .optional()?)
+                args![id.as_str()],
+            )?
+            .map(tenant_row)
+            .transpose()
         })?;
         row.map(to_record).transpose()
     }
@@ -516,11 +592,13 @@ impl Store {
     /// All registered tenants in name order.
     pub fn list_tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
         let rows = self.read(|c| {
-            let mut st = c.prepare(&format!("SELECT {TENANT_COLS} FROM tenants ORDER BY name"))?;
-            let rows = st
-                .query_map([], tenant_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            c.query(
+                &format!("SELECT {TENANT_COLS} FROM tenants ORDER BY name"),
+                &[],
+            )?
+            .into_iter()
+            .map(tenant_row)
+            .collect::<Result<Vec<_>, _>>()
         })?;
         rows.into_iter().map(to_record).collect()
     }
@@ -528,9 +606,9 @@ impl Store {
     /// Moves a tenant to another tier.
     pub fn set_tenant_tier(&self, id: &TenantId, tier: &TierName) -> Result<(), StorageError> {
         self.write(|tx| {
-            let n = tx.execute(
+            let n = tx.exec(
                 "UPDATE tenants SET tier = ?1 WHERE name = ?2",
-                params![tier.as_str(), id.as_str()],
+                args![tier.as_str(), id.as_str()],
             )?;
             if n == 0 {
                 return Err(StorageError::TenantNotFound { tenant: id.clone() });
@@ -542,9 +620,9 @@ impl Store {
     /// Sets (or clears) the stored KV byte limit of a tenant.
     pub fn set_storage_limit(&self, id: &TenantId, limit: Option<u64>) -> Result<(), StorageError> {
         self.write(|tx| {
-            let n = tx.execute(
+            let n = tx.exec(
                 "UPDATE tenants SET storage_limit = ?1 WHERE name = ?2",
-                params![limit.map(i), id.as_str()],
+                args![limit.map(i), id.as_str()],
             )?;
             if n == 0 {
                 return Err(StorageError::TenantNotFound { tenant: id.clone() });
@@ -557,11 +635,11 @@ impl Store {
     /// are kept for billing. Returns whether the tenant was registered.
     pub fn delete_tenant(&self, id: &TenantId) -> Result<bool, StorageError> {
         let existed = self.write(|tx| {
-            let n = tx.execute("DELETE FROM tenants WHERE name = ?1", [id.as_str()])?;
+            let n = tx.exec("DELETE FROM tenants WHERE name = ?1", args![id.as_str()])?;
             delete_prefix_tx(tx, &format!("bundle/{id}/"))?;
             delete_prefix_tx(tx, &format!("kv/{id}/"))?;
-            tx.execute("DELETE FROM bundles WHERE tenant = ?1", [id.as_str()])?;
-            tx.execute("DELETE FROM kv_bytes WHERE tenant = ?1", [id.as_str()])?;
+            tx.exec("DELETE FROM bundles WHERE tenant = ?1", args![id.as_str()])?;
+            tx.exec("DELETE FROM kv_bytes WHERE tenant = ?1", args![id.as_str()])?;
             Ok(n > 0)
         })?;
         self.bundle_changed(id);
@@ -606,8 +684,9 @@ impl Store {
                 bytes += insert_bytes_tx(tx, cfg, &static_key(tenant, path), data)?.len;
             }
             let version: i64 = tx
-                .query_row("SELECT version FROM bundles WHERE tenant = ?1", [tenant.as_str()], |r| r.get(0))
-                .optional()?
+                .opt("SELECT version FROM bundles WHERE tenant = ?1", args![tenant.as_str()])?
+                .map(|r| r.i(0))
+                .transpose()?
                 .unwrap_or(0)
                 + 1;
             let info = BundleInfo {
@@ -618,16 +697,18 @@ impl Store {
                 code_crc32: code.crc32,
                 updated: now_secs(),
             };
-            tx.execute(
-                "INSERT OR REPLACE INTO bundles (tenant, kind, version, files, bytes, crc32, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
+            tx.exec(
+                "INSERT INTO bundles (tenant, kind, version, files, bytes, crc32, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tenant) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+                    files = excluded.files, bytes = excluded.bytes, crc32 = excluded.crc32,
+                    updated = excluded.updated",
+                args![
                     tenant.as_str(),
                     kind.as_str(),
                     version,
                     info.files as i64,
                     i(info.bytes),
-                    info.code_crc32 as i64,
+                    info.code_crc32,
                     info.updated
                 ],
             )?;
@@ -639,15 +720,14 @@ impl Store {
 
     /// Metadata of the tenant's bundle, if deployed.
     pub fn bundle_info(&self, tenant: &TenantId) -> Result<Option<BundleInfo>, StorageError> {
-        let row: Option<(String, i64, i64, i64, i64, i64)> =
-            self.read(|c| {
-                Ok(c.query_row(
+        let row: Option<(String, i64, i64, i64, i64, i64)> = self.read(|c| {
+            c.opt(
                 "SELECT kind, version, files, bytes, crc32, updated FROM bundles WHERE tenant = ?1",
-                [tenant.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
-            .optional()?)
-            })?;
+                args![tenant.as_str()],
+            )?
+            .map(|mut r| Ok((r.s(0)?, r.i(1)?, r.i(2)?, r.i(3)?, r.i(4)?, r.i(5)?)))
+            .transpose()
+        })?;
         row.map(|(kind, version, files, bytes, crc, updated)| {
             Ok(BundleInfo {
                 kind: AppKind::parse(&kind).ok_or_else(|| StorageError::Corrupt {
@@ -771,12 +851,10 @@ impl Store {
         self.write(|tx| {
             if require_tenant
                 && tx
-                    .query_row(
+                    .opt(
                         "SELECT 1 FROM tenants WHERE name = ?1",
-                        [tenant.as_str()],
-                        |_| Ok(()),
-                    )
-                    .optional()?
+                        args![tenant.as_str()],
+                    )?
                     .is_none()
             {
                 return Err(StorageError::TenantNotFound {
@@ -787,21 +865,20 @@ impl Store {
             let used = kv_used_tx(tx, tenant)?;
             let others = crate::account::account_kv_others_tx(tx, tenant)?;
             let old: Option<i64> = tx
-                .query_row("SELECT len FROM blobs WHERE key = ?1", [&full], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+                .opt("SELECT len FROM blobs WHERE key = ?1", args![&full])?
+                .map(|r| r.i(0))
+                .transpose()?;
             let old = old.map(|l| l as u64 + key.len() as u64).unwrap_or(0);
             let new = key.len() as u64 + value.len() as u64;
             let limit = match limit {
                 Some(l) => Some(l),
                 None => tx
-                    .query_row(
+                    .opt(
                         "SELECT storage_limit FROM tenants WHERE name = ?1",
-                        [tenant.as_str()],
-                        |r| r.get::<_, Option<i64>>(0),
-                    )
-                    .optional()?
+                        args![tenant.as_str()],
+                    )?
+                    .map(|r| r.oi(0))
+                    .transpose()?
                     .flatten()
                     .map(u)
                     .or(cfg.default_storage_limit),
@@ -864,37 +941,33 @@ impl Store {
 
     /// Bytes (keys + values) the tenant holds in KV.
     pub fn kv_bytes(&self, tenant: &TenantId) -> Result<u64, StorageError> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT bytes FROM kv_bytes WHERE tenant = ?1",
-                [tenant.as_str()],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .map(u)
-            .unwrap_or(0))
-        })
+        self.read(|c| kv_used_tx(c, tenant))
     }
 
     // ------------------------------------------------------------------ usage
 
-    /// Upserts usage totals (absolute, idempotent).
+    /// Writes a meter's usage totals (idempotent). SQLite: the rows become
+    /// these totals. PostgreSQL, shared by many nodes: each row gains what
+    /// this node counted since it last wrote or loaded it, so every node's
+    /// requests add up in the shared row.
     pub fn store_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
-        self.write(|tx| upsert_usage_tx(tx, "usage", batch))
+        self.store_usage_rows("usage", batch)
     }
 
     /// Every tenant's totals for `period`, in tenant order.
+    ///
+    /// On PostgreSQL the loaded totals are also this node's baselines: call
+    /// it (or [`UsageSink::load`]) only to restore the meter that then
+    /// flushes with [`store_usage`](Self::store_usage); reports read
+    /// [`tenant_usage`](Self::tenant_usage).
     pub fn load_usage(&self, period: Period) -> Result<Vec<Usage>, StorageError> {
-        let sql = format!(
-            "SELECT {USAGE_COLS} FROM usage WHERE year = ?1 AND month = ?2 ORDER BY tenant"
-        );
-        self.read(|c| usage_rows(c, &sql, params![period.year(), period.month()]))
+        self.load_usage_rows("usage", period)
     }
 
     /// One tenant's totals for every period, oldest first.
     pub fn tenant_usage(&self, tenant: &TenantId) -> Result<Vec<Usage>, StorageError> {
         let sql = format!("SELECT {USAGE_COLS} FROM usage WHERE tenant = ?1 ORDER BY year, month");
-        self.read(|c| usage_rows(c, &sql, [tenant.as_str()]))
+        self.read(|c| usage_rows(c, &sql, args![tenant.as_str()]))
     }
 
     // ----------------------------------------------------------------- config
@@ -916,12 +989,9 @@ impl Store {
     ) -> Result<Option<T>, StorageError> {
         let key = validate_key(key.as_bytes())?;
         let raw: Option<String> = self.read(|c| {
-            Ok(
-                c.query_row("SELECT value FROM config WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()?,
-            )
+            c.opt("SELECT value FROM config WHERE key = ?1", args![key])?
+                .map(|mut r| r.s(0))
+                .transpose()
         })?;
         raw.map(|s| {
             serde_json::from_str(&s).map_err(|source| StorageError::Config {
@@ -944,9 +1014,9 @@ impl Store {
             source,
         })?;
         self.write(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO config (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, json],
+                args![key, &json],
             )?;
             Ok(())
         })
@@ -955,7 +1025,7 @@ impl Store {
     /// Deletes the config value under `key`; `true` when it existed.
     pub fn config_delete(&self, key: &str) -> Result<bool, StorageError> {
         let key = validate_key(key.as_bytes())?;
-        self.write(|tx| Ok(tx.execute("DELETE FROM config WHERE key = ?1", [key])? > 0))
+        self.write(|tx| Ok(tx.exec("DELETE FROM config WHERE key = ?1", args![key])? > 0))
     }
 
     // -------------------------------------------------------------- artifacts
@@ -1101,7 +1171,7 @@ impl Store {
             });
         }
         let cfg = &self.inner.cfg;
-        self.write(|tx| {
+        let new_account = self.write(|tx| {
             // The archive's account is the other node's business: the app gets
             // an account of its own name here.
             let mut rec = ex.tenant.clone();
@@ -1116,15 +1186,17 @@ impl Store {
                 for f in &b.static_files {
                     bytes += insert_bytes_tx(tx, cfg, &static_key(id, &f.key), &f.bytes)?.len;
                 }
-                tx.execute(
-                    "INSERT OR REPLACE INTO bundles (tenant, kind, version, files, bytes, crc32, updated)
-                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)",
-                    params![
+                tx.exec(
+                    "INSERT INTO bundles (tenant, kind, version, files, bytes, crc32, updated)
+                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6) ON CONFLICT (tenant) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+                    files = excluded.files, bytes = excluded.bytes, crc32 = excluded.crc32,
+                    updated = excluded.updated",
+                    args![
                         id.as_str(),
                         b.kind.as_str(),
                         b.static_files.len() as i64,
                         i(bytes),
-                        code.crc32 as i64,
+                        code.crc32,
                         now_secs()
                     ],
                 )?;
@@ -1140,29 +1212,45 @@ impl Store {
             if new_account {
                 upsert_usage_tx(tx, "account_usage", &ex.usage)?;
             }
-            Ok(())
+            Ok(new_account)
         })?;
+        if self.is_shared() {
+            // The imported months are this node's baselines: the meter seeded
+            // with them must not add them a second time at its next flush.
+            let mut base = self.inner.usage_base.lock();
+            let tables: &[&'static str] = if new_account {
+                &["usage", "account_usage"]
+            } else {
+                &["usage"]
+            };
+            for u in &ex.usage {
+                for &table in tables {
+                    let key = (table, u.tenant.clone(), u.period.year(), u.period.month());
+                    base.insert(key, u.clone());
+                }
+            }
+        }
         self.bundle_changed(id);
         Ok(())
     }
 }
 
-fn kv_used_tx(tx: &Transaction<'_>, tenant: &TenantId) -> Result<u64, StorageError> {
+fn kv_used_tx(tx: &mut dyn Db, tenant: &TenantId) -> Result<u64, StorageError> {
     Ok(tx
-        .query_row(
+        .opt(
             "SELECT bytes FROM kv_bytes WHERE tenant = ?1",
-            [tenant.as_str()],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
+            args![tenant.as_str()],
+        )?
+        .map(|r| r.i(0))
+        .transpose()?
         .map(u)
         .unwrap_or(0))
 }
 
-fn set_kv_used_tx(tx: &Transaction<'_>, tenant: &TenantId, bytes: u64) -> Result<(), StorageError> {
-    tx.execute(
+fn set_kv_used_tx(tx: &mut dyn Db, tenant: &TenantId, bytes: u64) -> Result<(), StorageError> {
+    tx.exec(
         "INSERT INTO kv_bytes (tenant, bytes) VALUES (?1, ?2) ON CONFLICT (tenant) DO UPDATE SET bytes = excluded.bytes",
-        params![tenant.as_str(), i(bytes)],
+        args![tenant.as_str(), i(bytes)],
     )?;
     Ok(())
 }
@@ -1173,6 +1261,9 @@ impl UsageSink for Store {
     }
     fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError> {
         Ok(self.load_usage(period)?)
+    }
+    fn shared(&self) -> bool {
+        self.is_shared()
     }
 }
 

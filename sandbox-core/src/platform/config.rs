@@ -76,6 +76,32 @@ pub struct PlatformConfig {
     pub os_overhead_bytes: Option<u64>,
     /// How many tenants get their own Prometheus series (the busiest). Default 50.
     pub metrics_top_tenants: usize,
+    /// Where apps, accounts, bundles, artifacts, KV, usage and config are
+    /// stored (`[storage]`). Default: the SQLite file `<data_dir>/corral.db`.
+    pub storage: StorageSettings,
+}
+
+/// The `[storage]` table: which database backs the platform.
+///
+/// ```
+/// use corral::platform::PlatformConfig;
+/// let cfg = toml::from_str::<PlatformConfig>(r#"
+///     [storage]
+///     url = "postgres://corral@127.0.0.1:5432/corral"
+/// "#).unwrap();
+/// assert_eq!(cfg.storage.url.as_deref(), Some("postgres://corral@127.0.0.1:5432/corral"));
+/// assert_eq!(PlatformConfig::default().storage.url, None); // SQLite in data_dir
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StorageSettings {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (or a Unix socket
+    /// directory, percent-encoded, as HOST): the PostgreSQL database shared
+    /// by every node, no TLS (loopback or a private network). `None`
+    /// (default): SQLite in `data_dir`, this node's alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl Default for PlatformConfig {
@@ -95,6 +121,7 @@ impl Default for PlatformConfig {
             hook_command: None,
             os_overhead_bytes: None,
             metrics_top_tenants: corral_metering::DEFAULT_EXPORT_TOP,
+            storage: StorageSettings::default(),
         }
     }
 }

@@ -58,7 +58,7 @@ use tower::ServiceExt;
 pub use accounts::AccountInfo;
 pub use archive::MAX_ARCHIVE_BYTES;
 pub use bundle::{Bundle, MAX_BUNDLE_FILES};
-pub use config::{ConfigError, PlatformConfig};
+pub use config::{ConfigError, PlatformConfig, StorageSettings};
 pub use error::PlatformError;
 pub use import::ImportOptions;
 pub use service::{PlatformBody, PlatformService};
@@ -215,8 +215,14 @@ impl PlatformBuilder {
         let probe = self.probe.unwrap_or_else(|| host.probe());
         let budget = derive_budget(&config, &probe)?;
 
+        // `[storage] url` (PostgreSQL, shared by every node) or the SQLite file.
+        let location = config
+            .storage
+            .url
+            .as_deref()
+            .map_or(db.clone(), std::path::PathBuf::from);
         let store = Store::open(
-            &db,
+            &location,
             StoreConfig::default().sqlite_cache_bytes(budget.sqlite_cache_bytes),
         )?;
         let meter = Meter::builder()

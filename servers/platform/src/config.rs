@@ -42,8 +42,15 @@ pub const DEFAULTS: &str = include_str!("defaults.toml");
 pub const ENV_PREFIX: &str = "CORRAL_";
 
 /// `CORRAL_*` variables that are not settings: the config file, the log
-/// filter, and the variables reserved for clients of the admin API.
-pub const NOT_SETTINGS: &[&str] = &["CORRAL_CONFIG", "CORRAL_LOG", "CORRAL_TOKEN", "CORRAL_URL"];
+/// filter, the variables reserved for clients of the admin API, and the
+/// storage tests' PostgreSQL server (set around a whole test run).
+pub const NOT_SETTINGS: &[&str] = &[
+    "CORRAL_CONFIG",
+    "CORRAL_LOG",
+    "CORRAL_TOKEN",
+    "CORRAL_URL",
+    "CORRAL_TEST_PG_URL",
+];
 
 /// The documented settings: the commented sample config, whose every key
 /// (commented out or not) is a setting an environment variable may name.

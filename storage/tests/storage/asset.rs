@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-use crate::tid;
+use crate::{Backend, both, tid};
 
 type Svc = corral_storage::AssetCacheService<
     tower::util::ServiceFn<
@@ -27,15 +27,15 @@ fn inner(
     )))))
 }
 
-fn setup(dir: &tempfile::TempDir, max_object: u64) -> (Store, Arc<ByteCache>, Svc) {
-    let store = Store::open(
-        dir.path().join("a.db"),
+fn setup(b: Backend, dir: &tempfile::TempDir, max_object: u64) -> (Store, Arc<ByteCache>, Svc) {
+    let store = b.open_cfg(
+        dir,
+        "a.db",
         StoreConfig::default()
             .chunk_threshold(64 * 1024)
             .chunk_size(16 * 1024)
             .max_kv_value(1024),
-    )
-    .unwrap();
+    );
     let big: Vec<u8> = (0..100_000u64).map(|i| crate::pattern(3, i)).collect();
     store
         .put_bundle(
@@ -82,11 +82,10 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn get_head_etag_and_fallthrough() {
+fn get_head_etag_and_fallthrough(b: Backend) {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (_store, cache, mut svc) = setup(&dir, 4096);
+        let (_store, cache, mut svc) = setup(b, &dir, 4096);
         let crc = format!("{:08x}", crc32fast::hash(b"body{}"));
 
         let (st, h, body) = send(&mut svc, req(Method::GET, "/css/site.css", Some("acme"))).await;
@@ -146,11 +145,10 @@ fn get_head_etag_and_fallthrough() {
     });
 }
 
-#[test]
-fn large_files_stream_and_never_enter_the_cache() {
+fn large_files_stream_and_never_enter_the_cache(b: Backend) {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (_store, cache, mut svc) = setup(&dir, 4096);
+        let (_store, cache, mut svc) = setup(b, &dir, 4096);
         let expected: Vec<u8> = (0..100_000u64).map(|i| crate::pattern(3, i)).collect();
         for _ in 0..2 {
             let (st, h, body) = send(&mut svc, req(Method::GET, "/big.bin", Some("acme"))).await;
@@ -168,11 +166,10 @@ fn large_files_stream_and_never_enter_the_cache() {
     });
 }
 
-#[test]
-fn bundle_replace_invalidates_cached_files() {
+fn bundle_replace_invalidates_cached_files(b: Backend) {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _cache, mut svc) = setup(&dir, 4096);
+        let (store, _cache, mut svc) = setup(b, &dir, 4096);
         let (_, _, body) = send(&mut svc, req(Method::GET, "/css/site.css", Some("acme"))).await;
         assert_eq!(&body[..], b"body{}");
         store
@@ -191,11 +188,10 @@ fn bundle_replace_invalidates_cached_files() {
     });
 }
 
-#[test]
-fn corrupt_static_file_is_never_served() {
+fn corrupt_static_file_is_never_served(b: Backend) {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
+        let path = b.location(&dir, "a.db");
         {
             let store = Store::open(&path, StoreConfig::default()).unwrap();
             store
@@ -207,13 +203,7 @@ fn corrupt_static_file_is_never_served() {
                 .unwrap();
             store.checkpoint().unwrap();
         }
-        let mut file = std::fs::read(&path).unwrap();
-        let at = file
-            .windows(16)
-            .position(|w| w == b"ASSET-MARKER-XYZ")
-            .unwrap();
-        file[at + 18] ^= 0x20;
-        std::fs::write(&path, file).unwrap();
+        b.flip(&path, b"ASSET-MARKER-XYZ", 18, 0x20);
 
         let store = Store::open(&path, StoreConfig::default()).unwrap();
         let cache = Arc::new(ByteCache::new(CacheConfig::new(1 << 20)));
@@ -229,11 +219,10 @@ fn corrupt_static_file_is_never_served() {
     });
 }
 
-#[test]
-fn mount_prefix_is_stripped() {
+fn mount_prefix_is_stripped(b: Backend) {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (store, cache, _) = setup(&dir, 4096);
+        let (store, cache, _) = setup(b, &dir, 4096);
         let mut svc = AssetCacheLayer::new(store, cache)
             .mount("static")
             .layer(service_fn(inner as fn(_) -> _));
@@ -248,11 +237,10 @@ fn mount_prefix_is_stripped() {
     });
 }
 
-#[test]
-fn tenant_from_tenant_context() {
+fn tenant_from_tenant_context(b: Backend) {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (_store, _cache, mut svc) = setup(&dir, 4096);
+        let (_store, _cache, mut svc) = setup(b, &dir, 4096);
         let mut r = req(Method::GET, "/css/site.css", None);
         let tier = std::sync::Arc::new(corral_limits::Tier::free());
         corral_limits::TenantContext::new(tid("acme"), tier).insert_into(&mut r);
@@ -261,11 +249,10 @@ fn tenant_from_tenant_context() {
     });
 }
 
-#[test]
-fn oneshot_works_with_service_builder() {
+fn oneshot_works_with_service_builder(b: Backend) {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (store, cache, _) = setup(&dir, 4096);
+        let (store, cache, _) = setup(b, &dir, 4096);
         let svc = tower::ServiceBuilder::new()
             .layer(AssetCacheLayer::new(store, cache))
             .service(service_fn(inner as fn(_) -> _));
@@ -276,3 +263,13 @@ fn oneshot_works_with_service_builder() {
         assert_eq!(res.status(), StatusCode::OK);
     });
 }
+
+both!(
+    get_head_etag_and_fallthrough,
+    large_files_stream_and_never_enter_the_cache,
+    bundle_replace_invalidates_cached_files,
+    corrupt_static_file_is_never_served,
+    mount_prefix_is_stripped,
+    tenant_from_tenant_context,
+    oneshot_works_with_service_builder,
+);

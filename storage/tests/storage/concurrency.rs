@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use corral_storage::{Durability, Store, StoreConfig};
+use corral_storage::{Durability, StoreConfig};
 use rand::Rng;
 
-use crate::tid;
+use crate::{Backend, both, tid};
 
 const THREADS: u64 = 8;
 const OPS: u64 = 10_000;
@@ -40,18 +40,17 @@ fn parse(v: &[u8]) -> (u64, u64) {
     (w, i)
 }
 
-#[test]
-fn eight_writers_eight_readers() {
+fn eight_writers_eight_readers(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
     // NORMAL: no fsync per commit, so 80,000 commits finish quickly; the
     // locking behaviour under test is the same as with FULL.
-    let store = Store::open(
-        dir.path().join("c.db"),
+    let store = b.open_cfg(
+        &dir,
+        "c.db",
         StoreConfig::default()
             .durability(Durability::Normal)
             .readers(8),
-    )
-    .unwrap();
+    );
     let t = tid("conc");
     let reads_found = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
@@ -120,3 +119,5 @@ fn eight_writers_eight_readers() {
         reads_found.load(Ordering::Relaxed)
     );
 }
+
+both!(eight_writers_eight_readers,);

@@ -1,29 +1,15 @@
-//! Flipping one byte of a stored blob inside the SQLite file.
+//! Flipping one byte of a stored blob: in the SQLite file, or in the
+//! PostgreSQL row behind the store's back.
 
 use std::io::Read;
 
 use corral_storage::{StorageError, Store, StoreConfig};
 
-use crate::{open, tid};
+use crate::{Backend, both, tid};
 
-/// Flips one byte `offset` bytes after the only occurrence of `marker` in the file.
-fn flip_after(path: &std::path::Path, marker: &[u8], offset: usize) {
-    let mut file = std::fs::read(path).unwrap();
-    let hits: Vec<usize> = file
-        .windows(marker.len())
-        .enumerate()
-        .filter(|(_, w)| *w == marker)
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(hits.len(), 1, "marker must occur exactly once in the file");
-    file[hits[0] + offset] ^= 0x01;
-    std::fs::write(path, file).unwrap();
-}
-
-#[test]
-fn flipped_byte_in_kv_value_is_an_integrity_error_and_scrub_reports_it() {
+fn flipped_byte_in_kv_value_is_an_integrity_error_and_scrub_reports_it(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("corral.db");
+    let path = b.location(&dir, "corral.db");
     let t = tid("acme");
     let value: Vec<u8> = b"FLIP-MARKER-0001:"
         .iter()
@@ -33,17 +19,19 @@ fn flipped_byte_in_kv_value_is_an_integrity_error_and_scrub_reports_it() {
     let mut flipped = value.clone();
     flipped[20] ^= 0x01;
     {
-        let store = open(&dir);
+        let store = b.open(&dir);
         store.kv_put(&t, "victim", &value).unwrap();
         store.kv_put(&t, "bystander", b"fine").unwrap();
         store.checkpoint().unwrap();
-        // The WAL is empty: the value now lives in the main file.
-        let wal = std::fs::metadata(dir.path().join("corral.db-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert_eq!(wal, 0);
+        if b == Backend::Sqlite {
+            // The WAL is empty: the value now lives in the main file.
+            let wal = std::fs::metadata(dir.path().join("corral.db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            assert_eq!(wal, 0);
+        }
     }
-    flip_after(&path, b"FLIP-MARKER-0001:", 20);
+    b.flip(&path, b"FLIP-MARKER-0001:", 20, 0x01);
 
     let store = Store::open(&path, StoreConfig::default()).unwrap();
     match store.kv_get(&t, "victim") {
@@ -82,10 +70,9 @@ fn flipped_byte_in_kv_value_is_an_integrity_error_and_scrub_reports_it() {
     assert!(store.scrub().unwrap().corrupt.is_empty());
 }
 
-#[test]
-fn flipped_byte_in_a_chunk_stops_the_stream_before_the_bad_chunk() {
+fn flipped_byte_in_a_chunk_stops_the_stream_before_the_bad_chunk(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("corral.db");
+    let path = b.location(&dir, "corral.db");
     let cfg = || {
         StoreConfig::default()
             .chunk_threshold(64 * 1024)
@@ -104,7 +91,7 @@ fn flipped_byte_in_a_chunk_stops_the_stream_before_the_bad_chunk() {
         store.put_artifact("big", &data).unwrap();
         store.checkpoint().unwrap();
     }
-    flip_after(&path, marker, 100);
+    b.flip(&path, marker, 100, 0x01);
 
     let store = Store::open(&path, cfg()).unwrap();
     let mut r = store.open_artifact("big").unwrap().unwrap();
@@ -141,10 +128,9 @@ fn flipped_byte_in_a_chunk_stops_the_stream_before_the_bad_chunk() {
     assert_eq!(report.corrupt, ["artifact/big"]);
 }
 
-#[test]
-fn read_errors_surface_through_io_read() {
+fn read_errors_surface_through_io_read(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("corral.db");
+    let path = b.location(&dir, "corral.db");
     let cfg = || {
         StoreConfig::default()
             .chunk_threshold(8 * 1024)
@@ -158,7 +144,7 @@ fn read_errors_surface_through_io_read() {
         store.put_artifact("f", &data).unwrap();
         store.checkpoint().unwrap();
     }
-    flip_after(&path, b"MARK-3", 10);
+    b.flip(&path, b"MARK-3", 10, 0x01);
     let store = Store::open(&path, cfg()).unwrap();
     let mut out = Vec::new();
     let err = store
@@ -175,14 +161,13 @@ fn read_errors_surface_through_io_read() {
     assert_eq!(out.len(), 8 * 1024);
 }
 
-#[test]
-fn scrub_runs_in_the_background_beside_writers() {
+fn scrub_runs_in_the_background_beside_writers(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path().join("s.db"),
+    let store = b.open_cfg(
+        &dir,
+        "s.db",
         StoreConfig::default().durability(corral_storage::Durability::Normal),
-    )
-    .unwrap();
+    );
     let t = tid("bg");
     for i in 0..300 {
         store
@@ -214,3 +199,10 @@ fn scrub_runs_in_the_background_beside_writers() {
     assert_eq!((after.checked, after.bytes), (600, 300 * 50 + 300));
     assert_eq!(store.stats().integrity_failures, 0);
 }
+
+both!(
+    flipped_byte_in_kv_value_is_an_integrity_error_and_scrub_reports_it,
+    flipped_byte_in_a_chunk_stops_the_stream_before_the_bad_chunk,
+    read_errors_surface_through_io_read,
+    scrub_runs_in_the_background_beside_writers,
+);

@@ -5,12 +5,11 @@ use corral_storage::{
     AppKind, Bundle, ExportedBlob, InvalidKey, StorageError, Store, StoreConfig, TenantRecord,
 };
 
-use crate::{open, tid};
+use crate::{Backend, both, tid};
 
-#[test]
-fn tenants_crud() {
+fn tenants_crud(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let a = TenantRecord::new(tid("alpha"), "free".parse().unwrap(), AppKind::Js);
     let b = TenantRecord::new(tid("beta"), "pro".parse().unwrap(), AppKind::Wasm)
         .with_storage_limit(Some(1000));
@@ -47,10 +46,9 @@ fn tenants_crud() {
     assert!(!store.delete_tenant(&b.id).unwrap());
 }
 
-#[test]
-fn bundle_replace_is_atomic_and_validated() {
+fn bundle_replace_is_atomic_and_validated(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let t = tid("acme");
     let v1 = Bundle::new(AppKind::Js, b"v1".to_vec())
         .with_static("a.css", b"a".to_vec())
@@ -93,16 +91,15 @@ fn bundle_replace_is_atomic_and_validated() {
     assert_eq!((m.len, m.crc32), (2, f.crc32));
 }
 
-#[test]
-fn kv_quota_figures() {
+fn kv_quota_figures(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path().join("db"),
+    let store = b.open_cfg(
+        &dir,
+        "db",
         StoreConfig::default()
             .default_storage_limit(Some(100))
             .max_kv_value(64),
-    )
-    .unwrap();
+    );
     let t = tid("acme");
     store.kv_put(&t, "a", &[0; 39]).unwrap(); // 40
     store.kv_put(&t, "b", &[0; 39]).unwrap(); // 80
@@ -156,10 +153,9 @@ fn kv_quota_figures() {
     );
 }
 
-#[test]
-fn bad_input_is_a_typed_error() {
+fn bad_input_is_a_typed_error(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let t = tid("acme");
     let cases: Vec<(Vec<u8>, InvalidKey)> = vec![
         (b"".to_vec(), InvalidKey::Empty),
@@ -221,10 +217,9 @@ fn bad_input_is_a_typed_error() {
     ));
 }
 
-#[test]
-fn kv_list_prefix_edges() {
+fn kv_list_prefix_edges(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let t = tid("acme");
     let u = tid("acme2");
     for k in ["a", "a/b", "a/c", "ab", "b", "a~"] {
@@ -257,10 +252,9 @@ fn usage(t: &str, y: i32, m: u8, requests: u64) -> Usage {
     u
 }
 
-#[test]
-fn usage_sink_upserts_totals() {
+fn usage_sink_upserts_totals(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     let sink: &dyn UsageSink = &store;
     let nov = Period::new(2026, 11).unwrap();
     sink.store(&[
@@ -282,20 +276,19 @@ fn usage_sink_upserts_totals() {
     assert!(sink.load(Period::new(2025, 1).unwrap()).unwrap().is_empty());
     // Survives reopen.
     drop(store);
-    let store = open(&dir);
+    let store = b.open(&dir);
     assert_eq!(store.load_usage(nov).unwrap().len(), 2);
     assert_eq!(store.tenant_usage(&tid("a")).unwrap().len(), 2);
 }
 
-#[test]
-fn config_is_typed() {
+fn config_is_typed(b: Backend) {
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Probe {
         cache_bytes: u64,
         slots: u32,
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     store
         .config_set(
             "probe",
@@ -328,10 +321,9 @@ fn config_is_typed() {
     assert_eq!(store.config_get::<Probe>("probe").unwrap(), None);
 }
 
-#[test]
-fn export_import_round_trip_and_tamper_rejection() {
+fn export_import_round_trip_and_tamper_rejection(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let src = Store::open(dir.path().join("src.db"), StoreConfig::default()).unwrap();
+    let src = b.open_cfg(&dir, "src.db", StoreConfig::default());
     let t = tid("acme");
     src.create_tenant(
         &TenantRecord::new(t.clone(), "pro".parse().unwrap(), AppKind::Js)
@@ -354,15 +346,15 @@ fn export_import_round_trip_and_tamper_rejection() {
             ExportedBlob::new("k2", b"v22".to_vec())
         ]
     );
-    let b = ex.bundle.as_ref().unwrap();
-    assert_eq!(b.code, ExportedBlob::new("code", b"code".to_vec()));
+    let bundle = ex.bundle.as_ref().unwrap();
+    assert_eq!(bundle.code, ExportedBlob::new("code", b"code".to_vec()));
     assert_eq!(
-        b.static_files,
+        bundle.static_files,
         [ExportedBlob::new("i.html", b"hi".to_vec())]
     );
     assert_eq!(ex.usage, [usage("acme", 2026, 11, 3)]);
 
-    let dst = Store::open(dir.path().join("dst.db"), StoreConfig::default()).unwrap();
+    let dst = b.open_cfg(&dir, "dst.db", StoreConfig::default());
     // A tampered KV value: rejected, nothing written.
     let mut bad = ex.clone();
     bad.kv[1].bytes[0] ^= 1;
@@ -403,16 +395,22 @@ fn export_import_round_trip_and_tamper_rejection() {
         ex.usage
     );
     assert_eq!(dst.export_tenant(&t).unwrap(), ex);
+    // The meter that restores the imported month flushes the same totals:
+    // they are not counted a second time (on PostgreSQL, where flushes add).
+    dst.store_usage(&ex.usage).unwrap();
+    dst.store_account_usage(&ex.usage).unwrap();
+    assert_eq!(dst.tenant_usage(&t).unwrap(), ex.usage);
+    let nov = Period::new(2026, 11).unwrap();
+    assert_eq!(dst.load_account_usage(nov).unwrap(), ex.usage);
     assert!(matches!(
         dst.import_tenant(&ex),
         Err(StorageError::TenantExists { .. })
     ));
 }
 
-#[test]
-fn migrations_are_versioned() {
+fn migrations_are_versioned(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let path = b.location(&dir, "m.db");
     {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
         assert_eq!(store.schema_version().unwrap(), 4);
@@ -426,11 +424,8 @@ fn migrations_are_versioned() {
         b"v"
     );
     drop(store);
-    // A file from a newer build is refused.
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", 99).unwrap();
-    }
+    // A database from a newer build is refused.
+    b.set_schema_version(&path, 99);
     assert!(matches!(
         Store::open(&path, StoreConfig::default()),
         Err(StorageError::SchemaTooNew {
@@ -585,11 +580,10 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
     ));
 }
 
-#[test]
-fn an_accounts_apps_share_its_storage_quota_and_its_app_limit() {
+fn an_accounts_apps_share_its_storage_quota_and_its_app_limit(b: Backend) {
     use corral_storage::AccountRecord;
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = b.open(&dir);
     store
         .create_account(&AccountRecord::new(tid("acme"), "pro".parse().unwrap()))
         .unwrap();
@@ -653,4 +647,115 @@ fn an_accounts_apps_share_its_storage_quota_and_its_app_limit() {
     assert!(store.delete_tenant(&tid("two")).unwrap());
     assert!(store.delete_account(&tid("acme")).unwrap());
     assert!(store.account(&tid("acme")).unwrap().is_none());
+}
+
+both!(
+    tenants_crud,
+    bundle_replace_is_atomic_and_validated,
+    kv_quota_figures,
+    bad_input_is_a_typed_error,
+    kv_list_prefix_edges,
+    usage_sink_upserts_totals,
+    config_is_typed,
+    export_import_round_trip_and_tamper_rejection,
+    migrations_are_versioned,
+    an_accounts_apps_share_its_storage_quota_and_its_app_limit,
+);
+
+/// Two nodes on one PostgreSQL database flush their meters' totals for the
+/// same app and month: the shared row is the sum of both nodes' requests
+/// (each adds what it counted since its last write), not the last writer's.
+#[test]
+fn two_nodes_add_up_their_usage_on_postgres() {
+    if crate::pg_base().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = Backend::Postgres.location(&dir, "shared");
+    let node_a = Store::open(&url, StoreConfig::default()).unwrap();
+    let node_b = Store::open(&url, StoreConfig::default()).unwrap();
+    let nov = Period::new(2026, 11).unwrap();
+    // Each node restores (nothing yet), then counts on its own.
+    assert!(node_a.load_usage(nov).unwrap().is_empty());
+    assert!(node_b.load_usage(nov).unwrap().is_empty());
+    let mut a = usage("acme", 2026, 11, 10);
+    a.peak_memory = 50;
+    node_a.store_usage(&[a.clone()]).unwrap();
+    let mut b = usage("acme", 2026, 11, 7);
+    b.peak_memory = 80;
+    b.storage_bytes = 123;
+    node_b.store_usage(&[b.clone()]).unwrap();
+    let row = &node_a.tenant_usage(&tid("acme")).unwrap()[0];
+    assert_eq!(row.requests, 17);
+    assert_eq!((row.errors, row.cold_starts, row.cpu_us), (4, 20, 22));
+    assert_eq!((row.peak_memory, row.storage_bytes), (80, 123));
+    // The same totals again change nothing; node A's next 5 requests add 5.
+    node_a.store_usage(&[a.clone()]).unwrap();
+    node_b.store_usage(&[b.clone()]).unwrap();
+    assert_eq!(node_b.tenant_usage(&tid("acme")).unwrap()[0].requests, 17);
+    a.requests = 15;
+    node_a.store_usage(&[a]).unwrap();
+    assert_eq!(node_b.tenant_usage(&tid("acme")).unwrap()[0].requests, 22);
+    // A third node restores the shared total and continues from it.
+    let node_c = Store::open(&url, StoreConfig::default()).unwrap();
+    let mut c = node_c.load_usage(nov).unwrap().remove(0);
+    assert_eq!(c.requests, 22);
+    c.requests += 3;
+    node_c.store_usage(&[c]).unwrap();
+    assert_eq!(node_a.load_usage(nov).unwrap()[0].requests, 25);
+    // Accounts' rows merge the same way.
+    node_a
+        .store_account_usage(&[usage("acme", 2026, 11, 2)])
+        .unwrap();
+    node_b
+        .store_account_usage(&[usage("acme", 2026, 11, 3)])
+        .unwrap();
+    assert_eq!(node_c.load_account_usage(nov).unwrap()[0].requests, 5);
+}
+
+/// Two nodes' meters over one PostgreSQL database: after a node's flush its
+/// meter holds the whole cluster's month (what the monthly quota reads),
+/// its own counts never lost or counted twice.
+#[test]
+fn two_nodes_meters_see_each_others_requests_after_a_flush() {
+    if crate::pg_base().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = Backend::Postgres.location(&dir, "shared");
+    let (store_a, store_b) = (
+        Store::open(&url, StoreConfig::default()).unwrap(),
+        Store::open(&url, StoreConfig::default()).unwrap(),
+    );
+    let (meter_a, meter_b) = (corral_metering::Meter::new(), corral_metering::Meter::new());
+    meter_a.restore(&store_a).unwrap();
+    meter_b.restore(&store_b).unwrap();
+    let t = tid("acme");
+    let requests = |m: &corral_metering::Meter| m.usage(&t).map_or(0, |u| u.requests);
+    for _ in 0..10 {
+        meter_a.request(&t);
+    }
+    meter_a.flush(&store_a).unwrap();
+    for _ in 0..7 {
+        meter_b.request(&t);
+    }
+    meter_b.flush(&store_b).unwrap();
+    // B flushed last: it sees A's 10 beside its own 7.
+    assert_eq!(requests(&meter_b), 17);
+    assert_eq!(requests(&meter_a), 10);
+    // A's next flush (nothing new of its own) reads B's 7 back.
+    meter_a.flush(&store_a).unwrap();
+    assert_eq!(requests(&meter_a), 17);
+    for _ in 0..3 {
+        meter_a.request(&t);
+    }
+    assert_eq!(requests(&meter_a), 20);
+    meter_a.flush(&store_a).unwrap();
+    meter_b.flush(&store_b).unwrap();
+    assert_eq!((requests(&meter_a), requests(&meter_b)), (20, 20));
+    assert_eq!(store_a.tenant_usage(&t).unwrap()[0].requests, 20);
+    // Nothing new anywhere: flushes write nothing and change nothing.
+    assert_eq!(meter_a.flush(&store_a).unwrap(), 0);
+    assert_eq!(meter_b.flush(&store_b).unwrap(), 0);
+    assert_eq!(store_b.tenant_usage(&t).unwrap()[0].requests, 20);
 }

@@ -17,6 +17,7 @@ mod common;
 mod component;
 mod console;
 mod hygiene;
+mod shared_store;
 use common::{BIN, Server, js_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
