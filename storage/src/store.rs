@@ -404,6 +404,13 @@ impl Store {
         self.inner.listeners.lock().push(Box::new(f));
     }
 
+    /// Runs the [`on_bundle_change`](Self::on_bundle_change) callbacks for a
+    /// bundle that changed through another process sharing this store (a
+    /// node that saw it in [`bundle_versions`](Self::bundle_versions)).
+    pub fn notify_bundle_change(&self, tenant: &TenantId) {
+        self.bundle_changed(tenant);
+    }
+
     pub(crate) fn bundle_changed(&self, tenant: &TenantId) {
         self.inner.bundle_generation.fetch_add(1, Ordering::SeqCst);
         for l in self.inner.listeners.lock().iter() {

@@ -718,6 +718,41 @@ impl Store {
         Ok(info)
     }
 
+    /// Every deployed bundle's version and code checksum, in one read: what
+    /// a node that shares the store compares with what it has loaded, to see
+    /// apps deployed, redeployed or removed through another node.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use corral_storage::{AppKind, Store, StoreConfig, TenantRecord};
+    /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// let id: corral_limits::TenantId = "shop".parse().unwrap();
+    /// store.create_tenant(&TenantRecord::new(id.clone(), "free".parse().unwrap(), AppKind::Js)).unwrap();
+    /// assert!(store.bundle_versions().unwrap().is_empty());
+    /// let v1 = store.put_bundle(&id, &corral_storage::Bundle::new(AppKind::Js, b"a".to_vec())).unwrap();
+    /// assert_eq!(store.bundle_versions().unwrap(), [(id, 1, v1.code_crc32)]);
+    /// ```
+    pub fn bundle_versions(&self) -> Result<Vec<(TenantId, u64, u32)>, StorageError> {
+        let rows: Vec<(String, i64, i64)> = self.read(|c| {
+            c.query(
+                "SELECT tenant, version, crc32 FROM bundles ORDER BY tenant",
+                &[],
+            )?
+            .into_iter()
+            .map(|mut r| Ok((r.s(0)?, r.i(1)?, r.i(2)?)))
+            .collect::<Result<Vec<_>, StorageError>>()
+        })?;
+        rows.into_iter()
+            .map(|(name, version, crc)| {
+                let id = TenantId::new(&name).map_err(|_| StorageError::Corrupt {
+                    key: format!("bundles/{name}"),
+                    what: "invalid tenant name",
+                })?;
+                Ok((id, version as u64, crc as u32))
+            })
+            .collect()
+    }
+
     /// Metadata of the tenant's bundle, if deployed.
     pub fn bundle_info(&self, tenant: &TenantId) -> Result<Option<BundleInfo>, StorageError> {
         let row: Option<(String, i64, i64, i64, i64, i64)> = self.read(|c| {

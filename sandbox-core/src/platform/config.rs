@@ -66,6 +66,16 @@ pub struct PlatformConfig {
     /// How often idle tenants are looked for and parked. Default 1 s.
     #[serde(with = "humantime_serde")]
     pub park_sweep_interval: Duration,
+    /// How often this node looks in the store for apps deployed, redeployed
+    /// or removed through other nodes that share it (`[storage] url` on one
+    /// PostgreSQL): the longest a change made on one node takes to reach
+    /// another. `None` (default): never, right for a store of its own.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub app_sync_interval: Option<Duration>,
     /// Host thresholds (RAM, disk, CPU) that fire the expansion hook.
     pub thresholds: Thresholds,
     /// URL the expansion hook POSTs its JSON event to (http only). Default none.
@@ -116,6 +126,7 @@ impl Default for PlatformConfig {
             queue_wait: Duration::from_millis(100),
             usage_flush_interval: Duration::from_secs(10),
             park_sweep_interval: Duration::from_secs(1),
+            app_sync_interval: None,
             thresholds: Thresholds::default(),
             hook_url: None,
             hook_command: None,
@@ -198,6 +209,9 @@ impl PlatformConfig {
         }
         if self.park_sweep_interval.is_zero() {
             return Err(ConfigError::Zero("park_sweep_interval"));
+        }
+        if self.app_sync_interval.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::Zero("app_sync_interval"));
         }
         if self.runtime_slots == Some(0) {
             return Err(ConfigError::Zero("runtime_slots"));

@@ -316,9 +316,40 @@ impl PlatformBuilder {
             monitor_task: Mutex::new(Some(monitor_task)),
             flusher: Mutex::new(Some(flusher)),
             account_flusher: Mutex::new(Some(account_flusher)),
+            synced: Mutex::new(std::collections::HashMap::new()),
+            sync_task: Mutex::new(None),
+            sync_lock: Mutex::new(()),
             config,
         });
         inner.restore_tenants()?;
+        if let Some(every) = inner.config.app_sync_interval {
+            // The first pass right away: it reloads what the artifacts on
+            // disk may have missed while this node was down.
+            let weak = Arc::downgrade(&inner);
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let pass = tokio::task::spawn_blocking(move || inner.sync_apps()).await;
+                    match pass {
+                        Ok(Ok(s)) if s != AppSync::default() => {
+                            tracing::info!(
+                                added = s.added,
+                                updated = s.updated,
+                                removed = s.removed,
+                                "apps synced from the store"
+                            );
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!("app sync from the store failed: {e}"),
+                        Err(e) => tracing::warn!("app sync task failed: {e}"),
+                    }
+                }
+            });
+            *inner.sync_task.lock() = Some(task);
+        }
         Ok(Platform { inner })
     }
 }
@@ -357,6 +388,14 @@ pub(crate) struct Inner {
     monitor_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     flusher: Mutex<Option<Flusher>>,
     account_flusher: Mutex<Option<Flusher>>,
+    /// With `app_sync_interval`: each app's bundle (version, code CRC32) as
+    /// this node last loaded it, and the task that looks for changes.
+    synced: Mutex<std::collections::HashMap<TenantId, SyncMarker>>,
+    sync_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held while an app's store record and in-memory state change
+    /// together (deploy, import, remove, a sync step), so a sync never
+    /// sees one without the other.
+    sync_lock: Mutex<()>,
 }
 
 impl Inner {
@@ -386,12 +425,136 @@ impl Inner {
                     self.registry
                         .deploy(&rec.id, kind, &code.bytes, limits_for(&tier))?;
                     self.registry.park(&rec.id)?;
+                    if self.config.app_sync_interval.is_some()
+                        && let Some(b) = self.store.bundle_info(&rec.id)?
+                    {
+                        // Compiled from the store just now: current.
+                        self.synced
+                            .lock()
+                            .insert(rec.id.clone(), (b.version, b.code_crc32, rec.tier.clone()));
+                    }
                 } else {
                     continue;
                 }
             }
             let account = rec.account.clone().unwrap_or_else(|| rec.id.clone());
             self.apps.install(&rec.id, &account, tier);
+        }
+        Ok(())
+    }
+}
+
+/// What a node last loaded of an app: its bundle's version and code
+/// CRC32, and its tier (a tier change recompiles under the new limits).
+type SyncMarker = (u64, u32, corral_limits::TierName);
+
+/// What one [`Platform::sync_apps`] pass changed on this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct AppSync {
+    /// Apps deployed through another node, now served here too.
+    pub added: usize,
+    /// Apps redeployed (new code) through another node, reloaded here.
+    pub updated: usize,
+    /// Apps removed through another node, forgotten here.
+    pub removed: usize,
+}
+
+impl Inner {
+    /// One pass of the app sync (see [`Platform::sync_apps`]).
+    fn sync_apps(&self) -> Result<AppSync, PlatformError> {
+        let tiers: std::collections::HashMap<TenantId, corral_limits::TierName> = self
+            .store
+            .list_tenants()?
+            .into_iter()
+            .map(|r| (r.id, r.tier))
+            .collect();
+        let versions = self.store.bundle_versions()?;
+        let mut report = AppSync::default();
+        let mut live = std::collections::HashSet::with_capacity(versions.len());
+        for (id, version, crc) in versions {
+            let Some(tier) = tiers.get(&id) else {
+                // A bundle without its app: a deploy or remove in flight.
+                continue;
+            };
+            live.insert(id.clone());
+            let marker = (version, crc, tier.clone());
+            let here = self.apps.contains(&id);
+            if here && self.synced.lock().get(&id) == Some(&marker) {
+                continue;
+            }
+            let _g = self.sync_lock.lock();
+            // Looked at again under the lock: a deploy, import or remove on
+            // this node may have just changed it.
+            let Some(rec) = self.store.tenant(&id)? else {
+                continue;
+            };
+            let Some(info) = self.store.bundle_info(&id)? else {
+                continue;
+            };
+            let marker = (info.version, info.code_crc32, rec.tier.clone());
+            if self.apps.contains(&id) && self.synced.lock().get(&id) == Some(&marker) {
+                continue;
+            }
+            let Some(code) = self.store.bundle_code(&id)? else {
+                continue;
+            };
+            let tier = self
+                .tier(rec.tier.as_str())
+                .or_else(|_| self.tier(&self.config.default_tier))?;
+            self.registry.deploy(
+                &id,
+                bundle::kind_of(rec.kind),
+                &code.bytes,
+                limits_for(&tier),
+            )?;
+            // Parked: the next request cold-starts the new code.
+            self.registry.park(&id)?;
+            let account = rec.account.clone().unwrap_or_else(|| id.clone());
+            let was_here = self.apps.contains(&id);
+            self.apps.install(&id, &account, tier);
+            // Its static files may have changed too: drop what is cached.
+            self.store.notify_bundle_change(&id);
+            self.synced.lock().insert(id, marker);
+            if was_here {
+                report.updated += 1;
+            } else {
+                report.added += 1;
+            }
+        }
+        let gone: Vec<TenantId> = self
+            .registry
+            .tenants()
+            .into_iter()
+            .filter(|id| !live.contains(id))
+            .collect();
+        for id in gone {
+            let _g = self.sync_lock.lock();
+            if self.store.tenant(&id)?.is_some() {
+                continue;
+            }
+            self.synced.lock().remove(&id);
+            if self.apps.forget(&id)? {
+                report.removed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Records `name`'s bundle as loaded here (after a deploy or import on
+    /// this node), so the sync does not load it a second time.
+    fn note_synced(&self, name: &TenantId) -> Result<(), PlatformError> {
+        if self.config.app_sync_interval.is_some() {
+            match (self.store.bundle_info(name)?, self.store.tenant(name)?) {
+                (Some(b), Some(rec)) => {
+                    self.synced
+                        .lock()
+                        .insert(name.clone(), (b.version, b.code_crc32, rec.tier));
+                }
+                _ => {
+                    self.synced.lock().remove(name);
+                }
+            }
         }
         Ok(())
     }
@@ -662,6 +825,7 @@ impl Platform {
         )
         .with_storage_limit(tier.storage_bytes)
         .in_account(account.clone());
+        let _sync = inner.sync_lock.lock();
         let stored = (|| {
             if retier {
                 inner.store.set_account_tier(&account, &typed_tier)?;
@@ -686,6 +850,7 @@ impl Platform {
             }
         };
         inner.apps.install(name, &account, tier);
+        inner.note_synced(name)?;
         Ok(DeployInfo {
             name: name.clone(),
             tier: tier_name,
@@ -739,6 +904,7 @@ impl Platform {
     /// did not exist.
     pub fn remove(&self, name: &TenantId) -> Result<bool, PlatformError> {
         let inner = &*self.inner;
+        let _sync = inner.sync_lock.lock();
         // Memory first: from here on new requests get 404.
         let in_registry = inner.apps.forget(name)?;
         let in_store = inner.store.delete_tenant(name)?;
@@ -837,6 +1003,44 @@ impl Platform {
     /// ```
     pub fn resolve_app(&self, name: &TenantId) -> Option<AppRef> {
         self.inner.apps.get(name)
+    }
+
+    /// Brings this node's apps in line with the store it shares with other
+    /// nodes: apps deployed through another node are loaded here (parked,
+    /// compiled from the stored bundle), apps redeployed there are reloaded
+    /// (the next request cold-starts the new code, cached static files are
+    /// dropped), apps removed there are forgotten. A platform with
+    /// `app_sync_interval` runs this in the background at that interval;
+    /// between passes another node's change is not seen here, which bounds
+    /// how stale a node can be.
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// use corral::platform::{Bundle, Platform, PlatformConfig};
+    /// use corral::{Kind, TenantId};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let shared = dir.path().join("shared.db");
+    /// let node = |n: &str| {
+    ///     let mut cfg = PlatformConfig::default();
+    ///     cfg.data_dir = dir.path().join(n);
+    ///     cfg.storage.url = Some(shared.display().to_string());
+    ///     Platform::new(cfg).unwrap()
+    /// };
+    /// let (a, b) = (node("a"), node("b"));
+    /// let name = TenantId::new("hello").unwrap();
+    /// let js = b"export default { fetch() { return new Response('hi'); } };".to_vec();
+    /// a.deploy(&name, None, Bundle::code(Kind::Js, js)).await.unwrap();
+    /// assert!(b.resolve_app(&name).is_none());
+    /// assert_eq!(b.sync_apps().await.unwrap().added, 1);
+    /// assert!(b.resolve_app(&name).is_some());
+    /// a.remove(&name).unwrap();
+    /// assert_eq!(b.sync_apps().await.unwrap().removed, 1);
+    /// # a.shutdown().await; b.shutdown().await;
+    /// # });
+    /// ```
+    pub async fn sync_apps(&self) -> Result<AppSync, PlatformError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.sync_apps()).await
     }
 
     /// The account an app belongs to, from memory (like
@@ -1210,6 +1414,7 @@ impl Platform {
                 &bundle.code.bytes,
                 limits_for(&tier),
             )?;
+            let _sync = inner.sync_lock.lock();
             let had_account = inner.store.account(&id)?.is_some();
             if let Err(e) = inner.store.import_tenant(&ex) {
                 let _ = inner.apps.forget(&id);
@@ -1237,6 +1442,7 @@ impl Platform {
                 t
             };
             inner.apps.install(&id, &account, tier);
+            inner.note_synced(&id)?;
             Ok(id)
         })
         .await
@@ -1259,6 +1465,9 @@ impl Platform {
             tracing::error!("final account usage flush failed: {e}");
         }
         if let Some(t) = inner.monitor_task.lock().take() {
+            t.abort();
+        }
+        if let Some(t) = inner.sync_task.lock().take() {
             t.abort();
         }
         if let Err(e) = inner.store.checkpoint() {
