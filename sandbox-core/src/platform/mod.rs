@@ -1015,16 +1015,16 @@ impl Platform {
     /// how stale a node can be.
     ///
     /// ```
-    /// # tokio_test::block_on(async {
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use corral::platform::{Bundle, Platform, PlatformConfig};
     /// use corral::{Kind, TenantId};
     /// let dir = tempfile::tempdir().unwrap();
+    /// // Two nodes on one store (a SQLite file here; PostgreSQL between machines).
     /// let shared = dir.path().join("shared.db");
     /// let node = |n: &str| {
-    ///     let mut cfg = PlatformConfig::default();
-    ///     cfg.data_dir = dir.path().join(n);
+    ///     let mut cfg = PlatformConfig::with_data_dir(dir.path().join(n));
     ///     cfg.storage.url = Some(shared.display().to_string());
-    ///     Platform::new(cfg).unwrap()
+    ///     Platform::builder().config(cfg).build().unwrap()
     /// };
     /// let (a, b) = (node("a"), node("b"));
     /// let name = TenantId::new("hello").unwrap();
