@@ -2326,6 +2326,7 @@ let bodyStreamOf; // the ReadableStream when streamed, else null
 let bodyToCopy;
 let bodyCloneTo;
 let bodyUsed;
+let bodyTakeBytes; // (body, fresh Uint8Array nobody else holds): the body, uncopied
 
 class Body {
   #bytes = null; // the body, when it is bytes
@@ -2341,6 +2342,9 @@ class Body {
       if (type !== null && !headersHas(headers, "content-type")) headersSet(headers, "content-type", type);
     };
     bodyUsed = (self) => self.#used || (self.#stream !== null && rsOf(self.#stream).disturbed);
+    bodyTakeBytes = (self, bytes) => {
+      self.#bytes = bytes;
+    };
     bodyPeekBytes = (self) => self.#bytes ?? (self.#stream === null ? null : wholeBytes(self.#stream));
     // A stream made over bytes (`new Response(request.body)`) that nobody
     // has touched is still bytes: the host takes them from bodyPeekBytes()
@@ -2421,19 +2425,37 @@ class Body {
 const METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"];
 
 let isRequest;
+// The request the host is handing the handler: a Request made from it
+// (`new Request(FROM_HOST)`, which only the prelude can write) takes its
+// method, its URL (already parsed and serialized by the host) and its body
+// (a fresh Uint8Array) as they are, and builds its Headers from the wire
+// pairs only when something asks for them.
+const FROM_HOST = { __proto__: null };
+let fromHost = null; // { method, href, pairs, body } while FROM_HOST is built
 
 class Request extends Body {
   #method;
   #url;
   #headers;
+  #pairs = null; // the wire pairs #headers is made of on first use
   constructor(input, init = {}) {
     super();
+    if (input === FROM_HOST) {
+      const h = fromHost;
+      fromHost = null;
+      this.#method = h.method;
+      this.#url = h.href;
+      this.#headers = null;
+      this.#pairs = h.pairs;
+      if (h.body !== null) bodyTakeBytes(this, h.body);
+      return;
+    }
     init = init || {};
     let body = init.body;
     if (isRequest(input)) {
       this.#method = init.method !== undefined ? String(init.method) : input.#method;
       this.#url = input.#url;
-      this.#headers = new Headers(init.headers !== undefined ? init.headers : input.#headers);
+      this.#headers = new Headers(init.headers !== undefined ? init.headers : input.#headersNow());
       if (body === undefined) body = bodyToCopy(input);
     } else {
       this.#url = new URL(String(input)).href;
@@ -2447,6 +2469,16 @@ class Request extends Body {
       throw new TypeError("Request with GET/HEAD method cannot have body.");
     }
     bodyInit(this, body, this.#headers);
+  }
+  #headersNow() {
+    if (this.#headers === null) {
+      const headers = new Headers();
+      const pairs = this.#pairs;
+      for (let i = 0; i < pairs.length; i += 2) headersAppend(headers, pairs[i], pairs[i + 1]);
+      this.#headers = headers;
+      this.#pairs = null;
+    }
+    return this.#headers;
   }
   static {
     isRequest = (x) => {
@@ -2465,7 +2497,7 @@ class Request extends Body {
     return this.#url;
   }
   get headers() {
-    return this.#headers;
+    return this.#headersNow();
   }
   get redirect() {
     return "follow";
@@ -3884,20 +3916,31 @@ const internals = {
     handler = def;
   },
 
-  // Runs the handler for one request in `scope`. Resolves to
-  // [status, [name, value, ...], body Uint8Array or null, streamed]. When
-  // `streamed` is true the body is a stream, read chunk by chunk with
-  // `pullStart`/`pullResult` until it ends or the host calls `endScope`;
-  // `ctx.waitUntil` promises then run alongside it instead of delaying the
-  // head.
-  run(scope, method, url, headerPairs, body, hasKv) {
+  // Runs the handler for one request in `scope`. Returns (or, when the
+  // handler is asynchronous, resolves to) [status, [name, value, ...], body
+  // Uint8Array or null, streamed]; a handler that throws at once throws
+  // here. When `streamed` is true the body is a stream, read chunk by chunk
+  // with `pullStart`/`pullResult` until it ends or the host calls
+  // `endScope`; `ctx.waitUntil` promises then run alongside it instead of
+  // delaying the head. `flags`: 1, the tenant has KV; 2, `url` is already
+  // parsed and serialized (else the Request constructor parses it, and
+  // throws as it would for the guest).
+  run(scope, method, url, headerPairs, body, flags) {
     currentScope = scope;
     clearScopeTimers(scope);
-    const headers = new Headers();
-    for (let i = 0; i < headerPairs.length; i += 2) headersAppend(headers, headerPairs[i], headerPairs[i + 1]);
-    const init = { __proto__: null, method, headers, body: undefined };
-    if (body != null && method !== "GET" && method !== "HEAD") init.body = body;
-    const request = new Request(url, init);
+    const hasKv = (flags & 1) !== 0;
+    if (body != null && (method === "GET" || method === "HEAD")) body = null;
+    let request;
+    if ((flags & 2) !== 0 && (method === "GET" || method === "POST" || method === "HEAD" || method === "PUT" ||
+        method === "DELETE" || method === "OPTIONS" || method === "PATCH")) {
+      fromHost = { __proto__: null, method, href: url, pairs: headerPairs, body: body == null ? null : body };
+      request = new Request(FROM_HOST);
+    } else {
+      const headers = new Headers();
+      for (let i = 0; i < headerPairs.length; i += 2) headersAppend(headers, headerPairs[i], headerPairs[i + 1]);
+      const init = { __proto__: null, method, headers, body: body == null ? undefined : body };
+      request = new Request(url, init);
+    }
     const env = {};
     if (hasKv) env.KV = KV;
     const waits = [];
@@ -3907,7 +3950,21 @@ const internals = {
       },
       passThroughOnException() {},
     });
-    const done = deferred();
+    // The head, when it is known before `run` returns (a handler that
+    // returns a Response, with nothing passed to waitUntil): no promise.
+    let early = null;
+    let thrown = false;
+    let error;
+    let done = null;
+    const resolve = (record) => {
+      if (done === null) early = record;
+      else done.resolve(record);
+    };
+    const reject = (e) => {
+      if (done !== null) return done.reject(e);
+      thrown = true;
+      error = e;
+    };
     const respond = (response) => {
       try {
         const head = responseHead(response);
@@ -3919,26 +3976,32 @@ const internals = {
         const stream = bodyStreamOf(response);
         if (stream !== null) {
           MapPrototypeSet(streams, scope, { __proto__: null, r: rsAcquireReader(rsOf(stream)), read: null });
-          return done.resolve(headRecord(head[0], pairs, null, true));
+          return resolve(headRecord(head[0], pairs, null, true));
         }
         const bytes = bodyPeekBytes(response);
-        PromisePrototypeThen(allFulfilled(waits), () => done.resolve(headRecord(head[0], pairs, bytes, false)));
+        const record = headRecord(head[0], pairs, bytes, false);
+        if (waits.length === 0) resolve(record);
+        else PromisePrototypeThen(allFulfilled(waits), () => resolve(record));
       } catch (e) {
-        done.reject(e);
+        reject(e);
       }
     };
     // The handler's result is never used to resolve a promise: that would
     // look up `then` on it (a Response, or the handler's promise) and run
     // whatever a tenant put there.
-    const call = () => {
+    try {
       const result = handler.fetch(request, env, ctx);
       if (responseHead(result) !== undefined) respond(result);
-      else if (!thenIfPromise(result, respond, done.reject)) {
+      else if (!thenIfPromise(result, respond, reject)) {
         // A thenable of the tenant's, or not a Response at all.
-        PromisePrototypeThen(PromiseResolve(result), respond, done.reject);
+        PromisePrototypeThen(PromiseResolve(result), respond, reject);
       }
-    };
-    PromisePrototypeCatch(PromisePrototypeThen(PromiseResolve(), call), done.reject);
+    } catch (e) {
+      reject(e);
+    }
+    if (early !== null) return early;
+    if (thrown) throw error;
+    done = deferred();
     return done.promise;
   },
 

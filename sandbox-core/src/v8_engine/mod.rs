@@ -722,8 +722,9 @@ fn never_settles() -> SandboxError {
 /// request at a time and does not stream, so scopes never interleave.
 const ONLY_SCOPE: f64 = 1.0;
 
-/// One request: `internals.run(scope, method, url, headers, body, hasKv)`,
-/// settled, read back as `[status, [name, value, ...], body, streamed]`.
+/// One request: `internals.run(scope, method, url, headers, body, flags)`
+/// (flags: 1 when the tenant has KV), settled when it returned a promise,
+/// read back as `[status, [name, value, ...], body, streamed]`.
 fn run<'s>(
     scope: &mut v8::PinScope<'s, '_>,
     internals: v8::Local<'s, v8::Object>,
@@ -751,7 +752,7 @@ fn run<'s>(
             }
         }
     };
-    let has_kv = v8::Boolean::new(scope, job.cx.kv.is_some());
+    let flags = v8::Number::new(scope, if job.cx.kv.is_some() { 1.0 } else { 0.0 });
     let only = v8::Number::new(scope, ONLY_SCOPE);
     let args = [
         only.into(),
@@ -759,12 +760,16 @@ fn run<'s>(
         url.into(),
         headers.into(),
         body,
-        has_kv.into(),
+        flags.into(),
     ];
-    let promise = call(scope, internals, "run", &args, limits, stops)?;
-    let promise = v8::Local::<v8::Promise>::try_from(promise)
-        .map_err(|_| internal("internals.run did not return a promise"))?;
-    let settled = settle(scope, promise, Some(internals), limits, stops);
+    // The head itself when the handler answered at once, else a promise.
+    let settled = match call(scope, internals, "run", &args, limits, stops) {
+        Ok(returned) => match v8::Local::<v8::Promise>::try_from(returned) {
+            Ok(promise) => settle(scope, promise, Some(internals), limits, stops),
+            Err(_) => Ok(returned),
+        },
+        Err(err) => Err(err),
+    };
     let only = v8::Number::new(scope, ONLY_SCOPE).into();
     let _ = call(scope, internals, "endScope", &[only], limits, stops);
     to_response(scope, settled?, limits)

@@ -622,3 +622,62 @@ async fn blobs_and_files_hold_their_parts() {
         "5,text/plain,abcé,cé,2,x/y,a.txt,7,2,true,5,text/plain,5"
     );
 }
+
+/// The Request the host hands the handler builds its Headers only when
+/// asked; copies and clones of it still carry them, its body and method.
+#[tokio::test]
+async fn the_host_request_keeps_its_headers_through_copies_and_clones() {
+    let t = Tenant::new(
+        "reqcopy",
+        r#"export default { async fetch(req) {
+            const copy = new Request(req, { method: "PUT" });
+            const clone = req.clone();
+            const text = await clone.text();
+            const out = [
+              req.method, copy.method, req.url, copy.url,
+              copy.headers.get("x-a"), clone.headers.get("x-a"), req.headers.get("x-a"),
+              [...req.headers.keys()].join(","), text, await req.text(),
+              req.bodyUsed, Object.prototype.toString.call(req), req instanceof Request,
+            ];
+            return new Response(out.join("|"));
+        } }"#,
+        Limits::default(),
+    );
+    let req = http::Request::post("/p?q=1")
+        .header("host", "h.example")
+        .header("x-a", "1")
+        .header("x-a", "2")
+        .body(Bytes::from_static(b"body!"))
+        .unwrap();
+    let resp = t.send(req).await.unwrap();
+    assert_eq!(
+        std::str::from_utf8(resp.body()).unwrap(),
+        "POST|PUT|http://h.example/p?q=1|http://h.example/p?q=1|1, 2|1, 2|1, 2|host,x-a|body!|body!|true|[object Request]|true"
+    );
+    // A method the fast path leaves to the constructor, and a GET's body.
+    let t = Tenant::new(
+        "reqmethod",
+        r#"export default { fetch(req) {
+            return new Response(`${req.method} ${req.headers.get("x-b")} ${req.body === null}`);
+        } }"#,
+        Limits::default(),
+    );
+    let req = http::Request::builder()
+        .method("patch")
+        .uri("/")
+        .header("x-b", "yes")
+        .body(Bytes::new())
+        .unwrap();
+    let resp = t.send(req).await.unwrap();
+    assert_eq!(std::str::from_utf8(resp.body()).unwrap(), "PATCH yes true");
+    let resp = t
+        .send(
+            http::Request::get("/")
+                .header("x-b", "g")
+                .body(Bytes::from_static(b"ignored"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::str::from_utf8(resp.body()).unwrap(), "GET g true");
+}
