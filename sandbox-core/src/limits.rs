@@ -17,7 +17,7 @@ use std::time::Duration;
 /// assert_eq!(limits.fuel_per_request, 1_000_000);
 /// assert_eq!(limits.memory_bytes, 64 << 20);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Limits {
     /// Fuel (roughly, WebAssembly instructions; for JavaScript, interrupt ticks) per request.

@@ -41,10 +41,10 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -265,6 +265,7 @@ impl RegistryBuilder {
             next_version: AtomicU64::new(1),
             counters: Counters::default(),
             sweeper: Mutex::new(None),
+            limits: Mutex::default(),
         });
         inner.restore()?;
         if let (Some(every), Ok(rt)) = (self.sweep, tokio::runtime::Handle::try_current()) {
@@ -330,6 +331,18 @@ struct Inner {
     next_version: AtomicU64,
     counters: Counters,
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// One `Limits` per distinct value, shared by the versions deployed
+    /// with it (apps on one tier share their tier's), instead of one per app.
+    limits: Mutex<Interned>,
+}
+
+/// The distinct [`Limits`] of live versions.
+#[derive(Debug, Default)]
+struct Interned {
+    set: HashSet<Arc<Limits>>,
+    /// Entries after the last prune: the next prune waits until there are
+    /// twice as many, so interning stays O(1) amortised.
+    pruned_at: usize,
 }
 
 impl Drop for Inner {
@@ -363,15 +376,53 @@ impl AppHandle {
     }
 }
 
+/// A deployed tenant's record. Parked, it holds no engine state, and what
+/// only a running app needs (its log) is made on first use: ten thousand
+/// parked apps are ten thousand of these (BENCHMARKS.md, "Parked apps").
 struct Tenant {
-    log: Arc<TenantLog>,
+    /// Made on the first request (or the first read of the log).
+    log: OnceLock<Arc<TenantLog>>,
     current: RwLock<Arc<Version>>,
     cold_starts: AtomicU64,
-    /// Turns true when the tenant is removed: its open streams end, its
-    /// requests' KV calls are refused.
-    removed: tokio::sync::watch::Sender<bool>,
+    /// Set when the tenant is removed: its open streams end, its requests'
+    /// KV calls are refused.
+    removed: Arc<Removed>,
     /// The registry's KV as this deployment sees it ([`LiveKv`]).
     kv: Option<Arc<dyn TenantKv>>,
+}
+
+/// Whether a tenant was removed, and a wake-up for those waiting for it: a
+/// flag and one `Notify` (a `watch` channel carries eight, some 350 bytes
+/// per parked app).
+#[derive(Debug, Default)]
+struct Removed {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Removed {
+    fn get(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once the tenant is removed.
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the flag is read: a `set` in between wakes it.
+            notified.as_mut().enable();
+            if self.get() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// One deployed version of a tenant. Requests hold it while they run, so a
@@ -380,7 +431,6 @@ struct Version {
     id: u64,
     kind: Kind,
     limits: Arc<Limits>,
-    path: PathBuf,
     crc32: u32,
     bytes: u64,
     warm: Mutex<Option<Arc<dyn Program>>>,
@@ -394,6 +444,23 @@ struct Version {
 }
 
 impl Inner {
+    /// The shared `Arc` of `limits`' value. Values no version holds any more
+    /// are dropped as the set doubles, so an embedder giving every tenant
+    /// limits of its own does not grow it past twice the live ones.
+    fn intern(&self, limits: Limits) -> Arc<Limits> {
+        let mut interned = self.limits.lock();
+        if let Some(shared) = interned.set.get(&limits) {
+            return shared.clone();
+        }
+        if interned.set.len() >= 2 * interned.pruned_at.max(16) {
+            interned.set.retain(|l| Arc::strong_count(l) > 1);
+            interned.pruned_at = interned.set.len();
+        }
+        let shared = Arc::new(limits);
+        interned.set.insert(shared.clone());
+        shared
+    }
+
     fn now_nanos(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -447,31 +514,17 @@ impl Inner {
                     continue;
                 }
             };
-            let version = self.new_version(
-                file.kind,
-                file.limits,
-                path.clone(),
-                file.crc32,
-                bytes.len() as u64,
-            );
+            let version = self.new_version(file.kind, file.limits, file.crc32, bytes.len() as u64);
             tenants.insert(id, Arc::new(Tenant::new(version, self.kv.as_ref())));
         }
         Ok(())
     }
 
-    fn new_version(
-        &self,
-        kind: Kind,
-        limits: Limits,
-        path: PathBuf,
-        crc32: u32,
-        bytes: u64,
-    ) -> Version {
+    fn new_version(&self, kind: Kind, limits: Limits, crc32: u32, bytes: u64) -> Version {
         Version {
             id: self.next_version.fetch_add(1, Ordering::Relaxed),
             kind,
-            limits: Arc::new(limits),
-            path,
+            limits: self.intern(limits),
             crc32,
             bytes,
             warm: Mutex::new(None),
@@ -514,6 +567,7 @@ impl Inner {
     /// `true` when this call did the load (a cold start).
     async fn program(
         &self,
+        id: &TenantId,
         tenant: &Tenant,
         v: &Version,
     ) -> Result<(Arc<dyn Program>, bool), SandboxError> {
@@ -525,8 +579,11 @@ impl Inner {
             return Ok((p, false));
         }
         let started = Instant::now();
-        let bytes = std::fs::read(&v.path)
-            .map_err(|e| SandboxError::internal(format!("reading {}", v.path.display()), e))?;
+        // Every version of a tenant is written to the same path; the CRC32
+        // below tells whether the file is still this version's.
+        let path = self.path_for(id);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| SandboxError::internal(format!("reading {}", path.display()), e))?;
         let file = artifact::decode(&bytes)?;
         if file.crc32 != v.crc32 {
             return Err(SandboxError::CorruptArtifact {
@@ -546,16 +603,22 @@ impl Inner {
 }
 
 impl Tenant {
+    /// The tenant's log, made on first use with the current version's cap.
+    fn log(&self, v: &Version) -> &Arc<TenantLog> {
+        self.log
+            .get_or_init(|| Arc::new(TenantLog::new(v.limits.max_log_bytes)))
+    }
+
     fn new(version: Version, kv: Option<&Arc<dyn TenantKv>>) -> Self {
-        let removed = tokio::sync::watch::Sender::new(false);
+        let removed = Arc::new(Removed::default());
         let kv = kv.map(|kv| {
             Arc::new(LiveKv {
                 kv: kv.clone(),
-                removed: removed.subscribe(),
+                removed: removed.clone(),
             }) as Arc<dyn TenantKv>
         });
         Self {
-            log: Arc::new(TenantLog::new(version.limits.max_log_bytes)),
+            log: OnceLock::new(),
             current: RwLock::new(Arc::new(version)),
             cold_starts: AtomicU64::new(0),
             removed,
@@ -572,12 +635,12 @@ impl Tenant {
 #[derive(Debug)]
 struct LiveKv {
     kv: Arc<dyn TenantKv>,
-    removed: tokio::sync::watch::Receiver<bool>,
+    removed: Arc<Removed>,
 }
 
 impl LiveKv {
     fn live(&self) -> Result<(), KvError> {
-        if *self.removed.borrow() {
+        if self.removed.get() {
             return Err(KvError::Other("the app was removed".into()));
         }
         Ok(())
@@ -705,7 +768,7 @@ impl Registry {
         inner.counters.compiles.fetch_add(1, Ordering::Relaxed);
         let (file, crc32) = artifact::encode(kind, &limits, &payload);
         let path = inner.path_for(tenant);
-        let version = inner.new_version(kind, limits, path.clone(), crc32, file.len() as u64);
+        let version = inner.new_version(kind, limits, crc32, file.len() as u64);
         // Loaded to check it, not kept: a deployed app is parked until asked.
         drop(program);
         let replaced = {
@@ -826,7 +889,7 @@ impl Registry {
         handle: &AppHandle,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Body>, SandboxError> {
-        let result = if *handle.t.removed.borrow() {
+        let result = if handle.t.removed.get() {
             Err(SandboxError::TenantNotFound {
                 tenant: handle.id.clone(),
             })
@@ -868,7 +931,7 @@ impl Registry {
         let inner = &*self.inner;
         let mut v = t.current.read().clone();
         let mut guard = InFlight::enter(inner, &v);
-        let loaded = match inner.program(&t, &v).await {
+        let loaded = match inner.program(tenant, &t, &v).await {
             Ok(p) => p,
             Err(e) => {
                 // A deploy may have replaced the artifact under a parked old
@@ -880,11 +943,11 @@ impl Registry {
                 drop(guard);
                 v = current;
                 guard = InFlight::enter(inner, &v);
-                inner.program(&t, &v).await?
+                inner.program(tenant, &t, &v).await?
             }
         };
         let (program, cold) = loaded;
-        let mut cx = InvokeContext::new(tenant.clone(), v.limits.clone(), t.log.clone());
+        let mut cx = InvokeContext::new(tenant.clone(), v.limits.clone(), t.log(&v).clone());
         if let Some(kv) = &t.kv {
             cx = cx.with_kv(kv.clone());
         }
@@ -897,10 +960,8 @@ impl Registry {
         let mut response = program.invoke(cx, request).await?;
         if response.body().is_stream() {
             let open = StreamOpen::enter(inner, &v);
-            let mut removed = t.removed.subscribe();
-            let removed = async move {
-                let _ = removed.wait_for(|removed| *removed).await;
-            };
+            let removed = t.removed.clone();
+            let removed = async move { removed.wait().await };
             response = response.map(|body| body.hold(open).until(removed));
         }
         drop(guard);
@@ -927,7 +988,7 @@ impl Registry {
         let Some(t) = inner.tenants.write().remove(tenant) else {
             return Ok(false);
         };
-        t.removed.send_replace(true);
+        t.removed.set();
         let path = inner.path_for(tenant);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
@@ -1002,7 +1063,9 @@ impl Registry {
 
     /// The tenant's bounded log (guest stderr), or `None` if not deployed.
     pub fn log(&self, tenant: &TenantId) -> Option<Arc<TenantLog>> {
-        self.inner.tenants.read().get(tenant).map(|t| t.log.clone())
+        let t = self.inner.tenants.read().get(tenant).cloned()?;
+        let v = t.current.read().clone();
+        Some(t.log(&v).clone())
     }
 
     /// Registry-wide counters.
@@ -1070,12 +1133,20 @@ mod tests {
             .unwrap();
         reg.deploy(&wasm, Kind::Wasm, hello_wat.as_bytes(), Limits::default())
             .unwrap();
+        // The two share one `Limits`: a parked app's record is its own
+        // counters and names, not a copy of its tier's settings.
+        assert!(Arc::ptr_eq(
+            &version(&reg, &js).limits,
+            &version(&reg, &wasm).limits
+        ));
         for id in [&js, &wasm] {
             let v = version(&reg, id);
             assert!(
                 v.warm.lock().is_none(),
                 "{id}: a deploy leaves the app parked"
             );
+            let t = reg.inner.tenants.read()[id].clone();
+            assert!(t.log.get().is_none(), "{id}: no log before a request");
             let resp = reg
                 .invoke(id, http::Request::new(Bytes::new()))
                 .await

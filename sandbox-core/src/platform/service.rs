@@ -218,9 +218,14 @@ impl Service<http::Request<Full<Bytes>>> for SandboxAdapter {
                 .get::<AppHandle>()
                 .cloned()
                 .ok_or(SandboxError::MissingTenant)?;
-            let (parts, body) = req.into_parts();
-            // `Full` holds the bytes already: this collect does not wait.
-            let body = body.collect().await?.to_bytes();
+            let (parts, mut body) = req.into_parts();
+            // `Full` holds the bytes already, in one frame: taking it does
+            // not wait, and no buffer list is built around it.
+            let body = match body.frame().await {
+                Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+                Some(Err(never)) => match never {},
+                None => Bytes::new(),
+            };
             let req = http::Request::from_parts(parts, body);
             let mut resp = registry.invoke_handle(&program, req).await?;
             if let Some(s) = resp.extensions().get::<InvocationStats>().copied() {

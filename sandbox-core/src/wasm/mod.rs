@@ -310,7 +310,7 @@ impl WasmProgram {
         let stderr = wagi::LogOutput::new(&cx.log, limits.max_log_bytes);
         // No preopens, no network, no inherited environment: only the CGI set.
         let wasi = WasiCtxBuilder::new()
-            .stdin(MemoryInputPipe::new(request.into_body()))
+            .stdin(MemoryInputPipe::new(request.body().clone()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .envs(&env)

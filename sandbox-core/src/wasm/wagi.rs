@@ -1,6 +1,7 @@
 //! The WAGI handler ABI: an HTTP request becomes CGI environment variables
 //! plus the body on stdin; the guest's stdout is a CGI response.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -21,33 +22,34 @@ use crate::response::{GuestHeaders, guest_status};
 use crate::{Body, BodySender, LogWriter, SandboxError, TenantLog};
 
 /// The CGI variables for `req` (and nothing else: no host environment).
-pub(crate) fn cgi_env(req: &Request<Bytes>) -> Vec<(String, String)> {
-    let mut env = Vec::with_capacity(16 + req.headers().len());
+///
+/// Names other than `HTTP_*` are static and values are borrowed from the
+/// request where they can be: the WASI builder copies each pair once, so a
+/// request's variables are not built twice.
+pub(crate) fn cgi_env(req: &Request<Bytes>) -> Vec<(Cow<'static, str>, Cow<'_, str>)> {
+    let mut env: Vec<(Cow<'static, str>, Cow<'_, str>)> =
+        Vec::with_capacity(16 + req.headers().len());
     let uri = req.uri();
-    env.push(("GATEWAY_INTERFACE".into(), "CGI/1.1".into()));
-    env.push(("REQUEST_METHOD".into(), req.method().as_str().into()));
-    env.push(("SCRIPT_NAME".into(), String::new()));
-    env.push(("PATH_INFO".into(), uri.path().into()));
-    env.push(("QUERY_STRING".into(), uri.query().unwrap_or("").into()));
-    env.push(("CONTENT_LENGTH".into(), req.body().len().to_string()));
-    if let Some(ct) = req.headers().get(http::header::CONTENT_TYPE) {
-        env.push((
-            "CONTENT_TYPE".into(),
-            String::from_utf8_lossy(ct.as_bytes()).into_owned(),
-        ));
-    } else {
-        env.push(("CONTENT_TYPE".into(), String::new()));
-    }
+    let mut set = |k: &'static str, v| env.push((Cow::Borrowed(k), v));
+    set("GATEWAY_INTERFACE", "CGI/1.1".into());
+    set("REQUEST_METHOD", req.method().as_str().into());
+    set("SCRIPT_NAME", "".into());
+    set("PATH_INFO", uri.path().into());
+    set("QUERY_STRING", uri.query().unwrap_or("").into());
+    set("CONTENT_LENGTH", req.body().len().to_string().into());
+    let ct = req.headers().get(http::header::CONTENT_TYPE);
+    set(
+        "CONTENT_TYPE",
+        ct.map_or(Cow::Borrowed(""), |ct| {
+            String::from_utf8_lossy(ct.as_bytes())
+        }),
+    );
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
-    let (name, port) = match host
-        .as_deref()
-        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-    {
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let (name, port) = match host.and_then(|h| h.parse::<http::uri::Authority>().ok()) {
         Some(a) => (
             a.host().to_owned(),
             a.port_u16()
@@ -59,29 +61,51 @@ pub(crate) fn cgi_env(req: &Request<Bytes>) -> Vec<(String, String)> {
         ),
         None => ("localhost".to_owned(), 80),
     };
-    env.push(("SERVER_NAME".into(), name));
-    env.push(("SERVER_PORT".into(), port.to_string()));
-    env.push(("SERVER_PROTOCOL".into(), format!("{:?}", req.version())));
-    env.push(("SERVER_SOFTWARE".into(), "corral".into()));
+    set("SERVER_NAME", name.into());
+    set(
+        "SERVER_PORT",
+        match port {
+            80 => "80".into(),
+            443 => "443".into(),
+            p => p.to_string().into(),
+        },
+    );
+    set(
+        "SERVER_PROTOCOL",
+        match req.version() {
+            http::Version::HTTP_09 => "HTTP/0.9".into(),
+            http::Version::HTTP_10 => "HTTP/1.0".into(),
+            http::Version::HTTP_11 => "HTTP/1.1".into(),
+            http::Version::HTTP_2 => "HTTP/2.0".into(),
+            http::Version::HTTP_3 => "HTTP/3.0".into(),
+            v => format!("{v:?}").into(),
+        },
+    );
+    set("SERVER_SOFTWARE", "corral".into());
     if let Some(addr) = req.extensions().get::<SocketAddr>() {
-        env.push(("REMOTE_ADDR".into(), addr.ip().to_string()));
-        env.push(("REMOTE_PORT".into(), addr.port().to_string()));
+        set("REMOTE_ADDR", addr.ip().to_string().into());
+        set("REMOTE_PORT", addr.port().to_string().into());
     }
     for (name, value) in req.headers() {
         if name == http::header::CONTENT_TYPE || name == http::header::CONTENT_LENGTH {
             continue;
         }
-        let key = format!(
-            "HTTP_{}",
-            name.as_str().to_ascii_uppercase().replace('-', "_")
-        );
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        // Repeated headers are joined the way CGI servers do.
+        let name = name.as_str();
+        let mut key = String::with_capacity(5 + name.len());
+        key.push_str("HTTP_");
+        key.extend(name.chars().map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_uppercase(),
+        }));
+        let value = String::from_utf8_lossy(value.as_bytes());
+        // Repeated headers (and names that differ only in `-` against `_`)
+        // are joined the way CGI servers do.
         if let Some(existing) = env.iter_mut().find(|(k, _)| *k == key) {
-            existing.1.push_str(", ");
-            existing.1.push_str(&value);
+            let joined = existing.1.to_mut();
+            joined.push_str(", ");
+            joined.push_str(&value);
         } else {
-            env.push((key, value));
+            env.push((Cow::Owned(key), value));
         }
     }
     env
@@ -561,12 +585,14 @@ mod tests {
             .header("x-trace-id", "abc")
             .header("accept", "a")
             .header("accept", "b")
+            .header("x-dash", "1")
+            .header("x_dash", "2")
             .body(Bytes::from_static(b"{}"))
             .unwrap();
         req.extensions_mut()
             .insert("10.0.0.7:5555".parse::<SocketAddr>().unwrap());
         let env = cgi_env(&req);
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_ref());
         assert_eq!(get("REQUEST_METHOD"), Some("POST"));
         assert_eq!(get("PATH_INFO"), Some("/a/b"));
         assert_eq!(get("QUERY_STRING"), Some("x=1&y=2"));
@@ -579,9 +605,12 @@ mod tests {
         assert_eq!(get("REMOTE_ADDR"), Some("10.0.0.7"));
         assert_eq!(get("HTTP_X_TRACE_ID"), Some("abc"));
         assert_eq!(get("HTTP_ACCEPT"), Some("a, b"));
+        // Two names that one CGI variable stands for are joined, never two
+        // variables of one name.
+        assert_eq!(get("HTTP_X_DASH"), Some("1, 2"));
         assert_eq!(get("HTTP_CONTENT_TYPE"), None);
         assert_eq!(get("PATH"), None);
-        assert_eq!(env.len(), 16);
+        assert_eq!(env.len(), 17);
     }
 
     fn push(out: &CappedOutput, bytes: &'static [u8]) -> bool {

@@ -131,9 +131,10 @@ impl AdminAuth {
 
     /// [`verify`](Self::verify), with argon2's working memory (about 19 MiB
     /// at the default cost) in `scratch`, grown once and reused. The server
-    /// keeps one scratch: a fresh block per attempt would be freed into the
-    /// arena of whichever blocking thread ran it, and a burst of wrong tokens
-    /// would leave one block behind per thread.
+    /// keeps one scratch while verifications queue: a fresh block per attempt
+    /// would be freed into the arena of whichever blocking thread ran it, and
+    /// a burst of wrong tokens would leave one block behind per thread. It
+    /// frees it once none waits ([`AdminGate::check`]).
     ///
     /// ```
     /// use corral_server::auth::AdminAuth;
@@ -507,7 +508,10 @@ pub struct AdminGate {
     verified: RwLock<Option<Vec<u8>>>,
     throttle: Throttle,
     argon2: Arc<tokio::sync::Semaphore>,
-    /// argon2's working memory, shared by the (one at a time) verifications.
+    /// argon2's working memory, shared by the (one at a time) verifications
+    /// of a burst, and freed when the last of them ends: a node that logs in
+    /// once does not hold 19 MiB for the rest of its life (a fifth of the
+    /// RSS of 10,000 parked apps, BENCHMARKS.md "Parked apps").
     scratch: Arc<Mutex<Vec<argon2::Block>>>,
     waiting: AtomicUsize,
     argon2_runs: AtomicU64,
@@ -610,6 +614,14 @@ impl AdminGate {
         })
         .await
         .unwrap_or(false);
+        // Nobody queued behind this one: give the block back. One that got
+        // the permit meanwhile holds the lock (or allocates anew), so
+        // `try_lock` never frees a block in use.
+        if self.waiting.load(Ordering::Acquire) == 0
+            && let Ok(mut scratch) = self.scratch.try_lock()
+        {
+            *scratch = Vec::new();
+        }
         if !ok {
             return Err(Denied::Wrong);
         }
@@ -802,6 +814,24 @@ mod tests {
             Err(Denied::Missing)
         );
         assert_eq!(gate.argon2_runs(), 5);
+    }
+
+    /// argon2's ~19 MiB block is not held once no verification is running
+    /// or waiting: a node that logged in once keeps none of it.
+    #[tokio::test]
+    async fn the_argon2_block_is_freed_when_no_verification_waits() {
+        let gate = AdminGate::new(AdminAuth::hash_token("right"));
+        gate.check(&headers("right"), ip("192.0.2.1"))
+            .await
+            .unwrap();
+        assert_eq!(gate.argon2_runs(), 1);
+        let held = gate.scratch.lock().unwrap().capacity();
+        assert_eq!(held, 0, "{held} argon2 blocks still held");
+        assert_eq!(
+            gate.check(&headers("wrong"), ip("192.0.2.2")).await,
+            Err(Denied::Wrong)
+        );
+        assert_eq!(gate.scratch.lock().unwrap().capacity(), 0);
     }
 
     #[tokio::test]
