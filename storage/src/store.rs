@@ -336,8 +336,16 @@ impl Store {
     }
 
     /// Whether many nodes may share this store (PostgreSQL): usage totals
-    /// are then merged into the stored rows instead of replacing them.
-    pub(crate) fn is_shared(&self) -> bool {
+    /// are then merged into the stored rows instead of replacing them, and
+    /// an app moved between nodes needs no copy.
+    ///
+    /// ```
+    /// # use corral_storage::{Store, StoreConfig};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
+    /// assert!(!store.is_shared());
+    /// ```
+    pub fn is_shared(&self) -> bool {
         matches!(self.inner.backend, Backend::Postgres(_))
     }
 

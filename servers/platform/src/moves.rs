@@ -21,8 +21,10 @@
 //! If the hold or the hand-over fails, the held requests run here as if
 //! nothing happened: a move either completes or changes nothing.
 //!
-//! Between nodes that share one store (PostgreSQL) there is nothing to hand
-//! over; nodes with their own SQLite file move the archive, which is why the
+//! Between nodes that share one store (PostgreSQL) step 2 is skipped: the
+//! peer already serves the app from the shared store (its app sync loaded
+//! it), so a move is the re-route plus the forward, and the app stays in the
+//! store. Nodes with their own SQLite file move the archive, which is why the
 //! app holds its requests meanwhile: a write during the copy would be lost.
 
 use std::collections::HashMap;
@@ -136,7 +138,8 @@ impl MoveError {
 pub(crate) struct Moved {
     moved: TenantId,
     to: String,
-    /// The archive's size.
+    /// The archive's size (0 between nodes that share one store: nothing
+    /// is copied).
     bytes: usize,
     /// How long new requests were held.
     held_ms: u64,
@@ -327,7 +330,7 @@ impl Moves {
             t.insert(name.clone(), Entry::Holding(rx));
             self.entries.store(t.len(), Ordering::Release);
         }
-        let mut guard = HoldGuard {
+        let guard = HoldGuard {
             moves: self,
             name: name.clone(),
             done: false,
@@ -359,6 +362,17 @@ impl Moves {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
+        if platform.store().is_shared() {
+            // One store for every node: the peer already has the app (its
+            // app sync loaded it) and its KV; there is nothing to copy and
+            // nothing to remove here (removing it would remove it for all).
+            return Ok(self
+                .switch(
+                    platform, name, to, base, max_body, held, 0, guard, tx, false,
+                )
+                .await);
+        }
+
         // 2. Hand the archive over.
         let p = platform.clone();
         let n = name.clone();
@@ -372,8 +386,29 @@ impl Moves {
             })?;
         let bytes = archive.len();
         self.import_on(&base, to, archive, auth).await?;
+        Ok(self
+            .switch(
+                platform, name, to, base, max_body, held, bytes, guard, tx, true,
+            )
+            .await)
+    }
 
-        // 3. Tell the proxy, 4. forward what still comes here, forget the app.
+    /// Steps 3 and 4: tell the proxy, forward what still comes here, and
+    /// (`remove`: a store of this node's own) forget the app here.
+    #[allow(clippy::too_many_arguments)]
+    async fn switch(
+        &self,
+        platform: &Platform,
+        name: TenantId,
+        to: &str,
+        base: http::Uri,
+        max_body: u64,
+        held: Instant,
+        bytes: usize,
+        mut guard: HoldGuard<'_>,
+        tx: watch::Sender<()>,
+        remove: bool,
+    ) -> Moved {
         let proxy = match &self.nodes.proxy_socket {
             Some(socket) => match haproxy_set(socket, self.nodes.proxy_map(), &name, to).await {
                 Ok(()) => "switched",
@@ -395,17 +430,17 @@ impl Moves {
         guard.done = true;
         drop(tx);
         let held_ms = u64::try_from(held.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if let Err(e) = platform.remove(&name) {
+        if remove && let Err(e) = platform.remove(&name) {
             tracing::warn!(app = %name, "moved to {to}, but removing it here failed: {e}");
         }
         tracing::info!(app = %name, node = to, bytes, held_ms, "app moved");
-        Ok(Moved {
+        Moved {
             moved: name,
             to: to.to_owned(),
             bytes,
             held_ms,
             proxy,
-        })
+        }
     }
 
     async fn import_on(
