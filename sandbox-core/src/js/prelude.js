@@ -2379,8 +2379,11 @@ class Body {
   #consume() {
     if (bodyUsed(this)) return PromiseReject(new TypeError("Body has already been used"));
     if (this.#stream === null) {
+      // A null body has nothing to disturb: reading it gives nothing and
+      // leaves bodyUsed false (Fetch, "consume body").
+      if (this.#bytes === null) return PromiseResolve(EMPTY);
       this.#used = true;
-      return PromiseResolve(this.#bytes === null ? EMPTY : this.#bytes);
+      return PromiseResolve(this.#bytes);
     }
     if (rsOf(this.#stream).reader !== null) return PromiseReject(new TypeError("the body stream is locked"));
     this.#used = true;
