@@ -19,7 +19,6 @@ deploy would do; routing does not depend on it.
 
 usage: routing.py CORRAL_SERVER_BIN
 """
-import http.client
 import json
 import os
 import signal
@@ -31,35 +30,17 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
-HAPROXY_CFG = ROOT / "deploy/nodes/haproxy.cfg"
+from common import ROOT, node_config, free_port, start_haproxy, wait_for
+from common import request as http_request
+
 HELLO = (ROOT / "deploy/apps/hello.js").read_bytes()
 APPS = [f"app{i:02}" for i in range(30)]
+# Besides the shared part (common.NODE_CONFIG): host routing, and a tier of
+# one share for the busy app, whose KV counter must never see two requests at once.
 CONFIG = """
 default_tier = "t"
 base_domain = "example.com"
 usage_flush_interval = "1s"
-[thresholds]
-ram = {{ fire = 1.0, rearm = 1.0 }}
-disk = {{ fire = 1.0, rearm = 1.0 }}
-[admin]
-token_hash = "{hash}"
-[nodes]
-name = "{name}"
-proxy_socket = "{socket}"
-proxy_map = "{map}"
-[nodes.peers]
-{peers}
-[tiers.t]
-compute_shares = 2
-memory_bytes = 67108864
-fuel_per_request = 1000000000
-wall_clock = "5s"
-burst = 0
-max_body_bytes = 65536
-max_bundle_bytes = 65536
-idle_timeout = "10m"
-max_streams = 1
 [tiers.one]
 compute_shares = 1
 memory_bytes = 67108864
@@ -73,34 +54,11 @@ max_streams = 1
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request(port, method, path, body=b"", headers=None, timeout=10, answer_headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        if answer_headers is not None:
-            answer_headers.update((k.lower(), v) for k, v in r.getheaders())
-        return r.status, r.read()
-    finally:
-        c.close()
-
-
-def wait_for(cond, what, within=20.0):
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"routing: FAILED: timed out waiting for {what}")
+    status, body, head = http_request(port, method, path, body, headers, timeout)
+    if answer_headers is not None:
+        answer_headers.update(head)
+    return status, body
 
 
 def main():
@@ -118,9 +76,8 @@ def main():
         for name in names:
             d = tmp / name
             d.mkdir()
-            peers = "\n".join(f'{n} = "http://127.0.0.1:{p}"' for n, p in ports.items() if n != name)
-            (d / "corral.toml").write_text(CONFIG.format(
-                hash=tok["token_hash"], name=name, socket=socket_path, map=moves_map, peers=peers))
+            (d / "corral.toml").write_text(
+                CONFIG + node_config(ports, name, tok["token_hash"], socket_path, moves_map))
             port = ports[name]
             p = subprocess.Popen(
                 [bin_, "--listen", f"127.0.0.1:{port}", "--config", str(d / "corral.toml"),
@@ -130,21 +87,15 @@ def main():
             procs.append(p)
             nodes[name] = (port, p)
         for name, (port, _) in nodes.items():
-            wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, f"{name} to start")
+            wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, f"{name} to start", name="routing")
             for app in APPS:
                 s, b = request(port, "PUT", f"/api/apps/{app}", HELLO,
                                {**auth, "content-type": "application/javascript"})
                 assert s == 200, (name, app, s, b)
 
-        front = free_port()
-        env = {**os.environ, "CORRAL_PROXY_BIND": f"127.0.0.1:{front}",
-               "CORRAL_HAPROXY_SOCKET": str(socket_path), "CORRAL_MOVES_MAP": str(moves_map)}
-        for i, (port, _) in enumerate(nodes.values(), 1):
-            env[f"CORRAL_NODE{i}"] = f"127.0.0.1:{port}"
-        hap = subprocess.Popen(["haproxy", "-db", "-f", str(HAPROXY_CFG)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=open(tmp / "haproxy.log", "wb"))
+        hap, front = start_haproxy([port for port, _ in nodes.values()], socket_path, moves_map,
+                                   tmp / "haproxy.log")
         procs.append(hap)
-        wait_for(lambda: request(front, "GET", "/haproxy-healthz")[0] == 200, "haproxy")
         # Every node passed its first health check (rise 2 at inter 1s).
         time.sleep(2.5)
 

@@ -18,11 +18,9 @@ From outside, on loopback, with the shipped deploy/nodes/haproxy.cfg:
 usage: shared.py CORRAL_SERVER_BIN   (CORRAL_TEST_PG_URL names a PostgreSQL
 server; the test makes a database of its own there and drops it after)
 """
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,68 +29,27 @@ import time
 import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
+from common import node_config, free_port, start_haproxy, wait_for
+from common import request as http_request
+
 APPS = [f"s{i:03}" for i in range(100)]
 APP = b"""export default { async fetch(request) {
   return new Response("hi from " + new URL(request.url).searchParams.get("app") + "\\n");
 } };"""
 FLUSH = 0.5
+# Besides the shared part (common.NODE_CONFIG): the store, its sync, fast flushes.
 CONFIG = """
 default_tier = "t"
 usage_flush_interval = "{flush}s"
 app_sync_interval = "500ms"
 [storage]
 url = "{url}"
-[thresholds]
-ram = {{ fire = 1.0, rearm = 1.0 }}
-disk = {{ fire = 1.0, rearm = 1.0 }}
-[admin]
-token_hash = "{hash}"
-[nodes]
-name = "{name}"
-proxy_socket = "{socket}"
-proxy_map = "{map}"
-[nodes.peers]
-{peers}
-[tiers.t]
-compute_shares = 2
-memory_bytes = 67108864
-fuel_per_request = 1000000000
-wall_clock = "5s"
-burst = 0
-max_body_bytes = 65536
-max_bundle_bytes = 65536
-idle_timeout = "10m"
-max_streams = 1
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request(port, method, path, body=b"", headers=None, timeout=10):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, r.read(), r.getheader("x-corral-node")
-    finally:
-        c.close()
-
-
-def wait_for(cond, what, within=30.0):
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    sys.exit(f"shared: FAILED: timed out waiting for {what}")
+    status, body, head = http_request(port, method, path, body, headers, timeout)
+    return status, body, head.get("x-corral-node")
 
 
 def psql(url, sql):
@@ -124,10 +81,8 @@ def main():
         def start(name):
             d = tmp / name
             d.mkdir(exist_ok=True)
-            peers = "\n".join(f'{n} = "http://127.0.0.1:{p}"' for n, p in ports.items() if n != name)
-            (d / "corral.toml").write_text(CONFIG.format(
-                flush=FLUSH, url=url, hash=tok["token_hash"], name=name, socket=socket_path,
-                map=moves, peers=peers))
+            (d / "corral.toml").write_text(CONFIG.format(flush=FLUSH, url=url)
+                                           + node_config(ports, name, tok["token_hash"], socket_path, moves))
             port = ports[name]
             p = subprocess.Popen(
                 [bin_, "--listen", f"127.0.0.1:{port}", "--config", str(d / "corral.toml"),
@@ -136,7 +91,7 @@ def main():
                 env={**os.environ, "CORRAL_LOG": "warn"})
             procs.append(p)
             nodes[name] = (port, p)
-            wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, f"{name} to start")
+            wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, f"{name} to start", name="shared")
 
         for name in names:
             start(name)
@@ -151,7 +106,7 @@ def main():
         def everywhere():
             return all(request(port, "GET", f"/?app={a}", headers={"x-corral-app": a})[0] == 200
                        for port, _ in nodes.values() for a in (APPS[0], APPS[-1]))
-        wait_for(everywhere, "every node to serve the apps deployed on node1")
+        wait_for(everywhere, "every node to serve the apps deployed on node1", name="shared")
         print(f"shared: 100 apps deployed once on node1; node2 and node3 serve them "
               f"{time.monotonic() - t0:.1f} s later (app_sync_interval 500ms)")
 
@@ -172,15 +127,9 @@ def main():
         print(f"shared: first request on a node that never ran the app: p50 {cold[10]:.2f} ms, "
               f"max {cold[-1]:.2f} ms; the same apps warm: p50 {warm[10]:.2f} ms")
 
-        front = free_port()
-        env = {**os.environ, "CORRAL_PROXY_BIND": f"127.0.0.1:{front}",
-               "CORRAL_HAPROXY_SOCKET": str(socket_path), "CORRAL_MOVES_MAP": str(moves)}
-        for i, (port, _) in enumerate(nodes.values(), 1):
-            env[f"CORRAL_NODE{i}"] = f"127.0.0.1:{port}"
-        hap = subprocess.Popen(["haproxy", "-db", "-f", str(ROOT / "deploy/nodes/haproxy.cfg")], env=env,
-                               stdout=subprocess.DEVNULL, stderr=open(tmp / "haproxy.log", "wb"))
+        hap, front = start_haproxy([port for port, _ in nodes.values()], socket_path, moves,
+                                   tmp / "haproxy.log")
         procs.append(hap)
-        wait_for(lambda: request(front, "GET", "/haproxy-healthz")[0] == 200, "haproxy")
         time.sleep(2.5)
 
         # Every node has flushed what the checks above cost; count from here.
