@@ -104,6 +104,9 @@ pub(crate) enum MoveError {
     /// `to` names no peer in `[nodes.peers]` (or this node) → 400 `unknown_node`.
     #[error("{0:?} is not a peer in [nodes.peers] of this node")]
     UnknownNode(String),
+    /// The app is not deployed on this node → 404 `not_found`.
+    #[error("{0} is not deployed on this node")]
+    NotFound(TenantId),
     /// Another move of this app is under way → 409 `move_in_progress`.
     #[error("a move of this app is already under way")]
     InProgress,
@@ -125,6 +128,7 @@ impl MoveError {
     pub(crate) fn to_response(&self) -> Response<Body> {
         let (status, code) = match self {
             MoveError::UnknownNode(_) => (StatusCode::BAD_REQUEST, "unknown_node"),
+            MoveError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MoveError::InProgress => (StatusCode::CONFLICT, "move_in_progress"),
             MoveError::Busy { .. } => (StatusCode::CONFLICT, "move_busy"),
             MoveError::Handover { .. } => (StatusCode::BAD_GATEWAY, "move_failed"),
@@ -315,10 +319,7 @@ impl Moves {
         let max_body = platform
             .resolve_app(&name)
             .map(|a| a.tier().max_body_bytes)
-            .ok_or_else(|| MoveError::Handover {
-                node: to.to_owned(),
-                reason: format!("{name} is not deployed on this node"),
-            })?;
+            .ok_or_else(|| MoveError::NotFound(name.clone()))?;
 
         // 1. Hold new requests, let the running ones finish.
         let (tx, rx) = watch::channel(());

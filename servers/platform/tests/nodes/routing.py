@@ -231,6 +231,14 @@ def move_busy_app(front, nodes, auth, socket_path, moves_map):
     usage = json.loads(request(nodes[other][0], "GET", "/api/apps/busy/usage", headers=auth)[1])
     assert usage["usage"]["requests"] > 0, usage
     assert request(nodes[home][0], "GET", "/api/apps/busy", headers=auth)[0] == 404
+    # Moving it again from the node it left: it is not there (404), and an
+    # unknown node is refused before anything is held (400).
+    s, b = request(nodes[home][0], "POST", "/api/apps/busy/move", json.dumps({"to": other}).encode(),
+                   {**auth, "content-type": "application/json"})
+    assert (s, json.loads(b)["error"]) == (404, "not_found"), (s, b)
+    s, b = request(nodes[other][0], "POST", "/api/apps/busy/move", b'{"to": "nowhere"}',
+                   {**auth, "content-type": "application/json"})
+    assert (s, json.loads(b)["error"]) == (400, "unknown_node"), (s, b)
     # A request that still reaches the old node (a proxy that has not heard
     # of the move) is forwarded: it counts the next visit on the new node.
     head = {}
