@@ -478,48 +478,19 @@ impl Inner {
                 continue;
             };
             live.insert(id.clone());
-            let marker = (version, crc, tier.clone());
-            let here = self.apps.contains(&id);
-            if here && self.synced.lock().get(&id) == Some(&marker) {
+            // Loaded (or failed to load) at this marker already: nothing to do.
+            if self.synced.lock().get(&id) == Some(&(version, crc, tier.clone())) {
                 continue;
             }
-            let _g = self.sync_lock.lock();
-            // Looked at again under the lock: a deploy, import or remove on
-            // this node may have just changed it.
-            let Some(rec) = self.store.tenant(&id)? else {
-                continue;
-            };
-            let Some(info) = self.store.bundle_info(&id)? else {
-                continue;
-            };
-            let marker = (info.version, info.code_crc32, rec.tier.clone());
-            if self.apps.contains(&id) && self.synced.lock().get(&id) == Some(&marker) {
-                continue;
-            }
-            let Some(code) = self.store.bundle_code(&id)? else {
-                continue;
-            };
-            let tier = self
-                .tier(rec.tier.as_str())
-                .or_else(|_| self.tier(&self.config.default_tier))?;
-            self.registry.deploy(
-                &id,
-                bundle::kind_of(rec.kind),
-                &code.bytes,
-                limits_for(&tier),
-            )?;
-            // Parked: the next request cold-starts the new code.
-            self.registry.park(&id)?;
-            let account = rec.account.clone().unwrap_or_else(|| id.clone());
-            let was_here = self.apps.contains(&id);
-            self.apps.install(&id, &account, tier);
-            // Its static files may have changed too: drop what is cached.
-            self.store.notify_bundle_change(&id);
-            self.synced.lock().insert(id, marker);
-            if was_here {
-                report.updated += 1;
-            } else {
-                report.added += 1;
+            // One app's failure (a bundle this build cannot compile, a
+            // store error) is logged and the pass goes on: it must not keep
+            // every other app from syncing. Its marker is kept, so it is
+            // tried again only when it changes.
+            match self.sync_one(&id) {
+                Ok(Some(true)) => report.updated += 1,
+                Ok(Some(false)) => report.added += 1,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(app = %id, "app sync: not loaded here: {e}"),
             }
         }
         let gone: Vec<TenantId> = self
@@ -539,6 +510,44 @@ impl Inner {
             }
         }
         Ok(report)
+    }
+
+    /// Loads or reloads one app from the store (a step of
+    /// [`sync_apps`](Self::sync_apps)): `Some(true)` reloaded, `Some(false)`
+    /// new here, `None` nothing to do after all.
+    fn sync_one(&self, id: &TenantId) -> Result<Option<bool>, PlatformError> {
+        let _g = self.sync_lock.lock();
+        // Looked at again under the lock: a deploy, import or remove on
+        // this node may have just changed it.
+        let (Some(rec), Some(info)) = (self.store.tenant(id)?, self.store.bundle_info(id)?) else {
+            return Ok(None);
+        };
+        let marker = (info.version, info.code_crc32, rec.tier.clone());
+        if self.synced.lock().get(id) == Some(&marker) {
+            return Ok(None);
+        }
+        // Whatever happens below, this version has been tried.
+        self.synced.lock().insert(id.clone(), marker);
+        let Some(code) = self.store.bundle_code(id)? else {
+            return Ok(None);
+        };
+        let tier = self
+            .tier(rec.tier.as_str())
+            .or_else(|_| self.tier(&self.config.default_tier))?;
+        self.registry.deploy(
+            id,
+            bundle::kind_of(rec.kind),
+            &code.bytes,
+            limits_for(&tier),
+        )?;
+        // Parked: the next request cold-starts the new code.
+        self.registry.park(id)?;
+        let account = rec.account.clone().unwrap_or_else(|| id.clone());
+        let was_here = self.apps.contains(id);
+        self.apps.install(id, &account, tier);
+        // Its static files may have changed too: drop what is cached.
+        self.store.notify_bundle_change(id);
+        Ok(Some(was_here))
     }
 
     /// Records `name`'s bundle as loaded here (after a deploy or import on

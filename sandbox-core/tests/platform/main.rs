@@ -1326,3 +1326,49 @@ async fn a_warm_dynamic_request_reads_no_sqlite() {
     );
     p.shutdown().await;
 }
+
+/// Two nodes on one store: a bundle the other node cannot compile (here, a
+/// broken one written straight into the store) is skipped by the app sync,
+/// which still loads the good app beside it ("bad" sorts first: a pass that
+/// stopped at its error would load nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_sync_skips_a_bundle_it_cannot_load_and_loads_the_rest() {
+    use corral_storage::{AppKind, TenantRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared.db");
+    let node = |n: &str| {
+        let mut cfg = PlatformConfig::with_data_dir(dir.path().join(n));
+        cfg.storage.url = Some(shared.display().to_string());
+        Platform::builder().config(cfg).build().unwrap()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let good = TenantId::new("good").unwrap();
+    let js = b"export default { fetch() { return new Response('ok'); } };".to_vec();
+    a.deploy(&good, None, Bundle::code(Kind::Js, js))
+        .await
+        .unwrap();
+    let bad = TenantId::new("bad").unwrap();
+    let store = a.store();
+    store
+        .create_tenant(&TenantRecord::new(
+            bad.clone(),
+            "free".parse().unwrap(),
+            AppKind::Wasm,
+        ))
+        .unwrap();
+    store
+        .put_bundle(
+            &bad,
+            &corral_storage::Bundle::new(AppKind::Wasm, b"not wasm".to_vec()),
+        )
+        .unwrap();
+
+    let first = b.sync_apps().await.unwrap();
+    assert_eq!(first.added, 1, "{first:?}");
+    assert!(b.resolve_app(&good).is_some());
+    assert!(b.resolve_app(&bad).is_none());
+    let again = b.sync_apps().await.unwrap();
+    assert_eq!((again.added, again.updated), (0, 0), "{again:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -50,6 +50,9 @@ use crate::http::{Body, BoxError, error};
 const HOLD_MAX: Duration = Duration::from_secs(120);
 /// How long the hand-over to the peer (connect, import) may take.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a forwarded request may take beyond its tier's wall clock (the
+/// peer's queue wait, a cold start, the hop itself).
+const FORWARD_MARGIN: Duration = Duration::from_secs(10);
 /// Marks a request this node forwarded, so two nodes that each think the
 /// other has the app answer 508 instead of passing it back and forth.
 const FORWARDED: &str = "x-corral-forwarded-by";
@@ -77,6 +80,10 @@ pub(crate) struct Forward {
     base: http::Uri,
     /// The app's request-body cap, kept from its tier: the app is gone here.
     pub(crate) max_body: u64,
+    /// How long the peer may take to send an answer's head: the tier's wall
+    /// clock plus [`FORWARD_MARGIN`]. A peer that accepts and never answers
+    /// must not keep this node's connection forever.
+    answer_within: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -285,7 +292,11 @@ impl Moves {
         *req.method_mut() = parts.method;
         *req.uri_mut() = uri;
         *req.headers_mut() = parts.headers;
-        match self.client.request(req).await {
+        let answer = match tokio::time::timeout(to.answer_within, self.client.request(req)).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", to.answer_within)),
+        };
+        match answer {
             Ok(resp) => {
                 let mut resp = resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
                 resp.extensions_mut().insert(Forwarded);
@@ -316,10 +327,16 @@ impl Moves {
             .filter(|_| self.nodes.name.as_deref() != Some(to))
             .and_then(|u| u.parse::<http::Uri>().ok())
             .ok_or_else(|| MoveError::UnknownNode(to.to_owned()))?;
-        let max_body = platform
+        let tier = platform
             .resolve_app(&name)
-            .map(|a| a.tier().max_body_bytes)
+            .map(|a| a.tier().clone())
             .ok_or_else(|| MoveError::NotFound(name.clone()))?;
+        let forward = Forward {
+            node: to.to_owned(),
+            base,
+            max_body: tier.max_body_bytes,
+            answer_within: tier.wall_clock + FORWARD_MARGIN,
+        };
 
         // 1. Hold new requests, let the running ones finish.
         let (tx, rx) = watch::channel(());
@@ -368,9 +385,7 @@ impl Moves {
             // app sync loaded it) and its KV; there is nothing to copy and
             // nothing to remove here (removing it would remove it for all).
             return Ok(self
-                .switch(
-                    platform, name, to, base, max_body, held, 0, guard, tx, false,
-                )
+                .switch(platform, name, forward, held, 0, guard, tx, false)
                 .await);
         }
 
@@ -386,11 +401,9 @@ impl Moves {
                 reason: format!("exporting: {reason}"),
             })?;
         let bytes = archive.len();
-        self.import_on(&base, to, archive, auth).await?;
+        self.import_on(&forward.base, to, archive, auth).await?;
         Ok(self
-            .switch(
-                platform, name, to, base, max_body, held, bytes, guard, tx, true,
-            )
+            .switch(platform, name, forward, held, bytes, guard, tx, true)
             .await)
     }
 
@@ -401,31 +414,25 @@ impl Moves {
         &self,
         platform: &Platform,
         name: TenantId,
-        to: &str,
-        base: http::Uri,
-        max_body: u64,
+        forward: Forward,
         held: Instant,
         bytes: usize,
         mut guard: HoldGuard<'_>,
         tx: watch::Sender<()>,
         remove: bool,
     ) -> Moved {
+        let to = forward.node.clone();
         let proxy = match &self.nodes.proxy_socket {
-            Some(socket) => match haproxy_set(socket, self.nodes.proxy_map(), &name, to).await {
+            Some(socket) => match haproxy_set(socket, self.nodes.proxy_map(), &name, &to).await {
                 Ok(()) => "switched",
                 Err(e) => {
                     // The app lives on the peer now whatever the proxy says:
                     // this node forwards, so nothing is lost; say so loudly.
-                    tracing::warn!(app = %name, node = to, "moves map not updated: {e}");
+                    tracing::warn!(app = %name, node = %to, "moves map not updated: {e}");
                     "not_switched"
                 }
             },
             None => "not_configured",
-        };
-        let forward = Forward {
-            node: to.to_owned(),
-            base,
-            max_body,
         };
         self.insert(name.clone(), Entry::Moved(forward));
         guard.done = true;
@@ -434,10 +441,10 @@ impl Moves {
         if remove && let Err(e) = platform.remove(&name) {
             tracing::warn!(app = %name, "moved to {to}, but removing it here failed: {e}");
         }
-        tracing::info!(app = %name, node = to, bytes, held_ms, "app moved");
+        tracing::info!(app = %name, node = %to, bytes, held_ms, "app moved");
         Moved {
             moved: name,
-            to: to.to_owned(),
+            to,
             bytes,
             held_ms,
             proxy,
@@ -543,12 +550,49 @@ mod tests {
             node: "n2".into(),
             base: "http://127.0.0.1:9".parse().unwrap(),
             max_body: 10,
+            answer_within: Duration::from_secs(1),
         };
         m.insert(a.clone(), Entry::Moved(f));
         assert_eq!(m.settle(&a).await.unwrap().unwrap().node, "n2");
         m.forget(&a);
         assert!(m.settle(&a).await.unwrap().is_none());
         assert_eq!(m.entries.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_is_a_502_within_the_bound() {
+        // Accepts and reads, never answers: a partitioned or wedged node.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((c, _)) = silent.accept().await {
+                held.push(c);
+            }
+        });
+        let m = Moves::new(NodesConfig::default());
+        let to = Forward {
+            node: "n2".into(),
+            base: format!("http://{addr}").parse().unwrap(),
+            max_body: 10,
+            answer_within: Duration::from_millis(200),
+        };
+        let (parts, ()) = Request::get("/").body(()).unwrap().into_parts();
+        let started = Instant::now();
+        let resp = m.forward(&to, parts, Bytes::new()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "forward_failed");
+        assert!(
+            v["message"].as_str().unwrap().contains("no answer within"),
+            "{v}"
+        );
     }
 
     #[tokio::test]
