@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use corral_limits::Refusal;
+
+use crate::journal::{Additive, Raw, SlotHandle, at};
 use parking_lot::Mutex;
 use std::time::Duration;
 
@@ -343,28 +345,21 @@ const LATENCY_BUCKETS_US: [u64; 12] = [
 /// Lifetime (since this process started metering the tenant) counters.
 #[derive(Debug, Default)]
 pub(crate) struct TenantCounters {
-    /// Admitted requests: they passed every limit (counted when the stack
-    /// answers, or when the request is dropped unanswered).
-    pub(crate) requests: AtomicU64,
-    /// Requests refused by a limit, by [`Refusal::index`].
-    pub(crate) refused: [AtomicU64; Refusal::COUNT],
+    /// The additive counters that monthly usage is made of (admitted
+    /// requests, refusals by [`Refusal::index`], errors by kind, times, fuel,
+    /// bytes, cold starts): on the heap, or in a [`Journal`](crate::Journal)
+    /// slot that outlives the process. Read through `Deref`.
+    pub(crate) add: Counts,
     /// Requests inside the stack, not yet admitted or refused (a gauge).
     pub(crate) in_flight: AtomicU64,
     pub(crate) status: [AtomicU64; 5],
-    pub(crate) errors: [AtomicU64; 7],
     pub(crate) latency_us: AtomicU64,
     /// Non-cumulative; the last slot counts everything above the last bound.
     /// Their sum is the number of latencies recorded (no separate counter:
     /// one atomic fewer per request).
     pub(crate) latency_buckets: [AtomicU64; 13],
-    pub(crate) wall_us: AtomicU64,
-    pub(crate) fuel: AtomicU64,
-    pub(crate) cpu_us: AtomicU64,
     pub(crate) peak_memory: AtomicU64,
     pub(crate) month_peak_memory: AtomicU64,
-    pub(crate) cold_starts: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
     pub(crate) streams_open: AtomicU64,
     pub(crate) streams_total: AtomicU64,
     pub(crate) peak_streams: AtomicU64,
@@ -374,6 +369,30 @@ pub(crate) struct TenantCounters {
     pub(crate) cache_misses: AtomicU64,
     /// Requests at the live feed's previous tick (for per-second rates).
     pub(crate) feed_mark: AtomicU64,
+}
+
+/// Where a tenant's additive counters live.
+#[derive(Debug)]
+pub(crate) enum Counts {
+    Heap(Additive),
+    Journal(SlotHandle),
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts::Heap(Additive::default())
+    }
+}
+
+impl std::ops::Deref for TenantCounters {
+    type Target = Additive;
+    #[inline]
+    fn deref(&self) -> &Additive {
+        match &self.add {
+            Counts::Heap(a) => a,
+            Counts::Journal(h) => h.live(),
+        }
+    }
 }
 
 /// The additive monthly figures, as read at one instant.
@@ -390,28 +409,43 @@ pub(crate) struct Sums {
     pub(crate) cold_starts: u64,
 }
 
+impl Sums {
+    /// The figures of counters read as `raw`.
+    pub(crate) fn of(raw: &Raw) -> Self {
+        Sums {
+            requests: raw[at::REQUESTS],
+            refused: std::array::from_fn(|i| raw[at::REFUSED + i]),
+            errors: raw[at::ERRORS..at::ERRORS + 7].iter().sum(),
+            wall_us: raw[at::WALL_US],
+            fuel: raw[at::FUEL],
+            cpu_us: raw[at::CPU_US],
+            bytes_in: raw[at::BYTES_IN],
+            bytes_out: raw[at::BYTES_OUT],
+            cold_starts: raw[at::COLD_STARTS],
+        }
+    }
+}
+
 impl TenantCounters {
+    /// Counters on the heap, or in `slot`.
+    pub(crate) fn new(slot: Option<SlotHandle>) -> Self {
+        Self {
+            add: slot.map_or_else(Counts::default, Counts::Journal),
+            ..Self::default()
+        }
+    }
+
+    /// The journal slot the counters live in, if any.
+    pub(crate) fn slot(&self) -> Option<&SlotHandle> {
+        match &self.add {
+            Counts::Journal(h) => Some(h),
+            Counts::Heap(_) => None,
+        }
+    }
+
     /// Latencies recorded: the sum of the histogram's buckets.
     pub(crate) fn latency_count(&self) -> u64 {
         self.latency_buckets.iter().map(|b| b.load(Relaxed)).sum()
-    }
-
-    pub(crate) fn errors_total(&self) -> u64 {
-        self.errors.iter().map(|e| e.load(Relaxed)).sum()
-    }
-
-    pub(crate) fn sums(&self) -> Sums {
-        Sums {
-            requests: self.requests.load(Relaxed),
-            refused: std::array::from_fn(|i| self.refused[i].load(Relaxed)),
-            errors: self.errors_total(),
-            wall_us: self.wall_us.load(Relaxed),
-            fuel: self.fuel.load(Relaxed),
-            cpu_us: self.cpu_us.load(Relaxed),
-            bytes_in: self.bytes_in.load(Relaxed),
-            bytes_out: self.bytes_out.load(Relaxed),
-            cold_starts: self.cold_starts.load(Relaxed),
-        }
     }
 
     pub(crate) fn latency(&self, d: Duration) {

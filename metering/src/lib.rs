@@ -20,13 +20,14 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod budget;
 mod clock;
 mod counters;
 mod hash;
 mod hook;
+mod journal;
 mod layer;
 mod meter;
 mod monitor;
@@ -41,6 +42,7 @@ pub use counters::{
     ErrorKind, InvocationFigures, LATENCY_BUCKETS, StatusClass, StreamFigures, TenantSnapshot,
 };
 pub use hook::{ExpansionHook, HookConfig, HookError, HookPayload, HookStats, HookTarget};
+pub use journal::{Journal, JournalError, JournalMark, Recovered};
 pub use layer::{
     AccountFromExtensions, AsOther, ClassifyError, LimitErrors, MeteredBody, MeteringLayer,
     MeteringService, ResponseFuture, TenantFromExtensions, TenantOf, limit_error_kind,

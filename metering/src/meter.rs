@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::unix_millis;
 use crate::counters::{InvocationFigures, Sums, TenantCounters};
 use crate::hash::TenantHash;
+use crate::journal::{Journal, Raw};
 use crate::{
     Clock, ErrorKind, Period, SinkError, StatusClass, SystemClock, TenantSnapshot, Usage, UsageSink,
 };
@@ -101,7 +102,13 @@ pub(crate) struct Tenant {
 }
 
 impl Tenant {
-    fn new(id: TenantId, period: Period, gate: Arc<Gate>, meter: Weak<Inner>) -> Self {
+    fn new(
+        id: TenantId,
+        period: Period,
+        gate: Arc<Gate>,
+        meter: Weak<Inner>,
+        c: TenantCounters,
+    ) -> Self {
         Self {
             base: RwLock::new(Baseline {
                 period,
@@ -109,7 +116,7 @@ impl Tenant {
                 start: Sums::default(),
             }),
             id,
-            c: TenantCounters::default(),
+            c,
             flushed: Mutex::new(None),
             gate,
             meter,
@@ -166,6 +173,14 @@ impl Tenant {
     }
 }
 
+/// Totals waiting for the next flush: a closed month, or a forgotten
+/// tenant's last figures, with the counters they were computed from.
+#[derive(Debug, Clone)]
+struct Pending {
+    usage: Usage,
+    from: (Arc<Tenant>, Raw),
+}
+
 fn is_zero(u: &Usage) -> bool {
     let z = Usage::zero(u.tenant.clone(), u.period);
     *u == z
@@ -176,7 +191,8 @@ pub(crate) struct Inner {
     gate: Arc<Gate>,
     period: RwLock<Period>,
     roll_lock: Mutex<()>,
-    pending: Mutex<Vec<Usage>>,
+    pending: Mutex<Vec<Pending>>,
+    journal: Option<Journal>,
     flush_lock: Mutex<()>,
     flushed_once: AtomicBool,
     pub(crate) unattributed: AtomicU64,
@@ -237,19 +253,26 @@ impl Inner {
 
     /// Closes `t`'s month if it is not `p`: its final totals go to the
     /// pending batch and its counters start again from zero for `p`.
-    fn roll_tenant(&self, t: &Tenant, p: Period) {
+    fn roll_tenant(&self, t: &Arc<Tenant>, p: Period) {
         let mut b = t.base.write();
         if b.period == p {
             return;
         }
-        let cur = t.c.sums();
+        let raw = t.c.load();
+        let cur = Sums::of(&raw);
         let peak_mem = t.c.month_peak_memory.swap(0, Relaxed);
         let open = t.c.streams_open.load(Relaxed);
         let peak_streams = t.c.month_peak_streams.swap(open, Relaxed);
         let closed = t.usage_with(&b, cur, peak_mem, peak_streams);
         let mut flushed = t.flushed.lock();
         if flushed.as_ref() != Some(&closed) && !is_zero(&closed) {
-            self.pending.lock().push(closed);
+            self.pending.lock().push(Pending {
+                usage: closed,
+                from: (t.clone(), raw),
+            });
+        }
+        if let Some(slot) = t.c.slot() {
+            slot.set_period(p);
         }
         *flushed = None;
         *b = Baseline {
@@ -271,30 +294,38 @@ impl Inner {
         self.tenants
             .entry(id.clone())
             .or_insert_with(|| {
+                let slot = self.journal.as_ref().and_then(|j| j.attach(id, p));
                 Arc::new(Tenant::new(
                     id.clone(),
                     p,
                     self.gate.clone(),
                     Arc::downgrade(self),
+                    TenantCounters::new(slot),
                 ))
             })
             .value()
             .clone()
     }
 
-    fn usage_of(&self, t: &Tenant) -> Usage {
+    fn usage_of(&self, t: &Arc<Tenant>) -> Usage {
+        self.usage_raw(t).0
+    }
+
+    /// `t`'s monthly totals and the counters they were computed from.
+    fn usage_raw(&self, t: &Arc<Tenant>) -> (Usage, Raw) {
         let p = self.current_period();
         if t.base.read().period != p {
             self.roll_tenant(t, p);
         }
         let b = t.base.read();
-        let cur = t.c.sums();
-        t.usage_with(
+        let raw = t.c.load();
+        let u = t.usage_with(
             &b,
-            cur,
+            Sums::of(&raw),
             t.c.month_peak_memory.load(Relaxed),
             t.c.month_peak_streams.load(Relaxed),
-        )
+        );
+        (u, raw)
     }
 }
 
@@ -349,9 +380,20 @@ pub struct MeterBuilder {
     clock: Arc<dyn Clock>,
     export_top: usize,
     export_always: Vec<TenantId>,
+    journal: Option<Journal>,
 }
 
 impl MeterBuilder {
+    /// Keeps the additive counters in `journal`'s file, so a killed process
+    /// loses none of the usage it had not flushed: the next
+    /// [`Journal::open`] hands it to the sink. With a journal,
+    /// [`flush`](Meter::flush) writes through [`UsageSink::store_marked`].
+    /// Default: none (counters on the heap).
+    pub fn journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
     /// The clock that decides the month. Default: [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -386,6 +428,7 @@ impl MeterBuilder {
             period: RwLock::new(p),
             roll_lock: Mutex::new(()),
             pending: Mutex::new(Vec::new()),
+            journal: self.journal,
             flush_lock: Mutex::new(()),
             flushed_once: AtomicBool::new(false),
             unattributed: AtomicU64::new(0),
@@ -412,6 +455,7 @@ impl Meter {
             clock: Arc::new(SystemClock),
             export_top: DEFAULT_EXPORT_TOP,
             export_always: Vec::new(),
+            journal: None,
         }
     }
 
@@ -546,10 +590,13 @@ impl Meter {
     pub fn forget(&self, tenant: &TenantId) -> Option<Usage> {
         self.inner.check_period();
         let (_, t) = self.inner.tenants.remove(tenant)?;
-        let u = self.inner.usage_of(&t);
+        let (u, raw) = self.inner.usage_raw(&t);
         let flushed = t.flushed.lock();
         if flushed.as_ref() != Some(&u) && !is_zero(&u) {
-            self.inner.pending.lock().push(u.clone());
+            self.inner.pending.lock().push(Pending {
+                usage: u.clone(),
+                from: (t.clone(), raw),
+            });
         }
         Some(u)
     }
@@ -580,14 +627,17 @@ impl Meter {
     pub fn flush(&self, sink: &dyn UsageSink) -> Result<usize, MeterError> {
         self.inner.check_period();
         let _g = self.inner.flush_lock.lock();
-        let mut batch: Vec<Usage> = self.inner.pending.lock().clone();
-        let n_pending = batch.len();
+        let pending: Vec<Pending> = self.inner.pending.lock().clone();
+        let n_pending = pending.len();
+        let mut batch: Vec<Usage> = pending.iter().map(|p| p.usage.clone()).collect();
+        let mut from: Vec<(Arc<Tenant>, Raw)> = pending.into_iter().map(|p| p.from).collect();
         let mut fresh = Vec::new();
         for t in self.all() {
-            let u = self.inner.usage_of(&t);
+            let (u, raw) = self.inner.usage_raw(&t);
             let same = t.flushed.lock().as_ref() == Some(&u);
             if !same && !is_zero(&u) {
                 batch.push(u.clone());
+                from.push((t.clone(), raw));
                 fresh.push((t, u));
             }
         }
@@ -598,7 +648,19 @@ impl Meter {
             }
             return Ok(0);
         }
-        sink.store(&batch).map_err(MeterError::Sink)?;
+        match &self.inner.journal {
+            None => sink.store(&batch).map_err(MeterError::Sink)?,
+            Some(j) => {
+                // The counters each row was computed from go into the
+                // journal first: if the process dies before the journal
+                // records the commit, the sink's mark tells the next process
+                // whether these rows are in.
+                let slots = || from.iter().filter_map(|(t, raw)| Some((t.c.slot()?, raw)));
+                let mark = j.prepare(slots());
+                sink.store_marked(&batch, &mark).map_err(MeterError::Sink)?;
+                j.commit(&mark, slots().map(|(s, _)| s));
+            }
+        }
         self.inner.pending.lock().drain(..n_pending);
         for (t, u) in fresh {
             let b = t.base.read();

@@ -1,5 +1,6 @@
 //! Monthly usage records and the sink they are persisted into.
 
+use crate::JournalMark;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -226,4 +227,32 @@ pub trait UsageSink: Send + Sync + 'static {
     fn shared(&self) -> bool {
         false
     }
+    /// [`store`](Self::store), and records `mark` as its journal's last
+    /// committed flush in the same transaction (for a meter with a
+    /// [`Journal`](crate::Journal)). Default: an error, for sinks that keep
+    /// no marks.
+    fn store_marked(&self, batch: &[Usage], mark: &JournalMark) -> Result<(), SinkError> {
+        let _ = (batch, mark);
+        Err(NO_MARKS.into())
+    }
+    /// Adds `deltas` to the stored totals (counters add, peaks keep the
+    /// larger, the storage gauge is left alone) and records `mark`, in one
+    /// transaction: the counts a journal recovered. Default: an error.
+    fn add_marked(&self, deltas: &[Usage], mark: &JournalMark) -> Result<(), SinkError> {
+        let _ = (deltas, mark);
+        Err(NO_MARKS.into())
+    }
+    /// Deletes `journal`'s mark: its file is gone. Default: nothing.
+    fn forget_mark(&self, journal: &str) -> Result<(), SinkError> {
+        let _ = journal;
+        Ok(())
+    }
+    /// The last sequence number recorded for `journal`, 0 if none.
+    /// Default: an error.
+    fn journal_mark(&self, journal: &str) -> Result<u64, SinkError> {
+        let _ = journal;
+        Err(NO_MARKS.into())
+    }
 }
+
+const NO_MARKS: &str = "this usage sink keeps no journal marks";

@@ -6,7 +6,7 @@
 //! of the account in the same transaction.
 
 use corral_limits::{TenantId, TierName};
-use corral_metering::{Period, SinkError, Usage, UsageSink};
+use corral_metering::{JournalMark, Period, SinkError, Usage, UsageSink};
 
 use crate::db::{Db, args};
 use crate::store::now_secs;
@@ -313,7 +313,7 @@ impl Store {
     /// across nodes like [`store_usage`](Self::store_usage)); rows are
     /// [`Usage`] with the account's name as `tenant`.
     pub fn store_account_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
-        self.store_usage_rows("account_usage", batch)
+        self.store_usage_rows("account_usage", batch, None)
     }
 
     /// Every account's totals for `period`, in name order.
@@ -471,6 +471,20 @@ pub struct AccountUsageSink(Store);
 impl UsageSink for AccountUsageSink {
     fn store(&self, batch: &[Usage]) -> Result<(), SinkError> {
         Ok(self.0.store_account_usage(batch)?)
+    }
+    fn store_marked(&self, batch: &[Usage], mark: &JournalMark) -> Result<(), SinkError> {
+        Ok(self
+            .0
+            .store_usage_rows("account_usage", batch, Some(mark))?)
+    }
+    fn add_marked(&self, deltas: &[Usage], mark: &JournalMark) -> Result<(), SinkError> {
+        Ok(self.0.add_usage_rows("account_usage", deltas, mark)?)
+    }
+    fn journal_mark(&self, journal: &str) -> Result<u64, SinkError> {
+        Ok(self.0.journal_mark_of(journal)?)
+    }
+    fn forget_mark(&self, journal: &str) -> Result<(), SinkError> {
+        Ok(self.0.forget_journal_mark(journal)?)
     }
     fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError> {
         Ok(self.0.load_account_usage(period)?)

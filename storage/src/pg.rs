@@ -146,6 +146,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE usage ADD COLUMN cpu_us BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE account_usage ADD COLUMN cpu_us BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 5: each usage journal's last committed flush (see store.rs).
+    r#"
+    CREATE TABLE usage_marks (
+        journal TEXT   PRIMARY KEY,
+        seq     BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// Whether `s` names a PostgreSQL server rather than a SQLite file.

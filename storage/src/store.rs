@@ -128,6 +128,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE usage ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE account_usage ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 5: each usage journal's last committed flush (metering's `Journal`),
+    // written in the flush's transaction: what a restarted node reads to
+    // hand over, exactly once, the counts its killed predecessor never flushed.
+    r#"
+    CREATE TABLE usage_marks (
+        journal TEXT    PRIMARY KEY,
+        seq     INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -361,7 +370,7 @@ impl Store {
     /// # use corral_storage::{Store, StoreConfig};
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = Store::open(dir.path().join("db"), StoreConfig::default()).unwrap();
-    /// assert_eq!(store.schema_version().unwrap(), 4);
+    /// assert_eq!(store.schema_version().unwrap(), 5);
     /// ```
     pub fn schema_version(&self) -> Result<i64, StorageError> {
         match &self.inner.backend {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use corral_limits::{Refusal, TenantId, TierName};
-use corral_metering::{Period, SinkError, Usage, UsageSink};
+use corral_metering::{JournalMark, Period, SinkError, Usage, UsageSink};
 
 use crate::blob::{delete_blob_tx, delete_prefix_tx, insert_bytes_tx, insert_reader_tx};
 use crate::db::{Db, args};
@@ -380,6 +380,17 @@ pub(crate) fn upsert_usage_tx(
     Ok(())
 }
 
+/// Records a usage journal's last committed flush (inside the flush's own
+/// transaction, so the mark and the rows are in together or not at all).
+fn set_mark_tx(tx: &mut dyn Db, m: &JournalMark) -> Result<(), StorageError> {
+    tx.exec(
+        "INSERT INTO usage_marks (journal, seq) VALUES (?1, ?2)
+         ON CONFLICT (journal) DO UPDATE SET seq = excluded.seq",
+        args![m.journal(), i(m.seq())],
+    )?;
+    Ok(())
+}
+
 pub(crate) fn usage_rows(
     c: &mut dyn Db,
     sql: &str,
@@ -483,9 +494,13 @@ impl Store {
         &self,
         table: &'static str,
         batch: &[Usage],
+        mark: Option<&JournalMark>,
     ) -> Result<(), StorageError> {
         if !self.is_shared() {
-            return self.write(|tx| upsert_usage_tx(tx, table, batch));
+            return self.write(|tx| {
+                upsert_usage_tx(tx, table, batch)?;
+                mark.map_or(Ok(()), |m| set_mark_tx(tx, m))
+            });
         }
         let key = |u: &Usage| (table, u.tenant.clone(), u.period.year(), u.period.month());
         // Held across the write, so two flushes of one table never race on a baseline.
@@ -500,7 +515,8 @@ impl Store {
                 let cur = usage_rows(tx, &sql, args)?.pop();
                 merged.push(merge_usage(cur, u, base.get(&key(u))));
             }
-            upsert_usage_tx(tx, table, &merged)
+            upsert_usage_tx(tx, table, &merged)?;
+            mark.map_or(Ok(()), |m| set_mark_tx(tx, m))
         })?;
         // Older months are flushed for the last time with the first batch of a new one.
         if let Some(oldest) = batch.iter().map(|u| u.period).min() {
@@ -510,6 +526,55 @@ impl Store {
             base.insert(key(u), u.clone());
         }
         Ok(())
+    }
+
+    /// Adds a journal's recovered counts to `table`'s rows (counters add,
+    /// peaks keep the larger, the storage gauge stays) and records its mark,
+    /// in one transaction. Baselines are untouched: the meter restores after.
+    pub(crate) fn add_usage_rows(
+        &self,
+        table: &'static str,
+        deltas: &[Usage],
+        mark: &JournalMark,
+    ) -> Result<(), StorageError> {
+        let sql = format!(
+            "SELECT {USAGE_COLS} FROM {table} WHERE tenant = ?1 AND year = ?2 AND month = ?3"
+        );
+        self.write(|tx| {
+            let mut merged = Vec::with_capacity(deltas.len());
+            for d in deltas {
+                let args = args![d.tenant.as_str(), d.period.year(), d.period.month()];
+                let cur = usage_rows(tx, &sql, args)?.pop();
+                let storage = cur.as_ref().map_or(0, |c| c.storage_bytes);
+                let mut m = merge_usage(cur, d, None);
+                m.storage_bytes = storage;
+                merged.push(m);
+            }
+            upsert_usage_tx(tx, table, &merged)?;
+            set_mark_tx(tx, mark)
+        })
+    }
+
+    /// Deletes usage journal `journal`'s mark (its file is gone).
+    pub(crate) fn forget_journal_mark(&self, journal: &str) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.exec("DELETE FROM usage_marks WHERE journal = ?1", args![journal])?;
+            Ok(())
+        })
+    }
+
+    /// The last flush recorded for usage journal `journal`, 0 if none.
+    pub(crate) fn journal_mark_of(&self, journal: &str) -> Result<u64, StorageError> {
+        self.read(|c| {
+            Ok(c.opt(
+                "SELECT seq FROM usage_marks WHERE journal = ?1",
+                args![journal],
+            )?
+            .map(|r| r.i(0))
+            .transpose()?
+            .map(u)
+            .unwrap_or(0))
+        })
     }
 
     /// Loads `period`'s rows of `table` for a meter to continue from; on a
@@ -986,7 +1051,7 @@ impl Store {
     /// this node counted since it last wrote or loaded it, so every node's
     /// requests add up in the shared row.
     pub fn store_usage(&self, batch: &[Usage]) -> Result<(), StorageError> {
-        self.store_usage_rows("usage", batch)
+        self.store_usage_rows("usage", batch, None)
     }
 
     /// Every tenant's totals for `period`, in tenant order.
@@ -1293,6 +1358,18 @@ fn set_kv_used_tx(tx: &mut dyn Db, tenant: &TenantId, bytes: u64) -> Result<(), 
 impl UsageSink for Store {
     fn store(&self, batch: &[Usage]) -> Result<(), SinkError> {
         Ok(self.store_usage(batch)?)
+    }
+    fn store_marked(&self, batch: &[Usage], mark: &JournalMark) -> Result<(), SinkError> {
+        Ok(self.store_usage_rows("usage", batch, Some(mark))?)
+    }
+    fn add_marked(&self, deltas: &[Usage], mark: &JournalMark) -> Result<(), SinkError> {
+        Ok(self.add_usage_rows("usage", deltas, mark)?)
+    }
+    fn journal_mark(&self, journal: &str) -> Result<u64, SinkError> {
+        Ok(self.journal_mark_of(journal)?)
+    }
+    fn forget_mark(&self, journal: &str) -> Result<(), SinkError> {
+        Ok(self.forget_journal_mark(journal)?)
     }
     fn load(&self, period: Period) -> Result<Vec<Usage>, SinkError> {
         Ok(self.load_usage(period)?)

@@ -3,6 +3,7 @@
 mod budget;
 mod counters;
 mod hook;
+mod journal;
 mod layer;
 mod monitor;
 mod prometheus;

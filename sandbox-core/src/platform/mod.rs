@@ -46,8 +46,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use corral_limits::{MaintenanceSwitch, RuntimeSlots, TenantContext, TenantId, Tier};
 use corral_metering::{
-    Budget, CacheStats, ExpansionHook, Flusher, HookConfig, HostProbe, LiveGauges, Meter, Monitor,
-    NodeStatus, Probe, SysinfoProbe, Thresholds, Usage,
+    Budget, CacheStats, ExpansionHook, Flusher, HookConfig, HostProbe, Journal, LiveGauges, Meter,
+    Monitor, NodeStatus, Probe, SysinfoProbe, Thresholds, Usage,
 };
 use corral_storage::{AccountRecord, ByteCache, CacheConfig, Store, StoreConfig, TenantRecord};
 use parking_lot::Mutex;
@@ -68,6 +68,13 @@ use crate::{EngineConfig, Kind, Limits, Registry, TenantState};
 
 /// Name of the SQLite file inside the data dir.
 pub const DB_FILE: &str = "corral.db";
+
+/// The app meter's usage journals in the data dir: `usage-ID.journal`, one
+/// per process (see [`PlatformConfig::usage_journal`]).
+pub const USAGE_JOURNAL: &str = "usage";
+
+/// The account meter's usage journals in the data dir: `account-usage-ID.journal`.
+pub const ACCOUNT_USAGE_JOURNAL: &str = "account-usage";
 
 /// What a deploy did, from [`Platform::deploy`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -225,15 +232,45 @@ impl PlatformBuilder {
             &location,
             StoreConfig::default().sqlite_cache_bytes(budget.sqlite_cache_bytes),
         )?;
-        let meter = Meter::builder()
-            .export_top(config.metrics_top_tenants)
-            .build();
+        // Before the meters restore: what a killed predecessor counted but
+        // never flushed goes into the store first, so the restored totals
+        // include it.
+        let journal = |file: &str, sink: &dyn corral_metering::UsageSink| {
+            if !config.usage_journal {
+                return Ok(None);
+            }
+            let (journal, recovered) = Journal::open(&config.data_dir, file, sink)
+                .map_err(|e| PlatformError::Internal(format!("usage journal: {e}")))?;
+            for aside in &recovered.discarded {
+                tracing::warn!(
+                    "unreadable usage journal moved aside to {}",
+                    aside.display()
+                );
+            }
+            if !recovered.usage.is_empty() {
+                tracing::info!(
+                    "usage journal {file}: added {} requests of {} app-months a stopped process had not flushed",
+                    recovered.requests(),
+                    recovered.usage.len()
+                );
+            }
+            Ok::<_, PlatformError>(Some(journal))
+        };
+        let mut builder = Meter::builder().export_top(config.metrics_top_tenants);
+        if let Some(j) = journal(USAGE_JOURNAL, &store)? {
+            builder = builder.journal(j);
+        }
+        let meter = builder.build();
         meter
             .restore(&store)
             .map_err(|e| PlatformError::Internal(format!("restoring usage: {e}")))?;
         // Keyed by account: all of an account's apps together, what its
         // monthly quota reads. Not exported to Prometheus (the app meter is).
-        let account_meter = Meter::builder().export_top(0).build();
+        let mut builder = Meter::builder().export_top(0);
+        if let Some(j) = journal(ACCOUNT_USAGE_JOURNAL, &store.account_usage_sink())? {
+            builder = builder.journal(j);
+        }
+        let account_meter = builder.build();
         account_meter
             .restore(&store.account_usage_sink())
             .map_err(|e| PlatformError::Internal(format!("restoring account usage: {e}")))?;

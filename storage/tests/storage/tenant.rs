@@ -413,12 +413,12 @@ fn migrations_are_versioned(b: Backend) {
     let path = b.location(&dir, "m.db");
     {
         let store = Store::open(&path, StoreConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 4);
+        assert_eq!(store.schema_version().unwrap(), 5);
         store.kv_put(&tid("a"), "k", b"v").unwrap();
     }
     // Reopening applies nothing twice and keeps the data.
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     assert_eq!(
         &store.kv_get(&tid("a"), "k").unwrap().unwrap().bytes[..],
         b"v"
@@ -430,14 +430,15 @@ fn migrations_are_versioned(b: Backend) {
         Store::open(&path, StoreConfig::default()),
         Err(StorageError::SchemaTooNew {
             found: 99,
-            supported: 4
+            supported: 5
         })
     ));
 }
 
-/// Takes a fresh file back to schema version 2 (before accounts, and
-/// before version 4's CPU time).
+/// Takes a fresh file back to schema version 2 (before accounts, before
+/// version 4's CPU time and version 5's journal marks).
 const DROP_V3: &str = "
+    DROP TABLE usage_marks;
     ALTER TABLE usage DROP COLUMN cpu_us;
     DROP INDEX tenants_by_account;
     ALTER TABLE tenants DROP COLUMN account;
@@ -462,7 +463,7 @@ fn a_version_2_database_gives_every_app_an_account_of_its_own() {
         c.pragma_update(None, "user_version", 2).unwrap();
     }
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     let rec = store.tenant(&tid("old")).unwrap().unwrap();
     assert_eq!(rec.account.as_ref().map(|a| a.as_str()), Some("old"));
     let acct = store.account(&tid("old")).unwrap().unwrap();
@@ -512,7 +513,7 @@ fn a_version_1_database_gains_refused_counts_and_keeps_its_usage() {
         c.pragma_update(None, "user_version", 1).unwrap();
     }
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     let nov = Period::new(2026, 11).unwrap();
     let rows = store.load_usage(nov).unwrap();
     assert_eq!(rows.len(), 1);
@@ -649,7 +650,47 @@ fn an_accounts_apps_share_its_storage_quota_and_its_app_limit(b: Backend) {
     assert!(store.account(&tid("acme")).unwrap().is_none());
 }
 
+/// A meter with a usage journal on a real store: what a killed node counted
+/// but never flushed is in the store, once, after the next process opens
+/// the journal — apps and accounts alike.
+fn a_journal_hands_a_killed_nodes_counts_to_the_store_once(b: Backend) {
+    use corral_metering::{Journal, Meter};
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = tempfile::tempdir().unwrap();
+    let store = b.open(&dir);
+    let accounts = store.account_usage_sink();
+    let sinks: [(&dyn UsageSink, &str); 2] =
+        [(&store, "usage.journal"), (&accounts, "account.journal")];
+    for (sink, file) in sinks {
+        let (journal, got) = Journal::open(jdir.path(), file, sink).unwrap();
+        assert!(got.usage.is_empty());
+        let meter = Meter::builder().journal(journal).build();
+        meter.restore(sink).unwrap();
+        let shop = tid("shop");
+        for _ in 0..25 {
+            meter.request(&shop);
+        }
+        meter.flush(sink).unwrap();
+        for _ in 0..17 {
+            meter.request(&shop);
+        }
+        // As a SIGKILL leaves it: no last flush (dropping a meter writes
+        // nothing to the sink or the file, and closes the file).
+        drop(meter);
+        let p = Period::containing(std::time::SystemTime::now());
+        let stored = |s: &dyn UsageSink| s.load(p).unwrap().iter().map(|u| u.requests).sum::<u64>();
+        assert_eq!(stored(sink), 25);
+        let (_, got) = Journal::open(jdir.path(), file, sink).unwrap();
+        assert_eq!(got.requests(), 17);
+        assert_eq!(stored(sink), 42);
+        let (_, got) = Journal::open(jdir.path(), file, sink).unwrap();
+        assert!(got.usage.is_empty());
+        assert_eq!(stored(sink), 42);
+    }
+}
+
 both!(
+    a_journal_hands_a_killed_nodes_counts_to_the_store_once,
     tenants_crud,
     bundle_replace_is_atomic_and_validated,
     kv_quota_figures,

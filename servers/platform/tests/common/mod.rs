@@ -232,6 +232,13 @@ impl Server {
         assert!(ok.success());
     }
 
+    /// SIGKILL (no drain, no last flush) and wait for the process to be gone.
+    pub fn kill(mut self) -> (PathBuf, String) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+        (self.dir.clone(), self.token.clone())
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(mut self) -> (PathBuf, String) {
         self.signal("-TERM");

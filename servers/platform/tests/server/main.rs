@@ -506,6 +506,52 @@ async fn sigterm_drains_in_flight_and_usage_survives_restart() {
     );
 }
 
+/// A killed node loses no usage: with `usage_flush_interval = "1h"` nothing
+/// is flushed before the SIGKILL, and the restart on the same data dir still
+/// counts every answered request, exactly, from the usage journal. The same
+/// run with `usage_journal = false` shows what the journal is for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_usage_the_journal_hands_it_over_on_restart() {
+    for journal in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = common::CONFIG.replace(
+            "usage_flush_interval = \"1s\"",
+            &format!("usage_flush_interval = \"1h\"\nusage_journal = {journal}"),
+        );
+        let s = Server::start_with(tmp.path(), None, &config);
+        let (status, v) = s
+            .deploy_js(
+                "counted",
+                "test",
+                "export default { fetch() { return new Response('hi'); } };",
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        for _ in 0..37 {
+            let req = Request::get(s.url("/apps/counted/"))
+                .body(Full::default())
+                .unwrap();
+            let (st, _, body) = s.send(req).await;
+            assert_eq!((st, &body[..]), (StatusCode::OK, &b"hi"[..]));
+        }
+        let (dir, token) = s.kill();
+        let s = Server::start_with(&dir, Some(&token), &config);
+        let (status, usage) = s
+            .admin(Method::GET, "/api/apps/counted/usage", b"", "text/plain")
+            .await;
+        assert_eq!(status, 200, "{usage}");
+        let requests = usage["usage"]["requests"].as_u64().unwrap();
+        if journal {
+            assert_eq!(requests, 37, "{usage}");
+        } else {
+            assert_eq!(
+                requests, 0,
+                "without the journal the kill took them: {usage}"
+            );
+        }
+    }
+}
+
 /// A supervisor may send SIGTERM the moment the server says it is listening;
 /// the handler is in place by then, so that is a clean drain, not death by
 /// signal 15. A hundred rounds (about 2 s), since a handler installed late
