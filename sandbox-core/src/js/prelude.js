@@ -1354,7 +1354,9 @@ class ReadableStream {
   }
   constructor(source = {}, strategy = {}) {
     // WebIDL `optional object`: null is not an object.
-    if (source === null || (typeof source !== "object" && typeof source !== "function")) throw new TypeError("ReadableStream: the underlying source must be an object");
+    if (source === null || (typeof source !== "object" && typeof source !== "function")) {
+      throw new TypeError("ReadableStream: the underlying source must be an object");
+    }
     if (source.type !== undefined) {
       throw new TypeError(`ReadableStream: type ${JSON.stringify(String(source.type))} is not supported`);
     }
