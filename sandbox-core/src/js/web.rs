@@ -433,7 +433,11 @@ pub(crate) fn url_set(href_in: &str, field: u32, value: &str) -> Option<Vec<Stri
     // Through the serialization again: `/.` mended, and a URL that became
     // file: gets its file part.
     let mut whole = href(&p);
-    if field == 8 && !p.url.cannot_be_a_base() && value.is_empty() && whole.contains("://") {
+    if field == 8
+        && !p.url.cannot_be_a_base()
+        && clean_input(value, false).is_empty()
+        && whole[p.url.scheme().len()..].starts_with("://")
+    {
         // Emptying a non-special URL's path where it has a host leaves it
         // empty (the crate keeps `/`).
         if !is_special(p.url.scheme()) && p.url.path() == "/" {
@@ -818,6 +822,11 @@ mod tests {
             "non-spec://h//p"
         );
         assert_eq!(url_set("foo:///some/path", 8, "").unwrap()[0], "foo://");
+        assert_eq!(url_set("foo://h/p?q", 8, "\t").unwrap()[0], "foo://h?q");
+        assert_eq!(
+            url_set("foo:/x?u=a://b", 8, "").unwrap()[0],
+            "foo:/?u=a://b"
+        );
         let origin = |s: &str| url_parse(s, None).unwrap().remove(1);
         assert_eq!(origin("blob:https://a.com:443/x"), "https://a.com");
         assert_eq!(origin("blob:ftp://host/path"), "null");
