@@ -84,7 +84,7 @@
 //! `TransformStream`, `TextEncoderStream`, `TextDecoderStream`, queuing
 //! strategies), `console` (into the tenant's [`TenantLog`](crate::TenantLog)),
 //! `crypto.getRandomValues` / `crypto.randomUUID`, `EventTarget`, `Event`,
-//! `CustomEvent`, `AbortController`, `AbortSignal`, `DOMException`,
+//! `CustomEvent`, `ErrorEvent`, `AbortController`, `AbortSignal`, `DOMException`,
 //! `structuredClone`, `Blob`, `File`, `self`, `navigator.userAgent`,
 //! Promises and `async`,
 //! `setTimeout`/`setInterval` that never outlive their request (or its

@@ -161,6 +161,7 @@ function viewRange(v) {
 }
 
 const host = globalThis.__corral_host;
+const globalObject = globalThis; // before a tenant can replace `globalThis`
 delete globalThis.__corral_host;
 
 const define = (name, value) =>
@@ -1116,7 +1117,8 @@ class CountQueuingStrategy {
     return countSize;
   }
 }
-const countSize = () => 1;
+// WebIDL names the function `size`.
+const countSize = { size: () => 1 }.size;
 
 class ByteLengthQueuingStrategy {
   #hwm;
@@ -1131,7 +1133,7 @@ class ByteLengthQueuingStrategy {
     return byteLengthSize;
   }
 }
-const byteLengthSize = (chunk) => chunk.byteLength;
+const byteLengthSize = { size: (chunk) => chunk.byteLength }.size;
 
 // -- ReadableStream
 
@@ -1351,7 +1353,10 @@ class ReadableStream {
     };
   }
   constructor(source = {}, strategy = {}) {
-    source = source ?? {};
+    // WebIDL `optional object`: null is not an object.
+    if (source === null || (typeof source !== "object" && typeof source !== "function")) {
+      throw new TypeError("ReadableStream: the underlying source must be an object");
+    }
     if (source.type !== undefined) {
       throw new TypeError(`ReadableStream: type ${JSON.stringify(String(source.type))} is not supported`);
     }
@@ -1427,11 +1432,21 @@ class ReadableStream {
   pipeTo(dest, options = {}) {
     return pipeTo(this, dest, options);
   }
-  pipeThrough(transform, options) {
-    const { writable, readable } = transform;
-    if (this.#s.reader !== null) throw new TypeError("pipeThrough: the source stream is locked");
-    if (wsOf(writable).writer !== null) throw new TypeError("pipeThrough: the destination stream is locked");
-    PromisePrototypeCatch(pipeTo(this, writable, options), noop);
+  pipeThrough(transform, options = undefined) {
+    const s = this.#s;
+    // WebIDL: the pair's members in lexicographic order, each brand-checked
+    // as it is read, then the options, all before the locks are looked at.
+    if (transform === null || (typeof transform !== "object" && typeof transform !== "function")) {
+      throw new TypeError("pipeThrough: the transform must be an object");
+    }
+    const readable = transform.readable;
+    if (!isReadableStream(readable)) throw new TypeError("pipeThrough: transform.readable is not a ReadableStream");
+    const writable = transform.writable;
+    const w = wsOf(writable);
+    const opts = pipeOptions(options);
+    if (s.reader !== null) throw new TypeError("pipeThrough: the source stream is locked");
+    if (w.writer !== null) throw new TypeError("pipeThrough: the destination stream is locked");
+    PromisePrototypeCatch(pipeTo(this, writable, opts), noop);
     return readable;
   }
   tee() {
@@ -1443,6 +1458,21 @@ class ReadableStream {
   [Symbol.asyncIterator](options) {
     return this.values(options);
   }
+}
+
+// StreamPipeOptions as a WebIDL dictionary: members read once, in
+// lexicographic order, into a record the tenant cannot reach.
+function pipeOptions(options) {
+  if (options === undefined || options === null) return { __proto__: null };
+  if (typeof options !== "object" && typeof options !== "function") {
+    throw new TypeError("the pipe options must be an object");
+  }
+  const preventAbort = !!options.preventAbort;
+  const preventCancel = !!options.preventCancel;
+  const preventClose = !!options.preventClose;
+  const signal = options.signal;
+  if (signal !== undefined && !isAbortSignal(signal)) throw new TypeError("options.signal is not an AbortSignal");
+  return { __proto__: null, preventAbort, preventCancel, preventClose, signal };
 }
 
 function pipeTo(source, dest, options) {
@@ -1867,8 +1897,10 @@ class WritableStreamDefaultWriter {
 
 function wsReleaseWriter(wr) {
   if (wr.stream === null) return;
-  wr.ready = rejectOrReplace(wr.ready, released());
-  wr.closed = rejectOrReplace(wr.closed, released());
+  // The spec rejects both with the same TypeError.
+  const error = released();
+  wr.ready = rejectOrReplace(wr.ready, error);
+  wr.closed = rejectOrReplace(wr.closed, error);
   wr.stream.writer = null;
   wr.stream = null;
 }
@@ -2158,6 +2190,21 @@ function blobType(type) {
   return StringPrototypeToLowerCase(type);
 }
 
+// "Convert line endings to native", native being LF here.
+function nativeEndings(s) {
+  let at = StringPrototypeIndexOf(s, "\r");
+  if (at < 0) return s;
+  const pieces = [];
+  let from = 0;
+  while (at >= 0) {
+    ArrayPrototypePush(pieces, StringPrototypeSlice(s, from, at));
+    from = StringPrototypeCharCodeAt(s, at + 1) === 0x0a ? at + 2 : at + 1;
+    at = StringPrototypeIndexOf(s, "\r", from);
+  }
+  ArrayPrototypePush(pieces, StringPrototypeSlice(s, from));
+  return ArrayPrototypeJoin(pieces, "\n");
+}
+
 class Blob {
   #bytes;
   #type;
@@ -2168,19 +2215,35 @@ class Blob {
     const chunks = [];
     let size = 0;
     if (parts !== undefined) {
-      if (parts === null || typeof parts !== "object" || typeof parts[Symbol.iterator] !== "function") {
-        throw new TypeError("Blob: parts must be a sequence");
-      }
-      for (const part of parts) {
-        let bytes;
+      // sequence<BlobPart>: @@iterator read once, each part converted as
+      // it comes (strings kept as such until `endings` is known).
+      const method = parts === null || typeof parts !== "object" ? undefined : parts[Symbol.iterator];
+      if (typeof method !== "function") throw new TypeError("Blob: parts must be a sequence");
+      for (const part of { [Symbol.iterator]: () => ReflectApply(method, parts, []) }) {
+        let chunk;
         try {
-          bytes = part.#bytes;
+          chunk = part.#bytes;
         } catch {
-          bytes = isBufferSource(part) ? copyBytes(part) : utf8Encode(String(part));
+          chunk = isBufferSource(part) ? copyBytes(part) : usvString(part);
         }
-        ArrayPrototypePush(chunks, bytes);
-        size += TypedArrayPrototypeGetLength(bytes);
+        ArrayPrototypePush(chunks, chunk);
       }
+    }
+    // BlobPropertyBag, its members in lexicographic order.
+    if (options !== undefined && options !== null && typeof options !== "object" && typeof options !== "function") {
+      throw new TypeError("Blob: options must be an object");
+    }
+    const endings = options == null ? undefined : options.endings;
+    let native = false;
+    if (endings !== undefined) {
+      const e = String(endings);
+      if (e === "native") native = true;
+      else if (e !== "transparent") throw new TypeError(`Blob: endings must be "transparent" or "native"`);
+    }
+    const type = options == null ? undefined : options.type;
+    for (let i = 0; i < chunks.length; i++) {
+      if (typeof chunks[i] === "string") chunks[i] = utf8Encode(native ? nativeEndings(chunks[i]) : chunks[i]);
+      size += TypedArrayPrototypeGetLength(chunks[i]);
     }
     const out = new Uint8Array(size);
     let at = 0;
@@ -2189,7 +2252,7 @@ class Blob {
       at += TypedArrayPrototypeGetLength(chunks[i]);
     }
     this.#bytes = out;
-    this.#type = options && options.type !== undefined ? blobType(options.type) : "";
+    this.#type = type !== undefined ? blobType(type) : "";
   }
   get size() {
     return TypedArrayPrototypeGetLength(this.#bytes);
@@ -2646,6 +2709,24 @@ class DOMException extends Error {
     return "DOMException";
   }
 }
+// WebIDL: attributes are enumerable, and the legacy codes are constants on
+// the interface object and its prototype.
+for (const name of ["name", "code"]) {
+  ObjectDefineProperty(DOMException.prototype, name, { __proto__: null, enumerable: true });
+}
+for (const [name, value] of [
+  ["INDEX_SIZE_ERR", 1], ["DOMSTRING_SIZE_ERR", 2], ["HIERARCHY_REQUEST_ERR", 3], ["WRONG_DOCUMENT_ERR", 4],
+  ["INVALID_CHARACTER_ERR", 5], ["NO_DATA_ALLOWED_ERR", 6], ["NO_MODIFICATION_ALLOWED_ERR", 7],
+  ["NOT_FOUND_ERR", 8], ["NOT_SUPPORTED_ERR", 9], ["INUSE_ATTRIBUTE_ERR", 10], ["INVALID_STATE_ERR", 11],
+  ["SYNTAX_ERR", 12], ["INVALID_MODIFICATION_ERR", 13], ["NAMESPACE_ERR", 14], ["INVALID_ACCESS_ERR", 15],
+  ["VALIDATION_ERR", 16], ["TYPE_MISMATCH_ERR", 17], ["SECURITY_ERR", 18], ["NETWORK_ERR", 19],
+  ["ABORT_ERR", 20], ["URL_MISMATCH_ERR", 21], ["QUOTA_EXCEEDED_ERR", 22], ["TIMEOUT_ERR", 23],
+  ["INVALID_NODE_TYPE_ERR", 24], ["DATA_CLONE_ERR", 25],
+]) {
+  const desc = { __proto__: null, value, enumerable: true };
+  ObjectDefineProperty(DOMException, name, desc);
+  ObjectDefineProperty(DOMException.prototype, name, desc);
+}
 
 let eventRecord; // Event -> its internal state (throws on anything else)
 
@@ -2677,6 +2758,7 @@ class Event {
       trusted: false,
       timeStamp: DateNow(),
     };
+    ObjectDefineProperty(this, "isTrusted", isTrustedDesc);
   }
   get type() {
     return this.#s.type;
@@ -2751,6 +2833,15 @@ class Event {
     return "Event";
   }
 }
+// WebIDL [LegacyUnforgeable]: isTrusted is an own accessor of each event
+// (one getter shared by all), not one on the prototype.
+const isTrustedDesc = {
+  __proto__: null,
+  get: ReflectGetOwnPropertyDescriptor(Event.prototype, "isTrusted").get,
+  enumerable: true,
+  configurable: false,
+};
+delete Event.prototype.isTrusted;
 for (const [name, value] of [["NONE", 0], ["CAPTURING_PHASE", 1], ["AT_TARGET", 2], ["BUBBLING_PHASE", 3]]) {
   const desc = { __proto__: null, value, enumerable: true };
   ObjectDefineProperty(Event, name, desc);
@@ -2768,6 +2859,7 @@ class CustomEvent extends Event {
     return this.#detail;
   }
   initCustomEvent(type, bubbles = false, cancelable = false, detail = null) {
+    if (arguments.length === 0) throw new TypeError("initCustomEvent: the type is required");
     if (eventRecord(this).dispatching) return;
     this.initEvent(type, bubbles, cancelable);
     this.#detail = detail;
@@ -2776,6 +2868,44 @@ class CustomEvent extends Event {
     return "CustomEvent";
   }
 }
+
+// The event an error a listener throws is reported with, at the global.
+class ErrorEvent extends Event {
+  #message;
+  #filename;
+  #lineno;
+  #colno;
+  #error;
+  constructor(type, init = undefined) {
+    if (arguments.length === 0) throw new TypeError("ErrorEvent: the type is required");
+    super(type, init);
+    init = init ?? {};
+    this.#colno = init.colno === undefined ? 0 : NumberToUint32(init.colno);
+    this.#error = init.error;
+    this.#filename = init.filename === undefined ? "" : usvString(init.filename);
+    this.#lineno = init.lineno === undefined ? 0 : NumberToUint32(init.lineno);
+    this.#message = init.message === undefined ? "" : String(init.message);
+  }
+  get message() {
+    return this.#message;
+  }
+  get filename() {
+    return this.#filename;
+  }
+  get lineno() {
+    return this.#lineno;
+  }
+  get colno() {
+    return this.#colno;
+  }
+  get error() {
+    return this.#error;
+  }
+  get [Symbol.toStringTag]() {
+    return "ErrorEvent";
+  }
+}
+const NumberToUint32 = (v) => Number(v) >>> 0;
 
 let targetListeners; // EventTarget -> its listener list
 let addAbortAlgorithm; // (signal, fn): runs fn when the signal aborts
@@ -2835,21 +2965,42 @@ function removeListener(target, l) {
   }
 }
 
-// An error thrown by a listener does not stop the dispatch: it goes to the
-// tenant's log, as an uncaught error would.
+// An error thrown by a listener does not stop the dispatch: it is reported
+// (HTML's "report an exception") as an `error` event at the global object
+// and, unless a listener cancels that, to the tenant's log. An error thrown
+// while one is being reported only goes to the log, so this cannot recurse.
+let reportingError = false;
 function reportError(e) {
+  if (!reportingError) {
+    reportingError = true;
+    let handled = false;
+    try {
+      let message = "";
+      try {
+        message = e instanceof Error ? String(e.message) : "";
+      } catch {}
+      const event = new ErrorEvent("error", { __proto__: null, cancelable: true, error: e, message });
+      handled = !dispatch(globalObject, event, true);
+    } finally {
+      reportingError = false;
+    }
+    if (handled) return;
+  }
   logger("error: ")(e);
 }
 
 class EventTarget {
   #listeners = [];
   static {
-    targetListeners = (t) => t.#listeners;
+    // The global object is an EventTarget too (WebIDL [Global], as in a
+    // worker); its listeners are kept here.
+    const globalListeners = [];
+    targetListeners = (t) => (t === globalObject ? globalListeners : t.#listeners);
   }
   addEventListener(type, callback, options = undefined) {
-    const list = this.#listeners;
-    if (callback === null || callback === undefined) return;
-    if (typeof callback !== "function" && typeof callback !== "object") {
+    const target = this ?? globalObject; // WebIDL: a missing `this` is the global
+    const list = targetListeners(target);
+    if (typeof callback !== "function" && typeof callback !== "object" && callback !== undefined) {
       throw new TypeError("addEventListener: the listener must be a function or an object");
     }
     let capture = false;
@@ -2867,6 +3018,8 @@ class EventTarget {
     } else {
       capture = !!options;
     }
+    // Only now, the options converted (WebIDL): a null listener adds nothing.
+    if (callback === null || callback === undefined) return;
     if (signal !== null && signal.aborted) return;
     type = String(type);
     for (let i = 0; i < list.length; i++) {
@@ -2875,24 +3028,26 @@ class EventTarget {
     }
     const l = { __proto__: null, type, callback, capture, passive, once, removed: false };
     ArrayPrototypePush(list, l);
-    if (signal !== null) addAbortAlgorithm(signal, () => removeListener(this, l));
+    if (signal !== null) addAbortAlgorithm(signal, () => removeListener(target, l));
   }
   removeEventListener(type, callback, options = undefined) {
-    const list = this.#listeners;
+    const target = this ?? globalObject;
+    const list = targetListeners(target);
     const capture = flattenCapture(options);
     type = String(type);
     for (let i = 0; i < list.length; i++) {
       const l = list[i];
       if (l.type === type && l.callback === callback && l.capture === capture) {
-        removeListener(this, l);
+        removeListener(target, l);
         return;
       }
     }
   }
   dispatchEvent(event) {
-    this.#listeners;
+    const target = this ?? globalObject;
+    targetListeners(target);
     eventRecord(event); // a TypeError for anything but an Event
-    return dispatch(this, event, false);
+    return dispatch(target, event, false);
   }
   get [Symbol.toStringTag]() {
     return "EventTarget";
@@ -3786,7 +3941,12 @@ define("navigator", ObjectFreeze({ __proto__: null, userAgent: "Corral" }));
 define("DOMException", DOMException);
 define("Event", Event);
 define("CustomEvent", CustomEvent);
+define("ErrorEvent", ErrorEvent);
 define("EventTarget", EventTarget);
+// The global object's own EventTarget methods (see EventTarget).
+define("addEventListener", EventTarget.prototype.addEventListener);
+define("removeEventListener", EventTarget.prototype.removeEventListener);
+define("dispatchEvent", EventTarget.prototype.dispatchEvent);
 define("AbortSignal", AbortSignal);
 define("AbortController", AbortController);
 define("self", globalThis);

@@ -506,6 +506,73 @@ async fn events_and_abort_signals_follow_the_dom_standard() {
     );
 }
 
+/// The global object is an EventTarget (as a worker's is): bare
+/// `addEventListener`/`dispatchEvent` work with the global as `this`, and an
+/// exception a listener throws is an `error` event there (HTML's "report an
+/// exception"), which a listener can cancel; an error thrown while one is
+/// reported is not reported again (no recursion).
+#[tokio::test]
+async fn the_global_object_is_an_event_target_with_error_events() {
+    let t = Tenant::new(
+        "global-events",
+        r#"export default { async fetch() {
+            const out = [];
+            function onPing() { out.push(this === globalThis); }
+            addEventListener("ping", onPing);
+            out.push(dispatchEvent(new Event("ping")));
+            removeEventListener("ping", onPing);
+            dispatchEvent(new Event("ping"));
+            const boom = new Error("boom");
+            const onError = (e) => {
+                out.push(e instanceof ErrorEvent, e.error === boom, e.message, e.isTrusted);
+                e.preventDefault();
+                throw new Error("again");
+            };
+            globalThis.addEventListener("error", onError);
+            const et = new EventTarget();
+            et.addEventListener("x", () => { throw boom; });
+            et.dispatchEvent(new Event("x"));
+            removeEventListener("error", onError);
+            try { dispatchEvent(null); } catch (e) { out.push(e.constructor.name); }
+            out.push(Object.getOwnPropertyDescriptor(new Event("x"), "isTrusted").enumerable);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        "true,true,true,true,boom,true,TypeError,true"
+    );
+}
+
+/// Blob options are a WebIDL dictionary (issue 16): `endings: "native"`
+/// turns CR and CRLF in string parts into LF, a bad `endings` or a
+/// non-object options bag is a TypeError; URLs keep a file: host beside a
+/// drive letter and a file: path's empty leading segments.
+#[tokio::test]
+async fn blob_options_and_file_urls_follow_the_standards() {
+    let t = Tenant::new(
+        "blob-url",
+        r#"export default { async fetch() {
+            const out = [];
+            out.push(JSON.stringify(await new Blob(["a\r\nb\rc"], { endings: "native" }).text()));
+            out.push(JSON.stringify(await new Blob(["a\r\n"], {}).text()));
+            for (const bad of [1, "x", true]) { try { new Blob([], bad); } catch (e) { out.push(e.constructor.name); } }
+            try { new Blob([], { endings: "crlf" }); } catch (e) { out.push(e.constructor.name); }
+            out.push(new URL("file://host/C:/x").host, new URL("file:////srv").href);
+            const u = new URL("file://h/C:/");
+            u.pathname = "//a";
+            out.push(u.href, new URL("blob:ftp://host/").origin);
+            return new Response(out.join(","));
+        } }"#,
+        Limits::default(),
+    );
+    assert_eq!(
+        t.text("/").await,
+        r#""a\nb\nc","a\r\n",TypeError,TypeError,TypeError,TypeError,host,file:////srv,file://h//a,null"#
+    );
+}
+
 /// `crypto.getRandomValues` throws what Web Crypto says (issue 16): a
 /// TypeError for a non-view, a TypeMismatchError DOMException for float
 /// arrays and DataViews, a QuotaExceededError DOMException past 65,536 bytes.
