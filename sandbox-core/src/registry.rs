@@ -582,7 +582,8 @@ impl Inner {
         // Every version of a tenant is written to the same path; the CRC32
         // below tells whether the file is still this version's.
         let path = self.path_for(id);
-        let bytes = std::fs::read(&path)
+        let bytes = read_artifact(&path)
+            .await
             .map_err(|e| SandboxError::internal(format!("reading {}", path.display()), e))?;
         let file = artifact::decode(&bytes)?;
         if file.crc32 != v.crc32 {
@@ -599,6 +600,20 @@ impl Inner {
             .fetch_add(took, Ordering::Relaxed);
         tenant.cold_starts.fetch_add(1, Ordering::Relaxed);
         Ok((program, true))
+    }
+}
+
+/// Reads an artifact file on tokio's blocking pool when there is a runtime.
+///
+/// Among thousands of apps an artifact is often no longer in the page cache:
+/// read on a runtime worker, the disk's milliseconds stalled every request
+/// queued behind it on that worker, warm ones included (BENCHMARKS.md,
+/// "wagi30"). Only the request that wakes the app waits for the disk now.
+async fn read_artifact(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::fs::read(path).await
+    } else {
+        std::fs::read(path)
     }
 }
 

@@ -340,7 +340,10 @@ impl WasmProgram {
             progress.clone(),
         ));
         // The run ends, or (an event stream) its head comes out first.
+        // `biased`: the run first, so a guest that ends in its first poll
+        // never registers this task's waker with `head_rx`.
         let head = tokio::select! {
+            biased;
             outcome = &mut run => match head_rx.try_recv() {
                 // The head went out during the run's last poll.
                 Ok(head) => {
@@ -348,6 +351,11 @@ impl WasmProgram {
                     return Ok(stream_rest(head, ended, &stdout, started, progress));
                 }
                 Err(_) => {
+                    // Closed before `stdout` (and its sender) goes: dropping
+                    // an open receiver's sender would wake this very task,
+                    // which then runs again for nothing and has the runtime
+                    // wake an idle worker to steal it.
+                    drop(head_rx);
                     let Outcome { result, stats } = outcome;
                     result?;
                     let mut response = wagi::parse_cgi(stdout.take())?;

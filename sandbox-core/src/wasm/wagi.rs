@@ -337,6 +337,16 @@ fn decide(state: &mut OutputState) {
     let Mode::Undecided(head) = std::mem::replace(&mut state.mode, Mode::Buffered) else {
         return;
     };
+    // An event stream's head holds `text/event-stream` (its Content-Type):
+    // a head without it is buffered as it is, without a copy and a parse
+    // here (the whole response is parsed once, when the guest exits). No
+    // blank line: not a response `parse_cgi` would take either.
+    let Some((head_end, _)) = find_blank_line(&state.buf) else {
+        return;
+    };
+    if !contains_ignore_ascii_case(&state.buf[..head_end], b"text/event-stream") {
+        return;
+    }
     let Ok(resp) = parse_cgi(Bytes::copy_from_slice(&state.buf)) else {
         return;
     };
@@ -354,6 +364,12 @@ fn decide(state: &mut OutputState) {
         state.buf.clear();
         state.mode = Mode::Streaming(tx);
     }
+}
+
+/// Whether `needle` (ASCII) occurs in `hay`, ignoring ASCII case.
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 #[wasmtime_wasi::async_trait]
@@ -689,6 +705,41 @@ mod tests {
         assert!(out.stream().is_none());
         let resp = parse_cgi(out.take()).unwrap();
         assert_eq!(&resp.body()[..], b"hello world");
+    }
+
+    #[test]
+    fn only_the_head_says_whether_it_is_an_event_stream() {
+        // In the body only: buffered.
+        let (head, mut rx) = oneshot::channel();
+        let out = CappedOutput::new(1024, head);
+        assert!(push(&out, b"Content-Type: text/plain\n\ntext/event-stream"));
+        assert!(rx.try_recv().is_err());
+        assert!(out.stream().is_none());
+        // Any case, with parameters: streamed.
+        let (head, mut rx) = oneshot::channel();
+        let out = CappedOutput::new(1024, head);
+        assert!(push(
+            &out,
+            b"content-type: TEXT/Event-Stream; charset=utf-8\r\n\r\n"
+        ));
+        assert!(rx.try_recv().is_ok());
+        // Named in another header only: buffered, as the parse decides.
+        let (head, mut rx) = oneshot::channel();
+        let out = CappedOutput::new(1024, head);
+        assert!(push(
+            &out,
+            b"Content-Type: text/plain\nX-Not: text/event-stream\n\n"
+        ));
+        assert!(rx.try_recv().is_err());
+        assert!(out.stream().is_none());
+        assert!(contains_ignore_ascii_case(
+            b"a TEXT/EVENT-STREAM",
+            b"text/event-stream"
+        ));
+        assert!(!contains_ignore_ascii_case(
+            b"text/event",
+            b"text/event-stream"
+        ));
     }
 
     #[test]

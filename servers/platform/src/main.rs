@@ -15,6 +15,7 @@ const DEFAULT_LOG: &str = "info,wasmtime_wasi=warn";
 
 fn main() -> ExitCode {
     quiet_error_backtraces();
+    reserve_fd_table();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -77,6 +78,38 @@ async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
 /// Turns off backtrace capture in error values unless `RUST_LIB_BACKTRACE`
 /// says otherwise; panics still print theirs under `RUST_BACKTRACE`.
 ///
+/// Descriptors the file table is sized for at start ([`reserve_fd_table`]):
+/// 16,384 slots, 128 KiB of kernel memory (not counted in RSS).
+const FD_TABLE_SLOTS: i32 = 16 << 10;
+
+/// Grows the process's file-descriptor table once, while `main` is still
+/// the only thread.
+///
+/// Every warm WebAssembly app holds a descriptor (the memfd of its
+/// copy-on-write memory image), as does every connection, so the table
+/// grows while apps wake. Each time the highest descriptor passes a power of
+/// two, Linux copies the table and, in a process with more than one thread,
+/// waits for an RCU grace period (`synchronize_rcu` in `expand_fdtable`):
+/// milliseconds, during which every other thread opening a file waits as
+/// well. Waking 500 WebAssembly apps crossed 128, 256 and 512 and stalled
+/// both runtime workers each time, in the middle of reading artifacts: the
+/// cold starts' p99 (BENCHMARKS.md, "wagi30"). The table never shrinks, so
+/// growing it now, single-threaded, costs no grace period, and never again
+/// below this size. Under a lower `RLIMIT_NOFILE` it grows as far as the
+/// limit lets it; nothing else changes.
+fn reserve_fd_table() {
+    let mut slots = FD_TABLE_SLOTS;
+    while slots >= 64 {
+        // The lowest free descriptor at or above `slots - 1`: the table grows
+        // to hold it, and keeps its size once the duplicate is closed (dropped).
+        if rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), slots - 1).is_ok() {
+            return;
+        }
+        // EINVAL: past the soft limit. Try a smaller table.
+        slots /= 2;
+    }
+}
+
 /// With `RUST_BACKTRACE=1` in the environment, std captures a backtrace for
 /// every error value that asks (`wasmtime::Error` does), and wasmtime builds
 /// one such error whenever a component store is dropped, that is on every
@@ -93,5 +126,38 @@ fn quiet_error_backtraces() {
         unsafe {
             std::env::set_var("RUST_LIB_BACKTRACE", "0");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FDSize` of `/proc/self/status`: the slots of the descriptor table.
+    fn fd_table_slots() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("FDSize:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("an FDSize line")
+    }
+
+    #[test]
+    fn the_fd_table_is_grown_once_to_its_reserve() {
+        reserve_fd_table();
+        let slots = fd_table_slots();
+        // As large as asked, unless the soft limit forbids a descriptor that
+        // high (then as large as it allows, and never below 64).
+        let limited =
+            rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), FD_TABLE_SLOTS - 1).is_err();
+        assert!(
+            slots >= FD_TABLE_SLOTS as usize || (limited && slots >= 64),
+            "FDSize {slots}"
+        );
+        // Closing the duplicate left no descriptor open up there.
+        let next = rustix::io::fcntl_dupfd_cloexec(std::io::stderr(), 0).unwrap();
+        use std::os::fd::AsRawFd;
+        assert!(next.as_raw_fd() < 1024, "{}", next.as_raw_fd());
     }
 }
