@@ -15,6 +15,7 @@ const DEFAULT_LOG: &str = "info,wasmtime_wasi=warn";
 
 fn main() -> ExitCode {
     quiet_error_backtraces();
+    raise_fd_limit();
     reserve_fd_table();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -75,9 +76,6 @@ async fn run(cli: Cli) -> Result<ExitCode, ServerError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Turns off backtrace capture in error values unless `RUST_LIB_BACKTRACE`
-/// says otherwise; panics still print theirs under `RUST_BACKTRACE`.
-///
 /// Descriptors the file table is sized for at start ([`reserve_fd_table`]):
 /// 16,384 slots, 128 KiB of kernel memory (not counted in RSS).
 const FD_TABLE_SLOTS: i32 = 16 << 10;
@@ -110,6 +108,27 @@ fn reserve_fd_table() {
     }
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as servers that hold
+/// many descriptors do (nginx's `worker_rlimit_nofile`, systemd's default
+/// for services is a soft 1,024 under a hard 524,288). Each warm WebAssembly
+/// app holds a descriptor and each connection one: under a soft 1,024 the
+/// node would fail near 1,000 warm apps with EMFILE. The hard limit is the
+/// operator's to set (`LimitNOFILE=` in the unit); this only stops a low
+/// default soft limit from binding first.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            eprintln!("corral-server: raising RLIMIT_NOFILE to its hard limit failed: {e}");
+        }
+    }
+}
+
+/// Turns off backtrace capture in error values unless `RUST_LIB_BACKTRACE`
+/// says otherwise; panics still print theirs under `RUST_BACKTRACE`.
+///
 /// With `RUST_BACKTRACE=1` in the environment, std captures a backtrace for
 /// every error value that asks (`wasmtime::Error` does), and wasmtime builds
 /// one such error whenever a component store is dropped, that is on every
@@ -141,6 +160,14 @@ mod tests {
             .find_map(|l| l.strip_prefix("FDSize:"))
             .and_then(|v| v.trim().parse().ok())
             .expect("an FDSize line")
+    }
+
+    #[test]
+    fn the_soft_fd_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{Resource, getrlimit};
+        raise_fd_limit();
+        let lim = getrlimit(Resource::Nofile);
+        assert_eq!(lim.current, lim.maximum);
     }
 
     #[test]
