@@ -153,6 +153,7 @@ pub(crate) mod compress;
 pub(crate) mod engine;
 pub(crate) mod host;
 pub(crate) mod multipart;
+pub(crate) mod split;
 pub(crate) mod subtle;
 pub(crate) mod web;
 
