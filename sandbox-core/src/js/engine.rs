@@ -1026,6 +1026,34 @@ mod tests {
         assert_eq!(line_col("    at other.js:3:14\n", "app.js"), None);
     }
 
+    /// The one-module prelude V8 evaluates (no lazy parts) is valid and
+    /// settles its lazy properties at its end.
+    #[test]
+    fn the_whole_prelude_evaluates_as_one_module() {
+        let rt = new_runtime(&Limits::default(), None).unwrap();
+        let cx = Context::full(&rt).unwrap();
+        let host = Arc::new(HostState::counting_coders_in(usize::MAX, Arc::default()));
+        cx.with(|ctx| {
+            host::install(&ctx, &host).unwrap();
+            let source = super::super::split::whole(PRELUDE_SOURCE);
+            let module = Module::declare(ctx.clone(), PRELUDE_MODULE, source)
+                .catch(&ctx)
+                .unwrap();
+            let (_, promise) = module.eval().catch(&ctx).unwrap();
+            while ctx.execute_pending_job() {}
+            assert_eq!(promise.state(), PromiseState::Resolved);
+            let probe: String = ctx
+                .eval(
+                    r#"const d = Object.getOwnPropertyDescriptor(crypto, "subtle");
+                    const r = Object.getOwnPropertyDescriptor(globalThis, "ReadableStream");
+                    `${String(d.value)} ${"get" in d} ${typeof r.value} ${r.enumerable}`"#,
+                )
+                .catch(&ctx)
+                .unwrap();
+            assert_eq!(probe, "[object SubtleCrypto] false function false");
+        });
+    }
+
     #[test]
     fn prelude_compiles() {
         assert!(prelude_bytecode().len() > 1000);
