@@ -47,6 +47,11 @@ impl Resolver for NoImports {
         name: &str,
         _attributes: Option<ImportAttributes<'js>>,
     ) -> rquickjs::Result<String> {
+        // A prelude part imports the core (already loaded, so found by name
+        // and never handed to the loader); nothing else imports anything.
+        if name == PRELUDE_MODULE && base.starts_with("corral:") && base != PRELUDE_MODULE {
+            return Ok(name.to_owned());
+        }
         Err(rquickjs::Error::new_resolving_message(
             base,
             name,
@@ -81,17 +86,109 @@ fn apply_limits(rt: &Runtime, limits: &Limits) {
     rt.set_max_stack_size(limits.max_stack_bytes.min(MAX_JS_STACK_BYTES));
 }
 
-/// QuickJS bytecode of the prelude, compiled once per process.
-fn prelude_bytecode() -> &'static [u8] {
-    static BYTECODE: OnceLock<Vec<u8>> = OnceLock::new();
-    BYTECODE.get_or_init(|| {
-        let limits = Limits::default();
-        // Without debug information (line tables, file names): 15% less
-        // bytecode for every cold start to read and every runtime to hold.
-        // The guest's stacks lose only the prelude frames' line numbers.
-        let compiled = compile_with(PRELUDE_MODULE, PRELUDE_SOURCE, &limits, true);
-        compiled.expect("the built-in prelude compiles")
+/// The prelude's modules as QuickJS bytecode: its core, evaluated into every
+/// runtime, and the parts (js/split.rs) evaluated only when first used.
+struct PreludeParts {
+    core: Vec<u8>,
+    parts: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// The prelude, split and compiled once per process.
+fn prelude_parts() -> &'static PreludeParts {
+    static PARTS: OnceLock<PreludeParts> = OnceLock::new();
+    PARTS.get_or_init(|| {
+        let parts = super::split::split(PRELUDE_SOURCE);
+        let mut compiled = compile_prelude(&parts)
+            .unwrap_or_else(|e| panic!("the built-in prelude compiles: {e:?}"))
+            .into_iter();
+        let core = compiled.next().expect("the prelude has a core");
+        let parts = parts.iter().skip(1).map(|p| p.name).zip(compiled).collect();
+        PreludeParts { core, parts }
     })
+}
+
+/// Compiles the prelude's modules (the core first) in one context, so
+/// that each part's import of the core resolves to it.
+fn compile_prelude(parts: &[super::split::Part]) -> Result<Vec<Vec<u8>>, SandboxError> {
+    let rt = new_runtime(&Limits::default(), None)?;
+    let cx =
+        Context::full(&rt).map_err(|e| SandboxError::internal("creating a QuickJS context", e))?;
+    cx.with(|ctx| {
+        parts
+            .iter()
+            .map(|part| {
+                let name = part.module_name();
+                // Without debug information (line tables, file names): 15%
+                // less bytecode for every cold start to read and every
+                // runtime to hold. The guest's stacks lose only the
+                // prelude frames' line numbers.
+                declare_and_write(&ctx, &name, &part.source, true)
+                    .map_err(|e| SandboxError::internal(format!("the prelude's {name}"), e))
+            })
+            .collect()
+    })
+}
+
+/// QuickJS bytecode of the prelude's core.
+fn prelude_bytecode() -> &'static [u8] {
+    &prelude_parts().core
+}
+
+/// The heap a prelude part takes once evaluated, per byte of its bytecode
+/// (about 3 when measured; a margin on top).
+const PART_HEAP_PER_BYTE: usize = 4;
+
+/// Reads and evaluates the prelude part `name` into the runtime of `ctx`
+/// (the core's `host.loadPart`), returning its module namespace. It runs
+/// in the tenant's runtime, so under its memory limit and budget; what it
+/// throws (out of memory, interrupted) reaches the guest code that touched
+/// the part as it is.
+fn load_part<'js>(ctx: Ctx<'js>, name: String) -> rquickjs::Result<Object<'js>> {
+    let parts = prelude_parts();
+    let Some((_, bytecode)) = parts.parts.iter().find(|(n, _)| *n == name) else {
+        return Err(rquickjs::Exception::throw_internal(
+            &ctx,
+            &format!("corral: the runtime has no part named {name:?}"),
+        ));
+    };
+    // A part that would not fit fails before it starts, while there is
+    // still room for the error that says so (a load that runs out of memory
+    // half way leaves too little even for that).
+    if !host::heap_has_room(&ctx, bytecode.len().saturating_mul(PART_HEAP_PER_BYTE)) {
+        return Err(rquickjs::Exception::throw_internal(&ctx, "out of memory"));
+    }
+    let loaded =
+        load_module(&ctx, bytecode)
+            .and_then(Module::eval)
+            .and_then(|(module, promise)| match promise.state() {
+                PromiseState::Resolved => module.namespace(),
+                // Rethrows the reason.
+                PromiseState::Rejected => promise
+                    .result::<Value<'js>>()
+                    .expect("settled")
+                    .and_then(|_| Err(rquickjs::Error::Exception)),
+                PromiseState::Pending => Err(rquickjs::Exception::throw_internal(
+                    &ctx,
+                    &format!("corral: loading the runtime's {name} part did not finish"),
+                )),
+            });
+    match loaded {
+        // QuickJS throws `null` when the heap has no room even for its "out
+        // of memory" error; the part's allocations are freed by now, so the
+        // error it stands for can be made.
+        Err(rquickjs::Error::Exception) => {
+            let thrown = ctx.catch();
+            if thrown.is_null() {
+                Err(rquickjs::Exception::throw_internal(&ctx, "out of memory"))
+            } else {
+                Err(ctx.throw(thrown))
+            }
+        }
+        Err(rquickjs::Error::Allocation) => {
+            Err(rquickjs::Exception::throw_internal(&ctx, "out of memory"))
+        }
+        other => other,
+    }
 }
 
 /// Parses `source` as an ES module and returns its bytecode. A syntax error is
@@ -114,23 +211,31 @@ fn compile_with(
     let rt = new_runtime(limits, None)?;
     let cx =
         Context::full(&rt).map_err(|e| SandboxError::internal("creating a QuickJS context", e))?;
-    cx.with(|ctx| {
-        let module = Module::declare(ctx.clone(), name, source)
-            .catch(&ctx)
-            .map_err(|e| {
-                let thrown = Thrown::from_caught(e);
-                SandboxError::InvalidModule {
-                    reason: thrown.syntax_reason(name),
-                }
-            })?;
-        module
-            .write(WriteOptions {
-                strip_source: true,
-                strip_debug,
-                ..WriteOptions::default()
-            })
-            .map_err(|e| SandboxError::internal("writing QuickJS bytecode", e))
-    })
+    cx.with(|ctx| declare_and_write(&ctx, name, source, strip_debug))
+}
+
+/// Parses `source` as module `name` in `ctx` and returns its bytecode.
+fn declare_and_write(
+    ctx: &Ctx<'_>,
+    name: &str,
+    source: &str,
+    strip_debug: bool,
+) -> Result<Vec<u8>, SandboxError> {
+    let module = Module::declare(ctx.clone(), name, source)
+        .catch(ctx)
+        .map_err(|e| {
+            let thrown = Thrown::from_caught(e);
+            SandboxError::InvalidModule {
+                reason: thrown.syntax_reason(name),
+            }
+        })?;
+    module
+        .write(WriteOptions {
+            strip_source: true,
+            strip_debug,
+            ..WriteOptions::default()
+        })
+        .map_err(|e| SandboxError::internal("writing QuickJS bytecode", e))
 }
 
 /// Loads and evaluates a module from our own (checksummed) bytecode.
@@ -216,6 +321,11 @@ impl Warm {
             let fail =
                 |e: rquickjs::CaughtError<'_>| classify(Thrown::from_caught(e), &budget, limits);
             host::install(&ctx, &host).catch(&ctx).map_err(fail)?;
+            ctx.globals()
+                .get::<_, Object<'_>>("__corral_host")
+                .and_then(|h| h.set("loadPart", Function::new(ctx.clone(), load_part)?))
+                .catch(&ctx)
+                .map_err(fail)?;
             let internals: Object<'_> = {
                 let module = load_module(&ctx, prelude).catch(&ctx).map_err(fail)?;
                 let (module, promise) = module.eval().catch(&ctx).map_err(fail)?;
@@ -916,8 +1026,43 @@ mod tests {
         assert_eq!(line_col("    at other.js:3:14\n", "app.js"), None);
     }
 
+    /// The one-module prelude V8 evaluates (no lazy parts) is valid and
+    /// settles its lazy properties at its end.
+    #[test]
+    fn the_whole_prelude_evaluates_as_one_module() {
+        let rt = new_runtime(&Limits::default(), None).unwrap();
+        let cx = Context::full(&rt).unwrap();
+        let host = Arc::new(HostState::counting_coders_in(usize::MAX, Arc::default()));
+        cx.with(|ctx| {
+            host::install(&ctx, &host).unwrap();
+            let source = super::super::split::whole(PRELUDE_SOURCE);
+            let module = Module::declare(ctx.clone(), PRELUDE_MODULE, source)
+                .catch(&ctx)
+                .unwrap();
+            let (_, promise) = module.eval().catch(&ctx).unwrap();
+            while ctx.execute_pending_job() {}
+            assert_eq!(promise.state(), PromiseState::Resolved);
+            let probe: String = ctx
+                .eval(
+                    r#"const d = Object.getOwnPropertyDescriptor(crypto, "subtle");
+                    const r = Object.getOwnPropertyDescriptor(globalThis, "ReadableStream");
+                    `${String(d.value)} ${"get" in d} ${typeof r.value} ${r.enumerable}`"#,
+                )
+                .catch(&ctx)
+                .unwrap();
+            assert_eq!(probe, "[object SubtleCrypto] false function false");
+        });
+    }
+
     #[test]
     fn prelude_compiles() {
         assert!(prelude_bytecode().len() > 1000);
+        let parts = prelude_parts();
+        for (name, bytecode) in &parts.parts {
+            println!("prelude part {name}: {} B of bytecode", bytecode.len());
+            assert!(!bytecode.is_empty());
+        }
+        println!("prelude core: {} B of bytecode", parts.core.len());
+        assert!(parts.parts.iter().any(|(name, _)| *name == "streams"));
     }
 }

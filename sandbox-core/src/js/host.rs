@@ -481,13 +481,18 @@ fn install_web<'js>(
     Ok(())
 }
 
+/// What a coder's opening leaves the heap beyond the coder's own bytes:
+/// room for the script to build the stream around it (or the RangeError
+/// that says there is none), instead of an out-of-memory in the middle.
+const CODER_HEADROOM: usize = 64 << 10;
+
 /// Whether the runtime's heap has room for `bytes` more: a trial
 /// allocation through QuickJS's own allocator, which counts the heap against
 /// its limit, freed at once (after one garbage collection when the first try
 /// fails, so garbage the tenant let go of does not count). The block is never
 /// written, so it costs the host no resident memory.
 #[allow(unsafe_code)]
-fn heap_has_room(ctx: &Ctx<'_>, bytes: usize) -> bool {
+pub(crate) fn heap_has_room(ctx: &Ctx<'_>, bytes: usize) -> bool {
     use rquickjs::qjs;
     // SAFETY: `ctx` is a live context of the runtime this thread is running
     // (host functions are called from inside it); the block is freed by the
@@ -620,10 +625,9 @@ fn install_platform<'js>(
             move |ctx: Ctx<'js>, format: String, compress: bool| {
                 let format = compress::Format::from_name(&format)
                     .ok_or_else(|| Exception::throw_type(&ctx, "unknown compression format"))?;
-                let opened = st
-                    .coders
-                    .lock()
-                    .open(format, compress, &mut |bytes| heap_has_room(&ctx, bytes));
+                let opened = st.coders.lock().open(format, compress, &mut |bytes| {
+                    heap_has_room(&ctx, bytes + CODER_HEADROOM)
+                });
                 set_heap_limit(&ctx, st.heap_limit());
                 opened.map_err(|e| coder_error(&ctx, e))
             },

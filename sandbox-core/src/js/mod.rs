@@ -46,6 +46,15 @@
 //! getter or `Symbol.iterator` changes its own code only, never what the
 //! prelude hands the host.
 //!
+//! The prelude is one file but loads in parts (`split`): a core evaluated
+//! when the runtime is built (what a `fetch` returning a `Response` needs)
+//! and parts (streams, URL, events, Blob, FormData, the text coders,
+//! `structuredClone`, `crypto.subtle`, compression) read from bytecode and
+//! evaluated the first time the tenant's code, or the core, touches one of
+//! their globals. A part loads within the entry that touched it, so under
+//! its budget and memory limit, and with the built-ins of the core's load
+//! time, whatever the tenant patched since.
+//!
 //! After any of these the runtime is dropped, and the tenant's next request
 //! gets a fresh one built from bytecode. An uncaught exception is
 //! [`SandboxError::ScriptError`] with the message and the JavaScript stack; the
@@ -153,6 +162,7 @@ pub(crate) mod compress;
 pub(crate) mod engine;
 pub(crate) mod host;
 pub(crate) mod multipart;
+pub(crate) mod split;
 pub(crate) mod subtle;
 pub(crate) mod web;
 

@@ -173,6 +173,91 @@ const define = (name, value) =>
     enumerable: false,
   });
 
+// ------------------------------------------------------------ lazy parts --
+// The sections after a `// @part NAME` line (up to the next `// @part`) are
+// not evaluated with this core: js/split.rs compiles each part to its own
+// module, read and evaluated in a runtime only when its code first touches
+// one of the part's globals (or the core calls into it). A part imports
+// the core's bindings it uses (this module exports them, to parts only)
+// and takes the built-in globals it names from their load-time values, so
+// a tenant that replaced a global or patched a prototype before a part
+// loads changes nothing the part does. A `define("X", X)` below of an X a
+// part declares becomes `defineLazy("X", "part")`, and the core's uses of
+// a part's names become stubs that load it (split.rs appends them).
+
+const realGlobal = globalThis;
+const ReflectConstruct = Reflect.construct;
+const ObjectHasOwn = Object.hasOwn;
+const loadedParts = { __proto__: null }; // part name -> its module namespace
+const lazyProps = []; // the lazy properties not yet loaded, as records
+
+// The namespace of `part`, evaluated now if it is not yet. The host reads
+// and evaluates its bytecode in this runtime: the tenant pays for it, in
+// memory and time, as for any other code it runs.
+function needPart(part) {
+  const loaded = loadedParts[part];
+  if (loaded !== undefined) return loaded;
+  const ns = host.loadPart(part);
+  partLoaded(part, ns);
+  return ns;
+}
+
+// Rebinds the core's stubs for `part` and settles its lazy properties.
+function partLoaded(part, ns) {
+  loadedParts[part] = ns;
+  partBinders[part](ns);
+  for (let i = 0; i < lazyProps.length; i++) {
+    const p = lazyProps[i];
+    if (p.part !== part) continue;
+    // Unless the tenant replaced or deleted the property meanwhile.
+    const d = ReflectGetOwnPropertyDescriptor(p.obj, p.key);
+    if (d !== undefined && ObjectHasOwn(d, "get") && d.get === p.get) {
+      ObjectDefineProperty(p.obj, p.key, {
+        __proto__: null,
+        value: ns[p.exportName],
+        writable: p.writable,
+        enumerable: p.enumerable,
+        configurable: true,
+      });
+    }
+  }
+}
+
+// `obj[key]` as `part`'s export `exportName`, loaded on first read: an
+// accessor until then that becomes the data property it stands for.
+// Setting it first (when writable) replaces it without loading the part.
+function defineLazyOn(obj, key, part, exportName, enumerable, writable) {
+  const p = { __proto__: null, obj, key, part, exportName, enumerable, writable, get: undefined };
+  p.get = function () {
+    return needPart(part)[exportName];
+  };
+  ArrayPrototypePush(lazyProps, p);
+  ObjectDefineProperty(obj, key, {
+    __proto__: null,
+    get: p.get,
+    set: writable
+      ? function (value) {
+          ObjectDefineProperty(this, key, { __proto__: null, value, writable: true, enumerable, configurable: true });
+        }
+      : undefined,
+    enumerable,
+    configurable: true,
+  });
+}
+
+const defineLazy = (name, part) => defineLazyOn(realGlobal, name, part, name, false, true);
+
+// The core's binding for a part's function or class until the part loads:
+// loads it, then calls (or constructs) the real one, which from then on
+// is the binding itself.
+function lazyStub(part, current) {
+  return function (...args) {
+    needPart(part);
+    const f = current();
+    return new.target === undefined ? ReflectApply(f, this, args) : ReflectConstruct(f, args);
+  };
+}
+
 // ---------------------------------------------------------------- bytes ----
 
 function utf8Encode(s) {
@@ -224,6 +309,7 @@ function requireArgs(count, need, what) {
   if (count < need) throw new TypeError(`${what}: ${need} argument${need === 1 ? "" : "s"} required`);
 }
 
+// @part text
 // ------------------------------------------------------ TextEncoder/Decoder --
 // The encodings are encoding_rs's (every WHATWG label, UTF-16, the legacy
 // single- and multi-byte ones), behind host functions.
@@ -314,6 +400,7 @@ class TextDecoder {
   }
 }
 
+// @part core
 // ----------------------------------------------------------------- base64 --
 // The forgiving-base64 of the HTML standard, from the `base64` crate.
 
@@ -407,6 +494,7 @@ define("crypto", {
   },
   randomUUID,
 });
+defineLazyOn(realGlobal.crypto, "subtle", "subtle", "subtleCrypto", true, false);
 
 // ----------------------------------------------------------------- timers --
 // Timers belong to the request (its *scope*) that set them: the host fires
@@ -458,6 +546,7 @@ function clearScopeTimers(scope) {
   });
 }
 
+// @part url
 // ---------------------------------------------------------- URLSearchParams --
 // application/x-www-form-urlencoded parsing and serializing are the
 // `form_urlencoded` crate's (percent-decoding as UTF-8), behind host
@@ -472,6 +561,7 @@ let urlSetQuery; // (url, serialized): the params changed
 
 const ParamsIteratorPrototype = Object.create(IteratorPrototype, {
   next: {
+    __proto__: null,
     value: function next() {
       const it = WeakMapPrototypeGet(paramsIterators, this);
       if (it === undefined) throw new TypeError("next called on an object that is not a URLSearchParams Iterator");
@@ -486,7 +576,7 @@ const ParamsIteratorPrototype = Object.create(IteratorPrototype, {
     enumerable: true,
     configurable: true,
   },
-  [Symbol.toStringTag]: { value: "URLSearchParams Iterator", configurable: true },
+  [Symbol.toStringTag]: { __proto__: null, value: "URLSearchParams Iterator", configurable: true },
 });
 const paramsIterators = new WeakMap();
 
@@ -805,6 +895,7 @@ class URL {
   }
 }
 
+// @part core
 // ---------------------------------------------------------------- Headers --
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -1006,10 +1097,12 @@ const HeadersPrototypeIterator = Headers.prototype.entries;
 const noop = () => {};
 // Only the streams make controllers: their constructors want this key.
 const INTERNAL = Symbol("internal");
+// @part streams
 let rsOf; // ReadableStream -> its state (set in the class's static block)
 let isReadableStream;
 let wsOf; // WritableStream -> its state
 
+// @part core
 // A promise with its settle functions. Its rejection counts as handled:
 // `closed` and `ready` promises need not be awaited.
 function deferred() {
@@ -1086,6 +1179,7 @@ function callStart(obj, controller, onStart, onError) {
   PromisePrototypeThen(started, onStart, onError);
 }
 
+// @part streams
 // { hwm, size function } of a queuing strategy.
 function strategyOf(strategy, defaultHwm) {
   const hwm = strategy?.highWaterMark === undefined ? defaultHwm : Number(strategy.highWaterMark);
@@ -2174,6 +2268,7 @@ class TextDecoderStream {
   }
 }
 
+// @part blob
 // ------------------------------------------------------------- Blob, File --
 // The File API's Blob and File over bytes in the QuickJS heap: a part is a
 // string (as UTF-8), a BufferSource (copied) or another Blob.
@@ -2332,6 +2427,7 @@ function isBlob(v) {
   }
 }
 
+// @part core
 // ------------------------------------------------------------------- Body --
 
 // Returns [bytes, a ReadableStream or null; default content-type or null].
@@ -2678,6 +2774,7 @@ class Response extends Body {
   }
 }
 
+// @part events
 // ----------------------------------------------------------------- events --
 // DOMException, Event, CustomEvent, EventTarget, AbortSignal and
 // AbortController after the DOM standard. A tenant has one kind of event
@@ -2842,7 +2939,8 @@ const isTrustedDesc = {
   configurable: false,
 };
 delete Event.prototype.isTrusted;
-for (const [name, value] of [["NONE", 0], ["CAPTURING_PHASE", 1], ["AT_TARGET", 2], ["BUBBLING_PHASE", 3]]) {
+for (let value = 0; value < 4; value++) {
+  const name = ["NONE", "CAPTURING_PHASE", "AT_TARGET", "BUBBLING_PHASE"][value];
   const desc = { __proto__: null, value, enumerable: true };
   ObjectDefineProperty(Event, name, desc);
   ObjectDefineProperty(Event.prototype, name, desc);
@@ -3180,6 +3278,7 @@ class AbortController {
   }
 }
 
+// @part clone
 // --------------------------------------------------------- structuredClone --
 // The HTML structured clone of the values a tenant can make: primitives
 // (not symbols), plain objects and arrays (own enumerable string keys),
@@ -3273,6 +3372,7 @@ function isPlain(v) {
   return proto === null || proto === Object.prototype;
 }
 
+// @part subtle
 // ---------------------------------------------------------- crypto.subtle --
 // Web Crypto's digest (SHA-1, SHA-256, SHA-384, SHA-512) and HMAC keys,
 // sign and verify. The hashing is the host's (js/subtle.rs, the RustCrypto
@@ -3579,13 +3679,10 @@ class SubtleCrypto {
   }
 }
 
-ObjectDefineProperty(globalThis.crypto, "subtle", {
-  __proto__: null,
-  value: new SubtleCrypto(INTERNAL),
-  enumerable: true,
-  configurable: true,
-});
+// crypto.subtle (a lazy property of the core's crypto).
+const subtleCrypto = new SubtleCrypto(INTERNAL);
 
+// @part compression
 // ------------------------------------------- Compression/DecompressionStream --
 // The Compression Streams standard's two TransformStreams over native
 // coders (js/compress.rs: flate2). A runtime has at most 32 coders open
@@ -3684,6 +3781,7 @@ class DecompressionStream {
   }
 }
 
+// @part formdata
 // --------------------------------------------------------------- FormData --
 // XHR's FormData (an ordered list of entries, each a name and a string or a
 // File), multipart/form-data serialization for bodies, and the parsing
@@ -3714,6 +3812,7 @@ function formEntryValue(value, filename, hasFilename, what) {
 
 const FormDataIteratorPrototype = Object.create(IteratorPrototype, {
   next: {
+    __proto__: null,
     value: function next() {
       const it = WeakMapPrototypeGet(formDataIterators, this);
       if (it === undefined) throw new TypeError("next called on an object that is not a FormData Iterator");
@@ -3727,7 +3826,7 @@ const FormDataIteratorPrototype = Object.create(IteratorPrototype, {
     enumerable: true,
     configurable: true,
   },
-  [Symbol.toStringTag]: { value: "FormData Iterator", configurable: true },
+  [Symbol.toStringTag]: { __proto__: null, value: "FormData Iterator", configurable: true },
 });
 const formDataIterators = new WeakMap();
 
@@ -3822,6 +3921,7 @@ class FormData {
   }
 }
 ObjectDefineProperty(FormData.prototype, Symbol.iterator, {
+  __proto__: null,
   value: FormData.prototype.entries,
   writable: true,
   configurable: true,
@@ -3926,6 +4026,7 @@ function parseFormBody(bytes, contentType) {
   throw new TypeError("formData(): the body is neither multipart/form-data nor application/x-www-form-urlencoded");
 }
 
+// @part core
 define("TextEncoder", TextEncoder);
 define("CryptoKey", CryptoKey);
 define("SubtleCrypto", SubtleCrypto);

@@ -534,6 +534,12 @@ fn isolate_thread(
     }
 }
 
+/// The prelude as one module: V8 evaluates every part of it at boot.
+fn prelude_source() -> &'static str {
+    static WHOLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    WHOLE.get_or_init(|| crate::js::split::whole(PRELUDE_SOURCE))
+}
+
 /// Installs the host functions, evaluates the prelude and the tenant module,
 /// and hands the module to the prelude. Returns the prelude's `internals`.
 fn boot<'s>(
@@ -543,7 +549,7 @@ fn boot<'s>(
     stops: &Stops,
 ) -> Result<v8::Local<'s, v8::Object>, SandboxError> {
     install_host(scope)?;
-    let prelude = eval_module(scope, PRELUDE_SOURCE, "corral:prelude", limits, stops)?;
+    let prelude = eval_module(scope, prelude_source(), "corral:prelude", limits, stops)?;
     let internals = get(scope, prelude, "default")?
         .to_object(scope)
         .ok_or_else(|| internal("the prelude exports no internals"))?;
