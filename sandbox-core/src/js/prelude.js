@@ -2808,21 +2808,24 @@ class DOMException extends Error {
 }
 // WebIDL: attributes are enumerable, and the legacy codes are constants on
 // the interface object and its prototype.
-for (const name of ["name", "code"]) {
-  ObjectDefineProperty(DOMException.prototype, name, { __proto__: null, enumerable: true });
-}
-for (const [name, value] of [
-  ["INDEX_SIZE_ERR", 1], ["DOMSTRING_SIZE_ERR", 2], ["HIERARCHY_REQUEST_ERR", 3], ["WRONG_DOCUMENT_ERR", 4],
-  ["INVALID_CHARACTER_ERR", 5], ["NO_DATA_ALLOWED_ERR", 6], ["NO_MODIFICATION_ALLOWED_ERR", 7],
-  ["NOT_FOUND_ERR", 8], ["NOT_SUPPORTED_ERR", 9], ["INUSE_ATTRIBUTE_ERR", 10], ["INVALID_STATE_ERR", 11],
-  ["SYNTAX_ERR", 12], ["INVALID_MODIFICATION_ERR", 13], ["NAMESPACE_ERR", 14], ["INVALID_ACCESS_ERR", 15],
-  ["VALIDATION_ERR", 16], ["TYPE_MISMATCH_ERR", 17], ["SECURITY_ERR", 18], ["NETWORK_ERR", 19],
-  ["ABORT_ERR", 20], ["URL_MISMATCH_ERR", 21], ["QUOTA_EXCEEDED_ERR", 22], ["TIMEOUT_ERR", 23],
-  ["INVALID_NODE_TYPE_ERR", 24], ["DATA_CLONE_ERR", 25],
-]) {
-  const desc = { __proto__: null, value, enumerable: true };
-  ObjectDefineProperty(DOMException, name, desc);
-  ObjectDefineProperty(DOMException.prototype, name, desc);
+// (Index loops, no `for...of`: this part may load after tenant code has
+// patched the array iterator.)
+ObjectDefineProperty(DOMException.prototype, "name", { __proto__: null, enumerable: true });
+ObjectDefineProperty(DOMException.prototype, "code", { __proto__: null, enumerable: true });
+// The legacy code of each name is its index + 1.
+const DOM_EXCEPTION_LEGACY = [
+  "INDEX_SIZE_ERR", "DOMSTRING_SIZE_ERR", "HIERARCHY_REQUEST_ERR", "WRONG_DOCUMENT_ERR",
+  "INVALID_CHARACTER_ERR", "NO_DATA_ALLOWED_ERR", "NO_MODIFICATION_ALLOWED_ERR",
+  "NOT_FOUND_ERR", "NOT_SUPPORTED_ERR", "INUSE_ATTRIBUTE_ERR", "INVALID_STATE_ERR",
+  "SYNTAX_ERR", "INVALID_MODIFICATION_ERR", "NAMESPACE_ERR", "INVALID_ACCESS_ERR",
+  "VALIDATION_ERR", "TYPE_MISMATCH_ERR", "SECURITY_ERR", "NETWORK_ERR",
+  "ABORT_ERR", "URL_MISMATCH_ERR", "QUOTA_EXCEEDED_ERR", "TIMEOUT_ERR",
+  "INVALID_NODE_TYPE_ERR", "DATA_CLONE_ERR",
+];
+for (let i = 0; i < DOM_EXCEPTION_LEGACY.length; i++) {
+  const desc = { __proto__: null, value: i + 1, enumerable: true };
+  ObjectDefineProperty(DOMException, DOM_EXCEPTION_LEGACY[i], desc);
+  ObjectDefineProperty(DOMException.prototype, DOM_EXCEPTION_LEGACY[i], desc);
 }
 
 let eventRecord; // Event -> its internal state (throws on anything else)
@@ -3277,6 +3280,11 @@ class AbortController {
     return "AbortController";
   }
 }
+// The global object's own EventTarget methods (see EventTarget), defined on
+// the global by the core, lazily like this part's classes.
+const addEventListener = EventTarget.prototype.addEventListener;
+const removeEventListener = EventTarget.prototype.removeEventListener;
+const dispatchEvent = EventTarget.prototype.dispatchEvent;
 
 // @part clone
 // --------------------------------------------------------- structuredClone --
@@ -4045,9 +4053,9 @@ define("CustomEvent", CustomEvent);
 define("ErrorEvent", ErrorEvent);
 define("EventTarget", EventTarget);
 // The global object's own EventTarget methods (see EventTarget).
-define("addEventListener", EventTarget.prototype.addEventListener);
-define("removeEventListener", EventTarget.prototype.removeEventListener);
-define("dispatchEvent", EventTarget.prototype.dispatchEvent);
+define("addEventListener", addEventListener);
+define("removeEventListener", removeEventListener);
+define("dispatchEvent", dispatchEvent);
 define("AbortSignal", AbortSignal);
 define("AbortController", AbortController);
 define("self", globalThis);
