@@ -208,6 +208,7 @@ impl Warm {
             usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             tenant_coders,
         ));
+        host.set_budget(budget.clone());
         let runtime = new_runtime(limits, Some(budget.clone()))?;
         let context = Context::full(&runtime)
             .map_err(|e| SandboxError::internal("creating a QuickJS context", e))?;
@@ -272,6 +273,12 @@ impl Warm {
         }
     }
 
+    /// The next entry runs on an async worker: it moves to a blocking thread
+    /// `bound` after it starts, or before the host blocks ([`super::inline`]).
+    pub(crate) fn set_inline(&self, bound: Duration) {
+        self.budget.set_inline(bound);
+    }
+
     /// Runs one request under the request's fuel and wall clock. A body
     /// the guest streams comes back empty, with its scope in
     /// [`Head::stream`]: read it with [`Warm::step`], end it with
@@ -319,14 +326,15 @@ impl Warm {
             kv: cx.kv.clone(),
         });
         self.budget.arm(budget.fuel, budget.wall);
-        let cpu_start = crate::cpu::thread_now();
+        // Through the budget: the entry may move threads (`inline`).
+        self.budget.start_cpu();
         let (result, ready) = self.context.with(|ctx| {
             let result = f(&ctx);
             (result, take_ready(&ctx))
         });
         let exit = Exit {
             fuel: self.budget.ticks(),
-            cpu_time: crate::cpu::thread_now().saturating_sub(cpu_start),
+            cpu_time: self.budget.cpu_used(),
             ready,
             tripped: self.budget.error(),
         };

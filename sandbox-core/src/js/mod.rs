@@ -51,7 +51,11 @@
 //! [`SandboxError::ScriptError`] with the message and the JavaScript stack; the
 //! runtime (and the tenant's globals) survive it. Requests run one at a time
 //! on each runtime, each on a tokio blocking thread; the steps of a runtime's
-//! open streams interleave with them.
+//! open streams interleave with them. A request that finds its tenant's
+//! runtime idle may instead start on the async worker that received it and,
+//! if it runs longer than a millisecond or is about to block on KV, moves to
+//! a blocking thread mid-run (see `inline.rs`): a warm hello then pays no
+//! thread switch.
 //!
 //! ## Several runtimes per tenant
 //! A tenant with `compute_shares` of N (from its tier) may run N requests at
@@ -152,6 +156,7 @@ mod budget;
 pub(crate) mod compress;
 pub(crate) mod engine;
 pub(crate) mod host;
+mod inline;
 pub(crate) mod multipart;
 pub(crate) mod subtle;
 pub(crate) mod web;
@@ -325,6 +330,9 @@ pub struct QuickJsProgram {
     alive: Arc<()>,
     /// Compression coders open in all the runtimes, against one cap.
     coders: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests left to run on blocking threads directly, after one that
+    /// started on an async worker had to move ([`inline`]).
+    skip_inline: std::sync::atomic::AtomicU32,
 }
 
 /// The runtimes of one tenant. Each is a [`Slot`], made on demand (only when
@@ -375,12 +383,51 @@ impl std::ops::DerefMut for Lease<'_> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            self.program.pool.lock().idle.push(slot);
-            // All: a stream step waits for its own runtime, not any.
-            self.program.returned.notify_all();
+            self.program.give_back(slot);
         }
     }
 }
+
+/// A [`Lease`] that owns its program, to move with a request between
+/// threads ([`inline`]).
+struct OwnedLease {
+    program: Arc<QuickJsProgram>,
+    slot: Option<Slot>,
+}
+
+impl std::ops::Deref for OwnedLease {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        self.slot.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for OwnedLease {
+    fn deref_mut(&mut self) -> &mut Slot {
+        self.slot.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for OwnedLease {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.program.give_back(slot);
+        }
+    }
+}
+
+/// How [`QuickJsProgram::try_inline`] went.
+enum Inline {
+    /// It started on the worker (and ended there, or moved).
+    Started(inline::Started<Outcome>),
+    /// It could not start (no fiber, or it panicked).
+    Failed(SandboxError),
+    /// Not now: the request, for a blocking thread.
+    Declined(http::Request<Bytes>),
+}
+
+/// What a request's run gives back: its head, and its stream if it streams.
+type Outcome = Result<(http::Response<Bytes>, Option<Stream>), SandboxError>;
 
 /// How many chunks a stream may run ahead of its client.
 const STREAM_BUFFER: usize = 4;
@@ -484,6 +531,7 @@ impl QuickJsProgram {
             steps: AtomicU64::new(0),
             alive,
             coders,
+            skip_inline: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -543,6 +591,22 @@ impl QuickJsProgram {
             program: self,
             slot: Some(slot),
         }
+    }
+
+    /// The last returned runtime if one is idle and warm, without waiting.
+    fn try_lease_warm(&self) -> Option<Slot> {
+        let mut pool = self.pool.lock();
+        match pool.idle.last() {
+            Some(slot) if slot.warm.is_some() => pool.idle.pop(),
+            _ => None,
+        }
+    }
+
+    /// Puts a runtime back in the pool and wakes whoever waits for one.
+    fn give_back(&self, slot: Slot) {
+        self.pool.lock().idle.push(slot);
+        // All: a stream step waits for its own runtime, not any.
+        self.returned.notify_all();
     }
 
     /// Runtime `id` (a stream's own), once no one else holds it.
@@ -620,12 +684,21 @@ impl QuickJsProgram {
         }
     }
 
-    fn invoke_blocking(
-        &self,
-        cx: InvokeContext,
-        request: http::Request<Bytes>,
-    ) -> Result<(http::Response<Bytes>, Option<Stream>), SandboxError> {
+    fn invoke_blocking(&self, cx: &InvokeContext, request: http::Request<Bytes>) -> Outcome {
         let mut slot = self.lease_any(cx.limits.compute_shares);
+        self.invoke_on(&mut slot, cx, request, None)
+    }
+
+    /// Runs a request in `slot`'s runtime (built first if it has none);
+    /// `inline`: it started on an async worker, and moves off it after
+    /// that long.
+    fn invoke_on(
+        &self,
+        slot: &mut Slot,
+        cx: &InvokeContext,
+        request: http::Request<Bytes>,
+        inline: Option<Duration>,
+    ) -> Outcome {
         let mut cold_start = self.fresh.swap(false, Ordering::Relaxed);
         let warm = match slot.warm.take() {
             Some(warm) => warm,
@@ -637,12 +710,15 @@ impl QuickJsProgram {
         let before = warm.heap_bytes_sampled();
         let started = Instant::now();
         let (parts, body) = request.into_parts();
+        if let Some(bound) = inline {
+            warm.set_inline(bound);
+        }
         let Ran {
             result,
             fuel,
             cpu_time,
             ready,
-        } = warm.run(&cx, parts, body);
+        } = warm.run(cx, parts, body);
         let wall_time = started.elapsed();
         match result {
             Ok(Head {
@@ -656,7 +732,7 @@ impl QuickJsProgram {
                     peak_memory: before.max(warm.heap_bytes_sampled()),
                     cold_start,
                 });
-                self.wake_ready(&ready, &slot, None);
+                self.wake_ready(&ready, slot, None);
                 slot.warm = Some(warm);
                 let stream = stream.map(|scope| {
                     let figures = StreamFigures::new();
@@ -687,10 +763,69 @@ impl QuickJsProgram {
                 Ok((response, stream))
             }
             Err(err) => {
-                self.keep_after(&mut slot, warm, &err, &ready);
+                self.keep_after(slot, warm, &err, &ready);
                 Err(err)
             }
         }
+    }
+
+    /// Starts a request on this async worker if that is allowed now (see
+    /// [`inline`]) and the tenant has an idle warm runtime; gives the
+    /// request back otherwise.
+    fn try_inline(self: &Arc<Self>, cx: &InvokeContext, request: http::Request<Bytes>) -> Inline {
+        let skip = self.skip_inline.load(Ordering::Relaxed);
+        if skip > 0 {
+            let _ = self.skip_inline.compare_exchange(
+                skip,
+                skip - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return Inline::Declined(request);
+        }
+        let Some(token) = inline::token() else {
+            return Inline::Declined(request);
+        };
+        let Some(slot) = self.try_lease_warm() else {
+            return Inline::Declined(request);
+        };
+        // Owned already: if no fiber can be made, dropping it gives the
+        // runtime back.
+        let mut lease = OwnedLease {
+            program: self.clone(),
+            slot: Some(slot),
+        };
+        let (this, cx) = (self.clone(), cx.clone());
+        let started = inline::start(token, move || {
+            this.invoke_on(&mut lease, &cx, request, Some(inline::INLINE_BOUND))
+        });
+        if let Ok(inline::Started::Moved(_)) = &started {
+            self.skip_inline
+                .store(inline::SKIP_AFTER_MOVE, Ordering::Relaxed);
+        }
+        match started {
+            Ok(started) => Inline::Started(started),
+            Err(err) => Inline::Failed(err),
+        }
+    }
+
+    /// The response for a run's outcome; a stream's pump starts now (if the
+    /// caller gives up before the response is read, the body is dropped and
+    /// the pump ends the stream's scope instead of leaving it in the
+    /// runtime).
+    fn respond(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        cx: InvokeContext,
+        outcome: Outcome,
+    ) -> Result<http::Response<Body>, SandboxError> {
+        let (response, stream) = outcome?;
+        let Some(stream) = stream else {
+            return Ok(response.map(Body::full));
+        };
+        let (tx, body) = Body::channel(STREAM_BUFFER);
+        runtime.spawn(self.clone().pump(cx, stream, tx));
+        Ok(response.map(|_| body))
     }
 
     /// One step of `stream`, under `budget` (from [`Stream::next_budget`]).
@@ -849,20 +984,29 @@ impl Program for QuickJsProgram {
     ) -> BoxFuture<'static, Result<http::Response<Body>, SandboxError>> {
         Box::pin(async move {
             let runtime = tokio::runtime::Handle::current();
+            let failed = |e| SandboxError::internal("the JavaScript worker thread failed", e);
+            let request = match self.try_inline(&cx, request) {
+                Inline::Started(inline::Started::Done(outcome)) => {
+                    return self.respond(&runtime, cx, outcome);
+                }
+                Inline::Started(inline::Started::Moved(moving)) => {
+                    // Responded on the blocking thread, as below.
+                    return tokio::task::spawn_blocking(move || {
+                        let outcome = moving.finish().and_then(|outcome| outcome);
+                        self.respond(&runtime, cx, outcome)
+                    })
+                    .await
+                    .map_err(failed)?;
+                }
+                Inline::Failed(err) => return Err(err),
+                Inline::Declined(request) => request,
+            };
             tokio::task::spawn_blocking(move || {
-                let (response, stream) = self.invoke_blocking(cx.clone(), request)?;
-                let Some(stream) = stream else {
-                    return Ok(response.map(Body::full));
-                };
-                // Started here, not after the await: if the caller gives up
-                // meanwhile, the body is dropped and the pump ends the
-                // stream's scope instead of leaving it in the runtime.
-                let (tx, body) = Body::channel(STREAM_BUFFER);
-                runtime.spawn(self.pump(cx, stream, tx));
-                Ok(response.map(|_| body))
+                let outcome = self.invoke_blocking(&cx, request);
+                self.respond(&runtime, cx, outcome)
             })
             .await
-            .map_err(|e| SandboxError::internal("the JavaScript worker thread failed", e))?
+            .map_err(failed)?
         })
     }
 }

@@ -6,6 +6,7 @@ mod api;
 mod budget;
 mod fleet;
 mod hygiene;
+mod inline;
 mod limits;
 mod memory;
 mod platform_apis;
