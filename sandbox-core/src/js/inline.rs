@@ -73,23 +73,35 @@ impl Drop for Token {
     }
 }
 
+/// Why [`token`] gave none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoToken {
+    /// Not on a multi-threaded tokio runtime with two workers or more.
+    NotHere,
+    /// Its workers minus one requests run inline now.
+    Busy,
+}
+
 /// A token if this thread runs a multi-threaded tokio runtime's tasks and
 /// fewer than its workers minus one requests run inline now.
-pub(crate) fn token() -> Option<Token> {
+pub(crate) fn token() -> Result<Token, NoToken> {
     if !cfg!(target_os = "linux") {
-        return None;
+        return Err(NoToken::NotHere);
     }
-    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| NoToken::NotHere)?;
     if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-        return None;
+        return Err(NoToken::NotHere);
     }
     let most = handle.metrics().num_workers().saturating_sub(1);
+    if most == 0 {
+        return Err(NoToken::NotHere);
+    }
     INLINE
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
             (n < most).then_some(n + 1)
         })
-        .ok()
         .map(|_| Token(()))
+        .map_err(|_| NoToken::Busy)
 }
 
 /// How an inline start ended.

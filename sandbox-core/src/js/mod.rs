@@ -424,7 +424,14 @@ enum Inline {
     Failed(SandboxError),
     /// Not now: the request, for a blocking thread.
     Declined(http::Request<Bytes>),
+    /// Other requests run inline on all the workers allowed: the request,
+    /// to try again after the worker's other tasks, or on a blocking thread.
+    Busy(http::Request<Bytes>),
 }
+
+/// Times a request whose turn to run inline is taken lets the worker's
+/// other tasks run and tries again, before it goes to a blocking thread.
+const INLINE_RETRIES: u32 = 2;
 
 /// What a request's run gives back: its head, and its stream if it streams.
 type Outcome = Result<(http::Response<Bytes>, Option<Stream>), SandboxError>;
@@ -783,8 +790,10 @@ impl QuickJsProgram {
             );
             return Inline::Declined(request);
         }
-        let Some(token) = inline::token() else {
-            return Inline::Declined(request);
+        let token = match inline::token() {
+            Ok(token) => token,
+            Err(inline::NoToken::Busy) => return Inline::Busy(request),
+            Err(inline::NoToken::NotHere) => return Inline::Declined(request),
         };
         let Some(slot) = self.try_lease_warm() else {
             return Inline::Declined(request);
@@ -985,7 +994,19 @@ impl Program for QuickJsProgram {
         Box::pin(async move {
             let runtime = tokio::runtime::Handle::current();
             let failed = |e| SandboxError::internal("the JavaScript worker thread failed", e);
-            let request = match self.try_inline(&cx, request) {
+            let mut tries = 0;
+            let mut request = request;
+            let request = loop {
+                request = match self.try_inline(&cx, request) {
+                    Inline::Busy(request) if tries < INLINE_RETRIES => {
+                        tries += 1;
+                        tokio::task::yield_now().await;
+                        request
+                    }
+                    other => break other,
+                };
+            };
+            let request = match request {
                 Inline::Started(inline::Started::Done(outcome)) => {
                     return self.respond(&runtime, cx, outcome);
                 }
@@ -999,7 +1020,7 @@ impl Program for QuickJsProgram {
                     .map_err(failed)?;
                 }
                 Inline::Failed(err) => return Err(err),
-                Inline::Declined(request) => request,
+                Inline::Declined(request) | Inline::Busy(request) => request,
             };
             tokio::task::spawn_blocking(move || {
                 let outcome = self.invoke_blocking(&cx, request);
