@@ -318,6 +318,8 @@ pub struct QuickJsProgram {
     pool: Mutex<Pool>,
     /// Signalled when a runtime goes back to the pool.
     returned: Condvar,
+    /// The same, for a request waiting (as a task) to run inline.
+    freed: Notify,
     /// The next invocation is the first on a freshly loaded program.
     fresh: AtomicBool,
     /// The pump of each open stream, by (runtime, runtime generation,
@@ -427,7 +429,22 @@ enum Inline {
     /// Other requests run inline on all the workers allowed: the request,
     /// to try again after the worker's other tasks, or on a blocking thread.
     Busy(http::Request<Bytes>),
+    /// All the tenant's runtimes are busy: the request, to wait for one.
+    AllBusy(http::Request<Bytes>),
 }
+
+/// What [`QuickJsProgram::try_lease_warm`] found.
+enum Idle {
+    Warm(Slot),
+    /// Every runtime the tenant may have exists and is busy.
+    AllBusy,
+    /// None warm and idle, but one may be made (or rebuilt).
+    No,
+}
+
+/// Times a request may wait as a task for one of its tenant's runtimes to
+/// be free, to run inline, before it waits on a blocking thread instead.
+const INLINE_WAITS: u32 = 64;
 
 /// Times a request whose turn to run inline is taken lets the worker's
 /// other tasks run and tries again, before it goes to a blocking thread.
@@ -533,6 +550,7 @@ impl QuickJsProgram {
                 made: 1,
             }),
             returned: Condvar::new(),
+            freed: Notify::new(),
             fresh: AtomicBool::new(true),
             wakers: Mutex::new(HashMap::new()),
             steps: AtomicU64::new(0),
@@ -601,11 +619,13 @@ impl QuickJsProgram {
     }
 
     /// The last returned runtime if one is idle and warm, without waiting.
-    fn try_lease_warm(&self) -> Option<Slot> {
+    fn try_lease_warm(&self, shares: u32) -> Idle {
+        let shares = usize::try_from(shares.max(1)).unwrap_or(usize::MAX);
         let mut pool = self.pool.lock();
         match pool.idle.last() {
-            Some(slot) if slot.warm.is_some() => pool.idle.pop(),
-            _ => None,
+            Some(slot) if slot.warm.is_some() => pool.idle.pop().map_or(Idle::No, Idle::Warm),
+            None if pool.made >= shares => Idle::AllBusy,
+            _ => Idle::No,
         }
     }
 
@@ -614,6 +634,8 @@ impl QuickJsProgram {
         self.pool.lock().idle.push(slot);
         // All: a stream step waits for its own runtime, not any.
         self.returned.notify_all();
+        // One request waiting to run inline (or a permit for the next).
+        self.freed.notify_one();
     }
 
     /// Runtime `id` (a stream's own), once no one else holds it.
@@ -795,8 +817,10 @@ impl QuickJsProgram {
             Err(inline::NoToken::Busy) => return Inline::Busy(request),
             Err(inline::NoToken::NotHere) => return Inline::Declined(request),
         };
-        let Some(slot) = self.try_lease_warm() else {
-            return Inline::Declined(request);
+        let slot = match self.try_lease_warm(cx.limits.compute_shares) {
+            Idle::Warm(slot) => slot,
+            Idle::AllBusy => return Inline::AllBusy(request),
+            Idle::No => return Inline::Declined(request),
         };
         // Owned already: if no fiber can be made, dropping it gives the
         // runtime back.
@@ -994,13 +1018,24 @@ impl Program for QuickJsProgram {
         Box::pin(async move {
             let runtime = tokio::runtime::Handle::current();
             let failed = |e| SandboxError::internal("the JavaScript worker thread failed", e);
-            let mut tries = 0;
+            let (mut tries, mut waits) = (0, 0);
             let mut request = request;
             let request = loop {
                 request = match self.try_inline(&cx, request) {
                     Inline::Busy(request) if tries < INLINE_RETRIES => {
                         tries += 1;
                         tokio::task::yield_now().await;
+                        request
+                    }
+                    Inline::AllBusy(request) if waits < INLINE_WAITS => {
+                        waits += 1;
+                        let freed = self.freed.notified();
+                        let mut freed = std::pin::pin!(freed);
+                        freed.as_mut().enable();
+                        // Freed between the look and the enable: no wait.
+                        if self.pool.lock().idle.is_empty() {
+                            freed.await;
+                        }
                         request
                     }
                     other => break other,
@@ -1020,7 +1055,9 @@ impl Program for QuickJsProgram {
                     .map_err(failed)?;
                 }
                 Inline::Failed(err) => return Err(err),
-                Inline::Declined(request) | Inline::Busy(request) => request,
+                Inline::Declined(request) | Inline::Busy(request) | Inline::AllBusy(request) => {
+                    request
+                }
             };
             tokio::task::spawn_blocking(move || {
                 let outcome = self.invoke_blocking(&cx, request);

@@ -179,3 +179,22 @@ async fn limits_still_end_a_request_that_moved() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(longest < Duration::from_millis(100), "{longest:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_busy_one_share_runtime_all_finish() {
+    let t = tenant(Limits::builder().compute_shares(1).build());
+    let slow = {
+        let t = t.clone();
+        tokio::spawn(async move { send(&t, "/spin/200").await.0 })
+    };
+    let quick: Vec<_> = (0..20)
+        .map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move { send(&t, "/").await.0 })
+        })
+        .collect();
+    assert_eq!(slow.await.unwrap().unwrap().body(), "spun true");
+    for q in quick {
+        assert_eq!(q.await.unwrap().unwrap().body(), "hello");
+    }
+}
