@@ -25,6 +25,9 @@ pub const MAX_JS_STACK_BYTES: usize = 1 << 20;
 /// How often the per-request memory figures re-read a runtime's heap size.
 pub(crate) const HEAP_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
+/// A heap larger than this is not walked (for its size) on an async worker.
+const LONG_HEAP_WALK_BYTES: u64 = 2 << 20;
+
 /// `internals.run`'s flags: the tenant has a KV namespace.
 const RUN_HAS_KV: u32 = 1;
 /// `internals.run`'s flags: its `url` is already parsed and serialized.
@@ -277,6 +280,17 @@ impl Warm {
     /// `bound` after it starts, or before the host blocks ([`super::inline`]).
     pub(crate) fn set_inline(&self, bound: Duration) {
         self.budget.set_inline(bound);
+    }
+
+    /// Whether [`heap_bytes_sampled`](Self::heap_bytes_sampled) would walk
+    /// the heap now, and the heap is large enough (or not yet measured)
+    /// for the walk to take longer than a request should hold an async
+    /// worker.
+    pub(crate) fn heap_walk_is_long(&self) -> bool {
+        match *self.heap_sample.lock() {
+            Some((at, bytes)) => at.elapsed() >= HEAP_SAMPLE_EVERY && bytes > LONG_HEAP_WALK_BYTES,
+            None => true,
+        }
     }
 
     /// Runs one request under the request's fuel and wall clock. A body

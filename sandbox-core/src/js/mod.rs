@@ -736,6 +736,14 @@ impl QuickJsProgram {
                 Warm::build_counting_coders_in(&self.bytecode, &cx.limits, self.coders.clone())?
             }
         };
+        // Walking a large heap, or freeing one after a limit, is host work
+        // that no tick bounds: never on an async worker.
+        let off_worker = |long: bool| {
+            if inline.is_some() && long {
+                inline::hop();
+            }
+        };
+        off_worker(warm.heap_walk_is_long());
         let before = warm.heap_bytes_sampled();
         let started = Instant::now();
         let (parts, body) = request.into_parts();
@@ -758,7 +766,10 @@ impl QuickJsProgram {
                     fuel_consumed: fuel,
                     cpu_time,
                     wall_time,
-                    peak_memory: before.max(warm.heap_bytes_sampled()),
+                    peak_memory: {
+                        off_worker(warm.heap_walk_is_long());
+                        before.max(warm.heap_bytes_sampled())
+                    },
                     cold_start,
                 });
                 self.wake_ready(&ready, slot, None);
@@ -792,6 +803,10 @@ impl QuickJsProgram {
                 Ok((response, stream))
             }
             Err(err) => {
+                off_worker(!matches!(
+                    err,
+                    SandboxError::ScriptError { .. } | SandboxError::BadResponse { .. }
+                ));
                 self.keep_after(slot, warm, &err, &ready);
                 Err(err)
             }
