@@ -94,7 +94,7 @@ impl Budget {
             return;
         }
         let before = cpu_ns();
-        if super::inline::hop() {
+        if super::inline::hop(true) {
             // The thread CPU clock is per thread: carry what the entry used
             // on the worker, and start again on the thread it is on now.
             let start = self.cpu_start_ns.load(Relaxed);

@@ -52,6 +52,10 @@ thread_local! {
     static SUSPEND: Cell<*mut ()> = const { Cell::new(ptr::null_mut()) };
     /// Stacks of finished fibers, for the next ones on this thread.
     static STACKS: RefCell<Vec<FiberStack>> = const { RefCell::new(Vec::new()) };
+    /// Whether the last `hop` on this thread was for the request's own
+    /// slowness (its time ran out, or it blocks on KV): read by `start`
+    /// when the fiber it resumed comes back suspended.
+    static SLOW: Cell<bool> = const { Cell::new(false) };
     /// How `hop` suspends the current fiber (monomorphic per `T`).
     static HOP: Cell<Option<unsafe fn(*mut ())>> = const { Cell::new(None) };
 }
@@ -115,6 +119,8 @@ pub(crate) enum Started<T: 'static> {
 /// A request suspended on its way off a worker, to finish elsewhere.
 pub(crate) struct Moving<T: 'static> {
     fiber: Option<Fiber<'static, (), (), T>>,
+    /// It moved for its own slowness ([`hop`]'s `slow`), not for host work.
+    pub(crate) slow: bool,
 }
 
 // SAFETY: what the fiber owns is `Send` (`start` requires it of `f`). Its
@@ -173,12 +179,14 @@ unsafe fn suspend_at<T>(p: *mut ()) {
 
 /// Moves the fiber running on this thread, if any, off it: suspends it, to
 /// be resumed on a blocking thread. `true` if it moved (and now runs
-/// there).
-pub(crate) fn hop() -> bool {
+/// there). `slow`: the request itself is slow (its time ran out, or it
+/// blocks on KV), not about to do a long piece of host work.
+pub(crate) fn hop(slow: bool) -> bool {
     let p = SUSPEND.with(|c| c.replace(ptr::null_mut()));
     if p.is_null() {
         return false;
     }
+    SLOW.with(|c| c.set(slow));
     let Some(how) = HOP.with(Cell::get) else {
         return false;
     };
@@ -230,7 +238,10 @@ pub(crate) fn start<T: Send + 'static>(
             });
             Ok(Started::Done(out))
         }
-        Ok(Err(())) => Ok(Started::Moved(Moving { fiber: Some(fiber) })),
+        Ok(Err(())) => Ok(Started::Moved(Moving {
+            fiber: Some(fiber),
+            slow: SLOW.with(Cell::get),
+        })),
         Err(_) => {
             SUSPEND.with(|c| c.set(ptr::null_mut()));
             Err(panicked())
@@ -246,19 +257,20 @@ mod tests {
     fn a_fiber_that_hops_finishes_on_another_thread() {
         let started = start(Token::for_test(), || {
             let first = std::thread::current().id();
-            assert!(hop(), "on a fiber");
-            assert!(!hop(), "once only");
+            assert!(hop(true), "on a fiber");
+            assert!(!hop(true), "once only");
             (first, std::thread::current().id())
         })
         .unwrap();
         let Started::Moved(moving) = started else {
             panic!("it hopped")
         };
+        assert!(moving.slow);
         let (first, last) = std::thread::spawn(move || moving.finish().unwrap())
             .join()
             .unwrap();
         assert_ne!(first, last);
-        assert!(!hop(), "no fiber here");
+        assert!(!hop(false), "no fiber here");
     }
 
     #[test]

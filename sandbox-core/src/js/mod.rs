@@ -740,7 +740,7 @@ impl QuickJsProgram {
         // that no tick bounds: never on an async worker.
         let off_worker = |long: bool| {
             if inline.is_some() && long {
-                inline::hop();
+                inline::hop(false);
             }
         };
         off_worker(warm.heap_walk_is_long());
@@ -847,7 +847,9 @@ impl QuickJsProgram {
         let started = inline::start(token, move || {
             this.invoke_on(&mut lease, &cx, request, Some(inline::INLINE_BOUND))
         });
-        if let Ok(inline::Started::Moved(_)) = &started {
+        if let Ok(inline::Started::Moved(moving)) = &started
+            && moving.slow
+        {
             self.skip_inline
                 .store(inline::SKIP_AFTER_MOVE, Ordering::Relaxed);
         }

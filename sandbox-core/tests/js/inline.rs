@@ -93,7 +93,7 @@ async fn send(
 async fn a_short_request_ends_on_the_worker_in_one_poll() {
     let t = tenant(Limits::default());
     // Another test of this binary may hold the one inline slot a 2-worker
-    // runtime allows for a moment: some of 50 requests run inline.
+    // runtime allows for a moment: most of 50 requests run inline, not all.
     let mut inline = 0;
     for _ in 0..50 {
         let (resp, polls, _) = send(&t, "/").await;
@@ -107,7 +107,7 @@ async fn a_short_request_ends_on_the_worker_in_one_poll() {
             inline += 1;
         }
     }
-    assert!(inline > 0, "no request ran inline");
+    assert!(inline >= 10, "{inline} of 50 requests ran inline");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
