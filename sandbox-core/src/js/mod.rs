@@ -427,7 +427,7 @@ enum Inline {
     /// Not now: the request, for a blocking thread.
     Declined(http::Request<Bytes>),
     /// Other requests run inline on all the workers allowed: the request,
-    /// to try again after the worker's other tasks, or on a blocking thread.
+    /// to try again when one ends, or for a blocking thread.
     Busy(http::Request<Bytes>),
     /// All the tenant's runtimes are busy: the request, to wait for one.
     AllBusy(http::Request<Bytes>),
@@ -446,9 +446,10 @@ enum Idle {
 /// be free, to run inline, before it waits on a blocking thread instead.
 const INLINE_WAITS: u32 = 64;
 
-/// Times a request whose turn to run inline is taken lets the worker's
-/// other tasks run and tries again, before it goes to a blocking thread.
-const INLINE_RETRIES: u32 = 2;
+/// Times a request whose turn to run inline is taken waits (as a task, at
+/// most twice the inline bound each time) for a turn and tries again,
+/// before it goes to a blocking thread.
+const INLINE_RETRIES: u32 = 4;
 
 /// What a request's run gives back: its head, and its stream if it streams.
 type Outcome = Result<(http::Response<Bytes>, Option<Stream>), SandboxError>;
@@ -1041,7 +1042,7 @@ impl Program for QuickJsProgram {
                 request = match self.try_inline(&cx, request) {
                     Inline::Busy(request) if tries < INLINE_RETRIES => {
                         tries += 1;
-                        tokio::task::yield_now().await;
+                        inline::token_freed(inline::INLINE_BOUND * 2).await;
                         request
                     }
                     Inline::AllBusy(request) if waits < INLINE_WAITS => {
