@@ -33,6 +33,14 @@ pub(crate) struct Budget {
     deadline_ns: AtomicU64,
     wall: AtomicU64,
     tripped: AtomicU8,
+    /// Nanoseconds after `base` when an entry running on an async worker
+    /// must move to a blocking thread ([`super::inline`]); 0 when it is not
+    /// on a worker.
+    inline_until_ns: AtomicU64,
+    /// The entry's CPU time so far on threads it has left, and the thread
+    /// CPU clock where it started on its current thread (nanoseconds).
+    cpu_carried_ns: AtomicU64,
+    cpu_start_ns: AtomicU64,
 }
 
 impl Budget {
@@ -44,6 +52,9 @@ impl Budget {
             deadline_ns: AtomicU64::new(0),
             wall: AtomicU64::new(0),
             tripped: AtomicU8::new(NONE),
+            inline_until_ns: AtomicU64::new(0),
+            cpu_carried_ns: AtomicU64::new(0),
+            cpu_start_ns: AtomicU64::new(0),
         }
     }
 
@@ -63,6 +74,46 @@ impl Budget {
     pub(crate) fn close(&self) {
         self.fuel_limit.store(0, Relaxed);
         self.deadline_ns.store(0, Relaxed);
+        self.inline_until_ns.store(0, Relaxed);
+    }
+
+    /// The entry about to run is on an async worker: at its first tick
+    /// after `bound` from now, it moves to a blocking thread. Cleared by
+    /// [`Budget::close`].
+    pub(crate) fn set_inline(&self, bound: Duration) {
+        let now = self.base.elapsed().as_nanos() as u64;
+        let bound = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+        self.inline_until_ns
+            .store(now.saturating_add(bound).max(1), Relaxed);
+    }
+
+    /// Moves the running entry off its async worker now, if it is on one
+    /// (before the host blocks, on storage for one); a no-op otherwise.
+    pub(crate) fn leave_worker(&self) {
+        if self.inline_until_ns.swap(0, Relaxed) == 0 {
+            return;
+        }
+        let before = cpu_ns();
+        if super::inline::hop(true) {
+            // The thread CPU clock is per thread: carry what the entry used
+            // on the worker, and start again on the thread it is on now.
+            let start = self.cpu_start_ns.load(Relaxed);
+            self.cpu_carried_ns
+                .fetch_add(before.saturating_sub(start), Relaxed);
+            self.cpu_start_ns.store(cpu_ns(), Relaxed);
+        }
+    }
+
+    /// Starts timing an entry's CPU time (on whatever threads it runs).
+    pub(crate) fn start_cpu(&self) {
+        self.cpu_carried_ns.store(0, Relaxed);
+        self.cpu_start_ns.store(cpu_ns(), Relaxed);
+    }
+
+    /// CPU time used since [`Budget::start_cpu`].
+    pub(crate) fn cpu_used(&self) -> Duration {
+        let here = cpu_ns().saturating_sub(self.cpu_start_ns.load(Relaxed));
+        Duration::from_nanos(self.cpu_carried_ns.load(Relaxed).saturating_add(here))
     }
 
     /// Called by QuickJS every [`POLLS_PER_TICK`] poll points; `true` stops the guest.
@@ -75,9 +126,14 @@ impl Budget {
             self.tripped.store(FUEL, Relaxed);
             return true;
         }
-        if self.base.elapsed().as_nanos() as u64 >= self.deadline_ns.load(Relaxed) {
+        let now = self.base.elapsed().as_nanos() as u64;
+        if now >= self.deadline_ns.load(Relaxed) {
             self.tripped.store(DEADLINE, Relaxed);
             return true;
+        }
+        let inline_until = self.inline_until_ns.load(Relaxed);
+        if inline_until != 0 && now >= inline_until {
+            self.leave_worker();
         }
         false
     }
@@ -111,6 +167,11 @@ impl Budget {
             _ => None,
         }
     }
+}
+
+/// This thread's CPU clock in nanoseconds.
+fn cpu_ns() -> u64 {
+    u64::try_from(crate::cpu::thread_now().as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

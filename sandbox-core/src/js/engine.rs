@@ -25,6 +25,9 @@ pub const MAX_JS_STACK_BYTES: usize = 1 << 20;
 /// How often the per-request memory figures re-read a runtime's heap size.
 pub(crate) const HEAP_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
+/// A heap larger than this is not walked (for its size) on an async worker.
+const LONG_HEAP_WALK_BYTES: u64 = 2 << 20;
+
 /// `internals.run`'s flags: the tenant has a KV namespace.
 const RUN_HAS_KV: u32 = 1;
 /// `internals.run`'s flags: its `url` is already parsed and serialized.
@@ -313,6 +316,7 @@ impl Warm {
             usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             tenant_coders,
         ));
+        host.set_budget(budget.clone());
         let runtime = new_runtime(limits, Some(budget.clone()))?;
         let context = Context::full(&runtime)
             .map_err(|e| SandboxError::internal("creating a QuickJS context", e))?;
@@ -382,6 +386,23 @@ impl Warm {
         }
     }
 
+    /// The next entry runs on an async worker: it moves to a blocking thread
+    /// `bound` after it starts, or before the host blocks ([`super::inline`]).
+    pub(crate) fn set_inline(&self, bound: Duration) {
+        self.budget.set_inline(bound);
+    }
+
+    /// Whether [`heap_bytes_sampled`](Self::heap_bytes_sampled) would walk
+    /// the heap now, and the heap is large enough (or not yet measured)
+    /// for the walk to take longer than a request should hold an async
+    /// worker.
+    pub(crate) fn heap_walk_is_long(&self) -> bool {
+        match *self.heap_sample.lock() {
+            Some((at, bytes)) => at.elapsed() >= HEAP_SAMPLE_EVERY && bytes > LONG_HEAP_WALK_BYTES,
+            None => true,
+        }
+    }
+
     /// Runs one request under the request's fuel and wall clock. A body
     /// the guest streams comes back empty, with its scope in
     /// [`Head::stream`]: read it with [`Warm::step`], end it with
@@ -429,14 +450,15 @@ impl Warm {
             kv: cx.kv.clone(),
         });
         self.budget.arm(budget.fuel, budget.wall);
-        let cpu_start = crate::cpu::thread_now();
+        // Through the budget: the entry may move threads (`inline`).
+        self.budget.start_cpu();
         let (result, ready) = self.context.with(|ctx| {
             let result = f(&ctx);
             (result, take_ready(&ctx))
         });
         let exit = Exit {
             fuel: self.budget.ticks(),
-            cpu_time: crate::cpu::thread_now().saturating_sub(cpu_start),
+            cpu_time: self.budget.cpu_used(),
             ready,
             tripped: self.budget.error(),
         };

@@ -43,6 +43,9 @@ pub(crate) struct HostState {
     pub(crate) decoders: Mutex<web::Decoders>,
     /// The coders of the open `CompressionStream`s and `DecompressionStream`s.
     pub(crate) coders: Mutex<compress::Coders>,
+    /// The runtime's budget, to move a request off an async worker before
+    /// the host blocks ([`super::inline`]).
+    budget: std::sync::OnceLock<Arc<super::budget::Budget>>,
 }
 
 impl Default for HostState {
@@ -66,6 +69,20 @@ impl HostState {
             memory_limit: AtomicUsize::new(memory_limit),
             decoders: Mutex::new(web::Decoders::default()),
             coders: Mutex::new(compress::Coders::counted_in(tenant_coders)),
+            budget: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The budget of the runtime this state belongs to.
+    pub(crate) fn set_budget(&self, budget: Arc<super::budget::Budget>) {
+        let _ = self.budget.set(budget);
+    }
+
+    /// Before the host blocks (on storage): a request running on an async
+    /// worker moves to a blocking thread first.
+    pub(crate) fn before_blocking(&self) {
+        if let Some(budget) = self.budget.get() {
+            budget.leave_worker();
         }
     }
 
@@ -219,6 +236,8 @@ pub(crate) fn kv_op<T>(
     state: &HostState,
     op: impl FnOnce(&dyn TenantKv, &TenantId) -> Result<T, crate::KvError>,
 ) -> Result<T, String> {
+    // Storage may block: never on an async worker (and not under the lock).
+    state.before_blocking();
     state.with_scope(|scope| match scope {
         Some(Scope {
             kv: Some(kv),

@@ -60,7 +60,11 @@
 //! [`SandboxError::ScriptError`] with the message and the JavaScript stack; the
 //! runtime (and the tenant's globals) survive it. Requests run one at a time
 //! on each runtime, each on a tokio blocking thread; the steps of a runtime's
-//! open streams interleave with them.
+//! open streams interleave with them. A request that finds its tenant's
+//! runtime idle may instead start on the async worker that received it and,
+//! if it runs longer than a millisecond or is about to block on KV, moves to
+//! a blocking thread mid-run (see `inline.rs`): a warm hello then pays no
+//! thread switch.
 //!
 //! ## Several runtimes per tenant
 //! A tenant with `compute_shares` of N (from its tier) may run N requests at
@@ -161,6 +165,7 @@ mod budget;
 pub(crate) mod compress;
 pub(crate) mod engine;
 pub(crate) mod host;
+mod inline;
 pub(crate) mod multipart;
 pub(crate) mod split;
 pub(crate) mod subtle;
@@ -323,6 +328,8 @@ pub struct QuickJsProgram {
     pool: Mutex<Pool>,
     /// Signalled when a runtime goes back to the pool.
     returned: Condvar,
+    /// The same, for a request waiting (as a task) to run inline.
+    freed: Notify,
     /// The next invocation is the first on a freshly loaded program.
     fresh: AtomicBool,
     /// The pump of each open stream, by (runtime, runtime generation,
@@ -335,6 +342,9 @@ pub struct QuickJsProgram {
     alive: Arc<()>,
     /// Compression coders open in all the runtimes, against one cap.
     coders: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests left to run on blocking threads directly, after one that
+    /// started on an async worker had to move ([`inline`]).
+    skip_inline: std::sync::atomic::AtomicU32,
 }
 
 /// The runtimes of one tenant. Each is a [`Slot`], made on demand (only when
@@ -385,12 +395,74 @@ impl std::ops::DerefMut for Lease<'_> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            self.program.pool.lock().idle.push(slot);
-            // All: a stream step waits for its own runtime, not any.
-            self.program.returned.notify_all();
+            self.program.give_back(slot);
         }
     }
 }
+
+/// A [`Lease`] that owns its program, to move with a request between
+/// threads ([`inline`]).
+struct OwnedLease {
+    program: Arc<QuickJsProgram>,
+    slot: Option<Slot>,
+}
+
+impl std::ops::Deref for OwnedLease {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        self.slot.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for OwnedLease {
+    fn deref_mut(&mut self) -> &mut Slot {
+        self.slot.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for OwnedLease {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.program.give_back(slot);
+        }
+    }
+}
+
+/// How [`QuickJsProgram::try_inline`] went.
+enum Inline {
+    /// It started on the worker (and ended there, or moved).
+    Started(inline::Started<Outcome>),
+    /// It could not start (no fiber, or it panicked).
+    Failed(SandboxError),
+    /// Not now: the request, for a blocking thread.
+    Declined(http::Request<Bytes>),
+    /// Other requests run inline on all the workers allowed: the request,
+    /// to try again when one ends, or for a blocking thread.
+    Busy(http::Request<Bytes>),
+    /// All the tenant's runtimes are busy: the request, to wait for one.
+    AllBusy(http::Request<Bytes>),
+}
+
+/// What [`QuickJsProgram::try_lease_warm`] found.
+enum Idle {
+    Warm(Slot),
+    /// Every runtime the tenant may have exists and is busy.
+    AllBusy,
+    /// None warm and idle, but one may be made (or rebuilt).
+    No,
+}
+
+/// Times a request may wait as a task for one of its tenant's runtimes to
+/// be free, to run inline, before it waits on a blocking thread instead.
+const INLINE_WAITS: u32 = 64;
+
+/// Times a request whose turn to run inline is taken waits (as a task, at
+/// most twice the inline bound each time) for a turn and tries again,
+/// before it goes to a blocking thread.
+const INLINE_RETRIES: u32 = 4;
+
+/// What a request's run gives back: its head, and its stream if it streams.
+type Outcome = Result<(http::Response<Bytes>, Option<Stream>), SandboxError>;
 
 /// How many chunks a stream may run ahead of its client.
 const STREAM_BUFFER: usize = 4;
@@ -489,11 +561,13 @@ impl QuickJsProgram {
                 made: 1,
             }),
             returned: Condvar::new(),
+            freed: Notify::new(),
             fresh: AtomicBool::new(true),
             wakers: Mutex::new(HashMap::new()),
             steps: AtomicU64::new(0),
             alive,
             coders,
+            skip_inline: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -553,6 +627,26 @@ impl QuickJsProgram {
             program: self,
             slot: Some(slot),
         }
+    }
+
+    /// The last returned runtime if one is idle and warm, without waiting.
+    fn try_lease_warm(&self, shares: u32) -> Idle {
+        let shares = usize::try_from(shares.max(1)).unwrap_or(usize::MAX);
+        let mut pool = self.pool.lock();
+        match pool.idle.last() {
+            Some(slot) if slot.warm.is_some() => pool.idle.pop().map_or(Idle::No, Idle::Warm),
+            None if pool.made >= shares => Idle::AllBusy,
+            _ => Idle::No,
+        }
+    }
+
+    /// Puts a runtime back in the pool and wakes whoever waits for one.
+    fn give_back(&self, slot: Slot) {
+        self.pool.lock().idle.push(slot);
+        // All: a stream step waits for its own runtime, not any.
+        self.returned.notify_all();
+        // One request waiting to run inline (or a permit for the next).
+        self.freed.notify_one();
     }
 
     /// Runtime `id` (a stream's own), once no one else holds it.
@@ -630,12 +724,21 @@ impl QuickJsProgram {
         }
     }
 
-    fn invoke_blocking(
-        &self,
-        cx: InvokeContext,
-        request: http::Request<Bytes>,
-    ) -> Result<(http::Response<Bytes>, Option<Stream>), SandboxError> {
+    fn invoke_blocking(&self, cx: &InvokeContext, request: http::Request<Bytes>) -> Outcome {
         let mut slot = self.lease_any(cx.limits.compute_shares);
+        self.invoke_on(&mut slot, cx, request, None)
+    }
+
+    /// Runs a request in `slot`'s runtime (built first if it has none);
+    /// `inline`: it started on an async worker, and moves off it after
+    /// that long.
+    fn invoke_on(
+        &self,
+        slot: &mut Slot,
+        cx: &InvokeContext,
+        request: http::Request<Bytes>,
+        inline: Option<Duration>,
+    ) -> Outcome {
         let mut cold_start = self.fresh.swap(false, Ordering::Relaxed);
         let warm = match slot.warm.take() {
             Some(warm) => warm,
@@ -644,15 +747,26 @@ impl QuickJsProgram {
                 Warm::build_counting_coders_in(&self.bytecode, &cx.limits, self.coders.clone())?
             }
         };
+        // Walking a large heap, or freeing one after a limit, is host work
+        // that no tick bounds: never on an async worker.
+        let off_worker = |long: bool| {
+            if inline.is_some() && long {
+                inline::hop(false);
+            }
+        };
+        off_worker(warm.heap_walk_is_long());
         let before = warm.heap_bytes_sampled();
         let started = Instant::now();
         let (parts, body) = request.into_parts();
+        if let Some(bound) = inline {
+            warm.set_inline(bound);
+        }
         let Ran {
             result,
             fuel,
             cpu_time,
             ready,
-        } = warm.run(&cx, parts, body);
+        } = warm.run(cx, parts, body);
         let wall_time = started.elapsed();
         match result {
             Ok(Head {
@@ -663,10 +777,13 @@ impl QuickJsProgram {
                     fuel_consumed: fuel,
                     cpu_time,
                     wall_time,
-                    peak_memory: before.max(warm.heap_bytes_sampled()),
+                    peak_memory: {
+                        off_worker(warm.heap_walk_is_long());
+                        before.max(warm.heap_bytes_sampled())
+                    },
                     cold_start,
                 });
-                self.wake_ready(&ready, &slot, None);
+                self.wake_ready(&ready, slot, None);
                 slot.warm = Some(warm);
                 let stream = stream.map(|scope| {
                     let figures = StreamFigures::new();
@@ -697,10 +814,79 @@ impl QuickJsProgram {
                 Ok((response, stream))
             }
             Err(err) => {
-                self.keep_after(&mut slot, warm, &err, &ready);
+                off_worker(!matches!(
+                    err,
+                    SandboxError::ScriptError { .. } | SandboxError::BadResponse { .. }
+                ));
+                self.keep_after(slot, warm, &err, &ready);
                 Err(err)
             }
         }
+    }
+
+    /// Starts a request on this async worker if that is allowed now (see
+    /// [`inline`]) and the tenant has an idle warm runtime; gives the
+    /// request back otherwise.
+    fn try_inline(self: &Arc<Self>, cx: &InvokeContext, request: http::Request<Bytes>) -> Inline {
+        let skip = self.skip_inline.load(Ordering::Relaxed);
+        if skip > 0 {
+            let _ = self.skip_inline.compare_exchange(
+                skip,
+                skip - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return Inline::Declined(request);
+        }
+        let token = match inline::token() {
+            Ok(token) => token,
+            Err(inline::NoToken::Busy) => return Inline::Busy(request),
+            Err(inline::NoToken::NotHere) => return Inline::Declined(request),
+        };
+        let slot = match self.try_lease_warm(cx.limits.compute_shares) {
+            Idle::Warm(slot) => slot,
+            Idle::AllBusy => return Inline::AllBusy(request),
+            Idle::No => return Inline::Declined(request),
+        };
+        // Owned already: if no fiber can be made, dropping it gives the
+        // runtime back.
+        let mut lease = OwnedLease {
+            program: self.clone(),
+            slot: Some(slot),
+        };
+        let (this, cx) = (self.clone(), cx.clone());
+        let started = inline::start(token, move || {
+            this.invoke_on(&mut lease, &cx, request, Some(inline::INLINE_BOUND))
+        });
+        if let Ok(inline::Started::Moved(moving)) = &started
+            && moving.slow
+        {
+            self.skip_inline
+                .store(inline::SKIP_AFTER_MOVE, Ordering::Relaxed);
+        }
+        match started {
+            Ok(started) => Inline::Started(started),
+            Err(err) => Inline::Failed(err),
+        }
+    }
+
+    /// The response for a run's outcome; a stream's pump starts now (if the
+    /// caller gives up before the response is read, the body is dropped and
+    /// the pump ends the stream's scope instead of leaving it in the
+    /// runtime).
+    fn respond(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        cx: InvokeContext,
+        outcome: Outcome,
+    ) -> Result<http::Response<Body>, SandboxError> {
+        let (response, stream) = outcome?;
+        let Some(stream) = stream else {
+            return Ok(response.map(Body::full));
+        };
+        let (tx, body) = Body::channel(STREAM_BUFFER);
+        runtime.spawn(self.clone().pump(cx, stream, tx));
+        Ok(response.map(|_| body))
     }
 
     /// One step of `stream`, under `budget` (from [`Stream::next_budget`]).
@@ -859,20 +1045,54 @@ impl Program for QuickJsProgram {
     ) -> BoxFuture<'static, Result<http::Response<Body>, SandboxError>> {
         Box::pin(async move {
             let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let (response, stream) = self.invoke_blocking(cx.clone(), request)?;
-                let Some(stream) = stream else {
-                    return Ok(response.map(Body::full));
+            let failed = |e| SandboxError::internal("the JavaScript worker thread failed", e);
+            let (mut tries, mut waits) = (0, 0);
+            let mut request = request;
+            let request = loop {
+                request = match self.try_inline(&cx, request) {
+                    Inline::Busy(request) if tries < INLINE_RETRIES => {
+                        tries += 1;
+                        inline::token_freed(inline::INLINE_BOUND * 2).await;
+                        request
+                    }
+                    Inline::AllBusy(request) if waits < INLINE_WAITS => {
+                        waits += 1;
+                        let freed = self.freed.notified();
+                        let mut freed = std::pin::pin!(freed);
+                        freed.as_mut().enable();
+                        // Freed between the look and the enable: no wait.
+                        if self.pool.lock().idle.is_empty() {
+                            freed.await;
+                        }
+                        request
+                    }
+                    other => break other,
                 };
-                // Started here, not after the await: if the caller gives up
-                // meanwhile, the body is dropped and the pump ends the
-                // stream's scope instead of leaving it in the runtime.
-                let (tx, body) = Body::channel(STREAM_BUFFER);
-                runtime.spawn(self.pump(cx, stream, tx));
-                Ok(response.map(|_| body))
+            };
+            let request = match request {
+                Inline::Started(inline::Started::Done(outcome)) => {
+                    return self.respond(&runtime, cx, outcome);
+                }
+                Inline::Started(inline::Started::Moved(moving)) => {
+                    // Responded on the blocking thread, as below.
+                    return tokio::task::spawn_blocking(move || {
+                        let outcome = moving.finish().and_then(|outcome| outcome);
+                        self.respond(&runtime, cx, outcome)
+                    })
+                    .await
+                    .map_err(failed)?;
+                }
+                Inline::Failed(err) => return Err(err),
+                Inline::Declined(request) | Inline::Busy(request) | Inline::AllBusy(request) => {
+                    request
+                }
+            };
+            tokio::task::spawn_blocking(move || {
+                let outcome = self.invoke_blocking(&cx, request);
+                self.respond(&runtime, cx, outcome)
             })
             .await
-            .map_err(|e| SandboxError::internal("the JavaScript worker thread failed", e))?
+            .map_err(failed)?
         })
     }
 }

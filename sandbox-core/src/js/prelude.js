@@ -927,6 +927,7 @@ let isHeaders; // by its private field, not instanceof
 let headersAppend;
 let headersHas;
 let headersSet;
+let headersSetIfAbsent;
 let headersWirePairs; // every (name, value) as sent on the wire
 let headersFreeze; // makes a Headers immutable (its guard, in the Fetch standard)
 
@@ -1002,6 +1003,9 @@ class Headers {
     };
     headersHas = (h, name) => MapPrototypeHas(h.#map, normName(name));
     headersSet = (h, name, value) => void MapPrototypeSet(h.#map, normName(name), [normValue(value)]);
+    // For a name and value already normalized and valid (the prelude's own
+    // constants): no regular expression on every response.
+    headersSetIfAbsent = (h, k, v) => MapPrototypeHas(h.#map, k) || void MapPrototypeSet(h.#map, k, [v]);
     headersWirePairs = (h) => {
       const out = [];
       MapPrototypeForEach(h.#map, (vs, k) => {
@@ -1437,14 +1441,9 @@ class ReadableStream {
         throw new TypeError("expected a ReadableStream");
       }
     };
-    isReadableStream = (x) => {
-      try {
-        x.#s;
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    // `#s in x`, not a caught `x.#s`: every Response body that is not a
+    // stream passes here, and a throw builds an Error with its stack.
+    isReadableStream = (x) => x !== null && typeof x === "object" && #s in x;
   }
   constructor(source = {}, strategy = {}) {
     // WebIDL `optional object`: null is not an object.
@@ -2430,10 +2429,12 @@ function isBlob(v) {
 // @part core
 // ------------------------------------------------------------------- Body --
 
+const TEXT_PLAIN_UTF8 = "text/plain;charset=UTF-8";
+
 // Returns [bytes, a ReadableStream or null; default content-type or null].
 function extractBody(body) {
   if (body === undefined || body === null) return [null, null];
-  if (typeof body === "string") return [utf8Encode(body), "text/plain;charset=UTF-8"];
+  if (typeof body === "string") return [utf8Encode(body), TEXT_PLAIN_UTF8];
   if (isBufferSource(body)) return [copyBytes(body), null];
   if (isBlob(body)) return [copyBytes(blobBytes(body)), body.type === "" ? null : body.type];
   if (isURLSearchParams(body)) {
@@ -2445,7 +2446,7 @@ function extractBody(body) {
     if (s.reader !== null || s.disturbed) throw new TypeError("the body stream is locked or has been read");
     return [body, null];
   }
-  return [utf8Encode(String(body)), "text/plain;charset=UTF-8"];
+  return [utf8Encode(String(body)), TEXT_PLAIN_UTF8];
 }
 
 const EMPTY = new Uint8Array(0);
@@ -2498,7 +2499,8 @@ class Body {
       const type = extracted[1];
       if (isReadableStream(b)) self.#stream = b;
       else self.#bytes = b;
-      if (type !== null && !headersHas(headers, "content-type")) headersSet(headers, "content-type", type);
+      if (type === TEXT_PLAIN_UTF8) headersSetIfAbsent(headers, "content-type", type);
+      else if (type !== null && !headersHas(headers, "content-type")) headersSet(headers, "content-type", type);
     };
     bodyUsed = (self) => self.#used || (self.#stream !== null && rsOf(self.#stream).disturbed);
     bodyTakeBytes = (self, bytes) => {

@@ -6,6 +6,7 @@ mod api;
 mod budget;
 mod fleet;
 mod hygiene;
+mod inline;
 mod lazy;
 mod limits;
 mod memory;
