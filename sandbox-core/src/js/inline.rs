@@ -74,23 +74,7 @@ impl Token {
 impl Drop for Token {
     fn drop(&mut self) {
         INLINE.fetch_sub(1, Ordering::Relaxed);
-        FREED.notify_one();
     }
-}
-
-/// Signalled when a [`Token`] is given back.
-static FREED: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// Waits (as a task) until a [`Token`] may be free, at most `most`: the
-/// request that holds one may be stuck in a built-in that does not tick.
-pub(crate) async fn token_freed(most: Duration) {
-    let freed = FREED.notified();
-    let mut freed = std::pin::pin!(freed);
-    freed.as_mut().enable();
-    if INLINE.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    let _ = tokio::time::timeout(most, freed).await;
 }
 
 /// Why [`token`] gave none.

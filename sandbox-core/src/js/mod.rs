@@ -456,11 +456,6 @@ enum Idle {
 /// be free, to run inline, before it waits on a blocking thread instead.
 const INLINE_WAITS: u32 = 64;
 
-/// Times a request whose turn to run inline is taken waits (as a task, at
-/// most twice the inline bound each time) for a turn and tries again,
-/// before it goes to a blocking thread.
-const INLINE_RETRIES: u32 = 4;
-
 /// What a request's run gives back: its head, and its stream if it streams.
 type Outcome = Result<(http::Response<Bytes>, Option<Stream>), SandboxError>;
 
@@ -1046,15 +1041,15 @@ impl Program for QuickJsProgram {
         Box::pin(async move {
             let runtime = tokio::runtime::Handle::current();
             let failed = |e| SandboxError::internal("the JavaScript worker thread failed", e);
-            let (mut tries, mut waits) = (0, 0);
+            let mut waits = 0;
             let mut request = request;
             let request = loop {
                 request = match self.try_inline(&cx, request) {
-                    Inline::Busy(request) if tries < INLINE_RETRIES => {
-                        tries += 1;
-                        inline::token_freed(inline::INLINE_BOUND * 2).await;
-                        request
-                    }
+                    // Every inline turn taken: straight to a blocking thread.
+                    // Waiting for a turn (up to 4 × 2 ms) left one worker
+                    // running the JS of 16 connections on a quiet 2-core box:
+                    // 0.63-0.77x the throughput of going to a blocking thread
+                    // at once (BENCHMARKS.md, "Merged main after stop 30").
                     Inline::AllBusy(request) if waits < INLINE_WAITS => {
                         waits += 1;
                         let freed = self.freed.notified();
