@@ -380,6 +380,25 @@ pub(crate) fn upsert_usage_tx(
     Ok(())
 }
 
+/// Replaces each of `rows`' stored row in `table` (inside `tx`) with
+/// `merge(stored row, row)`.
+fn merge_rows_tx(
+    tx: &mut dyn Db,
+    table: &str,
+    rows: &[Usage],
+    merge: impl Fn(Option<Usage>, &Usage) -> Usage,
+) -> Result<(), StorageError> {
+    let sql =
+        format!("SELECT {USAGE_COLS} FROM {table} WHERE tenant = ?1 AND year = ?2 AND month = ?3");
+    let mut merged = Vec::with_capacity(rows.len());
+    for u in rows {
+        let args = args![u.tenant.as_str(), u.period.year(), u.period.month()];
+        let cur = usage_rows(tx, &sql, args)?.pop();
+        merged.push(merge(cur, u));
+    }
+    upsert_usage_tx(tx, table, &merged)
+}
+
 /// Records a usage journal's last committed flush (inside the flush's own
 /// transaction, so the mark and the rows are in together or not at all).
 fn set_mark_tx(tx: &mut dyn Db, m: &JournalMark) -> Result<(), StorageError> {
@@ -505,17 +524,10 @@ impl Store {
         let key = |u: &Usage| (table, u.tenant.clone(), u.period.year(), u.period.month());
         // Held across the write, so two flushes of one table never race on a baseline.
         let mut base = self.inner.usage_base.lock();
-        let sql = format!(
-            "SELECT {USAGE_COLS} FROM {table} WHERE tenant = ?1 AND year = ?2 AND month = ?3"
-        );
         self.write(|tx| {
-            let mut merged = Vec::with_capacity(batch.len());
-            for u in batch {
-                let args = args![u.tenant.as_str(), u.period.year(), u.period.month()];
-                let cur = usage_rows(tx, &sql, args)?.pop();
-                merged.push(merge_usage(cur, u, base.get(&key(u))));
-            }
-            upsert_usage_tx(tx, table, &merged)?;
+            merge_rows_tx(tx, table, batch, |cur, u| {
+                merge_usage(cur, u, base.get(&key(u)))
+            })?;
             mark.map_or(Ok(()), |m| set_mark_tx(tx, m))
         })?;
         // Older months are flushed for the last time with the first batch of a new one.
@@ -537,20 +549,13 @@ impl Store {
         deltas: &[Usage],
         mark: &JournalMark,
     ) -> Result<(), StorageError> {
-        let sql = format!(
-            "SELECT {USAGE_COLS} FROM {table} WHERE tenant = ?1 AND year = ?2 AND month = ?3"
-        );
         self.write(|tx| {
-            let mut merged = Vec::with_capacity(deltas.len());
-            for d in deltas {
-                let args = args![d.tenant.as_str(), d.period.year(), d.period.month()];
-                let cur = usage_rows(tx, &sql, args)?.pop();
+            merge_rows_tx(tx, table, deltas, |cur, d| {
                 let storage = cur.as_ref().map_or(0, |c| c.storage_bytes);
                 let mut m = merge_usage(cur, d, None);
                 m.storage_bytes = storage;
-                merged.push(m);
-            }
-            upsert_usage_tx(tx, table, &merged)?;
+                m
+            })?;
             set_mark_tx(tx, mark)
         })
     }
