@@ -478,6 +478,8 @@ impl App {
             Err(r) => return r,
         }
         let mut req = Request::from_parts(parts, bytes);
+        // The mark between nodes is the platform's, not the app's.
+        req.headers_mut().remove(crate::moves::FORWARDED);
         match path_and_query.parse::<http::Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return error(StatusCode::BAD_REQUEST, "bad_path", "unparsable path"),

@@ -55,7 +55,8 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(60);
 const FORWARD_MARGIN: Duration = Duration::from_secs(10);
 /// Marks a request this node forwarded, so two nodes that each think the
 /// other has the app answer 508 instead of passing it back and forth.
-const FORWARDED: &str = "x-corral-forwarded-by";
+/// It names a node, so it is taken off before a guest sees the request.
+pub(crate) const FORWARDED: &str = "x-corral-forwarded-by";
 /// Hop-by-hop headers (RFC 9110 §7.6.1): never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",

@@ -246,3 +246,28 @@ async fn routing_path_off_and_admin_host() {
         assert_eq!(status, 200, "{path}: {body:?}");
     }
 }
+
+/// The mark one node puts on a request it forwards to another names a node:
+/// it is the platform's, and the app the request reaches never sees it, as
+/// sent by a client or by a peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forwarding_mark_never_reaches_the_guest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(tmp.path(), None);
+    let echo = r#"export default { fetch(req) {
+        return new Response([...req.headers].map(([k, v]) => `${k}=${v}`).join("\n"));
+    } }"#;
+    let (status, v) = s.deploy_js("echo", "test", echo).await;
+    assert_eq!(status, 200, "{v}");
+    let req = Request::get(s.url("/apps/echo/"))
+        .header("x-corral-forwarded-by", "node-7")
+        .header("x-kept", "1")
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = s.send(req).await;
+    assert_eq!(status, 200, "{body:?}");
+    let seen = String::from_utf8(body.to_vec()).unwrap();
+    assert!(seen.contains("x-kept=1"), "{seen}");
+    assert!(!seen.contains("forwarded-by"), "{seen}");
+    assert!(!seen.contains("node-7"), "{seen}");
+}
