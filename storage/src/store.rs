@@ -229,7 +229,20 @@ pub(crate) struct Inner {
     /// PostgreSQL only: per (table, tenant, year, month), the totals this
     /// node's meter last wrote or loaded (see `tenant::store_usage_rows`).
     pub(crate) usage_base: Mutex<UsageBase>,
+    /// PostgreSQL only: usage writes whose commit's answer was lost and
+    /// whose mark could not be read back then, per table: resolved before
+    /// that table's next write (see `tenant::store_usage_rows`). Locked
+    /// after `usage_base`.
+    pub(crate) usage_unsure: Mutex<Vec<UnsureWrite>>,
 }
+
+/// A usage write that may or may not have committed: its table, its
+/// journal's mark and its rows.
+pub(crate) type UnsureWrite = (
+    &'static str,
+    corral_metering::JournalMark,
+    Vec<corral_metering::Usage>,
+);
 
 /// Baselines of this node's usage totals, keyed by (table, tenant, year, month).
 pub(crate) type UsageBase =
@@ -319,6 +332,7 @@ impl Store {
                 bundle_generation: AtomicU64::new(0),
                 listeners: Mutex::new(Vec::new()),
                 usage_base: Mutex::new(UsageBase::new()),
+                usage_unsure: Mutex::new(Vec::new()),
             }),
         })
     }

@@ -522,21 +522,50 @@ impl Store {
             });
         }
         let key = |u: &Usage| (table, u.tenant.clone(), u.period.year(), u.period.month());
+        let advance = |base: &mut crate::store::UsageBase, rows: &[Usage]| {
+            // Older months are flushed for the last time with the first batch of a new one.
+            if let Some(oldest) = rows.iter().map(|u| u.period).min() {
+                base.retain(|k, _| k.0 != table || (k.2, k.3) >= (oldest.year(), oldest.month()));
+            }
+            for u in rows {
+                base.insert(key(u), u.clone());
+            }
+        };
         // Held across the write, so two flushes of one table never race on a baseline.
         let mut base = self.inner.usage_base.lock();
-        self.write(|tx| {
+        let mut unsure = self.inner.usage_unsure.lock();
+        // An earlier write's commit lost its answer and its mark could not
+        // be read then: whether it is in decides this write's baselines, so
+        // nothing is written before that is known.
+        if let Some(i) = unsure.iter().position(|w| w.0 == table) {
+            let (_, m, rows) = &unsure[i];
+            if self.journal_mark_of(m.journal())? >= m.seq() {
+                advance(&mut base, rows);
+            }
+            unsure.swap_remove(i);
+        }
+        let wrote = self.write(|tx| {
             merge_rows_tx(tx, table, batch, |cur, u| {
                 merge_usage(cur, u, base.get(&key(u)))
             })?;
             mark.map_or(Ok(()), |m| set_mark_tx(tx, m))
-        })?;
-        // Older months are flushed for the last time with the first batch of a new one.
-        if let Some(oldest) = batch.iter().map(|u| u.period).min() {
-            base.retain(|k, _| k.0 != table || (k.2, k.3) >= (oldest.year(), oldest.month()));
+        });
+        if let Err(e) = wrote {
+            // A COMMIT whose answer was lost may have gone through; keeping
+            // the old baselines then would add these counts again at the
+            // next flush. The journal's mark, written in the same
+            // transaction, says which (without a journal nobody can tell).
+            let Some(m) = mark else { return Err(e) };
+            match self.journal_mark_of(m.journal()) {
+                Ok(seq) if seq >= m.seq() => {}
+                Ok(_) => return Err(e),
+                Err(_) => {
+                    unsure.push((table, m.clone(), batch.to_vec()));
+                    return Err(e);
+                }
+            }
         }
-        for u in batch {
-            base.insert(key(u), u.clone());
-        }
+        advance(&mut base, batch);
         Ok(())
     }
 

@@ -800,3 +800,154 @@ fn two_nodes_meters_see_each_others_requests_after_a_flush() {
     assert_eq!(meter_b.flush(&store_b).unwrap(), 0);
     assert_eq!(store_b.tenant_usage(&t).unwrap()[0].requests, 20);
 }
+
+/// A proxy in front of the PostgreSQL server's Unix socket that can lose the
+/// answer to a COMMIT: once armed, it passes the next `COMMIT` on to the
+/// server, drops that connection before the server's answer comes back, and
+/// with `outage` also cuts every other connection and refuses new ones for
+/// a while, as a network partition would.
+struct LossyProxy {
+    dir: tempfile::TempDir,
+    /// 0: pass everything; 1: lose the next COMMIT's answer; 2: and an outage.
+    armed: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl LossyProxy {
+    fn start(server_url: &str) -> (LossyProxy, String) {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+        // postgres://user@%2Fsocket%2Fdir/db?query
+        let (head, rest) = server_url.split_once('@').unwrap();
+        let (host, tail) = rest.split_once('/').unwrap();
+        let socket_dir = host.replace("%2F", "/").replace("%2f", "/");
+        let target = std::path::Path::new(&socket_dir).join(".s.PGSQL.5432");
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap();
+        let armed = Arc::new(AtomicU8::new(0));
+        let live: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
+        let down_until: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (a, l, d) = (armed.clone(), live.clone(), down_until.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if d.lock().unwrap().is_some_and(|t| Instant::now() < t) {
+                    continue; // dropped: the partition
+                }
+                let server = UnixStream::connect(&target).unwrap();
+                l.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let cut = Arc::new(AtomicBool::new(false));
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                let (a, l, d, cut2) = (a.clone(), l.clone(), d.clone(), cut.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                        let chunk = &buf[..n];
+                        let commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
+                        let mode = if commit { a.swap(0, SeqCst) } else { 0 };
+                        if mode != 0 {
+                            cut2.store(true, SeqCst);
+                        }
+                        if s_out.write_all(chunk).is_err() {
+                            break;
+                        }
+                        if mode != 0 {
+                            // Long enough for the server to commit.
+                            std::thread::sleep(Duration::from_millis(300));
+                            if mode == 2 {
+                                *d.lock().unwrap() = Some(Instant::now() + Duration::from_secs(2));
+                                for s in l.lock().unwrap().drain(..) {
+                                    let _ = s.shutdown(std::net::Shutdown::Both);
+                                }
+                            }
+                            let _ = s_out.shutdown(std::net::Shutdown::Both);
+                            let _ = c_in.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        if cut.load(SeqCst) || c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let encoded = dir.path().to_string_lossy().replace('/', "%2F");
+        let url = format!("{head}@{encoded}/{tail}");
+        (LossyProxy { dir, armed }, url)
+    }
+
+    fn lose_next_commit_answer(&self, outage: bool) {
+        let mode = if outage { 2 } else { 1 };
+        self.armed.store(mode, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A meter's flush to PostgreSQL whose COMMIT went through but whose answer
+/// was lost is not counted twice: the store reads the journal's mark back
+/// (at once, or before its next write when the database was unreachable
+/// then) and learns the rows are in. Before, the node kept its old baseline
+/// and its next flush added the same requests again.
+#[test]
+fn a_flush_whose_commit_answer_was_lost_is_not_counted_twice_on_postgres() {
+    use corral_metering::{Journal, Meter};
+    if crate::pg_base().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = Backend::Postgres.location(&dir, "lossy");
+    let (proxy, via) = LossyProxy::start(&url);
+    let store = Store::open(&via, StoreConfig::default()).unwrap();
+    let truth = Store::open(&url, StoreConfig::default()).unwrap();
+    let jdir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(jdir.path(), "usage.journal", &store).unwrap();
+    let meter = Meter::builder().journal(journal).build();
+    meter.restore(&store).unwrap();
+    let shop = tid("shop");
+    let p = Period::containing(std::time::SystemTime::now());
+    let stored = || {
+        truth
+            .load_usage(p)
+            .unwrap()
+            .iter()
+            .map(|u| u.requests)
+            .sum::<u64>()
+    };
+    let hit = |n| (0..n).for_each(|_| meter.request(&shop));
+
+    hit(10);
+    meter.flush(&store).unwrap();
+    assert_eq!(stored(), 10);
+
+    // The answer is lost, the database still reachable: the mark says the
+    // rows are in, so the flush is a success.
+    hit(20);
+    proxy.lose_next_commit_answer(false);
+    meter.flush(&store).unwrap();
+    assert_eq!(stored(), 30);
+    hit(5);
+    meter.flush(&store).unwrap();
+    assert_eq!(stored(), 35, "the 20 were not added a second time");
+
+    // The answer is lost and the database unreachable for a while: the
+    // flush fails, and the next one first asks whether that write is in.
+    hit(7);
+    proxy.lose_next_commit_answer(true);
+    assert!(meter.flush(&store).is_err());
+    assert_eq!(stored(), 42, "the commit went through");
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    hit(3);
+    meter.flush(&store).unwrap();
+    assert_eq!(stored(), 45, "the 7 were not added a second time");
+    drop(proxy.dir);
+}
