@@ -756,6 +756,22 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Ends flush `mark`, found committed after its answer was lost, for
+    /// every slot it was prepared for (the meter no longer has the list).
+    pub(crate) fn commit_found(&self, mark: &JournalMark) {
+        for seg in self.inner.segments.lock().iter() {
+            for s in seg.iter() {
+                if s.used.load(Acquire) != 0 && s.inflight_seq.load(Relaxed) == mark.seq {
+                    let have = s.in_sink(mark.seq);
+                    s.committed.store(&have);
+                }
+            }
+        }
+        self.inner.header.done.fetch_max(mark.seq, Release);
+    }
+}
+
 fn warn_cannot_grow(path: &Path, e: &io::Error) {
     eprintln!(
         "corral-metering: usage journal {} cannot grow ({e}); new tenants are counted in memory only",

@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::unix_millis;
 use crate::counters::{InvocationFigures, Sums, TenantCounters};
 use crate::hash::TenantHash;
-use crate::journal::{Journal, Raw};
+use crate::journal::{Journal, JournalMark, Raw};
 use crate::{
     Clock, ErrorKind, Period, SinkError, StatusClass, SystemClock, TenantSnapshot, Usage, UsageSink,
 };
@@ -193,7 +193,10 @@ pub(crate) struct Inner {
     roll_lock: Mutex<()>,
     pending: Mutex<Vec<Pending>>,
     journal: Option<Journal>,
-    flush_lock: Mutex<()>,
+    /// Held across a flush. It keeps the mark of a journaled flush whose
+    /// store failed and whose mark could not be read back then (the commit
+    /// may have gone through): the next flush learns its fate first.
+    flush_lock: Mutex<Option<JournalMark>>,
     flushed_once: AtomicBool,
     pub(crate) unattributed: AtomicU64,
     pub(crate) export_top: usize,
@@ -429,7 +432,7 @@ impl MeterBuilder {
             roll_lock: Mutex::new(()),
             pending: Mutex::new(Vec::new()),
             journal: self.journal,
-            flush_lock: Mutex::new(()),
+            flush_lock: Mutex::new(None),
             flushed_once: AtomicBool::new(false),
             unattributed: AtomicU64::new(0),
             export_top: self.export_top,
@@ -626,7 +629,15 @@ impl Meter {
     /// ```
     pub fn flush(&self, sink: &dyn UsageSink) -> Result<usize, MeterError> {
         self.inner.check_period();
-        let _g = self.inner.flush_lock.lock();
+        let mut unsure = self.inner.flush_lock.lock();
+        if let (Some(j), Some(m)) = (&self.inner.journal, unsure.as_ref()) {
+            // Until it is known, a new flush would overwrite what the file
+            // says that one held; a process killed then could not tell.
+            if sink.journal_mark(m.journal()).map_err(MeterError::Sink)? >= m.seq() {
+                j.commit_found(m);
+            }
+            *unsure = None;
+        }
         let pending: Vec<Pending> = self.inner.pending.lock().clone();
         let n_pending = pending.len();
         let mut batch: Vec<Usage> = pending.iter().map(|p| p.usage.clone()).collect();
@@ -657,7 +668,18 @@ impl Meter {
                 // whether these rows are in.
                 let slots = || from.iter().filter_map(|(t, raw)| Some((t.c.slot()?, raw)));
                 let mark = j.prepare(slots());
-                sink.store_marked(&batch, &mark).map_err(MeterError::Sink)?;
+                if let Err(e) = sink.store_marked(&batch, &mark) {
+                    // A commit whose answer was lost is in: the mark, written
+                    // in its transaction, says so.
+                    match sink.journal_mark(mark.journal()) {
+                        Ok(seq) if seq >= mark.seq() => {}
+                        Ok(_) => return Err(MeterError::Sink(e)),
+                        Err(_) => {
+                            *unsure = Some(mark);
+                            return Err(MeterError::Sink(e));
+                        }
+                    }
+                }
                 j.commit(&mark, slots().map(|(s, _)| s));
             }
         }

@@ -21,7 +21,9 @@ struct MarkSink {
     rows: Mutex<HashMap<(TenantId, Period), Usage>>,
     marks: Mutex<HashMap<String, u64>>,
     /// 0: work; 1: refuse before writing; 2: write, then report a failure
-    /// (the commit went through but the answer was lost).
+    /// (the commit went through but the answer was lost); 3: as 2, and the
+    /// mark cannot be read back either (the connection is gone); 4: down
+    /// (refuse everything).
     mode: AtomicU8,
 }
 
@@ -39,13 +41,13 @@ impl MarkSink {
     }
     fn gate(&self) -> Result<(), SinkError> {
         match self.mode.load(Ordering::SeqCst) {
-            1 => Err("refused".into()),
+            1 | 4 => Err("refused".into()),
             _ => Ok(()),
         }
     }
     fn answer(&self) -> Result<(), SinkError> {
         match self.mode.load(Ordering::SeqCst) {
-            2 => Err("connection lost after commit".into()),
+            2 | 3 => Err("connection lost after commit".into()),
             _ => Ok(()),
         }
     }
@@ -92,6 +94,9 @@ impl UsageSink for MarkSink {
         self.answer()
     }
     fn journal_mark(&self, journal: &str) -> Result<u64, SinkError> {
+        if matches!(self.mode.load(Ordering::SeqCst), 3 | 4) {
+            return Err("no connection".into());
+        }
         Ok(self.marks.lock().get(journal).copied().unwrap_or(0))
     }
     fn forget_mark(&self, journal: &str) -> Result<(), SinkError> {
@@ -179,8 +184,9 @@ fn a_flush_committed_before_the_kill_is_not_added_again() {
     let sink = MarkSink::default();
     let meter = journaled(dir.path(), &sink, &clock);
     hit(&meter, "shop", 20);
-    // The sink commits but the answer is lost: the journal never learns.
-    sink.mode.store(2, Ordering::SeqCst);
+    // The sink commits but the answer is lost, and the mark cannot be read
+    // back: the journal never learns.
+    sink.mode.store(3, Ordering::SeqCst);
     assert!(meter.flush(&sink).is_err());
     assert_eq!(sink.requests("shop"), 20);
     hit(&meter, "shop", 5);
@@ -194,6 +200,66 @@ fn a_flush_committed_before_the_kill_is_not_added_again() {
         "the 20 are in; only the 5 are missing"
     );
     assert_eq!(sink.requests("shop"), 25);
+}
+
+/// A commit whose answer was lost, with the mark readable: the flush is a
+/// success, and the journal knows the rows are in.
+#[test]
+fn a_flush_whose_answer_was_lost_is_found_in_by_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(nov().start());
+    let sink = MarkSink::default();
+    let meter = journaled(dir.path(), &sink, &clock);
+    hit(&meter, "shop", 20);
+    sink.mode.store(2, Ordering::SeqCst);
+    assert_eq!(meter.flush(&sink).unwrap(), 1);
+    sink.mode.store(0, Ordering::SeqCst);
+    hit(&meter, "shop", 4);
+    kill(meter);
+    let (_, recovered) = Journal::open(dir.path(), "usage", &sink).unwrap();
+    assert_eq!(recovered.requests(), 4);
+    assert_eq!(sink.requests("shop"), 24);
+}
+
+/// A commit whose answer was lost while the sink went down: no later flush
+/// starts (and overwrites what the file says that one held) before the
+/// sink says whether it is in, so a kill in the outage still recovers
+/// exactly what is missing.
+#[test]
+fn an_unknown_commit_is_settled_before_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(nov().start());
+    let sink = MarkSink::default();
+    let meter = journaled(dir.path(), &sink, &clock);
+    hit(&meter, "shop", 20);
+    sink.mode.store(3, Ordering::SeqCst);
+    assert!(meter.flush(&sink).is_err());
+    assert_eq!(sink.requests("shop"), 20, "in, unknown to the meter");
+    hit(&meter, "shop", 6);
+    sink.mode.store(4, Ordering::SeqCst);
+    assert!(meter.flush(&sink).is_err());
+    hit(&meter, "shop", 1);
+    kill(meter);
+    sink.mode.store(0, Ordering::SeqCst);
+    let (journal, recovered) = Journal::open(dir.path(), "usage", &sink).unwrap();
+    assert_eq!(recovered.requests(), 7);
+    assert_eq!(sink.requests("shop"), 27);
+    drop(journal);
+
+    // Settled by the next flush once the sink is back, then flushed on.
+    let meter = journaled(dir.path(), &sink, &clock);
+    hit(&meter, "blog", 10);
+    sink.mode.store(3, Ordering::SeqCst);
+    assert!(meter.flush(&sink).is_err());
+    sink.mode.store(0, Ordering::SeqCst);
+    hit(&meter, "blog", 2);
+    meter.flush(&sink).unwrap();
+    assert_eq!(sink.requests("blog"), 12);
+    hit(&meter, "blog", 3);
+    kill(meter);
+    let (_, recovered) = Journal::open(dir.path(), "usage", &sink).unwrap();
+    assert_eq!(recovered.requests(), 3);
+    assert_eq!(sink.requests("blog"), 15);
 }
 
 #[test]
