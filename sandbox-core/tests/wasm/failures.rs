@@ -23,10 +23,15 @@ fn limits() -> Limits {
 
 /// A registry with the chaos tenant and a bystander.
 fn setup(dir: &std::path::Path) -> (Registry, TenantId, TenantId) {
+    setup_with(dir, limits())
+}
+
+/// As [`setup`], the chaos tenant under `chaos_limits`.
+fn setup_with(dir: &std::path::Path, chaos_limits: Limits) -> (Registry, TenantId, TenantId) {
     let reg = registry(dir);
     let chaos_id = tid("chaos");
     let other = tid("bystander");
-    reg.deploy(&chaos_id, Kind::Wasm, &chaos(), limits())
+    reg.deploy(&chaos_id, Kind::Wasm, &chaos(), chaos_limits)
         .unwrap();
     reg.deploy(&other, Kind::Wasm, &reply_module("still here", 0), limits())
         .unwrap();
@@ -42,7 +47,15 @@ async fn both_still_answer(reg: &Registry, chaos_id: &TenantId, other: &TenantId
 #[tokio::test]
 async fn infinite_loop_exhausts_fuel() {
     let dir = tempfile::tempdir().unwrap();
-    let (reg, id, other) = setup(dir.path());
+    // The fuel runs out in ~0.07 s on a quiet box; the wall clock is far
+    // enough that a busy box (a debug build beside others) still reaches it.
+    let limits = Limits::builder()
+        .fuel_per_request(FUEL)
+        .memory_bytes(MEMORY)
+        .max_output_bytes(OUTPUT)
+        .wall_clock(Duration::from_secs(20))
+        .build();
+    let (reg, id, other) = setup_with(dir.path(), limits);
     let err = call(&reg, &id, b"l").await.unwrap_err();
     assert!(
         matches!(
