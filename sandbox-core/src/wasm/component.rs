@@ -379,13 +379,18 @@ impl ComponentProgram {
         // The run ends before setting a response (an error, or a guest that
         // never answered), or the response head comes out.
         let mut ended: Option<Outcome> = None;
+        // `biased`: the run first, so a component that answers in its first
+        // poll sends the head before this task's waker is registered with
+        // `head_rx` (which would wake the running task itself: a wasted
+        // poll, and an idle worker woken to steal it; see the WAGI path).
         let head = tokio::select! {
-            head = &mut head_rx => head.ok(),
+            biased;
             outcome = &mut run => {
                 let head = head_rx.try_recv().ok();
                 ended = Some(outcome);
                 head
             }
+            head = &mut head_rx => head.ok(),
         };
         let response = match head {
             Some(Ok(response)) => response,
