@@ -4377,3 +4377,443 @@ const internals = {
 };
 
 export default internals;
+
+// @part wasm
+// ------------------------------------------------------------ WebAssembly --
+// The WebAssembly JS API over wasmtime (js/wasm.rs: one store per runtime,
+// modules of at most 4 MiB, wasm stopped by the request's budget, linear
+// memories and tables charged to the tenant's memory). The natives know
+// memories, globals, tables and functions by an index; this part wraps
+// them in the spec's objects. Modules cannot use the threads proposal; a
+// JS-made shared Memory's buffer is a real SharedArrayBuffer.
+
+const wasmNative = host.wasmNatives();
+const wasmWrap = Symbol("wrap"); // constructs a wrapper of an existing object
+const wasmFuncs = new Map(); // function index -> its JS function
+const wasmFuncIndex = new WeakMap(); // exported JS function -> its index
+const wasmMemories = new Map(); // memory index -> its Memory
+const wasmImports = []; // JS functions imported by some instance, by position
+
+function wasmErrorClass(name) {
+  const C = class extends Error {
+    constructor(message, options) {
+      super(message, options);
+    }
+  };
+  ObjectDefineProperty(C, "name", { __proto__: null, value: name, configurable: true });
+  ObjectDefineProperty(C.prototype, "name", { __proto__: null, value: name, writable: true, configurable: true });
+  return C;
+}
+const WasmCompileError = wasmErrorClass("CompileError");
+const WasmLinkError = wasmErrorClass("LinkError");
+const WasmRuntimeError = wasmErrorClass("RuntimeError");
+
+function wasmMakeError(kind, message) {
+  switch (kind) {
+    case "CompileError":
+      return new WasmCompileError(message);
+    case "LinkError":
+      return new WasmLinkError(message);
+    case "RuntimeError":
+      return new WasmRuntimeError(message);
+    case "RangeError":
+      return new RangeError(message);
+    default:
+      return new TypeError(message);
+  }
+}
+const wasmEnv = [wasmMakeError, wasmImports];
+
+// The bytes of a BufferSource, copied (the tenant cannot change them while
+// they compile).
+function wasmBytes(source, what) {
+  if (!isBufferSource(source) || isSharedArrayBuffer(source)) {
+    throw new TypeError(`${what}: the argument must be an ArrayBuffer or an ArrayBuffer view`);
+  }
+  return copyBytes(source);
+}
+
+// WebIDL's [EnforceRange] unsigned long (and unsigned long long, below 2^53).
+function wasmIndex(v, what, max = 0xffffffff) {
+  const n = +v; // ToNumber (a BigInt or a Symbol throws)
+  if (!NumberIsFinite(n)) throw new TypeError(`${what} must be a finite number`);
+  const i = MathTrunc(n);
+  if (i < 0 || i > max) throw new TypeError(`${what} is out of range`);
+  return i + 0; // no -0
+}
+const NumberIsFinite = Number.isFinite;
+
+function wasmDescriptor(d, what) {
+  if (d === null || (typeof d !== "object" && typeof d !== "function")) {
+    throw new TypeError(`${what}: the descriptor must be an object`);
+  }
+  return d;
+}
+
+// The JS function for the wasm function at `index` (one per function).
+function wasmFunction(index) {
+  let f = MapPrototypeGet(wasmFuncs, index);
+  if (f !== undefined) return f;
+  const call = wasmNative.call;
+  f = (...args) => call(index, args, wasmEnv);
+  ObjectDefineProperty(f, "name", { __proto__: null, value: `${index}`, configurable: true });
+  ObjectDefineProperty(f, "length", { __proto__: null, value: wasmNative.funcArity(index), configurable: true });
+  MapPrototypeSet(wasmFuncs, index, f);
+  WeakMapPrototypeSet(wasmFuncIndex, f, index);
+  return f;
+}
+
+// A funcref value from JS: null, or a function exported by wasm.
+function wasmFuncRef(v, what) {
+  if (v === null) return -1;
+  const index = typeof v === "function" ? WeakMapPrototypeGet(wasmFuncIndex, v) : undefined;
+  if (index === undefined) throw new TypeError(`${what}: not a WebAssembly function or null`);
+  return index;
+}
+
+function wasmRefType(t, what) {
+  t = `${t}`;
+  if (t === "anyfunc" || t === "funcref") return "anyfunc";
+  throw new TypeError(`${what}: element type ${t} is not supported`);
+}
+
+class WasmModule {
+  #op;
+  constructor(bytes) {
+    requireArgs(arguments.length, 1, "WebAssembly.Module");
+    this.#op = wasmNative.compile(wasmBytes(bytes, "WebAssembly.Module"), wasmMakeError);
+  }
+  static #of(m, what) {
+    if (m === null || typeof m !== "object" || !(#op in m)) throw new TypeError(`${what}: not a WebAssembly.Module`);
+    return m.#op;
+  }
+  static op(m) {
+    return WasmModule.#of(m, "WebAssembly.Instance");
+  }
+  static exports(m) {
+    const rows = WasmModule.#of(m, "WebAssembly.Module.exports")("exports");
+    const out = [];
+    for (let i = 0; i < rows.length; i++) ArrayPrototypePush(out, { name: rows[i][0], kind: rows[i][1] });
+    return out;
+  }
+  static imports(m) {
+    const rows = WasmModule.#of(m, "WebAssembly.Module.imports")("imports");
+    const out = [];
+    for (let i = 0; i < rows.length; i++) {
+      ArrayPrototypePush(out, { module: rows[i][0], name: rows[i][1], kind: rows[i][2] });
+    }
+    return out;
+  }
+  static customSections(m, name) {
+    const op = WasmModule.#of(m, "WebAssembly.Module.customSections");
+    requireArgs(arguments.length, 2, "WebAssembly.Module.customSections");
+    const found = op("custom", `${name}`);
+    const out = [];
+    for (let i = 0; i < found.length; i++) ArrayPrototypePush(out, TypedArrayPrototypeGetBuffer(found[i]));
+    return out;
+  }
+}
+const wasmModuleOp = WasmModule.op;
+delete WasmModule.op;
+
+function wasmIsObject(v) {
+  return v !== null && (typeof v === "object" || typeof v === "function");
+}
+
+// Instantiates the module `op` with `importObject`: its frozen exports.
+function wasmInstantiate(op, importObject) {
+  const imports = op("imports");
+  if (importObject !== undefined && !wasmIsObject(importObject)) {
+    throw new TypeError("WebAssembly.Instance: the import object must be an object");
+  }
+  if (imports.length > 0 && importObject === undefined) {
+    throw new TypeError("WebAssembly.Instance: the module has imports but no import object was given");
+  }
+  const entries = [];
+  for (let i = 0; i < imports.length; i++) {
+    const [module, name, kind, type, mutable] = imports[i];
+    const o = importObject[module];
+    if (!wasmIsObject(o)) throw new TypeError(`WebAssembly.Instance: import module ${module} is not an object`);
+    const v = o[name];
+    const what = `WebAssembly.Instance: import ${module}.${name}`;
+    let entry;
+    if (kind === "function") {
+      if (typeof v !== "function") throw new WasmLinkError(`${what} must be a function`);
+      entry = WeakMapPrototypeGet(wasmFuncIndex, v);
+      if (entry === undefined) entry = -ArrayPrototypePush(wasmImports, v);
+    } else if (kind === "global") {
+      entry = wasmGlobalIndex(v);
+      if (entry === undefined) {
+        if (type === "i64" ? typeof v !== "bigint" : typeof v !== "number") {
+          throw new WasmLinkError(`${what} must be a WebAssembly.Global or a ${type === "i64" ? "BigInt" : "Number"}`);
+        }
+        if (mutable) throw new WasmLinkError(`${what} must be a WebAssembly.Global (it is mutable)`);
+        entry = wasmNative.globalNew(type, false, v, -1);
+      }
+    } else if (kind === "memory") {
+      entry = wasmMemoryIndex(v);
+      if (entry === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Memory`);
+    } else if (kind === "table") {
+      entry = wasmTableIndex(v);
+      if (entry === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Table`);
+    } else {
+      throw new WasmLinkError(`${what}: ${kind} imports are not supported`);
+    }
+    ArrayPrototypePush(entries, entry);
+  }
+  const rows = op("instantiate", entries, wasmEnv);
+  const exports = { __proto__: null };
+  for (let i = 0; i < rows.length; i++) {
+    const [name, kind, index] = rows[i];
+    let v;
+    if (kind === "function") v = wasmFunction(index);
+    else if (kind === "memory") v = wasmMemoryWrap(index);
+    else if (kind === "global") v = new WasmGlobal(wasmWrap, index);
+    else if (kind === "table") v = new WasmTable(wasmWrap, index);
+    else continue;
+    exports[name] = v;
+  }
+  return ObjectFreeze(exports);
+}
+
+class WasmInstance {
+  #exports;
+  constructor(module, importObject) {
+    requireArgs(arguments.length, 1, "WebAssembly.Instance");
+    this.#exports = wasmInstantiate(wasmModuleOp(module), importObject);
+  }
+  get exports() {
+    return this.#exports;
+  }
+}
+
+const ArrayBufferPrototypeGetDetached = getter(ArrayBuffer.prototype, "detached");
+
+class WasmMemory {
+  #index;
+  #buffer;
+  #shared;
+  constructor(descriptor) {
+    if (descriptor === wasmWrap) {
+      this.#index = arguments[1];
+      this.#shared = wasmNative.memShared(this.#index);
+      return;
+    }
+    requireArgs(arguments.length, 1, "WebAssembly.Memory");
+    const d = wasmDescriptor(descriptor, "WebAssembly.Memory");
+    const initial = wasmIndex(d.initial, "WebAssembly.Memory: initial");
+    const max = d.maximum;
+    const maximum = max === undefined ? undefined : wasmIndex(max, "WebAssembly.Memory: maximum");
+    const shared = !!d.shared;
+    if (initial > 65536) throw new RangeError("WebAssembly.Memory: initial is above 65536 pages");
+    if (maximum !== undefined && (maximum > 65536 || maximum < initial)) {
+      throw new RangeError("WebAssembly.Memory: maximum is below initial or above 65536 pages");
+    }
+    if (shared && maximum === undefined) throw new TypeError("WebAssembly.Memory: a shared memory needs a maximum");
+    this.#index = wasmNative.memNew(initial, maximum === undefined ? -1 : maximum, shared, wasmMakeError);
+    this.#shared = shared;
+    MapPrototypeSet(wasmMemories, this.#index, this);
+  }
+  static index(m) {
+    return wasmIsObject(m) && #index in m ? m.#index : undefined;
+  }
+  static wrap(index) {
+    let m = MapPrototypeGet(wasmMemories, index);
+    if (m === undefined) {
+      m = new WasmMemory(wasmWrap, index);
+      MapPrototypeSet(wasmMemories, index, m);
+    }
+    return m;
+  }
+  get buffer() {
+    const size = wasmNative.memBytes(this.#index);
+    let b = this.#buffer;
+    if (this.#shared) {
+      if (b === undefined || SharedArrayBufferPrototypeGetByteLength(b) !== size) {
+        b = ObjectFreeze(wasmNative.memBuffer(this.#index));
+        this.#buffer = b;
+      }
+      return b;
+    }
+    // Wasm may have grown the memory since: the old buffer is detached.
+    if (b === undefined || ArrayBufferPrototypeGetDetached(b) || ArrayBufferPrototypeGetByteLength(b) !== size) {
+      if (b !== undefined) wasmNative.detach(b);
+      b = wasmNative.memBuffer(this.#index);
+      this.#buffer = b;
+    }
+    return b;
+  }
+  grow(delta) {
+    const index = this.#index;
+    requireArgs(arguments.length, 1, "WebAssembly.Memory.grow");
+    const old = wasmNative.memGrow(index, wasmIndex(delta, "WebAssembly.Memory.grow: delta"), wasmMakeError);
+    if (!this.#shared && this.#buffer !== undefined) wasmNative.detach(this.#buffer);
+    this.#buffer = undefined;
+    return old;
+  }
+}
+const wasmMemoryWrap = WasmMemory.wrap;
+delete WasmMemory.wrap;
+
+const wasmValueTypes = ["i32", "i64", "f32", "f64", "anyfunc", "funcref"];
+
+class WasmGlobal {
+  #index;
+  #type;
+  #mutable;
+  constructor(descriptor, v) {
+    if (descriptor === wasmWrap) {
+      this.#index = v;
+      const t = wasmNative.globalType(v);
+      this.#type = t[0];
+      this.#mutable = t[1];
+      return;
+    }
+    requireArgs(arguments.length, 1, "WebAssembly.Global");
+    const d = wasmDescriptor(descriptor, "WebAssembly.Global");
+    const mutable = !!d.mutable;
+    let type = `${d.value}`;
+    if (!ArrayPrototypeIncludes(wasmValueTypes, type)) {
+      throw new TypeError(`WebAssembly.Global: value type ${type} is not supported`);
+    }
+    if (type === "funcref") type = "anyfunc";
+    const isRef = type === "anyfunc";
+    const func = isRef ? (v === undefined ? -1 : wasmFuncRef(v, "WebAssembly.Global")) : -1;
+    this.#index = wasmNative.globalNew(type, mutable, isRef ? undefined : v, func);
+    this.#type = type;
+    this.#mutable = mutable;
+  }
+  static index(g) {
+    return wasmIsObject(g) && #index in g ? g.#index : undefined;
+  }
+  get value() {
+    const v = wasmNative.globalGet(this.#index);
+    if (this.#type === "anyfunc") return v < 0 ? null : wasmFunction(v);
+    return v;
+  }
+  set value(v) {
+    if (!this.#mutable) throw new TypeError("WebAssembly.Global: the global is immutable");
+    requireArgs(arguments.length, 1, "WebAssembly.Global.value");
+    const func = this.#type === "anyfunc" ? wasmFuncRef(v, "WebAssembly.Global") : -1;
+    wasmNative.globalSet(this.#index, v, func);
+  }
+  valueOf() {
+    return this.value;
+  }
+}
+const ArrayPrototypeIncludes = uncurryThis(Array.prototype.includes);
+
+class WasmTable {
+  #index;
+  constructor(descriptor, value) {
+    if (descriptor === wasmWrap) {
+      this.#index = value;
+      return;
+    }
+    requireArgs(arguments.length, 1, "WebAssembly.Table");
+    const d = wasmDescriptor(descriptor, "WebAssembly.Table");
+    wasmRefType(d.element, "WebAssembly.Table");
+    const initial = wasmIndex(d.initial, "WebAssembly.Table: initial");
+    const max = d.maximum;
+    const maximum = max === undefined ? undefined : wasmIndex(max, "WebAssembly.Table: maximum");
+    if (initial > 10000000) throw new RangeError("WebAssembly.Table: initial is above 10000000");
+    if (maximum !== undefined && maximum < initial) throw new RangeError("WebAssembly.Table: maximum is below initial");
+    const func = value === undefined ? -1 : wasmFuncRef(value, "WebAssembly.Table");
+    this.#index = wasmNative.tableNew(initial, maximum === undefined ? -1 : maximum, func);
+  }
+  static index(t) {
+    return wasmIsObject(t) && #index in t ? t.#index : undefined;
+  }
+  get length() {
+    return wasmNative.tableLength(this.#index);
+  }
+  get(index) {
+    const i = this.#index;
+    requireArgs(arguments.length, 1, "WebAssembly.Table.get");
+    const f = wasmNative.tableGet(i, wasmIndex(index, "WebAssembly.Table.get: index"));
+    return f < 0 ? null : wasmFunction(f);
+  }
+  set(index, value) {
+    const i = this.#index;
+    requireArgs(arguments.length, 1, "WebAssembly.Table.set");
+    const at = wasmIndex(index, "WebAssembly.Table.set: index");
+    const func = arguments.length < 2 || value === undefined ? -1 : wasmFuncRef(value, "WebAssembly.Table.set");
+    wasmNative.tableSet(i, at, func);
+  }
+  grow(delta, value) {
+    const i = this.#index;
+    requireArgs(arguments.length, 1, "WebAssembly.Table.grow");
+    const n = wasmIndex(delta, "WebAssembly.Table.grow: delta");
+    const func = value === undefined ? -1 : wasmFuncRef(value, "WebAssembly.Table.grow");
+    return wasmNative.tableGrow(i, n, func);
+  }
+}
+
+// The spec's class shapes: names without the "Wasm" prefix and a
+// `WebAssembly.X` toStringTag on each prototype.
+function wasmInterface(C, name) {
+  ObjectDefineProperty(C, "name", { __proto__: null, value: name, configurable: true });
+  ObjectDefineProperty(C.prototype, Symbol.toStringTag, {
+    __proto__: null,
+    value: `WebAssembly.${name}`,
+    configurable: true,
+  });
+}
+wasmInterface(WasmModule, "Module");
+wasmInterface(WasmInstance, "Instance");
+wasmInterface(WasmMemory, "Memory");
+wasmInterface(WasmGlobal, "Global");
+wasmInterface(WasmTable, "Table");
+// The brand-check helpers are not the spec's statics.
+const wasmGlobalIndex = WasmGlobal.index;
+const wasmMemoryIndex = WasmMemory.index;
+const wasmTableIndex = WasmTable.index;
+delete WasmGlobal.index;
+delete WasmMemory.index;
+delete WasmTable.index;
+
+const wasmNamespaceMethods = {
+  validate(bytes) {
+    requireArgs(arguments.length, 1, "WebAssembly.validate");
+    return wasmNative.validate(wasmBytes(bytes, "WebAssembly.validate"));
+  },
+  compile(bytes) {
+    return new Promise((resolve) => {
+      requireArgs(arguments.length, 1, "WebAssembly.compile");
+      resolve(new WasmModule(bytes));
+    });
+  },
+  instantiate(source, importObject) {
+    const isModule = wasmIsObject(source) && source instanceof WasmModule;
+    return new Promise((resolve) => {
+      requireArgs(arguments.length, 1, "WebAssembly.instantiate");
+      if (isModule) {
+        resolve(new WasmInstance(source, importObject));
+        return;
+      }
+      const module = new WasmModule(source);
+      resolve({ module, instance: new WasmInstance(module, importObject) });
+    });
+  },
+};
+
+const WebAssembly = {};
+for (const [name, value] of [
+  ["compile", wasmNamespaceMethods.compile],
+  ["validate", wasmNamespaceMethods.validate],
+  ["instantiate", wasmNamespaceMethods.instantiate],
+  ["Module", WasmModule],
+  ["Instance", WasmInstance],
+  ["Memory", WasmMemory],
+  ["Global", WasmGlobal],
+  ["Table", WasmTable],
+  ["CompileError", WasmCompileError],
+  ["LinkError", WasmLinkError],
+  ["RuntimeError", WasmRuntimeError],
+]) {
+  ObjectDefineProperty(WebAssembly, name, { __proto__: null, value, writable: true, configurable: true });
+}
+ObjectDefineProperty(WebAssembly, Symbol.toStringTag, { __proto__: null, value: "WebAssembly", configurable: true });
+
+// @part core
+define("WebAssembly", WebAssembly);

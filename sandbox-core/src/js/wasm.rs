@@ -1,0 +1,1416 @@
+//! The host side of the `WebAssembly` JS API for QuickJS tenants (the
+//! prelude's `wasm` part is the spec-shaped JavaScript over it): modules
+//! compiled and run by wasmtime, in one store per tenant runtime.
+//!
+//! What a tenant's WebAssembly costs and who pays:
+//! - **Compiling** is CPU on the request's own thread (no parallel
+//!   compilation, so its CPU clock counts it), for at most
+//!   [`MAX_MODULE_BYTES`] of module; a compile that outlives the request's
+//!   wall clock ends the request with its deadline error.
+//! - **Running** is bounded by the request's budget: one process-wide engine
+//!   with epoch interruption, its epoch ticked every [`EPOCH_TICK`]; at each
+//!   tick the store asks the request's [`Budget`] (one fuel tick per epoch
+//!   tick, and the wall clock), so an endless loop ends with the tenant's
+//!   usual limit error. Wasm runs only off the async workers (an entry moves
+//!   to a blocking thread first), within [`MAX_WASM_STACK`] of stack below
+//!   its first frame, and JS imports it calls keep QuickJS's own stack
+//!   limit (they are called without resetting QuickJS's stack top).
+//! - **Memory**: linear memories, tables, compiled code and a fixed charge
+//!   per instance and per host object are taken out of the tenant's memory
+//!   limit (the QuickJS heap's share shrinks by as much; a growth that does
+//!   not fit is refused). Wasmtime frees a store's objects only with the
+//!   store, which dies with the runtime (its last wasm object or buffer).
+//! - **Threads**: modules cannot use the threads proposal (no shared memory
+//!   in a module, no `memory.atomic.wait`, which would block a host thread).
+//!   `new WebAssembly.Memory({shared: true, ...})` still gives a real
+//!   `SharedArrayBuffer`; QuickJS's `Atomics.wait` throws (it cannot block).
+
+#![allow(unsafe_code)]
+
+use std::cell::{Cell, UnsafeCell};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rquickjs::function::Opt;
+use rquickjs::{Array, BigInt, Ctx, Exception, Function, Object, TypedArray, Value, qjs};
+use wasmtime::{
+    AsContextMut, Caller, Config, Engine, Extern, ExternType, Func, Global, GlobalType, Instance,
+    Memory, MemoryType, Module, Mutability, Ref, RefType, ResourceLimiter, SharedMemory,
+    StoreContextMut, Table, TableType, Trap, UpdateDeadline, Val, ValType,
+};
+
+use super::budget::Budget;
+use super::host::{HostState, with_bytes};
+
+/// The largest module a tenant may compile (a `RangeError` above it): it
+/// bounds the CPU one compile takes, which no interrupt can stop.
+pub const MAX_MODULE_BYTES: usize = 4 << 20;
+
+/// The stack wasm may use below its first frame. Requests run on 2 MiB
+/// stacks of which QuickJS takes at most [`super::MAX_JS_STACK_BYTES`]
+/// (1 MiB); this leaves the host the rest.
+pub const MAX_WASM_STACK: usize = 256 << 10;
+
+/// How often the engine's epoch advances (and running wasm checks its
+/// request's budget).
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// What an instance is charged beyond its memories and tables (its
+/// context, kept by the store until the runtime goes).
+const INSTANCE_BYTES: usize = 16 << 10;
+/// What each host object (a function, global, table or memory handle) is
+/// charged.
+const OBJECT_BYTES: usize = 256;
+/// What a table element is charged.
+const TABLE_ELEMENT_BYTES: usize = 16;
+/// Linear memories one runtime may create (each reserves address space).
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 1_000;
+const MAX_INSTANCES: usize = 1_000;
+const PAGE: u64 = 65_536;
+/// The most pages a 32-bit memory has.
+const MAX_PAGES: u64 = 65_536;
+
+/// The engine every JS tenant's modules compile for, and its epoch ticker.
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            // On the request's thread, so its CPU clock counts the compile.
+            .parallel_compilation(false)
+            // A memory's ArrayBuffer points into it: it must never move.
+            .memory_may_move(false)
+            .wasm_threads(false)
+            .shared_memory(true)
+            .wasm_memory64(false);
+        let engine = Engine::new(&cfg).expect("the JS WebAssembly engine's configuration is valid");
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("corral-js-wasm-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .expect("spawning the WebAssembly epoch thread");
+        engine
+    })
+}
+
+/// A host import failed with a JS exception, left pending in QuickJS for
+/// the native that entered wasm to rethrow.
+#[derive(Debug)]
+struct JsThrew;
+
+impl fmt::Display for JsThrew {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JavaScript import threw")
+    }
+}
+
+impl std::error::Error for JsThrew {}
+
+/// What the natives need of a request's charge: the tenant's memory
+/// accounting ([`HostState`]) and its QuickJS runtime (to see the heap).
+struct Charger {
+    state: Arc<HostState>,
+    rt: *mut qjs::JSRuntime,
+}
+
+impl Charger {
+    /// Takes `bytes` out of the heap's share of the tenant's memory, if the
+    /// heap has that much room now (a trial allocation under its limit).
+    fn reserve(&self, bytes: usize) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        // SAFETY: `rt` is the runtime whose host functions (or wasm) run
+        // now on this thread; the block is freed at once.
+        unsafe {
+            let block = qjs::js_malloc_rt(self.rt, size_t(bytes));
+            if block.is_null() {
+                return false;
+            }
+            qjs::js_free_rt(self.rt, block);
+        }
+        self.state.wasm_bytes.fetch_add(bytes, Relaxed);
+        // SAFETY: as above; the heap holds less than the new limit.
+        unsafe { qjs::JS_SetMemoryLimit(self.rt, size_t(self.state.heap_limit())) };
+        true
+    }
+
+    /// Charges `bytes` that are held already (small host objects).
+    fn add(&self, bytes: usize) {
+        self.state.wasm_bytes.fetch_add(bytes, Relaxed);
+    }
+}
+
+fn size_t(bytes: usize) -> qjs::size_t {
+    qjs::size_t::try_from(bytes).unwrap_or(qjs::size_t::MAX)
+}
+
+/// The store's data.
+struct Host {
+    charger: Charger,
+    budget: Arc<Budget>,
+    /// The cell holding the store (set once it is built).
+    cell: *const WasmCell,
+    /// Every function, memory, global and table the JS side holds, by the
+    /// index it knows it by.
+    objects: Vec<Extern>,
+    /// Functions and memories already in `objects` (by address), so the
+    /// JS side sees one object per wasm one.
+    known: HashMap<(u8, usize), u32>,
+    /// The limiter refused a growth since this was cleared.
+    refused: bool,
+}
+
+// SAFETY: the raw pointers are the runtime's and its cell's, used only on
+// the thread running that runtime (which may move between threads, never
+// running on two at once).
+unsafe impl Send for Host {}
+
+impl ResourceLimiter for Host {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = self.charger.reserve(desired.saturating_sub(current));
+        self.refused |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let bytes = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        let ok = self.charger.reserve(bytes);
+        self.refused |= !ok;
+        Ok(ok)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// What an entry into wasm passes down to the JS imports it may call: the
+/// JS side's error maker and its imported functions.
+struct Env<'js> {
+    ctx: Ctx<'js>,
+    mk_err: Function<'js>,
+    imports: Array<'js>,
+}
+
+/// One runtime's wasm store and the way back to it from inside wasm.
+pub(crate) struct WasmCell {
+    store: UnsafeCell<wasmtime::Store<Host>>,
+    /// The innermost host call running now (wasm calling a JS import), whose
+    /// `Caller` is the store while it runs; null when none.
+    caller: Cell<*mut Caller<'static, Host>>,
+    /// The innermost entry's [`Env`]; null when no wasm runs.
+    env: Cell<*const Env<'static>>,
+    charger: Charger,
+}
+
+// SAFETY: a runtime runs on one thread at a time, and only code running in
+// it (its host functions, its wasm) touches its cell.
+unsafe impl Send for WasmCell {}
+unsafe impl Sync for WasmCell {}
+
+impl WasmCell {
+    fn new(ctx: &Ctx<'_>, state: &Arc<HostState>) -> Arc<Self> {
+        // SAFETY: `ctx` is a live context.
+        let rt = unsafe { qjs::JS_GetRuntime(ctx.as_raw().as_ptr()) };
+        let budget = state.budget().expect("a tenant runtime has a budget");
+        let mut store = wasmtime::Store::new(
+            engine(),
+            Host {
+                charger: Charger {
+                    state: state.clone(),
+                    rt,
+                },
+                budget,
+                cell: std::ptr::null(),
+                objects: Vec::new(),
+                known: HashMap::new(),
+                refused: false,
+            },
+        );
+        store.limiter(|host| host as &mut dyn ResourceLimiter);
+        store.epoch_deadline_callback(|cx| {
+            if cx.data().budget.tick() {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        let cell = Arc::new(WasmCell {
+            store: UnsafeCell::new(store),
+            caller: Cell::new(std::ptr::null_mut()),
+            env: Cell::new(std::ptr::null()),
+            charger: Charger {
+                state: state.clone(),
+                rt,
+            },
+        });
+        // SAFETY: nothing else holds the store yet.
+        unsafe { (*cell.store.get()).data_mut().cell = Arc::as_ptr(&cell) };
+        cell
+    }
+
+    /// The store as the innermost code running sees it.
+    ///
+    /// SAFETY: callers use one at a time and never across a call into JS
+    /// (which may enter wasm and take it again).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn cx(&self) -> StoreContextMut<'_, Host> {
+        let caller = self.caller.get();
+        // SAFETY: see above; `caller` is live while its host call runs.
+        unsafe {
+            if caller.is_null() {
+                (*self.store.get()).as_context_mut()
+            } else {
+                (*caller).as_context_mut()
+            }
+        }
+    }
+
+    /// Runs `f` (which runs wasm) with `env` for its imports, off the async
+    /// workers and under the request's budget.
+    fn enter<'js, R>(&self, env: &Env<'js>, f: impl FnOnce(StoreContextMut<'_, Host>) -> R) -> R {
+        self.charger.state.before_blocking();
+        let prev = self.env.replace((env as *const Env<'js>).cast());
+        // SAFETY: the only store use in this native from here on.
+        let mut cx = unsafe { self.cx() };
+        if self.caller.get().is_null() {
+            cx.set_epoch_deadline(1);
+        }
+        let out = f(cx);
+        self.env.set(prev);
+        out
+    }
+}
+
+/// An ArrayBuffer's release hook for buffers over wasm memory: the buffer
+/// holds the cell (so the memory) until it is finalized or detached.
+unsafe extern "C" fn release_buffer(
+    _rt: *mut qjs::JSRuntime,
+    opaque: *mut c_void,
+    _ptr: *mut c_void,
+    size: qjs::size_t,
+) -> *mut c_void {
+    if size == 0 && !opaque.is_null() {
+        // SAFETY: `opaque` is the `Arc::into_raw` of `memory_buffer`, and
+        // QuickJS releases a buffer's data once.
+        drop(unsafe { Arc::from_raw(opaque.cast::<WasmCell>()) });
+    }
+    // The memory cannot be reallocated into a buffer of another size.
+    std::ptr::null_mut()
+}
+
+/// Calls `f` without resetting QuickJS's stack top (as rquickjs's calls
+/// do): a JS import called from deep in wasm keeps the request's stack limit.
+fn raw_call<'js>(
+    ctx: &Ctx<'js>,
+    f: &Value<'js>,
+    args: &[Value<'js>],
+) -> rquickjs::Result<Value<'js>> {
+    let mut argv: Vec<qjs::JSValue> = args.iter().map(|a| a.as_raw()).collect();
+    // SAFETY: `f` and `args` are live values of `ctx`'s runtime; JS_Call
+    // does not take ownership of its arguments and returns a new value.
+    unsafe {
+        let ret = qjs::JS_Call(
+            ctx.as_raw().as_ptr(),
+            f.as_raw(),
+            qjs::JS_UNDEFINED,
+            argv.len() as i32,
+            argv.as_mut_ptr(),
+        );
+        if qjs::JS_IsException(ret) {
+            return Err(rquickjs::Error::Exception);
+        }
+        Ok(Value::from_raw(ctx.clone(), ret))
+    }
+}
+
+/// Throws what the JS side's `mkErr(kind, message)` makes.
+fn throw_kind<'js>(
+    ctx: &Ctx<'js>,
+    mk_err: &Function<'js>,
+    kind: &str,
+    message: &str,
+) -> rquickjs::Error {
+    let args = [
+        rquickjs::String::from_str(ctx.clone(), kind).map(Value::from),
+        rquickjs::String::from_str(ctx.clone(), message).map(Value::from),
+    ];
+    match args {
+        [Ok(k), Ok(m)] => match raw_call(ctx, mk_err.as_value(), &[k, m]) {
+            Ok(err) => ctx.throw(err),
+            Err(e) => e,
+        },
+        _ => rquickjs::Error::Allocation,
+    }
+}
+
+/// QuickJS's own interrupt error (uncatchable), for wasm stopped by the budget.
+fn throw_interrupted(ctx: &Ctx<'_>) -> rquickjs::Error {
+    let _ = Exception::throw_internal(ctx, "interrupted");
+    let err = ctx.catch();
+    // SAFETY: `err` is a live value of `ctx`.
+    unsafe { qjs::JS_SetUncatchableError(ctx.as_raw().as_ptr(), err.as_raw()) };
+    ctx.throw(err)
+}
+
+/// The JS error for what stopped wasm (or failed in the store): a pending
+/// JS exception as it is, the budget's interrupt, a stack overflow as a
+/// RangeError, another trap as a RuntimeError, else `kind`.
+fn wasm_error<'js>(
+    ctx: &Ctx<'js>,
+    mk_err: &Function<'js>,
+    err: &wasmtime::Error,
+    kind: &str,
+) -> rquickjs::Error {
+    if err.is::<JsThrew>() {
+        return rquickjs::Error::Exception;
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => throw_interrupted(ctx),
+            Trap::StackOverflow => throw_kind(
+                ctx,
+                mk_err,
+                "RangeError",
+                "Maximum call stack size exceeded",
+            ),
+            trap => throw_kind(ctx, mk_err, "RuntimeError", &trap.to_string()),
+        };
+    }
+    throw_kind(ctx, mk_err, kind, &format!("{err:#}"))
+}
+
+/// A type name of the JS API (`"i32"`, ...), for the value types it knows.
+fn type_name(t: &ValType) -> &'static str {
+    match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        ValType::V128 => "v128",
+        ValType::Ref(r) if r.heap_type().is_func() => "anyfunc",
+        ValType::Ref(_) => "externref",
+    }
+}
+
+fn type_named(name: &str) -> Option<ValType> {
+    Some(match name {
+        "i32" => ValType::I32,
+        "i64" => ValType::I64,
+        "f32" => ValType::F32,
+        "f64" => ValType::F64,
+        "anyfunc" | "funcref" => ValType::FUNCREF,
+        _ => return None,
+    })
+}
+
+/// Whether values of `t` cross between JS and wasm here (numbers, and
+/// funcrefs through the JS side's function handles).
+fn is_number(t: &ValType) -> bool {
+    matches!(t, ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64)
+}
+
+/// ToWebAssemblyValue for the number types (may run the value's `valueOf`).
+fn to_wasm<'js>(ctx: &Ctx<'js>, v: &Value<'js>, t: &ValType) -> rquickjs::Result<Val> {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: `v` is a live value of `ctx`; the conversions only read it.
+    unsafe {
+        match t {
+            ValType::I32 => {
+                let mut out = 0i32;
+                if qjs::JS_ToInt32(raw, &mut out, v.as_raw()) < 0 {
+                    return Err(rquickjs::Error::Exception);
+                }
+                Ok(Val::I32(out))
+            }
+            ValType::I64 => {
+                let mut out = 0i64;
+                if qjs::JS_ToBigInt64(raw, &mut out, v.as_raw()) < 0 {
+                    return Err(rquickjs::Error::Exception);
+                }
+                Ok(Val::I64(out))
+            }
+            ValType::F32 | ValType::F64 => {
+                let mut out = 0f64;
+                if qjs::JS_ToFloat64(raw, &mut out, v.as_raw()) < 0 {
+                    return Err(rquickjs::Error::Exception);
+                }
+                Ok(if matches!(t, ValType::F32) {
+                    Val::F32((out as f32).to_bits())
+                } else {
+                    Val::F64(out.to_bits())
+                })
+            }
+            _ => Err(Exception::throw_type(
+                ctx,
+                &format!(
+                    "WebAssembly: values of type {} cannot cross to JavaScript here",
+                    type_name(t)
+                ),
+            )),
+        }
+    }
+}
+
+/// ToJSValue for the number types.
+fn to_js<'js>(ctx: &Ctx<'js>, v: &Val) -> rquickjs::Result<Value<'js>> {
+    Ok(match v {
+        Val::I32(i) => Value::new_int(ctx.clone(), *i),
+        Val::I64(i) => BigInt::from_i64(ctx.clone(), *i)?.into_value(),
+        Val::F32(bits) => Value::new_float(ctx.clone(), f64::from(f32::from_bits(*bits))),
+        Val::F64(bits) => Value::new_float(ctx.clone(), f64::from_bits(*bits)),
+        _ => {
+            return Err(Exception::throw_type(
+                ctx,
+                "WebAssembly: reference and vector values cannot cross to JavaScript here",
+            ));
+        }
+    })
+}
+
+/// A failure found while the store is in use, thrown once it is not (making
+/// a JS error may run tenant code, `Error.prepareStackTrace`, which may
+/// enter wasm and take the store again).
+enum Fail {
+    /// A new error of the kind (`TypeError`, `RangeError`, `LinkError`, ...).
+    Kind(&'static str, String),
+    /// What wasmtime returned; the kind for what is not a trap.
+    Wasm(wasmtime::Error, &'static str),
+}
+
+fn type_fail(message: &str) -> Fail {
+    Fail::Kind("TypeError", message.to_owned())
+}
+
+fn range_fail(message: impl Into<String>) -> Fail {
+    Fail::Kind("RangeError", message.into())
+}
+
+/// Throws `f` (with the JS side's error maker, for its own error kinds).
+fn throw<'js>(ctx: &Ctx<'js>, mk_err: Option<&Function<'js>>, f: Fail) -> rquickjs::Error {
+    match (f, mk_err) {
+        (Fail::Wasm(e, kind), Some(mk)) => wasm_error(ctx, mk, &e, kind),
+        (Fail::Kind(kind, message), Some(mk)) => throw_kind(ctx, mk, kind, &message),
+        (Fail::Wasm(e, _), None) => Exception::throw_range(ctx, &format!("{e:#}")),
+        (Fail::Kind("RangeError", message), None) => Exception::throw_range(ctx, &message),
+        (Fail::Kind(_, message), None) => Exception::throw_type(ctx, &message),
+    }
+}
+
+/// The index the JS side knows `e` by (one per function or memory).
+fn register(cx: &mut StoreContextMut<'_, Host>, e: Extern) -> u32 {
+    let key = match &e {
+        Extern::Func(f) => Some((0u8, f.to_raw(&mut *cx) as usize)),
+        Extern::Memory(m) => Some((1, m.data_ptr(&*cx) as usize)),
+        Extern::SharedMemory(m) => Some((1, m.data().as_ptr() as usize)),
+        _ => None,
+    };
+    let host = cx.data_mut();
+    if let Some(key) = key
+        && let Some(&i) = host.known.get(&key)
+    {
+        return i;
+    }
+    let i = u32::try_from(host.objects.len()).unwrap_or(u32::MAX);
+    host.objects.push(e);
+    if let Some(key) = key {
+        host.known.insert(key, i);
+    }
+    host.charger.add(OBJECT_BYTES);
+    i
+}
+
+fn object(cx: &StoreContextMut<'_, Host>, i: u32) -> Result<Extern, Fail> {
+    cx.data()
+        .objects
+        .get(i as usize)
+        .cloned()
+        .ok_or_else(|| type_fail("WebAssembly: not a live object"))
+}
+
+fn kind_name(t: &ExternType) -> &'static str {
+    match t {
+        ExternType::Func(_) => "function",
+        ExternType::Global(_) => "global",
+        ExternType::Table(_) => "table",
+        ExternType::Memory(_) => "memory",
+        ExternType::Tag(_) => "tag",
+    }
+}
+
+/// A compiled module as the JS side holds it: freed (and uncharged) when
+/// the JS `Module` is collected.
+struct ModuleHandle {
+    module: Module,
+    custom: Vec<(String, Vec<u8>)>,
+    charged: usize,
+    cell: Arc<WasmCell>,
+}
+
+impl Drop for ModuleHandle {
+    fn drop(&mut self) {
+        let bytes = &self.cell.charger.state.wasm_bytes;
+        let _ = bytes.fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(self.charged)));
+    }
+}
+
+/// The custom sections of a valid module, in order.
+fn custom_sections(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    fn leb(bytes: &[u8], at: &mut usize) -> Option<usize> {
+        let mut out = 0usize;
+        for shift in (0..35).step_by(7) {
+            let b = *bytes.get(*at)?;
+            *at += 1;
+            out |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(out);
+            }
+        }
+        None
+    }
+    let mut out = Vec::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let id = bytes[at];
+        at += 1;
+        let Some(size) = leb(bytes, &mut at) else {
+            break;
+        };
+        let end = at.saturating_add(size).min(bytes.len());
+        if id == 0 {
+            let mut p = at;
+            if let Some(n) = leb(bytes, &mut p)
+                && p.saturating_add(n) <= end
+            {
+                let name = String::from_utf8_lossy(&bytes[p..p + n]).into_owned();
+                out.push((name, bytes[p + n..end].to_vec()));
+            }
+        }
+        at = end;
+    }
+    out
+}
+
+/// Runs `f` on the store (no JS may run inside it), then throws its failure.
+fn with_store<'js, R>(
+    ctx: &Ctx<'js>,
+    cell: &WasmCell,
+    mk_err: Option<&Function<'js>>,
+    f: impl FnOnce(&mut StoreContextMut<'_, Host>) -> Result<R, Fail>,
+) -> rquickjs::Result<R> {
+    let out = {
+        // SAFETY: the only store use until `f` returns, and `f` calls no JS.
+        let mut cx = unsafe { cell.cx() };
+        f(&mut cx)
+    };
+    out.map_err(|e| throw(ctx, mk_err, e))
+}
+
+/// Builds the natives object the prelude's `wasm` part runs on (one store
+/// per runtime, made when the part first loads).
+pub(crate) fn natives<'js>(
+    ctx: &Ctx<'js>,
+    state: &Arc<HostState>,
+) -> rquickjs::Result<Object<'js>> {
+    let cell = WasmCell::new(ctx, state);
+    let n = Object::new(ctx.clone())?;
+
+    n.set(
+        "validate",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, bytes: TypedArray<'js, u8>| {
+            let len = with_bytes(&bytes, <[u8]>::len);
+            if len > MAX_MODULE_BYTES {
+                return Err(too_large(&ctx, len));
+            }
+            Ok(with_bytes(&bytes, |b| {
+                Module::validate(engine(), b).is_ok()
+            }))
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "compile",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, bytes: TypedArray<'js, u8>, mk_err: Function<'js>| {
+                compile(&ctx, &c, &bytes, &mk_err)
+            },
+        )?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "call",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, i: u32, args: Array<'js>, env: Array<'js>| {
+                call(&ctx, &c, i, &args, &env)
+            },
+        )?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "funcArity",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
+            with_store(&ctx, &c, None, |cx| match object(cx, i)? {
+                Extern::Func(f) => Ok(f.ty(&*cx).params().len() as u32),
+                _ => Err(type_fail("WebAssembly: not a function")),
+            })
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "memNew",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  initial: f64,
+                  maximum: f64,
+                  shared: bool,
+                  mk_err: Function<'js>| {
+                let maximum = (maximum >= 0.0).then_some(maximum as u64);
+                with_store(&ctx, &c, Some(&mk_err), |cx| {
+                    mem_new(cx, &c, initial as u64, maximum, shared)
+                })
+            },
+        )?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "memBuffer",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
+            memory_buffer(&ctx, &c, i)
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "memBytes",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
+            with_store(&ctx, &c, None, |cx| match object(cx, i)? {
+                Extern::Memory(m) => Ok(m.data_size(&*cx) as f64),
+                Extern::SharedMemory(m) => Ok(m.data_size() as f64),
+                _ => Err(type_fail("WebAssembly: not a memory")),
+            })
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "memShared",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
+            with_store(&ctx, &c, None, |cx| {
+                Ok(matches!(object(cx, i)?, Extern::SharedMemory(_)))
+            })
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "memGrow",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, i: u32, delta: f64, mk_err: Function<'js>| {
+                with_store(&ctx, &c, Some(&mk_err), |cx| {
+                    mem_grow(cx, &c, i, delta as u64)
+                })
+            },
+        )?,
+    )?;
+
+    n.set(
+        "detach",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, buffer: Value<'js>| {
+            // SAFETY: `buffer` is a live value; detaching what is not an
+            // ArrayBuffer is a no-op.
+            unsafe { qjs::JS_DetachArrayBuffer(ctx.as_raw().as_ptr(), buffer.as_raw()) };
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "globalNew",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, ty: String, mutable: bool, value: Value<'js>, func: i32| {
+                let Some(t) = type_named(&ty) else {
+                    return Err(Exception::throw_type(
+                        &ctx,
+                        &format!("WebAssembly.Global: value type {ty} is not supported"),
+                    ));
+                };
+                // Converted first: `valueOf` may run tenant code.
+                let v = if is_number(&t) {
+                    if value.is_undefined() {
+                        zero(&t)
+                    } else {
+                        to_wasm(&ctx, &value, &t)?
+                    }
+                } else {
+                    Val::null_func_ref()
+                };
+                with_store(&ctx, &c, None, |cx| {
+                    let v = if is_number(&t) {
+                        v
+                    } else {
+                        Val::FuncRef(func_ref(cx, func)?)
+                    };
+                    let m = if mutable {
+                        Mutability::Var
+                    } else {
+                        Mutability::Const
+                    };
+                    let g = Global::new(&mut *cx, GlobalType::new(t, m), v)
+                        .map_err(|e| type_fail(&format!("WebAssembly.Global: {e:#}")))?;
+                    Ok(register(cx, Extern::Global(g)))
+                })
+            },
+        )?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "globalType",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
+            let (t, m) = with_store(&ctx, &c, None, |cx| match object(cx, i)? {
+                Extern::Global(g) => {
+                    let ty = g.ty(&*cx);
+                    Ok((type_name(ty.content()), ty.mutability() == Mutability::Var))
+                }
+                _ => Err(type_fail("WebAssembly: not a global")),
+            })?;
+            let out = Array::new(ctx.clone())?;
+            out.set(0, t)?;
+            out.set(1, m)?;
+            Ok::<_, rquickjs::Error>(out)
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "globalGet",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, i: u32| -> rquickjs::Result<Value<'js>> {
+                let v = with_store(&ctx, &c, None, |cx| {
+                    let Extern::Global(g) = object(cx, i)? else {
+                        return Err(type_fail("WebAssembly: not a global"));
+                    };
+                    Ok(match g.get(&mut *cx) {
+                        Val::FuncRef(None) => Val::I32(-1),
+                        Val::FuncRef(Some(f)) => Val::I32(register(cx, Extern::Func(f)) as i32),
+                        v => v,
+                    })
+                })?;
+                to_js(&ctx, &v)
+            },
+        )?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "globalSet",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, i: u32, value: Value<'js>, func: i32| -> rquickjs::Result<()> {
+                let ty = with_store(&ctx, &c, None, |cx| match object(cx, i)? {
+                    Extern::Global(g) => Ok(g.ty(&*cx).content().clone()),
+                    _ => Err(type_fail("WebAssembly: not a global")),
+                })?;
+                let v = if is_number(&ty) {
+                    Some(to_wasm(&ctx, &value, &ty)?)
+                } else {
+                    None
+                };
+                with_store(&ctx, &c, None, |cx| {
+                    let Extern::Global(g) = object(cx, i)? else {
+                        return Err(type_fail("WebAssembly: not a global"));
+                    };
+                    let v = match v {
+                        Some(v) => v,
+                        None => Val::FuncRef(func_ref(cx, func)?),
+                    };
+                    g.set(&mut *cx, v)
+                        .map_err(|e| type_fail(&format!("WebAssembly.Global: {e:#}")))
+                })
+            },
+        )?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "tableNew",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, initial: f64, maximum: f64, func: i32| {
+                with_store(&ctx, &c, None, |cx| {
+                    let init = func_ref(cx, func)?;
+                    let max = (maximum >= 0.0).then_some(maximum as u32);
+                    let ty = TableType::new(RefType::FUNCREF, initial as u32, max);
+                    cx.data_mut().refused = false;
+                    match Table::new(&mut *cx, ty, Ref::Func(init)) {
+                        Ok(t) => Ok(register(cx, Extern::Table(t))),
+                        Err(e) => Err(range_fail(format!("WebAssembly.Table: {e:#}"))),
+                    }
+                })
+            },
+        )?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "tableLength",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
+            with_store(&ctx, &c, None, |cx| Ok(table(cx, i)?.size(&*cx) as f64))
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "tableGet",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32, at: f64| {
+            with_store(&ctx, &c, None, |cx| {
+                match table(cx, i)?.get(&mut *cx, at as u64) {
+                    None => Err(range_fail("WebAssembly.Table.get: index out of bounds")),
+                    Some(Ref::Func(Some(f))) => Ok(register(cx, Extern::Func(f)) as i32),
+                    Some(_) => Ok(-1),
+                }
+            })
+        })?,
+    )?;
+
+    let c = cell.clone();
+    n.set(
+        "tableSet",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, i: u32, at: f64, func: i32| {
+                with_store(&ctx, &c, None, |cx| {
+                    let t = table(cx, i)?;
+                    let v = func_ref(cx, func)?;
+                    t.set(&mut *cx, at as u64, Ref::Func(v))
+                        .map_err(|_| range_fail("WebAssembly.Table.set: index out of bounds"))
+                })
+            },
+        )?,
+    )?;
+
+    let c = cell;
+    n.set(
+        "tableGrow",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, i: u32, delta: f64, func: i32| {
+                with_store(&ctx, &c, None, |cx| {
+                    let t = table(cx, i)?;
+                    let v = func_ref(cx, func)?;
+                    t.grow(&mut *cx, delta as u64, Ref::Func(v))
+                        .map(|old| old as f64)
+                        .map_err(|_| {
+                            range_fail("WebAssembly.Table.grow: cannot grow the table that far")
+                        })
+                })
+            },
+        )?,
+    )?;
+
+    Ok(n)
+}
+
+fn table(cx: &StoreContextMut<'_, Host>, i: u32) -> Result<Table, Fail> {
+    match object(cx, i)? {
+        Extern::Table(t) => Ok(t),
+        _ => Err(type_fail("WebAssembly: not a table")),
+    }
+}
+
+fn too_large(ctx: &Ctx<'_>, len: usize) -> rquickjs::Error {
+    Exception::throw_range(
+        ctx,
+        &format!(
+            "WebAssembly: the module is {len} bytes; Corral compiles modules of at most {MAX_MODULE_BYTES} bytes"
+        ),
+    )
+}
+
+/// A funcref argument: -1 for null, else a function's index.
+fn func_ref(cx: &StoreContextMut<'_, Host>, func: i32) -> Result<Option<Func>, Fail> {
+    if func < 0 {
+        return Ok(None);
+    }
+    match object(cx, func as u32)? {
+        Extern::Func(f) => Ok(Some(f)),
+        _ => Err(type_fail("WebAssembly: not a function")),
+    }
+}
+
+fn compile<'js>(
+    ctx: &Ctx<'js>,
+    cell: &Arc<WasmCell>,
+    bytes: &TypedArray<'js, u8>,
+    mk_err: &Function<'js>,
+) -> rquickjs::Result<Function<'js>> {
+    let len = with_bytes(bytes, <[u8]>::len);
+    if len > MAX_MODULE_BYTES {
+        return Err(too_large(ctx, len));
+    }
+    let state = &cell.charger.state;
+    // Compiling is long and cannot be interrupted: never on an async worker.
+    state.before_blocking();
+    let (compiled, custom) = with_bytes(bytes, |b| (Module::new(engine(), b), custom_sections(b)));
+    if let Some(budget) = state.budget()
+        && budget.remaining().is_zero()
+    {
+        // The compile took the rest of the request's time.
+        budget.trip_deadline();
+        return Err(throw_interrupted(ctx));
+    }
+    let module =
+        compiled.map_err(|e| throw_kind(ctx, mk_err, "CompileError", &format!("{e:#}")))?;
+    let image = module.image_range();
+    let charged = (image.end as usize).saturating_sub(image.start as usize)
+        + custom.iter().map(|(n, b)| n.len() + b.len()).sum::<usize>();
+    if !cell.charger.reserve(charged) {
+        return Err(throw_kind(
+            ctx,
+            mk_err,
+            "RangeError",
+            "WebAssembly: the compiled module does not fit in the tenant's memory",
+        ));
+    }
+    let handle = ModuleHandle {
+        module,
+        custom,
+        charged,
+        cell: cell.clone(),
+    };
+    Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'js>, op: String, a: Opt<Value<'js>>, b: Opt<Value<'js>>| {
+            module_op(&ctx, &handle, &op, a.0, b.0)
+        },
+    )
+}
+
+/// The JS side's operations on a compiled module.
+fn module_op<'js>(
+    ctx: &Ctx<'js>,
+    h: &ModuleHandle,
+    op: &str,
+    a: Option<Value<'js>>,
+    b: Option<Value<'js>>,
+) -> rquickjs::Result<Value<'js>> {
+    let out = Array::new(ctx.clone())?;
+    match op {
+        "imports" => {
+            for (i, imp) in h.module.imports().enumerate() {
+                let row = Array::new(ctx.clone())?;
+                row.set(0, imp.module())?;
+                row.set(1, imp.name())?;
+                let ty = imp.ty();
+                row.set(2, kind_name(&ty))?;
+                if let ExternType::Global(g) = &ty {
+                    row.set(3, type_name(g.content()))?;
+                    row.set(4, g.mutability() == Mutability::Var)?;
+                }
+                out.set(i, row)?;
+            }
+        }
+        "exports" => {
+            for (i, exp) in h.module.exports().enumerate() {
+                let row = Array::new(ctx.clone())?;
+                row.set(0, exp.name())?;
+                row.set(1, kind_name(&exp.ty()))?;
+                out.set(i, row)?;
+            }
+        }
+        "custom" => {
+            let name: String = a.map(|v| v.get()).transpose()?.unwrap_or_default();
+            let mut n = 0;
+            for (section, bytes) in &h.custom {
+                if *section == name {
+                    out.set(n, super::host::bytes_to_js(ctx, bytes)?)?;
+                    n += 1;
+                }
+            }
+        }
+        "instantiate" => {
+            let entries: Array<'js> = match a {
+                Some(v) => v.get()?,
+                None => Array::new(ctx.clone())?,
+            };
+            let env: Array<'js> = b
+                .map(|v| v.get())
+                .transpose()?
+                .ok_or_else(|| Exception::throw_type(ctx, "WebAssembly: no environment"))?;
+            return instantiate(ctx, &h.cell, &h.module, &entries, &env).map(Array::into_value);
+        }
+        _ => {
+            return Err(Exception::throw_type(
+                ctx,
+                "WebAssembly: unknown module operation",
+            ));
+        }
+    }
+    Ok(out.into_value())
+}
+
+fn env_of<'js>(ctx: &Ctx<'js>, env: &Array<'js>) -> rquickjs::Result<Env<'js>> {
+    Ok(Env {
+        ctx: ctx.clone(),
+        mk_err: env.get(0)?,
+        imports: env.get(1)?,
+    })
+}
+
+/// Instantiates `module` with the JS side's resolved imports (an object's
+/// index, or `-(k + 1)` for the k-th JS function of `env`'s imports),
+/// returning its exports as `[name, kind, index]` rows.
+fn instantiate<'js>(
+    ctx: &Ctx<'js>,
+    cell: &Arc<WasmCell>,
+    module: &Module,
+    entries: &Array<'js>,
+    env: &Array<'js>,
+) -> rquickjs::Result<Array<'js>> {
+    let env = env_of(ctx, env)?;
+    let imports: Vec<_> = module.imports().map(|i| i.ty()).collect();
+    let mut wanted = Vec::with_capacity(imports.len());
+    for i in 0..imports.len() {
+        wanted.push(entries.get::<f64>(i)? as i64);
+    }
+    let rows = cell
+        .enter(&env, |mut cx| -> Result<Vec<(String, &'static str, u32)>, Fail> {
+            let mut externs = Vec::with_capacity(imports.len());
+            for (ty, &w) in imports.iter().zip(&wanted) {
+                if w >= 0 {
+                    externs.push(object(&cx, w as u32)?);
+                    continue;
+                }
+                let k = usize::try_from(-(w + 1)).unwrap_or(usize::MAX);
+                let ExternType::Func(ft) = ty else {
+                    return Err(Fail::Kind("LinkError", "a JS function for a non-function import".into()));
+                };
+                if !ft.params().chain(ft.results()).all(|t| is_number(&t)) {
+                    return Err(Fail::Kind(
+                        "LinkError",
+                        "Corral's JS function imports take and return numbers only (i32, i64, f32, f64)"
+                            .into(),
+                    ));
+                }
+                let func = Func::new(&mut cx, ft.clone(), move |caller, params, results| {
+                    host_call(caller, k, params, results)
+                });
+                cx.data().charger.add(OBJECT_BYTES);
+                externs.push(Extern::Func(func));
+            }
+            cx.data_mut().refused = false;
+            if !cx.data().charger.reserve(INSTANCE_BYTES) {
+                return Err(range_fail("WebAssembly.Instance: out of memory"));
+            }
+            let instance = match Instance::new(&mut cx, module, &externs) {
+                Ok(instance) => instance,
+                Err(e) if cx.data().refused => {
+                    return Err(range_fail(format!(
+                        "WebAssembly.Instance: past the tenant's memory limit: {e:#}"
+                    )));
+                }
+                Err(e) => return Err(Fail::Wasm(e, "LinkError")),
+            };
+            let exports: Vec<(String, Extern)> = instance
+                .exports(&mut cx)
+                .map(|e| (e.name().to_owned(), e.into_extern()))
+                .collect();
+            Ok(exports
+                .into_iter()
+                .map(|(name, e)| {
+                    let kind = kind_name(&e.ty(&cx));
+                    let i = register(&mut cx, e);
+                    (name, kind, i)
+                })
+                .collect())
+        })
+        .map_err(|f| throw(ctx, Some(&env.mk_err), f))?;
+    let out = Array::new(ctx.clone())?;
+    for (n, (name, kind, i)) in rows.into_iter().enumerate() {
+        let row = Array::new(ctx.clone())?;
+        row.set(0, name)?;
+        row.set(1, kind)?;
+        row.set(2, i)?;
+        out.set(n, row)?;
+    }
+    Ok(out)
+}
+
+/// A JS function import called from wasm: the `k`-th of the entry's imports.
+fn host_call(
+    mut caller: Caller<'_, Host>,
+    k: usize,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    // SAFETY: the cell holds the store this caller is of.
+    let cell = unsafe { &*caller.data().cell };
+    let env = cell.env.get();
+    if env.is_null() {
+        return Err(Trap::Interrupt.into());
+    }
+    // SAFETY: wasm runs only inside `WasmCell::enter`, whose `Env` outlives it.
+    let env: &Env<'_> = unsafe { &*env };
+    let prev = cell
+        .caller
+        .replace((&mut caller as *mut Caller<'_, Host>).cast());
+    let out = call_js(env, k, params, results);
+    cell.caller.set(prev);
+    out.map_err(|_| wasmtime::Error::new(JsThrew))
+}
+
+fn call_js(env: &Env<'_>, k: usize, params: &[Val], results: &mut [Val]) -> rquickjs::Result<()> {
+    let ctx = &env.ctx;
+    let f: Value<'_> = env.imports.get(k)?;
+    let args = params
+        .iter()
+        .map(|p| to_js(ctx, p))
+        .collect::<rquickjs::Result<Vec<_>>>()?;
+    let ret = raw_call(ctx, &f, &args)?;
+    let types: Vec<ValType> = results
+        .iter()
+        .map(|r| match r {
+            Val::I64(_) => ValType::I64,
+            Val::F32(_) => ValType::F32,
+            Val::F64(_) => ValType::F64,
+            _ => ValType::I32,
+        })
+        .collect();
+    match results.len() {
+        0 => {}
+        1 => results[0] = to_wasm(ctx, &ret, &types[0])?,
+        n => {
+            let Some(list) = ret.as_array() else {
+                return Err(Exception::throw_type(
+                    ctx,
+                    "WebAssembly: an import with several results must return an array",
+                ));
+            };
+            if list.len() != n {
+                return Err(Exception::throw_type(
+                    ctx,
+                    "WebAssembly: an import returned the wrong number of results",
+                ));
+            }
+            for (i, t) in types.iter().enumerate() {
+                results[i] = to_wasm(ctx, &list.get(i)?, t)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The zero value of `t` (also a result's placeholder, whose kind tells
+/// `call_js` its type).
+fn zero(t: &ValType) -> Val {
+    match t {
+        ValType::I64 => Val::I64(0),
+        ValType::F32 => Val::F32(0),
+        ValType::F64 => Val::F64(0),
+        ValType::V128 => Val::V128(0u128.into()),
+        ValType::Ref(_) => Val::null_func_ref(),
+        ValType::I32 => Val::I32(0),
+    }
+}
+
+fn call<'js>(
+    ctx: &Ctx<'js>,
+    cell: &Arc<WasmCell>,
+    i: u32,
+    args: &Array<'js>,
+    env: &Array<'js>,
+) -> rquickjs::Result<Value<'js>> {
+    let env = env_of(ctx, env)?;
+    let (func, ty) = with_store(ctx, cell, None, |cx| match object(cx, i)? {
+        Extern::Func(f) => Ok((f, f.ty(&*cx))),
+        _ => Err(type_fail("WebAssembly: not a function")),
+    })?;
+    // Converted before wasm runs: `valueOf` may run tenant code.
+    let mut params = Vec::with_capacity(ty.params().len());
+    for (n, t) in ty.params().enumerate() {
+        let v: Value<'js> = args.get(n)?;
+        params.push(to_wasm(ctx, &v, &t)?);
+    }
+    let mut results: Vec<Val> = ty.results().map(|t| zero(&t)).collect();
+    if !ty.results().all(|t| is_number(&t)) {
+        return Err(Exception::throw_type(
+            ctx,
+            "WebAssembly: this function returns values that cannot cross to JavaScript here",
+        ));
+    }
+    cell.enter(&env, |mut cx| func.call(&mut cx, &params, &mut results))
+        .map_err(|e| wasm_error(ctx, &env.mk_err, &e, "RuntimeError"))?;
+    match results.len() {
+        0 => Ok(Value::new_undefined(ctx.clone())),
+        1 => to_js(ctx, &results[0]),
+        _ => {
+            let out = Array::new(ctx.clone())?;
+            for (n, r) in results.iter().enumerate() {
+                out.set(n, to_js(ctx, r)?)?;
+            }
+            Ok(out.into_value())
+        }
+    }
+}
+
+fn mem_new(
+    cx: &mut StoreContextMut<'_, Host>,
+    cell: &WasmCell,
+    initial: u64,
+    maximum: Option<u64>,
+    shared: bool,
+) -> Result<u32, Fail> {
+    if initial > MAX_PAGES || maximum.is_some_and(|m| m > MAX_PAGES || m < initial) {
+        return Err(range_fail("WebAssembly.Memory: invalid size"));
+    }
+    let refused = || {
+        range_fail(format!(
+            "WebAssembly.Memory: {initial} pages do not fit in the tenant's memory"
+        ))
+    };
+    let e = if shared {
+        let Some(maximum) = maximum else {
+            return Err(type_fail(
+                "WebAssembly.Memory: a shared memory needs a maximum",
+            ));
+        };
+        // Not in the store: the host charges its growth itself.
+        if !cell.charger.reserve((initial * PAGE) as usize) {
+            return Err(refused());
+        }
+        let ty = MemoryType::shared(initial as u32, maximum as u32);
+        match SharedMemory::new(engine(), ty) {
+            Ok(m) => Extern::SharedMemory(m),
+            Err(e) => return Err(range_fail(format!("WebAssembly.Memory: {e:#}"))),
+        }
+    } else {
+        let ty = MemoryType::new(initial as u32, maximum.map(|m| m as u32));
+        cx.data_mut().refused = false;
+        match Memory::new(&mut *cx, ty) {
+            Ok(m) => Extern::Memory(m),
+            Err(_) if cx.data().refused => return Err(refused()),
+            Err(e) => return Err(range_fail(format!("WebAssembly.Memory: {e:#}"))),
+        }
+    };
+    Ok(register(cx, e))
+}
+
+fn mem_grow(
+    cx: &mut StoreContextMut<'_, Host>,
+    cell: &WasmCell,
+    i: u32,
+    delta: u64,
+) -> Result<f64, Fail> {
+    let failed = |why: &str| range_fail(format!("WebAssembly.Memory.grow: {why}"));
+    match object(cx, i)? {
+        Extern::Memory(m) => {
+            cx.data_mut().refused = false;
+            match m.grow(&mut *cx, delta) {
+                Ok(old) => Ok(old as f64),
+                Err(_) if cx.data().refused => Err(failed("past the tenant's memory limit")),
+                Err(_) => Err(failed("past the memory's maximum")),
+            }
+        }
+        Extern::SharedMemory(m) => {
+            let max = m.ty().maximum().unwrap_or(MAX_PAGES);
+            if m.size().saturating_add(delta) > max {
+                return Err(failed("past the memory's maximum"));
+            }
+            if !cell.charger.reserve((delta * PAGE) as usize) {
+                return Err(failed("past the tenant's memory limit"));
+            }
+            m.grow(delta)
+                .map(|old| old as f64)
+                .map_err(|_| failed("past the memory's maximum"))
+        }
+        _ => Err(type_fail("WebAssembly: not a memory")),
+    }
+}
+
+/// A new ArrayBuffer (a SharedArrayBuffer for a shared memory) over the
+/// memory's bytes as they are now.
+fn memory_buffer<'js>(
+    ctx: &Ctx<'js>,
+    cell: &Arc<WasmCell>,
+    i: u32,
+) -> rquickjs::Result<Value<'js>> {
+    let (ptr, len, shared) = with_store(ctx, cell, None, |cx| match object(cx, i)? {
+        Extern::Memory(m) => Ok((m.data_ptr(&*cx), m.data_size(&*cx), false)),
+        Extern::SharedMemory(m) => Ok((m.data().as_ptr() as *mut u8, m.data_size(), true)),
+        _ => Err(type_fail("WebAssembly: not a memory")),
+    })?;
+    let opaque = Arc::into_raw(cell.clone()) as *mut c_void;
+    // SAFETY: the memory never moves (`memory_may_move(false)`; shared
+    // memories never do) and lives while the store does, which the buffer
+    // keeps alive through `opaque` until QuickJS releases it.
+    unsafe {
+        let v = qjs::JS_NewArrayBuffer(
+            ctx.as_raw().as_ptr(),
+            ptr,
+            size_t(len),
+            0,
+            Some(release_buffer),
+            opaque,
+            shared,
+        );
+        if qjs::JS_IsException(v) {
+            drop(Arc::from_raw(opaque.cast::<WasmCell>()));
+            return Err(rquickjs::Error::Exception);
+        }
+        Ok(Value::from_raw(ctx.clone(), v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_custom_sections() {
+        let wasm = wat::parse_str(r#"(module (@custom "hello" "abc") (func))"#).unwrap();
+        let sections = custom_sections(&wasm);
+        assert_eq!(sections, vec![("hello".to_string(), b"abc".to_vec())]);
+    }
+}

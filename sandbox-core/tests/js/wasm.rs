@@ -1,0 +1,318 @@
+//! The `WebAssembly` JS API (js/wasm.rs and the prelude's `wasm` part):
+//! real modules, compiled by wasmtime from bytes the tenant sends, called
+//! from JS and calling JS, and held to the tenant's limits like its JS.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use corral::{Limits, SandboxError};
+
+use crate::Tenant;
+
+/// The module most cases use.
+const MODULE: &str = r#"
+(module
+  (import "env" "log" (func $log (param i32 i64 f64) (result i32)))
+  (import "env" "re" (func $re (param i32) (result i32)))
+  (memory (export "mem") 1 4)
+  (global (export "g") (mut i32) (i32.const 7))
+  (table (export "tbl") 2 funcref)
+  (elem (i32.const 0) $add)
+  (func $add (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+  (func (export "add64") (param i64 i64) (result i64) local.get 0 local.get 1 i64.add)
+  (func (export "half") (param f32) (result f32) local.get 0 f32.const 0.5 f32.mul)
+  (func (export "callLog") (param i32) (result i32)
+    local.get 0 i64.const -5 f64.const 1.5 call $log)
+  (func (export "store") (param i32 i32) local.get 0 local.get 1 i32.store8)
+  (func (export "load") (param i32) (result i32) local.get 0 i32.load8_u)
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+  (func (export "spin") (loop br 0))
+  (func $rec (export "rec") (param i32) (result i32) local.get 0 i32.const 1 i32.add call $rec)
+  (func (export "reenter") (param i32) (result i32) local.get 0 i32.const 1 i32.add call $re)
+  (func (export "trap") unreachable)
+)
+"#;
+
+/// Instantiates the module in the request body with `env.log` and
+/// `env.re` (which calls back into wasm), then runs the route's case.
+const APP: &str = r#"
+async function load(req, env = {}) {
+  const bytes = new Uint8Array(await req.arrayBuffer());
+  const calls = [];
+  let e;
+  const imports = { env: {
+    log(a, b, c) { calls.push(`${a}:${typeof b}:${b}:${c}`); return a * 2; },
+    re(n) { return e.reenter(n); },
+    ...env,
+  } };
+  const { module, instance } = await WebAssembly.instantiate(bytes, imports);
+  e = instance.exports;
+  return { bytes, module, instance, e, calls };
+}
+const name = (f) => { try { f(); return "no error"; } catch (err) { return `${err.name}: ${err instanceof Error}`; } };
+
+export default { async fetch(req) {
+  const path = new URL(req.url).pathname;
+  if (path === "/basic") {
+    const { bytes, module, instance, e, calls } = await load(req);
+    const out = [
+      e.add(2, 3), e.add("40", 2), String(e.add64(1n << 40n, 2n)), e.half(3),
+      e.callLog(21), calls.join(","),
+      instance instanceof WebAssembly.Instance, module instanceof WebAssembly.Module,
+      e.mem instanceof WebAssembly.Memory, e.g instanceof WebAssembly.Global,
+      e.tbl instanceof WebAssembly.Table,
+      Object.isFrozen(e), Object.getPrototypeOf(e) === null,
+      WebAssembly.Module.exports(module).map((x) => `${x.name}/${x.kind}`).join(" "),
+      WebAssembly.Module.imports(module).map((x) => `${x.module}.${x.name}/${x.kind}`).join(" "),
+      WebAssembly.validate(bytes), WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 2, 0, 0, 0])),
+      Object.prototype.toString.call(WebAssembly), String(module),
+      name(() => new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 2, 0, 0, 0]))),
+      typeof WebAssembly.Module.customSections(module, "name"),
+    ];
+    return new Response(out.join("|"));
+  }
+  if (path === "/compile-error") {
+    try { new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 2, 0, 0, 0])); }
+    catch (err) { return new Response(`${err instanceof WebAssembly.CompileError} ${err.name}`); }
+    return new Response("compiled");
+  }
+  if (path === "/link-error") {
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    const out = [];
+    try { new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { log: 1, re() {} } }); }
+    catch (err) { out.push(`${err instanceof WebAssembly.LinkError}`); }
+    try { new WebAssembly.Instance(new WebAssembly.Module(bytes)); }
+    catch (err) { out.push(`${err instanceof TypeError}`); }
+    try { await WebAssembly.instantiate(bytes, { env: {} }); }
+    catch (err) { out.push(`${err instanceof WebAssembly.LinkError}`); }
+    return new Response(out.join(" "));
+  }
+  if (path === "/memory") {
+    const { e } = await load(req);
+    e.store(10, 42);
+    const view = new Uint8Array(e.mem.buffer);
+    view[11] = 99;
+    const before = e.mem.buffer;
+    const out = [view[10], e.load(11), before === e.mem.buffer, before.byteLength];
+    out.push(e.mem.grow(1), before.byteLength, before.detached, e.mem.buffer.byteLength,
+      e.mem.buffer !== before, new Uint8Array(e.mem.buffer)[10]);
+    // Grown from inside wasm: the next `buffer` is the new size.
+    out.push(e.grow(1), e.mem.buffer.byteLength, e.grow(10));
+    out.push(name(() => e.mem.grow(10)));
+    return new Response(out.join(","));
+  }
+  if (path === "/globals") {
+    const { e } = await load(req);
+    const out = [e.g.value];
+    e.g.value = 9;
+    const i64 = new WebAssembly.Global({ value: "i64", mutable: true }, 5n);
+    const c = new WebAssembly.Global({ value: "f64" }, 2.5);
+    out.push(e.g.value, i64.value === 5n, c.valueOf(), name(() => { c.value = 1; }));
+    i64.value = -1n;
+    out.push(String(i64.value));
+    out.push(e.tbl.length, e.tbl.get(0) === e.add, e.tbl.get(1), e.tbl.grow(1), e.tbl.length);
+    e.tbl.set(1, e.add64);
+    out.push(e.tbl.get(1) === e.add64, name(() => e.tbl.get(10)));
+    const t = new WebAssembly.Table({ element: "anyfunc", initial: 1 });
+    out.push(t.get(0), name(() => t.set(0, () => 1)));
+    return new Response(out.join(","));
+  }
+  if (path === "/shared") {
+    const m = new WebAssembly.Memory({ shared: true, initial: 1, maximum: 2 });
+    const b = m.buffer;
+    new Uint8Array(b).set([104, 105, 0xe2, 0x82]);
+    const d = new TextDecoder();
+    const text = d.decode(new Uint8Array(b, 0, 4), { stream: true }) + d.decode(new Uint8Array([0xac]));
+    const out = [b instanceof SharedArrayBuffer, b.byteLength, text, Object.isFrozen(b)];
+    out.push(m.grow(1), m.buffer.byteLength, b.byteLength, new Uint8Array(m.buffer)[0]);
+    out.push(name(() => Atomics.wait(new Int32Array(m.buffer), 0, 0, 1000)));
+    out.push(name(() => new WebAssembly.Memory({ shared: true, initial: 1 })));
+    return new Response(out.join(","));
+  }
+  if (path === "/trap") {
+    const { e } = await load(req, { log() { throw new SyntaxError("from the import"); } });
+    const out = [];
+    try { e.trap(); } catch (err) { out.push(err instanceof WebAssembly.RuntimeError, err.message); }
+    try { e.callLog(1); } catch (err) { out.push(err instanceof SyntaxError, err.message); }
+    return new Response(out.join(","));
+  }
+  if (path === "/recursion") {
+    const { e } = await load(req);
+    const out = [name(() => e.rec(0)), name(() => e.reenter(0)), e.add(1, 1)];
+    return new Response(out.join(","));
+  }
+  if (path === "/spin") {
+    const { e } = await load(req);
+    try { e.spin(); } catch (err) { return new Response(`caught ${err}`); }
+    return new Response("returned");
+  }
+  if (path === "/big-memory") {
+    const out = [name(() => new WebAssembly.Memory({ initial: 65536 })),
+      name(() => new WebAssembly.Memory({ initial: 2000 }))];
+    const m = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+    out.push(name(() => m.grow(2000)), m.buffer.byteLength);
+    const { e } = await load(req);
+    out.push(e.grow(3), e.mem.buffer.byteLength);
+    return new Response(out.join(","));
+  }
+  if (path === "/oversize") {
+    const out = [name(() => new WebAssembly.Module(new Uint8Array(5 << 20)))];
+    out.push(name(() => WebAssembly.validate(new Uint8Array(5 << 20))));
+    return new Response(out.join(","));
+  }
+  if (path === "/lazy") {
+    const d = Object.getOwnPropertyDescriptor(globalThis, "WebAssembly");
+    return new Response(`${typeof d.get}`);
+  }
+  return new Response("ok");
+} };
+"#;
+
+fn module() -> Bytes {
+    Bytes::from(wat::parse_str(MODULE).expect("the test module assembles"))
+}
+
+fn post(path: &str, body: Bytes) -> http::Request<Bytes> {
+    http::Request::post(path)
+        .header("host", "app.example")
+        .body(body)
+        .unwrap()
+}
+
+async fn text(t: &Tenant, path: &str) -> String {
+    let resp = t
+        .send(post(path, module()))
+        .await
+        .expect("request succeeds");
+    String::from_utf8(resp.into_body().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_from_the_request_compiles_runs_and_calls_js() {
+    let t = Tenant::new("wasm-basic", APP, Limits::default());
+    // A hello request does not load the part.
+    assert_eq!(t.text("/lazy").await, "function");
+    let out = text(&t, "/basic").await;
+    let got: Vec<&str> = out.split('|').collect();
+    assert_eq!(
+        got,
+        [
+            "5",
+            "42",
+            "1099511627778",
+            "1.5",
+            "42",
+            "21:bigint:-5:1.5",
+            "true",
+            "true",
+            "true",
+            "true",
+            "true",
+            "true",
+            "true",
+            "mem/memory g/global tbl/table add/function add64/function half/function callLog/function store/function load/function grow/function spin/function rec/function reenter/function trap/function",
+            "env.log/function env.re/function",
+            "true",
+            "false",
+            "[object WebAssembly]",
+            "[object WebAssembly.Module]",
+            "CompileError: true",
+            "object",
+        ]
+    );
+    assert_eq!(text(&t, "/compile-error").await, "true CompileError");
+    assert_eq!(text(&t, "/link-error").await, "true true true");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_buffers_alias_linear_memory_and_grow_detaches() {
+    let t = Tenant::new("wasm-memory", APP, Limits::default());
+    assert_eq!(
+        text(&t, "/memory").await,
+        "42,99,true,65536,1,0,true,131072,true,42,2,196608,-1,RangeError: true"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn globals_and_tables() {
+    let t = Tenant::new("wasm-globals", APP, Limits::default());
+    assert_eq!(
+        text(&t, "/globals").await,
+        "7,9,true,2.5,TypeError: true,-1,2,true,,2,3,true,RangeError: true,,TypeError: true"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_memory_is_a_shared_array_buffer_text_decoder_reads() {
+    let t = Tenant::new("wasm-shared", APP, Limits::default());
+    assert_eq!(
+        t.text("/shared").await,
+        "true,65536,hi€,true,1,131072,65536,104,TypeError: true,TypeError: true"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_are_runtime_errors_and_import_exceptions_pass_through() {
+    let t = Tenant::new("wasm-trap", APP, Limits::default());
+    assert_eq!(
+        text(&t, "/trap").await,
+        "true,wasm trap: wasm `unreachable` instruction executed,true,from the import"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_in_wasm_and_through_js_is_a_catchable_range_error() {
+    let t = Tenant::new("wasm-recursion", APP, Limits::default());
+    for _ in 0..3 {
+        assert_eq!(
+            text(&t, "/recursion").await,
+            "RangeError: true,RangeError: true,2"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_in_wasm_ends_with_the_request_limit() {
+    let wall = Duration::from_millis(300);
+    let t = Tenant::new("wasm-spin", APP, Limits::builder().wall_clock(wall).build());
+    let started = Instant::now();
+    let err = t.send(post("/spin", module())).await.unwrap_err();
+    assert!(
+        matches!(err, SandboxError::Deadline { limit } if limit == wall),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Fuel as well: one tick per epoch tick of wasm.
+    let t = Tenant::new(
+        "wasm-fuel",
+        APP,
+        Limits::builder().fuel_per_request(50).build(),
+    );
+    let err = t.send(post("/spin", module())).await.unwrap_err();
+    assert!(
+        matches!(err, SandboxError::FuelExhausted { limit: 50, .. }),
+        "{err:?}"
+    );
+    // The tenant's runtime still serves.
+    assert_eq!(t.text("/").await, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_past_the_tier_is_refused_not_allocated() {
+    let limits = Limits::builder().memory_bytes(64 << 20).build();
+    let t = Tenant::new("wasm-big", APP, limits);
+    assert_eq!(
+        text(&t, "/big-memory").await,
+        "RangeError: true,RangeError: true,RangeError: true,65536,1,262144"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_module_is_refused_before_compiling() {
+    let t = Tenant::new("wasm-oversize", APP, Limits::default());
+    assert_eq!(
+        t.text("/oversize").await,
+        "RangeError: true,RangeError: true"
+    );
+    const { assert!(corral::MAX_WASM_MODULE_BYTES < 5 << 20) };
+}
