@@ -4385,9 +4385,11 @@ export default internals;
 // memories and tables charged to the tenant's memory). The natives know
 // memories, globals, tables and functions by an index; this part wraps
 // them in the spec's objects. Modules cannot use the threads proposal; a
-// JS-made shared Memory's buffer is a real SharedArrayBuffer.
+// JS-made shared Memory's buffer is a real SharedArrayBuffer. An engine
+// with a WebAssembly of its own (V8, whose host has no wasm natives) keeps
+// its own.
 
-const wasmNative = host.wasmNatives();
+const wasmNative = host.wasmNatives === undefined ? undefined : host.wasmNatives();
 const wasmWrap = Symbol("wrap"); // constructs a wrapper of an existing object
 const wasmFuncs = new Map(); // function index -> its JS function
 const wasmFuncIndex = new WeakMap(); // exported JS function -> its index
@@ -4531,7 +4533,12 @@ function wasmInstantiate(op, importObject) {
   }
   const entries = [];
   for (let i = 0; i < imports.length; i++) {
-    const [module, name, kind, type, mutable] = imports[i];
+    const row = imports[i];
+    const module = row[0];
+    const name = row[1];
+    const kind = row[2];
+    const type = row[3];
+    const mutable = row[4];
     const o = importObject[module];
     if (!wasmIsObject(o)) throw new TypeError(`WebAssembly.Instance: import module ${module} is not an object`);
     const v = o[name];
@@ -4564,7 +4571,9 @@ function wasmInstantiate(op, importObject) {
   const rows = op("instantiate", entries, wasmEnv);
   const exports = { __proto__: null };
   for (let i = 0; i < rows.length; i++) {
-    const [name, kind, index] = rows[i];
+    const name = rows[i][0];
+    const kind = rows[i][1];
+    const index = rows[i][2];
     let v;
     if (kind === "function") v = wasmFunction(index);
     else if (kind === "memory") v = wasmMemoryWrap(index);
@@ -4797,23 +4806,29 @@ const wasmNamespaceMethods = {
   },
 };
 
-const WebAssembly = {};
-for (const [name, value] of [
-  ["compile", wasmNamespaceMethods.compile],
-  ["validate", wasmNamespaceMethods.validate],
-  ["instantiate", wasmNamespaceMethods.instantiate],
-  ["Module", WasmModule],
-  ["Instance", WasmInstance],
-  ["Memory", WasmMemory],
-  ["Global", WasmGlobal],
-  ["Table", WasmTable],
-  ["CompileError", WasmCompileError],
-  ["LinkError", WasmLinkError],
-  ["RuntimeError", WasmRuntimeError],
-]) {
-  ObjectDefineProperty(WebAssembly, name, { __proto__: null, value, writable: true, configurable: true });
+function wasmNamespace() {
+  const ns = {};
+  const members = [
+    ["compile", wasmNamespaceMethods.compile],
+    ["validate", wasmNamespaceMethods.validate],
+    ["instantiate", wasmNamespaceMethods.instantiate],
+    ["Module", WasmModule],
+    ["Instance", WasmInstance],
+    ["Memory", WasmMemory],
+    ["Global", WasmGlobal],
+    ["Table", WasmTable],
+    ["CompileError", WasmCompileError],
+    ["LinkError", WasmLinkError],
+    ["RuntimeError", WasmRuntimeError],
+  ];
+  for (let i = 0; i < members.length; i++) {
+    const value = members[i][1];
+    ObjectDefineProperty(ns, members[i][0], { __proto__: null, value, writable: true, configurable: true });
+  }
+  ObjectDefineProperty(ns, Symbol.toStringTag, { __proto__: null, value: "WebAssembly", configurable: true });
+  return ns;
 }
-ObjectDefineProperty(WebAssembly, Symbol.toStringTag, { __proto__: null, value: "WebAssembly", configurable: true });
+const WebAssembly = wasmNative === undefined ? globalObject.WebAssembly : wasmNamespace();
 
 // @part core
 define("WebAssembly", WebAssembly);

@@ -14,7 +14,7 @@ use crate::Tenant;
 const LAZY: &str = r#"
 const NAMES = ["ReadableStream", "WritableStream", "TransformStream", "URL", "URLSearchParams",
     "Blob", "File", "FormData", "Event", "EventTarget", "AbortController", "DOMException",
-    "TextEncoder", "TextDecoder", "structuredClone", "CompressionStream", "CryptoKey"];
+    "TextEncoder", "TextDecoder", "structuredClone", "CompressionStream", "CryptoKey", "WebAssembly"];
 function lazy() {
     const out = NAMES.filter((n) => {
         const d = Object.getOwnPropertyDescriptor(globalThis, n);
@@ -32,7 +32,7 @@ fn app(body: &str) -> String {
     )
 }
 
-const ALL: &str = "ReadableStream,WritableStream,TransformStream,URL,URLSearchParams,Blob,File,FormData,Event,EventTarget,AbortController,DOMException,TextEncoder,TextDecoder,structuredClone,CompressionStream,CryptoKey,crypto.subtle";
+const ALL: &str = "ReadableStream,WritableStream,TransformStream,URL,URLSearchParams,Blob,File,FormData,Event,EventTarget,AbortController,DOMException,TextEncoder,TextDecoder,structuredClone,CompressionStream,CryptoKey,WebAssembly,crypto.subtle";
 
 #[tokio::test]
 async fn a_hello_app_evaluates_no_part_and_a_touched_global_loads_only_its_own() {
@@ -119,7 +119,7 @@ async fn globals_are_as_they_were_once_loaded_and_may_be_replaced_before() {
          Event:true/true/false/true/false structuredClone:true/true/false/true/false \
          TextDecoder:true/true/false/true/false \
          subtle:true/false/true/true/[object SubtleCrypto] getRandomValues+randomUUID+subtle \
-         CompressionStream"
+         CompressionStream,WebAssembly"
     );
 }
 
