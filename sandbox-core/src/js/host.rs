@@ -106,10 +106,12 @@ impl HostState {
     }
 
     /// What the engine's heap may hold: the tenant's memory less what the
-    /// host holds for its open (de)compression streams ([`compress`]).
+    /// host holds for its open (de)compression streams ([`compress`]) and
+    /// its WebAssembly ([`super::wasm`]).
     pub(crate) fn heap_limit(&self) -> usize {
         self.memory_limit()
             .saturating_sub(self.coders.lock().charged())
+            .saturating_sub(self.wasm_bytes.load(Relaxed))
     }
 
     /// The most output one chunk given to a (de)compression stream may make:

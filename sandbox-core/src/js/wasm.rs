@@ -170,6 +170,9 @@ struct Host {
     known: HashMap<(u8, usize), u32>,
     /// The limiter refused a growth since this was cleared.
     refused: bool,
+    /// Shared memories made (outside the store's own count, each reserving
+    /// address space as a memory does).
+    shared_memories: usize,
 }
 
 // SAFETY: the raw pointers are the runtime's and its cell's, used only on
@@ -259,6 +262,7 @@ impl WasmCell {
                 objects: Vec::new(),
                 known: HashMap::new(),
                 refused: false,
+                shared_memories: 0,
             },
         );
         store.limiter(|host| host as &mut dyn ResourceLimiter);
@@ -1318,7 +1322,13 @@ fn mem_new(
                 "WebAssembly.Memory: a shared memory needs a maximum",
             ));
         };
-        // Not in the store: the host charges its growth itself.
+        // Not in the store: the host counts it and charges its growth itself.
+        if cx.data().shared_memories >= MAX_MEMORIES {
+            return Err(range_fail(format!(
+                "WebAssembly.Memory: a runtime has at most {MAX_MEMORIES} shared memories"
+            )));
+        }
+        cx.data_mut().shared_memories += 1;
         if !cell.charger.reserve((initial * PAGE) as usize) {
             return Err(refused());
         }

@@ -127,6 +127,11 @@ export default { async fetch(req) {
     out.push(m.grow(1), m.buffer.byteLength, b.byteLength, new Uint8Array(m.buffer)[0]);
     out.push(name(() => Atomics.wait(new Int32Array(m.buffer), 0, 0, 1000)));
     out.push(name(() => new WebAssembly.Memory({ shared: true, initial: 1 })));
+    // Each reserves address space: a runtime has at most 16.
+    const many = [];
+    try {
+      for (let i = 0; i < 20; i++) many.push(new WebAssembly.Memory({ shared: true, initial: 0, maximum: 1 }));
+    } catch (err) { out.push(`${err.name} after ${many.length}`); }
     return new Response(out.join(","));
   }
   if (path === "/trap") {
@@ -153,6 +158,16 @@ export default { async fetch(req) {
     out.push(name(() => m.grow(2000)), m.buffer.byteLength);
     const { e } = await load(req);
     out.push(e.grow(3), e.mem.buffer.byteLength);
+    return new Response(out.join(","));
+  }
+  if (path === "/combined") {
+    // 40 MiB of JS heap fits a 64 MiB tenant, until 40 MiB of wasm memory
+    // takes its share.
+    let ab = new ArrayBuffer(40 << 20);
+    const out = [ab.byteLength];
+    ab = null;
+    const m = new WebAssembly.Memory({ initial: 640 });
+    out.push(m.buffer.byteLength, name(() => new ArrayBuffer(40 << 20)));
     return new Response(out.join(","));
   }
   if (path === "/oversize") {
@@ -247,7 +262,7 @@ async fn a_shared_memory_is_a_shared_array_buffer_text_decoder_reads() {
     let t = Tenant::new("wasm-shared", APP, Limits::default());
     assert_eq!(
         t.text("/shared").await,
-        "true,65536,hi€,true,1,131072,65536,104,TypeError: true,TypeError: true"
+        "true,65536,hi€,true,1,131072,65536,104,TypeError: true,TypeError: true,RangeError after 15"
     );
 }
 
@@ -305,6 +320,21 @@ async fn memory_past_the_tier_is_refused_not_allocated() {
         text(&t, "/big-memory").await,
         "RangeError: true,RangeError: true,RangeError: true,65536,1,262144"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_memory_and_the_js_heap_share_the_tenant_memory() {
+    let limits = Limits::builder().memory_bytes(64 << 20).build();
+    let t = Tenant::new("wasm-combined", APP, limits);
+    assert_eq!(
+        t.text("/combined").await,
+        "41943040,41943040,InternalError: true"
+    );
+    // The requests' memory figure (sampled at most every 50 ms) counts the
+    // runtime's wasm too.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let resp = t.get("/").await.unwrap();
+    assert!(crate::stats(&resp).peak_memory >= 40 << 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
