@@ -226,3 +226,34 @@ async fn loading_a_part_is_charged_to_the_tenant_and_a_failed_load_can_be_retrie
     );
     assert_eq!(t.text("/free").await, "function");
 }
+
+/// A part loaded at the bottom of a deep recursion gives the guest no fresh
+/// stack allowance below that point (rquickjs's module evaluation resets
+/// QuickJS's stack top; a lazy global touched at the bottom of each of a
+/// few recursions ran the host off its stack).
+#[tokio::test]
+async fn a_part_loaded_deep_in_a_recursion_gives_no_fresh_stack() {
+    let app = r#"
+let more = 0;
+function down(n) {
+  if (n === 0) { typeof URL; return again(0); }
+  return down(n - 1) + 1;
+}
+function again(n) { more = n; return again(n + 1) + 1; }
+export default { async fetch(req) {
+  let max = 0;
+  function probe(n) { max = n; probe(n + 1); }
+  try { probe(0); } catch {}
+  try { down(max - 50); } catch (e) { return new Response(`${max} ${more} ${e.name}`); }
+  return new Response("returned");
+} };
+"#;
+    let t = Tenant::new("lazy-deep", app, Limits::default());
+    let out = t.text("/").await;
+    let parts: Vec<&str> = out.split(' ').collect();
+    let (max, more): (u32, u32) = (parts[0].parse().unwrap(), parts[1].parse().unwrap());
+    assert!(max > 100, "{out}");
+    // Without the reset the recursion after the load went as deep again.
+    assert!(more < 100, "{out}");
+    assert_eq!(parts[2], "RangeError");
+}
