@@ -50,6 +50,13 @@ use super::host::{HostState, with_bytes};
 /// bounds the CPU one compile takes, which no interrupt can stop.
 pub const MAX_MODULE_BYTES: usize = 4 << 20;
 
+/// The fastest compile assumed, in bytes of module per millisecond (faster
+/// than Cranelift compiles on one core; 4 MiB took 5 s of CPU on a debug
+/// test build): a module larger than the request's remaining wall clock
+/// could compile at this rate is refused before compiling, so a short tier
+/// cannot overrun its wall clock by much with an uninterruptible compile.
+const COMPILE_BYTES_PER_MS: u128 = 8 << 10;
+
 /// The stack wasm may use below its first frame. Requests run on 2 MiB
 /// stacks of which QuickJS takes at most [`super::MAX_JS_STACK_BYTES`]
 /// (1 MiB); this leaves the host the rest.
@@ -997,6 +1004,20 @@ fn compile<'js>(
         return Err(too_large(ctx, len));
     }
     let state = &cell.charger.state;
+    if let Some(budget) = state.budget() {
+        let left = budget.remaining();
+        if len as u128 > left.as_millis().saturating_mul(COMPILE_BYTES_PER_MS) {
+            return Err(throw_kind(
+                ctx,
+                mk_err,
+                "RangeError",
+                &format!(
+                    "WebAssembly: a module of {len} bytes cannot compile in the {} ms this request has left",
+                    left.as_millis()
+                ),
+            ));
+        }
+    }
     // Compiling is long and cannot be interrupted: never on an async worker.
     state.before_blocking();
     let (compiled, custom) = with_bytes(bytes, |b| (Module::new(engine(), b), custom_sections(b)));

@@ -172,6 +172,7 @@ export default { async fetch(req) {
   }
   if (path === "/oversize") {
     const out = [name(() => new WebAssembly.Module(new Uint8Array(5 << 20)))];
+    out.push(name(() => new WebAssembly.Module(new Uint8Array(1 << 20))));
     out.push(name(() => WebAssembly.validate(new Uint8Array(5 << 20))));
     return new Response(out.join(","));
   }
@@ -342,7 +343,17 @@ async fn an_oversize_module_is_refused_before_compiling() {
     let t = Tenant::new("wasm-oversize", APP, Limits::default());
     assert_eq!(
         t.text("/oversize").await,
-        "RangeError: true,RangeError: true"
+        "RangeError: true,CompileError: true,RangeError: true"
+    );
+    // With 50 ms of wall clock, a module no compiler could finish in the
+    // time left is refused up front.
+    let short = Limits::builder()
+        .wall_clock(Duration::from_millis(50))
+        .build();
+    let t = Tenant::new("wasm-short", APP, short);
+    assert_eq!(
+        t.text("/oversize").await,
+        "RangeError: true,RangeError: true,RangeError: true"
     );
     const { assert!(corral::MAX_WASM_MODULE_BYTES < 5 << 20) };
 }
