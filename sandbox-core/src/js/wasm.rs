@@ -5,10 +5,13 @@
 //! What a tenant's WebAssembly costs and who pays:
 //! - **Compiling** is CPU on the request's own thread (no parallel
 //!   compilation, so its CPU clock counts it), for at most
-//!   [`MAX_MODULE_BYTES`] of module; a compile that outlives the request's
-//!   wall clock ends the request with its deadline error.
+//!   [`MAX_MODULE_BYTES`] of module, and no more than the request's
+//!   remaining wall clock could compile (`COMPILE_BYTES_PER_MS`); a compile
+//!   that outlives the wall clock still ends the request with its deadline
+//!   error.
 //! - **Running** is bounded by the request's budget: one process-wide engine
-//!   with epoch interruption, its epoch ticked every [`EPOCH_TICK`]; at each
+//!   with epoch interruption, its epoch ticked every [`EPOCH_TICK`] while
+//!   any wasm runs (the ticking thread parks when none does); at each
 //!   tick the store asks the request's [`Budget`] (one fuel tick per epoch
 //!   tick, and the wall clock), so an endless loop ends with the tenant's
 //!   usual limit error. Wasm runs only off the async workers (an entry moves
@@ -19,7 +22,9 @@
 //!   per instance and per host object are taken out of the tenant's memory
 //!   limit (the QuickJS heap's share shrinks by as much; a growth that does
 //!   not fit is refused). Wasmtime frees a store's objects only with the
-//!   store, which dies with the runtime (its last wasm object or buffer).
+//!   store, which dies with the runtime (its last wasm object or buffer);
+//!   a runtime has at most 16 linear memories (each reserves address space)
+//!   and 1,000 instances.
 //! - **Threads**: modules cannot use the threads proposal (no shared memory
 //!   in a module, no `memory.atomic.wait`, which would block a host thread).
 //!   `new WebAssembly.Memory({shared: true, ...})` still gives a real
@@ -31,7 +36,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -82,10 +87,23 @@ const PAGE: u64 = 65_536;
 /// The most pages a 32-bit memory has.
 const MAX_PAGES: u64 = 65_536;
 
-/// The engine every JS tenant's modules compile for, and its epoch ticker.
+/// The engine every JS tenant's modules compile for.
 fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
+    &ticker().engine
+}
+
+/// The engine and the thread that advances its epoch, which ticks only
+/// while some wasm runs (parked otherwise: an idle process pays nothing).
+struct Ticker {
+    engine: Engine,
+    thread: std::thread::Thread,
+    /// Outermost wasm entries running now, process-wide.
+    running: AtomicUsize,
+}
+
+fn ticker() -> &'static Ticker {
+    static TICKER: OnceLock<Ticker> = OnceLock::new();
+    TICKER.get_or_init(|| {
         let mut cfg = Config::new();
         cfg.epoch_interruption(true)
             .max_wasm_stack(MAX_WASM_STACK)
@@ -98,17 +116,48 @@ fn engine() -> &'static Engine {
             .wasm_memory64(false);
         let engine = Engine::new(&cfg).expect("the JS WebAssembly engine's configuration is valid");
         let ticking = engine.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("corral-js-wasm-epoch".into())
             .spawn(move || {
                 loop {
+                    if ticker().running.load(Relaxed) == 0 {
+                        // Woken by the next entry (a wake-up that came
+                        // first makes this return at once).
+                        std::thread::park();
+                        continue;
+                    }
                     std::thread::sleep(EPOCH_TICK);
                     ticking.increment_epoch();
                 }
             })
-            .expect("spawning the WebAssembly epoch thread");
-        engine
+            .expect("spawning the WebAssembly epoch thread")
+            .thread()
+            .clone();
+        Ticker {
+            engine,
+            thread,
+            running: AtomicUsize::new(0),
+        }
     })
+}
+
+/// An outermost wasm entry, counted while it runs so that the epoch ticks.
+struct Running;
+
+impl Running {
+    fn start() -> Self {
+        let t = ticker();
+        if t.running.fetch_add(1, Relaxed) == 0 {
+            t.thread.unpark();
+        }
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        ticker().running.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A host import failed with a JS exception, left pending in QuickJS for
@@ -318,9 +367,10 @@ impl WasmCell {
         let prev = self.env.replace((env as *const Env<'js>).cast());
         // SAFETY: the only store use in this native from here on.
         let mut cx = unsafe { self.cx() };
-        if self.caller.get().is_null() {
+        let _running = self.caller.get().is_null().then(|| {
             cx.set_epoch_deadline(1);
-        }
+            Running::start()
+        });
         let out = f(cx);
         self.env.set(prev);
         out
