@@ -4452,13 +4452,15 @@ function wasmDescriptor(d, what) {
   return d;
 }
 
-// The JS function for the wasm function at `index` (one per function).
-function wasmFunction(index) {
+// The JS function for the wasm function at `index` (one per function),
+// named by its index in its module where known (an export).
+function wasmFunction(index, funcIndex) {
   let f = MapPrototypeGet(wasmFuncs, index);
   if (f !== undefined) return f;
   const call = wasmNative.call;
   f = (...args) => call(index, args, wasmEnv);
-  ObjectDefineProperty(f, "name", { __proto__: null, value: `${index}`, configurable: true });
+  const name = `${funcIndex === undefined ? index : funcIndex}`;
+  ObjectDefineProperty(f, "name", { __proto__: null, value: name, configurable: true });
   ObjectDefineProperty(f, "length", { __proto__: null, value: wasmNative.funcArity(index), configurable: true });
   MapPrototypeSet(wasmFuncs, index, f);
   WeakMapPrototypeSet(wasmFuncIndex, f, index);
@@ -4575,7 +4577,7 @@ function wasmInstantiate(op, importObject) {
     const kind = rows[i][1];
     const index = rows[i][2];
     let v;
-    if (kind === "function") v = wasmFunction(index);
+    if (kind === "function") v = wasmFunction(index, rows[i][3]);
     else if (kind === "memory") v = wasmMemoryWrap(index);
     else if (kind === "global") v = new WasmGlobal(wasmWrap, index);
     else if (kind === "table") v = new WasmTable(wasmWrap, index);

@@ -637,7 +637,7 @@ fn kind_name(t: &ExternType) -> &'static str {
 /// the JS `Module` is collected.
 struct ModuleHandle {
     module: Module,
-    custom: Vec<(String, Vec<u8>)>,
+    sections: Sections,
     charged: usize,
     cell: Arc<WasmCell>,
 }
@@ -649,21 +649,39 @@ impl Drop for ModuleHandle {
     }
 }
 
-/// The custom sections of a valid module, in order.
-fn custom_sections(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    fn leb(bytes: &[u8], at: &mut usize) -> Option<usize> {
-        let mut out = 0usize;
-        for shift in (0..35).step_by(7) {
-            let b = *bytes.get(*at)?;
-            *at += 1;
-            out |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(out);
-            }
+/// What the JS side needs of a valid module's bytes that wasmtime does not
+/// keep: its custom sections (in order) and the function index of each
+/// exported function (an exported function's `name`).
+#[derive(Debug, Default, PartialEq)]
+struct Sections {
+    custom: Vec<(String, Vec<u8>)>,
+    func_exports: HashMap<String, u32>,
+}
+
+fn leb(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let mut out = 0usize;
+    for shift in (0..35).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        out |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(out);
         }
-        None
     }
-    let mut out = Vec::new();
+    None
+}
+
+/// A name (a length and its bytes) at `at`, ending by `end`.
+fn name_at(bytes: &[u8], at: &mut usize, end: usize) -> Option<String> {
+    let n = leb(bytes, at)?;
+    let stop = at.checked_add(n).filter(|&e| e <= end)?;
+    let name = String::from_utf8_lossy(&bytes[*at..stop]).into_owned();
+    *at = stop;
+    Some(name)
+}
+
+fn sections(bytes: &[u8]) -> Sections {
+    let mut out = Sections::default();
     let mut at = 8;
     while at < bytes.len() {
         let id = bytes[at];
@@ -672,13 +690,25 @@ fn custom_sections(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
             break;
         };
         let end = at.saturating_add(size).min(bytes.len());
+        let mut p = at;
         if id == 0 {
-            let mut p = at;
-            if let Some(n) = leb(bytes, &mut p)
-                && p.saturating_add(n) <= end
-            {
-                let name = String::from_utf8_lossy(&bytes[p..p + n]).into_owned();
-                out.push((name, bytes[p + n..end].to_vec()));
+            if let Some(name) = name_at(bytes, &mut p, end) {
+                out.custom.push((name, bytes[p..end].to_vec()));
+            }
+        } else if id == 7 {
+            let count = leb(bytes, &mut p).unwrap_or(0);
+            for _ in 0..count {
+                let Some(name) = name_at(bytes, &mut p, end) else {
+                    break;
+                };
+                let Some(&kind) = bytes.get(p) else { break };
+                p += 1;
+                let Some(index) = leb(bytes, &mut p) else {
+                    break;
+                };
+                if kind == 0 {
+                    out.func_exports.insert(name, index as u32);
+                }
             }
         }
         at = end;
@@ -1070,7 +1100,7 @@ fn compile<'js>(
     }
     // Compiling is long and cannot be interrupted: never on an async worker.
     state.before_blocking();
-    let (compiled, custom) = with_bytes(bytes, |b| (Module::new(engine(), b), custom_sections(b)));
+    let (compiled, parsed) = with_bytes(bytes, |b| (Module::new(engine(), b), sections(b)));
     if let Some(budget) = state.budget()
         && budget.remaining().is_zero()
     {
@@ -1082,7 +1112,16 @@ fn compile<'js>(
         compiled.map_err(|e| throw_kind(ctx, mk_err, "CompileError", &format!("{e:#}")))?;
     let image = module.image_range();
     let charged = (image.end as usize).saturating_sub(image.start as usize)
-        + custom.iter().map(|(n, b)| n.len() + b.len()).sum::<usize>();
+        + parsed
+            .custom
+            .iter()
+            .map(|(n, b)| n.len() + b.len())
+            .sum::<usize>()
+        + parsed
+            .func_exports
+            .keys()
+            .map(|n| n.len() + 32)
+            .sum::<usize>();
     if !cell.charger.reserve(charged) {
         return Err(throw_kind(
             ctx,
@@ -1093,7 +1132,7 @@ fn compile<'js>(
     }
     let handle = ModuleHandle {
         module,
-        custom,
+        sections: parsed,
         charged,
         cell: cell.clone(),
     };
@@ -1140,7 +1179,7 @@ fn module_op<'js>(
         "custom" => {
             let name: String = a.map(|v| v.get()).transpose()?.unwrap_or_default();
             let mut n = 0;
-            for (section, bytes) in &h.custom {
+            for (section, bytes) in &h.sections.custom {
                 if *section == name {
                     out.set(n, super::host::bytes_to_js(ctx, bytes)?)?;
                     n += 1;
@@ -1156,7 +1195,7 @@ fn module_op<'js>(
                 .map(|v| v.get())
                 .transpose()?
                 .ok_or_else(|| Exception::throw_type(ctx, "WebAssembly: no environment"))?;
-            return instantiate(ctx, &h.cell, &h.module, &entries, &env).map(Array::into_value);
+            return instantiate(ctx, h, &entries, &env).map(Array::into_value);
         }
         _ => {
             return Err(Exception::throw_type(
@@ -1181,11 +1220,11 @@ fn env_of<'js>(ctx: &Ctx<'js>, env: &Array<'js>) -> rquickjs::Result<Env<'js>> {
 /// returning its exports as `[name, kind, index]` rows.
 fn instantiate<'js>(
     ctx: &Ctx<'js>,
-    cell: &Arc<WasmCell>,
-    module: &Module,
+    h: &ModuleHandle,
     entries: &Array<'js>,
     env: &Array<'js>,
 ) -> rquickjs::Result<Array<'js>> {
+    let (cell, module) = (&h.cell, &h.module);
     let env = env_of(ctx, env)?;
     let imports: Vec<_> = module.imports().map(|i| i.ty()).collect();
     let mut wanted = Vec::with_capacity(imports.len());
@@ -1247,9 +1286,13 @@ fn instantiate<'js>(
     let out = Array::new(ctx.clone())?;
     for (n, (name, kind, i)) in rows.into_iter().enumerate() {
         let row = Array::new(ctx.clone())?;
-        row.set(0, name)?;
+        row.set(0, name.as_str())?;
         row.set(1, kind)?;
         row.set(2, i)?;
+        // An exported function's name is its index in the module.
+        if let Some(&f) = h.sections.func_exports.get(&name) {
+            row.set(3, f)?;
+        }
         out.set(n, row)?;
     }
     Ok(out)
@@ -1491,9 +1534,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_custom_sections() {
-        let wasm = wat::parse_str(r#"(module (@custom "hello" "abc") (func))"#).unwrap();
-        let sections = custom_sections(&wasm);
-        assert_eq!(sections, vec![("hello".to_string(), b"abc".to_vec())]);
+    fn finds_custom_sections_and_exported_function_indices() {
+        let wasm = wat::parse_str(
+            r#"(module (@custom "hello" "abc") (func) (func (export "b")) (memory (export "m") 0))"#,
+        )
+        .unwrap();
+        let found = sections(&wasm);
+        assert_eq!(found.custom, vec![("hello".to_string(), b"abc".to_vec())]);
+        assert_eq!(found.func_exports.get("b"), Some(&1));
+        assert_eq!(found.func_exports.len(), 1);
     }
 }

@@ -68,6 +68,8 @@ export default { async fetch(req) {
       Object.prototype.toString.call(WebAssembly), String(module),
       name(() => new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 2, 0, 0, 0]))),
       typeof WebAssembly.Module.customSections(module, "name"),
+      `${e.add.name}/${e.add.length} ${e.add64.name}/${e.add64.length} ${e.add === e.tbl.get(0)}`,
+      typeof e.add.prototype, name(() => new e.add(1, 2)),
     ];
     return new Response(out.join("|"));
   }
@@ -234,6 +236,9 @@ async fn a_module_from_the_request_compiles_runs_and_calls_js() {
             "[object WebAssembly.Module]",
             "CompileError: true",
             "object",
+            "2/2 3/2 true",
+            "undefined",
+            "TypeError: true",
         ]
     );
     assert_eq!(text(&t, "/compile-error").await, "true CompileError");
