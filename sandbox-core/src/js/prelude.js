@@ -4380,21 +4380,29 @@ export default internals;
 
 // @part wasm
 // ------------------------------------------------------------ WebAssembly --
-// The WebAssembly JS API over wasmtime (js/wasm.rs: one store per runtime,
-// modules of at most 4 MiB, wasm stopped by the request's budget, linear
-// memories and tables charged to the tenant's memory). The natives know
-// memories, globals, tables and functions by an index; this part wraps
-// them in the spec's objects. Modules cannot use the threads proposal; a
-// JS-made shared Memory's buffer is a real SharedArrayBuffer. An engine
-// with a WebAssembly of its own (V8, whose host has no wasm natives) keeps
-// its own.
+// The WebAssembly JS API over wasmtime (js/wasm.rs: modules of at most
+// 4 MiB, wasm stopped by the request's budget, linear memories, tables and
+// code charged to the tenant's memory). Wasm objects live in stores: an
+// instance whose imports are only JS functions and values gets a store of
+// its own, which goes (with its memory) once nothing of it is reachable;
+// memories, globals and tables made by `new` share the runtime's first
+// store, as do instances that import them. The natives know objects by
+// (store, index); this part wraps them in the spec's objects. Modules
+// cannot use the threads proposal; a JS-made shared Memory's buffer is a
+// real SharedArrayBuffer. An engine with a WebAssembly of its own (V8,
+// whose host has no wasm natives) keeps its own.
 
 const wasmNative = host.wasmNatives === undefined ? undefined : host.wasmNatives();
+let wasmSharedStore; // the store of JS-made objects, made on first use
 const wasmWrap = Symbol("wrap"); // constructs a wrapper of an existing object
-const wasmFuncs = new Map(); // function index -> its JS function
-const wasmFuncIndex = new WeakMap(); // exported JS function -> its index
-const wasmMemories = new Map(); // memory index -> its Memory
-const wasmImports = []; // JS functions imported by some instance, by position
+const wasmFuncs = new WeakMap(); // store -> Map(function index -> its JS function)
+const wasmFuncOf = new WeakMap(); // exported JS function -> [store, index]
+const wasmMemories = new WeakMap(); // store -> Map(memory index -> its Memory)
+
+function wasmJsStore() {
+  if (wasmSharedStore === undefined) wasmSharedStore = wasmNative.newStore();
+  return wasmSharedStore;
+}
 
 function wasmErrorClass(name) {
   const C = class extends Error {
@@ -4424,7 +4432,6 @@ function wasmMakeError(kind, message) {
       return new TypeError(message);
   }
 }
-const wasmEnv = [wasmMakeError, wasmImports];
 
 // The bytes of a BufferSource, copied (the tenant cannot change them while
 // they compile).
@@ -4435,15 +4442,16 @@ function wasmBytes(source, what) {
   return copyBytes(source);
 }
 
-// WebIDL's [EnforceRange] unsigned long (and unsigned long long, below 2^53).
-function wasmIndex(v, what, max = 0xffffffff) {
+const NumberIsFinite = Number.isFinite;
+
+// WebIDL's [EnforceRange] unsigned long.
+function wasmIndex(v, what) {
   const n = +v; // ToNumber (a BigInt or a Symbol throws)
   if (!NumberIsFinite(n)) throw new TypeError(`${what} must be a finite number`);
   const i = MathTrunc(n);
-  if (i < 0 || i > max) throw new TypeError(`${what} is out of range`);
+  if (i < 0 || i > 0xffffffff) throw new TypeError(`${what} is out of range`);
   return i + 0; // no -0
 }
-const NumberIsFinite = Number.isFinite;
 
 function wasmDescriptor(d, what) {
   if (d === null || (typeof d !== "object" && typeof d !== "function")) {
@@ -4452,27 +4460,50 @@ function wasmDescriptor(d, what) {
   return d;
 }
 
-// The JS function for the wasm function at `index` (one per function),
-// named by its index in its module where known (an export).
-function wasmFunction(index, funcIndex) {
-  let f = MapPrototypeGet(wasmFuncs, index);
+function wasmIsObject(v) {
+  return v !== null && (typeof v === "object" || typeof v === "function");
+}
+
+// The cache of `store` in `map` (a WeakMap of Maps).
+function wasmCache(map, store) {
+  let m = WeakMapPrototypeGet(map, store);
+  if (m === undefined) {
+    m = new Map();
+    WeakMapPrototypeSet(map, store, m);
+  }
+  return m;
+}
+
+// The JS function for the wasm function `index` of `store` (one per
+// function), named by its index in its module where known (an export).
+function wasmFunction(store, index, funcIndex) {
+  const cache = wasmCache(wasmFuncs, store);
+  let f = MapPrototypeGet(cache, index);
   if (f !== undefined) return f;
   const call = wasmNative.call;
-  f = (...args) => call(index, args, wasmEnv);
+  f = (...args) => call(store, index, args, wasmMakeError);
   const name = `${funcIndex === undefined ? index : funcIndex}`;
   ObjectDefineProperty(f, "name", { __proto__: null, value: name, configurable: true });
-  ObjectDefineProperty(f, "length", { __proto__: null, value: wasmNative.funcArity(index), configurable: true });
-  MapPrototypeSet(wasmFuncs, index, f);
-  WeakMapPrototypeSet(wasmFuncIndex, f, index);
+  ObjectDefineProperty(f, "length", {
+    __proto__: null,
+    value: wasmNative.funcArity(store, index),
+    configurable: true,
+  });
+  MapPrototypeSet(cache, index, f);
+  WeakMapPrototypeSet(wasmFuncOf, f, [store, index]);
   return f;
 }
 
-// A funcref value from JS: null, or a function exported by wasm.
-function wasmFuncRef(v, what) {
+// A funcref value from JS for an object of `store`: null (-1), or a
+// function exported by wasm from that store.
+function wasmFuncRef(v, store, what) {
   if (v === null) return -1;
-  const index = typeof v === "function" ? WeakMapPrototypeGet(wasmFuncIndex, v) : undefined;
-  if (index === undefined) throw new TypeError(`${what}: not a WebAssembly function or null`);
-  return index;
+  const found = typeof v === "function" ? WeakMapPrototypeGet(wasmFuncOf, v) : undefined;
+  if (found === undefined) throw new TypeError(`${what}: not a WebAssembly function or null`);
+  if (found[0] !== store) {
+    throw new TypeError(`${what}: a function of another instance's store cannot be stored here in Corral`);
+  }
+  return found[1];
 }
 
 function wasmRefType(t, what) {
@@ -4520,10 +4551,6 @@ class WasmModule {
 const wasmModuleOp = WasmModule.op;
 delete WasmModule.op;
 
-function wasmIsObject(v) {
-  return v !== null && (typeof v === "object" || typeof v === "function");
-}
-
 // Instantiates the module `op` with `importObject`: its frozen exports.
 function wasmInstantiate(op, importObject) {
   const imports = op("imports");
@@ -4533,7 +4560,9 @@ function wasmInstantiate(op, importObject) {
   if (imports.length > 0 && importObject === undefined) {
     throw new TypeError("WebAssembly.Instance: the module has imports but no import object was given");
   }
-  const entries = [];
+  // Each import as [kind, value, its store and index if it is a wasm object].
+  const resolved = [];
+  let store;
   for (let i = 0; i < imports.length; i++) {
     const row = imports[i];
     const module = row[0];
@@ -4545,42 +4574,58 @@ function wasmInstantiate(op, importObject) {
     if (!wasmIsObject(o)) throw new TypeError(`WebAssembly.Instance: import module ${module} is not an object`);
     const v = o[name];
     const what = `WebAssembly.Instance: import ${module}.${name}`;
-    let entry;
+    let at;
     if (kind === "function") {
       if (typeof v !== "function") throw new WasmLinkError(`${what} must be a function`);
-      entry = WeakMapPrototypeGet(wasmFuncIndex, v);
-      if (entry === undefined) entry = -ArrayPrototypePush(wasmImports, v);
+      at = WeakMapPrototypeGet(wasmFuncOf, v);
     } else if (kind === "global") {
-      entry = wasmGlobalIndex(v);
-      if (entry === undefined) {
+      at = wasmGlobalAt(v);
+      if (at === undefined) {
         if (type === "i64" ? typeof v !== "bigint" : typeof v !== "number") {
           throw new WasmLinkError(`${what} must be a WebAssembly.Global or a ${type === "i64" ? "BigInt" : "Number"}`);
         }
         if (mutable) throw new WasmLinkError(`${what} must be a WebAssembly.Global (it is mutable)`);
-        entry = wasmNative.globalNew(type, false, v, -1);
       }
     } else if (kind === "memory") {
-      entry = wasmMemoryIndex(v);
-      if (entry === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Memory`);
+      at = wasmMemoryAt(v);
+      if (at === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Memory`);
     } else if (kind === "table") {
-      entry = wasmTableIndex(v);
-      if (entry === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Table`);
+      at = wasmTableAt(v);
+      if (at === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Table`);
     } else {
       throw new WasmLinkError(`${what}: ${kind} imports are not supported`);
     }
+    if (at !== undefined) {
+      if (store === undefined) store = at[0];
+      else if (store !== at[0]) {
+        throw new WasmLinkError(`${what}: imports from different instances' stores cannot be linked in Corral`);
+      }
+    }
+    ArrayPrototypePush(resolved, [kind, v, at, type]);
+  }
+  // Only JS functions and values: a store of its own.
+  if (store === undefined) store = wasmNative.newStore();
+  const entries = [];
+  const fns = [];
+  for (let i = 0; i < resolved.length; i++) {
+    const r = resolved[i];
+    let entry;
+    if (r[2] !== undefined) entry = r[2][1];
+    else if (r[0] === "function") entry = -ArrayPrototypePush(fns, r[1]);
+    else entry = wasmNative.globalNew(store, r[3], false, r[1], -1);
     ArrayPrototypePush(entries, entry);
   }
-  const rows = op("instantiate", entries, wasmEnv);
+  const rows = op("instantiate", store, entries, fns, wasmMakeError);
   const exports = { __proto__: null };
   for (let i = 0; i < rows.length; i++) {
     const name = rows[i][0];
     const kind = rows[i][1];
     const index = rows[i][2];
     let v;
-    if (kind === "function") v = wasmFunction(index, rows[i][3]);
-    else if (kind === "memory") v = wasmMemoryWrap(index);
-    else if (kind === "global") v = new WasmGlobal(wasmWrap, index);
-    else if (kind === "table") v = new WasmTable(wasmWrap, index);
+    if (kind === "function") v = wasmFunction(store, index, rows[i][3]);
+    else if (kind === "memory") v = wasmMemoryWrap(store, index);
+    else if (kind === "global") v = new WasmGlobal(wasmWrap, store, index);
+    else if (kind === "table") v = new WasmTable(wasmWrap, store, index);
     else continue;
     exports[name] = v;
   }
@@ -4601,13 +4646,15 @@ class WasmInstance {
 const ArrayBufferPrototypeGetDetached = getter(ArrayBuffer.prototype, "detached");
 
 class WasmMemory {
+  #store;
   #index;
   #buffer;
   #shared;
   constructor(descriptor) {
     if (descriptor === wasmWrap) {
-      this.#index = arguments[1];
-      this.#shared = wasmNative.memShared(this.#index);
+      this.#store = arguments[1];
+      this.#index = arguments[2];
+      this.#shared = wasmNative.memShared(this.#store, this.#index);
       return;
     }
     requireArgs(arguments.length, 1, "WebAssembly.Memory");
@@ -4621,27 +4668,30 @@ class WasmMemory {
       throw new RangeError("WebAssembly.Memory: maximum is below initial or above 65536 pages");
     }
     if (shared && maximum === undefined) throw new TypeError("WebAssembly.Memory: a shared memory needs a maximum");
-    this.#index = wasmNative.memNew(initial, maximum === undefined ? -1 : maximum, shared, wasmMakeError);
+    const store = wasmJsStore();
+    this.#index = wasmNative.memNew(store, initial, maximum === undefined ? -1 : maximum, shared, wasmMakeError);
+    this.#store = store;
     this.#shared = shared;
-    MapPrototypeSet(wasmMemories, this.#index, this);
+    MapPrototypeSet(wasmCache(wasmMemories, store), this.#index, this);
   }
-  static index(m) {
-    return wasmIsObject(m) && #index in m ? m.#index : undefined;
+  static at(m) {
+    return wasmIsObject(m) && #index in m ? [m.#store, m.#index] : undefined;
   }
-  static wrap(index) {
-    let m = MapPrototypeGet(wasmMemories, index);
+  static wrap(store, index) {
+    const cache = wasmCache(wasmMemories, store);
+    let m = MapPrototypeGet(cache, index);
     if (m === undefined) {
-      m = new WasmMemory(wasmWrap, index);
-      MapPrototypeSet(wasmMemories, index, m);
+      m = new WasmMemory(wasmWrap, store, index);
+      MapPrototypeSet(cache, index, m);
     }
     return m;
   }
   get buffer() {
-    const size = wasmNative.memBytes(this.#index);
+    const size = wasmNative.memBytes(this.#store, this.#index);
     let b = this.#buffer;
     if (this.#shared) {
       if (b === undefined || SharedArrayBufferPrototypeGetByteLength(b) !== size) {
-        b = ObjectFreeze(wasmNative.memBuffer(this.#index));
+        b = ObjectFreeze(wasmNative.memBuffer(this.#store, this.#index));
         this.#buffer = b;
       }
       return b;
@@ -4649,33 +4699,36 @@ class WasmMemory {
     // Wasm may have grown the memory since: the old buffer is detached.
     if (b === undefined || ArrayBufferPrototypeGetDetached(b) || ArrayBufferPrototypeGetByteLength(b) !== size) {
       if (b !== undefined) wasmNative.detach(b);
-      b = wasmNative.memBuffer(this.#index);
+      b = wasmNative.memBuffer(this.#store, this.#index);
       this.#buffer = b;
     }
     return b;
   }
   grow(delta) {
-    const index = this.#index;
+    const store = this.#store;
     requireArgs(arguments.length, 1, "WebAssembly.Memory.grow");
-    const old = wasmNative.memGrow(index, wasmIndex(delta, "WebAssembly.Memory.grow: delta"), wasmMakeError);
+    const n = wasmIndex(delta, "WebAssembly.Memory.grow: delta");
+    const old = wasmNative.memGrow(store, this.#index, n, wasmMakeError);
     if (!this.#shared && this.#buffer !== undefined) wasmNative.detach(this.#buffer);
     this.#buffer = undefined;
     return old;
   }
 }
 const wasmMemoryWrap = WasmMemory.wrap;
-delete WasmMemory.wrap;
 
 const wasmValueTypes = ["i32", "i64", "f32", "f64", "anyfunc", "funcref"];
+const ArrayPrototypeIncludes = uncurryThis(Array.prototype.includes);
 
 class WasmGlobal {
+  #store;
   #index;
   #type;
   #mutable;
   constructor(descriptor, v) {
     if (descriptor === wasmWrap) {
-      this.#index = v;
-      const t = wasmNative.globalType(v);
+      this.#store = v;
+      this.#index = arguments[2];
+      const t = wasmNative.globalType(this.#store, this.#index);
       this.#type = t[0];
       this.#mutable = t[1];
       return;
@@ -4689,36 +4742,39 @@ class WasmGlobal {
     }
     if (type === "funcref") type = "anyfunc";
     const isRef = type === "anyfunc";
-    const func = isRef ? (v === undefined ? -1 : wasmFuncRef(v, "WebAssembly.Global")) : -1;
-    this.#index = wasmNative.globalNew(type, mutable, isRef ? undefined : v, func);
+    const store = wasmJsStore();
+    const func = isRef ? (v === undefined ? -1 : wasmFuncRef(v, store, "WebAssembly.Global")) : -1;
+    this.#index = wasmNative.globalNew(store, type, mutable, isRef ? undefined : v, func);
+    this.#store = store;
     this.#type = type;
     this.#mutable = mutable;
   }
-  static index(g) {
-    return wasmIsObject(g) && #index in g ? g.#index : undefined;
+  static at(g) {
+    return wasmIsObject(g) && #index in g ? [g.#store, g.#index] : undefined;
   }
   get value() {
-    const v = wasmNative.globalGet(this.#index);
-    if (this.#type === "anyfunc") return v < 0 ? null : wasmFunction(v);
+    const v = wasmNative.globalGet(this.#store, this.#index);
+    if (this.#type === "anyfunc") return v < 0 ? null : wasmFunction(this.#store, v);
     return v;
   }
   set value(v) {
     if (!this.#mutable) throw new TypeError("WebAssembly.Global: the global is immutable");
     requireArgs(arguments.length, 1, "WebAssembly.Global.value");
-    const func = this.#type === "anyfunc" ? wasmFuncRef(v, "WebAssembly.Global") : -1;
-    wasmNative.globalSet(this.#index, v, func);
+    const func = this.#type === "anyfunc" ? wasmFuncRef(v, this.#store, "WebAssembly.Global") : -1;
+    wasmNative.globalSet(this.#store, this.#index, v, func);
   }
   valueOf() {
     return this.value;
   }
 }
-const ArrayPrototypeIncludes = uncurryThis(Array.prototype.includes);
 
 class WasmTable {
+  #store;
   #index;
   constructor(descriptor, value) {
     if (descriptor === wasmWrap) {
-      this.#index = value;
+      this.#store = value;
+      this.#index = arguments[2];
       return;
     }
     requireArgs(arguments.length, 1, "WebAssembly.Table");
@@ -4729,34 +4785,37 @@ class WasmTable {
     const maximum = max === undefined ? undefined : wasmIndex(max, "WebAssembly.Table: maximum");
     if (initial > 10000000) throw new RangeError("WebAssembly.Table: initial is above 10000000");
     if (maximum !== undefined && maximum < initial) throw new RangeError("WebAssembly.Table: maximum is below initial");
-    const func = value === undefined ? -1 : wasmFuncRef(value, "WebAssembly.Table");
-    this.#index = wasmNative.tableNew(initial, maximum === undefined ? -1 : maximum, func);
+    const store = wasmJsStore();
+    const func = value === undefined ? -1 : wasmFuncRef(value, store, "WebAssembly.Table");
+    this.#index = wasmNative.tableNew(store, initial, maximum === undefined ? -1 : maximum, func);
+    this.#store = store;
   }
-  static index(t) {
-    return wasmIsObject(t) && #index in t ? t.#index : undefined;
+  static at(t) {
+    return wasmIsObject(t) && #index in t ? [t.#store, t.#index] : undefined;
   }
   get length() {
-    return wasmNative.tableLength(this.#index);
+    return wasmNative.tableLength(this.#store, this.#index);
   }
   get(index) {
-    const i = this.#index;
+    const store = this.#store;
     requireArgs(arguments.length, 1, "WebAssembly.Table.get");
-    const f = wasmNative.tableGet(i, wasmIndex(index, "WebAssembly.Table.get: index"));
-    return f < 0 ? null : wasmFunction(f);
+    const f = wasmNative.tableGet(store, this.#index, wasmIndex(index, "WebAssembly.Table.get: index"));
+    return f < 0 ? null : wasmFunction(store, f);
   }
   set(index, value) {
-    const i = this.#index;
+    const store = this.#store;
     requireArgs(arguments.length, 1, "WebAssembly.Table.set");
     const at = wasmIndex(index, "WebAssembly.Table.set: index");
-    const func = arguments.length < 2 || value === undefined ? -1 : wasmFuncRef(value, "WebAssembly.Table.set");
-    wasmNative.tableSet(i, at, func);
+    const func =
+      arguments.length < 2 || value === undefined ? -1 : wasmFuncRef(value, store, "WebAssembly.Table.set");
+    wasmNative.tableSet(store, this.#index, at, func);
   }
   grow(delta, value) {
-    const i = this.#index;
+    const store = this.#store;
     requireArgs(arguments.length, 1, "WebAssembly.Table.grow");
     const n = wasmIndex(delta, "WebAssembly.Table.grow: delta");
-    const func = value === undefined ? -1 : wasmFuncRef(value, "WebAssembly.Table.grow");
-    return wasmNative.tableGrow(i, n, func);
+    const func = value === undefined ? -1 : wasmFuncRef(value, store, "WebAssembly.Table.grow");
+    return wasmNative.tableGrow(store, this.#index, n, func);
   }
 }
 
@@ -4775,13 +4834,14 @@ wasmInterface(WasmInstance, "Instance");
 wasmInterface(WasmMemory, "Memory");
 wasmInterface(WasmGlobal, "Global");
 wasmInterface(WasmTable, "Table");
-// The brand-check helpers are not the spec's statics.
-const wasmGlobalIndex = WasmGlobal.index;
-const wasmMemoryIndex = WasmMemory.index;
-const wasmTableIndex = WasmTable.index;
-delete WasmGlobal.index;
-delete WasmMemory.index;
-delete WasmTable.index;
+// The helpers are not the spec's statics.
+const wasmGlobalAt = WasmGlobal.at;
+const wasmMemoryAt = WasmMemory.at;
+const wasmTableAt = WasmTable.at;
+delete WasmGlobal.at;
+delete WasmMemory.at;
+delete WasmMemory.wrap;
+delete WasmTable.at;
 
 const wasmNamespaceMethods = {
   validate(bytes) {

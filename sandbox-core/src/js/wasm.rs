@@ -1,6 +1,11 @@
 //! The host side of the `WebAssembly` JS API for QuickJS tenants (the
 //! prelude's `wasm` part is the spec-shaped JavaScript over it): modules
-//! compiled and run by wasmtime, in one store per tenant runtime.
+//! compiled and run by wasmtime. An instance whose imports are all JS
+//! functions and values gets a store of its own, held by a [`WasmStore`]
+//! token that its exports and wrappers keep, so it goes (and is uncharged)
+//! when the tenant lets go of it; the objects `new WebAssembly.Memory` (and
+//! `Global`, `Table`) make share the runtime's first store, with the
+//! instances that import them.
 //!
 //! What a tenant's WebAssembly costs and who pays:
 //! - **Compiling** is CPU on the request's own thread (no parallel
@@ -21,10 +26,11 @@
 //! - **Memory**: linear memories, tables, compiled code and a fixed charge
 //!   per instance and per host object are taken out of the tenant's memory
 //!   limit (the QuickJS heap's share shrinks by as much; a growth that does
-//!   not fit is refused). Wasmtime frees a store's objects only with the
-//!   store, which dies with the runtime (its last wasm object or buffer);
-//!   a runtime has at most 16 linear memories (each reserves address space)
-//!   and 1,000 instances.
+//!   not fit is refused, after a garbage collection: the heap's own
+//!   thresholds never see wasm memory). Wasmtime frees a store's objects
+//!   only with the store; no store outlives its runtime. A runtime holds at
+//!   most 16 linear memories at once (each reserves address space), a store
+//!   at most 1,000 instances.
 //! - **Threads**: modules cannot use the threads proposal (no shared memory
 //!   in a module, no `memory.atomic.wait`, which would block a host thread).
 //!   `new WebAssembly.Memory({shared: true, ...})` still gives a real
@@ -40,6 +46,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rquickjs::JsLifetime;
+use rquickjs::class::{Class, Trace};
 use rquickjs::function::Opt;
 use rquickjs::{Array, BigInt, Ctx, Exception, Function, Object, TypedArray, Value, qjs};
 use wasmtime::{
@@ -174,29 +182,49 @@ impl fmt::Display for JsThrew {
 impl std::error::Error for JsThrew {}
 
 /// What the natives need of a request's charge: the tenant's memory
-/// accounting ([`HostState`]) and its QuickJS runtime (to see the heap).
+/// accounting ([`HostState`]) and its QuickJS runtime (to see the heap),
+/// with what one store holds of it (given back when the store goes).
+#[derive(Clone)]
 struct Charger {
     state: Arc<HostState>,
     rt: *mut qjs::JSRuntime,
+    /// Bytes this store (or module) is charged.
+    charged: Arc<AtomicUsize>,
+    /// Linear memories this store holds.
+    memories: Arc<AtomicUsize>,
+    /// Linear memories all the runtime's stores hold.
+    live_memories: Arc<AtomicUsize>,
 }
 
 impl Charger {
     /// Takes `bytes` out of the heap's share of the tenant's memory, if the
-    /// heap has that much room now (a trial allocation under its limit).
+    /// heap has that much room now (a trial allocation under its limit,
+    /// tried again after a garbage collection, which also frees the stores
+    /// nothing reaches any more).
     fn reserve(&self, bytes: usize) -> bool {
         if bytes == 0 {
             return true;
         }
-        // SAFETY: `rt` is the runtime whose host functions (or wasm) run
-        // now on this thread; the block is freed at once.
-        unsafe {
-            let block = qjs::js_malloc_rt(self.rt, size_t(bytes));
-            if block.is_null() {
+        let fits = || {
+            // SAFETY: `rt` is the runtime whose host functions (or wasm)
+            // run now on this thread; the block is freed at once.
+            unsafe {
+                let block = qjs::js_malloc_rt(self.rt, size_t(bytes));
+                if block.is_null() {
+                    return false;
+                }
+                qjs::js_free_rt(self.rt, block);
+                true
+            }
+        };
+        if !fits() {
+            self.collect();
+            if !fits() {
                 return false;
             }
-            qjs::js_free_rt(self.rt, block);
         }
         self.state.wasm_bytes.fetch_add(bytes, Relaxed);
+        self.charged.fetch_add(bytes, Relaxed);
         // SAFETY: as above; the heap holds less than the new limit.
         unsafe { qjs::JS_SetMemoryLimit(self.rt, size_t(self.state.heap_limit())) };
         true
@@ -205,6 +233,60 @@ impl Charger {
     /// Charges `bytes` that are held already (small host objects).
     fn add(&self, bytes: usize) {
         self.state.wasm_bytes.fetch_add(bytes, Relaxed);
+        self.charged.fetch_add(bytes, Relaxed);
+    }
+
+    /// Collects the runtime's garbage (stores that wrappers no longer reach
+    /// go with it: wasm memory is not in the heap, so it never triggers a
+    /// collection itself).
+    fn collect(&self) {
+        // SAFETY: as in `reserve`; this is what QuickJS's own `gc()` does
+        // from inside a host function. The store being used now is held by
+        // the native using it, so its cell is not among those freed.
+        unsafe { qjs::JS_RunGC(self.rt) };
+    }
+
+    /// Counts a new linear memory, if the runtime may have one more (each
+    /// reserves address space, whatever its size).
+    fn new_memory(&self) -> bool {
+        let add = |n: usize| (n < MAX_MEMORIES).then_some(n + 1);
+        let mut counted = self
+            .live_memories
+            .fetch_update(Relaxed, Relaxed, add)
+            .is_ok();
+        if !counted {
+            self.collect();
+            counted = self
+                .live_memories
+                .fetch_update(Relaxed, Relaxed, add)
+                .is_ok();
+        }
+        if counted {
+            self.memories.fetch_add(1, Relaxed);
+        }
+        counted
+    }
+
+    /// The same accounting, for a new store (or module) of its own.
+    fn fresh(&self) -> Self {
+        Self {
+            charged: Arc::default(),
+            memories: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Gives back what this store (or module) was charged.
+    fn release(&self) {
+        let bytes = self.charged.swap(0, Relaxed);
+        let _ = self
+            .state
+            .wasm_bytes
+            .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(bytes)));
+        let n = self.memories.swap(0, Relaxed);
+        let _ = self
+            .live_memories
+            .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(n)));
     }
 }
 
@@ -226,9 +308,6 @@ struct Host {
     known: HashMap<(u8, usize), u32>,
     /// The limiter refused a growth since this was cleared.
     refused: bool,
-    /// Shared memories made (outside the store's own count, each reserving
-    /// address space as a memory does).
-    shared_memories: usize,
 }
 
 // SAFETY: the raw pointers are the runtime's and its cell's, used only on
@@ -243,7 +322,9 @@ impl ResourceLimiter for Host {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = self.charger.reserve(desired.saturating_sub(current));
+        // Wasmtime asks with `current` 0 once, when it makes a memory.
+        let ok = (current != 0 || self.charger.new_memory())
+            && self.charger.reserve(desired.saturating_sub(current));
         self.refused |= !ok;
         Ok(ok)
     }
@@ -300,25 +381,24 @@ unsafe impl Send for WasmCell {}
 unsafe impl Sync for WasmCell {}
 
 impl WasmCell {
-    fn new(ctx: &Ctx<'_>, state: &Arc<HostState>) -> Arc<Self> {
-        // SAFETY: `ctx` is a live context.
-        let rt = unsafe { qjs::JS_GetRuntime(ctx.as_raw().as_ptr()) };
+    /// A new store, charged through a fresh account of `runtime`'s.
+    fn new(runtime: &Charger) -> Arc<Self> {
+        let charger = runtime.fresh();
         // A runtime without one (the prelude's own tests) gets a closed budget:
         // any wasm it runs stops at its first tick.
-        let budget = state.budget().unwrap_or_else(|| Arc::new(Budget::new()));
+        let budget = charger
+            .state
+            .budget()
+            .unwrap_or_else(|| Arc::new(Budget::new()));
         let mut store = wasmtime::Store::new(
             engine(),
             Host {
-                charger: Charger {
-                    state: state.clone(),
-                    rt,
-                },
+                charger: charger.clone(),
                 budget,
                 cell: std::ptr::null(),
                 objects: Vec::new(),
                 known: HashMap::new(),
                 refused: false,
-                shared_memories: 0,
             },
         );
         store.limiter(|host| host as &mut dyn ResourceLimiter);
@@ -333,10 +413,7 @@ impl WasmCell {
             store: UnsafeCell::new(store),
             caller: Cell::new(std::ptr::null_mut()),
             env: Cell::new(std::ptr::null()),
-            charger: Charger {
-                state: state.clone(),
-                rt,
-            },
+            charger,
         });
         // SAFETY: nothing else holds the store yet.
         unsafe { (*cell.store.get()).data_mut().cell = Arc::as_ptr(&cell) };
@@ -374,6 +451,13 @@ impl WasmCell {
         let out = f(cx);
         self.env.set(prev);
         out
+    }
+}
+
+impl Drop for WasmCell {
+    fn drop(&mut self) {
+        // The store (dropped after this) frees its memories and code.
+        self.charger.release();
     }
 }
 
@@ -638,14 +722,13 @@ fn kind_name(t: &ExternType) -> &'static str {
 struct ModuleHandle {
     module: Module,
     sections: Sections,
-    charged: usize,
-    cell: Arc<WasmCell>,
+    /// Its own account of the runtime's charge (its code).
+    charger: Charger,
 }
 
 impl Drop for ModuleHandle {
     fn drop(&mut self) {
-        let bytes = &self.cell.charger.state.wasm_bytes;
-        let _ = bytes.fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(self.charged)));
+        self.charger.release();
     }
 }
 
@@ -731,14 +814,57 @@ fn with_store<'js, R>(
     out.map_err(|e| throw(ctx, mk_err, e))
 }
 
-/// Builds the natives object the prelude's `wasm` part runs on (one store
-/// per runtime, made when the part first loads).
+/// A store as the JS side holds it: every wrapper of a wasm object, every
+/// exported function and every instance keeps its store's token, and the
+/// store (its instances, memories, tables, code) goes, uncharged, once the
+/// last of them is collected.
+#[derive(Trace, JsLifetime)]
+#[rquickjs::class]
+pub(crate) struct WasmStore<'js> {
+    #[qjs(skip_trace)]
+    cell: Arc<WasmCell>,
+    /// The JS functions this store's instances import, by position.
+    imports: Array<'js>,
+}
+
+type Store<'js> = Class<'js, WasmStore<'js>>;
+
+fn cell_of(store: &Store<'_>) -> Arc<WasmCell> {
+    store.borrow().cell.clone()
+}
+
+fn new_store<'js>(ctx: &Ctx<'js>, runtime: &Charger) -> rquickjs::Result<Store<'js>> {
+    Class::instance(
+        ctx.clone(),
+        WasmStore {
+            cell: WasmCell::new(runtime),
+            imports: Array::new(ctx.clone())?,
+        },
+    )
+}
+
+/// Builds the natives object the prelude's `wasm` part runs on (made when
+/// the part first loads).
 pub(crate) fn natives<'js>(
     ctx: &Ctx<'js>,
     state: &Arc<HostState>,
 ) -> rquickjs::Result<Object<'js>> {
-    let cell = WasmCell::new(ctx, state);
+    // SAFETY: `ctx` is a live context.
+    let rt = unsafe { qjs::JS_GetRuntime(ctx.as_raw().as_ptr()) };
+    let runtime = Charger {
+        state: state.clone(),
+        rt,
+        charged: Arc::default(),
+        memories: Arc::default(),
+        live_memories: Arc::default(),
+    };
     let n = Object::new(ctx.clone())?;
+
+    let r = runtime.clone();
+    n.set(
+        "newStore",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>| new_store(&ctx, &r))?,
+    )?;
 
     n.set(
         "validate",
@@ -753,49 +879,50 @@ pub(crate) fn natives<'js>(
         })?,
     )?;
 
-    let c = cell.clone();
+    let r = runtime;
     n.set(
         "compile",
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>, bytes: TypedArray<'js, u8>, mk_err: Function<'js>| {
-                compile(&ctx, &c, &bytes, &mk_err)
+                compile(&ctx, &r, &bytes, &mk_err)
             },
         )?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "call",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, i: u32, args: Array<'js>, env: Array<'js>| {
-                call(&ctx, &c, i, &args, &env)
-            },
+            move |ctx: Ctx<'js>,
+                  st: Store<'js>,
+                  i: u32,
+                  args: Array<'js>,
+                  mk_err: Function<'js>| { call(&ctx, &st, i, &args, mk_err) },
         )?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "funcArity",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
-            with_store(&ctx, &c, None, |cx| match object(cx, i)? {
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, st: Store<'js>, i: u32| {
+            with_store(&ctx, &cell_of(&st), None, |cx| match object(cx, i)? {
                 Extern::Func(f) => Ok(f.ty(&*cx).params().len() as u32),
                 _ => Err(type_fail("WebAssembly: not a function")),
             })
         })?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "memNew",
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>,
+                  st: Store<'js>,
                   initial: f64,
                   maximum: f64,
                   shared: bool,
                   mk_err: Function<'js>| {
+                let c = cell_of(&st);
                 let maximum = (maximum >= 0.0).then_some(maximum as u64);
                 with_store(&ctx, &c, Some(&mk_err), |cx| {
                     mem_new(cx, &c, initial as u64, maximum, shared)
@@ -804,19 +931,17 @@ pub(crate) fn natives<'js>(
         )?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "memBuffer",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
-            memory_buffer(&ctx, &c, i)
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, st: Store<'js>, i: u32| {
+            memory_buffer(&ctx, &cell_of(&st), i)
         })?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "memBytes",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
-            with_store(&ctx, &c, None, |cx| match object(cx, i)? {
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, st: Store<'js>, i: u32| {
+            with_store(&ctx, &cell_of(&st), None, |cx| match object(cx, i)? {
                 Extern::Memory(m) => Ok(m.data_size(&*cx) as f64),
                 Extern::SharedMemory(m) => Ok(m.data_size() as f64),
                 _ => Err(type_fail("WebAssembly: not a memory")),
@@ -824,22 +949,21 @@ pub(crate) fn natives<'js>(
         })?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "memShared",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
-            with_store(&ctx, &c, None, |cx| {
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, st: Store<'js>, i: u32| {
+            with_store(&ctx, &cell_of(&st), None, |cx| {
                 Ok(matches!(object(cx, i)?, Extern::SharedMemory(_)))
             })
         })?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "memGrow",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, i: u32, delta: f64, mk_err: Function<'js>| {
+            move |ctx: Ctx<'js>, st: Store<'js>, i: u32, delta: f64, mk_err: Function<'js>| {
+                let c = cell_of(&st);
                 with_store(&ctx, &c, Some(&mk_err), |cx| {
                     mem_grow(cx, &c, i, delta as u64)
                 })
@@ -856,12 +980,16 @@ pub(crate) fn natives<'js>(
         })?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "globalNew",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, ty: String, mutable: bool, value: Value<'js>, func: i32| {
+            move |ctx: Ctx<'js>,
+                  st: Store<'js>,
+                  ty: String,
+                  mutable: bool,
+                  value: Value<'js>,
+                  func: i32| {
                 let Some(t) = type_named(&ty) else {
                     return Err(Exception::throw_type(
                         &ctx,
@@ -878,7 +1006,7 @@ pub(crate) fn natives<'js>(
                 } else {
                     Val::null_func_ref()
                 };
-                with_store(&ctx, &c, None, |cx| {
+                with_store(&ctx, &cell_of(&st), None, |cx| {
                     let v = if is_number(&t) {
                         v
                     } else {
@@ -897,11 +1025,10 @@ pub(crate) fn natives<'js>(
         )?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "globalType",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
-            let (t, m) = with_store(&ctx, &c, None, |cx| match object(cx, i)? {
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, st: Store<'js>, i: u32| {
+            let (t, m) = with_store(&ctx, &cell_of(&st), None, |cx| match object(cx, i)? {
                 Extern::Global(g) => {
                     let ty = g.ty(&*cx);
                     Ok((type_name(ty.content()), ty.mutability() == Mutability::Var))
@@ -915,13 +1042,12 @@ pub(crate) fn natives<'js>(
         })?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "globalGet",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, i: u32| -> rquickjs::Result<Value<'js>> {
-                let v = with_store(&ctx, &c, None, |cx| {
+            move |ctx: Ctx<'js>, st: Store<'js>, i: u32| -> rquickjs::Result<Value<'js>> {
+                let v = with_store(&ctx, &cell_of(&st), None, |cx| {
                     let Extern::Global(g) = object(cx, i)? else {
                         return Err(type_fail("WebAssembly: not a global"));
                     };
@@ -936,12 +1062,17 @@ pub(crate) fn natives<'js>(
         )?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "globalSet",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, i: u32, value: Value<'js>, func: i32| -> rquickjs::Result<()> {
+            move |ctx: Ctx<'js>,
+                  st: Store<'js>,
+                  i: u32,
+                  value: Value<'js>,
+                  func: i32|
+                  -> rquickjs::Result<()> {
+                let c = cell_of(&st);
                 let ty = with_store(&ctx, &c, None, |cx| match object(cx, i)? {
                     Extern::Global(g) => Ok(g.ty(&*cx).content().clone()),
                     _ => Err(type_fail("WebAssembly: not a global")),
@@ -966,13 +1097,12 @@ pub(crate) fn natives<'js>(
         )?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "tableNew",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, initial: f64, maximum: f64, func: i32| {
-                with_store(&ctx, &c, None, |cx| {
+            move |ctx: Ctx<'js>, st: Store<'js>, initial: f64, maximum: f64, func: i32| {
+                with_store(&ctx, &cell_of(&st), None, |cx| {
                     let init = func_ref(cx, func)?;
                     let max = (maximum >= 0.0).then_some(maximum as u32);
                     let ty = TableType::new(RefType::FUNCREF, initial as u32, max);
@@ -986,35 +1116,37 @@ pub(crate) fn natives<'js>(
         )?,
     )?;
 
-    let c = cell.clone();
     n.set(
         "tableLength",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32| {
-            with_store(&ctx, &c, None, |cx| Ok(table(cx, i)?.size(&*cx) as f64))
-        })?,
-    )?;
-
-    let c = cell.clone();
-    n.set(
-        "tableGet",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: u32, at: f64| {
-            with_store(&ctx, &c, None, |cx| {
-                match table(cx, i)?.get(&mut *cx, at as u64) {
-                    None => Err(range_fail("WebAssembly.Table.get: index out of bounds")),
-                    Some(Ref::Func(Some(f))) => Ok(register(cx, Extern::Func(f)) as i32),
-                    Some(_) => Ok(-1),
-                }
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>, st: Store<'js>, i: u32| {
+            with_store(&ctx, &cell_of(&st), None, |cx| {
+                Ok(table(cx, i)?.size(&*cx) as f64)
             })
         })?,
     )?;
 
-    let c = cell.clone();
+    n.set(
+        "tableGet",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, st: Store<'js>, i: u32, at: f64| {
+                with_store(&ctx, &cell_of(&st), None, |cx| {
+                    match table(cx, i)?.get(&mut *cx, at as u64) {
+                        None => Err(range_fail("WebAssembly.Table.get: index out of bounds")),
+                        Some(Ref::Func(Some(f))) => Ok(register(cx, Extern::Func(f)) as i32),
+                        Some(_) => Ok(-1),
+                    }
+                })
+            },
+        )?,
+    )?;
+
     n.set(
         "tableSet",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, i: u32, at: f64, func: i32| {
-                with_store(&ctx, &c, None, |cx| {
+            move |ctx: Ctx<'js>, st: Store<'js>, i: u32, at: f64, func: i32| {
+                with_store(&ctx, &cell_of(&st), None, |cx| {
                     let t = table(cx, i)?;
                     let v = func_ref(cx, func)?;
                     t.set(&mut *cx, at as u64, Ref::Func(v))
@@ -1024,13 +1156,12 @@ pub(crate) fn natives<'js>(
         )?,
     )?;
 
-    let c = cell;
     n.set(
         "tableGrow",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, i: u32, delta: f64, func: i32| {
-                with_store(&ctx, &c, None, |cx| {
+            move |ctx: Ctx<'js>, st: Store<'js>, i: u32, delta: f64, func: i32| {
+                with_store(&ctx, &cell_of(&st), None, |cx| {
                     let t = table(cx, i)?;
                     let v = func_ref(cx, func)?;
                     t.grow(&mut *cx, delta as u64, Ref::Func(v))
@@ -1075,7 +1206,7 @@ fn func_ref(cx: &StoreContextMut<'_, Host>, func: i32) -> Result<Option<Func>, F
 
 fn compile<'js>(
     ctx: &Ctx<'js>,
-    cell: &Arc<WasmCell>,
+    runtime: &Charger,
     bytes: &TypedArray<'js, u8>,
     mk_err: &Function<'js>,
 ) -> rquickjs::Result<Function<'js>> {
@@ -1083,7 +1214,7 @@ fn compile<'js>(
     if len > MAX_MODULE_BYTES {
         return Err(too_large(ctx, len));
     }
-    let state = &cell.charger.state;
+    let state = &runtime.state;
     if let Some(budget) = state.budget() {
         let left = budget.remaining();
         if len as u128 > left.as_millis().saturating_mul(COMPILE_BYTES_PER_MS) {
@@ -1122,7 +1253,8 @@ fn compile<'js>(
             .keys()
             .map(|n| n.len() + 32)
             .sum::<usize>();
-    if !cell.charger.reserve(charged) {
+    let charger = runtime.fresh();
+    if !charger.reserve(charged) {
         return Err(throw_kind(
             ctx,
             mk_err,
@@ -1133,14 +1265,16 @@ fn compile<'js>(
     let handle = ModuleHandle {
         module,
         sections: parsed,
-        charged,
-        cell: cell.clone(),
+        charger,
     };
     Function::new(
         ctx.clone(),
-        move |ctx: Ctx<'js>, op: String, a: Opt<Value<'js>>, b: Opt<Value<'js>>| {
-            module_op(&ctx, &handle, &op, a.0, b.0)
-        },
+        move |ctx: Ctx<'js>,
+              op: String,
+              a: Opt<Value<'js>>,
+              b: Opt<Value<'js>>,
+              c: Opt<Value<'js>>,
+              d: Opt<Value<'js>>| { module_op(&ctx, &handle, &op, [a.0, b.0, c.0, d.0]) },
     )
 }
 
@@ -1149,9 +1283,9 @@ fn module_op<'js>(
     ctx: &Ctx<'js>,
     h: &ModuleHandle,
     op: &str,
-    a: Option<Value<'js>>,
-    b: Option<Value<'js>>,
+    args: [Option<Value<'js>>; 4],
 ) -> rquickjs::Result<Value<'js>> {
+    let [a, b, c, d] = args;
     let out = Array::new(ctx.clone())?;
     match op {
         "imports" => {
@@ -1187,15 +1321,13 @@ fn module_op<'js>(
             }
         }
         "instantiate" => {
-            let entries: Array<'js> = match a {
-                Some(v) => v.get()?,
-                None => Array::new(ctx.clone())?,
-            };
-            let env: Array<'js> = b
-                .map(|v| v.get())
-                .transpose()?
-                .ok_or_else(|| Exception::throw_type(ctx, "WebAssembly: no environment"))?;
-            return instantiate(ctx, h, &entries, &env).map(Array::into_value);
+            let missing =
+                || Exception::throw_type(ctx, "WebAssembly: instantiate needs four arguments");
+            let store: Store<'js> = a.ok_or_else(missing)?.get()?;
+            let entries: Array<'js> = b.ok_or_else(missing)?.get()?;
+            let fns: Array<'js> = c.ok_or_else(missing)?.get()?;
+            let mk_err: Function<'js> = d.ok_or_else(missing)?.get()?;
+            return instantiate(ctx, h, &store, &entries, &fns, mk_err).map(Array::into_value);
         }
         _ => {
             return Err(Exception::throw_type(
@@ -1207,29 +1339,38 @@ fn module_op<'js>(
     Ok(out.into_value())
 }
 
-fn env_of<'js>(ctx: &Ctx<'js>, env: &Array<'js>) -> rquickjs::Result<Env<'js>> {
-    Ok(Env {
+fn env_of<'js>(ctx: &Ctx<'js>, store: &Store<'js>, mk_err: Function<'js>) -> Env<'js> {
+    Env {
         ctx: ctx.clone(),
-        mk_err: env.get(0)?,
-        imports: env.get(1)?,
-    })
+        mk_err,
+        imports: store.borrow().imports.clone(),
+    }
 }
 
-/// Instantiates `module` with the JS side's resolved imports (an object's
-/// index, or `-(k + 1)` for the k-th JS function of `env`'s imports),
-/// returning its exports as `[name, kind, index]` rows.
+/// Instantiates the module in `store` with the JS side's resolved imports
+/// (an object's index in `store`, or `-(k + 1)` for the k-th function of
+/// `fns`), returning its exports as `[name, kind, index, function index]`
+/// rows.
 fn instantiate<'js>(
     ctx: &Ctx<'js>,
     h: &ModuleHandle,
+    store: &Store<'js>,
     entries: &Array<'js>,
-    env: &Array<'js>,
+    fns: &Array<'js>,
+    mk_err: Function<'js>,
 ) -> rquickjs::Result<Array<'js>> {
-    let (cell, module) = (&h.cell, &h.module);
-    let env = env_of(ctx, env)?;
+    let module = &h.module;
+    let cell = cell_of(store);
+    let env = env_of(ctx, store, mk_err);
     let imports: Vec<_> = module.imports().map(|i| i.ty()).collect();
     let mut wanted = Vec::with_capacity(imports.len());
     for i in 0..imports.len() {
         wanted.push(entries.get::<f64>(i)? as i64);
+    }
+    // The store keeps the JS functions its instances import.
+    let base = env.imports.len();
+    for k in 0..fns.len() {
+        env.imports.set(base + k, fns.get::<Value<'js>>(k)?)?;
     }
     let rows = cell
         .enter(&env, |mut cx| -> Result<Vec<(String, &'static str, u32)>, Fail> {
@@ -1239,7 +1380,7 @@ fn instantiate<'js>(
                     externs.push(object(&cx, w as u32)?);
                     continue;
                 }
-                let k = usize::try_from(-(w + 1)).unwrap_or(usize::MAX);
+                let k = usize::try_from(-(w + 1)).map_or(usize::MAX, |k| base.saturating_add(k));
                 let ExternType::Func(ft) = ty else {
                     return Err(Fail::Kind("LinkError", "a JS function for a non-function import".into()));
                 };
@@ -1377,12 +1518,13 @@ fn zero(t: &ValType) -> Val {
 
 fn call<'js>(
     ctx: &Ctx<'js>,
-    cell: &Arc<WasmCell>,
+    store: &Store<'js>,
     i: u32,
     args: &Array<'js>,
-    env: &Array<'js>,
+    mk_err: Function<'js>,
 ) -> rquickjs::Result<Value<'js>> {
-    let env = env_of(ctx, env)?;
+    let cell = &cell_of(store);
+    let env = env_of(ctx, store, mk_err);
     let (func, ty) = with_store(ctx, cell, None, |cx| match object(cx, i)? {
         Extern::Func(f) => Ok((f, f.ty(&*cx))),
         _ => Err(type_fail("WebAssembly: not a function")),
@@ -1427,7 +1569,7 @@ fn mem_new(
     }
     let refused = || {
         range_fail(format!(
-            "WebAssembly.Memory: {initial} pages do not fit in the tenant's memory"
+            "WebAssembly.Memory: {initial} pages do not fit in the tenant's memory (or its runtime has {MAX_MEMORIES} memories already)"
         ))
     };
     let e = if shared {
@@ -1436,13 +1578,11 @@ fn mem_new(
                 "WebAssembly.Memory: a shared memory needs a maximum",
             ));
         };
-        // Not in the store: the host counts it and charges its growth itself.
-        if cx.data().shared_memories >= MAX_MEMORIES {
-            return Err(range_fail(format!(
-                "WebAssembly.Memory: a runtime has at most {MAX_MEMORIES} shared memories"
-            )));
+        // Not made by the store: the host counts it and charges its growth
+        // itself.
+        if !cell.charger.new_memory() {
+            return Err(refused());
         }
-        cx.data_mut().shared_memories += 1;
         if !cell.charger.reserve((initial * PAGE) as usize) {
             return Err(refused());
         }

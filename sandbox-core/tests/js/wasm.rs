@@ -178,6 +178,21 @@ export default { async fetch(req) {
     out.push(name(() => WebAssembly.validate(new Uint8Array(5 << 20))));
     return new Response(out.join(","));
   }
+  if (path === "/per-request") {
+    // An instance per request, each with its own memory: the stores go
+    // when their instances do, so this never reaches the runtime's 16
+    // memories or the tenant's 64 MiB.
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    const module = new WebAssembly.Module(bytes);
+    let sum = 0;
+    for (let i = 0; i < 40; i++) {
+      const instance = new WebAssembly.Instance(module, { env: { log: () => 0, re: () => 0 } });
+      instance.exports.store(0, i);
+      instance.exports.grow(3);
+      sum += instance.exports.load(0);
+    }
+    return new Response(`${sum}`);
+  }
   if (path === "/lazy") {
     const d = Object.getOwnPropertyDescriptor(globalThis, "WebAssembly");
     return new Response(`${typeof d.get}`);
@@ -361,4 +376,53 @@ async fn an_oversize_module_is_refused_before_compiling() {
         "RangeError: true,RangeError: true,RangeError: true"
     );
     const { assert!(corral::MAX_WASM_MODULE_BYTES < 5 << 20) };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_per_request_is_freed_with_its_store() {
+    let limits = Limits::builder().memory_bytes(64 << 20).build();
+    let t = Tenant::new("wasm-per-request", APP, limits);
+    for _ in 0..5 {
+        assert_eq!(text(&t, "/per-request").await, "780");
+    }
+}
+
+/// `[1,2,...]`: a module's bytes as a JS array literal.
+fn js_bytes(wat: &str) -> String {
+    let bytes = wat::parse_str(wat).expect("assembles");
+    format!("new Uint8Array({bytes:?})")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_link_through_their_stores() {
+    let p = js_bytes(r#"(module (func (export "seven") (result i32) i32.const 7))"#);
+    let q = js_bytes(
+        r#"(module (import "m" "f" (func $f (result i32))) (import "m" "mem" (memory 1))
+            (func (export "g") (result i32) call $f i32.const 0 i32.load8_u i32.add))"#,
+    );
+    let r = js_bytes(
+        r#"(module (import "m" "f" (func $f (result i32))) (func (export "g") (result i32) call $f))"#,
+    );
+    let app = format!(
+        r#"
+const P = new WebAssembly.Module({p}), Q = new WebAssembly.Module({q}), R = new WebAssembly.Module({r});
+export default {{ async fetch() {{
+  const out = [];
+  const p = new WebAssembly.Instance(P).exports;
+  const mem = new WebAssembly.Memory({{ initial: 1 }});
+  new Uint8Array(mem.buffer)[0] = 3;
+  // A JS function and a JS-made memory: the runtime's first store.
+  out.push(new WebAssembly.Instance(Q, {{ m: {{ f: () => 8, mem }} }}).exports.g());
+  // p's function: r joins p's store, and calls it directly.
+  const r = new WebAssembly.Instance(R, {{ m: {{ f: p.seven }} }}).exports;
+  out.push(r.g());
+  // p's function with a JS-made memory: two stores, which Corral cannot link.
+  try {{ new WebAssembly.Instance(Q, {{ m: {{ f: p.seven, mem }} }}); }}
+  catch (e) {{ out.push(e instanceof WebAssembly.LinkError); }}
+  return new Response(out.join(","));
+}} }};
+"#
+    );
+    let t = Tenant::new("wasm-link", &app, Limits::default());
+    assert_eq!(t.text("/").await, "11,7,true");
 }
