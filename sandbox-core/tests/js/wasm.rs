@@ -144,8 +144,15 @@ export default { async fetch(req) {
     return new Response(out.join(","));
   }
   if (path === "/recursion") {
-    const { e } = await load(req);
+    const { bytes, e } = await load(req);
     const out = [name(() => e.rec(0)), name(() => e.reenter(0)), e.add(1, 1)];
+    // Across two stores: each instance's import calls the other's export.
+    const mk = (other) => new WebAssembly.Instance(new WebAssembly.Module(bytes),
+      { env: { log: () => 0, re: (n) => other().reenter(n) } }).exports;
+    let a, b;
+    a = mk(() => b);
+    b = mk(() => a);
+    out.push(name(() => a.reenter(0)), b.add(2, 2));
     return new Response(out.join(","));
   }
   if (path === "/spin") {
@@ -298,11 +305,22 @@ async fn traps_are_runtime_errors_and_import_exceptions_pass_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_recursion_in_wasm_and_through_js_is_a_catchable_range_error() {
+    // At the largest JS stack a tier may have, too.
+    let deepest = Limits::builder()
+        .max_stack_bytes(corral::js::MAX_JS_STACK_BYTES)
+        .build();
+    for _ in 0..2 {
+        let t = Tenant::new("wasm-recursion-deep", APP, deepest.clone());
+        assert_eq!(
+            text(&t, "/recursion").await,
+            "RangeError: true,RangeError: true,2,RangeError: true,4"
+        );
+    }
     let t = Tenant::new("wasm-recursion", APP, Limits::default());
     for _ in 0..3 {
         assert_eq!(
             text(&t, "/recursion").await,
-            "RangeError: true,RangeError: true,2"
+            "RangeError: true,RangeError: true,2,RangeError: true,4"
         );
     }
 }
