@@ -267,6 +267,20 @@ impl Charger {
         counted
     }
 
+    /// Takes back a [`Charger::new_memory`] whose memory was not made.
+    fn forget_memory(&self) {
+        let less = |n: usize| Some(n.saturating_sub(1));
+        let _ = self.memories.fetch_update(Relaxed, Relaxed, less);
+        let _ = self.live_memories.fetch_update(Relaxed, Relaxed, less);
+    }
+
+    /// Takes back a [`Charger::reserve`] of what was not made.
+    fn unreserve(&self, bytes: usize) {
+        let less = |n: usize| Some(n.saturating_sub(bytes));
+        let _ = self.charged.fetch_update(Relaxed, Relaxed, less);
+        let _ = self.state.wasm_bytes.fetch_update(Relaxed, Relaxed, less);
+    }
+
     /// The same accounting, for a new store (or module) of its own.
     fn fresh(&self) -> Self {
         Self {
@@ -323,8 +337,16 @@ impl ResourceLimiter for Host {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // Wasmtime asks with `current` 0 once, when it makes a memory.
-        let ok = (current != 0 || self.charger.new_memory())
-            && self.charger.reserve(desired.saturating_sub(current));
+        let new = current == 0;
+        if new && !self.charger.new_memory() {
+            self.refused = true;
+            return Ok(false);
+        }
+        let ok = self.charger.reserve(desired.saturating_sub(current));
+        if !ok && new {
+            // Not made after all.
+            self.charger.forget_memory();
+        }
         self.refused |= !ok;
         Ok(ok)
     }
@@ -1583,13 +1605,19 @@ fn mem_new(
         if !cell.charger.new_memory() {
             return Err(refused());
         }
-        if !cell.charger.reserve((initial * PAGE) as usize) {
+        let bytes = (initial * PAGE) as usize;
+        if !cell.charger.reserve(bytes) {
+            cell.charger.forget_memory();
             return Err(refused());
         }
         let ty = MemoryType::shared(initial as u32, maximum as u32);
         match SharedMemory::new(engine(), ty) {
             Ok(m) => Extern::SharedMemory(m),
-            Err(e) => return Err(range_fail(format!("WebAssembly.Memory: {e:#}"))),
+            Err(e) => {
+                cell.charger.forget_memory();
+                cell.charger.unreserve(bytes);
+                return Err(range_fail(format!("WebAssembly.Memory: {e:#}")));
+            }
         }
     } else {
         let ty = MemoryType::new(initial as u32, maximum.map(|m| m as u32));
@@ -1624,12 +1652,17 @@ fn mem_grow(
             if m.size().saturating_add(delta) > max {
                 return Err(failed("past the memory's maximum"));
             }
-            if !cell.charger.reserve((delta * PAGE) as usize) {
+            let bytes = (delta * PAGE) as usize;
+            if !cell.charger.reserve(bytes) {
                 return Err(failed("past the tenant's memory limit"));
             }
-            m.grow(delta)
-                .map(|old| old as f64)
-                .map_err(|_| failed("past the memory's maximum"))
+            match m.grow(delta) {
+                Ok(old) => Ok(old as f64),
+                Err(_) => {
+                    cell.charger.unreserve(bytes);
+                    Err(failed("past the memory's maximum"))
+                }
+            }
         }
         _ => Err(type_fail("WebAssembly: not a memory")),
     }

@@ -163,6 +163,8 @@ export default { async fetch(req) {
   if (path === "/big-memory") {
     const out = [name(() => new WebAssembly.Memory({ initial: 65536 })),
       name(() => new WebAssembly.Memory({ initial: 2000 }))];
+    // Refused memories do not count against the runtime's 16.
+    for (let i = 0; i < 20; i++) name(() => new WebAssembly.Memory({ initial: 2000 }));
     const m = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
     out.push(name(() => m.grow(2000)), m.buffer.byteLength);
     const { e } = await load(req);
