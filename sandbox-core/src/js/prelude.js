@@ -4643,12 +4643,9 @@ class WasmInstance {
   }
 }
 
-const ArrayBufferPrototypeGetDetached = getter(ArrayBuffer.prototype, "detached");
-
 class WasmMemory {
   #store;
   #index;
-  #buffer;
   #shared;
   constructor(descriptor) {
     if (descriptor === wasmWrap) {
@@ -4686,32 +4683,17 @@ class WasmMemory {
     }
     return m;
   }
+  // The host keeps each memory's current buffer, and detaches it when the
+  // memory grows (from JS, or from wasm by the time wasm returns or calls JS).
   get buffer() {
-    const size = wasmNative.memBytes(this.#store, this.#index);
-    let b = this.#buffer;
-    if (this.#shared) {
-      if (b === undefined || SharedArrayBufferPrototypeGetByteLength(b) !== size) {
-        b = ObjectFreeze(wasmNative.memBuffer(this.#store, this.#index));
-        this.#buffer = b;
-      }
-      return b;
-    }
-    // Wasm may have grown the memory since: the old buffer is detached.
-    if (b === undefined || ArrayBufferPrototypeGetDetached(b) || ArrayBufferPrototypeGetByteLength(b) !== size) {
-      if (b !== undefined) wasmNative.detach(b);
-      b = wasmNative.memBuffer(this.#store, this.#index);
-      this.#buffer = b;
-    }
-    return b;
+    const b = wasmNative.memBuffer(this.#store, this.#index);
+    return this.#shared ? ObjectFreeze(b) : b;
   }
   grow(delta) {
     const store = this.#store;
     requireArgs(arguments.length, 1, "WebAssembly.Memory.grow");
     const n = wasmIndex(delta, "WebAssembly.Memory.grow: delta");
-    const old = wasmNative.memGrow(store, this.#index, n, wasmMakeError);
-    if (!this.#shared && this.#buffer !== undefined) wasmNative.detach(this.#buffer);
-    this.#buffer = undefined;
-    return old;
+    return wasmNative.memGrow(store, this.#index, n, wasmMakeError);
   }
 }
 const wasmMemoryWrap = WasmMemory.wrap;

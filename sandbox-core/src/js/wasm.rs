@@ -322,6 +322,9 @@ struct Host {
     known: HashMap<(u8, usize), u32>,
     /// The limiter refused a growth since this was cleared.
     refused: bool,
+    /// A memory grew (so its ArrayBuffer must be detached) since this was
+    /// cleared.
+    grew: bool,
 }
 
 // SAFETY: the raw pointers are the runtime's and its cell's, used only on
@@ -348,6 +351,7 @@ impl ResourceLimiter for Host {
             self.charger.forget_memory();
         }
         self.refused |= !ok;
+        self.grew |= ok && !new;
         Ok(ok)
     }
 
@@ -384,6 +388,7 @@ struct Env<'js> {
     ctx: Ctx<'js>,
     mk_err: Function<'js>,
     imports: Array<'js>,
+    buffers: Object<'js>,
 }
 
 /// One runtime's wasm store and the way back to it from inside wasm.
@@ -421,6 +426,7 @@ impl WasmCell {
                 objects: Vec::new(),
                 known: HashMap::new(),
                 refused: false,
+                grew: false,
             },
         );
         store.limiter(|host| host as &mut dyn ResourceLimiter);
@@ -847,6 +853,9 @@ pub(crate) struct WasmStore<'js> {
     cell: Arc<WasmCell>,
     /// The JS functions this store's instances import, by position.
     imports: Array<'js>,
+    /// The current ArrayBuffer of each of its memories the JS side asked
+    /// for, by memory index (detached when the memory grows).
+    buffers: Object<'js>,
 }
 
 type Store<'js> = Class<'js, WasmStore<'js>>;
@@ -861,6 +870,7 @@ fn new_store<'js>(ctx: &Ctx<'js>, runtime: &Charger) -> rquickjs::Result<Store<'
         WasmStore {
             cell: WasmCell::new(runtime),
             imports: Array::new(ctx.clone())?,
+            buffers: Object::new(ctx.clone())?,
         },
     )
 }
@@ -956,7 +966,7 @@ pub(crate) fn natives<'js>(
     n.set(
         "memBuffer",
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, st: Store<'js>, i: u32| {
-            memory_buffer(&ctx, &cell_of(&st), i)
+            memory_buffer(&ctx, &st, i)
         })?,
     )?;
 
@@ -986,9 +996,21 @@ pub(crate) fn natives<'js>(
             ctx.clone(),
             move |ctx: Ctx<'js>, st: Store<'js>, i: u32, delta: f64, mk_err: Function<'js>| {
                 let c = cell_of(&st);
-                with_store(&ctx, &c, Some(&mk_err), |cx| {
+                let old = with_store(&ctx, &c, Some(&mk_err), |cx| {
                     mem_grow(cx, &c, i, delta as u64)
-                })
+                })?;
+                // Growing a memory (even by 0 pages) detaches its buffer.
+                let buffers = st.borrow().buffers.clone();
+                let b: Value<'js> = buffers.get(i)?;
+                if !b.is_undefined()
+                    && !with_store(&ctx, &c, None, |cx| {
+                        Ok(matches!(object(cx, i)?, Extern::SharedMemory(_)))
+                    })?
+                {
+                    detach(&ctx, &b);
+                    buffers.remove(i)?;
+                }
+                Ok::<_, rquickjs::Error>(old)
             },
         )?,
     )?;
@@ -996,9 +1018,7 @@ pub(crate) fn natives<'js>(
     n.set(
         "detach",
         Function::new(ctx.clone(), |ctx: Ctx<'js>, buffer: Value<'js>| {
-            // SAFETY: `buffer` is a live value; detaching what is not an
-            // ArrayBuffer is a no-op.
-            unsafe { qjs::JS_DetachArrayBuffer(ctx.as_raw().as_ptr(), buffer.as_raw()) };
+            detach(&ctx, &buffer)
         })?,
     )?;
 
@@ -1362,11 +1382,85 @@ fn module_op<'js>(
 }
 
 fn env_of<'js>(ctx: &Ctx<'js>, store: &Store<'js>, mk_err: Function<'js>) -> Env<'js> {
+    let token = store.borrow();
     Env {
         ctx: ctx.clone(),
         mk_err,
-        imports: store.borrow().imports.clone(),
+        imports: token.imports.clone(),
+        buffers: token.buffers.clone(),
     }
+}
+
+/// After wasm ran (or before it calls JS): if a memory of the store grew,
+/// the ArrayBuffers over it as it was are detached, as the spec has it (and
+/// as wasm-bindgen's glue relies on: it refreshes a view whose length is 0).
+fn refresh_buffers<'js>(
+    ctx: &Ctx<'js>,
+    cell: &WasmCell,
+    buffers: &Object<'js>,
+) -> rquickjs::Result<()> {
+    let grew = with_store(ctx, cell, None, |cx| {
+        Ok(std::mem::take(&mut cx.data_mut().grew))
+    })?;
+    if !grew {
+        return Ok(());
+    }
+    let keys: Vec<String> = buffers.keys::<String>().collect::<rquickjs::Result<_>>()?;
+    for i in keys.iter().filter_map(|k| k.parse::<u32>().ok()) {
+        let b: Value<'js> = buffers.get(i)?;
+        let now = with_store(ctx, cell, None, |cx| match object(cx, i)? {
+            Extern::Memory(m) => Ok(Some(m.data_size(&*cx))),
+            _ => Ok(None),
+        })?;
+        if let Some(now) = now
+            && buffer_len(ctx, &b) != Some(now)
+        {
+            detach(ctx, &b);
+            buffers.remove(i)?;
+        }
+    }
+    Ok(())
+}
+
+/// `ran` (what an entry into wasm came to, its exception pending if any)
+/// once the buffers of memories that grew meanwhile are detached.
+fn after_wasm<'js, T>(
+    ctx: &Ctx<'js>,
+    cell: &WasmCell,
+    buffers: &Object<'js>,
+    ran: rquickjs::Result<T>,
+) -> rquickjs::Result<T> {
+    match ran {
+        Ok(v) => refresh_buffers(ctx, cell, buffers).map(|()| v),
+        Err(rquickjs::Error::Exception) => {
+            // Held aside while the buffers are seen to (which may throw and
+            // catch), then thrown again as it was (an uncatchable interrupt
+            // stays uncatchable: the mark is on the error object).
+            let thrown = ctx.catch();
+            refresh_buffers(ctx, cell, buffers)?;
+            Err(ctx.throw(thrown))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An ArrayBuffer's (or SharedArrayBuffer's) length; `None` if detached.
+fn buffer_len<'js>(ctx: &Ctx<'js>, b: &Value<'js>) -> Option<usize> {
+    let mut size: qjs::size_t = 0;
+    // SAFETY: `b` is a live value of `ctx`; a detached (or foreign) buffer
+    // is a null result with an exception, which is dropped here.
+    let data = unsafe { qjs::JS_GetArrayBuffer(ctx.as_raw().as_ptr(), &mut size, b.as_raw()) };
+    if data.is_null() {
+        let _ = ctx.catch();
+        return None;
+    }
+    usize::try_from(size).ok()
+}
+
+fn detach<'js>(ctx: &Ctx<'js>, b: &Value<'js>) {
+    // SAFETY: `b` is a live value; detaching what is not an ArrayBuffer
+    // (a SharedArrayBuffer) is a no-op.
+    unsafe { qjs::JS_DetachArrayBuffer(ctx.as_raw().as_ptr(), b.as_raw()) };
 }
 
 /// Instantiates the module in `store` with the JS side's resolved imports
@@ -1445,7 +1539,8 @@ fn instantiate<'js>(
                 })
                 .collect())
         })
-        .map_err(|f| throw(ctx, Some(&env.mk_err), f))?;
+        .map_err(|f| throw(ctx, Some(&env.mk_err), f));
+    let rows = after_wasm(ctx, &cell, &env.buffers, rows)?;
     let out = Array::new(ctx.clone())?;
     for (n, (name, kind, i)) in rows.into_iter().enumerate() {
         let row = Array::new(ctx.clone())?;
@@ -1479,7 +1574,9 @@ fn host_call(
     let prev = cell
         .caller
         .replace((&mut caller as *mut Caller<'_, Host>).cast());
-    let out = call_js(env, k, params, results);
+    // The import may read a view of memory that grew: detached first.
+    let out = refresh_buffers(&env.ctx, cell, &env.buffers)
+        .and_then(|()| call_js(env, k, params, results));
     cell.caller.set(prev);
     out.map_err(|_| wasmtime::Error::new(JsThrew))
 }
@@ -1564,8 +1661,10 @@ fn call<'js>(
             "WebAssembly: this function returns values that cannot cross to JavaScript here",
         ));
     }
-    cell.enter(&env, |mut cx| func.call(&mut cx, &params, &mut results))
-        .map_err(|e| wasm_error(ctx, &env.mk_err, &e, "RuntimeError"))?;
+    let ran = cell
+        .enter(&env, |mut cx| func.call(&mut cx, &params, &mut results))
+        .map_err(|e| wasm_error(ctx, &env.mk_err, &e, "RuntimeError"));
+    after_wasm(ctx, cell, &env.buffers, ran)?;
     match results.len() {
         0 => Ok(Value::new_undefined(ctx.clone())),
         1 => to_js(ctx, &results[0]),
@@ -1668,18 +1767,24 @@ fn mem_grow(
     }
 }
 
-/// A new ArrayBuffer (a SharedArrayBuffer for a shared memory) over the
-/// memory's bytes as they are now.
-fn memory_buffer<'js>(
-    ctx: &Ctx<'js>,
-    cell: &Arc<WasmCell>,
-    i: u32,
-) -> rquickjs::Result<Value<'js>> {
+/// The memory's ArrayBuffer (a SharedArrayBuffer for a shared memory): the
+/// one made before while the memory has not grown, else a new one over its
+/// bytes as they are now (the old one detached, unless shared).
+fn memory_buffer<'js>(ctx: &Ctx<'js>, store: &Store<'js>, i: u32) -> rquickjs::Result<Value<'js>> {
+    let cell = &cell_of(store);
+    let buffers = store.borrow().buffers.clone();
     let (ptr, len, shared) = with_store(ctx, cell, None, |cx| match object(cx, i)? {
         Extern::Memory(m) => Ok((m.data_ptr(&*cx), m.data_size(&*cx), false)),
         Extern::SharedMemory(m) => Ok((m.data().as_ptr() as *mut u8, m.data_size(), true)),
         _ => Err(type_fail("WebAssembly: not a memory")),
     })?;
+    let cached: Value<'js> = buffers.get(i)?;
+    if !cached.is_undefined() {
+        if buffer_len(ctx, &cached) == Some(len) {
+            return Ok(cached);
+        }
+        detach(ctx, &cached);
+    }
     let opaque = Arc::into_raw(cell.clone()) as *mut c_void;
     // SAFETY: the memory never moves (`memory_may_move(false)`; shared
     // memories never do) and lives while the store does, which the buffer
@@ -1698,7 +1803,9 @@ fn memory_buffer<'js>(
             drop(Arc::from_raw(opaque.cast::<WasmCell>()));
             return Err(rquickjs::Error::Exception);
         }
-        Ok(Value::from_raw(ctx.clone(), v))
+        let b = Value::from_raw(ctx.clone(), v);
+        buffers.set(i, b.clone())?;
+        Ok(b)
     }
 }
 
