@@ -33,8 +33,8 @@
 //!   at most 1,000 instances.
 //! - **Buffers**: a memory's `buffer` aliases its bytes (no copy; memories
 //!   never move) and holds its store; when the memory grows the old buffer
-//!   is detached (by the time wasm returns or calls JS), so no view outlives
-//!   the bytes it points to.
+//!   is detached (by the time wasm returns or calls JS), so no view keeps
+//!   a stale length.
 //! - **Threads**: modules cannot use the threads proposal (no shared memory
 //!   in a module, no `memory.atomic.wait`, which would block a host thread).
 //!   `new WebAssembly.Memory({shared: true, ...})` still gives a real
