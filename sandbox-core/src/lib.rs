@@ -31,7 +31,7 @@ pub use body::{Body, BodyClosed, BodySender};
 pub use engine::{EngineConfig, EpochTicker, WasmEngine};
 pub use error::SandboxError;
 #[cfg(feature = "js")]
-pub use js::{QuickJsBackend, QuickJsProgram};
+pub use js::{MAX_WASM_MODULE_BYTES, MAX_WASM_STACK, QuickJsBackend, QuickJsProgram};
 #[cfg(feature = "v8")]
 pub mod v8_engine;
 pub use limits::{Limits, LimitsBuilder};

@@ -160,21 +160,18 @@ fn load_part<'js>(ctx: Ctx<'js>, name: String) -> rquickjs::Result<Object<'js>> 
     if !host::heap_has_room(&ctx, bytecode.len().saturating_mul(PART_HEAP_PER_BYTE)) {
         return Err(rquickjs::Exception::throw_internal(&ctx, "out of memory"));
     }
-    let loaded =
-        load_module(&ctx, bytecode)
-            .and_then(Module::eval)
-            .and_then(|(module, promise)| match promise.state() {
-                PromiseState::Resolved => module.namespace(),
-                // Rethrows the reason.
-                PromiseState::Rejected => promise
-                    .result::<Value<'js>>()
-                    .expect("settled")
-                    .and_then(|_| Err(rquickjs::Error::Exception)),
-                PromiseState::Pending => Err(rquickjs::Exception::throw_internal(
-                    &ctx,
-                    &format!("corral: loading the runtime's {name} part did not finish"),
-                )),
-            });
+    let loaded = eval_part(&ctx, bytecode).and_then(|(module, promise)| match promise.state() {
+        PromiseState::Resolved => part_namespace(&ctx, module),
+        // Rethrows the reason.
+        PromiseState::Rejected => promise
+            .result::<Value<'js>>()
+            .expect("settled")
+            .and_then(|_| Err(rquickjs::Error::Exception)),
+        PromiseState::Pending => Err(rquickjs::Exception::throw_internal(
+            &ctx,
+            &format!("corral: loading the runtime's {name} part did not finish"),
+        )),
+    });
     match loaded {
         // QuickJS throws `null` when the heap has no room even for its "out
         // of memory" error; the part's allocations are freed by now, so the
@@ -239,6 +236,67 @@ fn declare_and_write(
             ..WriteOptions::default()
         })
         .map_err(|e| SandboxError::internal("writing QuickJS bytecode", e))
+}
+
+/// Reads and evaluates a prelude part's bytecode as `Module::load` and
+/// `Module::eval` do, but without resetting QuickJS's stack top (rquickjs's
+/// `eval` does, under its `parallel` feature): a part first touched deep in
+/// the guest's recursion must not give the guest a fresh stack allowance
+/// below that point, which would take it past the thread's real stack
+/// (a lazy global touched at the bottom of each of several recursions
+/// crashed the host).
+#[allow(unsafe_code)]
+fn eval_part<'js>(
+    ctx: &Ctx<'js>,
+    bytecode: &'static [u8],
+) -> rquickjs::Result<(std::ptr::NonNull<rquickjs::qjs::JSModuleDef>, Promise<'js>)> {
+    use rquickjs::qjs;
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: the bytecode is the prelude's, compiled by this build
+    // (`prelude_parts`) and static (ROM data may point into it). As in
+    // rquickjs: the module value is duplicated because evaluating it frees
+    // one reference, and its definition stays with the context.
+    unsafe {
+        let module = qjs::JS_ReadObject(
+            raw,
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            (qjs::JS_READ_OBJ_BYTECODE | qjs::JS_READ_OBJ_ROM_DATA) as i32,
+        );
+        if qjs::JS_IsException(module) {
+            return Err(rquickjs::Error::Exception);
+        }
+        let def = std::ptr::NonNull::new(qjs::JS_VALUE_GET_PTR(module).cast::<qjs::JSModuleDef>())
+            .ok_or(rquickjs::Error::Unknown)?;
+        qjs::JS_DupValue(raw, module);
+        let ret = qjs::JS_EvalFunction(raw, module);
+        if qjs::JS_IsException(ret) {
+            return Err(rquickjs::Error::Exception);
+        }
+        let promise = Value::from_raw(ctx.clone(), ret)
+            .into_promise()
+            .ok_or(rquickjs::Error::Unknown)?;
+        Ok((def, promise))
+    }
+}
+
+/// The namespace of a part [`eval_part`] evaluated.
+#[allow(unsafe_code)]
+fn part_namespace<'js>(
+    ctx: &Ctx<'js>,
+    def: std::ptr::NonNull<rquickjs::qjs::JSModuleDef>,
+) -> rquickjs::Result<Object<'js>> {
+    use rquickjs::qjs;
+    // SAFETY: `def` is a module of this context, evaluated.
+    unsafe {
+        let ns = qjs::JS_GetModuleNamespace(ctx.as_raw().as_ptr(), def.as_ptr());
+        if qjs::JS_IsException(ns) {
+            return Err(rquickjs::Error::Exception);
+        }
+        Value::from_raw(ctx.clone(), ns)
+            .into_object()
+            .ok_or(rquickjs::Error::Unknown)
+    }
 }
 
 /// Loads and evaluates a module from our own (checksummed) bytecode.
@@ -364,11 +422,22 @@ impl Warm {
         })
     }
 
-    /// Bytes QuickJS has allocated for this runtime. QuickJS only reports
-    /// it by walking every object in the heap, so this costs time in
-    /// proportion to the heap (3.5 ms with 1,000 open streams).
+    /// Bytes QuickJS has allocated for this runtime, and what its
+    /// WebAssembly holds (`wasm`). QuickJS only reports its part by walking
+    /// every object in the heap, so this costs time in proportion to the
+    /// heap (3.5 ms with 1,000 open streams).
     pub(crate) fn heap_bytes(&self) -> u64 {
-        u64::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0)
+        let wasm = self
+            .host
+            .wasm_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        u64::try_from(
+            self.runtime
+                .memory_usage()
+                .malloc_size
+                .saturating_add(wasm as _),
+        )
+        .unwrap_or(0)
     }
 
     /// [`heap_bytes`](Self::heap_bytes), read at most once per

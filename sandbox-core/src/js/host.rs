@@ -46,6 +46,9 @@ pub(crate) struct HostState {
     /// The runtime's budget, to move a request off an async worker before
     /// the host blocks ([`super::inline`]).
     budget: std::sync::OnceLock<Arc<super::budget::Budget>>,
+    /// What the runtime's WebAssembly holds (linear memories, tables,
+    /// compiled code; [`super::wasm`]), charged to the tenant's memory.
+    pub(crate) wasm_bytes: AtomicUsize,
 }
 
 impl Default for HostState {
@@ -70,12 +73,18 @@ impl HostState {
             decoders: Mutex::new(web::Decoders::default()),
             coders: Mutex::new(compress::Coders::counted_in(tenant_coders)),
             budget: std::sync::OnceLock::new(),
+            wasm_bytes: AtomicUsize::new(0),
         }
     }
 
     /// The budget of the runtime this state belongs to.
     pub(crate) fn set_budget(&self, budget: Arc<super::budget::Budget>) {
         let _ = self.budget.set(budget);
+    }
+
+    /// The budget of the runtime this state belongs to, once set.
+    pub(crate) fn budget(&self) -> Option<Arc<super::budget::Budget>> {
+        self.budget.get().cloned()
     }
 
     /// Before the host blocks (on storage): a request running on an async
@@ -97,10 +106,12 @@ impl HostState {
     }
 
     /// What the engine's heap may hold: the tenant's memory less what the
-    /// host holds for its open (de)compression streams ([`compress`]).
+    /// host holds for its open (de)compression streams ([`compress`]) and
+    /// its WebAssembly ([`super::wasm`]).
     pub(crate) fn heap_limit(&self) -> usize {
         self.memory_limit()
             .saturating_sub(self.coders.lock().charged())
+            .saturating_sub(self.wasm_bytes.load(Relaxed))
     }
 
     /// The most output one chunk given to a (de)compression stream may make:
@@ -831,6 +842,15 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<HostState>) -> rquickjs::
 
     install_web(ctx, &host, state)?;
     install_platform(ctx, &host, state)?;
+    // The `wasm` part's natives (and the runtime's wasm store), made when
+    // the part first loads.
+    let st = state.clone();
+    host.set(
+        "wasmNatives",
+        Function::new(ctx.clone(), move |ctx: Ctx<'js>| {
+            super::wasm::natives(&ctx, &st)
+        })?,
+    )?;
 
     ctx.globals().set("__corral_host", host)
 }

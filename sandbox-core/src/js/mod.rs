@@ -169,6 +169,7 @@ mod inline;
 pub(crate) mod multipart;
 pub(crate) mod split;
 pub(crate) mod subtle;
+pub(crate) mod wasm;
 pub(crate) mod web;
 
 use std::collections::HashMap;
@@ -185,6 +186,7 @@ use tokio::sync::Notify;
 
 pub use budget::POLLS_PER_TICK;
 pub use engine::MAX_JS_STACK_BYTES;
+pub use wasm::{MAX_MODULE_BYTES as MAX_WASM_MODULE_BYTES, MAX_WASM_STACK};
 
 use crate::{
     Backend, Body, BodySender, BoxFuture, InvocationStats, InvokeContext, Kind, Limits, Program,

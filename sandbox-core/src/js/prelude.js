@@ -4377,3 +4377,502 @@ const internals = {
 };
 
 export default internals;
+
+// @part wasm
+// ------------------------------------------------------------ WebAssembly --
+// The WebAssembly JS API over wasmtime (js/wasm.rs: modules of at most
+// 4 MiB, wasm stopped by the request's budget, linear memories, tables and
+// code charged to the tenant's memory). Wasm objects live in stores: an
+// instance whose imports are only JS functions and values gets a store of
+// its own, which goes (with its memory) once nothing of it is reachable;
+// memories, globals and tables made by `new` share the runtime's first
+// store, as do instances that import them. The natives know objects by
+// (store, index); this part wraps them in the spec's objects. Modules
+// cannot use the threads proposal; a JS-made shared Memory's buffer is a
+// real SharedArrayBuffer. An engine with a WebAssembly of its own (V8,
+// whose host has no wasm natives) keeps its own.
+
+const wasmNative = host.wasmNatives === undefined ? undefined : host.wasmNatives();
+let wasmSharedStore; // the store of JS-made objects, made on first use
+const wasmWrap = Symbol("wrap"); // constructs a wrapper of an existing object
+const wasmFuncs = new WeakMap(); // store -> Map(function index -> its JS function)
+const wasmFuncOf = new WeakMap(); // exported JS function -> [store, index]
+const wasmMemories = new WeakMap(); // store -> Map(memory index -> its Memory)
+
+function wasmJsStore() {
+  if (wasmSharedStore === undefined) wasmSharedStore = wasmNative.newStore();
+  return wasmSharedStore;
+}
+
+function wasmErrorClass(name) {
+  const C = class extends Error {
+    constructor(message, options) {
+      super(message, options);
+    }
+  };
+  ObjectDefineProperty(C, "name", { __proto__: null, value: name, configurable: true });
+  ObjectDefineProperty(C.prototype, "name", { __proto__: null, value: name, writable: true, configurable: true });
+  return C;
+}
+const WasmCompileError = wasmErrorClass("CompileError");
+const WasmLinkError = wasmErrorClass("LinkError");
+const WasmRuntimeError = wasmErrorClass("RuntimeError");
+
+function wasmMakeError(kind, message) {
+  switch (kind) {
+    case "CompileError":
+      return new WasmCompileError(message);
+    case "LinkError":
+      return new WasmLinkError(message);
+    case "RuntimeError":
+      return new WasmRuntimeError(message);
+    case "RangeError":
+      return new RangeError(message);
+    default:
+      return new TypeError(message);
+  }
+}
+
+// The bytes of a BufferSource, copied (the tenant cannot change them while
+// they compile).
+function wasmBytes(source, what) {
+  if (!isBufferSource(source) || isSharedArrayBuffer(source)) {
+    throw new TypeError(`${what}: the argument must be an ArrayBuffer or an ArrayBuffer view`);
+  }
+  return copyBytes(source);
+}
+
+const NumberIsFinite = Number.isFinite;
+
+// WebIDL's [EnforceRange] unsigned long.
+function wasmIndex(v, what) {
+  const n = +v; // ToNumber (a BigInt or a Symbol throws)
+  if (!NumberIsFinite(n)) throw new TypeError(`${what} must be a finite number`);
+  const i = MathTrunc(n);
+  if (i < 0 || i > 0xffffffff) throw new TypeError(`${what} is out of range`);
+  return i + 0; // no -0
+}
+
+function wasmDescriptor(d, what) {
+  if (d === null || (typeof d !== "object" && typeof d !== "function")) {
+    throw new TypeError(`${what}: the descriptor must be an object`);
+  }
+  return d;
+}
+
+function wasmIsObject(v) {
+  return v !== null && (typeof v === "object" || typeof v === "function");
+}
+
+// The cache of `store` in `map` (a WeakMap of Maps).
+function wasmCache(map, store) {
+  let m = WeakMapPrototypeGet(map, store);
+  if (m === undefined) {
+    m = new Map();
+    WeakMapPrototypeSet(map, store, m);
+  }
+  return m;
+}
+
+// The JS function for the wasm function `index` of `store` (one per
+// function), named by its index in its module where known (an export).
+function wasmFunction(store, index, funcIndex) {
+  const cache = wasmCache(wasmFuncs, store);
+  let f = MapPrototypeGet(cache, index);
+  if (f !== undefined) return f;
+  const call = wasmNative.call;
+  f = (...args) => call(store, index, args, wasmMakeError);
+  const name = `${funcIndex === undefined ? index : funcIndex}`;
+  ObjectDefineProperty(f, "name", { __proto__: null, value: name, configurable: true });
+  ObjectDefineProperty(f, "length", {
+    __proto__: null,
+    value: wasmNative.funcArity(store, index),
+    configurable: true,
+  });
+  MapPrototypeSet(cache, index, f);
+  WeakMapPrototypeSet(wasmFuncOf, f, [store, index]);
+  return f;
+}
+
+// A funcref value from JS for an object of `store`: null (-1), or a
+// function exported by wasm from that store.
+function wasmFuncRef(v, store, what) {
+  if (v === null) return -1;
+  const found = typeof v === "function" ? WeakMapPrototypeGet(wasmFuncOf, v) : undefined;
+  if (found === undefined) throw new TypeError(`${what}: not a WebAssembly function or null`);
+  if (found[0] !== store) {
+    throw new TypeError(`${what}: a function of another instance's store cannot be stored here in Corral`);
+  }
+  return found[1];
+}
+
+function wasmRefType(t, what) {
+  t = `${t}`;
+  if (t === "anyfunc" || t === "funcref") return "anyfunc";
+  throw new TypeError(`${what}: element type ${t} is not supported`);
+}
+
+class WasmModule {
+  #op;
+  constructor(bytes) {
+    requireArgs(arguments.length, 1, "WebAssembly.Module");
+    this.#op = wasmNative.compile(wasmBytes(bytes, "WebAssembly.Module"), wasmMakeError);
+  }
+  static #of(m, what) {
+    if (m === null || typeof m !== "object" || !(#op in m)) throw new TypeError(`${what}: not a WebAssembly.Module`);
+    return m.#op;
+  }
+  static op(m) {
+    return WasmModule.#of(m, "WebAssembly.Instance");
+  }
+  static exports(m) {
+    const rows = WasmModule.#of(m, "WebAssembly.Module.exports")("exports");
+    const out = [];
+    for (let i = 0; i < rows.length; i++) ArrayPrototypePush(out, { name: rows[i][0], kind: rows[i][1] });
+    return out;
+  }
+  static imports(m) {
+    const rows = WasmModule.#of(m, "WebAssembly.Module.imports")("imports");
+    const out = [];
+    for (let i = 0; i < rows.length; i++) {
+      ArrayPrototypePush(out, { module: rows[i][0], name: rows[i][1], kind: rows[i][2] });
+    }
+    return out;
+  }
+  static customSections(m, name) {
+    const op = WasmModule.#of(m, "WebAssembly.Module.customSections");
+    requireArgs(arguments.length, 2, "WebAssembly.Module.customSections");
+    const found = op("custom", `${name}`);
+    const out = [];
+    for (let i = 0; i < found.length; i++) ArrayPrototypePush(out, TypedArrayPrototypeGetBuffer(found[i]));
+    return out;
+  }
+}
+const wasmModuleOp = WasmModule.op;
+delete WasmModule.op;
+
+// Instantiates the module `op` with `importObject`: its frozen exports.
+function wasmInstantiate(op, importObject) {
+  const imports = op("imports");
+  if (importObject !== undefined && !wasmIsObject(importObject)) {
+    throw new TypeError("WebAssembly.Instance: the import object must be an object");
+  }
+  if (imports.length > 0 && importObject === undefined) {
+    throw new TypeError("WebAssembly.Instance: the module has imports but no import object was given");
+  }
+  // Each import as [kind, value, its store and index if it is a wasm object].
+  const resolved = [];
+  let store;
+  for (let i = 0; i < imports.length; i++) {
+    const row = imports[i];
+    const module = row[0];
+    const name = row[1];
+    const kind = row[2];
+    const type = row[3];
+    const mutable = row[4];
+    const o = importObject[module];
+    if (!wasmIsObject(o)) throw new TypeError(`WebAssembly.Instance: import module ${module} is not an object`);
+    const v = o[name];
+    const what = `WebAssembly.Instance: import ${module}.${name}`;
+    let at;
+    if (kind === "function") {
+      if (typeof v !== "function") throw new WasmLinkError(`${what} must be a function`);
+      at = WeakMapPrototypeGet(wasmFuncOf, v);
+    } else if (kind === "global") {
+      at = wasmGlobalAt(v);
+      if (at === undefined) {
+        if (type === "i64" ? typeof v !== "bigint" : typeof v !== "number") {
+          throw new WasmLinkError(`${what} must be a WebAssembly.Global or a ${type === "i64" ? "BigInt" : "Number"}`);
+        }
+        if (mutable) throw new WasmLinkError(`${what} must be a WebAssembly.Global (it is mutable)`);
+      }
+    } else if (kind === "memory") {
+      at = wasmMemoryAt(v);
+      if (at === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Memory`);
+    } else if (kind === "table") {
+      at = wasmTableAt(v);
+      if (at === undefined) throw new WasmLinkError(`${what} must be a WebAssembly.Table`);
+    } else {
+      throw new WasmLinkError(`${what}: ${kind} imports are not supported`);
+    }
+    if (at !== undefined) {
+      if (store === undefined) store = at[0];
+      else if (store !== at[0]) {
+        throw new WasmLinkError(`${what}: imports from different instances' stores cannot be linked in Corral`);
+      }
+    }
+    ArrayPrototypePush(resolved, [kind, v, at, type]);
+  }
+  // Only JS functions and values: a store of its own.
+  if (store === undefined) store = wasmNative.newStore();
+  const entries = [];
+  const fns = [];
+  for (let i = 0; i < resolved.length; i++) {
+    const r = resolved[i];
+    let entry;
+    if (r[2] !== undefined) entry = r[2][1];
+    else if (r[0] === "function") entry = -ArrayPrototypePush(fns, r[1]);
+    else entry = wasmNative.globalNew(store, r[3], false, r[1], -1);
+    ArrayPrototypePush(entries, entry);
+  }
+  const rows = op("instantiate", store, entries, fns, wasmMakeError);
+  const exports = { __proto__: null };
+  for (let i = 0; i < rows.length; i++) {
+    const name = rows[i][0];
+    const kind = rows[i][1];
+    const index = rows[i][2];
+    let v;
+    if (kind === "function") v = wasmFunction(store, index, rows[i][3]);
+    else if (kind === "memory") v = wasmMemoryWrap(store, index);
+    else if (kind === "global") v = new WasmGlobal(wasmWrap, store, index);
+    else if (kind === "table") v = new WasmTable(wasmWrap, store, index);
+    else continue;
+    exports[name] = v;
+  }
+  return ObjectFreeze(exports);
+}
+
+class WasmInstance {
+  #exports;
+  constructor(module, importObject) {
+    requireArgs(arguments.length, 1, "WebAssembly.Instance");
+    this.#exports = wasmInstantiate(wasmModuleOp(module), importObject);
+  }
+  get exports() {
+    return this.#exports;
+  }
+}
+
+class WasmMemory {
+  #store;
+  #index;
+  #shared;
+  constructor(descriptor) {
+    if (descriptor === wasmWrap) {
+      this.#store = arguments[1];
+      this.#index = arguments[2];
+      this.#shared = wasmNative.memShared(this.#store, this.#index);
+      return;
+    }
+    requireArgs(arguments.length, 1, "WebAssembly.Memory");
+    const d = wasmDescriptor(descriptor, "WebAssembly.Memory");
+    const initial = wasmIndex(d.initial, "WebAssembly.Memory: initial");
+    const max = d.maximum;
+    const maximum = max === undefined ? undefined : wasmIndex(max, "WebAssembly.Memory: maximum");
+    const shared = !!d.shared;
+    if (initial > 65536) throw new RangeError("WebAssembly.Memory: initial is above 65536 pages");
+    if (maximum !== undefined && (maximum > 65536 || maximum < initial)) {
+      throw new RangeError("WebAssembly.Memory: maximum is below initial or above 65536 pages");
+    }
+    if (shared && maximum === undefined) throw new TypeError("WebAssembly.Memory: a shared memory needs a maximum");
+    const store = wasmJsStore();
+    this.#index = wasmNative.memNew(store, initial, maximum === undefined ? -1 : maximum, shared, wasmMakeError);
+    this.#store = store;
+    this.#shared = shared;
+    MapPrototypeSet(wasmCache(wasmMemories, store), this.#index, this);
+  }
+  static at(m) {
+    return wasmIsObject(m) && #index in m ? [m.#store, m.#index] : undefined;
+  }
+  static wrap(store, index) {
+    const cache = wasmCache(wasmMemories, store);
+    let m = MapPrototypeGet(cache, index);
+    if (m === undefined) {
+      m = new WasmMemory(wasmWrap, store, index);
+      MapPrototypeSet(cache, index, m);
+    }
+    return m;
+  }
+  // The host keeps each memory's current buffer, and detaches it when the
+  // memory grows (from JS, or from wasm by the time wasm returns or calls JS).
+  get buffer() {
+    const b = wasmNative.memBuffer(this.#store, this.#index);
+    return this.#shared ? ObjectFreeze(b) : b;
+  }
+  grow(delta) {
+    const store = this.#store;
+    requireArgs(arguments.length, 1, "WebAssembly.Memory.grow");
+    const n = wasmIndex(delta, "WebAssembly.Memory.grow: delta");
+    return wasmNative.memGrow(store, this.#index, n, wasmMakeError);
+  }
+}
+const wasmMemoryWrap = WasmMemory.wrap;
+
+const wasmValueTypes = ["i32", "i64", "f32", "f64", "anyfunc", "funcref"];
+const ArrayPrototypeIncludes = uncurryThis(Array.prototype.includes);
+
+class WasmGlobal {
+  #store;
+  #index;
+  #type;
+  #mutable;
+  constructor(descriptor, v) {
+    if (descriptor === wasmWrap) {
+      this.#store = v;
+      this.#index = arguments[2];
+      const t = wasmNative.globalType(this.#store, this.#index);
+      this.#type = t[0];
+      this.#mutable = t[1];
+      return;
+    }
+    requireArgs(arguments.length, 1, "WebAssembly.Global");
+    const d = wasmDescriptor(descriptor, "WebAssembly.Global");
+    const mutable = !!d.mutable;
+    let type = `${d.value}`;
+    if (!ArrayPrototypeIncludes(wasmValueTypes, type)) {
+      throw new TypeError(`WebAssembly.Global: value type ${type} is not supported`);
+    }
+    if (type === "funcref") type = "anyfunc";
+    const isRef = type === "anyfunc";
+    const store = wasmJsStore();
+    const func = isRef ? (v === undefined ? -1 : wasmFuncRef(v, store, "WebAssembly.Global")) : -1;
+    this.#index = wasmNative.globalNew(store, type, mutable, isRef ? undefined : v, func);
+    this.#store = store;
+    this.#type = type;
+    this.#mutable = mutable;
+  }
+  static at(g) {
+    return wasmIsObject(g) && #index in g ? [g.#store, g.#index] : undefined;
+  }
+  get value() {
+    const v = wasmNative.globalGet(this.#store, this.#index);
+    if (this.#type === "anyfunc") return v < 0 ? null : wasmFunction(this.#store, v);
+    return v;
+  }
+  set value(v) {
+    if (!this.#mutable) throw new TypeError("WebAssembly.Global: the global is immutable");
+    requireArgs(arguments.length, 1, "WebAssembly.Global.value");
+    const func = this.#type === "anyfunc" ? wasmFuncRef(v, this.#store, "WebAssembly.Global") : -1;
+    wasmNative.globalSet(this.#store, this.#index, v, func);
+  }
+  valueOf() {
+    return this.value;
+  }
+}
+
+class WasmTable {
+  #store;
+  #index;
+  constructor(descriptor, value) {
+    if (descriptor === wasmWrap) {
+      this.#store = value;
+      this.#index = arguments[2];
+      return;
+    }
+    requireArgs(arguments.length, 1, "WebAssembly.Table");
+    const d = wasmDescriptor(descriptor, "WebAssembly.Table");
+    wasmRefType(d.element, "WebAssembly.Table");
+    const initial = wasmIndex(d.initial, "WebAssembly.Table: initial");
+    const max = d.maximum;
+    const maximum = max === undefined ? undefined : wasmIndex(max, "WebAssembly.Table: maximum");
+    if (initial > 10000000) throw new RangeError("WebAssembly.Table: initial is above 10000000");
+    if (maximum !== undefined && maximum < initial) throw new RangeError("WebAssembly.Table: maximum is below initial");
+    const store = wasmJsStore();
+    const func = value === undefined ? -1 : wasmFuncRef(value, store, "WebAssembly.Table");
+    this.#index = wasmNative.tableNew(store, initial, maximum === undefined ? -1 : maximum, func);
+    this.#store = store;
+  }
+  static at(t) {
+    return wasmIsObject(t) && #index in t ? [t.#store, t.#index] : undefined;
+  }
+  get length() {
+    return wasmNative.tableLength(this.#store, this.#index);
+  }
+  get(index) {
+    const store = this.#store;
+    requireArgs(arguments.length, 1, "WebAssembly.Table.get");
+    const f = wasmNative.tableGet(store, this.#index, wasmIndex(index, "WebAssembly.Table.get: index"));
+    return f < 0 ? null : wasmFunction(store, f);
+  }
+  set(index, value) {
+    const store = this.#store;
+    requireArgs(arguments.length, 1, "WebAssembly.Table.set");
+    const at = wasmIndex(index, "WebAssembly.Table.set: index");
+    const func =
+      arguments.length < 2 || value === undefined ? -1 : wasmFuncRef(value, store, "WebAssembly.Table.set");
+    wasmNative.tableSet(store, this.#index, at, func);
+  }
+  grow(delta, value) {
+    const store = this.#store;
+    requireArgs(arguments.length, 1, "WebAssembly.Table.grow");
+    const n = wasmIndex(delta, "WebAssembly.Table.grow: delta");
+    const func = value === undefined ? -1 : wasmFuncRef(value, store, "WebAssembly.Table.grow");
+    return wasmNative.tableGrow(store, this.#index, n, func);
+  }
+}
+
+// The spec's class shapes: names without the "Wasm" prefix and a
+// `WebAssembly.X` toStringTag on each prototype.
+function wasmInterface(C, name) {
+  ObjectDefineProperty(C, "name", { __proto__: null, value: name, configurable: true });
+  ObjectDefineProperty(C.prototype, Symbol.toStringTag, {
+    __proto__: null,
+    value: `WebAssembly.${name}`,
+    configurable: true,
+  });
+}
+wasmInterface(WasmModule, "Module");
+wasmInterface(WasmInstance, "Instance");
+wasmInterface(WasmMemory, "Memory");
+wasmInterface(WasmGlobal, "Global");
+wasmInterface(WasmTable, "Table");
+// The helpers are not the spec's statics.
+const wasmGlobalAt = WasmGlobal.at;
+const wasmMemoryAt = WasmMemory.at;
+const wasmTableAt = WasmTable.at;
+delete WasmGlobal.at;
+delete WasmMemory.at;
+delete WasmMemory.wrap;
+delete WasmTable.at;
+
+const wasmNamespaceMethods = {
+  validate(bytes) {
+    requireArgs(arguments.length, 1, "WebAssembly.validate");
+    return wasmNative.validate(wasmBytes(bytes, "WebAssembly.validate"));
+  },
+  compile(bytes) {
+    return new Promise((resolve) => {
+      requireArgs(arguments.length, 1, "WebAssembly.compile");
+      resolve(new WasmModule(bytes));
+    });
+  },
+  instantiate(source, importObject) {
+    const isModule = wasmIsObject(source) && source instanceof WasmModule;
+    return new Promise((resolve) => {
+      requireArgs(arguments.length, 1, "WebAssembly.instantiate");
+      if (isModule) {
+        resolve(new WasmInstance(source, importObject));
+        return;
+      }
+      const module = new WasmModule(source);
+      resolve({ module, instance: new WasmInstance(module, importObject) });
+    });
+  },
+};
+
+function wasmNamespace() {
+  const ns = {};
+  const members = [
+    ["compile", wasmNamespaceMethods.compile],
+    ["validate", wasmNamespaceMethods.validate],
+    ["instantiate", wasmNamespaceMethods.instantiate],
+    ["Module", WasmModule],
+    ["Instance", WasmInstance],
+    ["Memory", WasmMemory],
+    ["Global", WasmGlobal],
+    ["Table", WasmTable],
+    ["CompileError", WasmCompileError],
+    ["LinkError", WasmLinkError],
+    ["RuntimeError", WasmRuntimeError],
+  ];
+  for (let i = 0; i < members.length; i++) {
+    const value = members[i][1];
+    ObjectDefineProperty(ns, members[i][0], { __proto__: null, value, writable: true, configurable: true });
+  }
+  ObjectDefineProperty(ns, Symbol.toStringTag, { __proto__: null, value: "WebAssembly", configurable: true });
+  return ns;
+}
+const WebAssembly = wasmNative === undefined ? globalObject.WebAssembly : wasmNamespace();
+
+// @part core
+define("WebAssembly", WebAssembly);

@@ -14,7 +14,7 @@ use crate::Tenant;
 const LAZY: &str = r#"
 const NAMES = ["ReadableStream", "WritableStream", "TransformStream", "URL", "URLSearchParams",
     "Blob", "File", "FormData", "Event", "EventTarget", "AbortController", "DOMException",
-    "TextEncoder", "TextDecoder", "structuredClone", "CompressionStream", "CryptoKey"];
+    "TextEncoder", "TextDecoder", "structuredClone", "CompressionStream", "CryptoKey", "WebAssembly"];
 function lazy() {
     const out = NAMES.filter((n) => {
         const d = Object.getOwnPropertyDescriptor(globalThis, n);
@@ -32,7 +32,7 @@ fn app(body: &str) -> String {
     )
 }
 
-const ALL: &str = "ReadableStream,WritableStream,TransformStream,URL,URLSearchParams,Blob,File,FormData,Event,EventTarget,AbortController,DOMException,TextEncoder,TextDecoder,structuredClone,CompressionStream,CryptoKey,crypto.subtle";
+const ALL: &str = "ReadableStream,WritableStream,TransformStream,URL,URLSearchParams,Blob,File,FormData,Event,EventTarget,AbortController,DOMException,TextEncoder,TextDecoder,structuredClone,CompressionStream,CryptoKey,WebAssembly,crypto.subtle";
 
 #[tokio::test]
 async fn a_hello_app_evaluates_no_part_and_a_touched_global_loads_only_its_own() {
@@ -119,7 +119,7 @@ async fn globals_are_as_they_were_once_loaded_and_may_be_replaced_before() {
          Event:true/true/false/true/false structuredClone:true/true/false/true/false \
          TextDecoder:true/true/false/true/false \
          subtle:true/false/true/true/[object SubtleCrypto] getRandomValues+randomUUID+subtle \
-         CompressionStream"
+         CompressionStream,WebAssembly"
     );
 }
 
@@ -225,4 +225,35 @@ async fn loading_a_part_is_charged_to_the_tenant_and_a_failed_load_can_be_retrie
         "{err:?}"
     );
     assert_eq!(t.text("/free").await, "function");
+}
+
+/// A part loaded at the bottom of a deep recursion gives the guest no fresh
+/// stack allowance below that point (rquickjs's module evaluation resets
+/// QuickJS's stack top; a lazy global touched at the bottom of each of a
+/// few recursions ran the host off its stack).
+#[tokio::test]
+async fn a_part_loaded_deep_in_a_recursion_gives_no_fresh_stack() {
+    let app = r#"
+let more = 0;
+function down(n) {
+  if (n === 0) { typeof URL; return again(0); }
+  return down(n - 1) + 1;
+}
+function again(n) { more = n; return again(n + 1) + 1; }
+export default { async fetch(req) {
+  let max = 0;
+  function probe(n) { max = n; probe(n + 1); }
+  try { probe(0); } catch {}
+  try { down(max - 50); } catch (e) { return new Response(`${max} ${more} ${e.name}`); }
+  return new Response("returned");
+} };
+"#;
+    let t = Tenant::new("lazy-deep", app, Limits::default());
+    let out = t.text("/").await;
+    let parts: Vec<&str> = out.split(' ').collect();
+    let (max, more): (u32, u32) = (parts[0].parse().unwrap(), parts[1].parse().unwrap());
+    assert!(max > 100, "{out}");
+    // Without the reset the recursion after the load went as deep again.
+    assert!(more < 100, "{out}");
+    assert_eq!(parts[2], "RangeError");
 }

@@ -14,6 +14,7 @@ mod platform_apis;
 mod shares;
 mod streaming;
 mod streams;
+mod wasm;
 mod web;
 
 use std::collections::BTreeMap;
