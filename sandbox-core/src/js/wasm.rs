@@ -29,8 +29,8 @@
 //!   not fit is refused, after a garbage collection: the heap's own
 //!   thresholds never see wasm memory). Wasmtime frees a store's objects
 //!   only with the store; no store outlives its runtime. A runtime holds at
-//!   most 16 linear memories at once (each reserves address space), a store
-//!   at most 1,000 instances.
+//!   most 16 linear memories at once and the process 4,096 (each reserves
+//!   4 GiB of address space), a store at most 1,000 instances.
 //! - **Buffers**: a memory's `buffer` aliases its bytes (no copy; memories
 //!   never move) and holds its store; when the memory grows the old buffer
 //!   is detached (by the time wasm returns or calls JS), so no view keeps
@@ -93,6 +93,25 @@ const OBJECT_BYTES: usize = 256;
 const TABLE_ELEMENT_BYTES: usize = 16;
 /// Linear memories one runtime may create (each reserves address space).
 const MAX_MEMORIES: usize = 16;
+/// Linear memories all JS tenants together may hold. Each reserves 4 GiB
+/// of address space plus guards (its buffer must never move): 4,096 of them
+/// take ~16 TiB of the 128 TiB a process has, so many apps at their own
+/// caps cannot exhaust the address space every tenant's `malloc` needs.
+const MAX_PROCESS_MEMORIES: usize = 4096;
+/// The linear memories all runtimes hold now.
+static PROCESS_MEMORIES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one more in `count` if it stays within `cap`.
+fn take_one(count: &AtomicUsize, cap: usize) -> bool {
+    count
+        .fetch_update(Relaxed, Relaxed, |n| (n < cap).then_some(n + 1))
+        .is_ok()
+}
+
+/// Gives `n` back to `count`.
+fn give_back(count: &AtomicUsize, n: usize) {
+    let _ = count.fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(n)));
+}
 const MAX_TABLES: usize = 1_000;
 const MAX_INSTANCES: usize = 1_000;
 const PAGE: u64 = 65_536;
@@ -253,17 +272,20 @@ impl Charger {
     /// Counts a new linear memory, if the runtime may have one more (each
     /// reserves address space, whatever its size).
     fn new_memory(&self) -> bool {
-        let add = |n: usize| (n < MAX_MEMORIES).then_some(n + 1);
-        let mut counted = self
-            .live_memories
-            .fetch_update(Relaxed, Relaxed, add)
-            .is_ok();
+        let take = || {
+            if !take_one(&self.live_memories, MAX_MEMORIES) {
+                return false;
+            }
+            if !take_one(&PROCESS_MEMORIES, MAX_PROCESS_MEMORIES) {
+                give_back(&self.live_memories, 1);
+                return false;
+            }
+            true
+        };
+        let mut counted = take();
         if !counted {
             self.collect();
-            counted = self
-                .live_memories
-                .fetch_update(Relaxed, Relaxed, add)
-                .is_ok();
+            counted = take();
         }
         if counted {
             self.memories.fetch_add(1, Relaxed);
@@ -273,9 +295,9 @@ impl Charger {
 
     /// Takes back a [`Charger::new_memory`] whose memory was not made.
     fn forget_memory(&self) {
-        let less = |n: usize| Some(n.saturating_sub(1));
-        let _ = self.memories.fetch_update(Relaxed, Relaxed, less);
-        let _ = self.live_memories.fetch_update(Relaxed, Relaxed, less);
+        give_back(&self.memories, 1);
+        give_back(&self.live_memories, 1);
+        give_back(&PROCESS_MEMORIES, 1);
     }
 
     /// Takes back a [`Charger::reserve`] of what was not made.
@@ -302,9 +324,8 @@ impl Charger {
             .wasm_bytes
             .fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(bytes)));
         let n = self.memories.swap(0, Relaxed);
-        let _ = self
-            .live_memories
-            .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(n)));
+        give_back(&self.live_memories, n);
+        give_back(&PROCESS_MEMORIES, n);
     }
 }
 
@@ -1816,6 +1837,17 @@ fn memory_buffer<'js>(ctx: &Ctx<'js>, store: &Store<'js>, i: u32) -> rquickjs::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_stops_at_its_cap_and_takes_back_what_is_given() {
+        let count = AtomicUsize::new(0);
+        assert!((0..3).all(|_| take_one(&count, 3)));
+        assert!(!take_one(&count, 3), "a fourth is refused");
+        give_back(&count, 2);
+        assert!(take_one(&count, 3));
+        give_back(&count, 9);
+        assert_eq!(count.load(Relaxed), 0, "never below zero");
+    }
 
     #[test]
     fn finds_custom_sections_and_exported_function_indices() {
