@@ -31,7 +31,11 @@ pub type PlatformBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxErr
 #[derive(Clone)]
 pub struct PlatformService {
     inner: Arc<Inner>,
-    stack: BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<PlatformBody>, BoxError>,
+    stack: BoxCloneSyncService<
+        http::Request<Full<Bytes>>,
+        http::Response<PlatformBody>,
+        PlatformError,
+    >,
 }
 
 impl std::fmt::Debug for PlatformService {
@@ -98,7 +102,10 @@ impl PlatformService {
             .tenant_streams(inner.apps.limits())
             .layer(inner.assets.clone())
             .service(SandboxAdapter(inner.registry.clone()))
-            .map_response(|r| r.map(|b| b.map_err(Into::<BoxError>::into).boxed_unsync()));
+            .map_response(|r| r.map(|b| b.map_err(Into::<BoxError>::into).boxed_unsync()))
+            // Typed inside the box: the stack's own future is the one
+            // `call` returns, not boxed again around it.
+            .map_err(PlatformError::from_box);
         Self {
             inner,
             stack: BoxCloneSyncService::new(stack),
@@ -145,13 +152,14 @@ impl Service<http::Request<Bytes>> for PlatformService {
     type Future = BoxFuture<'static, Result<Self::Response, PlatformError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.stack.poll_ready(cx).map_err(PlatformError::from_box)
+        self.stack.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
-        let resolved = self.inner.resolve(&mut req);
-        let fut = resolved.map(|()| self.stack.call(req.map(Full::new)));
-        Box::pin(async move { fut?.await.map_err(PlatformError::from_box) })
+        match self.inner.resolve(&mut req) {
+            Ok(()) => self.stack.call(req.map(Full::new)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use wasmtime::{InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
+use wasmtime::{Extern, InstancePre, Linker, Module, ModuleExport, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -245,9 +245,16 @@ impl Backend for WasmBackend {
         })?;
         self.check_module(&module, limits)?;
         let pre = self.instance_pre(&module)?;
+        let start =
+            module
+                .get_export_index("_start")
+                .ok_or_else(|| SandboxError::InvalidModule {
+                    reason: "no exported `_start` function".into(),
+                })?;
         Ok(Arc::new(WasmProgram {
             engine: self.engine.clone(),
             pre,
+            start,
         }))
     }
 }
@@ -256,6 +263,8 @@ impl Backend for WasmBackend {
 struct WasmProgram {
     engine: WasmEngine,
     pre: InstancePre<State>,
+    /// `_start`, found by name once at load: each run takes it by index.
+    start: ModuleExport,
 }
 
 impl std::fmt::Debug for WasmProgram {
@@ -264,9 +273,19 @@ impl std::fmt::Debug for WasmProgram {
     }
 }
 
-async fn run(pre: &InstancePre<State>, store: &mut Store<State>) -> wasmtime::Result<()> {
+async fn run(
+    pre: &InstancePre<State>,
+    start: &ModuleExport,
+    store: &mut Store<State>,
+) -> wasmtime::Result<()> {
     let instance = pre.instantiate_async(&mut *store).await?;
-    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+    // By the index found at load, not by name (a string lookup per request);
+    // the type is still checked on every run.
+    let start = instance
+        .get_module_export(&mut *store, start)
+        .and_then(Extern::into_func)
+        .ok_or_else(|| wasmtime::format_err!("failed to find function export `_start`"))?
+        .typed::<(), ()>(&*store)?;
     start.call_async(&mut *store, ()).await
 }
 
@@ -405,7 +424,7 @@ impl WasmProgram {
             });
         }
         // The timeout also cuts a guest blocked in a host call (poll_oneoff).
-        let guest = cpu.cpu.time_async(run(&self.pre, &mut store));
+        let guest = cpu.cpu.time_async(run(&self.pre, &self.start, &mut store));
         let outcome = if metered {
             tokio::time::timeout(limits.wall_clock, guest).await
         } else {

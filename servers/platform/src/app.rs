@@ -306,24 +306,32 @@ impl App {
                 }
                 crate::hygiene::confine(resp, via, &app)
             }
+            // The cold routes' futures are boxed: the tenant route's stays
+            // small, and every request's future is moved into its box whole.
             Ok(Route::Console) => {
-                crate::console::serve(self, &self.inner.console, parts, body).await
+                Box::pin(crate::console::serve(
+                    self,
+                    &self.inner.console,
+                    parts,
+                    body,
+                ))
+                .await
             }
             // Unauthenticated system routes: no admin slot, no argon2.
             Ok(Route::Api {
                 op,
                 name,
                 auth: false,
-            }) => self.api(op, name, Principal::Admin, parts, body).await,
+            }) => Box::pin(self.api(op, name, Principal::Admin, parts, body)).await,
             Ok(Route::Api { op, name, .. }) => {
-                let principal = match self.authorize(&parts).await {
+                let principal = match Box::pin(self.authorize(&parts)).await {
                     Ok(p) => p,
                     Err(r) => {
                         discard(&parts.headers, body);
                         return r;
                     }
                 };
-                self.admin_api(op, name, principal, parts, body).await
+                Box::pin(self.admin_api(op, name, principal, parts, body)).await
             }
         }
     }
@@ -440,7 +448,7 @@ impl App {
         // An app moving away waits here; one that moved is forwarded.
         match self.inner.moves.settle(&tenant).await {
             Ok(None) => {}
-            Ok(Some(to)) => return self.forward_moved(&to, parts, body).await,
+            Ok(Some(to)) => return Box::pin(self.forward_moved(&to, parts, body)).await,
             Err(r) => {
                 discard(&parts.headers, body);
                 return r;
@@ -474,7 +482,7 @@ impl App {
         // node then, never here after the app's state was handed over.
         match self.inner.moves.settle(&tenant).await {
             Ok(None) => {}
-            Ok(Some(to)) => return self.inner.moves.forward(&to, parts, bytes).await,
+            Ok(Some(to)) => return Box::pin(self.inner.moves.forward(&to, parts, bytes)).await,
             Err(r) => return r,
         }
         let mut req = Request::from_parts(parts, bytes);

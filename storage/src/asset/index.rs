@@ -78,6 +78,16 @@ impl StaticIndex {
         Ok(paths.binary_search_by(|p| (**p).cmp(path)).is_ok())
     }
 
+    /// Whether `tenant`'s paths are in RAM and `path` is not among them:
+    /// the common answer for a dynamic request, found without building a
+    /// key or reading the store. `false` means "maybe static": ask
+    /// [`contains`](Self::contains).
+    pub(crate) fn known_absent(&self, tenant: &TenantId, path: &str) -> bool {
+        self.paths
+            .get(tenant)
+            .is_some_and(|paths| paths.binary_search_by(|p| (**p).cmp(path)).is_err())
+    }
+
     /// Forgets `tenant`'s paths (its bundle changed).
     pub(crate) fn forget(&self, tenant: &TenantId) {
         self.paths.remove(tenant);

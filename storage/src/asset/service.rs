@@ -1,5 +1,6 @@
 //! The service.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -31,18 +32,31 @@ enum Found {
 }
 
 impl<S> AssetCacheService<S> {
-    fn static_path(&self, path: &str) -> Option<String> {
+    /// The key a request path would have as a static file (not yet
+    /// validated: see [`lookup`](Self::lookup)). Borrowed but for a
+    /// directory's `index.html` below the root.
+    fn static_path<'a>(&self, path: &'a str) -> Option<Cow<'a, str>> {
         let rest = path.strip_prefix(&*self.mount)?;
-        let rest = if rest.is_empty() || rest.ends_with('/') {
-            format!("{rest}index.html")
+        Some(if rest.is_empty() {
+            Cow::Borrowed("index.html")
+        } else if rest.ends_with('/') {
+            Cow::Owned(format!("{rest}index.html"))
         } else {
-            rest.to_owned()
-        };
-        validate_key(rest.as_bytes()).ok()?;
-        Some(rest)
+            Cow::Borrowed(rest)
+        })
     }
 
     fn lookup(&self, tenant: &TenantId, path: &str) -> Found {
+        // Most requests are for no static file: when the app's paths are in
+        // RAM, that is answered before any key is built or cache consulted
+        // (the index and the cache are both dropped when a bundle changes).
+        if self.index.known_absent(tenant, path) {
+            return Found::NotStatic;
+        }
+        // A path that cannot be a stored key is never a static file.
+        if validate_key(path.as_bytes()).is_err() {
+            return Found::NotStatic;
+        }
         let key = format!("{tenant}/{path}");
         if let Some(obj) = self.cache.get(&key) {
             return Found::Hit(obj);
@@ -85,6 +99,56 @@ impl<S> AssetCacheService<S> {
             }
             Err(_) => Found::Broken,
         }
+    }
+}
+
+impl<S> AssetCacheService<S> {
+    /// The static file's response to `req`, or `None` when it goes to the
+    /// app (not a GET or HEAD, no tenant, or no static file at that path).
+    /// Borrows the request: nothing is cloned on the way to the app.
+    fn respond_static<ReqB, ResB>(&self, req: &Request<ReqB>) -> Option<Response<AssetBody<ResB>>> {
+        let head = req.method() == Method::HEAD;
+        if !(head || req.method() == Method::GET) {
+            return None;
+        }
+        let ext = req.extensions();
+        let tenant = ext
+            .get::<TenantContext>()
+            .map(TenantContext::id)
+            .or_else(|| ext.get::<TenantId>())?;
+        let path = self.static_path(req.uri().path())?;
+        let h = req.headers();
+        let response = match self.lookup(tenant, &path) {
+            Found::NotStatic => return None,
+            Found::Hit(o) => respond(head, h, &path, o.bytes.len() as u64, o.crc32, "hit", || {
+                AssetBody::full(o.bytes.clone())
+            }),
+            Found::Miss(o) => respond(
+                head,
+                h,
+                &path,
+                o.bytes.len() as u64,
+                o.crc32,
+                "miss",
+                || AssetBody::full(o.bytes.clone()),
+            ),
+            Found::Stream(r) => {
+                let (len, crc) = (r.len(), r.crc32());
+                respond(head, h, &path, len, crc, "stream", || AssetBody::stream(r))
+            }
+            Found::Broken => {
+                let mut res = Response::new(AssetBody::full(Bytes::from_static(
+                    br#"{"error":"integrity","message":"the stored file failed its integrity check"}"#,
+                )));
+                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                res
+            }
+        };
+        Some(response)
     }
 }
 
@@ -152,52 +216,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let head = req.method() == Method::HEAD;
-        if !(head || req.method() == Method::GET) {
-            return ResponseFuture::inner(self.inner.call(req));
+        match self.respond_static(&req) {
+            Some(response) => ResponseFuture::ready(response),
+            None => ResponseFuture::inner(self.inner.call(req)),
         }
-        let ext = req.extensions();
-        let tenant = ext
-            .get::<TenantContext>()
-            .map(|c| c.id().clone())
-            .or_else(|| ext.get::<TenantId>().cloned());
-        let Some(tenant) = tenant else {
-            return ResponseFuture::inner(self.inner.call(req));
-        };
-        let Some(path) = self.static_path(req.uri().path()) else {
-            return ResponseFuture::inner(self.inner.call(req));
-        };
-        let h = req.headers();
-        let response = match self.lookup(&tenant, &path) {
-            Found::NotStatic => return ResponseFuture::inner(self.inner.call(req)),
-            Found::Hit(o) => respond(head, h, &path, o.bytes.len() as u64, o.crc32, "hit", || {
-                AssetBody::full(o.bytes.clone())
-            }),
-            Found::Miss(o) => respond(
-                head,
-                h,
-                &path,
-                o.bytes.len() as u64,
-                o.crc32,
-                "miss",
-                || AssetBody::full(o.bytes.clone()),
-            ),
-            Found::Stream(r) => {
-                let (len, crc) = (r.len(), r.crc32());
-                respond(head, h, &path, len, crc, "stream", || AssetBody::stream(r))
-            }
-            Found::Broken => {
-                let mut res = Response::new(AssetBody::full(Bytes::from_static(
-                    br#"{"error":"integrity","message":"the stored file failed its integrity check"}"#,
-                )));
-                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                res.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                res
-            }
-        };
-        ResponseFuture::ready(response)
     }
 }
