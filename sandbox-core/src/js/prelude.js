@@ -2735,7 +2735,7 @@ class Response extends Body {
   // The Headers, or null until something asks for them (made then from
   // #contentType): a Response made without `init.headers` builds none.
   #headers;
-  #contentType = null; // while #headers is null: the default content-type, or null
+  #contentType = null; // while #headers is null: TEXT_PLAIN_UTF8 for a string body, or null
   #type = "default";
   constructor(body = null, init = undefined) {
     super();
@@ -2752,14 +2752,18 @@ class Response extends Body {
       throw new TypeError(`Response with status ${status} cannot have a body`);
     }
     const type = bodyInit(this, body, this.#headers);
-    if (this.#headers === null) this.#contentType = type;
+    if (type === TEXT_PLAIN_UTF8) this.#contentType = type;
+    else if (type !== null) {
+      // Another body's type (a Blob's, a form's) is checked and set now, as
+      // with given headers.
+      this.#headers = new Headers();
+      headersSet(this.#headers, "content-type", type);
+    }
   }
   #headersNow() {
     if (this.#headers === null) {
       const headers = new Headers();
-      // bodyInit's defaults, set as it would have set them.
-      if (this.#contentType === TEXT_PLAIN_UTF8) headersSetIfAbsent(headers, "content-type", TEXT_PLAIN_UTF8);
-      else if (this.#contentType !== null) headersSet(headers, "content-type", this.#contentType);
+      if (this.#contentType !== null) headersSetIfAbsent(headers, "content-type", this.#contentType);
       this.#headers = headers;
     }
     return this.#headers;
@@ -2774,11 +2778,7 @@ class Response extends Body {
     responseStatus = (x) => (x !== null && typeof x === "object" && #status in x ? x.#status : -1);
     responseWirePairs = (r) => {
       if (r.#headers !== null) return headersWirePairs(r.#headers);
-      const type = r.#contentType;
-      if (type === null) return [];
-      // As headersSet would store it: a type from a Blob is normalized there.
-      if (type !== TEXT_PLAIN_UTF8) return headersWirePairs(r.#headersNow());
-      return ["content-type", type];
+      return r.#contentType === null ? [] : ["content-type", r.#contentType];
     };
   }
   static json(data, init = {}) {
