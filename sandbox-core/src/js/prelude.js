@@ -2495,23 +2495,19 @@ let bodyPeekText; // the body's string, while a string body is not yet encoded; 
 // hello's Response hands it to the host, which encodes it once, in Rust.
 
 class Body {
-  #bytes = null; // the body, when it is bytes
-  #text = null; // the body, when it is a string not yet encoded (#bytes is null)
+  #bytes = null; // the body, when it is bytes; a string body until it is encoded
   #stream = null; // the body, when it is streamed; for bytes, made by `body`
   #used = false;
   // Encodes a string body into #bytes, once, before anything reads #bytes.
   static #encode(self) {
-    if (self.#text !== null) {
-      self.#bytes = utf8Encode(self.#text);
-      self.#text = null;
-    }
+    if (typeof self.#bytes === "string") self.#bytes = utf8Encode(self.#bytes);
   }
   static {
     // With `headers` null (a Response whose Headers are made on first use),
     // the default content-type is returned instead of set.
     bodyInit = (self, body, headers) => {
       if (typeof body === "string") {
-        self.#text = body;
+        self.#bytes = body;
         if (headers === null) return TEXT_PLAIN_UTF8;
         headersSetIfAbsent(headers, "content-type", TEXT_PLAIN_UTF8);
         return null;
@@ -2526,7 +2522,7 @@ class Body {
       else if (type !== null && !headersHas(headers, "content-type")) headersSet(headers, "content-type", type);
       return null;
     };
-    bodyPeekText = (self) => self.#text;
+    bodyPeekText = (self) => (typeof self.#bytes === "string" ? self.#bytes : null);
     bodyUsed = (self) => self.#used || (self.#stream !== null && rsOf(self.#stream).disturbed);
     bodyTakeBytes = (self, bytes) => {
       self.#bytes = bytes;
@@ -2539,7 +2535,6 @@ class Body {
     // has touched is still bytes: the host takes them from bodyPeekBytes()
     // and need not stream.
     bodyStreamOf = (self) => {
-      if (self.#text !== null) return null;
       const stream = self.#stream;
       return self.#bytes === null && stream !== null && wholeBytes(stream) === null ? stream : null;
     };
@@ -2637,15 +2632,13 @@ let fromHostBody = null;
 class Request extends Body {
   #method;
   #url;
-  #headers;
-  #pairs = null; // the wire pairs #headers is made of on first use
-  constructor(input, init = {}) {
+  #headers; // the Headers, or the wire pairs they are made of on first use
+  constructor(input, init = undefined) {
     super();
     if (input === FROM_HOST) {
       this.#method = fromHostMethod;
       this.#url = fromHostHref;
-      this.#headers = null;
-      this.#pairs = fromHostPairs;
+      this.#headers = fromHostPairs;
       if (fromHostBody !== null) bodyTakeBytes(this, fromHostBody);
       fromHostMethod = fromHostHref = fromHostPairs = fromHostBody = null;
       return;
@@ -2671,12 +2664,11 @@ class Request extends Body {
     bodyInit(this, body, this.#headers);
   }
   #headersNow() {
-    if (this.#headers === null) {
+    const pairs = this.#headers;
+    if (ArrayIsArray(pairs)) {
       const headers = new Headers();
-      const pairs = this.#pairs;
       for (let i = 0; i < pairs.length; i += 2) headersAppend(headers, pairs[i], pairs[i + 1]);
       this.#headers = headers;
-      this.#pairs = null;
     }
     return this.#headers;
   }
@@ -2732,11 +2724,10 @@ const NO_INIT = ObjectFreeze({ __proto__: null });
 class Response extends Body {
   #status;
   #statusText;
-  // The Headers, or null until something asks for them (made then from
-  // #contentType): a Response made without `init.headers` builds none.
+  // The Headers; until something asks for them, a Response made without
+  // `init.headers` has null, or TEXT_PLAIN_UTF8 (its default content-type)
+  // for a string body, and builds none.
   #headers;
-  #contentType = null; // while #headers is null: TEXT_PLAIN_UTF8 for a string body, or null
-  #type = "default";
   constructor(body = null, init = undefined) {
     super();
     if (!init) init = NO_INIT;
@@ -2752,7 +2743,7 @@ class Response extends Body {
       throw new TypeError(`Response with status ${status} cannot have a body`);
     }
     const type = bodyInit(this, body, this.#headers);
-    if (type === TEXT_PLAIN_UTF8) this.#contentType = type;
+    if (type === TEXT_PLAIN_UTF8) this.#headers = type;
     else if (type !== null) {
       // Another body's type (a Blob's, a form's) is checked and set now, as
       // with given headers.
@@ -2761,24 +2752,25 @@ class Response extends Body {
     }
   }
   #headersNow() {
-    if (this.#headers === null) {
+    const type = this.#headers;
+    if (type === null || typeof type === "string") {
       const headers = new Headers();
-      if (this.#contentType !== null) headersSetIfAbsent(headers, "content-type", this.#contentType);
+      if (type !== null) headersSetIfAbsent(headers, "content-type", type);
       this.#headers = headers;
     }
     return this.#headers;
   }
   static {
     responseMakeError = (r) => {
-      r.#status = 0;
-      r.#type = "error";
+      r.#status = 0; // the type "error"
       headersFreeze(r.#headersNow());
       return r;
     };
     responseStatus = (x) => (x !== null && typeof x === "object" && #status in x ? x.#status : -1);
     responseWirePairs = (r) => {
-      if (r.#headers !== null) return headersWirePairs(r.#headers);
-      return r.#contentType === null ? [] : ["content-type", r.#contentType];
+      const h = r.#headers;
+      if (h === null) return [];
+      return typeof h === "string" ? ["content-type", h] : headersWirePairs(h);
     };
   }
   static json(data, init = {}) {
@@ -2817,7 +2809,7 @@ class Response extends Body {
     return false;
   }
   get type() {
-    return this.#type;
+    return this.#status === 0 ? "error" : "default";
   }
   get url() {
     return "";
