@@ -5,6 +5,9 @@
 //! `cargo bench -p corral-benches --features engines --bench js -- --warm-up-time 1 --measurement-time 3`
 //!
 //! - `js/warm_invoke_hello`: `Registry::invoke` on a warm JS tenant.
+//! - `js/warm_invoke_plain_hello`: the same on `benches/js-ab.sh`'s module
+//!   (a Response from a string, nothing else). `JS_BENCH_QUICK=1` skips the
+//!   memory and stream reports.
 //! - `js/warm_invoke_hello_wasm_baseline`: the same on the WebAssembly hello
 //!   tenant (`sandbox-core/tests/fixtures/hello.wat`), same registry.
 //! - `js/cold_start_invoke_hello`: park, then `Registry::invoke` (reads the
@@ -96,6 +99,10 @@ const HELLO_JS: &str = r#"export default {
     });
   },
 };"#;
+/// The module `benches/js-ab.sh` serves (and workerd beside it): a Response
+/// from a string, no URL, no headers, not async.
+const PLAIN_HELLO_JS: &str =
+    r#"export default { fetch() { return new Response("Hello, world!\n") } }"#;
 const HELLO_WAT: &str = include_str!("../../sandbox-core/tests/fixtures/hello.wat");
 const MEM_TENANTS: usize = 200;
 
@@ -325,8 +332,12 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    memory_report(&rt);
-    stream_report(&rt);
+    // JS_BENCH_QUICK=1: only the timed benches (skips the memory and
+    // stream reports, which take minutes).
+    if std::env::var_os("JS_BENCH_QUICK").is_none() {
+        memory_report(&rt);
+        stream_report(&rt);
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
@@ -336,6 +347,14 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     reg.deploy(&wasm, Kind::Wasm, HELLO_WAT.as_bytes(), Limits::default())
         .unwrap();
+    let plain: TenantId = "plain-hello-js".parse().unwrap();
+    reg.deploy(
+        &plain,
+        Kind::Js,
+        PLAIN_HELLO_JS.as_bytes(),
+        Limits::default(),
+    )
+    .unwrap();
     let _guard = rt.enter();
 
     let mut g = c.benchmark_group("js");
@@ -343,6 +362,12 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let resp = reg.invoke(&js, request()).await.unwrap();
             assert_eq!(resp.body().as_bytes().map(|b| b.len()), Some(25));
+        })
+    });
+    g.bench_function("warm_invoke_plain_hello", |b| {
+        b.to_async(&rt).iter(|| async {
+            let resp = reg.invoke(&plain, request()).await.unwrap();
+            assert_eq!(resp.body().as_bytes().map(|b| b.len()), Some(14));
         })
     });
     g.bench_function("warm_invoke_hello_wasm_baseline", |b| {

@@ -9,8 +9,8 @@ use rquickjs::function::This;
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::promise::PromiseState;
 use rquickjs::{
-    Array, CatchResultExt, Coerced, Context, Ctx, Function, Module, Object, Promise, Runtime,
-    TypedArray, Value, WriteOptions,
+    Array, CatchResultExt, Coerced, Context, Ctx, FromJs, Function, Module, Object, Promise,
+    Runtime, TypedArray, Value, WriteOptions,
 };
 
 use super::budget::Budget;
@@ -551,9 +551,16 @@ impl Warm {
         let url = request_url(parts);
         // Parsed here rather than by the guest's URL class (a host call
         // that builds every component): the Request needs only the href.
-        let (url, parsed) = match url::Url::parse(&url) {
-            Ok(href) => (String::from(href), RUN_URL_PARSED),
-            Err(_) => (url, 0),
+        // Most request URLs are already in the parser's output form (an
+        // `http://` origin of plain labels, a path of plain characters): those
+        // skip the parser, whose IDNA pass on the host is most of its cost.
+        let (url, parsed) = if is_canonical_http(&url) {
+            (url, RUN_URL_PARSED)
+        } else {
+            match url::Url::parse(&url) {
+                Ok(href) => (String::from(href), RUN_URL_PARSED),
+                Err(_) => (url, 0),
+            }
         };
         let flags = parsed | if cx.kv.is_some() { RUN_HAS_KV } else { 0 };
         let mut headers = Vec::with_capacity(parts.headers.len() * 2);
@@ -901,6 +908,74 @@ pub(crate) fn request_url(parts: &http::request::Parts) -> String {
     format!("http://{host}{path}")
 }
 
+/// Whether `url::Url::parse(url)` would give back `url` itself: an
+/// `http://` URL whose host is a canonical IPv4 address or lowercase ASCII
+/// labels (none punycode, the last not a number), whose port (if any) is
+/// not 80 and has no leading zero, and whose path and query hold only
+/// characters the parser keeps as they are, with no `.` or `..` segment.
+/// Anything else is left to the parser.
+fn is_canonical_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if path.is_empty() {
+        return false; // the parser adds the "/"
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if let Some(port) = port {
+        let ok = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && !port.starts_with('0')
+            && port.parse::<u32>().is_ok_and(|p| p <= 65535 && p != 80);
+        if !ok {
+            return false;
+        }
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let plain = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with("xn--")
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let ipv4 = labels.len() == 4
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 3
+                && l.bytes().all(|b| b.is_ascii_digit())
+                && (l.len() == 1 || !l.starts_with('0'))
+                && l.parse::<u16>().is_ok_and(|n| n <= 255)
+        });
+    // A last label that is digits, or 0x and hex digits, makes the parser
+    // read the host as an IPv4 address: only the canonical form passes.
+    let last = labels.last().copied().unwrap_or("");
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || last.starts_with("0x")
+        || last.starts_with("0X");
+    let name = host.len() <= 253 && labels.iter().all(plain) && !numeric;
+    if !(ipv4 || name) {
+        return false;
+    }
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    // Characters neither percent-encoded nor rewritten by the parser in a
+    // path (and, less `'`, in a special URL's query); no `%`, whose `%2e`
+    // would be a dot segment.
+    let kept = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/".contains(&b);
+    let dots = path.split('/').any(|seg| seg == "." || seg == "..");
+    path.bytes().all(kept) && !dots && query.is_none_or(|q| q.bytes().all(|b| kept(b) || b == b'?'))
+}
+
 /// The response `internals.run` resolved to, and whether its body streams.
 fn to_response<'js>(
     ctx: &Ctx<'js>,
@@ -908,7 +983,6 @@ fn to_response<'js>(
     limits: &Limits,
 ) -> Result<(http::Response<Bytes>, bool), SandboxError> {
     let bad = |reason: String| SandboxError::BadResponse { reason };
-    let _ = ctx;
     let shape = |e: rquickjs::Error| bad(format!("unexpected response shape: {e}"));
     let triple: Array<'js> = value
         .into_array()
@@ -918,15 +992,25 @@ fn to_response<'js>(
     let count = triple.get::<Array<'js>>(1).map_err(shape)?.len() / 2;
     crate::response::check_header_count(count)?;
     let pairs: Vec<String> = triple.get(1).map_err(shape)?;
-    let body: Option<TypedArray<'js, u8>> = triple.get(2).map_err(shape)?;
+    let body: Value<'js> = triple.get(2).map_err(shape)?;
     let streamed: bool = triple.get(3).map_err(shape)?;
-    // Measured before it is copied: an oversized body never reaches the host.
-    if body.as_ref().map_or(0, |b| b.len()) as u64 > limits.max_output_bytes {
-        return Err(SandboxError::OutputTooLarge {
-            limit: limits.max_output_bytes,
-        });
-    }
-    let body = body.as_ref().map(host::copy_bytes).unwrap_or_default();
+    let too_large = || SandboxError::OutputTooLarge {
+        limit: limits.max_output_bytes,
+    };
+    // A string body (a Response made from a string, never encoded in the
+    // guest) is encoded here, once.
+    let body = if let Some(text) = body.as_string() {
+        host::string_utf8(text, limits.max_output_bytes)
+            .map_err(shape)?
+            .map_err(|_| too_large())?
+    } else {
+        let body: Option<TypedArray<'js, u8>> = Option::from_js(ctx, body).map_err(shape)?;
+        // Measured before it is copied: an oversized body never reaches the host.
+        if body.as_ref().map_or(0, |b| b.len()) as u64 > limits.max_output_bytes {
+            return Err(too_large());
+        }
+        body.as_ref().map(host::copy_bytes).unwrap_or_default()
+    };
     let mut response = http::Response::new(Bytes::from(body));
     *response.status_mut() = crate::response::guest_status(status)?;
     *response.headers_mut() =
@@ -1108,6 +1192,53 @@ fn classify(thrown: Thrown, budget: &Budget, limits: &Limits) -> SandboxError {
 
 #[cfg(test)]
 mod tests {
+    /// `is_canonical_http` says yes only where the parser gives the URL back.
+    #[test]
+    fn canonical_http_urls_are_what_the_parser_gives_back() {
+        let urls = [
+            "http://127.0.0.1:8080/apps/h/",
+            "http://localhost/",
+            "http://example.com/a/b?c=d&e=f",
+            "http://a-b.example.com:443/x",
+            "http://127.0.0.1:80/",
+            "http://127.1/",
+            "http://0x7f.0.0.1/",
+            "http://1.2.3.256/",
+            "http://01.2.3.4/",
+            "http://a.b.c.1/",
+            "http://a.0x1/",
+            "http://EXAMPLE.com/",
+            "http://xn--nxasmq6b.com/",
+            "http://xn--a.com/",
+            "http://-a.com/",
+            "http://a..b/",
+            "http://a.b./",
+            "http://a/b/../c",
+            "http://a/b/./c",
+            "http://a/b/%2e/c",
+            "http://a/b c",
+            "http://a/b?c d",
+            "http://a/b?c'd",
+            "http://a/b?c?d",
+            "http://a/b\\c",
+            "http://a:08080/",
+            "http://a:/",
+            "http://a:65536/",
+            "http://a",
+            "https://a/",
+            "http://a/~user/@x:y;z=1,2+3*4!$&()",
+            "http://a/b#c",
+        ];
+        for url in urls {
+            if super::is_canonical_http(url) {
+                let parsed = url::Url::parse(url).map(String::from);
+                assert_eq!(parsed.as_deref(), Ok(url), "{url}");
+            }
+        }
+        assert!(super::is_canonical_http("http://127.0.0.1:8080/apps/h/"));
+        assert!(super::is_canonical_http("http://example.com/a/b?c=d&e=f"));
+    }
+
     use super::*;
 
     #[test]

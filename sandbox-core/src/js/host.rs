@@ -230,6 +230,28 @@ pub(crate) fn with_bytes<R>(array: &TypedArray<'_, u8>, f: impl FnOnce(&[u8]) ->
     f(unsafe { array.as_bytes() }.unwrap_or_default())
 }
 
+/// A guest string's UTF-8, each lone surrogate U+FFFD (what `encodeUtf8`
+/// would have made of it), or `Err(len)` when its UTF-8 is over `max` bytes:
+/// an oversized body is measured in the guest's heap, never copied out.
+#[allow(unsafe_code)]
+pub(crate) fn string_utf8(
+    s: &rquickjs::String<'_>,
+    max: u64,
+) -> rquickjs::Result<Result<Vec<u8>, usize>> {
+    let text = cstring(s)?;
+    // SAFETY: as in `encode_utf8`: QuickJS's buffer for `text`, alive until
+    // `text` drops after this slice's last use; read as (WTF-8) bytes.
+    let wtf8 = unsafe { std::slice::from_raw_parts(text.as_ptr().cast::<u8>(), text.len()) };
+    if wtf8.len() as u64 > max {
+        return Ok(Err(wtf8.len()));
+    }
+    let mut out = wtf8.to_vec();
+    if std::str::from_utf8(&out).is_err() {
+        replace_lone_surrogates(&mut out);
+    }
+    Ok(Ok(out))
+}
+
 /// Copies the bytes a typed array views.
 #[allow(unsafe_code)]
 pub(crate) fn copy_bytes(array: &TypedArray<'_, u8>) -> Vec<u8> {

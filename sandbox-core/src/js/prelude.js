@@ -98,6 +98,7 @@ const MapPrototypeForEach = uncurryThis(Map.prototype.forEach);
 const MapPrototypeGet = uncurryThis(Map.prototype.get);
 const MapPrototypeHas = uncurryThis(Map.prototype.has);
 const MapPrototypeSet = uncurryThis(Map.prototype.set);
+const MapPrototypeGetSize = getter(Map.prototype, "size");
 const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
 const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
 const MathMax = Math.max;
@@ -541,6 +542,7 @@ function earliestTimer(scope) {
 }
 
 function clearScopeTimers(scope) {
+  if (MapPrototypeGetSize(timers) === 0) return;
   MapPrototypeForEach(timers, (t, id) => {
     if (t.scope === scope) MapPrototypeDelete(timers, id);
   });
@@ -2487,26 +2489,48 @@ let bodyToCopy;
 let bodyCloneTo;
 let bodyUsed;
 let bodyTakeBytes; // (body, fresh Uint8Array nobody else holds): the body, uncopied
+let bodyPeekText; // the body's string, while a string body is not yet encoded; else null
+
+// A string body is kept as the string until something needs its bytes: a
+// hello's Response hands it to the host, which encodes it once, in Rust.
 
 class Body {
-  #bytes = null; // the body, when it is bytes
+  #bytes = null; // the body, when it is bytes; a string body until it is encoded
   #stream = null; // the body, when it is streamed; for bytes, made by `body`
   #used = false;
+  // Encodes a string body into #bytes, once, before anything reads #bytes.
+  static #encode(self) {
+    if (typeof self.#bytes === "string") self.#bytes = utf8Encode(self.#bytes);
+  }
   static {
+    // With `headers` null (a Response whose Headers are made on first use),
+    // the default content-type is returned instead of set.
     bodyInit = (self, body, headers) => {
+      if (typeof body === "string") {
+        self.#bytes = body;
+        if (headers === null) return TEXT_PLAIN_UTF8;
+        headersSetIfAbsent(headers, "content-type", TEXT_PLAIN_UTF8);
+        return null;
+      }
       const extracted = extractBody(body);
       const b = extracted[0];
       const type = extracted[1];
       if (isReadableStream(b)) self.#stream = b;
       else self.#bytes = b;
+      if (headers === null) return type;
       if (type === TEXT_PLAIN_UTF8) headersSetIfAbsent(headers, "content-type", type);
       else if (type !== null && !headersHas(headers, "content-type")) headersSet(headers, "content-type", type);
+      return null;
     };
+    bodyPeekText = (self) => (typeof self.#bytes === "string" ? self.#bytes : null);
     bodyUsed = (self) => self.#used || (self.#stream !== null && rsOf(self.#stream).disturbed);
     bodyTakeBytes = (self, bytes) => {
       self.#bytes = bytes;
     };
-    bodyPeekBytes = (self) => self.#bytes ?? (self.#stream === null ? null : wholeBytes(self.#stream));
+    bodyPeekBytes = (self) => {
+      Body.#encode(self);
+      return self.#bytes ?? (self.#stream === null ? null : wholeBytes(self.#stream));
+    };
     // A stream made over bytes (`new Response(request.body)`) that nobody
     // has touched is still bytes: the host takes them from bodyPeekBytes()
     // and need not stream.
@@ -2517,6 +2541,7 @@ class Body {
     // The body of a Request made from this one: the bytes, or the stream,
     // which then moves to it (leaving this body used).
     bodyToCopy = (self) => {
+      Body.#encode(self);
       if (self.#bytes !== null || self.#stream === null) return self.#bytes;
       if (bodyUsed(self)) throw new TypeError("Body has already been used");
       self.#used = true;
@@ -2525,6 +2550,7 @@ class Body {
     // Gives `to`, a fresh Request or Response, this body too: the same
     // bytes, or one branch of a tee of the stream (this body keeps the other).
     bodyCloneTo = (self, to) => {
+      Body.#encode(self);
       if (bodyUsed(self) || (self.#stream !== null && rsOf(self.#stream).reader !== null)) {
         throw new TypeError("Body has already been used");
       }
@@ -2538,6 +2564,7 @@ class Body {
     };
   }
   #consume() {
+    Body.#encode(this);
     if (bodyUsed(this)) return PromiseReject(new TypeError("Body has already been used"));
     if (this.#stream === null) {
       // A null body has nothing to disturb: reading it gives nothing and
@@ -2554,6 +2581,7 @@ class Body {
     return bodyUsed(this);
   }
   get body() {
+    Body.#encode(this);
     if (this.#stream === null && this.#bytes !== null) {
       this.#stream = bytesStream(this.#used ? EMPTY : this.#bytes);
       // Bytes already consumed by text() etc. leave a read stream.
@@ -2595,23 +2623,24 @@ let isRequest;
 // (a fresh Uint8Array) as they are, and builds its Headers from the wire
 // pairs only when something asks for them.
 const FROM_HOST = { __proto__: null };
-let fromHost = null; // { method, href, pairs, body } while FROM_HOST is built
+// While FROM_HOST is built: its method, href, wire pairs and body.
+let fromHostMethod = null;
+let fromHostHref = null;
+let fromHostPairs = null;
+let fromHostBody = null;
 
 class Request extends Body {
   #method;
   #url;
-  #headers;
-  #pairs = null; // the wire pairs #headers is made of on first use
-  constructor(input, init = {}) {
+  #headers; // the Headers, or the wire pairs they are made of on first use
+  constructor(input, init = undefined) {
     super();
     if (input === FROM_HOST) {
-      const h = fromHost;
-      fromHost = null;
-      this.#method = h.method;
-      this.#url = h.href;
-      this.#headers = null;
-      this.#pairs = h.pairs;
-      if (h.body !== null) bodyTakeBytes(this, h.body);
+      this.#method = fromHostMethod;
+      this.#url = fromHostHref;
+      this.#headers = fromHostPairs;
+      if (fromHostBody !== null) bodyTakeBytes(this, fromHostBody);
+      fromHostMethod = fromHostHref = fromHostPairs = fromHostBody = null;
       return;
     }
     init = init || {};
@@ -2635,12 +2664,11 @@ class Request extends Body {
     bodyInit(this, body, this.#headers);
   }
   #headersNow() {
-    if (this.#headers === null) {
+    const pairs = this.#headers;
+    if (ArrayIsArray(pairs)) {
       const headers = new Headers();
-      const pairs = this.#pairs;
       for (let i = 0; i < pairs.length; i += 2) headersAppend(headers, pairs[i], pairs[i + 1]);
       this.#headers = headers;
-      this.#pairs = null;
     }
     return this.#headers;
   }
@@ -2681,44 +2709,68 @@ class Request extends Body {
 
 // --------------------------------------------------------------- Response --
 
-// The prelude's own view of a Response: [status, headers], or undefined
-// when `x` is not one (by its private fields, not instanceof or getters).
-let responseHead;
+// The status of `x`, or -1 when `x` is not a Response (by its brand).
+let responseStatus;
+// A Response's headers as wire pairs [name, value, ...], without making
+// Headers that nobody asked for.
+let responseWirePairs;
 let responseMakeError; // turns a fresh Response into a network error
+
+// `init` when none is given: no prototype, so a tenant's Object.prototype
+// adds no status or headers (WebIDL reads no properties of an undefined
+// dictionary).
+const NO_INIT = ObjectFreeze({ __proto__: null });
 
 class Response extends Body {
   #status;
   #statusText;
+  // The Headers; until something asks for them, a Response made without
+  // `init.headers` has null, or TEXT_PLAIN_UTF8 (its default content-type)
+  // for a string body, and builds none.
   #headers;
-  #type = "default";
-  constructor(body = null, init = {}) {
+  constructor(body = null, init = undefined) {
     super();
-    init = init || {};
+    if (!init) init = NO_INIT;
     const status = init.status === undefined ? 200 : Number(init.status);
     if (!Number.isInteger(status) || status < 200 || status > 599) {
       throw new RangeError(`Response status ${init.status} is outside 200..599`);
     }
     this.#status = status;
     this.#statusText = init.statusText === undefined ? "" : String(init.statusText);
-    this.#headers = new Headers(init.headers);
+    const headers = init.headers;
+    this.#headers = headers === undefined ? null : new Headers(headers);
     if ((status === 204 || status === 205 || status === 304) && body !== null && body !== undefined) {
       throw new TypeError(`Response with status ${status} cannot have a body`);
     }
-    bodyInit(this, body, this.#headers);
+    const type = bodyInit(this, body, this.#headers);
+    if (type === TEXT_PLAIN_UTF8) this.#headers = type;
+    else if (type !== null) {
+      // Another body's type (a Blob's, a form's) is checked and set now, as
+      // with given headers.
+      this.#headers = new Headers();
+      headersSet(this.#headers, "content-type", type);
+    }
+  }
+  #headersNow() {
+    const type = this.#headers;
+    if (type === null || typeof type === "string") {
+      const headers = new Headers();
+      if (type !== null) headersSetIfAbsent(headers, "content-type", type);
+      this.#headers = headers;
+    }
+    return this.#headers;
   }
   static {
     responseMakeError = (r) => {
-      r.#status = 0;
-      r.#type = "error";
-      headersFreeze(r.#headers);
+      r.#status = 0; // the type "error"
+      headersFreeze(r.#headersNow());
       return r;
     };
-    responseHead = (x) => {
-      try {
-        return [x.#status, x.#headers];
-      } catch {
-        return undefined;
-      }
+    responseStatus = (x) => (x !== null && typeof x === "object" && #status in x ? x.#status : -1);
+    responseWirePairs = (r) => {
+      const h = r.#headers;
+      if (h === null) return [];
+      return typeof h === "string" ? ["content-type", h] : headersWirePairs(h);
     };
   }
   static json(data, init = {}) {
@@ -2751,13 +2803,13 @@ class Response extends Body {
     return this.#status >= 200 && this.#status <= 299;
   }
   get headers() {
-    return this.#headers;
+    return this.#headersNow();
   }
   get redirected() {
     return false;
   }
   get type() {
-    return this.#type;
+    return this.#status === 0 ? "error" : "default";
   }
   get url() {
     return "";
@@ -2766,7 +2818,7 @@ class Response extends Body {
     const r = new Response(null, {
       status: this.#status,
       statusText: this.#statusText,
-      headers: this.#headers,
+      headers: this.#headersNow(),
     });
     bodyCloneTo(this, r);
     return r;
@@ -4180,6 +4232,87 @@ const streams = new Map();
 // The scopes whose read settled since the host last asked.
 let readyScopes = [];
 
+// The `ctx` a fetch handler gets. Its methods are on the prototype (no
+// closures per request); its waits are behind a private field, which only
+// the prelude reads, so a tenant that patches the prototype changes only
+// what its own handler calls.
+const CTX_KEY = { __proto__: null };
+let ctxWaits; // (ctx) -> its waitUntil promises, or null when none
+
+class ExecutionContext {
+  #waits = null;
+  constructor(key) {
+    if (key !== CTX_KEY) throw new TypeError("Illegal constructor");
+  }
+  static {
+    ctxWaits = (ctx) => ctx.#waits;
+  }
+  waitUntil(p) {
+    const settled = PromisePrototypeCatch(PromiseResolve(p), logError);
+    if (this.#waits === null) this.#waits = [settled];
+    else ArrayPrototypePush(this.#waits, settled);
+  }
+  passThroughOnException() {}
+}
+
+// The rest of `internals.run` for a handler's `result` that is not a
+// Response with its head known at once: a promise, a streamed body, waits,
+// or not a Response at all. Returns the head, or a promise of it.
+function finish(scope, result, ctx) {
+  // The head, when it is known before `run` returns: no promise.
+  let early = null;
+  let thrown = false;
+  let error;
+  let done = null;
+  const resolve = (record) => {
+    if (done === null) early = record;
+    else done.resolve(record);
+  };
+  const reject = (e) => {
+    if (done !== null) return done.reject(e);
+    thrown = true;
+    error = e;
+  };
+  const respond = (response) => {
+    try {
+      const status = responseStatus(response);
+      if (status < 0) {
+        throw badResponse(`fetch() must return a Response, got ${inspect(response)}`);
+      }
+      if (status === 0) throw badResponse("fetch() returned Response.error(), a network error");
+      const pairs = responseWirePairs(response);
+      const stream = bodyStreamOf(response);
+      if (stream !== null) {
+        MapPrototypeSet(streams, scope, { __proto__: null, r: rsAcquireReader(rsOf(stream)), read: null });
+        return resolve(headRecord(status, pairs, null, true));
+      }
+      const text = bodyPeekText(response);
+      const record = headRecord(status, pairs, text !== null ? text : bodyPeekBytes(response), false);
+      const waits = ctxWaits(ctx);
+      if (waits === null) resolve(record);
+      else PromisePrototypeThen(allFulfilled(waits), () => resolve(record));
+    } catch (e) {
+      reject(e);
+    }
+  };
+  // The handler's result is never used to resolve a promise: that would
+  // look up `then` on it (a Response, or the handler's promise) and run
+  // whatever a tenant put there.
+  try {
+    if (responseStatus(result) >= 0) respond(result);
+    else if (!thenIfPromise(result, respond, reject)) {
+      // A thenable of the tenant's, or not a Response at all.
+      PromisePrototypeThen(PromiseResolve(result), respond, reject);
+    }
+  } catch (e) {
+    reject(e);
+  }
+  if (early !== null) return early;
+  if (thrown) throw error;
+  done = deferred();
+  return done.promise;
+}
+
 const internals = {
   // Validates the tenant module's namespace and keeps its fetch handler.
   setModule(ns) {
@@ -4207,7 +4340,10 @@ const internals = {
     let request;
     if ((flags & 2) !== 0 && (method === "GET" || method === "POST" || method === "HEAD" || method === "PUT" ||
         method === "DELETE" || method === "OPTIONS" || method === "PATCH")) {
-      fromHost = { __proto__: null, method, href: url, pairs: headerPairs, body: body == null ? null : body };
+      fromHostMethod = method;
+      fromHostHref = url;
+      fromHostPairs = headerPairs;
+      fromHostBody = body == null ? null : body;
       request = new Request(FROM_HOST);
     } else {
       const headers = new Headers();
@@ -4217,66 +4353,19 @@ const internals = {
     }
     const env = {};
     if (hasKv) env.KV = KV;
-    const waits = [];
-    const ctx = ObjectFreeze({
-      waitUntil(p) {
-        ArrayPrototypePush(waits, PromisePrototypeCatch(PromiseResolve(p), logError));
-      },
-      passThroughOnException() {},
-    });
-    // The head, when it is known before `run` returns (a handler that
-    // returns a Response, with nothing passed to waitUntil): no promise.
-    let early = null;
-    let thrown = false;
-    let error;
-    let done = null;
-    const resolve = (record) => {
-      if (done === null) early = record;
-      else done.resolve(record);
-    };
-    const reject = (e) => {
-      if (done !== null) return done.reject(e);
-      thrown = true;
-      error = e;
-    };
-    const respond = (response) => {
-      try {
-        const head = responseHead(response);
-        if (head === undefined) {
-          throw badResponse(`fetch() must return a Response, got ${inspect(response)}`);
-        }
-        if (head[0] === 0) throw badResponse("fetch() returned Response.error(), a network error");
-        const pairs = headersWirePairs(head[1]);
-        const stream = bodyStreamOf(response);
-        if (stream !== null) {
-          MapPrototypeSet(streams, scope, { __proto__: null, r: rsAcquireReader(rsOf(stream)), read: null });
-          return resolve(headRecord(head[0], pairs, null, true));
-        }
-        const bytes = bodyPeekBytes(response);
-        const record = headRecord(head[0], pairs, bytes, false);
-        if (waits.length === 0) resolve(record);
-        else PromisePrototypeThen(allFulfilled(waits), () => resolve(record));
-      } catch (e) {
-        reject(e);
+    const ctx = new ExecutionContext(CTX_KEY);
+    // A handler that returns a Response at once, with nothing passed to
+    // waitUntil and a body that is not streamed: its head, with no closures.
+    const result = handler.fetch(request, env, ctx);
+    const status = responseStatus(result);
+    if (status > 0 && ctxWaits(ctx) === null) {
+      const text = bodyPeekText(result);
+      if (text !== null) return headRecord(status, responseWirePairs(result), text, false);
+      if (bodyStreamOf(result) === null) {
+        return headRecord(status, responseWirePairs(result), bodyPeekBytes(result), false);
       }
-    };
-    // The handler's result is never used to resolve a promise: that would
-    // look up `then` on it (a Response, or the handler's promise) and run
-    // whatever a tenant put there.
-    try {
-      const result = handler.fetch(request, env, ctx);
-      if (responseHead(result) !== undefined) respond(result);
-      else if (!thenIfPromise(result, respond, reject)) {
-        // A thenable of the tenant's, or not a Response at all.
-        PromisePrototypeThen(PromiseResolve(result), respond, reject);
-      }
-    } catch (e) {
-      reject(e);
     }
-    if (early !== null) return early;
-    if (thrown) throw error;
-    done = deferred();
-    return done.promise;
+    return finish(scope, result, ctx);
   },
 
   // Starts reading the next chunk of `scope`'s stream, unless a read is

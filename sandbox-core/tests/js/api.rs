@@ -748,3 +748,81 @@ async fn the_host_request_keeps_its_headers_through_copies_and_clones() {
         .unwrap();
     assert_eq!(std::str::from_utf8(resp.body()).unwrap(), "GET g true");
 }
+
+/// A Response made from a string hands the host its body and its default
+/// content-type straight from its private fields: what a tenant patches on
+/// the prototypes (getters, `Object.prototype`, the ctx's methods) or in a
+/// subclass changes nothing the host sends, and the Headers a handler asks
+/// for afterwards are the ones sent.
+#[tokio::test]
+async fn jsfast3_a_string_response_reaches_the_host_as_made() {
+    let t = Tenant::new(
+        "jsfast3-fast",
+        r#"
+        const trap = () => { throw new Error("hijacked"); };
+        Object.defineProperty(Object.prototype, "status", { get: () => 500, configurable: true });
+        Object.defineProperty(Object.prototype, "headers", { get: () => ({ "x-evil": "1" }), configurable: true });
+        Object.defineProperty(Response.prototype, "status", { get: () => 404 });
+        Object.defineProperty(Response.prototype, "headers", { get: trap });
+        class Lying extends Response {
+            get body() { return "lie"; }
+        }
+        let n = 0;
+        export default { fetch(request, env, ctx) {
+            n++;
+            Object.getPrototypeOf(ctx).waitUntil = trap;
+            if (n === 1) return new Response("plain \ud800 end");
+            if (n === 2) return new Lying("from a subclass");
+            if (n === 3) return new Response("with headers", { __proto__: null, headers: { "x-a": "b" } });
+            return new Response(new Blob(["blob"], { type: "Text/X-Y" }));
+        } }
+        "#,
+        Limits::default(),
+    );
+    let r = t.get("/").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body().as_ref(), "plain \u{FFFD} end".as_bytes());
+    assert_eq!(r.headers()["content-type"], "text/plain;charset=UTF-8");
+    assert!(r.headers().get("x-evil").is_none());
+    let r = t.get("/").await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.body().as_ref()),
+        (200, &b"from a subclass"[..])
+    );
+    let r = t.get("/").await.unwrap();
+    assert_eq!(r.body().as_ref(), b"with headers");
+    assert_eq!(r.headers()["x-a"], "b");
+    assert_eq!(r.headers()["content-type"], "text/plain;charset=UTF-8");
+    assert!(r.headers().get("x-evil").is_none());
+    let r = t.get("/").await.unwrap();
+    assert_eq!(r.body().as_ref(), b"blob");
+    assert_eq!(r.headers()["content-type"], "text/x-y");
+}
+
+/// The lazily made Headers of a Response are the ones it sends: a handler
+/// that edits them, or reads a string body back, sees and sends what a
+/// Response with eager Headers would.
+#[tokio::test]
+async fn jsfast3_lazy_response_headers_and_text_bodies_behave_as_eager_ones() {
+    let t = Tenant::new(
+        "jsfast3-lazy",
+        r#"export default { async fetch(request, env, ctx) {
+            const r = new Response("héllo");
+            r.headers.set("x-len", String((await r.clone().text()).length));
+            r.headers.delete("content-type");
+            const s = new Response("abc");
+            const bytes = await s.bytes();
+            let waited = false;
+            ctx.waitUntil(Promise.resolve().then(() => { waited = true; }));
+            const e = Response.error();
+            r.headers.set("x-seen", [s.bodyUsed, bytes.length, e.status, e.headers.has("content-type"), typeof ctx.passThroughOnException].join(","));
+            return r;
+        } }"#,
+        Limits::default(),
+    );
+    let r = t.get("/").await.unwrap();
+    assert_eq!(r.body().as_ref(), "héllo".as_bytes());
+    assert!(r.headers().get("content-type").is_none());
+    assert_eq!(r.headers()["x-len"], "5");
+    assert_eq!(r.headers()["x-seen"], "true,3,0,false,function");
+}
