@@ -247,11 +247,7 @@ impl PyPlatform {
             }
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(
-                std::thread::available_parallelism()
-                    .map_or(2, |n| n.get())
-                    .max(2),
-            )
+            .worker_threads(corral::worker_threads().max(2))
             .thread_name("corral")
             .enable_all()
             .build()?;

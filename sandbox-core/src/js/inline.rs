@@ -12,7 +12,9 @@
 //! What bounds the cost to others:
 //! - at most `workers - 1` requests run inline at once in the process, so at
 //!   least one worker is never inside tenant code, even when a built-in that
-//!   does not tick (a large `sort`, say) keeps one past the bound;
+//!   does not tick (a large `sort`, say) keeps one past the bound (hosts run
+//!   one worker more than cores, [`crate::worker_threads`], so that reserve
+//!   is a thread and not a core);
 //! - only a multi-threaded tokio runtime runs anything inline;
 //! - a tenant whose request had to move runs its next [`SKIP_AFTER_MOVE`]
 //!   requests on blocking threads directly.

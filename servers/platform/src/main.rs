@@ -26,7 +26,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    // One worker more than cores: see `corral::worker_threads`.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(corral::worker_threads())
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
