@@ -12,7 +12,8 @@
 /// thread and back (two thread switches, more than a hello's JavaScript
 /// costs). One extra worker lets every core run a request inline and still
 /// keeps a worker out of tenant code; when there is no JS work it is one
-/// more parked thread. BENCHMARKS.md ("Worker threads") has the figures.
+/// more parked thread. BENCHMARKS.md ("Stop 32: one worker more than
+/// cores") has the figures.
 ///
 /// `TOKIO_WORKER_THREADS`, set to a positive number, wins, as it does for
 /// tokio's own default.
