@@ -44,7 +44,7 @@ pub use service::SandboxService;
 #[cfg(feature = "v8")]
 pub use v8_engine::{V8Backend, V8Program};
 pub use wasm::WasmBackend;
-pub use workers::worker_threads;
+pub use workers::{size_workers, worker_threads};
 
 pub use corral_limits::{self as limits_layers, InvalidTenantId, TenantId};
 pub use corral_metering as metering;

@@ -15,37 +15,31 @@
 /// more parked thread. BENCHMARKS.md ("Stop 32: one worker more than
 /// cores") has the figures.
 ///
-/// `TOKIO_WORKER_THREADS`, set to a positive number, wins, as it does for
-/// tokio's own default.
+/// Hosts apply it with [`size_workers`], which leaves tokio's own
+/// `TOKIO_WORKER_THREADS` in charge when an operator sets it.
 ///
 /// ```
-/// let workers = corral::worker_threads();
-/// assert!(workers >= 2);
-/// let runtime = tokio::runtime::Builder::new_multi_thread()
-///     .worker_threads(workers)
-///     .enable_all()
-///     .build()
-///     .unwrap();
-/// assert_eq!(runtime.metrics().num_workers(), workers);
+/// let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// assert_eq!(corral::worker_threads(), cores + 1);
 /// ```
 pub fn worker_threads() -> usize {
-    if let Some(n) = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-    {
-        return n;
-    }
     std::thread::available_parallelism().map_or(1, |n| n.get()) + 1
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn one_more_than_the_cores() {
-        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-            let cores = std::thread::available_parallelism().unwrap().get();
-            assert_eq!(super::worker_threads(), cores + 1);
-        }
+/// Gives `builder` [`worker_threads`] workers, unless `TOKIO_WORKER_THREADS`
+/// is set: then tokio reads it as usual (and refuses a value that is not a
+/// positive number when the runtime is built).
+///
+/// ```
+/// let mut builder = tokio::runtime::Builder::new_multi_thread();
+/// let runtime = corral::size_workers(&mut builder).enable_all().build().unwrap();
+/// if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+///     assert_eq!(runtime.metrics().num_workers(), corral::worker_threads());
+/// }
+/// ```
+pub fn size_workers(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(worker_threads());
     }
+    builder
 }

@@ -246,8 +246,7 @@ impl PyPlatform {
                 Some(temp)
             }
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(corral::worker_threads().max(2))
+        let runtime = corral::size_workers(&mut tokio::runtime::Builder::new_multi_thread())
             .thread_name("corral")
             .enable_all()
             .build()?;

@@ -27,8 +27,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // One worker more than cores: see `corral::worker_threads`.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(corral::worker_threads())
+    let runtime = corral::size_workers(&mut tokio::runtime::Builder::new_multi_thread())
         .enable_all()
         .build()
         .expect("tokio runtime");
