@@ -152,11 +152,16 @@ mod switches {
         compiler_fence(SeqCst);
     }
 
+    /// Whether the flag is still up (and the thread still registered: a
+    /// thread whose registration went would never see it lowered).
     fn armed(area: usize) -> bool {
         compiler_fence(SeqCst);
-        // SAFETY: as in `arm`; the kernel writes this field only between
+        // SAFETY: as in `arm`; the kernel writes these fields only between
         // this thread's instructions (on its way back to user space).
-        unsafe { read_volatile((area + RSEQ_CS) as *const u64) == descriptor() }
+        unsafe {
+            read_volatile((area + RSEQ_CS) as *const u64) == descriptor()
+                && read_volatile((area + CPU_ID) as *const i32) >= 0
+        }
     }
 
     fn monotonic_ns() -> u64 {
