@@ -338,6 +338,8 @@ mod tests {
         stop.store(true, Relaxed);
         spinners.into_iter().for_each(|t| t.join().unwrap());
         let kernel = Duration::from_nanos(kernel);
+        // `--nocapture` shows the figures (BENCHMARKS.md cites them).
+        eprintln!("meter {meter:?}, kernel clock {kernel:?}, wall {wall:?}");
         // The thread was off its CPU for much of the run: sleeping, and
         // preempted by the spinners.
         assert!(wall > kernel * 5 / 4, "no contention: {wall:?} wall, {kernel:?} CPU");
