@@ -84,7 +84,9 @@ mod switches {
     static SIGNATURE: [u32; 2] = [RSEQ_SIG, 0];
 
     /// An empty critical section: no instruction is ever inside it, so the
-    /// kernel never aborts to it, only clears the pointer to it.
+    /// kernel never aborts to it, only clears the pointer to it (reading it
+    /// first: it must stay mapped, which a program, or an extension module
+    /// that is never unloaded as CPython's are not, guarantees).
     static DESCRIPTOR: OnceLock<Descriptor> = OnceLock::new();
 
     /// `Some(offset of the rseq area from the thread pointer)` when this
