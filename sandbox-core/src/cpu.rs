@@ -84,9 +84,9 @@ mod switches {
     static SIGNATURE: [u32; 2] = [RSEQ_SIG, 0];
 
     /// An empty critical section: no instruction is ever inside it, so the
-    /// kernel never aborts to it, only clears the pointer to it (reading it
-    /// first: it must stay mapped, which a program, or an extension module
-    /// that is never unloaded as CPython's are not, guarantees).
+    /// kernel never aborts to it, only clears the pointer to it. The kernel
+    /// reads it first, so it must stay mapped: true of a program, and of an
+    /// extension module, which CPython never unloads.
     static DESCRIPTOR: OnceLock<Descriptor> = OnceLock::new();
 
     /// `Some(offset of the rseq area from the thread pointer)` when this
