@@ -15,7 +15,8 @@
 # Needs wrk (installed from Debian with apt-get when missing and we may) and npm.
 # Loopback only; bounded in time.
 # SKIP_WORKERD=1 leaves workerd out. PROFILE=1 profiles corral-server with perf
-# during its runs and prints how many samples have a SQLite frame.
+# during its runs and prints how many samples have a SQLite frame. RUNS=N runs the
+# whole sequence N times over the same servers and prints the median of each ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -137,6 +138,9 @@ run() {
   echo "$rps" > "$tmp/rps.$label"
 }
 
+runs=${RUNS:-1}
+for r in $(seq "$runs"); do
+[ "$runs" -gt 1 ] && echo "## run $r of $runs"
 echo "wrk -t2 -c$conns -d${secs}s, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| server | requests/s | p50 | p99 |"
@@ -149,9 +153,21 @@ run bare-2 "http://$bare/"
 echo
 awk -v b1="$(cat "$tmp/rps.bare-1")" -v b2="$(cat "$tmp/rps.bare-2")" \
     -v js="$(cat "$tmp/rps.corral-js")" -v wasm="$(cat "$tmp/rps.corral-wasm")" \
-    -v wd="$(cat "$tmp/rps.workerd" 2>/dev/null || echo 0)" 'BEGIN {
+    -v wd="$(cat "$tmp/rps.workerd" 2>/dev/null || echo 0)" -v out="$tmp/ratios" 'BEGIN {
   bare = (b1 + b2) / 2
   printf "requests/s ratio to bare hyper (mean of both bare runs, %.0f/s): JS %.3f, WebAssembly %.3f", bare, js / bare, wasm / bare
   if (wd > 0) printf ", workerd %.3f; Corral JS / workerd %.2f", wd / bare, js / wd
   printf "\n"
+  printf "%.3f %.3f %.3f\n", js / bare, wasm / bare, (wd > 0 ? js / wd : 0) >> out
 }'
+done
+# RUNS=N: the whole sequence N times over the same servers, then the median of
+# each ratio (the box is shared and noisy: one run can land on either side of a goal).
+if [ "$runs" -gt 1 ]; then
+  median() { cut -d' ' -f"$1" "$tmp/ratios" | sort -g | awk '{v[NR] = $1} END {
+    printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  echo
+  printf 'median of %d runs: JS / bare %s, WebAssembly / bare %s' "$runs" "$(median 1)" "$(median 2)"
+  [ -n "$workerd" ] && printf ', Corral JS / workerd %s' "$(median 3)"
+  printf '\n'
+fi
