@@ -140,26 +140,26 @@ run() {
 
 runs=${RUNS:-1}
 for r in $(seq "$runs"); do
-[ "$runs" -gt 1 ] && echo "## run $r of $runs"
-echo "wrk -t2 -c$conns -d${secs}s, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo
-echo "| server | requests/s | p50 | p99 |"
-echo "|---|---|---|---|"
-run bare-1 "http://$bare/"
-run corral-js "http://$corral/apps/hello-js/"
-run corral-wasm "http://$corral/apps/hello-wasm/"
-[ -n "$workerd" ] && run workerd "http://127.0.0.1:$port/"
-run bare-2 "http://$bare/"
-echo
-awk -v b1="$(cat "$tmp/rps.bare-1")" -v b2="$(cat "$tmp/rps.bare-2")" \
-    -v js="$(cat "$tmp/rps.corral-js")" -v wasm="$(cat "$tmp/rps.corral-wasm")" \
-    -v wd="$(cat "$tmp/rps.workerd" 2>/dev/null || echo 0)" -v out="$tmp/ratios" 'BEGIN {
-  bare = (b1 + b2) / 2
-  printf "requests/s ratio to bare hyper (mean of both bare runs, %.0f/s): JS %.3f, WebAssembly %.3f", bare, js / bare, wasm / bare
-  if (wd > 0) printf ", workerd %.3f; Corral JS / workerd %.2f", wd / bare, js / wd
-  printf "\n"
-  printf "%.3f %.3f %.3f\n", js / bare, wasm / bare, (wd > 0 ? js / wd : 0) >> out
-}'
+  [ "$runs" -gt 1 ] && echo "## run $r of $runs"
+  echo "wrk -t2 -c$conns -d${secs}s, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  echo "| server | requests/s | p50 | p99 |"
+  echo "|---|---|---|---|"
+  run bare-1 "http://$bare/"
+  run corral-js "http://$corral/apps/hello-js/"
+  run corral-wasm "http://$corral/apps/hello-wasm/"
+  [ -n "$workerd" ] && run workerd "http://127.0.0.1:$port/"
+  run bare-2 "http://$bare/"
+  echo
+  awk -v b1="$(cat "$tmp/rps.bare-1")" -v b2="$(cat "$tmp/rps.bare-2")" \
+      -v js="$(cat "$tmp/rps.corral-js")" -v wasm="$(cat "$tmp/rps.corral-wasm")" \
+      -v wd="$(cat "$tmp/rps.workerd" 2>/dev/null || echo 0)" -v out="$tmp/ratios" 'BEGIN {
+    bare = (b1 + b2) / 2
+    printf "requests/s ratio to bare hyper (mean of both bare runs, %.0f/s): JS %.3f, WebAssembly %.3f", bare, js / bare, wasm / bare
+    if (wd > 0) printf ", workerd %.3f; Corral JS / workerd %.2f", wd / bare, js / wd
+    printf "\n"
+    printf "%.3f %.3f %.3f\n", js / bare, wasm / bare, (wd > 0 ? js / wd : 0) >> out
+  }'
 done
 # RUNS=N: the whole sequence N times over the same servers, then the median of
 # each ratio (the box is shared and noisy: one run can land on either side of a goal).

@@ -8,7 +8,7 @@
 //! tenth of its throughput. Where the thread's restartable-sequences area
 //! can tell whether the thread has been switched out since the last read
 //! (Linux with glibc's rseq registration, x86-64; checked once per process),
-//! [`thread_now`] reads the kernel clock only after a switch and otherwise
+//! [`thread_now_ns`] reads the kernel clock only after a switch and otherwise
 //! adds the raw monotonic clock's elapsed time (vDSO, no system call) to
 //! that read: a thread that was never switched out was on its CPU the whole
 //! time. The two differ only by interrupt and hypervisor time inside a
@@ -21,14 +21,14 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// The CPU time the calling thread has used so far (never less than the
-/// last value it returned on this thread).
-pub(crate) fn thread_now() -> Duration {
+/// The CPU time the calling thread has used so far, in nanoseconds (never
+/// less than the last value it returned on this thread).
+pub(crate) fn thread_now_ns() -> u64 {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
     if let Some(ns) = switches::now_ns() {
-        return Duration::from_nanos(ns);
+        return ns;
     }
-    Duration::from_nanos(kernel_thread_clock_ns())
+    kernel_thread_clock_ns()
 }
 
 /// The kernel's CPU clock of the calling thread (a system call).
@@ -247,15 +247,11 @@ impl CpuTime {
 
     /// Adds the CPU time `f` takes on this thread.
     pub(crate) fn time<R>(&self, f: impl FnOnce() -> R) -> R {
-        let start = thread_now();
+        let start = thread_now_ns();
         let out = f();
-        self.add(thread_now().saturating_sub(start));
+        self.0
+            .fetch_add(thread_now_ns().saturating_sub(start), Relaxed);
         out
-    }
-
-    fn add(&self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.0.fetch_add(ns, Relaxed);
     }
 
     /// Runs `fut`, adding the CPU time of each of its polls (whatever
@@ -320,10 +316,10 @@ mod tests {
                 })
             })
             .collect();
-        let (mut meter, mut kernel) = (Duration::ZERO, 0u64);
+        let (mut meter, mut kernel) = (0u64, 0u64);
         let started = std::time::Instant::now();
         for i in 0..2_000u32 {
-            let (m0, k0) = (thread_now(), kernel_thread_clock_ns());
+            let (m0, k0) = (thread_now_ns(), kernel_thread_clock_ns());
             let mut x = 0u64;
             for k in 0..20_000u64 {
                 x = std::hint::black_box(x.wrapping_add(k));
@@ -331,7 +327,7 @@ mod tests {
             if i % 10 == 0 {
                 std::thread::sleep(Duration::from_micros(200));
             }
-            let (m1, k1) = (thread_now(), kernel_thread_clock_ns());
+            let (m1, k1) = (thread_now_ns(), kernel_thread_clock_ns());
             assert!(m1 >= m0, "the meter ran backwards");
             meter += m1 - m0;
             kernel += k1 - k0;
@@ -339,7 +335,7 @@ mod tests {
         let wall = started.elapsed();
         stop.store(true, Relaxed);
         spinners.into_iter().for_each(|t| t.join().unwrap());
-        let kernel = Duration::from_nanos(kernel);
+        let (meter, kernel) = (Duration::from_nanos(meter), Duration::from_nanos(kernel));
         // `--nocapture` shows the figures (BENCHMARKS.md cites them).
         eprintln!("meter {meter:?}, kernel clock {kernel:?}, wall {wall:?}");
         // The thread was off its CPU for much of the run: sleeping, and

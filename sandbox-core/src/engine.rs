@@ -201,7 +201,7 @@ impl WasmEngine {
             .map_err(|e| SandboxError::internal("building the wasmtime engine", e))?;
         // The CPU meter checks once per process how it can read (a short
         // sleep): here, so that no request pays for it.
-        crate::cpu::thread_now();
+        crate::cpu::thread_now_ns();
         let running = Arc::new(AtomicBool::new(true));
         let ticker = EpochTicker {
             running: running.clone(),

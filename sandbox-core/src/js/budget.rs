@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::SandboxError;
+use crate::cpu::thread_now_ns;
 
 /// How many interpreter poll points (function calls and backward jumps)
 /// QuickJS runs between two calls of the interrupt handler. One unit of
@@ -93,26 +94,26 @@ impl Budget {
         if self.inline_until_ns.swap(0, Relaxed) == 0 {
             return;
         }
-        let before = cpu_ns();
+        let before = thread_now_ns();
         if super::inline::hop(true) {
             // The thread CPU clock is per thread: carry what the entry used
             // on the worker, and start again on the thread it is on now.
             let start = self.cpu_start_ns.load(Relaxed);
             self.cpu_carried_ns
                 .fetch_add(before.saturating_sub(start), Relaxed);
-            self.cpu_start_ns.store(cpu_ns(), Relaxed);
+            self.cpu_start_ns.store(thread_now_ns(), Relaxed);
         }
     }
 
     /// Starts timing an entry's CPU time (on whatever threads it runs).
     pub(crate) fn start_cpu(&self) {
         self.cpu_carried_ns.store(0, Relaxed);
-        self.cpu_start_ns.store(cpu_ns(), Relaxed);
+        self.cpu_start_ns.store(thread_now_ns(), Relaxed);
     }
 
     /// CPU time used since [`Budget::start_cpu`].
     pub(crate) fn cpu_used(&self) -> Duration {
-        let here = cpu_ns().saturating_sub(self.cpu_start_ns.load(Relaxed));
+        let here = thread_now_ns().saturating_sub(self.cpu_start_ns.load(Relaxed));
         Duration::from_nanos(self.cpu_carried_ns.load(Relaxed).saturating_add(here))
     }
 
@@ -167,11 +168,6 @@ impl Budget {
             _ => None,
         }
     }
-}
-
-/// This thread's CPU clock in nanoseconds.
-fn cpu_ns() -> u64 {
-    u64::try_from(crate::cpu::thread_now().as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
