@@ -412,14 +412,21 @@ impl Warm {
         });
         budget.close();
         built?;
-        Ok(Self {
+        let warm = Self {
             context,
             runtime,
             budget,
             host,
             scopes: std::sync::atomic::AtomicU64::new(0),
             heap_sample: parking_lot::Mutex::new(None),
-        })
+        };
+        // Sampled here, on the thread that just built a heap of this size:
+        // the first request then finds a fresh sample, and neither walks the
+        // heap again nor moves off its async worker to do so (an unmeasured
+        // heap counts as a long walk). That hop was a blocking-pool round
+        // trip on every JS cold start.
+        warm.heap_bytes_sampled();
+        Ok(warm)
     }
 
     /// Bytes QuickJS has allocated for this runtime, and what its
