@@ -322,9 +322,13 @@ pub(crate) struct Warm {
     host: Arc<HostState>,
     /// The last scope number handed out (one per request).
     scopes: std::sync::atomic::AtomicU64,
-    /// The last [`heap_bytes`](Self::heap_bytes) reading and when it was
-    /// taken, for [`heap_bytes_sampled`](Self::heap_bytes_sampled).
-    heap_sample: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
+    /// When the last [`heap_bytes`](Self::heap_bytes) reading was taken, and
+    /// what it read, for [`heap_bytes_sampled`](Self::heap_bytes_sampled).
+    /// The first is taken by the build, on the thread that has just made
+    /// the heap: a cold start's first request then finds it fresh, and
+    /// neither walks the heap again nor moves off its async worker to do so
+    /// (that was a blocking-pool round trip on every JS cold start).
+    heap_sample: parking_lot::Mutex<(std::time::Instant, u64)>,
 }
 
 impl std::fmt::Debug for Warm {
@@ -352,6 +356,14 @@ fn internals<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, SandboxError> {
             message: "the JavaScript runtime lost its internals".into(),
             source: None,
         })
+}
+
+/// Bytes QuickJS has allocated for `runtime`, and what its WebAssembly holds
+/// (`host`): [`Warm::heap_bytes`], also read by the build before the
+/// [`Warm`] exists.
+fn heap_bytes_of(runtime: &Runtime, host: &HostState) -> u64 {
+    let wasm = host.wasm_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    u64::try_from(runtime.memory_usage().malloc_size.saturating_add(wasm as _)).unwrap_or(0)
 }
 
 impl Warm {
@@ -412,21 +424,15 @@ impl Warm {
         });
         budget.close();
         built?;
-        let warm = Self {
+        let heap = heap_bytes_of(&runtime, &host);
+        Ok(Self {
             context,
             runtime,
             budget,
             host,
             scopes: std::sync::atomic::AtomicU64::new(0),
-            heap_sample: parking_lot::Mutex::new(None),
-        };
-        // Sampled here, on the thread that just built a heap of this size:
-        // the first request then finds a fresh sample, and neither walks the
-        // heap again nor moves off its async worker to do so (an unmeasured
-        // heap counts as a long walk). That hop was a blocking-pool round
-        // trip on every JS cold start.
-        warm.heap_bytes_sampled();
-        Ok(warm)
+            heap_sample: parking_lot::Mutex::new((std::time::Instant::now(), heap)),
+        })
     }
 
     /// Bytes QuickJS has allocated for this runtime, and what its
@@ -434,17 +440,7 @@ impl Warm {
     /// every object in the heap, so this costs time in proportion to the
     /// heap (3.5 ms with 1,000 open streams).
     pub(crate) fn heap_bytes(&self) -> u64 {
-        let wasm = self
-            .host
-            .wasm_bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        u64::try_from(
-            self.runtime
-                .memory_usage()
-                .malloc_size
-                .saturating_add(wasm as _),
-        )
-        .unwrap_or(0)
+        heap_bytes_of(&self.runtime, &self.host)
     }
 
     /// [`heap_bytes`](Self::heap_bytes), read at most once per
@@ -452,14 +448,10 @@ impl Warm {
     /// large heap does not slow every request.
     pub(crate) fn heap_bytes_sampled(&self) -> u64 {
         let mut sample = self.heap_sample.lock();
-        match *sample {
-            Some((at, bytes)) if at.elapsed() < HEAP_SAMPLE_EVERY => bytes,
-            _ => {
-                let bytes = self.heap_bytes();
-                *sample = Some((std::time::Instant::now(), bytes));
-                bytes
-            }
+        if sample.0.elapsed() >= HEAP_SAMPLE_EVERY {
+            *sample = (std::time::Instant::now(), self.heap_bytes());
         }
+        sample.1
     }
 
     /// The next entry runs on an async worker: it moves to a blocking thread
@@ -469,14 +461,11 @@ impl Warm {
     }
 
     /// Whether [`heap_bytes_sampled`](Self::heap_bytes_sampled) would walk
-    /// the heap now, and the heap is large enough (or not yet measured)
-    /// for the walk to take longer than a request should hold an async
-    /// worker.
+    /// the heap now, and the heap is large enough for the walk to take
+    /// longer than a request should hold an async worker.
     pub(crate) fn heap_walk_is_long(&self) -> bool {
-        match *self.heap_sample.lock() {
-            Some((at, bytes)) => at.elapsed() >= HEAP_SAMPLE_EVERY && bytes > LONG_HEAP_WALK_BYTES,
-            None => true,
-        }
+        let (at, bytes) = *self.heap_sample.lock();
+        at.elapsed() >= HEAP_SAMPLE_EVERY && bytes > LONG_HEAP_WALK_BYTES
     }
 
     /// Runs one request under the request's fuel and wall clock. A body
